@@ -1,0 +1,1 @@
+"""The `hecate` command line: the only place that turns errors into exit codes."""

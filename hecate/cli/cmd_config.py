@@ -1,0 +1,41 @@
+"""`hecate config check`."""
+
+from __future__ import annotations
+
+import typer
+
+from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
+from hecate.config import DEFAULT_CONFIG_PATH, load_config, secret_file_warnings
+from hecate.errors import ConfigError
+
+app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
+
+
+@app.command("check")
+def check(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
+    """Validate a config file; list every invalid field by its path (exit 2 when invalid).
+
+    Also warns when a secret file (ups.password_file, coordination.token_file) is missing or
+    readable by group or others.
+    """
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        if as_json:
+            emit_json({"valid": False, "error": str(exc), "problems": exc.problems})
+        else:
+            typer.echo(f"error: {exc}", err=True)
+            for problem in exc.problems:
+                typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    warnings = secret_file_warnings(loaded)
+    if as_json:
+        emit_json({"valid": True, "warnings": warnings, "config": loaded.model_dump(mode="json")})
+        return
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    nodes = loaded.nodes
+    typer.echo(
+        f"{config}: valid ({len(nodes.servers)} server(s), {len(nodes.agents)} agent(s), "
+        f"role {loaded.coordination.role}, UPS {loaded.ups.target})"
+    )

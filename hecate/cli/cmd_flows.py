@@ -1,0 +1,178 @@
+"""`hecate startup` and `hecate shutdown`: dry-run plans by default, guarded execution."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from hecate.cli.common import (
+    EXIT_REFUSED,
+    ConfigOpt,
+    JsonOpt,
+    budget_for,
+    emit_json,
+    load,
+    now,
+    read_ups,
+)
+from hecate.cli.execute import execute_flow, exit_code_for_report
+from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.errors import HecateError, StateError
+from hecate.flows.shutdown import ShutdownOptions, run_shutdown
+from hecate.flows.startup import StartupOptions, run_startup
+from hecate.guards import StartupOverrides, startup_refusals
+from hecate.plan import PlannedStage, shutdown_plan, startup_plan
+from hecate.readings import CommError, Poll
+from hecate.state import StateStore
+
+ExecuteOpt = Annotated[
+    bool, typer.Option("--execute", help="Really do it. Without it only the plan is printed.")
+]
+
+
+class Mode(StrEnum):
+    poweroff = "poweroff"
+    cluster_only = "cluster-only"
+
+
+def _print_plan(title: str, stages: list[PlannedStage], footer: str) -> None:
+    typer.echo(title)
+    for number, stage in enumerate(stages, start=1):
+        nodes = f"  [{', '.join(stage.nodes)}]" if stage.nodes else ""
+        typer.echo(f"  {number:>2}. {stage.name:<16} {stage.description}{nodes}")
+    typer.echo(footer)
+
+
+def _plan_json(stages: list[PlannedStage]) -> list[dict[str, object]]:
+    return [{"name": s.name, "description": s.description, "nodes": list(s.nodes)} for s in stages]
+
+
+def _safe_read_ups(cfg: HecateConfig) -> Poll:
+    try:
+        return read_ups(cfg)
+    except HecateError as exc:
+        return CommError(str(exc))
+
+
+def startup_command(
+    config: ConfigOpt = DEFAULT_CONFIG_PATH,
+    execute: ExecuteOpt = False,
+    force_flux_branch: Annotated[
+        str | None,
+        typer.Option("--force-flux-branch", help="Point Flux's GitRepository at this branch."),
+    ] = None,
+    allow_peer_startup: Annotated[
+        bool, typer.Option("--allow-peer-startup", help="Allow startup on a peer host.")
+    ] = False,
+    auto_peer_failover: Annotated[
+        bool,
+        typer.Option(
+            "--auto-peer-failover",
+            help="On a peer: ask the coordinator to start up; start locally only when the "
+            "coordinator cannot be reached.",
+        ),
+    ] = False,
+    allow_on_battery: Annotated[
+        bool, typer.Option("--allow-on-battery", help="Start even while the UPS is on battery.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bring the cluster up in stages (dry run unless --execute).
+
+    Servers, API, agents, Nodes Ready, Flux resumed.
+
+    Refused (exit 3) on a peer host, on battery, below startup.min_battery_charge, or while
+    a shutdown intent is active and not stale. Dry-run unless --execute.
+    """
+    cfg = load(config)
+    stamp = now()
+    intent = StateStore(cfg.state_dir).read_intent(stamp)
+    ups = _safe_read_ups(cfg)
+    overrides = StartupOverrides(
+        allow_peer_startup=allow_peer_startup or auto_peer_failover,
+        allow_on_battery=allow_on_battery,
+    )
+    refusals = startup_refusals(cfg, intent, ups, stamp, overrides)
+    stages = startup_plan(cfg, force_flux_branch=force_flux_branch)
+    if as_json:
+        emit_json(
+            {
+                "command": "startup",
+                "execute": execute,
+                "refused": [{"guard": r.guard, "message": r.message} for r in refusals],
+                "plan": _plan_json(stages),
+            }
+        )
+    else:
+        for refusal in refusals:
+            typer.echo(f"refused ({refusal.guard}): {refusal.message}", err=True)
+        if not refusals:
+            _print_plan(
+                "startup plan:", stages, "" if execute else "dry run: add --execute to start up"
+            )
+    if refusals:
+        raise typer.Exit(EXIT_REFUSED)
+    if execute:
+        options = StartupOptions(force_flux_branch, overrides, reason="manual startup")
+        report = execute_flow(cfg, lambda ctx: run_startup(ctx, options), as_json=as_json)
+        raise typer.Exit(exit_code_for_report(report))
+
+
+def shutdown_command(
+    config: ConfigOpt = DEFAULT_CONFIG_PATH,
+    execute: ExecuteOpt = False,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            "--mode",
+            help="poweroff: stop Kubernetes and power the hosts off. cluster-only: stop "
+            "Kubernetes, leave hosts running (maintenance).",
+        ),
+    ] = Mode.poweroff,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why; recorded in the intent and run history.")
+    ] = "manual",
+    skip_drain: Annotated[bool, typer.Option("--skip-drain", help="Do not drain agents.")] = False,
+    skip_etcd_snapshot: Annotated[
+        bool, typer.Option("--skip-etcd-snapshot", help="Do not take an etcd snapshot first.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Shut the cluster down in stages (dry run unless --execute).
+
+    Flux suspended, nodes cordoned, k3s-agent stopped on agents, k3s on servers, then hardware
+    poweroff (in poweroff mode). The plan shows the nodes, the stages and the estimated duration.
+    """
+    cfg = load(config)
+    try:
+        runs = StateStore(cfg.state_dir).load_runs()
+    except StateError:
+        runs = []
+    budget = budget_for(cfg, runs)
+    stages = shutdown_plan(
+        cfg, mode=mode.value, skip_drain=skip_drain, skip_etcd_snapshot=skip_etcd_snapshot
+    )
+    if as_json:
+        emit_json(
+            {
+                "command": "shutdown",
+                "execute": execute,
+                "mode": mode.value,
+                "reason": reason,
+                "estimated_duration_s": budget.estimate_s,
+                "plan": _plan_json(stages),
+            }
+        )
+    else:
+        _print_plan(
+            f"shutdown plan ({mode.value}, estimated {budget.estimate_s:.0f}s from "
+            f"{budget.source}):",
+            stages,
+            "" if execute else "dry run: add --execute to shut down",
+        )
+    if execute:
+        options = ShutdownOptions(mode.value, reason, skip_drain, skip_etcd_snapshot)
+        report = execute_flow(cfg, lambda ctx: run_shutdown(ctx, options), as_json=as_json)
+        raise typer.Exit(exit_code_for_report(report))

@@ -1,0 +1,63 @@
+"""`hecate replay`: run a recorded UPS trace through the policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hecate.cli.common import ConfigOpt, JsonOpt, budget_for, policy_params
+from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config
+from hecate.errors import StateError
+from hecate.replay import replay
+from hecate.state import StateStore
+from hecate.trace import load_trace
+
+
+def replay_command(
+    trace: Annotated[Path, typer.Argument(help="JSON-lines UPS trace (see README).")],
+    config: ConfigOpt = DEFAULT_CONFIG_PATH,
+    as_json: JsonOpt = False,
+    use_default_config: Annotated[
+        bool, typer.Option("--default-config", help="Ignore --config; use built-in defaults.")
+    ] = False,
+) -> None:
+    """Feed a recorded UPS trace through the shutdown policy and print each decision change.
+
+    The budget comes from the state_dir's run history when there is one, else from
+    default_budget_seconds. With --json each line is an object with t, event, reason,
+    threshold_s and runtime_s.
+    """
+    cfg = HecateConfig() if use_default_config else load_config(config)
+    try:
+        runs = StateStore(cfg.state_dir).load_runs()
+    except StateError as exc:
+        typer.echo(f"warning: {exc}; using the fallback budget", err=True)
+        runs = []
+    budget = budget_for(cfg, runs)
+    points = load_trace(trace)
+    events = replay(points, policy_params(cfg, budget))
+    if not as_json:
+        typer.echo(
+            f"budget {budget.estimate_s:.0f}s ({budget.source}, {budget.samples} sample(s)), "
+            f"threshold {budget.threshold_s:.0f}s, debounce {cfg.ups.debounce_polls} polls"
+        )
+    for ev in events:
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "t": ev.t,
+                        "event": ev.event,
+                        "reason": ev.reason,
+                        "threshold_s": ev.threshold_s,
+                        "runtime_s": ev.runtime_s,
+                        "charge_pct": ev.charge_pct,
+                        "count": ev.count,
+                    }
+                )
+            )
+        else:
+            typer.echo(f"t={ev.t:>8.1f}s  {ev.event:<18} {ev.reason}")

@@ -1,0 +1,94 @@
+"""`hecate status`: intent, budget, recent runs and the UPS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from hecate.cli.common import ConfigOpt, JsonOpt, budget_for, emit_json, load, now, read_ups
+from hecate.config import DEFAULT_CONFIG_PATH
+from hecate.errors import HecateError, StateError
+from hecate.intent import is_stale
+from hecate.readings import CommError
+from hecate.state import StateStore
+
+
+def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
+    """Show the intent, the shutdown budget, the last runs and the UPS.
+
+    Intent: state, since, reason, whether it is stale. Budget: estimate_s, threshold_s, source,
+    samples.
+    """
+    cfg = load(config)
+    store = StateStore(cfg.state_dir)
+    stamp = now()
+    problems: list[str] = []
+    intent = store.read_intent(stamp)
+    try:
+        runs = store.load_runs()
+    except StateError as exc:
+        problems.append(str(exc))
+        runs = []
+    budget = budget_for(cfg, runs)
+    max_age = cfg.coordination.startup_guard_max_age_seconds
+    try:
+        poll = read_ups(cfg)
+    except HecateError as exc:
+        poll = CommError(str(exc))
+    ups: dict[str, Any]
+    if isinstance(poll, CommError):
+        ups = {"readable": False, "error": poll.message, "kind": poll.kind}
+    else:
+        ups = {
+            "readable": True,
+            "status": " ".join(sorted(poll.status)),
+            "on_battery": poll.on_battery,
+            "runtime_s": poll.runtime_s,
+            "charge_pct": poll.charge_pct,
+            "load_pct": poll.load_pct,
+        }
+    stale = is_stale(intent, stamp, max_age)
+    report = {
+        "intent": {
+            "state": intent.state.value,
+            "since": intent.since,
+            "age_s": round(stamp - intent.since, 1),
+            "reason": intent.reason,
+            "host": intent.host,
+            "run_id": intent.run_id,
+            "stale": stale,
+        },
+        "budget": {
+            "estimate_s": budget.estimate_s,
+            "threshold_s": budget.threshold_s,
+            "source": budget.source,
+            "samples": budget.samples,
+        },
+        "runs": [run.to_json() for run in runs[-5:]],
+        "ups": ups,
+        "problems": problems,
+    }
+    if as_json:
+        emit_json(report)
+        return
+    stale_text = " (stale: no longer blocks startup)" if stale else ""
+    typer.echo(
+        f"intent:  {intent.state.value}{stale_text}, {intent.age_text(stamp)} on {intent.host}"
+    )
+    typer.echo(f"         reason: {intent.reason}")
+    typer.echo(
+        f"budget:  {budget.estimate_s:.0f}s from {budget.source} ({budget.samples} sample(s)); "
+        f"shutdown when runtime < {budget.threshold_s:.0f}s"
+    )
+    if ups["readable"]:
+        typer.echo(
+            f"ups:     {ups['status']} runtime={ups['runtime_s']}s charge={ups['charge_pct']}%"
+        )
+    else:
+        typer.echo(f"ups:     not readable: {ups['error']}")
+    typer.echo("runs:" if runs else "runs:    none recorded")
+    for run in runs[-5:]:
+        typer.echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")
+    for problem in problems:
+        typer.echo(f"problem: {problem}", err=True)

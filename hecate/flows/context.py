@@ -1,0 +1,190 @@
+"""What a flow needs from the outside world, as small typed ports, and the stage recorder."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hecate.ansible_port import Ansible, PlaybookRequest, PlaybookResult
+from hecate.config import HecateConfig
+from hecate.errors import HecateError
+from hecate.kube import FluxKind, FluxObject, NodeInfo, PodRef, WorkloadInfo, WorkloadKind
+from hecate.readings import Poll
+from hecate.runs import StageRecord
+from hecate.state import StateStore
+
+
+class FlowAbortedError(HecateError):
+    """The flow was asked to stop (e.g. a new outage during startup)."""
+
+
+class KubeApi(Protocol):
+    """The Kubernetes calls the flows make (hecate.kube.Kube implements it)."""
+
+    def readyz(self) -> bool: ...
+    def nodes(self) -> list[NodeInfo]: ...
+    def set_unschedulable(self, node: str, value: bool) -> None: ...
+    def pods_on_node(self, node: str) -> list[PodRef]: ...
+    def evict(self, pod: PodRef) -> None: ...
+    def delete_pod(self, pod: PodRef, *, grace_s: int = 0) -> None: ...
+    def workload(self, kind: WorkloadKind, namespace: str, name: str) -> WorkloadInfo: ...
+    def scale(self, kind: WorkloadKind, namespace: str, name: str, replicas: int) -> None: ...
+    def flux_objects(self, kind: FluxKind) -> list[FluxObject]: ...
+    def flux_object(self, kind: FluxKind, namespace: str, name: str) -> FluxObject: ...
+    def set_suspend(self, kind: FluxKind, namespace: str, name: str, suspend: bool) -> None: ...
+    def request_reconcile(self, kind: FluxKind, namespace: str, name: str, at: str) -> None: ...
+    def set_git_branch(self, namespace: str, name: str, branch: str) -> None: ...
+    def apply(self, manifest: dict[str, Any]) -> str: ...
+
+
+ProgressFn = Callable[[str, str, str], None]  # (stage, status, detail)
+
+
+def no_progress(stage: str, status: str, detail: str) -> None:
+    """The default progress sink: silent."""
+
+
+@dataclass
+class FlowContext:
+    config: HecateConfig
+    ansible: Ansible
+    kube: KubeApi
+    store: StateStore
+    read_ups: Callable[[], Poll] | None = None
+    progress: ProgressFn = no_progress
+    cancel: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # ok | partial | failed | skipped | warning
+    duration_s: float
+    detail: str = ""
+    nodes: dict[str, str] = field(default_factory=dict)  # node -> ok | unreachable | failed
+
+    def record(self) -> StageRecord:
+        return StageRecord(self.name, round(self.duration_s, 3), self.status, self.detail)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "duration_s": round(self.duration_s, 3),
+            "detail": self.detail,
+            "nodes": self.nodes,
+        }
+
+
+@dataclass
+class Stage:
+    """Mutable while a stage runs; the recorder turns it into a StageResult."""
+
+    name: str
+    status: str = "ok"
+    detail: str = ""
+    nodes: dict[str, str] = field(default_factory=dict)
+
+    def note(self, text: str) -> None:
+        self.detail = f"{self.detail}; {text}" if self.detail else text
+
+
+class StageRecorder:
+    def __init__(self, ctx: FlowContext) -> None:
+        self.ctx = ctx
+        self.results: list[StageResult] = []
+        self.fallbacks: list[str] = []
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[Stage]:
+        if self.ctx.cancel.is_set():
+            raise FlowAbortedError(f"stopped before stage {name}")
+        current = Stage(name)
+        self.ctx.progress(name, "running", "")
+        started = time.monotonic()
+        try:
+            yield current
+        except HecateError as exc:
+            current.status = "failed"
+            current.note(str(exc))
+            raise
+        finally:
+            result = StageResult(
+                name, current.status, time.monotonic() - started, current.detail, current.nodes
+            )
+            self.results.append(result)
+            self.ctx.progress(name, result.status, result.detail)
+
+
+def new_run_id(kind: str, now: float) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return f"{kind}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def apply_playbook_result(stage: Stage, result: PlaybookResult, nodes: list[str]) -> None:
+    """Per-node outcome from the runner's stats; a stage with any bad node is partial."""
+    for node in nodes:
+        stats = result.hosts.get(node)
+        if stats is None:
+            stage.nodes[node] = "ok" if result.ok else "unknown"
+        elif stats.unreachable:
+            stage.nodes[node] = "unreachable"
+        elif stats.failed:
+            stage.nodes[node] = "failed"
+        else:
+            stage.nodes[node] = "ok"
+    bad = sorted(n for n, s in stage.nodes.items() if s != "ok")
+    if result.timed_out:
+        stage.status = "failed"
+        stage.note(f"timed out after {result.duration_s:.0f}s")
+    elif bad:
+        stage.status = "partial"
+        stage.note(", ".join(f"{n} {stage.nodes[n]}" for n in bad))
+
+
+def run_playbook(
+    ctx: FlowContext, stage: Stage, playbook: str, nodes: list[str], **extravars: Any
+) -> PlaybookResult:
+    timeout = ctx.config.shutdown.stop_timeout_seconds + 60
+    request = PlaybookRequest(playbook, limit=nodes, extravars=extravars, timeout_s=timeout)
+
+    def on_event(event: Any) -> None:
+        if event.status in ("ok", "changed", "failed", "unreachable"):
+            ctx.progress(stage.name, event.status, f"{event.host}: {event.task}")
+
+    result = ctx.ansible.run(request, on_event=on_event, cancel=ctx.cancel)
+    if result.canceled:
+        raise FlowAbortedError(f"{playbook} was cancelled")
+    apply_playbook_result(stage, result, nodes)
+    return result
+
+
+def wait_until(
+    ctx: FlowContext, check: Callable[[], bool], timeout_s: float, interval_s: float = 1.0
+) -> bool:
+    """Poll `check` until it is true or `timeout_s` passes; honours cancellation."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if ctx.cancel.is_set():
+            raise FlowAbortedError("stopped while waiting")
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        ctx.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
+
+
+def privilege_vars(config: HecateConfig) -> dict[str, Any]:
+    mode = config.node_privilege
+    return {
+        "k3s_service_privilege": mode,
+        "node_power_privilege": mode,
+        "etcd_snapshot_privilege": mode,
+    }

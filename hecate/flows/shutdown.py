@@ -1,0 +1,246 @@
+"""The staged shutdown: Flux suspended, nodes cordoned (and drained), etcd snapshot, k3s-agent
+stopped on agents, k3s on servers, then hardware poweroff. An unreachable node never stops the
+others; it makes the run's outcome partial."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from hecate.errors import HecateError, KubeError
+from hecate.flows.context import (
+    FlowAbortedError,
+    FlowContext,
+    KubeApi,
+    Stage,
+    StageRecorder,
+    new_run_id,
+    privilege_vars,
+    run_playbook,
+    wait_until,
+)
+from hecate.flows.ledger import Ledger, load_ledger, save_ledger
+from hecate.flows.report import FlowReport, outcome_of, record_interrupted
+from hecate.intent import IntentState
+from hecate.kube import FluxKind, PodRef
+from hecate.plan import ShutdownMode
+from hecate.runs import Outcome, RunRecord
+from hecate.statefiles import exclusive_lock
+
+
+@dataclass(frozen=True)
+class ShutdownOptions:
+    mode: ShutdownMode = "poweroff"
+    reason: str = "manual"
+    skip_drain: bool = False
+    skip_etcd_snapshot: bool = False
+
+
+def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
+    """Carry out a shutdown under the state dir's exclusive lock; always records the run."""
+    config = ctx.config
+    with exclusive_lock(config.state_dir, "shutdown"):
+        started = ctx.clock()
+        previous = ctx.store.read_intent(started)
+        run_id = new_run_id("shutdown", started)
+        if previous.state is IntentState.SHUTTING_DOWN and previous.run_id:
+            record_interrupted(ctx, previous.run_id, previous.since, "shutdown")
+        ctx.store.set_intent(
+            IntentState.SHUTTING_DOWN, reason=options.reason, run_id=run_id, now=started
+        )
+        recorder = StageRecorder(ctx)
+        message = ""
+        try:
+            _stages(ctx, recorder, options, run_id)
+            outcome = outcome_of(recorder.results)
+        except FlowAbortedError as exc:
+            outcome, message = Outcome.ABORTED, str(exc)
+        except HecateError as exc:
+            outcome, message = Outcome.FAILED, str(exc)
+        ended = ctx.clock()
+        report = FlowReport(
+            "shutdown", run_id, outcome, started, ended, recorder.results, message=message
+        )
+        ctx.store.record_run(
+            RunRecord(
+                run_id,
+                "shutdown",
+                started,
+                ended,
+                outcome,
+                options.reason,
+                options.mode,
+                tuple(s.record() for s in recorder.results),
+            ),
+            keep=config.shutdown.runs_kept,
+        )
+        if outcome in (Outcome.SUCCESS, Outcome.PARTIAL):
+            ctx.store.set_intent(
+                IntentState.SHUTDOWN_COMPLETE,
+                reason=f"{options.reason} ({outcome.value})",
+                run_id=run_id,
+                now=ended,
+            )
+        return report
+
+
+def _stages(
+    ctx: FlowContext, recorder: StageRecorder, options: ShutdownOptions, run_id: str
+) -> None:
+    config = ctx.config
+    ledger = load_ledger(config.state_dir)  # resume: keep what an interrupted run recorded
+    ledger.run_id = run_id
+    api_up = ctx.kube.readyz()
+    _api_stages(ctx, recorder, options, ledger, api_up=api_up)
+    _node_stages(ctx, recorder, options, run_id)
+    save_ledger(config.state_dir, ledger)
+
+
+def _api_stages(
+    ctx: FlowContext,
+    recorder: StageRecorder,
+    options: ShutdownOptions,
+    ledger: Ledger,
+    *,
+    api_up: bool,
+) -> None:
+    config = ctx.config
+    agents = config.nodes.agents
+    with recorder.stage("flux_suspend") as stage:
+        if api_up:
+            _suspend_flux(ctx, stage, ledger)
+        else:
+            stage.status, stage.detail = "skipped", "API unreachable"
+
+    with recorder.stage("cordon") as stage:
+        if api_up:
+            _cordon(ctx, stage, ledger)
+        else:
+            stage.status, stage.detail = "skipped", "API unreachable"
+
+    if config.shutdown.drain and not options.skip_drain and agents:
+        with recorder.stage("drain") as stage:
+            if api_up:
+                _drain(ctx, stage, agents)
+            else:
+                stage.status, stage.detail = "skipped", "API unreachable"
+
+
+def _node_stages(
+    ctx: FlowContext, recorder: StageRecorder, options: ShutdownOptions, run_id: str
+) -> None:
+    config = ctx.config
+    servers, agents = config.nodes.servers, config.nodes.agents
+    if config.shutdown.etcd_snapshot and not options.skip_etcd_snapshot and servers:
+        with recorder.stage("etcd_snapshot") as stage:
+            extravars = {
+                "etcd_snapshot_name": f"hecate-{run_id}",
+                "etcd_snapshot_timeout_s": int(config.shutdown.etcd_snapshot_timeout_seconds),
+                "etcd_snapshot_required": False,
+                **privilege_vars(config),
+            }
+            result = run_playbook(ctx, stage, "etcd_snapshot", servers[:1], **extravars)
+            if stage.status != "ok" or not result.ok:
+                # A failed snapshot is reported but never blocks a power-triggered shutdown.
+                stage.status = "warning"
+                stage.note("snapshot failed; shutdown continues")
+
+    stop_vars = {
+        "k3s_service_timeout_s": int(config.shutdown.stop_timeout_seconds),
+        "k3s_service_use_killall": config.shutdown.use_killall,
+        **privilege_vars(config),
+    }
+    with recorder.stage("stop_agents") as stage:
+        if agents:
+            run_playbook(ctx, stage, "stop_agents", agents, **stop_vars)
+        else:
+            stage.status = "skipped"
+    with recorder.stage("stop_servers") as stage:
+        if servers:
+            run_playbook(ctx, stage, "stop_servers", servers, **stop_vars)
+        else:
+            stage.status = "skipped"
+
+    if options.mode == "poweroff":
+        managed = set(config.managed_nodes())
+        power_vars = {"node_power_mode": config.shutdown.poweroff_method, **privilege_vars(config)}
+        for name, group in (("poweroff_agents", agents), ("poweroff_servers", servers)):
+            targets = [n for n in group if n in managed]
+            with recorder.stage(name) as stage:
+                if targets:
+                    run_playbook(ctx, stage, "poweroff", targets, **power_vars)
+                else:
+                    stage.status, stage.detail = "skipped", "no managed nodes"
+
+
+def _suspend_flux(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
+    already: list[str] = []
+    kinds: tuple[FluxKind, ...] = ("Kustomization", "HelmRelease")
+    for kind in kinds:
+        try:
+            objects = ctx.kube.flux_objects(kind)
+        except KubeError as exc:
+            stage.status = "partial"
+            stage.note(f"{kind}s: {exc}")
+            continue
+        for obj in objects:
+            if obj.suspended:
+                if obj.key not in ledger.suspended:
+                    already.append(obj.key)
+                continue
+            ctx.kube.set_suspend(obj.kind, obj.namespace, obj.name, True)
+            ledger.add_suspended(obj.key)
+            save_ledger(ctx.config.state_dir, ledger)
+    stage.note(f"suspended {len(ledger.suspended)}, already suspended {len(already)}")
+
+
+def _cordon(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
+    wanted = set(ctx.config.nodes.all)
+    for node in ctx.kube.nodes():
+        if node.name not in wanted:
+            continue
+        if not node.unschedulable:
+            ctx.kube.set_unschedulable(node.name, True)
+            ledger.add_cordoned(node.name)
+            save_ledger(ctx.config.state_dir, ledger)
+        stage.nodes[node.name] = "ok"
+
+
+def _node_empty(kube: KubeApi, node: str) -> bool:
+    return not kube.pods_on_node(node)
+
+
+def _drain(ctx: FlowContext, stage: Stage, agents: list[str]) -> None:
+    """Evict, then delete, then delete without grace: each step gets a third of the timeout."""
+    kube = ctx.kube
+    step_s = ctx.config.shutdown.drain_timeout_seconds / 3
+    escalations: tuple[tuple[str, Callable[[PodRef], None]], ...] = (
+        ("evicted", kube.evict),
+        ("deleted", lambda pod: kube.delete_pod(pod, grace_s=30)),
+        ("force-deleted", lambda pod: kube.delete_pod(pod, grace_s=0)),
+    )
+    for node in agents:
+        try:
+            pods = kube.pods_on_node(node)
+            how = "empty"
+            for label, action in escalations:
+                if not pods:
+                    break
+                for pod in pods:
+                    # A PDB refusal or a vanished pod: the next escalation handles it.
+                    with contextlib.suppress(KubeError):
+                        action(pod)
+                how = label
+                wait_until(ctx, partial(_node_empty, kube, node), step_s)
+                pods = kube.pods_on_node(node)
+        except KubeError as exc:
+            stage.nodes[node] = "failed"
+            stage.status = "partial"
+            stage.note(f"{node}: {exc}")
+            continue
+        stage.nodes[node] = "failed" if pods else "ok"
+        stage.note(f"{node}: {len(pods)} pod(s) remain" if pods else f"{node}: {how}")
+        if pods:
+            stage.status = "partial"

@@ -1,0 +1,257 @@
+"""The staged startup: servers together, API, agents, Nodes Ready, uncordon, Flux resumed, and the
+Flux/Gitea deadlock fallback (Gitea brought up outside Flux when Flux's own source is down)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import cast
+
+import yaml
+
+from hecate.errors import GuardRefusedError, HecateError, KubeError
+from hecate.flows.context import (
+    FlowAbortedError,
+    FlowContext,
+    Stage,
+    StageRecorder,
+    new_run_id,
+    privilege_vars,
+    run_playbook,
+    wait_until,
+)
+from hecate.flows.ledger import Ledger, load_ledger, save_ledger, split_key
+from hecate.flows.report import FlowReport, now_rfc3339, outcome_of, record_interrupted
+from hecate.guards import StartupOverrides, startup_refusals
+from hecate.intent import IntentState
+from hecate.kube import FluxKind, WorkloadKind
+from hecate.runs import Outcome, RunRecord
+from hecate.statefiles import exclusive_lock
+
+BOOTSTRAP_CACHE = "bootstrap-cache"
+
+
+@dataclass(frozen=True)
+class StartupOptions:
+    force_flux_branch: str | None = None
+    overrides: StartupOverrides = field(default_factory=StartupOverrides)
+    reason: str = "manual"
+
+
+def check_guards(ctx: FlowContext, options: StartupOptions) -> None:
+    """Raise GuardRefusedError listing every refusal; the CLI maps it to exit 3."""
+    now = ctx.clock()
+    intent = ctx.store.read_intent(now)
+    ups = ctx.read_ups() if ctx.read_ups is not None else None
+    refusals = startup_refusals(ctx.config, intent, ups, now, options.overrides)
+    if refusals:
+        raise GuardRefusedError("; ".join(f"{r.guard}: {r.message}" for r in refusals))
+
+
+def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
+    config = ctx.config
+    with exclusive_lock(config.state_dir, "startup"):
+        check_guards(ctx, options)
+        started = ctx.clock()
+        previous = ctx.store.read_intent(started)
+        if previous.state is IntentState.STARTUP_IN_PROGRESS and previous.run_id:
+            record_interrupted(ctx, previous.run_id, previous.since, "startup")
+        run_id = new_run_id("startup", started)
+        ctx.store.set_intent(
+            IntentState.STARTUP_IN_PROGRESS, reason=options.reason, run_id=run_id, now=started
+        )
+        recorder = StageRecorder(ctx)
+        message = ""
+        try:
+            _stages(ctx, recorder, options)
+            outcome = outcome_of(recorder.results)
+        except FlowAbortedError as exc:
+            outcome, message = Outcome.ABORTED, str(exc)
+        except HecateError as exc:
+            outcome, message = Outcome.FAILED, str(exc)
+        ended = ctx.clock()
+        ctx.store.record_run(
+            RunRecord(
+                run_id,
+                "startup",
+                started,
+                ended,
+                outcome,
+                options.reason,
+                "",
+                tuple(s.record() for s in recorder.results),
+            ),
+            keep=config.shutdown.runs_kept,
+        )
+        if outcome in (Outcome.SUCCESS, Outcome.PARTIAL):
+            ctx.store.set_intent(
+                IntentState.NORMAL, reason=f"startup {outcome.value}", run_id=run_id, now=ended
+            )
+        # FAILED or ABORTED: the intent stays startup_in_progress so `status` shows where it
+        # stopped; a shutdown may take over, and a new startup resumes.
+        return FlowReport(
+            "startup",
+            run_id,
+            outcome,
+            started,
+            ended,
+            recorder.results,
+            fallbacks=recorder.fallbacks,
+            message=message,
+        )
+
+
+def _stages(ctx: FlowContext, recorder: StageRecorder, options: StartupOptions) -> None:
+    config = ctx.config
+    servers, agents = config.nodes.servers, config.nodes.agents
+    start_vars = {
+        "k3s_service_timeout_s": int(config.startup.api_timeout_seconds),
+        **privilege_vars(config),
+    }
+    with recorder.stage("start_servers") as stage:
+        # All servers at once: etcd needs a quorum, and one-at-a-time starts wait on each other.
+        run_playbook(ctx, stage, "start_servers", servers, **start_vars)
+    with recorder.stage("wait_api") as stage:
+        if not wait_until(ctx, ctx.kube.readyz, config.startup.api_timeout_seconds):
+            raise KubeError(
+                f"the API did not become ready within {config.startup.api_timeout_seconds:.0f}s"
+            )
+    with recorder.stage("start_agents") as stage:
+        if agents:
+            run_playbook(ctx, stage, "start_agents", agents, **start_vars)
+        else:
+            stage.status = "skipped"
+    ledger = load_ledger(config.state_dir)
+    with recorder.stage("nodes_ready") as stage:
+        _wait_nodes_ready(ctx, stage, ledger)
+    with recorder.stage("flux_resume") as stage:
+        _resume_flux(ctx, stage, ledger, options)
+    with recorder.stage("flux_ready") as stage:
+        _flux_ready_or_fallback(ctx, stage, recorder)
+
+
+def _wait_nodes_ready(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
+    wanted = set(ctx.config.nodes.all)
+
+    def all_ready() -> bool:
+        try:
+            ready = {n.name for n in ctx.kube.nodes() if n.ready}
+        except KubeError:
+            return False
+        return wanted <= ready
+
+    wait_until(ctx, all_ready, ctx.config.startup.nodes_ready_timeout_seconds)
+    nodes = {n.name: n for n in ctx.kube.nodes()}
+    for name in sorted(wanted):
+        info = nodes.get(name)
+        stage.nodes[name] = "ok" if info is not None and info.ready else "not_ready"
+    stragglers = [n for n, s in stage.nodes.items() if s != "ok"]
+    if stragglers:
+        stage.status = "partial"
+        stage.note(f"not Ready: {', '.join(stragglers)}")
+    # Uncordon only what Hecate cordoned; nodes an operator cordoned stay cordoned.
+    for name in list(ledger.cordoned):
+        if name in nodes:
+            ctx.kube.set_unschedulable(name, False)
+        ledger.cordoned.remove(name)
+        save_ledger(ctx.config.state_dir, ledger)
+
+
+def _resume_flux(ctx: FlowContext, stage: Stage, ledger: Ledger, options: StartupOptions) -> None:
+    startup = ctx.config.startup
+    branch = options.force_flux_branch or startup.force_flux_branch
+    if branch:
+        ctx.kube.set_git_branch(startup.flux_namespace, startup.flux_git_repository, branch)
+        stage.note(f"GitRepository branch set to {branch}")
+    resumed = 0
+    for key in list(ledger.suspended):
+        kind, namespace, name = split_key(key)
+        try:
+            ctx.kube.set_suspend(cast(FluxKind, kind), namespace, name, False)
+            resumed += 1
+        except KubeError as exc:
+            stage.status = "partial"
+            stage.note(f"{key}: {exc}")
+            continue
+        ledger.suspended.remove(key)
+        save_ledger(ctx.config.state_dir, ledger)
+    stage.note(f"resumed {resumed}")
+    _request_reconcile(ctx)
+
+
+def _request_reconcile(ctx: FlowContext) -> None:
+    startup = ctx.config.startup
+    at = now_rfc3339(ctx.clock())
+    ctx.kube.request_reconcile(
+        "GitRepository", startup.flux_namespace, startup.flux_git_repository, at
+    )
+    for obj in ctx.kube.flux_objects("Kustomization"):
+        if not obj.suspended:
+            ctx.kube.request_reconcile(obj.kind, obj.namespace, obj.name, at)
+
+
+def _source_ready(ctx: FlowContext) -> bool:
+    startup = ctx.config.startup
+    try:
+        return ctx.kube.flux_object(
+            "GitRepository", startup.flux_namespace, startup.flux_git_repository
+        ).ready
+    except KubeError:
+        return False
+
+
+def _flux_ready_or_fallback(ctx: FlowContext, stage: Stage, recorder: StageRecorder) -> None:
+    startup = ctx.config.startup
+    # A short first wait: a healthy source turns Ready within seconds of the reconcile request.
+    first_wait = min(30.0, startup.flux_ready_timeout_seconds)
+    if wait_until(ctx, lambda: _source_ready(ctx), first_wait):
+        stage.note("Flux source Ready")
+        return
+    stage.note("Flux source not Ready: bringing Gitea up outside Flux")
+    recorder.fallbacks.append("gitea_scale")
+    kind_text, _, name = startup.gitea_workload.partition("/")
+    kind = cast(WorkloadKind, kind_text)
+
+    def gitea_ready() -> bool:
+        try:
+            return ctx.kube.workload(kind, startup.gitea_namespace, name).ready_replicas >= 1
+        except KubeError:
+            return False
+
+    try:
+        ctx.kube.scale(kind, startup.gitea_namespace, name, startup.gitea_replicas)
+    except KubeError as exc:
+        stage.note(f"scaling Gitea failed: {exc}")
+    if not wait_until(ctx, gitea_ready, startup.flux_ready_timeout_seconds / 2):
+        applied = _apply_bootstrap(ctx, stage)
+        if applied:
+            recorder.fallbacks.append("gitea_bootstrap_manifests")
+        if not wait_until(ctx, gitea_ready, startup.flux_ready_timeout_seconds / 2):
+            stage.status = "failed"
+            stage.note("Gitea did not become Ready; Flux stays blocked (see README: cold start)")
+            return
+    _request_reconcile(ctx)
+    if wait_until(ctx, lambda: _source_ready(ctx), startup.flux_ready_timeout_seconds):
+        stage.note("Gitea Ready, Flux source Ready after the fallback")
+    else:
+        stage.status = "failed"
+        stage.note("Gitea is up but the Flux source is still not Ready")
+
+
+def _apply_bootstrap(ctx: FlowContext, stage: Stage) -> int:
+    """Apply the configured bootstrap manifests in order, from the cache under state_dir."""
+    cache = ctx.config.state_dir / BOOTSTRAP_CACHE
+    applied = 0
+    for path in ctx.config.startup.gitea_bootstrap_manifests:
+        source = cache / path.name if (cache / path.name).exists() else path
+        try:
+            documents = [d for d in yaml.safe_load_all(source.read_text()) if d]
+        except (OSError, yaml.YAMLError) as exc:
+            stage.note(f"{source}: {exc}")
+            continue
+        for doc in documents:
+            try:
+                stage.note(f"applied {ctx.kube.apply(doc)}")
+                applied += 1
+            except KubeError as exc:
+                stage.note(f"apply failed: {exc}")
+    return applied

@@ -1,0 +1,76 @@
+"""Startup guards: pure checks that refuse a startup that could hurt the cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hecate.config import HecateConfig
+from hecate.intent import Intent, blocks_startup
+from hecate.readings import CommError, Poll
+
+
+@dataclass(frozen=True)
+class StartupOverrides:
+    allow_peer_startup: bool = False
+    allow_on_battery: bool = False
+
+
+@dataclass(frozen=True)
+class Refusal:
+    guard: str
+    message: str
+
+
+def startup_refusals(
+    config: HecateConfig,
+    intent: Intent,
+    ups: Poll | None,
+    now: float,
+    overrides: StartupOverrides,
+) -> list[Refusal]:
+    """Every guard that refuses a startup right now (empty: startup may go ahead)."""
+    refusals: list[Refusal] = []
+    coordination = config.coordination
+    if coordination.role == "peer" and not overrides.allow_peer_startup:
+        refusals.append(
+            Refusal(
+                "peer",
+                "this host is a peer: startup belongs to the coordinator "
+                f"({coordination.coordinator_address}); pass --allow-peer-startup to override",
+            )
+        )
+    if blocks_startup(intent, now, coordination.startup_guard_max_age_seconds):
+        refusals.append(
+            Refusal(
+                "intent",
+                f"a shutdown is in progress (intent {intent.state.value} since "
+                f"{intent.age_text(now)} on {intent.host}: {intent.reason}); let it finish, or "
+                "re-run `hecate shutdown --execute` to complete it",
+            )
+        )
+    allow_battery = overrides.allow_on_battery or coordination.allow_startup_on_battery
+    if isinstance(ups, CommError):
+        if not allow_battery:
+            refusals.append(
+                Refusal(
+                    "ups",
+                    f"the UPS cannot be read ({ups.message}), so mains power is unconfirmed; "
+                    "fix the UPS connection or pass --allow-on-battery",
+                )
+            )
+    elif ups is not None:
+        if ups.on_battery and not allow_battery:
+            refusals.append(
+                Refusal("battery", "the UPS is on battery; pass --allow-on-battery to override")
+            )
+        minimum = config.startup.min_battery_charge
+        if ups.charge_pct is not None and ups.charge_pct < minimum:
+            refusals.append(
+                Refusal(
+                    "charge",
+                    f"battery charge {ups.charge_pct:.0f}% is below "
+                    f"startup.min_battery_charge {minimum:.0f}%: starting into a drained battery "
+                    "risks a second, unprotected outage; wait for it to charge",
+                )
+            )
+    return refusals

@@ -1,0 +1,99 @@
+"""The intent: what Hecate last set out to do, so that crashes and other instances can tell.
+
+Pure: the allowed transitions are an explicit table and every function takes `now`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from hecate.errors import StateCorruptError, TransitionError
+
+
+class IntentState(StrEnum):
+    NORMAL = "normal"
+    STARTUP_IN_PROGRESS = "startup_in_progress"
+    SHUTTING_DOWN = "shutting_down"
+    SHUTDOWN_COMPLETE = "shutdown_complete"
+
+
+S = IntentState
+
+# Self-transitions mean "resume after a crash" (the same flow runs again).
+ALLOWED_TRANSITIONS: dict[IntentState, frozenset[IntentState]] = {
+    S.NORMAL: frozenset({S.NORMAL, S.SHUTTING_DOWN, S.STARTUP_IN_PROGRESS}),
+    # A shutdown trigger during startup takes over; a finished startup returns to normal.
+    S.STARTUP_IN_PROGRESS: frozenset({S.STARTUP_IN_PROGRESS, S.NORMAL, S.SHUTTING_DOWN}),
+    # Startup from shutting_down is only let through by the guards once the intent is stale.
+    S.SHUTTING_DOWN: frozenset({S.SHUTTING_DOWN, S.SHUTDOWN_COMPLETE, S.STARTUP_IN_PROGRESS}),
+    S.SHUTDOWN_COMPLETE: frozenset({S.SHUTDOWN_COMPLETE, S.STARTUP_IN_PROGRESS, S.SHUTTING_DOWN}),
+}
+
+
+@dataclass(frozen=True)
+class Intent:
+    state: IntentState
+    since: float
+    reason: str
+    host: str
+    run_id: str | None = None
+
+    def age_text(self, now: float) -> str:
+        seconds = int(max(0.0, now - self.since))
+        if seconds < 120:
+            return f"{seconds}s ago"
+        if seconds < 7200:
+            return f"{seconds // 60}m ago"
+        return f"{seconds // 3600}h ago"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: object, source: str = "intent.json") -> Intent:
+        if not isinstance(data, dict):
+            raise StateCorruptError(f"{source}: expected an object")
+        try:
+            return cls(
+                state=IntentState(data["state"]),
+                since=float(data["since"]),
+                reason=str(data.get("reason", "")),
+                host=str(data.get("host", "")),
+                run_id=None if data.get("run_id") is None else str(data["run_id"]),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise StateCorruptError(f"{source}: invalid intent ({exc})") from None
+
+
+def initial_intent(now: float, host: str) -> Intent:
+    return Intent(IntentState.NORMAL, now, "no intent recorded", host)
+
+
+def transition(
+    current: Intent, new: IntentState, *, now: float, reason: str, host: str, run_id: str | None
+) -> Intent:
+    """The next intent, or TransitionError when the table forbids the move."""
+    if new not in ALLOWED_TRANSITIONS[current.state]:
+        raise TransitionError(
+            f"intent cannot go from {current.state.value} to {new.value} "
+            f"(set {current.age_text(now)} by {current.host or 'unknown host'}: {current.reason})"
+        )
+    return Intent(new, now, reason, host, run_id)
+
+
+def age_s(intent: Intent, now: float) -> float:
+    return max(0.0, now - intent.since)
+
+
+def is_stale(intent: Intent, now: float, max_age_s: float) -> bool:
+    """An intent older than the guard's max age no longer blocks anything."""
+    return age_s(intent, now) > max_age_s
+
+
+def blocks_startup(intent: Intent, now: float, max_age_s: float) -> bool:
+    """A shutdown that is under way (and not stale) blocks startup."""
+    return intent.state is IntentState.SHUTTING_DOWN and not is_stale(intent, now, max_age_s)

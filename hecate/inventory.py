@@ -1,0 +1,259 @@
+"""The Ansible inventory, generated from the configuration's SSH settings (pure: no I/O).
+
+Layout (YAML inventory plugin format)::
+
+    all:
+      vars: {ansible_ssh_common_args: ..., ansible_ssh_private_key_file: ...}
+      children:
+        k3s_cluster:
+          children:
+            server: {hosts: {NODE: {ansible_host, ansible_port, ansible_user, hecate_managed}}}
+            agent:  {hosts: {...}}
+        managed: {hosts: {NODE: {}}}     # nodes that get host-level actions (poweroff)
+
+`ssh_node_hosts` values are ``HOST`` or ``HOST:PORT`` (``[IPV6]:PORT`` for IPv6 with a port):
+a per-node port overrides the global `ssh_port`.
+
+Host-key checking always stays on: new hosts are learnt (``StrictHostKeyChecking=accept-new``)
+into Hecate's own known_hosts file under `state_dir`, and a changed key fails the connection.
+
+The jump-host preflight itself (it runs ``ssh``) lives in :mod:`hecate.ansible_port`; this module
+only builds its command line (:func:`jump_preflight_argv`) and, given its outcome, the inventory
+(:func:`plan_inventory`).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hecate.config import HecateConfig
+
+SERVER_GROUP = "server"
+AGENT_GROUP = "agent"
+CLUSTER_GROUP = "k3s_cluster"
+MANAGED_GROUP = "managed"
+
+KNOWN_HOSTS_NAME = "ssh_known_hosts"
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where one node is reached: host and port after applying every override."""
+
+    host: str
+    port: int
+    user: str
+
+
+@dataclass(frozen=True)
+class InventoryPlan:
+    """A generated inventory plus what the caller should tell the operator."""
+
+    data: dict[str, Any]
+    via_jump: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        return dump_inventory(self.data)
+
+
+def split_host_port(value: str) -> tuple[str, int | None]:
+    """Split ``HOST``, ``HOST:PORT``, ``[V6]`` or ``[V6]:PORT``; a bare IPv6 address has no port.
+
+    Raises ValueError for an empty host or a port that is not 1..65535.
+    """
+    text = value.strip()
+    host: str
+    port_text: str | None = None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"{value!r}: unbalanced '['")
+        host = text[1:end]
+        rest = text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"{value!r}: expected ':PORT' after ']'")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host = text  # a name, an IPv4 address, or a bare IPv6 address
+    if not host:
+        raise ValueError(f"{value!r}: empty host")
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{value!r}: port must be 1..65535")
+    return host, int(port_text)
+
+
+def node_target(config: HecateConfig, node: str) -> SshTarget:
+    """The SSH host, port and user for one node."""
+    host, port = node, None
+    override = config.ssh_node_hosts.get(node)
+    if override:
+        try:
+            host, port = split_host_port(override)
+        except ValueError as exc:
+            raise ValueError(f"ssh_node_hosts.{node}: {exc}") from None
+    user = config.ssh_node_users.get(node) or config.ssh_user
+    return SshTarget(host=host, port=port or config.ssh_port, user=user)
+
+
+def known_hosts_path(config: HecateConfig) -> Path:
+    """Hecate's own known_hosts file (learnt on first contact, enforced afterwards)."""
+    return config.state_dir / KNOWN_HOSTS_NAME
+
+
+def proxy_jump_spec(config: HecateConfig) -> str | None:
+    """``[USER@]HOST[:PORT]`` for ``-o ProxyJump=``, or None without a jump host."""
+    if not config.ssh_jump_host:
+        return None
+    if config.ssh_jump_user:
+        return f"{config.ssh_jump_user}@{config.ssh_jump_host}"
+    return config.ssh_jump_host
+
+
+def ssh_common_args(
+    config: HecateConfig, *, via_jump: bool = True, known_hosts: Path | None = None
+) -> list[str]:
+    """The extra ssh arguments every connection gets (ansible_ssh_common_args, as a list)."""
+    args: list[str] = []
+    if config.ssh_config_file is not None:
+        args += ["-F", str(config.ssh_config_file)]
+    args += [
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        f"UserKnownHostsFile={known_hosts or known_hosts_path(config)}",
+    ]
+    jump = proxy_jump_spec(config) if via_jump else None
+    if jump:
+        args += ["-o", f"ProxyJump={jump}"]
+    return args
+
+
+def build_inventory(
+    config: HecateConfig, *, via_jump: bool = True, known_hosts: Path | None = None
+) -> dict[str, Any]:
+    """The inventory as a YAML-serialisable dict.
+
+    ``via_jump=False`` generates direct connections even when a jump host is configured
+    (the fallback after a failed jump-host preflight).
+    """
+    managed = set(config.managed_nodes())
+
+    def hosts(names: list[str], role: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in names:
+            target = node_target(config, name)
+            out[name] = {
+                "ansible_host": target.host,
+                "ansible_port": target.port,
+                "ansible_user": target.user,
+                "hecate_role": role,
+                "hecate_managed": name in managed,
+            }
+        return out
+
+    all_vars: dict[str, Any] = {
+        "ansible_connection": "ssh",
+        "ansible_ssh_common_args": shlex.join(
+            ssh_common_args(config, via_jump=via_jump, known_hosts=known_hosts)
+        ),
+    }
+    if config.ssh_identity_file is not None:
+        all_vars["ansible_ssh_private_key_file"] = str(config.ssh_identity_file)
+
+    return {
+        "all": {
+            "vars": all_vars,
+            "children": {
+                CLUSTER_GROUP: {
+                    "children": {
+                        SERVER_GROUP: {"hosts": hosts(config.nodes.servers, SERVER_GROUP)},
+                        AGENT_GROUP: {"hosts": hosts(config.nodes.agents, AGENT_GROUP)},
+                    }
+                },
+                MANAGED_GROUP: {"hosts": {name: {} for name in config.managed_nodes()}},
+            },
+        }
+    }
+
+
+def jump_fallback_warning(config: HecateConfig, detail: str = "") -> str:
+    suffix = f" ({detail})" if detail else ""
+    return f"jump host {proxy_jump_spec(config)} unreachable, falling back to direct SSH{suffix}"
+
+
+def plan_inventory(
+    config: HecateConfig,
+    *,
+    jump_reachable: bool | None = None,
+    jump_detail: str = "",
+    known_hosts: Path | None = None,
+) -> InventoryPlan:
+    """The inventory to use given the jump-host preflight's outcome.
+
+    ``jump_reachable`` is None when no preflight ran (the jump host, if any, is used),
+    False to fall back to direct SSH with a warning.
+    """
+    if not config.ssh_jump_host:
+        return InventoryPlan(build_inventory(config, known_hosts=known_hosts), via_jump=False)
+    if jump_reachable is False:
+        return InventoryPlan(
+            build_inventory(config, via_jump=False, known_hosts=known_hosts),
+            via_jump=False,
+            warnings=[jump_fallback_warning(config, jump_detail)],
+        )
+    return InventoryPlan(build_inventory(config, known_hosts=known_hosts), via_jump=True)
+
+
+def jump_preflight_argv(config: HecateConfig, timeout_s: int | None = None) -> list[str]:
+    """``ssh ... JUMP true``, reaching the jump host the way ``ProxyJump`` does.
+
+    OpenSSH passes only ``-l``, ``-p`` and ``-F`` to the jump connection, so the preflight
+    uses the same (plus BatchMode and a short ConnectTimeout to fail fast).
+    Raises ValueError without a jump host.
+    """
+    if not config.ssh_jump_host:
+        raise ValueError("no ssh_jump_host configured")
+    connect = timeout_s or config.ssh_connect_timeout_seconds
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}"]
+    if config.ssh_config_file is not None:
+        argv += ["-F", str(config.ssh_config_file)]
+    host, port = split_host_port(config.ssh_jump_host)
+    if config.ssh_jump_user:
+        argv += ["-l", config.ssh_jump_user]
+    if port is not None:
+        argv += ["-p", str(port)]
+    return [*argv, host, "true"]
+
+
+def inventory_hosts(data: dict[str, Any]) -> set[str]:
+    """Every host name an inventory dict defines (any group depth)."""
+    found: set[str] = set()
+
+    def walk(group: dict[str, Any]) -> None:
+        found.update((group.get("hosts") or {}).keys())
+        for child in (group.get("children") or {}).values():
+            walk(child or {})
+
+    for top in data.values():
+        walk(top or {})
+    return found
+
+
+def dump_inventory(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=4096)
+
+
+def render_inventory(config: HecateConfig, *, via_jump: bool = True) -> str:
+    """The inventory as YAML text (for ``hecate inventory --config F``)."""
+    return dump_inventory(build_inventory(config, via_jump=via_jump))

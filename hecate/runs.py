@@ -1,0 +1,95 @@
+"""Run history: one record per startup or shutdown run, the data the shutdown budget learns from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from hecate.errors import StateCorruptError
+
+RunKind = Literal["startup", "shutdown"]
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    PARTIAL = "partial"  # finished, but some nodes were unreachable or a step failed softly
+    FAILED = "failed"
+    ABORTED = "aborted"  # stopped on purpose (e.g. a shutdown trigger during startup)
+    INTERRUPTED = "interrupted"  # found unfinished after a crash
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    name: str
+    duration_s: float
+    outcome: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    kind: RunKind
+    started_at: float
+    ended_at: float
+    outcome: Outcome
+    reason: str = ""
+    mode: str = ""
+    stages: tuple[StageRecord, ...] = field(default_factory=tuple)
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.ended_at - self.started_at)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcome"] = self.outcome.value
+        data["stages"] = [asdict(stage) for stage in self.stages]
+        return data
+
+    @classmethod
+    def from_json(cls, data: object) -> RunRecord:
+        if not isinstance(data, dict):
+            raise ValueError("a run must be an object")
+        kind = data["kind"]
+        if kind not in ("startup", "shutdown"):
+            raise ValueError(f"unknown run kind {kind!r}")
+        return cls(
+            run_id=str(data["run_id"]),
+            kind=kind,
+            started_at=float(data["started_at"]),
+            ended_at=float(data["ended_at"]),
+            outcome=Outcome(data["outcome"]),
+            reason=str(data.get("reason", "")),
+            mode=str(data.get("mode", "")),
+            stages=tuple(
+                StageRecord(
+                    name=str(s["name"]),
+                    duration_s=float(s["duration_s"]),
+                    outcome=str(s["outcome"]),
+                    detail=str(s.get("detail", "")),
+                )
+                for s in data.get("stages", [])
+            ),
+        )
+
+
+def parse_runs(data: object, source: str = "runs.json") -> list[RunRecord]:
+    """Decode the runs file's content; StateCorruptError when its shape is wrong."""
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise StateCorruptError(f"{source}: expected an object with a 'runs' list")
+    try:
+        return [RunRecord.from_json(item) for item in data["runs"]]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise StateCorruptError(f"{source}: invalid run record ({exc})") from None
+
+
+def encode_runs(runs: list[RunRecord]) -> dict[str, Any]:
+    return {"version": 1, "runs": [run.to_json() for run in runs]}
+
+
+def append_bounded(runs: list[RunRecord], run: RunRecord, keep: int) -> list[RunRecord]:
+    """The history with `run` added (replacing a record with the same id), last `keep` kept."""
+    others = [r for r in runs if r.run_id != run.run_id]
+    return [*others, run][-keep:]

@@ -1,0 +1,251 @@
+"""The UPS policy, rule by rule with explicit time, plus property tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hecate.policy import PolicyParams, PolicyState, initial_state, is_critical, step
+from hecate.readings import CommError, Poll, UpsReading, parse_status
+
+P = PolicyParams(
+    threshold_s=330, debounce_polls=3, comm_loss_dead_s=30, power_stable_s=60, min_charge_pct=50
+)
+
+
+def r(status: str, runtime: float | None = 1800, charge: float | None = 100) -> UpsReading:
+    return UpsReading(parse_status(status), runtime, charge)
+
+
+ERR = CommError("connection refused")
+
+
+def run(
+    polls: Sequence[tuple[float, Poll]], params: PolicyParams = P, state: PolicyState | None = None
+) -> list[tuple[float, str]]:
+    current = state or initial_state()
+    out: list[tuple[float, str]] = []
+    for t, poll in polls:
+        current, events = step(current, poll, t, params)
+        out += [(e.t, e.event) for e in events]
+    return out
+
+
+def triggers(polls: Sequence[tuple[float, Poll]], params: PolicyParams = P) -> list[float]:
+    return [t for t, name in run(polls, params) if name == "trigger_shutdown"]
+
+
+def test_critical_rules_table() -> None:
+    table = [
+        (r("OL", 10), False),
+        (r("OL LB", 10), False),
+        (r("OL FSD", 10), False),
+        (r("OB DISCHRG", 1000), False),
+        (r("OB DISCHRG", 329), True),
+        (r("OB DISCHRG", 330), False),
+        (r("OB LB", 5000), True),
+        (r("OB FSD", 5000), True),
+        (r("OB DISCHRG", None), False),  # runtime unknown: only LB/FSD count
+        (r("OB LB", None), True),
+    ]
+    for reading, expected in table:
+        assert is_critical(reading, 330)[0] is expected, reading
+
+
+def test_triggers_after_debounce_polls_and_latches() -> None:
+    polls = [
+        (0, r("OL")),
+        (5, r("OB", 1000)),
+        (10, r("OB", 300)),
+        (15, r("OB", 290)),
+        (20, r("OB", 280)),
+        (25, r("OB", 270)),
+        (30, r("OB LB", 100)),
+    ]
+    assert triggers(polls) == [20]  # third consecutive critical poll, then latched
+
+
+def test_mains_poll_resets_the_count() -> None:
+    polls = [
+        (0, r("OB", 100)),
+        (5, r("OB", 100)),
+        (10, r("OL")),
+        (15, r("OB", 100)),
+        (20, r("OB", 100)),
+    ]
+    assert triggers(polls) == []
+
+
+def test_non_critical_battery_poll_resets_the_count() -> None:
+    polls = [
+        (0, r("OB", 100)),
+        (5, r("OB", 100)),
+        (10, r("OB", 2000)),
+        (15, r("OB", 100)),
+        (20, r("OB", 100)),
+        (25, r("OB", 100)),
+    ]
+    assert triggers(polls) == [25]
+
+
+def test_missing_runtime_triggers_only_on_lb() -> None:
+    polls = [(t, r("OB", None)) for t in range(0, 50, 5)]
+    assert triggers(polls) == []
+    assert triggers(
+        [*polls, (50, r("OB LB", None)), (55, r("OB LB", None)), (60, r("OB LB", None))]
+    ) == [60]
+
+
+def test_comm_loss_on_mains_never_triggers() -> None:
+    polls: list[tuple[float, Poll]] = [(0, r("OL")), *[(t, ERR) for t in range(5, 600, 5)]]
+    events = run(polls)
+    assert "trigger_shutdown" not in [e for _, e in events]
+    assert events[0] == (5, "comm_lost")
+
+
+def test_comm_loss_on_battery_triggers_after_dead_time() -> None:
+    polls: list[tuple[float, Poll]] = [
+        (0, r("OL")),
+        (5, r("OB", 1500)),
+        (10, ERR),
+        (20, ERR),
+        (34, ERR),
+        (35, ERR),
+        (40, ERR),
+    ]
+    assert triggers(polls) == [35]  # silent since the last good poll at t=5
+
+
+def test_comm_restored_before_dead_time_does_not_trigger() -> None:
+    polls: list[tuple[float, Poll]] = [
+        (0, r("OB", 1500)),
+        (10, ERR),
+        (20, ERR),
+        (30, r("OB", 1500)),
+        (40, ERR),
+        (55, ERR),
+        (59, ERR),
+    ]
+    assert triggers(polls) == []
+
+
+def test_startup_gate_waits_for_stable_mains_and_charge() -> None:
+    down = [(0, r("OB", 100)), (5, r("OB", 100)), (10, r("OB", 100))]
+    assert triggers(down) == [10]
+    back = [
+        (20, r("OL", 500, 30)),
+        (50, r("OL", 500, 40)),
+        (85, r("OL", 800, 49)),
+        (90, r("OL", 900, 55)),
+    ]
+    events = run(down + back)
+    assert (20, "power_restored") in events
+    assert [t for t, e in events if e == "startup_allowed"] == [90]
+
+
+def test_a_new_outage_restarts_the_stability_clock() -> None:
+    polls = [
+        (0, r("OB", 100)),
+        (5, r("OB", 100)),
+        (10, r("OB", 100)),
+        (20, r("OL", 900, 90)),
+        (70, r("OB", 900, 90)),
+        (75, r("OL", 900, 90)),
+        (100, r("OL", 900, 90)),
+        (135, r("OL", 900, 90)),
+    ]
+    assert [t for t, e in run(polls) if e == "startup_allowed"] == [135]
+
+
+def test_comm_loss_restarts_the_stability_clock() -> None:
+    state = initial_state(startup_pending=True)
+    polls: list[tuple[float, Poll]] = [
+        (0, r("OL", 900, 90)),
+        (50, ERR),
+        (55, r("OL", 900, 90)),
+        (100, r("OL", 900, 90)),
+        (115, r("OL", 900, 90)),
+    ]
+    assert [t for t, e in run(polls, state=state) if e == "startup_allowed"] == [115]
+
+
+def test_unknown_charge_keeps_the_gate_closed_unless_minimum_is_zero() -> None:
+    state = initial_state(startup_pending=True)
+    polls = [(0, r("OL", 900, None)), (100, r("OL", 900, None))]
+    assert "startup_allowed" not in [e for _, e in run(polls, state=state)]
+    zero = PolicyParams(330, 3, 30, 60, 0)
+    assert "startup_allowed" in [e for _, e in run(polls, zero, state=state)]
+
+
+def test_blip_shorter_than_debounce_does_nothing() -> None:
+    polls = [(0, r("OL")), (5, r("OB", 100)), (10, r("OB", 100)), (15, r("OL"))]
+    assert [e for _, e in run(polls)] == [
+        "on_battery",
+        "condition_met",
+        "condition_met",
+        "power_restored",
+    ]
+
+
+# --- properties ---------------------------------------------------------------------------
+
+statuses = st.sampled_from(["OL", "OL CHRG", "OL LB", "OL FSD", "OB DISCHRG", "OB LB", "OB FSD"])
+readings = st.builds(
+    r,
+    statuses,
+    st.one_of(st.none(), st.floats(0, 5000)),
+    st.one_of(st.none(), st.floats(0, 100)),
+)
+polls_st = st.one_of(readings, st.just(ERR))
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["OL", "OL CHRG", "OL LB", "OL FSD"]),
+            st.one_of(st.none(), st.floats(0, 5000)),
+        ),
+        max_size=40,
+    )
+)
+def test_never_triggers_while_on_mains(seq: list[tuple[str, float | None]]) -> None:
+    polls = [(5.0 * i, r(s, rt)) for i, (s, rt) in enumerate(seq)]
+    assert triggers(polls) == []
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(polls_st, max_size=20),
+    st.integers(1, 6),
+    st.lists(
+        st.sampled_from([r("OB", 10), r("OB LB", 2000), r("OB FSD", None)]), min_size=6, max_size=12
+    ),
+)
+def test_triggers_no_later_than_debounce_after_condition_holds(
+    prefix: list[Poll], debounce: int, critical: list[UpsReading]
+) -> None:
+    params = PolicyParams(330, debounce, 30, 60, 50)
+    polls: list[tuple[float, Poll]] = [(5.0 * i, p) for i, p in enumerate(prefix)]
+    start = len(polls)
+    polls += [(5.0 * (start + i), p) for i, p in enumerate(critical)]
+    fired = triggers(polls, params)
+    assert fired, "a condition held for >= debounce polls must trigger"
+    assert fired[0] <= 5.0 * (start + debounce - 1)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(1, 2), min_size=1, max_size=15), st.integers(1, 60))
+def test_flapping_shorter_than_debounce_never_triggers(bursts: list[int], mains: int) -> None:
+    # Bursts of at most debounce-1 critical polls separated by mains polls.
+    polls: list[tuple[float, Poll]] = []
+    t = 0.0
+    for burst in bursts:
+        for _ in range(burst):
+            polls.append((t, r("OB", 10)))
+            t += 5
+        polls.append((t, r("OL")))
+        t += mains
+    assert triggers(polls) == []
