@@ -144,6 +144,14 @@ def _valid_host(host: str) -> bool:
     return True
 
 
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_target(text: str) -> NutTarget:
     """Parse `ups@host[:port]` (IPv6 as `ups@[::1]:3493`); the port defaults to 3493.
 
@@ -161,6 +169,8 @@ def parse_target(text: str) -> NutTarget:
             raise ConfigError(f"invalid UPS target {text!r}: unclosed '[' around the address")
         if tail and not tail.startswith(":"):
             raise ConfigError(f"invalid UPS target {text!r}: unexpected {tail!r} after ']'")
+        if not _is_ipv6(host):
+            raise ConfigError(f"invalid UPS target {text!r}: [{host}] is not an IPv6 address")
         port_text = tail[1:] if tail else None
     elif rest.count(":") > 1:  # a bare IPv6 address: no port possible without brackets
         host, port_text = rest, None

@@ -1,4 +1,4 @@
-"""Pytest fixtures for the NUT test server: a real upsd with dummy-ups drivers (tests/testbed/nut.py).
+"""Pytest fixtures for the NUT test server: real upsd + dummy-ups (tests/testbed/nut.py).
 
 - `nut_server`: one server with one UPS, `pyrphoros`, on mains (OL, runtime 1800 s, charge 100 %).
 - `nut_server_factory`: call it for more servers (several UPSes, real device dumps, several
@@ -33,7 +33,8 @@ def _require_nut() -> None:
     missing = [str(path) for path in (UPSD, DUMMY_UPS) if not path.exists()]
     if missing:
         pytest.fail(
-            f"the NUT test server needs {', '.join(missing)}: apt-get install nut-server nut-client",
+            f"the NUT test server needs {', '.join(missing)}:"
+            " apt-get install nut-server nut-client",
             pytrace=False,
         )
 

@@ -402,27 +402,37 @@ def parse_label_selector(text: str) -> list[Matcher]:
     """``a=b,c!=d,e,!f,g in (x,y),h notin (z)`` as matchers over a label dict."""
     matchers: list[Matcher] = []
     for req in _split_requirements(text):
-        found = _SET_RE.match(req)
-        if found:
-            key, op, values = found.group(1), found.group(2), found.group(3)
-            options = {v.strip() for v in values.split(",") if v.strip()}
-            if op == "in":
-                matchers.append(lambda lb, k=key, o=options: lb.get(k) in o)
-            else:
-                matchers.append(lambda lb, k=key, o=options: lb.get(k) not in o)
-        elif "!=" in req:
-            key, value = (s.strip() for s in req.split("!=", 1))
-            matchers.append(lambda lb, k=key, v=value: lb.get(k) != v)
-        elif "=" in req:
-            key, value = (s.strip() for s in req.replace("==", "=").split("=", 1))
-            matchers.append(lambda lb, k=key, v=value: lb.get(k) == v)
-        elif req.startswith("!"):
-            matchers.append(lambda lb, k=req[1:].strip(): k not in lb)
-        elif re.fullmatch(r"[A-Za-z0-9./_-]+", req):
-            matchers.append(lambda lb, k=req: k in lb)
-        else:
-            raise ApiError.bad_request(f"unable to parse requirement: {req!r}")
+        matchers.append(_label_requirement(req))
     return matchers
+
+
+def _label_requirement(req: str) -> Matcher:
+    found = _SET_RE.match(req)
+    if found:
+        key, op, values = found.group(1), found.group(2), found.group(3)
+        options = {v.strip() for v in values.split(",") if v.strip()}
+        inside = op == "in"
+
+        def in_set(lb: dict[str, str]) -> bool:
+            return (lb.get(key) in options) == inside
+
+        return in_set
+    if "=" in req:
+        negate = "!=" in req
+        key, value = (p.strip() for p in req.replace("!=", "=").replace("==", "=").split("=", 1))
+
+        def equals(lb: dict[str, str]) -> bool:
+            return (lb.get(key) == value) != negate
+
+        return equals
+    if re.fullmatch(r"!?[A-Za-z0-9./_-]+", req):
+        absent, key = req.startswith("!"), req.lstrip("!")
+
+        def exists(lb: dict[str, str]) -> bool:
+            return (key in lb) != absent
+
+        return exists
+    raise ApiError.bad_request(f"unable to parse requirement: {req!r}")
 
 
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -441,19 +451,22 @@ def parse_field_selector(res: Resource, text: str) -> list[Callable[[Obj], bool]
         key, _, value = req.replace("!=", "=").replace("==", "=").partition("=")
         key, value = key.strip(), value.strip()
         if key not in allowed:
-            raise ApiError.bad_request(f'field label not supported: {key}')
-
-        def match(obj: Obj, k: str = key, v: str = value, neg: bool = negate) -> bool:
-            current: Any = obj
-            for part in k.split("."):
-                current = current.get(part) if isinstance(current, dict) else None
-            text_value = "" if current is None else str(current)
-            if isinstance(current, bool):
-                text_value = "true" if current else "false"
-            return (text_value == v) != neg
-
-        matchers.append(match)
+            raise ApiError.bad_request(f"field label not supported: {key}")
+        matchers.append(_field_requirement(key, value, negate))
     return matchers
+
+
+def _field_requirement(key: str, value: str, negate: bool) -> Callable[[Obj], bool]:
+    def match(obj: Obj) -> bool:
+        current: Any = obj
+        for part in key.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        text_value = "" if current is None else str(current)
+        if isinstance(current, bool):
+            text_value = "true" if current else "false"
+        return (text_value == value) != negate
+
+    return match
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,7 +575,7 @@ class Store:
     def read(self) -> Obj:
         """The current state (shared, cached: never modify it)."""
         try:
-            st = os.stat(self.state_path)
+            st = self.state_path.stat()
         except FileNotFoundError:
             return empty_state()
         signature = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -589,7 +602,7 @@ class Store:
                 if txn.changed and not txn.discard:
                     tmp = self.root / f".state.{os.getpid()}.{threading.get_ident()}.tmp"
                     tmp.write_text(json.dumps(state, separators=(",", ":")), encoding="utf-8")
-                    os.replace(tmp, self.state_path)
+                    tmp.replace(self.state_path)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -597,7 +610,7 @@ class Store:
         self.heartbeat_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.heartbeat_dir / f".{node}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({"time": now or time.time(), "role": role}), encoding="utf-8")
-        os.replace(tmp, self.heartbeat_dir / f"{node}.json")
+        tmp.replace(self.heartbeat_dir / f"{node}.json")
 
     def heartbeats(self) -> dict[str, float]:
         beats: dict[str, float] = {}
@@ -879,7 +892,7 @@ def _selector_string(obj: Obj) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def reconcile_workloads(
+def reconcile_workloads(  # noqa: PLR0912 - one controller loop, kept in one piece
     txn: Txn, now: float, ready_nodes: set[str], schedulable: list[str],
     beats: dict[str, float],
 ) -> None:
@@ -889,7 +902,7 @@ def reconcile_workloads(
     pods_by_owner: dict[str, list[Obj]] = {}
     for pod in txn.items(PODS):
         pods_by_owner.setdefault(annotations_of(pod).get(ANN_OWNER, ""), []).append(pod)
-    load = {name: 0 for name in schedulable}
+    load = dict.fromkeys(schedulable, 0)
     for pods in pods_by_owner.values():
         for pod in pods:
             node = pod.get("spec", {}).get("nodeName")
@@ -1003,7 +1016,7 @@ def kubelet_view(
         status["conditions"] = [{
             "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
             "lastProbeTime": None, "lastTransitionTime": md["creationTimestamp"],
-            "message": "0/%d nodes are available: no Ready, schedulable node." % len(load),
+            "message": f"0/{len(load)} nodes are available: no Ready, schedulable node.",
         }]
         annotations.pop(ANN_STARTED, None)
         return pod
@@ -1015,7 +1028,7 @@ def kubelet_view(
         started, ready = now, False
     value = "True" if ready else "False"
     index = sum(ord(c) for c in md["name"]) % 250 + 2
-    conditions = [
+    conditions: list[Obj] = [
         {"type": "PodReadyToStartContainers", "status": "True"},
         {"type": "Initialized", "status": "True"},
         {"type": "Ready", "status": value},
@@ -1032,8 +1045,8 @@ def kubelet_view(
         )
         if cond["type"] in ("Ready", "ContainersReady") and not ready:
             cond["reason"] = "ContainersNotReady"
-            cond["message"] = "containers with unready status: [%s]" % " ".join(
-                c["name"] for c in containers)
+            names = " ".join(str(c["name"]) for c in containers)
+            cond["message"] = f"containers with unready status: [{names}]"
     status.update({
         "phase": "Running",
         "conditions": conditions,
@@ -1108,7 +1121,7 @@ def _handle_request(obj: Obj) -> None:
         obj.setdefault("status", {})["lastHandledReconcileAt"] = requested
 
 
-def reconcile_flux(txn: Txn, now: float) -> None:
+def reconcile_flux(txn: Txn, now: float) -> None:  # noqa: PLR0912 - three controllers
     gitea = txn.config.get("gitea", {})
     for repo in txn.items(FLUX_GIT):
         if repo.get("spec", {}).get("suspend"):
@@ -1369,8 +1382,10 @@ class Api:
             raise ApiError.no_route()
         return self.verb(req, res, namespace, name, sub)
 
-    def verb(self, req: Request, res: Resource, namespace: str | None, name: str | None,
-             sub: str | None) -> Response | Watch:
+    def verb(  # noqa: PLR0911 - one return per verb
+        self, req: Request, res: Resource, namespace: str | None, name: str | None,
+        sub: str | None,
+    ) -> Response | Watch:
         method = req.method
         if name is None:
             if method == "GET":
@@ -1590,7 +1605,7 @@ class Api:
         else:
             raise ApiError(
                 415, "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types "
+                "the body of the request was in an unknown format - accepted media types "
                 "include: application/json-patch+json, application/merge-patch+json, "
                 "application/apply-patch+yaml, application/strategic-merge-patch+json")
         if not isinstance(result, dict):
@@ -1741,9 +1756,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "hecate-twin-apiserver"
     server: StandinServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         if os.environ.get("TWIN_DEBUG"):
-            sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     def do_GET(self) -> None:
         self.dispatch("GET")
@@ -1778,7 +1793,7 @@ class Handler(BaseHTTPRequestHandler):
         return scheme.lower() == "bearer" and secrets.compare_digest(
             token.strip().encode(), self.server.token.encode())
 
-    def dispatch(self, method: str) -> None:
+    def dispatch(self, method: str) -> None:  # noqa: PLR0912
         try:
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -1868,7 +1883,7 @@ def start_shim(node: str) -> None:
         if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"containerd-shim"):
             return
     sleep = shutil.which("sleep") or "/usr/bin/sleep"
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+    proc = subprocess.Popen(
         ["containerd-shim-runc-v2", "infinity"],
         executable=sleep,
         stdin=subprocess.DEVNULL,
@@ -1912,13 +1927,14 @@ def install_signal_handlers(stopping: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_server(state_dir: Path, node: str, port: int) -> int:
+def run_server(state_dir: Path, node: str, port: int, *, shim: bool = True) -> int:
     store = Store(state_dir)
     stopping = threading.Event()
     install_signal_handlers(stopping)
     ensure_seeded(store)
     register_node(store, node, "server", time.time())
-    start_shim(node)
+    if shim:
+        start_shim(node)
     threading.Thread(target=heartbeat_loop, args=(store, node, "server", stopping),
                      daemon=True).start()
     with store.transaction() as txn:
@@ -1944,7 +1960,7 @@ def run_server(state_dir: Path, node: str, port: int) -> int:
     return 0
 
 
-def run_agent(state_dir: Path, node: str) -> int:
+def run_agent(state_dir: Path, node: str, *, shim: bool = True) -> int:
     store = Store(state_dir)
     stopping = threading.Event()
     install_signal_handlers(stopping)
@@ -1954,7 +1970,8 @@ def run_agent(state_dir: Path, node: str) -> int:
     if stopping.is_set():
         return 0
     register_node(store, node, "agent", time.time())
-    start_shim(node)
+    if shim:
+        start_shim(node)
     sd_notify("READY=1")
     print(f"twin agent {node} registered", flush=True)
     heartbeat_loop(store, node, "agent", stopping)
@@ -1963,7 +1980,7 @@ def run_agent(state_dir: Path, node: str) -> int:
 
 
 def run_snapshot(state_dir: Path, node: str, name: str, directory: Path) -> int:
-    active = subprocess.run(  # noqa: S603 - fixed argv
+    active = subprocess.run(
         ["/usr/bin/systemctl", "is-active", "--quiet", "k3s"], check=False)
     if active.returncode != 0:
         print('level=fatal msg="etcd datastore is not running: k3s is not active on this node"',
@@ -1985,6 +2002,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path,
                         default=Path(conf.get("stateDir", STATE_DIR)))
     parser.add_argument("--node", default=conf.get("name") or socket.gethostname())
+    parser.add_argument("--no-shim", action="store_true",
+                        help="do not start the containerd-shim stand-in (to run outside a node)")
     commands = parser.add_subparsers(dest="command", required=True)
     server = commands.add_parser("server")
     server.add_argument("--port", type=int, default=API_PORT)
@@ -1996,9 +2015,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "snapshot":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "server":
-        return run_server(args.state_dir, args.node, args.port)
+        return run_server(args.state_dir, args.node, args.port, shim=not args.no_shim)
     if args.command == "agent":
-        return run_agent(args.state_dir, args.node)
+        return run_agent(args.state_dir, args.node, shim=not args.no_shim)
     return run_snapshot(args.state_dir, args.node, args.name, args.dir)
 
 

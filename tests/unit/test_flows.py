@@ -1,0 +1,221 @@
+"""Flows against in-memory ports: stage order, ledger, partial outcomes, aborts, the fallback.
+
+The end-to-end proof is tests/integration/test_flows.py on the twin; these pin the decisions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hecate.config import HecateConfig, parse_config
+from hecate.errors import GuardRefusedError
+from hecate.flows.context import FlowContext
+from hecate.flows.ledger import load_ledger
+from hecate.flows.shutdown import ShutdownOptions, run_shutdown
+from hecate.flows.startup import StartupOptions, run_startup
+from hecate.intent import IntentState
+from hecate.readings import UpsReading, parse_status
+from hecate.runs import Outcome
+from hecate.state import StateStore
+from tests.unit.fakes import FakeAnsible, FakeKube, write
+
+
+def _config(tmp_path: Path, **extra: object) -> HecateConfig:
+    data: dict[str, object] = {
+        "state_dir": str(tmp_path / "state"),
+        "nodes": {"servers": ["s1"], "agents": ["a1", "a2"]},
+        "startup": {
+            "flux_ready_timeout_seconds": 2,
+            "nodes_ready_timeout_seconds": 2,
+            "api_timeout_seconds": 2,
+        },
+    }
+    data.update(extra)
+    return parse_config(data)
+
+
+def _cluster() -> FakeKube:
+    kube = FakeKube(nodes_up={"s1": True, "a1": True, "a2": True})
+    kube.add_flux("Kustomization", "flux-system", "apps")
+    kube.add_flux("Kustomization", "flux-system", "paused-by-operator", suspended=True)
+    kube.add_flux("HelmRelease", "apps", "web")
+    kube.add_flux("GitRepository", "flux-system", "flux-system")
+    return kube
+
+
+def _ctx(config: HecateConfig, kube: FakeKube, ansible: FakeAnsible) -> FlowContext:
+    ansible.cluster = kube
+    return FlowContext(
+        config=config,
+        ansible=ansible,
+        kube=kube,
+        store=StateStore(config.state_dir),
+        read_ups=lambda: UpsReading(parse_status("OL"), 1800, 100),
+        sleep=lambda _: None,
+    )
+
+
+def test_shutdown_stages_in_order_and_ledger(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible()
+    report = run_shutdown(_ctx(config, kube, ansible), ShutdownOptions(reason="ups"))
+    assert report.outcome is Outcome.SUCCESS, report.to_json()
+    assert ansible.playbooks == [
+        ("etcd_snapshot", ("s1",)),
+        ("stop_agents", ("a1", "a2")),
+        ("stop_servers", ("s1",)),
+        ("poweroff", ("a1", "a2")),
+        ("poweroff", ("s1",)),
+    ]
+    ledger = load_ledger(config.state_dir)
+    assert sorted(ledger.suspended) == ["HelmRelease/apps/web", "Kustomization/flux-system/apps"]
+    assert sorted(ledger.cordoned) == ["a1", "a2", "s1"]
+    store = StateStore(config.state_dir)
+    assert store.read_intent().state is IntentState.SHUTDOWN_COMPLETE
+    [run] = store.load_runs()
+    assert run.outcome is Outcome.SUCCESS and run.reason == "ups"
+    assert [s.name for s in run.stages][:2] == ["flux_suspend", "cordon"]
+
+
+def test_cluster_only_mode_skips_poweroff_and_snapshot(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible()
+    options = ShutdownOptions(mode="cluster-only", skip_etcd_snapshot=True)
+    run_shutdown(_ctx(config, kube, ansible), options)
+    assert [p for p, _ in ansible.playbooks] == ["stop_agents", "stop_servers"]
+
+
+def test_managed_subset_limits_poweroff(tmp_path: Path) -> None:
+    config = _config(tmp_path, ssh_managed_nodes=["a2"])
+    ansible = FakeAnsible()
+    run_shutdown(_ctx(config, _cluster(), ansible), ShutdownOptions())
+    assert [limit for p, limit in ansible.playbooks if p == "poweroff"] == [("a2",)]
+
+
+def test_unreachable_agent_makes_partial_and_others_continue(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible(unreachable={"a2"})
+    report = run_shutdown(_ctx(config, kube, ansible), ShutdownOptions())
+    assert report.outcome is Outcome.PARTIAL
+    stage = next(s for s in report.stages if s.name == "stop_agents")
+    assert stage.nodes == {"a1": "ok", "a2": "unreachable"}
+    assert ("stop_servers", ("s1",)) in ansible.playbooks  # the servers were still stopped
+    assert report.to_json()["nodes"]["a2"]["stop_agents"] == "unreachable"
+    # partial runs never teach the budget
+    assert StateStore(config.state_dir).load_runs()[0].outcome is Outcome.PARTIAL
+
+
+def test_shutdown_with_api_down_still_stops_nodes(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible()
+    kube.api_up = False
+    report = run_shutdown(_ctx(config, kube, ansible), ShutdownOptions())
+    statuses = {s.name: s.status for s in report.stages}
+    assert statuses["flux_suspend"] == "skipped"
+    assert statuses["stop_servers"] == "ok"
+
+
+def test_round_trip_resumes_only_what_hecate_suspended(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible()
+    ctx = _ctx(config, kube, ansible)
+    run_shutdown(ctx, ShutdownOptions(mode="cluster-only"))
+    kube.cordoned.add("a1")  # (already cordoned by Hecate)
+    report = run_startup(ctx, StartupOptions(force_flux_branch="recovery"))
+    assert report.outcome is Outcome.SUCCESS, report.to_json()
+    assert [p for p, _ in ansible.playbooks][-2:] == ["start_servers", "start_agents"]
+    assert not kube.flux["Kustomization/flux-system/apps"].suspended
+    assert not kube.flux["HelmRelease/apps/web"].suspended
+    assert kube.flux["Kustomization/flux-system/paused-by-operator"].suspended
+    assert kube.cordoned == set()
+    assert "branch recovery" in kube.calls
+    assert StateStore(config.state_dir).read_intent().state is IntentState.NORMAL
+    assert load_ledger(config.state_dir).suspended == []
+    assert report.fallbacks == []
+
+
+def test_operator_cordon_survives_a_round_trip(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible()
+    kube.cordoned.add("a2")  # an operator's maintenance cordon
+    ctx = _ctx(config, kube, ansible)
+    run_shutdown(ctx, ShutdownOptions(mode="cluster-only"))
+    run_startup(ctx, StartupOptions())
+    assert kube.cordoned == {"a2"}
+
+
+def test_gitea_deadlock_fallback_scales_gitea(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible()
+    kube.gitea_replicas = 0
+    report = run_startup(_ctx(config, kube, ansible), StartupOptions())
+    assert report.outcome is Outcome.SUCCESS, report.to_json()
+    assert report.fallbacks == ["gitea_scale"]
+    assert "scale gitea/gitea 1" in kube.calls
+
+
+def test_gitea_fallback_applies_bootstrap_manifests(tmp_path: Path) -> None:
+    manifest = write(
+        tmp_path / "gitea.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: gitea}\n"
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: gitea, namespace: gitea}\n",
+    )
+    config = _config(
+        tmp_path,
+        startup={
+            "gitea_bootstrap_manifests": [str(manifest)],
+            "flux_ready_timeout_seconds": 2,
+            "nodes_ready_timeout_seconds": 2,
+        },
+    )
+    kube, ansible = _cluster(), FakeAnsible()
+    kube.gitea_replicas, kube.gitea_scalable = 0, False
+    report = run_startup(_ctx(config, kube, ansible), StartupOptions())
+    assert kube.applied == ["PersistentVolumeClaim/data", "Deployment/gitea"]
+    assert report.fallbacks == ["gitea_scale", "gitea_bootstrap_manifests"]
+    assert report.outcome is Outcome.SUCCESS
+
+
+def test_startup_refused_by_guards_records_nothing(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible()
+    ctx = _ctx(config, kube, ansible)
+    ctx.read_ups = lambda: UpsReading(parse_status("OB DISCHRG"), 900, 80)
+    with pytest.raises(GuardRefusedError, match="battery"):
+        run_startup(ctx, StartupOptions())
+    assert ansible.requests == []
+    assert StateStore(config.state_dir).load_runs() == []
+
+
+def test_cancelled_startup_is_aborted_and_shutdown_takes_over(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible()
+    ctx = _ctx(config, kube, ansible)
+    run_shutdown(ctx, ShutdownOptions(mode="cluster-only"))
+    ctx.cancel.set()
+    report = run_startup(ctx, StartupOptions())
+    assert report.outcome is Outcome.ABORTED
+    store = StateStore(config.state_dir)
+    assert store.read_intent().state is IntentState.STARTUP_IN_PROGRESS
+    ctx.cancel.clear()
+    again = run_shutdown(ctx, ShutdownOptions(mode="cluster-only"))
+    assert again.outcome is Outcome.SUCCESS
+    assert store.read_intent().state is IntentState.SHUTDOWN_COMPLETE
+
+
+def test_rerun_after_a_crash_records_the_interrupted_run(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    store = StateStore(config.state_dir)
+    store.set_intent(IntentState.SHUTTING_DOWN, reason="ups", run_id="shutdown-crashed")
+    report = run_shutdown(_ctx(config, _cluster(), FakeAnsible()), ShutdownOptions())
+    runs = store.load_runs()
+    assert [(r.run_id, r.outcome) for r in runs] == [
+        ("shutdown-crashed", Outcome.INTERRUPTED),
+        (report.run_id, Outcome.SUCCESS),
+    ]
+    assert json.loads((config.state_dir / "intent.json").read_text())["state"] == (
+        "shutdown_complete"
+    )
