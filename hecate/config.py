@@ -99,14 +99,45 @@ class StartupConfig(_Strict):
         return value
 
 
+def _check_listen(value: str) -> str:
+    _, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("must be [HOST]:PORT, e.g. :9560 or 127.0.0.1:9560")
+    return value
+
+
+def _check_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT")
+    return value
+
+
 class CoordinationConfig(_Strict):
     role: Literal["coordinator", "peer"] = "coordinator"
     coordinator_address: str | None = Field(None, description="host:port of the coordinator")
     peer_hosts: list[str] = Field(default_factory=list)
+    listen: str = ":9561"
+    peer_name: str | None = None
     token_file: Path | None = None
     fallback_local_shutdown: bool = False
     allow_startup_on_battery: bool = False
     startup_guard_max_age_seconds: float = Field(6 * 3600.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_shape(cls, value: str) -> str:
+        return _check_listen(value)
+
+    @field_validator("coordinator_address")
+    @classmethod
+    def _address_shape(cls, value: str | None) -> str | None:
+        return None if value is None else _check_address(value)
+
+    @field_validator("peer_hosts")
+    @classmethod
+    def _peers_shape(cls, value: list[str]) -> list[str]:
+        return [_check_address(v) for v in value]
 
     @model_validator(mode="after")
     def _peer_needs_coordinator(self) -> CoordinationConfig:
@@ -121,10 +152,7 @@ class MetricsConfig(_Strict):
     @field_validator("listen")
     @classmethod
     def _listen_shape(cls, value: str) -> str:
-        _, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be [HOST]:PORT, e.g. :9560 or 127.0.0.1:9560")
-        return value
+        return _check_listen(value)
 
 
 class HecateConfig(_Strict):

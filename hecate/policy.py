@@ -207,3 +207,8 @@ def startup_gate(
         return False, f"charge {charge:.0f}% < {params.min_charge_pct:.0f}%"
     shown = "unknown" if charge is None else f"{charge:.0f}%"
     return True, f"mains stable {stable:.0f}s, charge {shown}"
+
+
+def latch(state: PolicyState) -> PolicyState:
+    """Mark the current outage as handled: a shutdown is running for it, startup will follow."""
+    return replace(state, latched=True, startup_pending=True)

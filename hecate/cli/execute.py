@@ -52,7 +52,8 @@ def execute_flow(
         emit_json(report.to_json())
     else:
         typer.echo(
-            f"{report.kind} {report.outcome.value} in {report.duration_s:.1f}s (run {report.run_id})"
+            f"{report.kind} {report.outcome.value} in {report.duration_s:.1f}s "
+            f"(run {report.run_id})"
         )
         for stage in report.stages:
             typer.echo(

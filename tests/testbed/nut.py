@@ -86,6 +86,30 @@ def leftover_processes() -> list[int]:
     return sorted(running & _SPAWNED)
 
 
+_INLINE_COMMENT = re.compile(r"(^|\s)#.*$")
+
+
+def parse_dump(text: str) -> dict[str, str]:
+    """A device dump (`.dev`, as `upsc` prints a UPS) as a dict: `name: value` lines.
+
+    Comments, also trailing ones (`ups.status: OFF  #BAD: ...`), and other lines are dropped.
+    """
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, sep, value = stripped.partition(":")
+        if not sep or not _VAR_NAME.fullmatch(name):
+            continue
+        found[name] = _INLINE_COMMENT.sub("", value).strip()
+    return found
+
+
+def read_dump(path: Path) -> dict[str, str]:
+    return parse_dump(path.read_text(encoding="utf-8", errors="replace"))
+
+
 def wait_until(
     condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.05
 ) -> None:
@@ -342,6 +366,10 @@ class NutServer:
     ) -> None:
         self.close()
 
+    def pids(self) -> list[int]:
+        """PIDs of this server's processes that still run."""
+        return sorted(p.pid for p in list(self._procs.running.values()) if p.poll() is None)
+
     @property
     def closed(self) -> bool:
         return not self._finalizer.alive
@@ -401,9 +429,9 @@ class NutServer:
         self,
         ups: str = DEFAULT_UPS,
         status: str | None = None,
-        runtime: float | None = None,
-        charge: float | None = None,
-        load: float | None = None,
+        runtime: float | str | None = None,
+        charge: float | str | None = None,
+        load: float | str | None = None,
         *,
         extra: Mapping[str, str | float] | None = None,
         timeout_s: float = 10.0,
@@ -411,6 +439,7 @@ class NutServer:
         """Change some variables of a UPS and wait until upsd serves them (if it runs).
 
         Only the given values change; the others keep their value. `extra` sets any variable.
+        Values may be text, to serve garbage (`runtime="36:00"`) as some firmware does.
         """
         self._known(ups)
         changes: dict[str, str] = {}

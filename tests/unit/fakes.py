@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hecate.ansible_port import EventCallback, HostStats, PlaybookRequest, PlaybookResult
+from hecate.ansible_port import (
+    EventCallback,
+    HostStats,
+    PlaybookRequest,
+    PlaybookResult,
+    RunStatus,
+)
 from hecate.kube import FluxKind, FluxObject, NodeInfo, PodRef, WorkloadInfo, WorkloadKind
 
 
@@ -33,7 +39,7 @@ class FakeAnsible:
             hosts[host] = HostStats(ok=1, changed=1)
             if self.cluster is not None:
                 self.cluster.node_action(request.playbook, host)
-        status = "failed" if any(h.unreachable for h in hosts.values()) else "successful"
+        status: RunStatus = "failed" if any(h.unreachable for h in hosts.values()) else "successful"
         return PlaybookResult(
             request.playbook, status, 0 if status == "successful" else 4, hosts, 0.01, [], None
         )

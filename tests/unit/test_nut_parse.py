@@ -23,6 +23,7 @@ from hecate.nut import (
     reading_from_vars,
 )
 from hecate.readings import CommError, UpsReading
+from tests.testbed.nut import parse_dump
 
 DDL_DIR = Path(os.environ.get("HECATE_NUT_DDL", "/work/shared/nut-ddl"))
 DUMPS = sorted(DDL_DIR.glob("**/*.dev"))
@@ -158,22 +159,6 @@ def test_big_runtime_and_overload_are_kept() -> None:
 
 
 # -- every real device dump ------------------------------------------------------------------
-
-_INLINE_COMMENT = re.compile(r"(^|\s)#.*$")
-
-
-def parse_dump(text: str) -> dict[str, str]:
-    """A .dev dump as `upsc` prints it: `name: value` lines, comments (also trailing) dropped."""
-    found: dict[str, str] = {}
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        name, sep, value = stripped.partition(":")
-        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            continue
-        found[name] = _INLINE_COMMENT.sub("", value).strip()
-    return found
 
 
 def test_parse_dump_helper() -> None:

@@ -953,6 +953,11 @@ def reconcile_workloads(  # noqa: PLR0912 - one controller loop, kept in one pie
             txn.put(res, fresh)
 
 
+def template_hash(owner: Obj) -> str:
+    """The ``pod-template-hash`` of a workload's current template."""
+    return short_hash(json.dumps(owner.get("spec", {}).get("template", {}), sort_keys=True), 10)
+
+
 def new_pod(res: Resource, owner: Obj, existing: set[str], now: float) -> Obj:
     md = owner["metadata"]
     template = owner.get("spec", {}).get("template", {})
@@ -1091,13 +1096,14 @@ def workload_status(res: Resource, obj: Obj, count: int, ready: int, now: float)
                       else "Deployment does not have minimum availability.", now,
                       generation=False)
         set_condition(probe, "Progressing", "True", "NewReplicaSetAvailable",
-                      f'ReplicaSet "{obj["metadata"]["name"]}" has successfully progressed.',
+                      f'ReplicaSet "{obj["metadata"]["name"]}-{template_hash(obj)}" has '
+                      "successfully progressed.",
                       now, generation=False)
         for cond in probe["status"]["conditions"]:
             cond["lastUpdateTime"] = cond["lastTransitionTime"]
         status["conditions"] = probe["status"]["conditions"]
     else:
-        revision = f"{obj['metadata']['name']}-{short_hash(json.dumps(obj.get('spec', {}).get('template', {}), sort_keys=True), 10)}"  # noqa: E501
+        revision = f"{obj['metadata']['name']}-{template_hash(obj)}"
         status.update({"replicas": count, "availableReplicas": ready,
                        "currentReplicas": count, "updatedReplicas": count,
                        "currentRevision": revision, "updateRevision": revision,

@@ -1,0 +1,52 @@
+"""`hecate daemon`: watch the UPS and act (run under systemd as hecate.service)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from hecate.cli.common import ConfigOpt, load, read_ups
+from hecate.config import DEFAULT_CONFIG_PATH
+from hecate.daemon.service import Daemon
+
+
+def setup_logging(verbose: bool) -> None:
+    """key=value lines on stderr; under systemd they land in the journal."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def daemon_command(
+    config: ConfigOpt = DEFAULT_CONFIG_PATH,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    max_polls: Annotated[
+        int | None, typer.Option("--max-polls", hidden=True, help="Stop after N polls (tests).")
+    ] = None,
+) -> None:
+    """Watch the UPS and shut down or start up the cluster when the policy says so.
+
+    Polls ups.target every ups.poll_interval_seconds. A coordinator runs the shutdown itself; a
+    peer forwards the trigger to the coordinator. Serves Prometheus metrics on metrics.listen.
+    SIGTERM or SIGINT stop it cleanly (a running shutdown is allowed to finish).
+    """
+    setup_logging(verbose)
+    cfg = load(config)
+    daemon = Daemon(cfg, reader=lambda: read_ups(cfg))
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("hecate.daemon").info("signal %s: stopping", signum)
+        daemon.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    daemon.run(max_polls=max_polls)

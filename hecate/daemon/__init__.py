@@ -1,0 +1,1 @@
+"""`hecate daemon`: the UPS watch loop, its actions, and coordination between instances."""

@@ -1,0 +1,373 @@
+"""The daemon's shell: poll the UPS, feed the policy, carry out actions, serve metrics and peers.
+
+Flows run in a worker thread so that polling goes on during a startup: a new outage must be able
+to stop it. The daemon never dies on UPS errors; they are events, log lines and metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hecate.ansible_port import open_port
+from hecate.budget import Budget, estimate_budget
+from hecate.config import HecateConfig
+from hecate.coordination import (
+    CoordinatorClient,
+    CoordinatorHandlers,
+    CoordinatorServer,
+    CoordinatorUnreachableError,
+    TriggerRequest,
+    read_token,
+)
+from hecate.daemon.core import (
+    Action,
+    CancelStartup,
+    ForwardTrigger,
+    Running,
+    RunShutdown,
+    RunStartup,
+    actions_for,
+)
+from hecate.daemon.trace_recorder import TraceRecorder
+from hecate.errors import GuardRefusedError, HecateError
+from hecate.flows.context import FlowContext
+from hecate.flows.report import FlowReport
+from hecate.flows.shutdown import ShutdownOptions, run_shutdown
+from hecate.flows.startup import StartupOptions, run_startup
+from hecate.intent import IntentState
+from hecate.kube import Kube
+from hecate.metrics import Metrics
+from hecate.policy import PolicyParams, PolicyState, initial_state, latch, step
+from hecate.readings import Poll
+from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
+from hecate.state import StateStore
+
+log = logging.getLogger("hecate.daemon")
+
+ContextFactory = Callable[[threading.Event], AbstractContextManager[FlowContext]]
+STARTUP_RETRY_S = 60.0
+
+
+def real_context_factory(config: HecateConfig, reader: Callable[[], Poll]) -> ContextFactory:
+    @contextlib.contextmanager
+    def factory(cancel: threading.Event) -> Iterator[FlowContext]:
+        with open_port(config) as ansible, Kube(config.kubeconfig) as kube:
+            yield FlowContext(
+                config=config,
+                ansible=ansible,
+                kube=kube,
+                store=StateStore(config.state_dir),
+                read_ups=reader,
+                progress=_log_progress,
+                cancel=cancel,
+            )
+
+    return factory
+
+
+def _log_progress(stage: str, status: str, detail: str) -> None:
+    log.info("stage=%s status=%s %s", stage, status, detail)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: HecateConfig,
+        *,
+        reader: Callable[[], Poll],
+        context_factory: ContextFactory | None = None,
+        metrics: Metrics | None = None,
+        notifier: SystemdNotifier | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.reader = reader
+        self.context_factory = context_factory or real_context_factory(config, reader)
+        self.metrics = metrics or Metrics()
+        self.notifier = notifier or SystemdNotifier()
+        self.clock = clock
+        self.store = StateStore(config.state_dir)
+        self.stop_event = threading.Event()
+        self.peer_name = config.coordination.peer_name or socket.gethostname()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._running: Running = None
+        self._cancel = threading.Event()
+        self._next_startup_at = 0.0
+        self.reports: list[FlowReport] = []
+        self.budget = self._budget()
+        self.state = self._initial_state()
+        self.recorder = TraceRecorder(config.state_dir / "traces")
+        self.server: CoordinatorServer | None = None
+        self.client: CoordinatorClient | None = None
+        self.metrics_port: int | None = None
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def _budget(self) -> Budget:
+        try:
+            runs = self.store.load_runs()
+        except HecateError as exc:
+            log.error("run history unreadable, using the fallback budget: %s", exc)
+            runs = []
+        shutdown = self.config.shutdown
+        budget = estimate_budget(
+            runs,
+            fallback_s=self.config.default_budget_seconds,
+            safety_factor=self.config.runtime_safety_factor,
+            window=shutdown.history_window,
+            min_samples=shutdown.min_samples,
+            percentile=shutdown.budget_percentile,
+        )
+        self.metrics.observe_budget(budget)
+        return budget
+
+    def _initial_state(self) -> PolicyState:
+        intent = self.store.read_intent(self.clock())
+        self.metrics.observe_intent(intent.state)
+        # A cluster Hecate shut down (or was shutting down) waits for the power-return gate.
+        down = intent.state in (IntentState.SHUTDOWN_COMPLETE, IntentState.SHUTTING_DOWN)
+        return initial_state(startup_pending=down)
+
+    @property
+    def params(self) -> PolicyParams:
+        return PolicyParams(
+            threshold_s=self.budget.threshold_s,
+            debounce_polls=self.config.ups.debounce_polls,
+            comm_loss_dead_s=self.config.ups.comm_loss_dead_seconds,
+            power_stable_s=self.config.startup.power_stable_seconds,
+            min_charge_pct=self.config.startup.min_battery_charge,
+        )
+
+    def start_services(self) -> None:
+        coordination = self.config.coordination
+        self.metrics_port = self.metrics.serve(self.config.metrics.listen)
+        log.info("metrics on %s (port %s)", self.config.metrics.listen, self.metrics_port)
+        token = read_token(coordination.token_file) if coordination.token_file else None
+        if coordination.role == "coordinator" and token is not None:
+            handlers = CoordinatorHandlers(
+                on_trigger=self._peer_trigger,
+                on_startup_request=self._peer_startup_request,
+                intent=self._intent_json,
+                on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
+            )
+            self.server = CoordinatorServer(coordination.listen, token, handlers)
+            self.server.start()
+            log.info("accepting peer triggers on port %s", self.server.port)
+        if coordination.role == "peer":
+            if token is None or coordination.coordinator_address is None:
+                raise HecateError(
+                    "a peer needs coordination.token_file and coordination.coordinator_address"
+                )
+            self.client = CoordinatorClient(coordination.coordinator_address, token)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, max_polls: int | None = None) -> None:
+        self.start_services()
+        self.notifier.ready()
+        self.notifier.status("watching the UPS")
+        interval = self.config.ups.poll_interval_seconds
+        watchdog = watchdog_interval_s()
+        polls = 0
+        try:
+            while not self.stop_event.is_set():
+                self.poll_once()
+                polls += 1
+                if max_polls is not None and polls >= max_polls:
+                    break
+                deadline = time.monotonic() + interval
+                while not self.stop_event.is_set():
+                    self.notifier.watchdog()
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.stop_event.wait(min(left, watchdog or left))
+        finally:
+            self.close()
+
+    def poll_once(self) -> list[Action]:
+        t = self.clock()
+        poll = self.reader()
+        self.metrics.observe_poll(poll)
+        self.state, events = step(self.state, poll, t, self.params)
+        self.recorder.observe(t, poll, active=self._trace_active())
+        self.metrics.debounce.set(self.state.critical_count)
+        for event in events:
+            log.info("event=%s t=%.1f reason=%s", event.event, event.t, event.reason)
+            if event.event == "trigger_shutdown":
+                self.metrics.triggers.labels("ups").inc()
+        with self._lock:
+            running = self._running
+        actions = actions_for(events, self.config.coordination.role, running)
+        for action in actions:
+            self.execute(action)
+        return actions
+
+    def _trace_active(self) -> bool:
+        s = self.state
+        return s.on_battery or s.latched or s.startup_pending or s.critical_count > 0
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def execute(self, action: Action) -> None:
+        log.info("action=%s reason=%s", type(action).__name__, action.reason)
+        if isinstance(action, CancelStartup):
+            self._cancel_startup()
+        elif isinstance(action, RunShutdown):
+            self.state = latch(self.state)
+            self._start_flow("shutdown", action.reason)
+        elif isinstance(action, RunStartup):
+            if self.clock() < self._next_startup_at:
+                self.state = replace(self.state, startup_pending=True)
+                return
+            self._start_flow("startup", action.reason)
+        else:
+            self._forward(action)
+
+    def _cancel_startup(self) -> None:
+        with self._lock:
+            worker = self._worker if self._running == "startup" else None
+        if worker is None:
+            return
+        self._cancel.set()
+        worker.join(timeout=300)
+
+    def _start_flow(self, kind: str, reason: str) -> bool:
+        with self._lock:
+            if self._worker is not None and self._worker.is_alive():
+                log.info("a %s is already running; %s not started", self._running, kind)
+                return False
+            self._cancel = threading.Event()
+            self._running = "shutdown" if kind == "shutdown" else "startup"
+            self._worker = threading.Thread(
+                target=self._flow_thread, args=(kind, reason, self._cancel), name=f"hecate-{kind}"
+            )
+            self._worker.start()
+        self.notifier.status(f"{kind} running: {reason}")
+        return True
+
+    def _flow_thread(self, kind: str, reason: str, cancel: threading.Event) -> None:
+        try:
+            with self.context_factory(cancel) as ctx:
+                if kind == "shutdown":
+                    options = ShutdownOptions(mode=self.config.shutdown.ups_mode, reason=reason)
+                    report = run_shutdown(ctx, options)
+                else:
+                    report = run_startup(ctx, StartupOptions(reason=reason))
+            self._finished(report)
+        except GuardRefusedError as exc:
+            log.warning("startup refused: %s (retry in %.0fs)", exc, STARTUP_RETRY_S)
+            self._next_startup_at = self.clock() + STARTUP_RETRY_S
+            self.state = replace(self.state, startup_pending=True)
+        except HecateError as exc:
+            log.error("%s could not run: %s", kind, exc)
+            self.metrics.runs.labels(kind, "failed").inc()
+            if kind == "startup":
+                self._next_startup_at = self.clock() + STARTUP_RETRY_S
+                self.state = replace(self.state, startup_pending=True)
+        finally:
+            with self._lock:
+                self._running = None
+            self.metrics.observe_intent(self.store.read_intent(self.clock()).state)
+            self.notifier.status("watching the UPS")
+
+    def _finished(self, report: FlowReport) -> None:
+        self.reports.append(report)
+        log.info("%s finished: %s in %.1fs", report.kind, report.outcome.value, report.duration_s)
+        self.metrics.runs.labels(report.kind, report.outcome.value).inc()
+        self.metrics.last_run.labels(report.kind, "total").set(report.duration_s)
+        for stage in report.stages:
+            self.metrics.last_run.labels(report.kind, stage.name).set(stage.duration_s)
+        if report.kind == "startup" and report.outcome.value in ("failed", "aborted"):
+            self.state = replace(self.state, startup_pending=True)
+            self._next_startup_at = self.clock() + STARTUP_RETRY_S
+        self.budget = self._budget()
+
+    def _forward(self, action: ForwardTrigger) -> None:
+        client = self.client
+        if client is None:
+            log.error("peer without a coordinator client; trigger dropped")
+            return
+
+        def send() -> None:
+            try:
+                answer = client.send_trigger(self.peer_name, action.reason)
+                self.metrics.coordinator_reachable.set(1)
+                log.info("coordinator accepted the trigger: %s", answer)
+            except CoordinatorUnreachableError as exc:
+                self.metrics.coordinator_reachable.set(0)
+                if self.config.coordination.fallback_local_shutdown:
+                    log.error("%s; running the shutdown locally", exc)
+                    self._start_flow("shutdown", f"{action.reason} (coordinator unreachable)")
+                else:
+                    log.error("%s; fallback_local_shutdown is off, nothing more to do", exc)
+            except HecateError as exc:
+                self.metrics.coordinator_reachable.set(1)
+                log.error("coordinator refused the trigger: %s", exc)
+
+        threading.Thread(target=send, name="hecate-forward", daemon=True).start()
+
+    # --- coordinator handlers (called from the HTTP server's threads) -----------------------
+
+    def _peer_trigger(self, request: TriggerRequest) -> bool:
+        self.metrics.triggers.labels("peer").inc()
+        log.info("trigger from peer %s: %s", request.peer, request.reason)
+        self.state = latch(self.state)
+        with self._lock:
+            running = self._running
+        if running == "startup":
+            self._cancel_startup()
+        if running == "shutdown":
+            return False
+        return self._start_flow("shutdown", f"peer {request.peer}: {request.reason}")
+
+    def _peer_startup_request(self, peer: str) -> str:
+        with self._lock:
+            if self._running is not None:
+                return f"busy ({self._running})"
+        started = self._start_flow("startup", f"requested by peer {peer}")
+        return "started" if started else "busy"
+
+    def _intent_json(self) -> dict[str, Any]:
+        intent = self.store.read_intent(self.clock())
+        return {**intent.to_json(), "running": self._running}
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        with self._lock:
+            worker = self._worker
+        if worker is None:
+            return True
+        worker.join(timeout_s)
+        return not worker.is_alive()
+
+    def close(self) -> None:
+        self.notifier.stopping()
+        with self._lock:
+            running = self._running
+        if running == "startup":
+            self._cancel.set()  # a half-done startup is resumed by the next run
+        # A running shutdown is allowed to finish: stopping it halfway helps nobody.
+        self.wait_idle(timeout_s=600)
+        if self.server is not None:
+            self.server.close()
+        self.metrics.close()
+        self.recorder.close()
+
+
+def trace_dir(state_dir: Path) -> Path:
+    return state_dir / "traces"

@@ -1,0 +1,52 @@
+"""Records UPS polls during an outage as a trace in `hecate replay`'s format, for post-mortems.
+
+One file per outage under `state_dir/traces/`, `t` counted from the file's first poll; the last
+`keep` files are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from hecate.readings import Poll
+from hecate.trace import encode_point
+
+
+class TraceRecorder:
+    def __init__(self, directory: Path, *, keep: int = 20, tail_polls: int = 3) -> None:
+        self.directory = directory
+        self.keep = keep
+        self.tail_polls = tail_polls  # polls recorded after the outage ends, to show recovery
+        self._start = 0.0
+        self._tail = 0
+        self.current: Path | None = None
+        self.last: Path | None = None
+
+    def observe(self, t: float, poll: Poll, *, active: bool) -> None:
+        if active:
+            self._tail = self.tail_polls
+        elif self.current is not None:
+            self._tail -= 1
+        if self.current is None and active:
+            self._open(t)
+        if self.current is None:
+            return
+        # Opened per poll: nothing stays open between polls, and a crash loses at most one line.
+        with self.current.open("a", encoding="utf-8") as handle:
+            handle.write(encode_point(t - self._start, poll) + "\n")
+        if not active and self._tail <= 0:
+            self.close()
+
+    def _open(self, t: float) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))
+        self.current = self.directory / f"outage-{stamp}.jsonl"
+        self._start = t
+        old = sorted(self.directory.glob("outage-*.jsonl"))[: -self.keep]
+        for path in old:
+            path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """End the current trace; the next outage starts a new file."""
+        self.last = self.current
+        self.current = None

@@ -1,0 +1,127 @@
+"""Prometheus metrics: one registry per daemon, names prefixed `hecate_` with their units."""
+
+from __future__ import annotations
+
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
+
+from hecate import __version__
+from hecate.budget import Budget
+from hecate.intent import IntentState
+from hecate.readings import CommError, Poll
+
+UPS_FLAGS = ("OL", "OB", "LB", "FSD", "CHRG", "DISCHRG", "BYPASS", "RB", "OVER", "TRIM", "BOOST")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.build = Info("hecate_build", "Hecate build information", registry=r)
+        self.build.info({"version": __version__})
+        self.ups_status = Gauge(
+            "hecate_ups_status", "UPS status flag present (1) or not (0)", ["flag"], registry=r
+        )
+        self.on_battery = Gauge(
+            "hecate_ups_on_battery", "1 while the UPS is on battery", registry=r
+        )
+        self.ups_up = Gauge("hecate_ups_readable", "1 when the last UPS poll succeeded", registry=r)
+        self.runtime = Gauge(
+            "hecate_ups_runtime_seconds", "UPS runtime estimate (NaN when unknown)", registry=r
+        )
+        self.charge = Gauge(
+            "hecate_ups_charge_percent", "Battery charge (NaN when unknown)", registry=r
+        )
+        self.load = Gauge("hecate_ups_load_percent", "UPS load (NaN when unknown)", registry=r)
+        self.threshold = Gauge(
+            "hecate_shutdown_threshold_seconds",
+            "Runtime below which a shutdown triggers (safety factor x budget)",
+            registry=r,
+        )
+        self.budget = Gauge(
+            "hecate_shutdown_budget_seconds",
+            "Estimated shutdown duration",
+            ["source"],
+            registry=r,
+        )
+        self.budget_samples = Gauge(
+            "hecate_shutdown_budget_samples", "Successful runs behind the budget", registry=r
+        )
+        self.debounce = Gauge(
+            "hecate_debounce_count", "Consecutive critical polls so far", registry=r
+        )
+        self.intent = Gauge(
+            "hecate_intent_state", "1 for the current intent state", ["state"], registry=r
+        )
+        self.last_run = Gauge(
+            "hecate_last_run_duration_seconds",
+            "Duration of the last run, per kind and stage (stage=total for the whole run)",
+            ["kind", "stage"],
+            registry=r,
+        )
+        self.runs = Counter(
+            "hecate_runs_total", "Runs by kind and outcome", ["kind", "outcome"], registry=r
+        )
+        self.triggers = Counter(
+            "hecate_triggers_total", "Shutdown triggers by source", ["source"], registry=r
+        )
+        self.nut_errors = Counter(
+            "hecate_nut_errors_total", "Failed UPS polls by kind", ["kind"], registry=r
+        )
+        self.coordinator_reachable = Gauge(
+            "hecate_coordinator_reachable",
+            "1 when the coordinator answered the last request (peers only)",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "hecate_coordination_rejected_total",
+            "Coordination requests rejected (bad signature, malformed)",
+            ["reason"],
+            registry=r,
+        )
+        self.polls = Counter("hecate_ups_polls_total", "UPS polls", registry=r)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def observe_poll(self, poll: Poll) -> None:
+        self.polls.inc()
+        nan = float("nan")
+        if isinstance(poll, CommError):
+            self.ups_up.set(0)
+            self.nut_errors.labels(poll.kind).inc()
+            return
+        self.ups_up.set(1)
+        for flag in UPS_FLAGS:
+            self.ups_status.labels(flag).set(1 if flag in poll.status else 0)
+        self.on_battery.set(1 if poll.on_battery else 0)
+        self.runtime.set(poll.runtime_s if poll.runtime_s is not None else nan)
+        self.charge.set(poll.charge_pct if poll.charge_pct is not None else nan)
+        self.load.set(poll.load_pct if poll.load_pct is not None else nan)
+
+    def observe_budget(self, budget: Budget) -> None:
+        self.threshold.set(budget.threshold_s)
+        for source in ("history", "fallback"):
+            self.budget.labels(source).set(budget.estimate_s if source == budget.source else 0)
+        self.budget_samples.set(budget.samples)
+
+    def observe_intent(self, state: IntentState) -> None:
+        for each in IntentState:
+            self.intent.labels(each.value).set(1 if each is state else 0)
+
+    def serve(self, listen: str) -> int:
+        """Serve /metrics on `[host]:port`; returns the bound port (0 picks a free one)."""
+        host, _, port = listen.rpartition(":")
+        # An empty host binds every interface: metrics are scraped over the network by design;
+        # metrics.listen narrows it (e.g. 127.0.0.1:9560).
+        server, thread = start_http_server(int(port), addr=host, registry=self.registry)
+        self._server, self._thread = server, thread
+        return int(server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)

@@ -1,0 +1,190 @@
+"""The daemon's decisions (pure) and its loop with in-memory ports and an explicit clock."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client import generate_latest
+
+from hecate.config import HecateConfig, parse_config
+from hecate.daemon.core import CancelStartup, ForwardTrigger, RunShutdown, RunStartup, actions_for
+from hecate.daemon.service import Daemon
+from hecate.flows.context import FlowContext
+from hecate.intent import IntentState
+from hecate.policy import Event
+from hecate.readings import CommError, Poll, UpsReading, parse_status
+from hecate.state import StateStore
+from hecate.trace import load_trace
+from tests.unit.fakes import FakeAnsible, FakeKube
+
+
+def ev(name: str) -> Event:
+    return Event(0.0, name, "why", 330.0, 100.0)
+
+
+def test_actions_table() -> None:
+    assert actions_for([ev("trigger_shutdown")], "coordinator", None) == [RunShutdown("UPS: why")]
+    assert actions_for([ev("trigger_shutdown")], "peer", None) == [ForwardTrigger("why")]
+    assert actions_for([ev("trigger_shutdown")], "coordinator", "shutdown") == []
+    assert actions_for([ev("trigger_shutdown")], "coordinator", "startup") == [
+        CancelStartup("shutdown triggered during startup"),
+        RunShutdown("UPS: why"),
+    ]
+    assert actions_for([ev("on_battery")], "coordinator", "startup")[0] == CancelStartup(
+        "power failed again during startup"
+    )
+    assert actions_for([ev("on_battery")], "coordinator", None) == []
+    assert actions_for([ev("startup_allowed")], "coordinator", None) == [
+        RunStartup("power restored: why")
+    ]
+    assert actions_for([ev("startup_allowed")], "peer", None) == []
+    assert actions_for([ev("comm_lost"), ev("condition_met")], "coordinator", None) == []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class World:
+    """A UPS reading the test sets, a fake cluster, and the daemon wired to them."""
+
+    def __init__(self, tmp_path: Path, **config: object) -> None:
+        data: dict[str, object] = {
+            "state_dir": str(tmp_path / "state"),
+            "nodes": {"servers": ["s1"], "agents": ["a1"]},
+            "ups": {"debounce_polls": 2, "poll_interval_seconds": 1},
+            "startup": {
+                "power_stable_seconds": 10,
+                "min_battery_charge": 50,
+                "flux_ready_timeout_seconds": 1,
+                "nodes_ready_timeout_seconds": 1,
+            },
+        }
+        data.update(config)
+        self.config: HecateConfig = parse_config(data)
+        self.reading: Poll = UpsReading(parse_status("OL"), 1800, 100)
+        self.kube = FakeKube(nodes_up={"s1": True, "a1": True})
+        self.kube.add_flux("GitRepository", "flux-system", "flux-system")
+        self.ansible = FakeAnsible(cluster=self.kube)
+        self.clock = Clock()
+        self.daemon = Daemon(
+            self.config, reader=lambda: self.reading, context_factory=self.context, clock=self.clock
+        )
+
+    @contextlib.contextmanager
+    def context(self, cancel: threading.Event) -> Iterator[FlowContext]:
+        yield FlowContext(
+            self.config,
+            self.ansible,
+            self.kube,
+            StateStore(self.config.state_dir),
+            read_ups=lambda: self.reading,
+            cancel=cancel,
+            clock=self.clock,
+            sleep=lambda _: None,
+        )
+
+    def poll(self, reading: Poll, dt: float = 5.0) -> list[str]:
+        self.clock.t += dt
+        self.reading = reading
+        actions = self.daemon.poll_once()
+        assert self.daemon.wait_idle(10)
+        return [type(a).__name__ for a in actions]
+
+
+def r(status: str, runtime: float, charge: float = 90) -> UpsReading:
+    return UpsReading(parse_status(status), runtime, charge)
+
+
+def test_outage_then_power_return_runs_shutdown_then_startup(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    assert w.poll(r("OL", 1800)) == []
+    assert w.poll(r("OB DISCHRG", 1000)) == []
+    assert w.poll(r("OB DISCHRG", 200)) == []  # 1 of 2
+    assert w.poll(r("OB DISCHRG", 190)) == ["RunShutdown"]
+    assert w.poll(r("OB DISCHRG", 180)) == []  # latched: no second shutdown
+    store = StateStore(w.config.state_dir)
+    assert store.read_intent().state is IntentState.SHUTDOWN_COMPLETE
+    assert [p for p, _ in w.ansible.playbooks][-2:] == ["poweroff", "poweroff"]
+    assert w.poll(r("OL CHRG", 300, 40)) == []  # back, but charge too low and not stable
+    assert w.poll(r("OL CHRG", 600, 55), dt=11) == ["RunStartup"]
+    assert store.read_intent().state is IntentState.NORMAL
+    kinds = [(rep.kind, rep.outcome.value) for rep in w.daemon.reports]
+    assert kinds == [("shutdown", "success"), ("startup", "success")]
+    text = generate_latest(w.daemon.metrics.registry).decode()
+    assert 'hecate_runs_total{kind="shutdown",outcome="success"} 1.0' in text
+    assert 'hecate_triggers_total{source="ups"} 1.0' in text
+    assert 'hecate_intent_state{state="normal"} 1.0' in text
+
+
+def test_outage_is_recorded_as_a_replayable_trace(tmp_path: Path) -> None:
+    w = World(tmp_path, shutdown={"ups_mode": "cluster-only"})
+    w.poll(r("OL", 1800))
+    w.poll(r("OB DISCHRG", 200))
+    w.poll(CommError("connection refused"))
+    w.poll(r("OB DISCHRG", 150))
+    trace = w.daemon.recorder.current
+    assert trace is not None
+    points = load_trace(trace)
+    assert [p.t for p in points] == [0.0, 5.0, 10.0]
+    assert isinstance(points[1].poll, CommError)
+
+
+def test_daemon_started_after_a_shutdown_waits_for_the_gate(tmp_path: Path) -> None:
+    w0 = World(tmp_path)
+    StateStore(w0.config.state_dir).set_intent(IntentState.SHUTTING_DOWN, reason="x", run_id="r")
+    StateStore(w0.config.state_dir).set_intent(
+        IntentState.SHUTDOWN_COMPLETE, reason="x", run_id="r"
+    )
+    w = World(tmp_path)
+    assert w.poll(r("OL", 900, 80)) == []
+    assert w.poll(r("OL", 900, 80), dt=11) == ["RunStartup"]
+
+
+def test_new_outage_during_startup_cancels_it_and_shuts_down(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    release = threading.Event()
+    started = threading.Event()
+    original_run = w.ansible.run
+
+    def slow_run(request, *, on_event=None, cancel=None):  # type: ignore[no-untyped-def]
+        if request.playbook == "start_servers":
+            started.set()
+            assert cancel is not None
+            cancel.wait(10)  # a long start, until cancelled
+        return original_run(request, on_event=on_event, cancel=cancel)
+
+    w.ansible.run = slow_run  # type: ignore[method-assign]
+    w.poll(r("OB DISCHRG", 100))
+    w.poll(r("OB DISCHRG", 100))  # shutdown done
+    w.clock.t += 5
+    w.reading = r("OL", 900, 80)
+    w.daemon.poll_once()
+    w.clock.t += 11
+    assert [type(a).__name__ for a in w.daemon.poll_once()] == ["RunStartup"]
+    assert started.wait(5)
+    w.clock.t += 5
+    w.reading = r("OB DISCHRG", 800, 70)
+    actions = [type(a).__name__ for a in w.daemon.poll_once()]
+    assert actions == ["CancelStartup", "RunShutdown"]
+    assert w.daemon.wait_idle(10)
+    release.set()
+    outcomes = [(rep.kind, rep.outcome.value) for rep in w.daemon.reports]
+    assert outcomes == [("shutdown", "success"), ("startup", "aborted"), ("shutdown", "success")]
+    assert StateStore(w.config.state_dir).read_intent().state is IntentState.SHUTDOWN_COMPLETE
+
+
+def test_comm_errors_never_crash_and_are_counted(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    for _ in range(5):
+        assert w.poll(CommError("driver not connected", "driver_down")) == []
+    text = generate_latest(w.daemon.metrics.registry).decode()
+    assert 'hecate_nut_errors_total{kind="driver_down"} 5.0' in text
+    assert "hecate_ups_readable 0.0" in text
