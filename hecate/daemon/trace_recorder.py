@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+
 from hecate.readings import Poll
 from hecate.trace import encode_point
 
