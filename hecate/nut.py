@@ -445,6 +445,8 @@ class NutClient:
             return "connection refused (is upsd running?)"
         if isinstance(exc, _PeerClosedError):
             return "upsd closed the connection before answering"
+        if isinstance(exc, ConnectionError):  # reset, aborted, broken pipe
+            return f"upsd closed the connection before answering ({exc.strerror})"
         return f"cannot reach upsd ({exc.strerror or type(exc).__name__})"
 
     def _translate_answer(self, answer: str) -> UpsError:

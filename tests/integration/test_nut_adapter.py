@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import secrets
@@ -257,7 +258,7 @@ class _FakeServer:
                 conn, _ = self._listener.accept()
             except TimeoutError:
                 continue
-            with conn:
+            with conn, contextlib.suppress(OSError):  # the client may reset the connection
                 self._handler(conn, self._stop)
 
     def target(self) -> str:
@@ -325,18 +326,31 @@ def test_trickling_server_times_out(
     assert time.monotonic() - started < 2.0
 
 
+def _hang_up_at_once(conn: socket.socket, stop: threading.Event) -> None:
+    """Close without reading: the client's request makes the kernel send a reset."""
+
+
+def _hang_up_after_request(conn: socket.socket, stop: threading.Event) -> None:
+    """Read the request, then end the stream cleanly (FIN): the client sees end-of-file."""
+    conn.recv(1024)
+    conn.shutdown(socket.SHUT_WR)
+    while not stop.is_set() and conn.recv(1024):
+        pass
+
+
 @pytest.mark.timeout(10)
+@pytest.mark.parametrize("handler", [_hang_up_at_once, _hang_up_after_request])
 @pytest.mark.parametrize("with_credentials", [True, False])
 def test_server_hanging_up(
     fake_server: Callable[[Callable[[socket.socket, threading.Event], None]], str],
+    handler: Callable[[socket.socket, threading.Event], None],
     with_credentials: bool,
 ) -> None:
-    """A server that closes at once (pynutclient alone would spin on recv forever)."""
-    target = fake_server(lambda conn, stop: None)
+    """A server that hangs up: an error at once (pynutclient alone spins forever on EOF)."""
     user, password = ("hecate", WRONG_PASSWORD) if with_credentials else (None, None)
-    ups = NutClient(parse_target(target), user, password, timeout_s=3.0)
+    ups = NutClient(parse_target(fake_server(handler)), user, password, timeout_s=3.0)
     started = time.monotonic()
-    with pytest.raises(UpsUnreachableError, match="closed"):
+    with pytest.raises(UpsUnreachableError, match="closed the connection"):
         ups.read()
     assert time.monotonic() - started < 1.0
 
