@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hecate.cli.common import (
+    EXIT_OK,
     EXIT_REFUSED,
     ConfigOpt,
     JsonOpt,
@@ -18,6 +19,7 @@ from hecate.cli.common import (
     read_ups,
 )
 from hecate.cli.execute import execute_flow, exit_code_for_report
+from hecate.cli.peers import ask_coordinator_to_start, peer_refusals
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.errors import HecateError, StateError
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
@@ -94,9 +96,17 @@ def startup_command(
         allow_peer_startup=allow_peer_startup or auto_peer_failover,
         allow_on_battery=allow_on_battery,
     )
+    if execute and auto_peer_failover and cfg.coordination.role == "peer":
+        answer = ask_coordinator_to_start(cfg)
+        if answer is not None:
+            typer.echo(f"the coordinator handles the startup: {answer}")
+            raise typer.Exit(EXIT_OK)
+        typer.echo("coordinator unreachable: starting up from this peer", err=True)
     refusals = startup_refusals(cfg, intent, ups, stamp, overrides)
+    if execute:
+        refusals += peer_refusals(cfg)
     stages = startup_plan(cfg, force_flux_branch=force_flux_branch)
-    if as_json:
+    if as_json and not (execute and not refusals):
         emit_json(
             {
                 "command": "startup",
@@ -105,7 +115,7 @@ def startup_command(
                 "plan": _plan_json(stages),
             }
         )
-    else:
+    elif not as_json:
         for refusal in refusals:
             typer.echo(f"refused ({refusal.guard}): {refusal.message}", err=True)
         if not refusals:
@@ -154,7 +164,7 @@ def shutdown_command(
     stages = shutdown_plan(
         cfg, mode=mode.value, skip_drain=skip_drain, skip_etcd_snapshot=skip_etcd_snapshot
     )
-    if as_json:
+    if as_json and not execute:
         emit_json(
             {
                 "command": "shutdown",
@@ -165,7 +175,7 @@ def shutdown_command(
                 "plan": _plan_json(stages),
             }
         )
-    else:
+    elif not as_json:
         _print_plan(
             f"shutdown plan ({mode.value}, estimated {budget.estimate_s:.0f}s from "
             f"{budget.source}):",

@@ -98,37 +98,39 @@ def shared() -> Iterator[NutServer]:
 # -- readings --------------------------------------------------------------------------------
 
 
-def test_reading_on_mains(nut_server: NutServer) -> None:
-    reading = client(nut_server).read()
+def test_reading_on_mains(shared: NutServer) -> None:
+    reading = client(shared).read()
     assert reading == UpsReading(
         status=frozenset({"OL"}), runtime_s=1800.0, charge_pct=100.0, load_pct=20.0
     )
     assert reading.on_mains
     assert reading.extra["driver.name"] == "dummy-ups"
-    assert poll(client(nut_server)) == reading
+    assert poll(client(shared)) == reading
 
 
-def test_on_battery_and_back(nut_server: NutServer) -> None:
+def test_outage_low_battery_and_back(nut_server: NutServer) -> None:
     ups = client(nut_server)
+    assert ups.read().on_mains
+
     nut_server.set_reading(UPS, status="OB DISCHRG", runtime=612, charge=55.5, load=33)
     reading = ups.read()
     assert reading.status == {"OB", "DISCHRG"}
     assert (reading.runtime_s, reading.charge_pct, reading.load_pct) == (612.0, 55.5, 33.0)
     assert reading.on_battery
     assert not reading.on_mains
+    assert not reading.low_battery
+
+    nut_server.set_reading(UPS, status="OB DISCHRG LB", runtime=95, charge=9)
+    reading = ups.read()
+    assert reading.low_battery
+    assert reading.on_battery
+    assert (reading.runtime_s, reading.charge_pct, reading.load_pct) == (95.0, 9.0, 33.0)
 
     nut_server.set_reading(UPS, status="OL CHRG", runtime=1500, charge=70)
     reading = ups.read()
     assert reading.on_mains
+    assert not reading.low_battery
     assert (reading.runtime_s, reading.charge_pct, reading.load_pct) == (1500.0, 70.0, 33.0)
-
-
-def test_low_battery(nut_server: NutServer) -> None:
-    nut_server.set_reading(UPS, status="OB DISCHRG LB", runtime=95, charge=9)
-    reading = client(nut_server).read()
-    assert reading.low_battery
-    assert reading.on_battery
-    assert (reading.runtime_s, reading.charge_pct) == (95.0, 9.0)
 
 
 def test_forced_shutdown(nut_server: NutServer) -> None:
