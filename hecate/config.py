@@ -47,6 +47,9 @@ class UpsConfig(_Strict):
     debounce_polls: int = Field(3, ge=1, le=100)
     comm_loss_dead_seconds: float = Field(30.0, gt=0)
     timeout_seconds: float = Field(5.0, gt=0, le=60)
+    # How credentials are checked on each read: primary (PRIMARY, needs `upsmon primary`; no log
+    # noise), login (LOGIN, any upsmon user; upsd logs every poll), none (anonymous reads).
+    auth_check: Literal["primary", "login", "none"] = "primary"
 
     @field_validator("target")
     @classmethod

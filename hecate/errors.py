@@ -10,7 +10,11 @@ class ConfigError(HecateError):
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
+        self.message = message
         self.problems = problems or []
+
+    def __str__(self) -> str:
+        return "; ".join([self.message, *self.problems])
 
 
 class StateError(HecateError):

@@ -133,6 +133,9 @@ def ssh_common_args(
         "-o",
         f"UserKnownHostsFile={known_hosts or known_hosts_path(config)}",
     ]
+    if config.ssh_identity_file is not None:
+        # only the configured key: no "too many authentication failures" from an agent's keys
+        args += ["-o", "IdentitiesOnly=yes"]
     jump = proxy_jump_spec(config) if via_jump else None
     if jump:
         args += ["-o", f"ProxyJump={jump}"]

@@ -298,12 +298,12 @@ class _GuardedPyNUT(PyNUTClient):  # type: ignore[misc]  # pynutclient ships no 
             raise _PeerClosedError("not connected")
         sock.settimeout(max(self._hecate_deadline - time.monotonic(), 0.001))
         sock.sendall(f"{line}\n".encode("ascii"))
-        return self._read_until_guarded(b"\n").decode("ascii").rstrip("\n")
+        return self._read_until_guarded(b"\n").decode("ascii").rstrip("\r\n")
 
     def check_primary(self, ups: str) -> None:
         """upsd's `PRIMARY` access check (no side effect); `MASTER` for upsd before 2.8."""
         answer = self._command(f"PRIMARY {ups}")
-        if answer.startswith("ERR UNKNOWN-COMMAND") or answer.startswith("ERR INVALID-ARGUMENT"):
+        if answer.startswith(("ERR UNKNOWN-COMMAND", "ERR INVALID-ARGUMENT")):
             answer = self._command(f"MASTER {ups}")
         if not answer.startswith("OK"):
             raise PyNUTError(answer)
@@ -533,7 +533,9 @@ def client_from_config(config: HecateConfig) -> NutClient:
     if ups.password_file is None:
         return NutClient(target, timeout_s=ups.timeout_seconds, auth_check="none")
     password = read_password_file(ups.password_file)
-    return NutClient(target, ups.user, password, timeout_s=ups.timeout_seconds)
+    return NutClient(
+        target, ups.user, password, timeout_s=ups.timeout_seconds, auth_check=ups.auth_check
+    )
 
 
 def poll_config(config: HecateConfig) -> Poll:

@@ -22,9 +22,9 @@ def check(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> 
         loaded = load_config(config)
     except ConfigError as exc:
         if as_json:
-            emit_json({"valid": False, "error": str(exc), "problems": exc.problems})
+            emit_json({"valid": False, "error": exc.message, "problems": exc.problems})
         else:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {exc.message}", err=True)
             for problem in exc.problems:
                 typer.echo(f"  - {problem}", err=True)
         raise typer.Exit(EXIT_USAGE) from None

@@ -65,11 +65,13 @@ def run(argv: list[str] | None = None) -> int:
         else:
             typer.echo(f"error: {exc}", err=True)
         return EXIT_USAGE
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  - {problem}", err=True)
+        return EXIT_USAGE
     except HecateError as exc:
         typer.echo(f"error: {exc}", err=True)
-        if isinstance(exc, ConfigError):
-            for problem in exc.problems:
-                typer.echo(f"  - {problem}", err=True)
         return exit_code_for(exc)
     return int(result) if isinstance(result, int) else 0
 

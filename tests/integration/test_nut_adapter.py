@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from hecate.config import parse_config
 from hecate.errors import (
+    ConfigError,
     UpsAuthError,
     UpsDriverDownError,
     UpsError,
@@ -28,8 +30,10 @@ from hecate.nut import (
     NutClient,
     UpsProtocolError,
     UpsUnknownError,
+    client_from_config,
     parse_target,
     poll,
+    poll_config,
     reading_from_vars,
 )
 from hecate.readings import CommError, UpsReading
@@ -231,6 +235,37 @@ def test_unknown_ups(shared: NutServer, auth_check: AuthCheck) -> None:
     polled = poll(client(shared, "nosuchups", auth_check=auth_check))
     assert isinstance(polled, CommError)
     assert polled.kind == "unknown_ups"
+
+
+def test_poll_config(shared: NutServer, tmp_path: Path) -> None:
+    """The CLI's entry point: target, user, password file and timeout from the config."""
+    ups = {
+        "target": shared.target(UPS),
+        "user": shared.user,
+        "password_file": str(shared.password_file),
+        "timeout_seconds": 3,
+    }
+    polled = poll_config(parse_config({"ups": ups}))
+    assert isinstance(polled, UpsReading)
+    assert polled.on_mains
+    assert shared.password not in repr(client_from_config(parse_config({"ups": ups})))
+
+    wrong = tmp_path / "wrong"
+    wrong.write_text(WRONG_PASSWORD + "\n")
+    wrong.chmod(0o600)
+    polled = poll_config(parse_config({"ups": {**ups, "password_file": str(wrong)}}))
+    assert isinstance(polled, CommError)
+    assert polled.kind == "auth"
+
+    # Without a password file the read is anonymous (no access check).
+    anonymous = {key: value for key, value in ups.items() if key != "password_file"}
+    assert isinstance(poll_config(parse_config({"ups": anonymous})), UpsReading)
+
+    # A config problem is not a communication loss: it raises.
+    with pytest.raises(ConfigError, match="password file"):
+        poll_config(parse_config({"ups": {**ups, "password_file": str(tmp_path / "none")}}))
+    with pytest.raises(ConfigError, match="target"):
+        poll_config(parse_config({"ups": {**ups, "target": "pyrphoros@host:port"}}))
 
 
 def test_unresolvable_host() -> None:

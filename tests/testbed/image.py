@@ -177,8 +177,18 @@ def ensure_image(*, log: bool = False) -> str:
         with _build_lock():
             if not image_exists(ref):
                 build_image(ref, log=log)
+                podman("tag", ref, f"{IMAGE_REPO}:latest")
+                prune_old_images(keep=ref)
     podman("tag", ref, f"{IMAGE_REPO}:latest")
     return ref
+
+
+def prune_old_images(keep: str) -> None:
+    """Remove this repo's images of older recipes (those still used by containers stay)."""
+    listing = podman("images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO, check=False)
+    for tagged in listing.stdout.split():
+        if tagged not in (keep, f"{IMAGE_REPO}:latest") and tagged.startswith(IMAGE_REPO):
+            podman("rmi", tagged, check=False)
 
 
 def _run(argv: Sequence[str], *, log: bool, timeout: float = 600.0) -> None:

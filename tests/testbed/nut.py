@@ -2,8 +2,12 @@
 
 Each `NutServer` lives in its own temp dir (NUT_CONFPATH = NUT_STATEPATH), listens on 127.0.0.1
 at a free port and runs one dummy-ups driver per UPS, all as foreground child processes in their
-own process groups (and, through `setpriv --pdeathsig`, killed if this process dies). Several
-servers can run at once.
+own process groups. Several servers can run at once. A server starts in about 3 s: dummy-ups
+only serves upsd on its 1 s poll ticks.
+
+Through `setpriv --pdeathsig KILL` the processes die with the test process, even on SIGKILL.
+The kernel ties that signal to the *thread* that started them: start (and restart) servers,
+drivers and upsd from a thread that outlives them, such as pytest's main thread.
 
 Readings change through `set_reading()`: it rewrites the UPS's `.dev` file (the dump, then the
 overridden variables; the value survives a driver restart, and variables the dump lacks can be
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import pwd
 import re
 import secrets
 import shlex
@@ -37,7 +42,8 @@ from types import TracebackType
 
 UPSD = Path("/lib/nut/upsd")
 DUMMY_UPS = Path("/lib/nut/dummy-ups")
-DDL_DIR = Path("/work/shared/nut-ddl")
+# NUT's device dump library: real UPS models' variables, served through dummy-ups.
+DDL_DIR = Path(os.environ.get("HECATE_NUT_DDL", "/work/shared/nut-ddl"))
 
 DEFAULT_UPS = "pyrphoros"
 USER = "hecate"
@@ -250,6 +256,11 @@ class _Processes:
             self.stop(key)
 
 
+def _run_as() -> str:
+    """NUT daemons started as root switch to user `nut` unless told: stay who we are."""
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
 def _log_tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -385,7 +396,7 @@ class NutServer:
         if self.upsd_running:
             return
         log = self.dir / "upsd.log"
-        self._procs.spawn("upsd", [str(UPSD), "-F", "-u", "root"], self._env, log)
+        self._procs.spawn("upsd", [str(UPSD), "-F", "-u", _run_as()], self._env, log)
 
         def ready() -> bool:
             if not self.upsd_running:
@@ -525,7 +536,7 @@ class NutServer:
 
     def _spawn_driver(self, ups: str) -> None:
         self._driver_socket(ups).unlink(missing_ok=True)
-        args = [str(DUMMY_UPS), "-a", ups, "-u", "root", "-F"]
+        args = [str(DUMMY_UPS), "-a", ups, "-u", _run_as(), "-F"]
         self._procs.spawn(f"driver:{ups}", args, self._env, self.dir / f"driver-{ups}.log")
 
     def _wait_driver_socket(self, ups: str) -> None:

@@ -447,7 +447,11 @@ class Twin:
         token_file = self.state_dir / "token"
         token_file.write_text(self.token + "\n")
         token_file.chmod(0o600)
-        self.seed_path.write_text(json.dumps(self._seed, indent=1), encoding="utf-8")
+        seed = copy.deepcopy(self._seed)
+        config = seed.setdefault("config", {})
+        if not config.get("initialNodes"):  # spread the seed's pods over every node
+            config["initialNodes"] = [name for name, _ in self._planned_nodes()]
+        self.seed_path.write_text(json.dumps(seed, indent=1), encoding="utf-8")
 
     def _labels(self, node: str) -> list[str]:
         labels = {LABEL: "1", LABEL_RUN: self.run_id, LABEL_OWNER: owner_label(),
@@ -456,10 +460,15 @@ class Twin:
             labels[LABEL_KEEP] = str(self.workdir)
         return [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
 
+    def _planned_nodes(self) -> list[tuple[str, Role]]:
+        servers: list[tuple[str, Role]] = [
+            (f"{self.prefix}-s{i}", "server") for i in range(1, self.servers_count + 1)]
+        agents: list[tuple[str, Role]] = [
+            (f"{self.prefix}-a{i}", "agent") for i in range(1, self.agents_count + 1)]
+        return servers + agents
+
     def _create_nodes(self, image: str) -> None:
-        roles: list[tuple[str, Role]] = [
-            (f"{self.prefix}-s{i}", "server") for i in range(1, self.servers_count + 1)
-        ] + [(f"{self.prefix}-a{i}", "agent") for i in range(1, self.agents_count + 1)]
+        roles = self._planned_nodes()
         ports = iter(_free_ports(len(roles) + self.servers_count))
         for name, role in roles:
             node = TwinNode(

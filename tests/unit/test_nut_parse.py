@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
@@ -23,9 +22,8 @@ from hecate.nut import (
     reading_from_vars,
 )
 from hecate.readings import CommError, UpsReading
-from tests.testbed.nut import parse_dump
+from tests.testbed.nut import DDL_DIR, parse_dump
 
-DDL_DIR = Path(os.environ.get("HECATE_NUT_DDL", "/work/shared/nut-ddl"))
 DUMPS = sorted(DDL_DIR.glob("**/*.dev"))
 
 # -- targets ---------------------------------------------------------------------------------

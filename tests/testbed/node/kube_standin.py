@@ -99,6 +99,9 @@ DEFAULT_CONFIG: Obj = {
     "podStartSeconds": 1.0,
     "podEvictionSeconds": 300.0,
     "reconcileSeconds": 0.5,
+    # At first boot, Pods wait (Pending) until these Nodes have registered, or this long.
+    "initialNodes": [],
+    "initialNodesWaitSeconds": 30.0,
     "gitea": {
         "namespace": "gitea",
         "name": "gitea",
@@ -717,6 +720,7 @@ def seed_state(txn: Txn, seed: Obj, now: float) -> None:
             obj["status"] = merge_patch(obj.get("status", {}), status)
         txn.put(res, obj)
     txn.state["seeded"] = rfc3339(now)
+    txn.state["seededAt"] = now
 
 
 def ensure_seeded(store: Store) -> None:
@@ -865,13 +869,17 @@ def reconcile(txn: Txn, beats: dict[str, float], now: float) -> None:
     grace = float(cfg.get("nodeGraceSeconds", 3.0))
     ready_nodes: set[str] = set()
     schedulable: list[str] = []
-    for node in txn.items(NODES):
+    nodes = txn.items(NODES)
+    waiting = set(cfg.get("initialNodes") or []) - {n["metadata"]["name"] for n in nodes}
+    booting = bool(waiting) and now - float(txn.state.get("seededAt", 0)) < float(
+        cfg.get("initialNodesWaitSeconds", 30.0))
+    for node in nodes:
         name = node["metadata"]["name"]
         view = copy.deepcopy(node)
         ready = node_status_view(view, beats.get(name), now, grace)
         if ready:
             ready_nodes.add(name)
-            if not view.get("spec", {}).get("unschedulable"):
+            if not view.get("spec", {}).get("unschedulable") and not booting:
                 schedulable.append(name)
         if _node_signature(view) != _node_signature(node):
             txn.put(NODES, view)

@@ -1,0 +1,5 @@
+"""`python -m hecate` runs the CLI."""
+
+from hecate.cli.main import main
+
+main()
