@@ -45,7 +45,7 @@ def make_config(twin: Twin, state_dir: Path) -> HecateConfig:
             "ssh_user": twin.ssh_user,
             "ssh_identity_file": str(twin.ssh_key),
             "ssh_node_hosts": twin.ssh_node_hosts(),
-            "ssh_connect_timeout_seconds": 5,
+            "ssh_connect_timeout_seconds": 10,
         }
     )
 
@@ -82,7 +82,7 @@ def port_run(port: AnsiblePort, twin: Twin) -> float:
     )
     took = time.monotonic() - began
     if not result.ok or len(result.changed_hosts) != len(twin.agents):
-        raise RuntimeError(f"port run failed: {result.summary()}")
+        raise RuntimeError(f"port run failed: {result.summary()} (see {result.artifacts_dir})")
     return took
 
 

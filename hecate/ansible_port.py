@@ -565,6 +565,8 @@ class AnsiblePort:
             "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
             "ANSIBLE_DEPRECATION_WARNINGS": "False",
             "ANSIBLE_NOCOLOR": "True",
+            # only ansible.builtin is used: skip scanning sys.path for collections (faster start)
+            "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "False",
         }
         # ansible-playbook next to this interpreter (a venv) even when PATH lacks it
         bindir = Path(sys.executable).parent

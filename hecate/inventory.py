@@ -167,6 +167,8 @@ def build_inventory(
 
     all_vars: dict[str, Any] = {
         "ansible_connection": "ssh",
+        # no interpreter discovery round trip (the hot path of k3s_service needs no Python)
+        "ansible_python_interpreter": "/usr/bin/python3",
         "ansible_ssh_common_args": shlex.join(
             ssh_common_args(config, via_jump=via_jump, known_hosts=known_hosts)
         ),

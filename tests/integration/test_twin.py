@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -203,8 +206,10 @@ def test_discovery_version_and_errors(twin: Twin) -> None:
     assert listing["kind"] == "DeploymentList" and listing["metadata"]["resourceVersion"]
     assert "kind" not in listing["items"][0]  # built-in lists omit items' kind, as the API does
 
+    tls = ssl.create_default_context(cafile=str(twin.ca_cert))
     with pytest.raises(urllib.error.HTTPError) as anonymous:
-        urllib.request.urlopen(f"{twin.api_url}/api/v1/nodes", timeout=10)  # noqa: S310
+        urllib.request.urlopen(f"{twin.api_url}/api/v1/nodes", timeout=10,  # noqa: S310
+                               context=tls)
     with anonymous.value as err:
         assert err.code == 401
         assert json.loads(err.read())["reason"] == "Unauthorized"
@@ -493,10 +498,20 @@ def test_kubeconfig_points_at_the_api(twin: Twin) -> None:
     cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
     user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
     assert cluster["server"] == twin.api_url and user["token"] == twin.token
+    assert cluster["server"].startswith("https://127.0.0.1:")
+    tls = ssl.create_default_context(
+        cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
     request = urllib.request.Request(  # noqa: S310
         f"{cluster['server']}/api/v1/nodes", headers={"Authorization": f"Bearer {user['token']}"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10, context=tls) as response:  # noqa: S310
         assert len(json.loads(response.read())["items"]) == 3
+    if shutil.which("kubectl"):  # optional: CI need not have kubectl
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", str(twin.kubeconfig), "get", "nodes", "--no-headers"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stderr
+        assert sorted(line.split()[0] for line in result.stdout.splitlines()) == [
+            "twin-a1", "twin-a2", "twin-s1"]
 
 
 # ------------------------------------------------------------------------------------------------

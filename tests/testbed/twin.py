@@ -26,6 +26,7 @@ process is gone (a crashed test run), or whose kept state dir was deleted (``scr
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import io
@@ -34,6 +35,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -91,7 +93,8 @@ class TwinNode:
 
     @property
     def api_url(self) -> str | None:
-        return f"http://127.0.0.1:{self.api_port}" if self.api_port else None
+        """``https://127.0.0.1:PORT`` on servers (certificate: the twin's ``ca_cert``)."""
+        return f"https://127.0.0.1:{self.api_port}" if self.api_port else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -256,6 +259,36 @@ def remove_leftovers() -> list[str]:
 # The twin
 
 
+def make_tls(directory: Path) -> None:
+    """A CA and a server certificate for ``127.0.0.1``/``localhost`` (like k3s's server-ca),
+    made with the ``openssl`` command; kept if already there."""
+    if (directory / "server.crt").exists():
+        return
+    if shutil.which("openssl") is None:
+        raise TwinError("openssl is needed to make the twin's API certificate (apt openssl)")
+    directory.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    (directory / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n")
+    commands = [
+        ["openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
+         "-subj", f"/CN=k3s-server-ca@{int(time.time())}"],
+        ["openssl", "req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
+         "-subj", "/O=k3s/CN=k3s"],
+        ["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "server.crt", "-days", "3650", "-extfile", "server.ext"],
+    ]
+    for argv in commands:
+        result = subprocess.run(argv, cwd=directory, capture_output=True, text=True, timeout=30,
+                                check=False)
+        if result.returncode != 0:
+            raise TwinError(f"{' '.join(argv)} failed: {result.stderr}")
+    for key in ("ca.key", "server.key"):
+        (directory / key).chmod(0o600)
+
+
 def _free_ports(count: int) -> list[int]:
     sockets: list[socket.socket] = []
     try:
@@ -328,7 +361,7 @@ class Twin:
         self.token = secrets.token_hex(24)
         self.nodes: list[TwinNode] = []
         self.started_seconds: float | None = None
-        self._destroyed = False
+        self._tls: ssl.SSLContext | None = None
 
     # -- paths and views ------------------------------------------------------------------------
 
@@ -351,6 +384,11 @@ class Twin:
     @property
     def seed_path(self) -> Path:
         return self.state_dir / "seed.json"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA that signed the API's certificate (also in the kubeconfig)."""
+        return self.state_dir / "tls" / "ca.crt"
 
     @property
     def ssh_user(self) -> str:
@@ -444,6 +482,7 @@ class Twin:
                 check=True, capture_output=True, timeout=30,
             )
         self.known_hosts.write_text("")
+        make_tls(self.state_dir / "tls")
         token_file = self.state_dir / "token"
         token_file.write_text(self.token + "\n")
         token_file.chmod(0o600)
@@ -554,15 +593,19 @@ class Twin:
 
     def destroy(self, *, remove_workdir: bool | None = None) -> None:
         """Remove the containers (and the work dir if the twin made it). Idempotent."""
-        names = [n.container for n in self.nodes]
-        listing = podman("ps", "-a", "--filter", f"label={LABEL_RUN}={self.run_id}",
-                         "--format", "{{.Names}}", check=False)
-        names += [line for line in listing.stdout.split() if line and line not in names]
-        if names:
-            podman("rm", "-f", "-t", "0", *names, check=False, timeout=120)
+        errors = ""
+        for _ in range(3):
+            listing = podman("ps", "-a", "--filter", f"label={LABEL_RUN}={self.run_id}",
+                             "--format", "{{.Names}}", check=False)
+            names = listing.stdout.split()
+            if not names:
+                break
+            removed = podman("rm", "-f", "-t", "0", *names, check=False, timeout=120)
+            errors += removed.stderr
+        else:
+            raise TwinError(f"could not remove the twin's containers {names}: {errors}")
         if remove_workdir if remove_workdir is not None else self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        self._destroyed = True
 
     # -- persistence for scripts/testbed --------------------------------------------------------
 
@@ -583,10 +626,12 @@ class Twin:
         return twin
 
     def _write_kubeconfig(self) -> None:
-        # Plain HTTP: the stand-in serves no TLS (see kube_standin's docstring).
+        ca_data = base64.b64encode(self.ca_cert.read_bytes()).decode()
         lines = ["apiVersion: v1", "kind: Config", "clusters:"]
         for server in self.servers:
-            lines += [f"- name: {server.name}", "  cluster:", f"    server: {server.api_url}"]
+            lines += [f"- name: {server.name}", "  cluster:",
+                      f"    certificate-authority-data: {ca_data}",
+                      f"    server: {server.api_url}"]
         lines.append("contexts:")
         for server in self.servers:
             lines += [f"- name: {server.name}", "  context:", f"    cluster: {server.name}",
@@ -605,15 +650,17 @@ class Twin:
         extra = ["--user", user] if user else []
         return podman("exec", *extra, target.container, *argv, check=False, timeout=timeout)
 
-    def ssh_argv(self, node: TwinNode | str, user: str | None = None) -> list[str]:
+    def ssh_argv(self, node: TwinNode | str, user: str | None = None, *,
+                 batch: bool = True) -> list[str]:
         """An ``ssh`` command line for the node (append the remote command)."""
         target = self.node(node)
+        quiet = ["-o", "BatchMode=yes", "-o", "LogLevel=ERROR"] if batch else []
         return [
             "ssh", "-F", "/dev/null", "-i", str(self.ssh_key), "-p", str(target.ssh_port),
-            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes", *quiet,
             "-o", "StrictHostKeyChecking=accept-new",
             "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+            "-o", "ConnectTimeout=5",
             f"{user or SSH_USER}@127.0.0.1",
         ]
 
@@ -726,8 +773,11 @@ class Twin:
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", ctype)
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=str(self.ca_cert))
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310
+                    request, timeout=timeout, context=self._tls) as response:
                 return response.status, _decode(response.read())
         except urllib.error.HTTPError as err:
             with err:

@@ -10,9 +10,11 @@ Runs inside the twin's nodes with the node's own python3 (3.11, standard library
   its Node and heartbeats it every second.
 * ``kube_standin.py snapshot [--name N]`` is ``k3s etcd-snapshot save``.
 
-The API is plain HTTP with a bearer token (``Authorization: Bearer <token>``), not HTTPS: a real
-k3s serves TLS, but certificates add nothing to what the twin tests. ``/readyz``, ``/livez``,
-``/healthz`` and ``/version`` need no token, as on a real API server.
+The API is HTTPS, as k3s's is, when the state directory has ``tls/server.crt`` and
+``tls/server.key`` (the twin makes them, signed by its own CA, for 127.0.0.1); otherwise plain
+HTTP (handy to run the stand-in by hand). kubectl sends no credentials over plain HTTP, hence TLS.
+Clients authenticate with a bearer token (``Authorization: Bearer <token>``); ``/readyz``,
+``/livez``, ``/healthz`` and ``/version`` need none, as on a real API server.
 
 All servers share one state directory (a host directory bind-mounted into every node, standing in
 for replicated etcd): ``state.json`` holds every object and is replaced atomically under an
@@ -53,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import calendar
 import contextlib
 import copy
 import fcntl
@@ -64,6 +67,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -1281,6 +1285,12 @@ class Request:
     query: dict[str, str]
     body: bytes
     content_type: str
+    accept: str = ""
+
+    @property
+    def wants_table(self) -> bool:
+        """kubectl get asks for a server-side Table (``as=Table``)."""
+        return "as=Table" in self.accept
 
 
 class Watch:
@@ -1405,7 +1415,11 @@ class Api:
             if method == "GET":
                 if req.query.get("watch") in ("true", "1"):
                     return Watch(self.watch(res, namespace, req.query))
-                return self.list(res, namespace, req.query)
+                code, listing = self.list(res, namespace, req.query)
+                if req.wants_table:
+                    return code, as_table(res, listing["items"],
+                                          listing["metadata"]["resourceVersion"])
+                return code, listing
             if method == "POST":
                 return self.create(res, namespace or "", self.body(req), req.query)
             raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
@@ -1417,7 +1431,9 @@ class Api:
         if sub == "scale":
             return self.scale(req, res, ns, name)
         if method == "GET":
-            return 200, self.view(res, self.get(res, ns, name))
+            obj = self.view(res, self.get(res, ns, name))
+            return 200, as_table(res, [obj], obj["metadata"]["resourceVersion"]) if (
+                req.wants_table) else obj
         if method == "PUT":
             return self.replace(res, ns, name, self.body(req), sub, req.query)
         if method == "PATCH":
@@ -1744,17 +1760,118 @@ class Api:
 
 
 # --------------------------------------------------------------------------------------------
+# Tables (what kubectl get prints)
+
+
+def _age(timestamp: str | None) -> str:
+    if not timestamp:
+        return "<unknown>"
+    try:
+        seconds = int(time.time() - calendar.timegm(time.strptime(timestamp,
+                                                                    "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return "<unknown>"
+    seconds = max(seconds, 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _row_cells(res: Resource, obj: Obj) -> list[Any]:
+    md, spec, status = obj["metadata"], obj.get("spec", {}), obj.get("status", {})
+    age = _age(md.get("creationTimestamp"))
+    if res is NODES:
+        state = "Ready" if is_ready(obj) else "NotReady"
+        if spec.get("unschedulable"):
+            state += ",SchedulingDisabled"
+        roles = sorted(k.split("/", 1)[1] for k in labels_of(obj)
+                       if k.startswith("node-role.kubernetes.io/"))
+        return [md["name"], state, ",".join(roles) or "<none>", age,
+                status.get("nodeInfo", {}).get("kubeletVersion", "")]
+    if res is PODS:
+        containers = status.get("containerStatuses") or []
+        ready = sum(1 for c in containers if c.get("ready"))
+        return [md["name"], f"{ready}/{len(spec.get('containers') or [])}",
+                status.get("phase", "Pending"), 0, age]
+    if res is DEPLOYMENTS:
+        return [md["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+                status.get("updatedReplicas", 0), status.get("availableReplicas", 0), age]
+    if res is STATEFULSETS:
+        return [md["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", age]
+    if not res.builtin:
+        cond = condition(obj, "Ready") or {}
+        cells = [md["name"], age, cond.get("status", "Unknown"), cond.get("message", "")]
+        if res is FLUX_GIT:
+            cells.insert(1, spec.get("url", ""))
+        return cells
+    return [md["name"], age]
+
+
+def _columns(res: Resource) -> list[str]:  # noqa: PLR0911 - one return per kind
+    if res is NODES:
+        return ["Name", "Status", "Roles", "Age", "Version"]
+    if res is PODS:
+        return ["Name", "Ready", "Status", "Restarts", "Age"]
+    if res is DEPLOYMENTS:
+        return ["Name", "Ready", "Up-to-date", "Available", "Age"]
+    if res is STATEFULSETS:
+        return ["Name", "Ready", "Age"]
+    if res is FLUX_GIT:
+        return ["Name", "URL", "Age", "Ready", "Status"]
+    if not res.builtin:
+        return ["Name", "Age", "Ready", "Status"]
+    return ["Name", "Age"]
+
+
+def as_table(res: Resource, items: list[Obj], resource_version: str) -> Obj:
+    """A ``meta.k8s.io/v1`` Table, the server-side printing kubectl asks for."""
+    columns = [{"name": name, "type": "integer" if name == "Restarts" else "string",
+                "format": "name" if name == "Name" else "", "description": name, "priority": 0}
+               for name in _columns(res)]
+    rows = [{"cells": _row_cells(res, obj),
+             "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                        "metadata": obj["metadata"]}}
+            for obj in items]
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": resource_version},
+            "columnDefinitions": columns, "rows": rows}
+
+
+# --------------------------------------------------------------------------------------------
 # HTTP
 
 
 class StandinServer(ThreadingHTTPServer):
+    """The HTTP(S) server; TLS when ``tls`` (a server context) is given."""
+
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], api: Api, token: str) -> None:
+    def __init__(self, address: tuple[str, int], api: Api, token: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         super().__init__(address, Handler)
         self.api = api
         self.token = token
+        if tls is not None:
+            # The handshake happens in the request's thread (Handler.setup), not in accept().
+            self.socket = tls.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ssl.SSLError | OSError):
+            super().handle_error(request, client_address)
+
+
+def tls_context(state_dir: Path) -> ssl.SSLContext | None:
+    """A server context from ``<state>/tls/server.{crt,key}`` (made by the twin), if present."""
+    cert, key = state_dir / "tls" / "server.crt", state_dir / "tls" / "server.key"
+    if not (cert.exists() and key.exists()):
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 VERSION_INFO: Obj = {
@@ -1769,6 +1886,13 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "hecate-twin-apiserver"
     server: StandinServer
+    timeout = 300  # idle keep-alive connections end, as the real server's do
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
         if os.environ.get("TWIN_DEBUG"):
@@ -1828,7 +1952,8 @@ class Handler(BaseHTTPRequestHandler):
             if not self.authorized():
                 self.send_body(401, ApiError(401, "Unauthorized", "Unauthorized").status())
                 return
-            req = Request(method, path, query, body, self.headers.get("Content-Type", ""))
+            req = Request(method, path, query, body, self.headers.get("Content-Type", ""),
+                          self.headers.get("Accept", ""))
             if path.startswith("/twin/"):
                 result: Response | Watch = self.server.api.twin(req)
             else:
@@ -1954,7 +2079,8 @@ def run_server(state_dir: Path, node: str, port: int, *, shim: bool = True) -> i
     with store.transaction() as txn:
         reconcile(txn, store.heartbeats(), time.time())
     api = Api(store, stopping)
-    server = StandinServer(("0.0.0.0", port), api, store.token())  # noqa: S104 - in a container
+    server = StandinServer(("0.0.0.0", port), api, store.token(),  # noqa: S104 - in a container
+                           tls_context(state_dir))
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                      daemon=True).start()
     sd_notify("READY=1")
