@@ -189,5 +189,10 @@ cd "$root"
 export ANSIBLE_CONFIG="$root/ansible.cfg"
 export ANSIBLE_ROLES_PATH="$root/roles"
 export ANSIBLE_RETRY_FILES_ENABLED=False
-exec "$venv/bin/ansible-playbook" -i localhost, -c local \
-    "${check[@]}" "${passthrough[@]}" -e "@$vars_file" "$root/playbooks/install.yml"
+rc=0
+"$venv/bin/ansible-playbook" -i localhost, -c local \
+    "${check[@]}" "${passthrough[@]}" -e "@$vars_file" "$root/playbooks/install.yml" || rc=$?
+if [[ $rc -ne 0 ]]; then
+    printf '%s: the playbook failed (exit %s)\n' "$prog" "$rc" >&2
+    exit 1
+fi

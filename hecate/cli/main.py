@@ -10,6 +10,7 @@ from hecate import __version__
 from hecate.cli import cmd_config
 from hecate.cli.cmd_daemon import daemon_command
 from hecate.cli.cmd_flows import shutdown_command, startup_command
+from hecate.cli.cmd_inventory import inventory_command
 from hecate.cli.cmd_replay import replay_command
 from hecate.cli.cmd_status import status_command
 from hecate.cli.common import EXIT_CODES_HELP, EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE
@@ -31,6 +32,7 @@ app.command("startup", epilog=EXIT_CODES_HELP)(startup_command)
 app.command("shutdown", epilog=EXIT_CODES_HELP)(shutdown_command)
 app.command("status", epilog=EXIT_CODES_HELP)(status_command)
 app.command("daemon", epilog=EXIT_CODES_HELP)(daemon_command)
+app.command("inventory", epilog=EXIT_CODES_HELP)(inventory_command)
 app.command("replay", epilog=EXIT_CODES_HELP)(replay_command)
 
 

@@ -231,3 +231,15 @@ def test_shutdown_dry_run_plan_json(config_file: Path) -> None:
 
 def test_bad_mode_is_usage_error(config_file: Path) -> None:
     assert run(["shutdown", "--config", str(config_file), "--mode", "nuke"]) == 2
+
+
+def test_inventory_command_prints_groups_and_hosts(config_file: Path) -> None:
+    result = runner.invoke(app, ["inventory", "--config", str(config_file), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    cluster = data["all"]["children"]["k3s_cluster"]["children"]
+    assert set(cluster["server"]["hosts"]) == {"titan-0"}
+    assert set(cluster["agent"]["hosts"]) == {"titan-1", "titan-2"}
+    assert "StrictHostKeyChecking=no" not in json.dumps(data)
+    text = runner.invoke(app, ["inventory", "--config", str(config_file)]).output
+    assert "ansible_host: 192.168.10.11" in text

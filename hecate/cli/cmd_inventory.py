@@ -1,0 +1,35 @@
+"""`hecate inventory`: print the Ansible inventory Hecate generates from the SSH settings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hecate.ansible_port import prepare_inventory
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load
+from hecate.config import DEFAULT_CONFIG_PATH
+from hecate.inventory import dump_inventory
+
+
+def inventory_command(
+    config: ConfigOpt = DEFAULT_CONFIG_PATH,
+    as_json: JsonOpt = False,
+    preflight: Annotated[
+        bool,
+        typer.Option(
+            "--preflight/--no-preflight",
+            help="Check the jump host first and show the direct-SSH fallback if it fails.",
+        ),
+    ] = False,
+) -> None:
+    """Print the inventory generated from the ssh_* settings (groups k3s_cluster, server,
+    agent, managed)."""
+    cfg = load(config)
+    plan = prepare_inventory(cfg, preflight=preflight)
+    for warning in plan.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if as_json:
+        emit_json(plan.data)
+    else:
+        typer.echo(dump_inventory(plan.data), nl=False)
