@@ -31,7 +31,7 @@ from pathlib import Path
 
 from hecate.ansible_port import AnsiblePort, Playbook, PlaybookRequest
 from hecate.config import HecateConfig, parse_config
-from tests.testbed.twin import Twin
+from tests.testbed.twin import Twin, TwinNode
 
 
 def make_config(twin: Twin, state_dir: Path) -> HecateConfig:
@@ -51,8 +51,13 @@ def make_config(twin: Twin, state_dir: Path) -> HecateConfig:
 
 
 def start_agents(twin: Twin) -> None:
+    def start(agent: TwinNode) -> None:
+        # fast stop/start cycles would hit systemd's start rate limit
+        twin.systemctl(agent, "reset-failed", agent.unit)
+        twin.start_unit(agent)
+
     with ThreadPoolExecutor(max_workers=len(twin.agents) or 1) as pool:
-        list(pool.map(twin.start_unit, twin.agents))
+        list(pool.map(start, twin.agents))
     for agent in twin.agents:
         if not twin.unit_active(agent):
             raise RuntimeError(f"{agent.name}: k3s-agent did not start")

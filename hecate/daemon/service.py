@@ -75,7 +75,12 @@ def real_context_factory(config: HecateConfig, reader: Callable[[], Poll]) -> Co
 
 
 def _log_progress(stage: str, status: str, detail: str) -> None:
-    log.info("stage=%s status=%s %s", stage, status, detail)
+    if status in ("ok", "changed") and ": " in detail:  # one node's task: detail for debugging
+        log.debug("stage=%s task_status=%s %s", stage, status, detail)
+    elif status in ("failed", "unreachable"):
+        log.warning("stage=%s status=%s %s", stage, status, detail)
+    else:
+        log.info("stage=%s status=%s %s", stage, status, detail)
 
 
 class Daemon:

@@ -74,20 +74,17 @@ def podman_env() -> dict[str, str]:
     return env
 
 
-def podman(
-    *args: str,
-    check: bool = True,
-    timeout: float = 120.0,
-    input_bytes: bytes | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``podman ARGS`` with the project's containers.conf; text output captured."""
+def podman(*args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run ``podman ARGS`` with the project's containers.conf; text output captured.
+
+    Raises CalledProcessError (with podman's stderr) on failure when ``check``.
+    """
     proc = subprocess.run(
         ["podman", *args],
         env=podman_env(),
         capture_output=True,
         timeout=timeout,
         check=False,
-        input=input_bytes.decode("latin-1") if input_bytes is not None else None,
         text=True,
     )
     if check and proc.returncode != 0:
