@@ -79,6 +79,16 @@ class ShutdownConfig(_Strict):
     runs_kept: int = Field(200, ge=1)
 
 
+class FoundationWorkload(_Strict):
+    """A workload the cluster needs before anything else (storage, DNS, ingress)."""
+
+    kind: Literal["deployment", "statefulset"] = "deployment"
+    namespace: str
+    name: str
+    replicas: int = Field(1, ge=1, description="replicas to restore when found at 0")
+    timeout_seconds: float = Field(120.0, gt=0)
+
+
 class StartupConfig(_Strict):
     power_stable_seconds: float = Field(60.0, ge=0)
     min_battery_charge: float = Field(50.0, ge=0, le=100)
@@ -92,6 +102,8 @@ class StartupConfig(_Strict):
     gitea_bootstrap_manifests: list[Path] = Field(default_factory=list)
     flux_ready_timeout_seconds: float = Field(180.0, gt=0)
     force_flux_branch: str | None = None
+    # Brought back one by one, in this order, right after the nodes are Ready.
+    foundation_workloads: list[FoundationWorkload] = Field(default_factory=list)
 
     @field_validator("gitea_workload")
     @classmethod

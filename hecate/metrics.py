@@ -3,16 +3,68 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from hecate import __version__
 from hecate.budget import Budget
+from hecate.drills.base import load_history
+from hecate.errors import StateError
 from hecate.intent import IntentState
 from hecate.readings import CommError, Poll
 
 UPS_FLAGS = ("OL", "OB", "LB", "FSD", "CHRG", "DISCHRG", "BYPASS", "RB", "OVER", "TRIM", "BOOST")
+
+
+class DrillHistoryCollector(Collector):
+    """Drill results, read from state_dir/drills.json at each scrape (drills run as a CLI)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def collect(self) -> Iterable[Metric]:
+        passed = GaugeMetricFamily(
+            "hecate_drill_last_passed", "1 when the drill's last run passed", labels=["drill"]
+        )
+        recovery = GaugeMetricFamily(
+            "hecate_drill_last_recovery_seconds",
+            "Time to recover in the drill's last run",
+            labels=["drill"],
+        )
+        manual = GaugeMetricFamily(
+            "hecate_drill_last_manual_steps",
+            "Manual steps the drill's last run needed",
+            labels=["drill"],
+        )
+        runs = CounterMetricFamily(
+            "hecate_drill_runs", "Drill runs by result", labels=["drill", "result"]
+        )
+        try:
+            history = load_history(self.state_dir)
+        except StateError:
+            history = []
+        last: dict[str, dict[str, object]] = {}
+        counts: dict[tuple[str, str], int] = {}
+        for entry in history:
+            name = str(entry.get("drill", "?"))
+            last[name] = entry
+            result = "pass" if entry.get("passed") else "fail"
+            counts[(name, result)] = counts.get((name, result), 0) + 1
+        for name, entry in sorted(last.items()):
+            passed.add_metric([name], 1.0 if entry.get("passed") else 0.0)
+            seconds = entry.get("time_to_recover_s")
+            if isinstance(seconds, int | float):
+                recovery.add_metric([name], float(seconds))
+            steps = entry.get("manual_steps", 0)
+            manual.add_metric([name], float(steps) if isinstance(steps, int | float) else 0.0)
+        for (name, result), count in sorted(counts.items()):
+            runs.add_metric([name, result], count)
+        return [passed, recovery, manual, runs]
 
 
 class Metrics:
@@ -84,6 +136,9 @@ class Metrics:
         self.polls = Counter("hecate_ups_polls_total", "UPS polls", registry=r)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+
+    def watch_drills(self, state_dir: Path) -> None:
+        self.registry.register(DrillHistoryCollector(state_dir))
 
     def observe_poll(self, poll: Poll) -> None:
         self.polls.inc()

@@ -98,6 +98,7 @@ class Daemon:
         self.reader = reader
         self.context_factory = context_factory or real_context_factory(config, reader)
         self.metrics = metrics or Metrics()
+        self.metrics.watch_drills(config.state_dir)
         self.notifier = notifier or SystemdNotifier()
         self.clock = clock
         self.store = StateStore(config.state_dir)

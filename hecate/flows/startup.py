@@ -123,6 +123,9 @@ def _stages(ctx: FlowContext, recorder: StageRecorder, options: StartupOptions) 
     ledger = load_ledger(config.state_dir)
     with recorder.stage("nodes_ready") as stage:
         _wait_nodes_ready(ctx, stage, ledger)
+    if config.startup.foundation_workloads:
+        with recorder.stage("foundation") as stage:
+            _restore_foundation(ctx, stage)
     with recorder.stage("flux_resume") as stage:
         _resume_flux(ctx, stage, ledger, options)
     with recorder.stage("flux_ready") as stage:
@@ -154,6 +157,37 @@ def _wait_nodes_ready(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
             ctx.kube.set_unschedulable(name, False)
         ledger.cordoned.remove(name)
         save_ledger(ctx.config.state_dir, ledger)
+
+
+def _restore_foundation(ctx: FlowContext, stage: Stage) -> None:
+    """Bring each foundation workload back, in order: scale up from 0, wait until it is ready."""
+    for item in ctx.config.startup.foundation_workloads:
+        label = f"{item.kind}/{item.namespace}/{item.name}"
+
+        def ready(
+            kind: WorkloadKind = item.kind, ns: str = item.namespace, name: str = item.name
+        ) -> bool:
+            try:
+                return ctx.kube.workload(kind, ns, name).ready_replicas >= 1
+            except KubeError:
+                return False
+
+        try:
+            current = ctx.kube.workload(item.kind, item.namespace, item.name)
+            if current.replicas == 0:
+                ctx.kube.scale(item.kind, item.namespace, item.name, item.replicas)
+                stage.note(f"{label} scaled to {item.replicas}")
+        except KubeError as exc:
+            stage.status = "partial"
+            stage.nodes[label] = "failed"
+            stage.note(f"{label}: {exc}")
+            continue
+        if wait_until(ctx, ready, item.timeout_seconds, interval_s=0.5):
+            stage.nodes[label] = "ok"
+        else:
+            stage.status = "partial"
+            stage.nodes[label] = "not_ready"
+            stage.note(f"{label} not ready after {item.timeout_seconds:.0f}s")
 
 
 def _resume_flux(ctx: FlowContext, stage: Stage, ledger: Ledger, options: StartupOptions) -> None:

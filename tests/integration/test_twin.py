@@ -58,13 +58,29 @@ def replicas(twin: Twin, path: str) -> tuple[int, int]:
     return int(obj["spec"]["replicas"]), int(obj["status"].get("readyReplicas", 0))
 
 
-def node_ssh(twin: Twin, node: str, command: str, known_hosts: Path,
-             user: str = "hecate") -> subprocess.CompletedProcess[str]:
+def node_ssh(
+    twin: Twin, node: str, command: str, known_hosts: Path, user: str = "hecate"
+) -> subprocess.CompletedProcess[str]:
     argv = [
-        "ssh", "-F", "/dev/null", "-i", str(twin.ssh_key), "-p", str(twin.node(node).ssh_port),
-        "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5",
-        f"{user}@127.0.0.1", command,
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-i",
+        str(twin.ssh_key),
+        "-p",
+        str(twin.node(node).ssh_port),
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "ConnectTimeout=5",
+        f"{user}@127.0.0.1",
+        command,
     ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
@@ -97,14 +113,14 @@ def test_nodes_boot_with_units_active_and_ssh(twin: Twin, tmp_path: Path) -> Non
         assert twin.is_running(node)
         assert twin.unit_active(node)
         assert twin.exec(node, "systemctl", "is-enabled", node.unit).stdout.strip() == "enabled"
-        result = node_ssh(twin, node.name, "id -un; hostname; systemctl is-active " + node.unit,
-                          known_hosts)
+        result = node_ssh(
+            twin, node.name, "id -un; hostname; systemctl is-active " + node.unit, known_hosts
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == ["hecate", node.name, "active"]
         root = node_ssh(twin, node.name, "id -u", known_hosts, user="root")
         assert root.stdout.strip() == "0", root.stderr
-    keys = {line.split()[2] for line in known_hosts.read_text().splitlines()
-            if "ed25519" in line}
+    keys = {line.split()[2] for line in known_hosts.read_text().splitlines() if "ed25519" in line}
     assert len(keys) == len(twin.nodes), "each node must have its own SSH host key"
     assert twin.started_seconds is not None and twin.started_seconds < 30
 
@@ -135,8 +151,12 @@ def test_sudo_is_limited_like_real_nodes(twin: Twin, tmp_path: Path) -> None:
 
 
 def test_stopping_k3s_takes_the_api_down_and_state_survives(twin: Twin) -> None:
-    cm = {"apiVersion": "v1", "kind": "ConfigMap",
-          "metadata": {"name": "survivor", "namespace": "default"}, "data": {"k": "v"}}
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "survivor", "namespace": "default"},
+        "data": {"k": "v"},
+    }
     created = ok(twin, "POST", "/api/v1/namespaces/default/configmaps", cm)
     try:
         twin.stop_unit("twin-s1")
@@ -187,7 +207,8 @@ def test_discovery_version_and_errors(twin: Twin) -> None:
     assert ok(twin, "GET", "/api")["versions"] == ["v1"]
     groups = {g["name"]: g for g in ok(twin, "GET", "/apis")["groups"]}
     assert groups["helm.toolkit.fluxcd.io"]["preferredVersion"]["groupVersion"] == (
-        "helm.toolkit.fluxcd.io/v2")
+        "helm.toolkit.fluxcd.io/v2"
+    )
     assert {"apps", "kustomize.toolkit.fluxcd.io", "source.toolkit.fluxcd.io"} <= set(groups)
     apps = ok(twin, "GET", "/apis/apps/v1")
     names = {r["name"]: r for r in apps["resources"]}
@@ -198,18 +219,25 @@ def test_discovery_version_and_errors(twin: Twin) -> None:
 
     status, body = twin.api("GET", "/apis/apps/v1/namespaces/apps/deployments/nope")
     assert status == 404
-    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": 'deployments.apps "nope" not found', "reason": "NotFound",
-                    "details": {"name": "nope", "group": "apps", "kind": "deployments"},
-                    "code": 404}
+    assert body == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'deployments.apps "nope" not found',
+        "reason": "NotFound",
+        "details": {"name": "nope", "group": "apps", "kind": "deployments"},
+        "code": 404,
+    }
     listing = ok(twin, "GET", "/apis/apps/v1/deployments")
     assert listing["kind"] == "DeploymentList" and listing["metadata"]["resourceVersion"]
     assert "kind" not in listing["items"][0]  # built-in lists omit items' kind, as the API does
 
     tls = ssl.create_default_context(cafile=str(twin.ca_cert))
     with pytest.raises(urllib.error.HTTPError) as anonymous:
-        urllib.request.urlopen(f"{twin.api_url}/api/v1/nodes", timeout=10,  # noqa: S310
-                               context=tls)
+        urllib.request.urlopen(  # noqa: S310 - https://127.0.0.1
+            f"{twin.api_url}/api/v1/nodes", timeout=10, context=tls
+        )
     with anonymous.value as err:
         assert err.code == 401
         assert json.loads(err.read())["reason"] == "Unauthorized"
@@ -217,13 +245,16 @@ def test_discovery_version_and_errors(twin: Twin) -> None:
 
 def test_create_conflict_and_server_side_apply(twin: Twin) -> None:
     base = "/api/v1/namespaces/default/configmaps"
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "made"},
-          "data": {"a": "1"}}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "made"}, "data": {"a": "1"}}
     status, created = twin.api("POST", base, cm)
     assert status == 201 and created["metadata"]["resourceVersion"]
     status, conflict = twin.api("POST", base, cm)
     assert (status, conflict["kind"], conflict["reason"], conflict["code"]) == (
-        409, "Status", "AlreadyExists", 409)
+        409,
+        "Status",
+        "AlreadyExists",
+        409,
+    )
     stale = dict(created, data={"a": "2"})
     ok(twin, "PUT", f"{base}/made", stale)
     status, body = twin.api("PUT", f"{base}/made", stale)  # same resourceVersion again
@@ -232,42 +263,61 @@ def test_create_conflict_and_server_side_apply(twin: Twin) -> None:
 
     apply = "application/apply-patch+yaml"
     deployment: dict[str, Any] = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": "applied", "namespace": "apps"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "applied"}},
-                 "template": {"metadata": {"labels": {"app": "applied"}},
-                              "spec": {"containers": [{"name": "c", "image": "x:1"}]}}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "applied"}},
+            "template": {
+                "metadata": {"labels": {"app": "applied"}},
+                "spec": {"containers": [{"name": "c", "image": "x:1"}]},
+            },
+        },
     }
     path = "/apis/apps/v1/namespaces/apps/deployments/applied"
-    status, _ = twin.api("PATCH", f"{path}?fieldManager=hecate&force=true", deployment,
-                         content_type=apply)
+    status, _ = twin.api(
+        "PATCH", f"{path}?fieldManager=hecate&force=true", deployment, content_type=apply
+    )
     assert status == 201
     status, body = twin.api("PATCH", path, deployment, content_type=apply)
     assert (status, body["reason"]) == (422, "Invalid")  # apply needs a fieldManager
     deployment["spec"]["replicas"] = 3
-    status, body = twin.api("PATCH", f"{path}?fieldManager=hecate", deployment,
-                            content_type=apply)
+    status, body = twin.api("PATCH", f"{path}?fieldManager=hecate", deployment, content_type=apply)
     assert status == 200 and body["spec"]["replicas"] == 3 and body["metadata"]["generation"] == 2
     wait_until(lambda: replicas(twin, path) == (3, 3), 10, "applied deployment ready")
     pods = ok(twin, "GET", "/api/v1/namespaces/apps/pods?labelSelector=app%3Dapplied")
     assert len(pods["items"]) == 3
     assert all(p["status"]["phase"] == "Running" for p in pods["items"])
     ok(twin, "DELETE", path)
-    wait_until(lambda: not ok(twin, "GET", "/api/v1/namespaces/apps/pods?labelSelector="
-                              "app%3Dapplied")["items"], 5, "pods of a deleted deployment")
+    wait_until(
+        lambda: (
+            not ok(twin, "GET", "/api/v1/namespaces/apps/pods?labelSelector=app%3Dapplied")["items"]
+        ),
+        5,
+        "pods of a deleted deployment",
+    )
 
-    for kind, plural, group in (("Service", "services", "/api/v1"),
-                                ("PersistentVolumeClaim", "persistentvolumeclaims", "/api/v1")):
+    for kind, plural, group in (
+        ("Service", "services", "/api/v1"),
+        ("PersistentVolumeClaim", "persistentvolumeclaims", "/api/v1"),
+    ):
         obj = {"apiVersion": "v1", "kind": kind, "metadata": {"name": "x"}, "spec": {}}
-        status, _ = twin.api("PATCH", f"{group}/namespaces/default/{plural}/x?fieldManager=t",
-                             obj, content_type=apply)
+        status, _ = twin.api(
+            "PATCH",
+            f"{group}/namespaces/default/{plural}/x?fieldManager=t",
+            obj,
+            content_type=apply,
+        )
         assert status == 201
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "made-ns"}}
-    status, made = twin.api("PATCH", "/api/v1/namespaces/made-ns?fieldManager=t", ns,
-                            content_type=apply)
+    status, made = twin.api(
+        "PATCH", "/api/v1/namespaces/made-ns?fieldManager=t", ns, content_type=apply
+    )
     assert status == 201 and made["status"]["phase"] == "Active"
-    status, body = twin.api("PATCH", "/api/v1/namespaces/made-ns?fieldManager=t", None,
-                            content_type=apply)
+    status, body = twin.api(
+        "PATCH", "/api/v1/namespaces/made-ns?fieldManager=t", None, content_type=apply
+    )
     assert status == 400
     ok(twin, "DELETE", "/api/v1/namespaces/made-ns")
 
@@ -301,33 +351,43 @@ def test_cordon_and_evict_like_drain(twin: Twin) -> None:
     node = "twin-a1"
     patches = [
         ({"spec": {"unschedulable": True}}, "application/strategic-merge-patch+json"),
-        ([{"op": "add", "path": "/spec/unschedulable", "value": True}],
-         "application/json-patch+json"),
+        (
+            [{"op": "add", "path": "/spec/unschedulable", "value": True}],
+            "application/json-patch+json",
+        ),
     ]
     try:
         for body, ctype in patches:
             cordoned = ok(twin, "PATCH", f"/api/v1/nodes/{node}", body, content_type=ctype)
             assert cordoned["spec"]["unschedulable"] is True
-        wait_until(lambda: any(t["key"] == "node.kubernetes.io/unschedulable" for t in ok(
-            twin, "GET", f"/api/v1/nodes/{node}")["spec"].get("taints", [])), 5, "cordon taint")
+        wait_until(
+            lambda: any(
+                t["key"] == "node.kubernetes.io/unschedulable"
+                for t in ok(twin, "GET", f"/api/v1/nodes/{node}")["spec"].get("taints", [])
+            ),
+            5,
+            "cordon taint",
+        )
         on_node = ok(twin, "GET", f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}")["items"]
         assert on_node, "the seed's pods are spread over every node"
         for pod in on_node:
             md = pod["metadata"]
             assert md["ownerReferences"][0]["kind"] in ("ReplicaSet", "StatefulSet")
-            eviction = {"apiVersion": "policy/v1", "kind": "Eviction",
-                        "metadata": {"name": md["name"], "namespace": md["namespace"]}}
+            eviction = {
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": md["name"], "namespace": md["namespace"]},
+            }
             status, body = twin.api(
-                "POST", f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}/eviction",
-                eviction)
+                "POST", f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}/eviction", eviction
+            )
             assert (status, body["kind"], body["status"]) == (201, "Status", "Success")
             gone, _ = twin.api("GET", f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}")
             assert gone == 404
 
         def rescheduled() -> bool:
             pods = ok(twin, "GET", "/api/v1/pods")["items"]
-            return all(p["spec"].get("nodeName") not in (None, node) and is_ready(p)
-                       for p in pods)
+            return all(p["spec"].get("nodeName") not in (None, node) and is_ready(p) for p in pods)
 
         wait_until(rescheduled, 10, "evicted pods ready on other nodes")
     finally:
@@ -349,8 +409,11 @@ def test_gitea_deadlock_and_the_way_out(twin: Twin) -> None:
     wait_until(source_failed, 10, "GitRepository not Ready without Gitea")
     cond = ready(ok(twin, "GET", f"{FLUX_GIT}/flux-system"))
     assert cond["reason"] == "GitOperationFailed"
-    wait_until(lambda: ready(ok(twin, "GET", f"{FLUX_KS}/gitea"))["status"] == "False", 5,
-               "Kustomization gitea not Ready")
+    wait_until(
+        lambda: ready(ok(twin, "GET", f"{FLUX_KS}/gitea"))["status"] == "False",
+        5,
+        "Kustomization gitea not Ready",
+    )
     ks = ready(ok(twin, "GET", f"{FLUX_KS}/gitea"))
     assert ks["reason"] == "ArtifactFailed"
     deadline = time.monotonic() + 4
@@ -389,15 +452,17 @@ def test_suspend_resume_branch_and_requested_reconcile(twin: Twin) -> None:
     try:
         patched = ok(twin, "PATCH", git, {"spec": {"ref": {"branch": "recovery"}}})
         assert patched["spec"]["ref"]["branch"] == "recovery"
-        wait_until(lambda: ready(ok(twin, "GET", git))["status"] == "False", 5,
-                   "unknown branch fails")
+        wait_until(
+            lambda: ready(ok(twin, "GET", git))["status"] == "False", 5, "unknown branch fails"
+        )
         cond = ready(ok(twin, "GET", git))
         assert cond["reason"] == "GitOperationFailed"
         assert 'couldn\'t find remote ref "refs/heads/recovery"' in cond["message"]
         twin.set_config({"gitea": {"branches": {"recovery": "ab" * 20}}})
         wait_until(lambda: ready(ok(twin, "GET", git))["status"] == "True", 5, "branch exists")
         assert ok(twin, "GET", git)["status"]["artifact"]["revision"] == (
-            "recovery@sha1:" + "ab" * 20)
+            "recovery@sha1:" + "ab" * 20
+        )
     finally:
         ok(twin, "PATCH", git, {"spec": {"ref": {"branch": "main"}}})
 
@@ -469,7 +534,8 @@ def test_poweroff_and_power_on(twin: Twin, tmp_path: Path) -> None:
         twin.poweroff(node)
         assert not twin.is_running(node)
         assert twin.wait_node_ready(node, ready=False, timeout=NOT_READY_BOUND_S + 2) <= (
-            NOT_READY_BOUND_S)
+            NOT_READY_BOUND_S
+        )
         assert node_ssh(twin, node, "true", kh).returncode == 255
     finally:
         twin.power_on(node)
@@ -500,18 +566,27 @@ def test_kubeconfig_points_at_the_api(twin: Twin) -> None:
     assert cluster["server"] == twin.api_url and user["token"] == twin.token
     assert cluster["server"].startswith("https://127.0.0.1:")
     tls = ssl.create_default_context(
-        cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
+    )
     request = urllib.request.Request(  # noqa: S310
-        f"{cluster['server']}/api/v1/nodes", headers={"Authorization": f"Bearer {user['token']}"})
+        f"{cluster['server']}/api/v1/nodes", headers={"Authorization": f"Bearer {user['token']}"}
+    )
     with urllib.request.urlopen(request, timeout=10, context=tls) as response:  # noqa: S310
         assert len(json.loads(response.read())["items"]) == 3
     if shutil.which("kubectl"):  # optional: CI need not have kubectl
         result = subprocess.run(
             ["kubectl", "--kubeconfig", str(twin.kubeconfig), "get", "nodes", "--no-headers"],
-            capture_output=True, text=True, timeout=30, check=False)
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         assert sorted(line.split()[0] for line in result.stdout.splitlines()) == [
-            "twin-a1", "twin-a2", "twin-s1"]
+            "twin-a1",
+            "twin-a2",
+            "twin-s1",
+        ]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -528,13 +603,18 @@ def test_three_servers_five_agents(make_twin: TwinFactory) -> None:
     assert all(big.nodes_ready().values()) and len(big.nodes_ready()) == 8
     servers = ok(big, "GET", "/api/v1/nodes?labelSelector=node-role.kubernetes.io%2Fcontrol-plane")
     assert {n["metadata"]["name"] for n in servers["items"]} == {"twin-s1", "twin-s2", "twin-s3"}
-    ok(big, "POST", "/api/v1/namespaces/default/configmaps",
-       {"metadata": {"name": "replicated"}, "data": {}})
+    ok(
+        big,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"metadata": {"name": "replicated"}, "data": {}},
+    )
     big.stop_unit("twin-s1")
     big.stop_unit("twin-s2")
     assert not big.api_ready("twin-s1") and big.api_ready("twin-s3")
-    status, body = big.api("GET", "/api/v1/namespaces/default/configmaps/replicated",
-                           server="twin-s3")
+    status, body = big.api(
+        "GET", "/api/v1/namespaces/default/configmaps/replicated", server="twin-s3"
+    )
     assert status == 200 and body["metadata"]["name"] == "replicated"
     big.wait_node_ready("twin-s1", ready=False, timeout=NOT_READY_BOUND_S + 2)
     big.stop_unit("twin-s3")
@@ -547,8 +627,18 @@ def test_three_servers_five_agents(make_twin: TwinFactory) -> None:
 def test_leftovers_of_dead_runs_are_removed(twin: Twin, twin_image: str) -> None:
     name = "hecate-twin-leftover-test"
     podman("rm", "-f", "-t", "0", name, check=False)
-    podman("create", "--name", name, "--label", f"{LABEL}=1", "--label", f"{LABEL_RUN}=dead",
-           "--label", f"{LABEL_OWNER}=999999999:1", twin_image)
+    podman(
+        "create",
+        "--name",
+        name,
+        "--label",
+        f"{LABEL}=1",
+        "--label",
+        f"{LABEL_RUN}=dead",
+        "--label",
+        f"{LABEL_OWNER}=999999999:1",
+        twin_image,
+    )
     removed = remove_leftovers()
     assert name in removed
     assert podman("container", "exists", name, check=False).returncode != 0

@@ -74,7 +74,9 @@ def podman_env() -> dict[str, str]:
     return env
 
 
-def podman(*args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def podman(
+    *args: str, check: bool = True, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
     """Run ``podman ARGS`` with the project's containers.conf; text output captured.
 
     Raises CalledProcessError (with podman's stderr) on failure when ``check``.
@@ -221,8 +223,17 @@ def build_image(ref: str, *, log: bool = False) -> None:
             log=log,
         )
         _run(
-            [*chroot, "useradd", "--create-home", "--shell", "/bin/bash",
-             "--uid", str(HECATE_UID), "--user-group", "hecate"],
+            [
+                *chroot,
+                "useradd",
+                "--create-home",
+                "--shell",
+                "/bin/bash",
+                "--uid",
+                str(HECATE_UID),
+                "--user-group",
+                "hecate",
+            ],
             log=log,
         )
         _customise(root)
@@ -292,9 +303,16 @@ def _customise(root: Path) -> None:
         os.chown(ssh_dir, uid, uid)
     # Units that make no sense in a container.
     masks = root / "etc" / "systemd" / "system"
-    for unit in ("getty@tty1.service", "console-getty.service", "systemd-udevd.service",
-                 "systemd-udevd-kernel.socket", "systemd-udevd-control.socket",
-                 "systemd-remount-fs.service", "apt-daily.timer", "apt-daily-upgrade.timer"):
+    for unit in (
+        "getty@tty1.service",
+        "console-getty.service",
+        "systemd-udevd.service",
+        "systemd-udevd-kernel.socket",
+        "systemd-udevd-control.socket",
+        "systemd-remount-fs.service",
+        "apt-daily.timer",
+        "apt-daily-upgrade.timer",
+    ):
         mask = masks / unit
         if not mask.is_symlink() and not mask.exists():
             mask.symlink_to("/dev/null")

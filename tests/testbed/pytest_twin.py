@@ -47,9 +47,7 @@ def twin(tmp_path_factory: pytest.TempPathFactory, twin_image: str) -> Iterator[
 
 
 @pytest.fixture
-def make_twin(
-    tmp_path_factory: pytest.TempPathFactory, twin_image: str
-) -> Iterator[TwinFactory]:
+def make_twin(tmp_path_factory: pytest.TempPathFactory, twin_image: str) -> Iterator[TwinFactory]:
     made: list[Twin] = []
 
     def factory(
@@ -59,8 +57,9 @@ def make_twin(
         **kwargs: Any,
     ) -> Twin:
         kwargs.setdefault("image", twin_image)
-        cluster = Twin(servers, agents, workdir=tmp_path_factory.mktemp("twin"), seed=seed,
-                       **kwargs)
+        cluster = Twin(
+            servers, agents, workdir=tmp_path_factory.mktemp("twin"), seed=seed, **kwargs
+        )
         made.append(cluster)
         return cluster.start()
 

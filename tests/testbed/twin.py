@@ -102,20 +102,31 @@ class TwinNode:
 
 
 def _workload(
-    kind: str, namespace: str, name: str, replicas: int, *, kustomization: str | None,
+    kind: str,
+    namespace: str,
+    name: str,
+    replicas: int,
+    *,
+    kustomization: str | None,
     image: str,
 ) -> dict[str, Any]:
     labels: dict[str, str] = {"app.kubernetes.io/name": name}
     annotations: dict[str, str] = {}
     if kustomization:
-        labels |= {kube_standin.LABEL_KS_NAME: kustomization,
-                   kube_standin.LABEL_KS_NS: "flux-system"}
+        labels |= {
+            kube_standin.LABEL_KS_NAME: kustomization,
+            kube_standin.LABEL_KS_NS: "flux-system",
+        }
         annotations[kube_standin.ANN_DESIRED] = str(replicas)
     return {
         "apiVersion": "apps/v1",
         "kind": kind,
-        "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                     "annotations": annotations},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
@@ -127,8 +138,13 @@ def _workload(
     }
 
 
-def _flux(kind: str, name: str, spec: dict[str, Any], namespace: str = "flux-system",
-          labels: dict[str, str] | None = None) -> dict[str, Any]:
+def _flux(
+    kind: str,
+    name: str,
+    spec: dict[str, Any],
+    namespace: str = "flux-system",
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
     api_version = {
         "GitRepository": "source.toolkit.fluxcd.io/v1",
         "Kustomization": "kustomize.toolkit.fluxcd.io/v1",
@@ -156,49 +172,130 @@ def default_seed() -> dict[str, Any]:
     """
     ks_label = kube_standin.LABEL_KS_NAME
     ns_label = kube_standin.LABEL_KS_NS
-    namespaces = ["default", "kube-system", "kube-public", "kube-node-lease", "flux-system",
-                  "gitea", "infrastructure", "apps"]
+    namespaces = [
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "flux-system",
+        "gitea",
+        "infrastructure",
+        "apps",
+    ]
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in namespaces
     ]
     source_ref = {"kind": "GitRepository", "name": "flux-system"}
     objects += [
-        _flux("GitRepository", "flux-system", {
-            "interval": "1m0s", "url": GITEA_URL, "ref": {"branch": "main"},
-            "secretRef": {"name": "flux-system"}, "timeout": "60s"}),
-        _flux("Kustomization", "flux-system", {
-            "interval": "10m0s", "path": "./clusters/home", "prune": True,
-            "sourceRef": source_ref}),
-        _flux("Kustomization", "infrastructure", {
-            "interval": "10m0s", "path": "./infrastructure", "prune": True,
-            "sourceRef": source_ref}),
-        _flux("Kustomization", "gitea", {
-            "interval": "10m0s", "path": "./apps/gitea", "prune": True,
-            "sourceRef": source_ref}),
-        _flux("Kustomization", "apps", {
-            "interval": "10m0s", "path": "./apps", "prune": True, "sourceRef": source_ref,
-            "dependsOn": [{"name": "infrastructure"}]}),
-        _flux("HelmRelease", "ingress-nginx", {
-            "interval": "30m", "chart": {"spec": {
-                "chart": "ingress-nginx", "version": "4.11.3",
-                "sourceRef": {"kind": "HelmRepository", "name": "ingress-nginx"}}}},
+        _flux(
+            "GitRepository",
+            "flux-system",
+            {
+                "interval": "1m0s",
+                "url": GITEA_URL,
+                "ref": {"branch": "main"},
+                "secretRef": {"name": "flux-system"},
+                "timeout": "60s",
+            },
+        ),
+        _flux(
+            "Kustomization",
+            "flux-system",
+            {
+                "interval": "10m0s",
+                "path": "./clusters/home",
+                "prune": True,
+                "sourceRef": source_ref,
+            },
+        ),
+        _flux(
+            "Kustomization",
+            "infrastructure",
+            {
+                "interval": "10m0s",
+                "path": "./infrastructure",
+                "prune": True,
+                "sourceRef": source_ref,
+            },
+        ),
+        _flux(
+            "Kustomization",
+            "gitea",
+            {"interval": "10m0s", "path": "./apps/gitea", "prune": True, "sourceRef": source_ref},
+        ),
+        _flux(
+            "Kustomization",
+            "apps",
+            {
+                "interval": "10m0s",
+                "path": "./apps",
+                "prune": True,
+                "sourceRef": source_ref,
+                "dependsOn": [{"name": "infrastructure"}],
+            },
+        ),
+        _flux(
+            "HelmRelease",
+            "ingress-nginx",
+            {
+                "interval": "30m",
+                "chart": {
+                    "spec": {
+                        "chart": "ingress-nginx",
+                        "version": "4.11.3",
+                        "sourceRef": {"kind": "HelmRepository", "name": "ingress-nginx"},
+                    }
+                },
+            },
             namespace="infrastructure",
-            labels={ks_label: "infrastructure", ns_label: "flux-system"}),
-        _flux("HelmRelease", "nextcloud", {
-            "interval": "30m", "chart": {"spec": {
-                "chart": "nextcloud", "version": "6.2.0",
-                "sourceRef": {"kind": "HelmRepository", "name": "nextcloud"}}}},
-            namespace="apps", labels={ks_label: "apps", ns_label: "flux-system"}),
-        _workload("Deployment", "gitea", "gitea", 1, kustomization="gitea",
-                  image="gitea/gitea:1.22.3"),
-        _workload("StatefulSet", "gitea", "gitea-postgresql", 1, kustomization="gitea",
-                  image="bitnami/postgresql:16.4.0"),
-        _workload("Deployment", "apps", "whoami", 2, kustomization="apps",
-                  image="traefik/whoami:v1.10"),
-        _workload("Deployment", "apps", "homepage", 1, kustomization="apps",
-                  image="ghcr.io/gethomepage/homepage:v0.9.10"),
-        _workload("Deployment", "kube-system", "coredns", 1, kustomization=None,
-                  image="rancher/mirrored-coredns-coredns:1.11.3"),
+            labels={ks_label: "infrastructure", ns_label: "flux-system"},
+        ),
+        _flux(
+            "HelmRelease",
+            "nextcloud",
+            {
+                "interval": "30m",
+                "chart": {
+                    "spec": {
+                        "chart": "nextcloud",
+                        "version": "6.2.0",
+                        "sourceRef": {"kind": "HelmRepository", "name": "nextcloud"},
+                    }
+                },
+            },
+            namespace="apps",
+            labels={ks_label: "apps", ns_label: "flux-system"},
+        ),
+        _workload(
+            "Deployment", "gitea", "gitea", 1, kustomization="gitea", image="gitea/gitea:1.22.3"
+        ),
+        _workload(
+            "StatefulSet",
+            "gitea",
+            "gitea-postgresql",
+            1,
+            kustomization="gitea",
+            image="bitnami/postgresql:16.4.0",
+        ),
+        _workload(
+            "Deployment", "apps", "whoami", 2, kustomization="apps", image="traefik/whoami:v1.10"
+        ),
+        _workload(
+            "Deployment",
+            "apps",
+            "homepage",
+            1,
+            kustomization="apps",
+            image="ghcr.io/gethomepage/homepage:v0.9.10",
+        ),
+        _workload(
+            "Deployment",
+            "kube-system",
+            "coredns",
+            1,
+            kustomization=None,
+            image="rancher/mirrored-coredns-coredns:1.11.3",
+        ),
     ]
     return {"config": copy.deepcopy(kube_standin.DEFAULT_CONFIG), "objects": objects}
 
@@ -267,22 +364,24 @@ def make_tls(directory: Path) -> None:
     if shutil.which("openssl") is None:
         raise TwinError("openssl is needed to make the twin's API certificate (apt openssl)")
     directory.mkdir(parents=True, exist_ok=True)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
     (directory / "server.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
         "DNS:kubernetes.default.svc\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n")
+        "extendedKeyUsage=serverAuth\n"
+    )
+    ca_subject = f"/CN=k3s-server-ca@{int(time.time())}"
     commands = [
-        ["openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
-         "-subj", f"/CN=k3s-server-ca@{int(time.time())}"],
-        ["openssl", "req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
-         "-subj", "/O=k3s/CN=k3s"],
-        ["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-         "-CAcreateserial", "-out", "server.crt", "-days", "3650", "-extfile", "server.ext"],
+        f"openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 3650 -subj {ca_subject}",
+        f"openssl req -new {ec} -keyout server.key -out server.csr -subj /O=k3s/CN=k3s",
+        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+        "-out server.crt -days 3650 -extfile server.ext",
     ]
-    for argv in commands:
-        result = subprocess.run(argv, cwd=directory, capture_output=True, text=True, timeout=30,
-                                check=False)
+    for command in commands:
+        argv = command.split()
+        result = subprocess.run(
+            argv, cwd=directory, capture_output=True, text=True, timeout=30, check=False
+        )
         if result.returncode != 0:
             raise TwinError(f"{' '.join(argv)} failed: {result.stderr}")
     for key in ("ca.key", "server.key"):
@@ -352,7 +451,8 @@ class Twin:
             self._seed = copy.deepcopy(dict(seed)) if seed is not None else default_seed()
         if config:
             self._seed["config"] = kube_standin.merge_patch(
-                self._seed.get("config") or {}, dict(config))
+                self._seed.get("config") or {}, dict(config)
+            )
         self.prefix = prefix
         self.image = image
         self.keep = keep
@@ -428,18 +528,27 @@ class Twin:
 
     def ansible_inventory(self, user: str | None = None) -> dict[str, Any]:
         """An Ansible inventory (YAML/JSON form) with groups ``servers`` and ``agents``."""
-        def host(node: TwinNode) -> dict[str, Any]:
-            return {"ansible_host": "127.0.0.1", "ansible_port": node.ssh_port,
-                    "ansible_user": user or SSH_USER,
-                    "ansible_ssh_private_key_file": str(self.ssh_key),
-                    "ansible_ssh_common_args": (
-                        f"-o UserKnownHostsFile={self.known_hosts} "
-                        "-o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes")}
 
-        return {"all": {"children": {
-            "servers": {"hosts": {n.name: host(n) for n in self.servers}},
-            "agents": {"hosts": {n.name: host(n) for n in self.agents}},
-        }}}
+        def host(node: TwinNode) -> dict[str, Any]:
+            return {
+                "ansible_host": "127.0.0.1",
+                "ansible_port": node.ssh_port,
+                "ansible_user": user or SSH_USER,
+                "ansible_ssh_private_key_file": str(self.ssh_key),
+                "ansible_ssh_common_args": (
+                    f"-o UserKnownHostsFile={self.known_hosts} "
+                    "-o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes"
+                ),
+            }
+
+        return {
+            "all": {
+                "children": {
+                    "servers": {"hosts": {n.name: host(n) for n in self.servers}},
+                    "agents": {"hosts": {n.name: host(n) for n in self.agents}},
+                }
+            }
+        }
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -449,7 +558,9 @@ class Twin:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.destroy()
@@ -477,9 +588,21 @@ class Twin:
         self.state_dir.mkdir(exist_ok=True)
         if not self.ssh_key.exists():
             subprocess.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"hecate-twin-{self.run_id}",
-                 "-f", str(self.ssh_key)],
-                check=True, capture_output=True, timeout=30,
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    f"hecate-twin-{self.run_id}",
+                    "-f",
+                    str(self.ssh_key),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
             )
         self.known_hosts.write_text("")
         make_tls(self.state_dir / "tls")
@@ -493,17 +616,24 @@ class Twin:
         self.seed_path.write_text(json.dumps(seed, indent=1), encoding="utf-8")
 
     def _labels(self, node: str) -> list[str]:
-        labels = {LABEL: "1", LABEL_RUN: self.run_id, LABEL_OWNER: owner_label(),
-                  LABEL_DIR: str(self.workdir), LABEL_NODE: node}
+        labels = {
+            LABEL: "1",
+            LABEL_RUN: self.run_id,
+            LABEL_OWNER: owner_label(),
+            LABEL_DIR: str(self.workdir),
+            LABEL_NODE: node,
+        }
         if self.keep:
             labels[LABEL_KEEP] = str(self.workdir)
         return [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
 
     def _planned_nodes(self) -> list[tuple[str, Role]]:
         servers: list[tuple[str, Role]] = [
-            (f"{self.prefix}-s{i}", "server") for i in range(1, self.servers_count + 1)]
+            (f"{self.prefix}-s{i}", "server") for i in range(1, self.servers_count + 1)
+        ]
         agents: list[tuple[str, Role]] = [
-            (f"{self.prefix}-a{i}", "agent") for i in range(1, self.agents_count + 1)]
+            (f"{self.prefix}-a{i}", "agent") for i in range(1, self.agents_count + 1)
+        ]
         return servers + agents
 
     def _create_nodes(self, image: str) -> None:
@@ -511,7 +641,9 @@ class Twin:
         ports = iter(_free_ports(len(roles) + self.servers_count))
         for name, role in roles:
             node = TwinNode(
-                name=name, role=role, ssh_port=next(ports),
+                name=name,
+                role=role,
+                ssh_port=next(ports),
                 container=f"hecate-{self.prefix}-{self.run_id}-{name}",
                 api_port=next(ports) if role == "server" else None,
             )
@@ -519,9 +651,18 @@ class Twin:
             if node.api_port:
                 publish += ["-p", f"127.0.0.1:{node.api_port}:{kube_standin.API_PORT}"]
             podman(
-                "create", "--name", node.container, "--hostname", name, "--systemd=always",
-                "--stop-timeout", "5", *self._labels(name), *publish,
-                "-v", f"{self.state_dir}:{SHARED_IN_NODE}:rw",
+                "create",
+                "--name",
+                node.container,
+                "--hostname",
+                name,
+                "--systemd=always",
+                "--stop-timeout",
+                "5",
+                *self._labels(name),
+                *publish,
+                "-v",
+                f"{self.state_dir}:{SHARED_IN_NODE}:rw",
                 image,
             )
             self.nodes.append(node)
@@ -534,11 +675,18 @@ class Twin:
         buffer = io.BytesIO()
         public_key = (self.ssh_key.with_suffix(".pub")).read_bytes()
         unit = f"{node.unit}.service"
-        node_conf = json.dumps({"name": node.name, "role": node.role,
-                                "stateDir": SHARED_IN_NODE}).encode()
+        node_conf = json.dumps(
+            {"name": node.name, "role": node.role, "stateDir": SHARED_IN_NODE}
+        ).encode()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            def add(path: str, data: bytes | None = None, mode: int = 0o644, uid: int = 0,
-                    link: str | None = None) -> None:
+
+            def add(
+                path: str,
+                data: bytes | None = None,
+                mode: int = 0o644,
+                uid: int = 0,
+                link: str | None = None,
+            ) -> None:
                 info = tarfile.TarInfo(path)
                 info.uid = info.gid = uid
                 info.mtime = int(time.time())
@@ -555,16 +703,20 @@ class Twin:
                     tar.addfile(info, io.BytesIO(data))
 
             add("usr/local/lib/hecate-twin", mode=0o755)
-            add("usr/local/lib/hecate-twin/kube_standin.py",
-                (NODE_FILES / "kube_standin.py").read_bytes(), 0o755)
+            add(
+                "usr/local/lib/hecate-twin/kube_standin.py",
+                (NODE_FILES / "kube_standin.py").read_bytes(),
+                0o755,
+            )
             add("usr/local/bin/k3s", (NODE_FILES / "k3s").read_bytes(), 0o755)
-            add("usr/local/bin/k3s-killall.sh", (NODE_FILES / "k3s-killall.sh").read_bytes(),
-                0o755)
+            add("usr/local/bin/k3s-killall.sh", (NODE_FILES / "k3s-killall.sh").read_bytes(), 0o755)
             add("etc/hecate-twin", mode=0o755)
             add("etc/hecate-twin/node.json", node_conf)
             add(f"etc/systemd/system/{unit}", (NODE_FILES / unit).read_bytes())
-            add(f"etc/systemd/system/multi-user.target.wants/{unit}",
-                link=f"/etc/systemd/system/{unit}")
+            add(
+                f"etc/systemd/system/multi-user.target.wants/{unit}",
+                link=f"/etc/systemd/system/{unit}",
+            )
             add("root/.ssh/authorized_keys", public_key, 0o600)
             add("home/hecate/.ssh/authorized_keys", public_key, 0o600, uid=HECATE_UID)
         return buffer.getvalue()
@@ -572,7 +724,10 @@ class Twin:
     def _copy_files(self, node: TwinNode) -> None:
         proc = subprocess.run(
             ["podman", "cp", "--archive=false", "-", f"{node.container}:/"],
-            input=self._node_tar(node), capture_output=True, timeout=60, check=False,
+            input=self._node_tar(node),
+            capture_output=True,
+            timeout=60,
+            check=False,
             env=podman_env(),
         )
         if proc.returncode != 0:
@@ -584,19 +739,30 @@ class Twin:
         deadline = time.monotonic() + timeout
         with ThreadPoolExecutor(max_workers=max(len(targets), 1)) as pool:
             list(pool.map(lambda n: self.wait_ssh(n, deadline - time.monotonic()), targets))
-        wait_until(self.api_ready, max(deadline - time.monotonic(), 1.0),
-                   "the twin's API is not ready")
+        wait_until(
+            self.api_ready, max(deadline - time.monotonic(), 1.0), "the twin's API is not ready"
+        )
         names = {n.name for n in targets}
-        wait_until(lambda: names <= {k for k, v in self.nodes_ready().items() if v},
-                   max(deadline - time.monotonic(), 1.0), f"Nodes {sorted(names)} are not Ready")
+        wait_until(
+            lambda: names <= {k for k, v in self.nodes_ready().items() if v},
+            max(deadline - time.monotonic(), 1.0),
+            f"Nodes {sorted(names)} are not Ready",
+        )
         self._write_kubeconfig()
 
     def destroy(self, *, remove_workdir: bool | None = None) -> None:
         """Remove the containers (and the work dir if the twin made it). Idempotent."""
         errors = ""
         for _ in range(3):
-            listing = podman("ps", "-a", "--filter", f"label={LABEL_RUN}={self.run_id}",
-                             "--format", "{{.Names}}", check=False)
+            listing = podman(
+                "ps",
+                "-a",
+                "--filter",
+                f"label={LABEL_RUN}={self.run_id}",
+                "--format",
+                "{{.Names}}",
+                check=False,
+            )
             names = listing.stdout.split()
             if not names:
                 break
@@ -610,8 +776,12 @@ class Twin:
     # -- persistence for scripts/testbed --------------------------------------------------------
 
     def _save(self) -> None:
-        data = {"run_id": self.run_id, "token": self.token, "prefix": self.prefix,
-                "nodes": [asdict(n) for n in self.nodes]}
+        data = {
+            "run_id": self.run_id,
+            "token": self.token,
+            "prefix": self.prefix,
+            "nodes": [asdict(n) for n in self.nodes],
+        }
         (self.workdir / "twin.json").write_text(json.dumps(data, indent=1))
 
     @classmethod
@@ -619,9 +789,13 @@ class Twin:
         """A handle on a twin started earlier (by another process) in ``workdir``."""
         data = json.loads((workdir / "twin.json").read_text())
         nodes = [TwinNode(**n) for n in data["nodes"]]
-        twin = cls(servers=sum(1 for n in nodes if n.role == "server"),
-                   agents=sum(1 for n in nodes if n.role == "agent"), workdir=workdir,
-                   seed={"objects": []}, prefix=data["prefix"])
+        twin = cls(
+            servers=sum(1 for n in nodes if n.role == "server"),
+            agents=sum(1 for n in nodes if n.role == "agent"),
+            workdir=workdir,
+            seed={"objects": []},
+            prefix=data["prefix"],
+        )
         twin.run_id, twin.token, twin.nodes = data["run_id"], data["token"], nodes
         return twin
 
@@ -629,59 +803,96 @@ class Twin:
         ca_data = base64.b64encode(self.ca_cert.read_bytes()).decode()
         lines = ["apiVersion: v1", "kind: Config", "clusters:"]
         for server in self.servers:
-            lines += [f"- name: {server.name}", "  cluster:",
-                      f"    certificate-authority-data: {ca_data}",
-                      f"    server: {server.api_url}"]
+            lines += [
+                f"- name: {server.name}",
+                "  cluster:",
+                f"    certificate-authority-data: {ca_data}",
+                f"    server: {server.api_url}",
+            ]
         lines.append("contexts:")
         for server in self.servers:
-            lines += [f"- name: {server.name}", "  context:", f"    cluster: {server.name}",
-                      "    user: hecate-twin"]
-        lines += [f"current-context: {self.servers[0].name}", "preferences: {}", "users:",
-                  "- name: hecate-twin", "  user:", f"    token: {self.token}", ""]
+            lines += [
+                f"- name: {server.name}",
+                "  context:",
+                f"    cluster: {server.name}",
+                "    user: hecate-twin",
+            ]
+        lines += [
+            f"current-context: {self.servers[0].name}",
+            "preferences: {}",
+            "users:",
+            "- name: hecate-twin",
+            "  user:",
+            f"    token: {self.token}",
+            "",
+        ]
         self.kubeconfig.write_text("\n".join(lines))
         self.kubeconfig.chmod(0o600)
 
     # -- nodes: exec, SSH, units, power ---------------------------------------------------------
 
-    def exec(self, node: TwinNode | str, *argv: str, timeout: float = 60.0,
-             user: str | None = None) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, node: TwinNode | str, *argv: str, timeout: float = 60.0, user: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``podman exec`` in the node (as root unless ``user``); never raises on exit codes."""
         target = self.node(node)
         extra = ["--user", user] if user else []
         return podman("exec", *extra, target.container, *argv, check=False, timeout=timeout)
 
-    def ssh_argv(self, node: TwinNode | str, user: str | None = None, *,
-                 batch: bool = True) -> list[str]:
+    def ssh_argv(
+        self, node: TwinNode | str, user: str | None = None, *, batch: bool = True
+    ) -> list[str]:
         """An ``ssh`` command line for the node (append the remote command)."""
         target = self.node(node)
         quiet = ["-o", "BatchMode=yes", "-o", "LogLevel=ERROR"] if batch else []
         return [
-            "ssh", "-F", "/dev/null", "-i", str(self.ssh_key), "-p", str(target.ssh_port),
-            "-o", "IdentitiesOnly=yes", *quiet,
-            "-o", "StrictHostKeyChecking=accept-new",
-            "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "ConnectTimeout=5",
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(self.ssh_key),
+            "-p",
+            str(target.ssh_port),
+            "-o",
+            "IdentitiesOnly=yes",
+            *quiet,
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "ConnectTimeout=5",
             f"{user or SSH_USER}@127.0.0.1",
         ]
 
-    def ssh(self, node: TwinNode | str, command: str, *, user: str | None = None,
-            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self, node: TwinNode | str, command: str, *, user: str | None = None, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``command`` on the node over real SSH (as ``hecate`` unless ``user``)."""
         try:
-            return subprocess.run([*self.ssh_argv(node, user), command], capture_output=True,
-                                  text=True, timeout=timeout, check=False)
+            return subprocess.run(
+                [*self.ssh_argv(node, user), command],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             return subprocess.CompletedProcess(exc.cmd, 255, "", f"timed out after {timeout} s")
 
     def wait_ssh(self, node: TwinNode | str, timeout: float = 30.0) -> float:
         """Wait until the node accepts ``hecate``'s key over SSH."""
         target = self.node(node)
-        return wait_until(lambda: self.ssh(target, "true", timeout=10).returncode == 0,
-                          max(timeout, 1.0), f"SSH to {target.name} does not answer",
-                          interval=0.3)
+        return wait_until(
+            lambda: self.ssh(target, "true", timeout=10).returncode == 0,
+            max(timeout, 1.0),
+            f"SSH to {target.name} does not answer",
+            interval=0.3,
+        )
 
-    def systemctl(self, node: TwinNode | str, *args: str,
-                  timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def systemctl(
+        self, node: TwinNode | str, *args: str, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         return self.exec(node, "systemctl", *args, timeout=timeout)
 
     def unit_active(self, node: TwinNode | str, unit: str | None = None) -> bool:
@@ -690,8 +901,9 @@ class Twin:
         result = self.systemctl(target, "is-active", "--quiet", unit or target.unit)
         return result.returncode == 0
 
-    def start_unit(self, node: TwinNode | str, unit: str | None = None,
-                   *, block: bool = True) -> None:
+    def start_unit(
+        self, node: TwinNode | str, unit: str | None = None, *, block: bool = True
+    ) -> None:
         target = self.node(node)
         args = ["start", unit or target.unit] + ([] if block else ["--no-block"])
         result = self.systemctl(target, *args)
@@ -704,8 +916,9 @@ class Twin:
         if result.returncode != 0:
             raise TwinError(f"systemctl stop on {target.name} failed: {result.stderr}")
 
-    def kill_unit(self, node: TwinNode | str, unit: str | None = None,
-                  signal: str = "KILL") -> None:
+    def kill_unit(
+        self, node: TwinNode | str, unit: str | None = None, signal: str = "KILL"
+    ) -> None:
         """Crash the unit's processes (``systemctl kill``); ``Restart=always`` restarts it 5 s
         later, as a real k3s unit would."""
         target = self.node(node)
@@ -715,8 +928,11 @@ class Twin:
         """Cut the node's power: ``podman kill`` (no shutdown, no goodbye)."""
         target = self.node(node)
         podman("kill", target.container, check=False)
-        wait_until(lambda: not self.is_running(target), timeout,
-                   f"{target.name} is still running after podman kill")
+        wait_until(
+            lambda: not self.is_running(target),
+            timeout,
+            f"{target.name} is still running after podman kill",
+        )
 
     def power_on(self, node: TwinNode | str, *, wait: bool = True, timeout: float = 60.0) -> None:
         """Start the node's container again (same ports, same disk); with ``wait``, until SSH
@@ -729,16 +945,16 @@ class Twin:
     def is_running(self, node: TwinNode | str) -> bool:
         """False once the container has exited: the node is powered off."""
         target = self.node(node)
-        result = podman("inspect", "--format", "{{.State.Running}}", target.container,
-                        check=False)
+        result = podman("inspect", "--format", "{{.State.Running}}", target.container, check=False)
         return result.stdout.strip() == "true"
 
     def memory_bytes(self) -> int:
         """Memory the twin's containers use now (cgroup usage less inactive file cache)."""
         total = 0
         for node in self.nodes:
-            result = podman("inspect", "--format", "{{.State.CgroupPath}}", node.container,
-                            check=False)
+            result = podman(
+                "inspect", "--format", "{{.State.CgroupPath}}", node.container, check=False
+            )
             path = result.stdout.strip()
             if not path:
                 continue
@@ -766,9 +982,11 @@ class Twin:
         base = self.node(server).api_url if server is not None else self.api_url
         data = None if body is None else json.dumps(body).encode()
         ctype = content_type or (
-            "application/merge-patch+json" if method == "PATCH" else "application/json")
+            "application/merge-patch+json" if method == "PATCH" else "application/json"
+        )
         request = urllib.request.Request(  # noqa: S310 - always http://127.0.0.1:PORT
-            f"{base}{path}", data=data, method=method)
+            f"{base}{path}", data=data, method=method
+        )
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")
         if data is not None:
@@ -777,7 +995,8 @@ class Twin:
             self._tls = ssl.create_default_context(cafile=str(self.ca_cert))
         try:
             with urllib.request.urlopen(  # noqa: S310
-                    request, timeout=timeout, context=self._tls) as response:
+                request, timeout=timeout, context=self._tls
+            ) as response:
                 return response.status, _decode(response.read())
         except urllib.error.HTTPError as err:
             with err:
@@ -814,15 +1033,19 @@ class Twin:
     def nodes_ready(self) -> dict[str, bool]:
         """Node name -> Ready condition is True (from the API, through any live server)."""
         listing = self.get("/api/v1/nodes")
-        return {item["metadata"]["name"]: kube_standin.is_ready(item)
-                for item in listing["items"]}
+        return {item["metadata"]["name"]: kube_standin.is_ready(item) for item in listing["items"]}
 
-    def wait_node_ready(self, node: TwinNode | str, ready: bool = True,
-                        timeout: float = 15.0) -> float:
+    def wait_node_ready(
+        self, node: TwinNode | str, ready: bool = True, timeout: float = 15.0
+    ) -> float:
         """Wait until the Node's Ready condition is (or is no longer) True; return the seconds."""
         name = self.node(node).name
-        return wait_until(lambda: self.nodes_ready().get(name, False) == ready, timeout,
-                          f"Node {name} Ready={ready}", interval=0.25)
+        return wait_until(
+            lambda: self.nodes_ready().get(name, False) == ready,
+            timeout,
+            f"Node {name} Ready={ready}",
+            interval=0.25,
+        )
 
     def set_config(self, patch: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the stand-in's settings (e.g. ``{"gitea": {"branches": {...}}}``).

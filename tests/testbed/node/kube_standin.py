@@ -155,28 +155,66 @@ class Resource:
         return base + f"{namespace}/" if namespace is not None and self.namespaced else base
 
 
-FLUX_KS = Resource("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "Kustomization", True,
-                   ("ks",), builtin=False)
-FLUX_GIT = Resource("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository", True,
-                    ("gitrepo",), builtin=False)
-FLUX_HR = Resource("helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease", True,
-                   ("hr",), builtin=False)
+FLUX_KS = Resource(
+    "kustomize.toolkit.fluxcd.io",
+    "v1",
+    "kustomizations",
+    "Kustomization",
+    True,
+    ("ks",),
+    builtin=False,
+)
+FLUX_GIT = Resource(
+    "source.toolkit.fluxcd.io",
+    "v1",
+    "gitrepositories",
+    "GitRepository",
+    True,
+    ("gitrepo",),
+    builtin=False,
+)
+FLUX_HR = Resource(
+    "helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease", True, ("hr",), builtin=False
+)
 NODES = Resource("", "v1", "nodes", "Node", False, ("no",))
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False, ("ns",))
 PODS = Resource("", "v1", "pods", "Pod", True, ("po",), subresources=("status", "eviction"))
-DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",),
-                       subresources=("status", "scale"))
-STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",),
-                        subresources=("status", "scale"))
+DEPLOYMENTS = Resource(
+    "apps", "v1", "deployments", "Deployment", True, ("deploy",), subresources=("status", "scale")
+)
+STATEFULSETS = Resource(
+    "apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), subresources=("status", "scale")
+)
 RESOURCES: tuple[Resource, ...] = (
     NODES,
     NAMESPACES,
     PODS,
-    Resource("", "v1", "configmaps", "ConfigMap", True, ("cm",), has_spec=False,
-             has_status=False, subresources=()),
-    Resource("", "v1", "secrets", "Secret", True, (), has_spec=False, has_status=False,
-             subresources=()),
+    Resource(
+        "",
+        "v1",
+        "configmaps",
+        "ConfigMap",
+        True,
+        ("cm",),
+        has_spec=False,
+        has_status=False,
+        subresources=(),
+    ),
+    Resource(
+        "", "v1", "secrets", "Secret", True, (), has_spec=False, has_status=False, subresources=()
+    ),
     Resource("", "v1", "services", "Service", True, ("svc",)),
+    Resource(
+        "",
+        "v1",
+        "events",
+        "Event",
+        True,
+        ("ev",),
+        has_spec=False,
+        has_status=False,
+        subresources=(),
+    ),
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",)),
     DEPLOYMENTS,
     STATEFULSETS,
@@ -258,8 +296,14 @@ def is_ready(obj: Obj | None) -> bool:
 
 
 def set_condition(
-    obj: Obj, ctype: str, status: str, reason: str, message: str, now: float,
-    *, generation: bool = True,
+    obj: Obj,
+    ctype: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: float,
+    *,
+    generation: bool = True,
 ) -> None:
     """Set a condition; ``lastTransitionTime`` changes only when ``status`` does."""
     conditions = obj.setdefault("status", {}).setdefault("conditions", [])
@@ -443,8 +487,14 @@ def _label_requirement(req: str) -> Matcher:
 
 
 FIELDS: dict[str, tuple[str, ...]] = {
-    "pods": ("spec.nodeName", "status.phase", "spec.restartPolicy", "spec.schedulerName",
-             "spec.serviceAccountName", "status.podIP"),
+    "pods": (
+        "spec.nodeName",
+        "status.phase",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "status.podIP",
+    ),
     "nodes": ("spec.unschedulable",),
     "namespaces": ("status.phase",),
 }
@@ -506,8 +556,12 @@ class ApiError(Exception):
 
     @classmethod
     def not_found(cls, res: Resource, name: str) -> ApiError:
-        return cls(404, "NotFound", f'{res.qualified} "{name}" not found',
-                   {"name": name, "group": res.group, "kind": res.plural})
+        return cls(
+            404,
+            "NotFound",
+            f'{res.qualified} "{name}" not found',
+            {"name": name, "group": res.group, "kind": res.plural},
+        )
 
     @classmethod
     def no_route(cls) -> ApiError:
@@ -644,8 +698,12 @@ def new_metadata(obj: Obj, res: Resource, namespace: str, now: float) -> None:
         if md.get("generateName"):
             md["name"] = f"{md['generateName']}{short_hash(uuid.uuid4().hex, 5)}"
         else:
-            raise ApiError(422, "Invalid", f"{res.kind} is invalid: metadata.name: "
-                           "Required value: name or generateName is required")
+            raise ApiError(
+                422,
+                "Invalid",
+                f"{res.kind} is invalid: metadata.name: "
+                "Required value: name or generateName is required",
+            )
     if res.namespaced:
         md["namespace"] = namespace or md.get("namespace") or "default"
     else:
@@ -667,8 +725,11 @@ def apply_defaults(res: Resource, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
         spec.setdefault("replicas", 1)
         selector = spec.setdefault("selector", {})
-        match_labels = selector.setdefault("matchLabels", {"app": name}) if not selector.get(
-            "matchExpressions") else selector.get("matchLabels", {})
+        match_labels = (
+            selector.setdefault("matchLabels", {"app": name})
+            if not selector.get("matchExpressions")
+            else selector.get("matchLabels", {})
+        )
         template = spec.setdefault("template", {})
         template.setdefault("metadata", {}).setdefault("labels", dict(match_labels))
         containers = template.setdefault("spec", {}).setdefault("containers", [])
@@ -691,7 +752,8 @@ def bump_generation(res: Resource, old: Obj, new: Obj) -> None:
     if not res.has_spec:
         return
     changed = any(
-        old.get(k) != new.get(k) for k in set(old) | set(new)
+        old.get(k) != new.get(k)
+        for k in set(old) | set(new)
         if k not in ("metadata", "status", "kind", "apiVersion")
     )
     generation = int(old.get("metadata", {}).get("generation", 1))
@@ -756,11 +818,13 @@ def register_node(store: Store, name: str, role: str, now: float) -> None:
         "node.kubernetes.io/instance-type": "k3s",
     }
     if role == "server":
-        labels.update({
-            "node-role.kubernetes.io/control-plane": "true",
-            "node-role.kubernetes.io/etcd": "true",
-            "node-role.kubernetes.io/master": "true",
-        })
+        labels.update(
+            {
+                "node-role.kubernetes.io/control-plane": "true",
+                "node-role.kubernetes.io/etcd": "true",
+                "node-role.kubernetes.io/master": "true",
+            }
+        )
     address = node_ip()
     with store.transaction() as txn:
         existing = txn.get(NODES, "", name)
@@ -768,24 +832,36 @@ def register_node(store: Store, name: str, role: str, now: float) -> None:
         if existing is None:
             new_metadata(node, NODES, "", now)
             index = len(txn.items(NODES))
-            node["spec"] = {"podCIDR": f"10.42.{index}.0/24", "podCIDRs": [f"10.42.{index}.0/24"],
-                            "providerID": f"k3s://{name}"}
+            node["spec"] = {
+                "podCIDR": f"10.42.{index}.0/24",
+                "podCIDRs": [f"10.42.{index}.0/24"],
+                "providerID": f"k3s://{name}",
+            }
         md = meta(node)
         md.setdefault("labels", {}).update(labels)
-        md.setdefault("annotations", {}).update({
-            "k3s.io/hostname": name,
-            "k3s.io/internal-ip": address,
-            "node.alpha.kubernetes.io/ttl": "0",
-            "volumes.kubernetes.io/controller-managed-attach-detach": "true",
-        })
-        capacity = {"cpu": "2", "ephemeral-storage": "61255492Ki", "hugepages-2Mi": "0",
-                    "memory": "2030940Ki", "pods": "110"}
+        md.setdefault("annotations", {}).update(
+            {
+                "k3s.io/hostname": name,
+                "k3s.io/internal-ip": address,
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            }
+        )
+        capacity = {
+            "cpu": "2",
+            "ephemeral-storage": "61255492Ki",
+            "hugepages-2Mi": "0",
+            "memory": "2030940Ki",
+            "pods": "110",
+        }
         node["status"] = {
             **node.get("status", {}),
             "capacity": capacity,
             "allocatable": dict(capacity),
-            "addresses": [{"type": "InternalIP", "address": address},
-                          {"type": "Hostname", "address": name}],
+            "addresses": [
+                {"type": "InternalIP", "address": address},
+                {"type": "Hostname", "address": name},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
                 "architecture": "amd64",
@@ -825,14 +901,17 @@ def node_status_view(node: Obj, last_beat: float | None, now: float, grace: floa
             value = "True" if ctype == "Ready" else "False"
             entry = {"type": ctype, "status": value, "reason": reason, "message": message}
         else:
-            entry = {"type": ctype, "status": "Unknown", "reason": "NodeStatusUnknown",
-                     "message": "Kubelet stopped posting node status."}
+            entry = {
+                "type": ctype,
+                "status": "Unknown",
+                "reason": "NodeStatusUnknown",
+                "message": "Kubelet stopped posting node status.",
+            }
         previous = old.get(ctype)
         same = previous is not None and previous.get("status") == entry["status"]
         entry["lastHeartbeatTime"] = beat_time
         entry["lastTransitionTime"] = (
-            previous.get("lastTransitionTime", rfc3339(now)) if same and previous
-            else rfc3339(now)
+            previous.get("lastTransitionTime", rfc3339(now)) if same and previous else rfc3339(now)
         )
         conditions.append(entry)
     status["conditions"] = conditions
@@ -841,15 +920,22 @@ def node_status_view(node: Obj, last_beat: float | None, now: float, grace: floa
     old_taints = {(t.get("key"), t.get("effect")): t for t in spec.get("taints") or []}
     taints = [t for t in spec.get("taints") or [] if t.get("key") not in managed]
     if spec.get("unschedulable"):
-        taints.append({"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule",
-                       "timeAdded": old_taints.get((TAINT_UNSCHEDULABLE, "NoSchedule"), {}).get(
-                           "timeAdded", rfc3339(now))})
+        taints.append(
+            {
+                "key": TAINT_UNSCHEDULABLE,
+                "effect": "NoSchedule",
+                "timeAdded": old_taints.get((TAINT_UNSCHEDULABLE, "NoSchedule"), {}).get(
+                    "timeAdded", rfc3339(now)
+                ),
+            }
+        )
     if not ready:
         for effect in ("NoSchedule", "NoExecute"):
             taint = {"key": TAINT_UNREACHABLE, "effect": effect}
             if effect == "NoExecute":
                 taint["timeAdded"] = old_taints.get((TAINT_UNREACHABLE, effect), {}).get(
-                    "timeAdded", rfc3339(now))
+                    "timeAdded", rfc3339(now)
+                )
             taints.append(taint)
     if taints:
         spec["taints"] = taints
@@ -876,7 +962,8 @@ def reconcile(txn: Txn, beats: dict[str, float], now: float) -> None:
     nodes = txn.items(NODES)
     waiting = set(cfg.get("initialNodes") or []) - {n["metadata"]["name"] for n in nodes}
     booting = bool(waiting) and now - float(txn.state.get("seededAt", 0)) < float(
-        cfg.get("initialNodesWaitSeconds", 30.0))
+        cfg.get("initialNodesWaitSeconds", 30.0)
+    )
     for node in nodes:
         name = node["metadata"]["name"]
         view = copy.deepcopy(node)
@@ -905,7 +992,10 @@ def _selector_string(obj: Obj) -> str:
 
 
 def reconcile_workloads(  # noqa: PLR0912 - one controller loop, kept in one piece
-    txn: Txn, now: float, ready_nodes: set[str], schedulable: list[str],
+    txn: Txn,
+    now: float,
+    ready_nodes: set[str],
+    schedulable: list[str],
     beats: dict[str, float],
 ) -> None:
     cfg = txn.config
@@ -941,8 +1031,9 @@ def reconcile_workloads(  # noqa: PLR0912 - one controller loop, kept in one pie
         if res is STATEFULSETS:
             pods.sort(key=lambda p: int(p["metadata"]["name"].rsplit("-", 1)[-1]))
         else:
-            pods.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""),
-                                     p["metadata"]["name"]))
+            pods.sort(
+                key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"])
+            )
         while len(pods) > desired:
             victim = pods.pop()
             txn.delete(PODS, ns, victim["metadata"]["name"])
@@ -980,18 +1071,32 @@ def new_pod(res: Resource, owner: Obj, existing: set[str], now: float) -> Obj:
         while f"{md['name']}-{index}" in existing:
             index += 1
         name = f"{md['name']}-{index}"
-        labels.update({"controller-revision-hash": f"{md['name']}-{template_hash}",
-                       "statefulset.kubernetes.io/pod-name": name,
-                       "apps.kubernetes.io/pod-index": str(index)})
-        owner_ref = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": md["name"],
-                     "uid": md["uid"], "controller": True, "blockOwnerDeletion": True}
+        labels.update(
+            {
+                "controller-revision-hash": f"{md['name']}-{template_hash}",
+                "statefulset.kubernetes.io/pod-name": name,
+                "apps.kubernetes.io/pod-index": str(index),
+            }
+        )
+        owner_ref = {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "name": md["name"],
+            "uid": md["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
     else:
         name = f"{md['name']}-{template_hash}-{short_hash(uuid.uuid4().hex, 5)}"
         labels["pod-template-hash"] = template_hash
-        owner_ref = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                     "name": f"{md['name']}-{template_hash}",
-                     "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, md["uid"] + template_hash)),
-                     "controller": True, "blockOwnerDeletion": True}
+        owner_ref = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": f"{md['name']}-{template_hash}",
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, md["uid"] + template_hash)),
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
     pod: Obj = {
         "metadata": {
             "name": name,
@@ -1015,8 +1120,12 @@ def new_pod(res: Resource, owner: Obj, existing: set[str], now: float) -> Obj:
 
 
 def kubelet_view(
-    pod: Obj, now: float, ready_nodes: set[str], schedulable: list[str],
-    load: dict[str, int], start_delay: float,
+    pod: Obj,
+    now: float,
+    ready_nodes: set[str],
+    schedulable: list[str],
+    load: dict[str, int],
+    start_delay: float,
 ) -> Obj:
     """Schedule a pending Pod and set its status as its node's kubelet would."""
     pod = copy.deepcopy(pod)
@@ -1030,11 +1139,16 @@ def kubelet_view(
     containers = spec.get("containers") or [{"name": "main", "image": "unknown"}]
     if not node:
         status.update({"phase": "Pending"})
-        status["conditions"] = [{
-            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "lastProbeTime": None, "lastTransitionTime": md["creationTimestamp"],
-            "message": f"0/{len(load)} nodes are available: no Ready, schedulable node.",
-        }]
+        status["conditions"] = [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "lastProbeTime": None,
+                "lastTransitionTime": md["creationTimestamp"],
+                "message": f"0/{len(load)} nodes are available: no Ready, schedulable node.",
+            }
+        ]
         annotations.pop(ANN_STARTED, None)
         return pod
     if node in ready_nodes:
@@ -1057,34 +1171,38 @@ def kubelet_view(
         old = previous.get(cond["type"])
         cond["lastProbeTime"] = None
         cond["lastTransitionTime"] = (
-            old["lastTransitionTime"] if old and old.get("status") == cond["status"]
+            old["lastTransitionTime"]
+            if old and old.get("status") == cond["status"]
             else rfc3339(now)
         )
         if cond["type"] in ("Ready", "ContainersReady") and not ready:
             cond["reason"] = "ContainersNotReady"
             names = " ".join(str(c["name"]) for c in containers)
             cond["message"] = f"containers with unready status: [{names}]"
-    status.update({
-        "phase": "Running",
-        "conditions": conditions,
-        "hostIP": node,
-        "podIP": f"10.42.{sum(ord(c) for c in node) % 250}.{index}",
-        "startTime": status.get("startTime") or rfc3339(now),
-        "containerStatuses": [
-            {
-                "name": c["name"],
-                "image": c.get("image", ""),
-                "imageID": "",
-                "containerID": f"containerd://{sha1_hex(md['uid'] + c['name'])}",
-                "ready": ready,
-                "started": node in ready_nodes,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": rfc3339(started)}}
-                if node in ready_nodes else {"waiting": {"reason": "ContainerCreating"}},
-            }
-            for c in containers
-        ],
-    })
+    status.update(
+        {
+            "phase": "Running",
+            "conditions": conditions,
+            "hostIP": node,
+            "podIP": f"10.42.{sum(ord(c) for c in node) % 250}.{index}",
+            "startTime": status.get("startTime") or rfc3339(now),
+            "containerStatuses": [
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "imageID": "",
+                    "containerID": f"containerd://{sha1_hex(md['uid'] + c['name'])}",
+                    "ready": ready,
+                    "started": node in ready_nodes,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": rfc3339(started)}}
+                    if node in ready_nodes
+                    else {"waiting": {"reason": "ContainerCreating"}},
+                }
+                for c in containers
+            ],
+        }
+    )
     return pod
 
 
@@ -1095,31 +1213,54 @@ def workload_status(res: Resource, obj: Obj, count: int, ready: int, now: float)
     desired = int(obj.get("spec", {}).get("replicas", 1) or 0)
     status: Obj = {"observedGeneration": generation}
     if res is DEPLOYMENTS:
-        for field, value in (("replicas", count), ("updatedReplicas", count),
-                             ("readyReplicas", ready), ("availableReplicas", ready),
-                             ("unavailableReplicas", max(count - ready, 0))):
+        for field, value in (
+            ("replicas", count),
+            ("updatedReplicas", count),
+            ("readyReplicas", ready),
+            ("availableReplicas", ready),
+            ("unavailableReplicas", max(count - ready, 0)),
+        ):
             if value:
                 status[field] = value
         probe = {"status": copy.deepcopy(old)}
         available = ready >= desired
-        set_condition(probe, "Available", "True" if available else "False",
-                      "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
-                      "Deployment has minimum availability." if available
-                      else "Deployment does not have minimum availability.", now,
-                      generation=False)
-        set_condition(probe, "Progressing", "True", "NewReplicaSetAvailable",
-                      f'ReplicaSet "{obj["metadata"]["name"]}-{template_hash(obj)}" has '
-                      "successfully progressed.",
-                      now, generation=False)
+        set_condition(
+            probe,
+            "Available",
+            "True" if available else "False",
+            "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+            "Deployment has minimum availability."
+            if available
+            else "Deployment does not have minimum availability.",
+            now,
+            generation=False,
+        )
+        set_condition(
+            probe,
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            f'ReplicaSet "{obj["metadata"]["name"]}-{template_hash(obj)}" has '
+            "successfully progressed.",
+            now,
+            generation=False,
+        )
         for cond in probe["status"]["conditions"]:
             cond["lastUpdateTime"] = cond["lastTransitionTime"]
         status["conditions"] = probe["status"]["conditions"]
     else:
         revision = f"{obj['metadata']['name']}-{template_hash(obj)}"
-        status.update({"replicas": count, "availableReplicas": ready,
-                       "currentReplicas": count, "updatedReplicas": count,
-                       "currentRevision": revision, "updateRevision": revision,
-                       "collisionCount": 0})
+        status.update(
+            {
+                "replicas": count,
+                "availableReplicas": ready,
+                "currentReplicas": count,
+                "updatedReplicas": count,
+                "currentRevision": revision,
+                "updateRevision": revision,
+                "collisionCount": 0,
+            }
+        )
         if ready:
             status["readyReplicas"] = ready
     return status
@@ -1152,20 +1293,27 @@ def reconcile_flux(txn: Txn, now: float) -> None:  # noqa: PLR0912 - three contr
         commit = sha1_hex(f"{url}#{branch}")
         failure = None
         if gitea.get("hostMatch") and str(gitea["hostMatch"]) in host:
-            deployment = txn.get(DEPLOYMENTS, gitea.get("namespace", "gitea"),
-                                 gitea.get("name", "gitea"))
+            deployment = txn.get(
+                DEPLOYMENTS, gitea.get("namespace", "gitea"), gitea.get("name", "gitea")
+            )
             branches = gitea.get("branches") or {}
             if isinstance(branches, list):
                 branches = {b: sha1_hex(f"{url}#{b}") for b in branches}
-            up = deployment is not None and int(
-                deployment.get("status", {}).get("readyReplicas", 0) or 0) >= 1
+            up = (
+                deployment is not None
+                and int(deployment.get("status", {}).get("readyReplicas", 0) or 0) >= 1
+            )
             if not up:
-                failure = (f"failed to checkout and determine revision: unable to list remote "
-                           f"for '{url}': Get \"{url}/info/refs?service=git-upload-pack\": dial "
-                           f"tcp {host}:3000: connect: connection refused")
+                failure = (
+                    f"failed to checkout and determine revision: unable to list remote "
+                    f"for '{url}': Get \"{url}/info/refs?service=git-upload-pack\": dial "
+                    f"tcp {host}:3000: connect: connection refused"
+                )
             elif branch not in branches:
-                failure = (f"failed to checkout and determine revision: unable to clone "
-                           f"'{url}': couldn't find remote ref \"refs/heads/{branch}\"")
+                failure = (
+                    f"failed to checkout and determine revision: unable to clone "
+                    f"'{url}': couldn't find remote ref \"refs/heads/{branch}\""
+                )
             else:
                 commit = str(branches[branch])
         ns, name = new["metadata"]["namespace"], new["metadata"]["name"]
@@ -1183,10 +1331,11 @@ def reconcile_flux(txn: Txn, now: float) -> None:  # noqa: PLR0912 - three contr
                     "revision": revision,
                     "size": 20480,
                     "url": f"http://source-controller.flux-system.svc.cluster.local./"
-                           f"gitrepository/{ns}/{name}/{commit}.tar.gz",
+                    f"gitrepository/{ns}/{name}/{commit}.tar.gz",
                 }
-            set_condition(new, "Ready", "True", "Succeeded",
-                          f"stored artifact for revision '{revision}'", now)
+            set_condition(
+                new, "Ready", "True", "Succeeded", f"stored artifact for revision '{revision}'", now
+            )
         status["observedGeneration"] = new["metadata"].get("generation", 1)
         _handle_request(new)
         if new != repo:
@@ -1200,21 +1349,27 @@ def reconcile_flux(txn: Txn, now: float) -> None:  # noqa: PLR0912 - three contr
         source_ref = spec.get("sourceRef") or {}
         source = None
         if source_ref.get("kind", "GitRepository") == "GitRepository":
-            source = txn.get(FLUX_GIT, source_ref.get("namespace") or ns,
-                             str(source_ref.get("name", "")))
+            source = txn.get(
+                FLUX_GIT, source_ref.get("namespace") or ns, str(source_ref.get("name", ""))
+            )
         status = new.setdefault("status", {})
         blocked = None
         if source is None:
-            blocked = ("ArtifactFailed", f'{source_ref.get("kind", "GitRepository")}.'
-                       f'source.toolkit.fluxcd.io "{source_ref.get("name")}" not found')
+            blocked = (
+                "ArtifactFailed",
+                f"{source_ref.get('kind', 'GitRepository')}."
+                f'source.toolkit.fluxcd.io "{source_ref.get("name")}" not found',
+            )
         elif not is_ready(source):
             blocked = ("ArtifactFailed", "Source artifact not found, retrying in 30s")
         else:
             for dep in spec.get("dependsOn") or []:
                 dep_ns = dep.get("namespace") or ns
                 if not is_ready(txn.get(FLUX_KS, dep_ns, str(dep.get("name")))):
-                    blocked = ("DependencyNotReady",
-                               f"dependency '{dep_ns}/{dep.get('name')}' is not ready")
+                    blocked = (
+                        "DependencyNotReady",
+                        f"dependency '{dep_ns}/{dep.get('name')}' is not ready",
+                    )
                     break
         if blocked:
             set_condition(new, "Ready", "False", blocked[0], blocked[1], now)
@@ -1223,8 +1378,14 @@ def reconcile_flux(txn: Txn, now: float) -> None:  # noqa: PLR0912 - three contr
             revision = source["status"]["artifact"]["revision"]
             status["lastAttemptedRevision"] = revision
             status["lastAppliedRevision"] = revision
-            set_condition(new, "Ready", "True", "ReconciliationSucceeded",
-                          f"Applied revision: {revision}", now)
+            set_condition(
+                new,
+                "Ready",
+                "True",
+                "ReconciliationSucceeded",
+                f"Applied revision: {revision}",
+                now,
+            )
             drive_workloads(txn, new)
         status["observedGeneration"] = new["metadata"].get("generation", 1)
         _handle_request(new)
@@ -1241,12 +1402,20 @@ def reconcile_flux(txn: Txn, now: float) -> None:  # noqa: PLR0912 - three contr
         target = new.get("spec", {}).get("targetNamespace") or ns
         version = str(chart.get("version", "1.0.0"))
         if owner is not None and not is_ready(owner):
-            set_condition(new, "Ready", "False", "DependencyNotReady",
-                          f"Kustomization '{owner['metadata']['namespace']}/"
-                          f"{owner['metadata']['name']}' is not ready", now)
+            set_condition(
+                new,
+                "Ready",
+                "False",
+                "DependencyNotReady",
+                f"Kustomization '{owner['metadata']['namespace']}/"
+                f"{owner['metadata']['name']}' is not ready",
+                now,
+            )
         else:
-            message = (f"Helm install succeeded for release {target}/{name}.v1 with chart "
-                       f"{chart.get('chart', name)}@{version}")
+            message = (
+                f"Helm install succeeded for release {target}/{name}.v1 with chart "
+                f"{chart.get('chart', name)}@{version}"
+            )
             set_condition(new, "Ready", "True", "InstallSucceeded", message, now)
             set_condition(new, "Released", "True", "InstallSucceeded", message, now)
             new["status"]["lastAttemptedRevision"] = version
@@ -1312,8 +1481,14 @@ class Api:
 
     # -- views --------------------------------------------------------------------------------
 
-    def view(self, res: Resource, obj: Obj, *, with_type: bool = True,
-             beats: dict[str, float] | None = None) -> Obj:
+    def view(
+        self,
+        res: Resource,
+        obj: Obj,
+        *,
+        with_type: bool = True,
+        beats: dict[str, float] | None = None,
+    ) -> Obj:
         """An object as clients see it (Nodes get their live conditions)."""
         out = copy.deepcopy(obj)
         if res is NODES:
@@ -1336,17 +1511,24 @@ class Api:
     def discovery(self, parts: list[str]) -> Response:
         versions = group_versions()
         if parts == ["api"]:
-            return 200, {"kind": "APIVersions", "versions": ["v1"],
-                         "serverAddressByClientCIDRs": [
-                             {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{node_ip()}:6443"}]}
+            return 200, {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{node_ip()}:6443"}
+                ],
+            }
         if parts == ["apis"]:
             groups = [self._group(g, v) for g, v in versions.items() if g]
             return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
         if len(parts) == 2 and parts[0] == "apis":
             if not parts[1] or parts[1] not in versions:
                 raise ApiError.no_route()
-            return 200, {"kind": "APIGroup", "apiVersion": "v1",
-                         **self._group(parts[1], versions[parts[1]])}
+            return 200, {
+                "kind": "APIGroup",
+                "apiVersion": "v1",
+                **self._group(parts[1], versions[parts[1]]),
+            }
         group = "" if parts[0] == "api" else parts[1]
         version = parts[1] if parts[0] == "api" else parts[2]
         if version not in versions.get(group, []):
@@ -1356,21 +1538,36 @@ class Api:
             if (res.group, res.version) != (group, version):
                 continue
             verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
-            resources.append({"name": res.plural, "singularName": res.singular,
-                              "namespaced": res.namespaced, "kind": res.kind, "verbs": verbs,
-                              "shortNames": list(res.short_names)})
+            resources.append(
+                {
+                    "name": res.plural,
+                    "singularName": res.singular,
+                    "namespaced": res.namespaced,
+                    "kind": res.kind,
+                    "verbs": verbs,
+                    "shortNames": list(res.short_names),
+                }
+            )
             for sub in res.subresources:
-                entry: Obj = {"name": f"{res.plural}/{sub}", "singularName": "",
-                              "namespaced": res.namespaced, "kind": res.kind,
-                              "verbs": ["get", "patch", "update"]}
+                entry: Obj = {
+                    "name": f"{res.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": res.namespaced,
+                    "kind": res.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
                 if sub == "scale":
                     entry.update(group="autoscaling", version="v1", kind="Scale")
                 if sub == "eviction":
                     entry.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
                 resources.append(entry)
         gv = f"{group}/{version}" if group else version
-        return 200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                     "resources": resources}
+        return 200, {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": gv,
+            "resources": resources,
+        }
 
     @staticmethod
     def _group(name: str, versions: list[str]) -> Obj:
@@ -1383,9 +1580,12 @@ class Api:
         parts = [p for p in req.path.split("/") if p]
         if not parts or parts[0] not in ("api", "apis"):
             raise ApiError.no_route()
-        if parts in (["api"], ["apis"]) or (parts[0] == "apis" and len(parts) == 2) or (
-                parts[0] == "api" and len(parts) == 2) or (
-                parts[0] == "apis" and len(parts) == 3):
+        if (
+            parts in (["api"], ["apis"])
+            or (parts[0] == "apis" and len(parts) == 2)
+            or (parts[0] == "api" and len(parts) == 2)
+            or (parts[0] == "apis" and len(parts) == 3)
+        ):
             if req.method != "GET":
                 raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
             return self.discovery(parts)
@@ -1407,7 +1607,11 @@ class Api:
         return self.verb(req, res, namespace, name, sub)
 
     def verb(  # noqa: PLR0911 - one return per verb
-        self, req: Request, res: Resource, namespace: str | None, name: str | None,
+        self,
+        req: Request,
+        res: Resource,
+        namespace: str | None,
+        name: str | None,
         sub: str | None,
     ) -> Response | Watch:
         method = req.method
@@ -1417,8 +1621,9 @@ class Api:
                     return Watch(self.watch(res, namespace, req.query))
                 code, listing = self.list(res, namespace, req.query)
                 if req.wants_table:
-                    return code, as_table(res, listing["items"],
-                                          listing["metadata"]["resourceVersion"])
+                    return code, as_table(
+                        res, listing["items"], listing["metadata"]["resourceVersion"]
+                    )
                 return code, listing
             if method == "POST":
                 return self.create(res, namespace or "", self.body(req), req.query)
@@ -1433,7 +1638,8 @@ class Api:
         if method == "GET":
             obj = self.view(res, self.get(res, ns, name))
             return 200, as_table(res, [obj], obj["metadata"]["resourceVersion"]) if (
-                req.wants_table) else obj
+                req.wants_table
+            ) else obj
         if method == "PUT":
             return self.replace(res, ns, name, self.body(req), sub, req.query)
         if method == "PATCH":
@@ -1452,7 +1658,8 @@ class Api:
             if "yaml" in req.content_type:
                 raise ApiError.bad_request(
                     "the twin's API stand-in reads JSON bodies only (YAML's JSON subset); "
-                    "send the apply patch as JSON") from exc
+                    "send the apply patch as JSON"
+                ) from exc
             raise ApiError.bad_request(f"the body is not valid JSON: {exc}") from exc
 
     # -- verbs ---------------------------------------------------------------------------------
@@ -1496,13 +1703,13 @@ class Api:
             token = json.dumps({"rv": rv, "start": start + limit}).encode()
             list_meta["continue"] = base64.urlsafe_b64encode(token).decode()
             list_meta["remainingItemCount"] = len(self._select(res, namespace, query)) - (
-                start + limit)
+                start + limit
+            )
         return 200, {
             "kind": f"{res.kind}List",
             "apiVersion": res.group_version,
             "metadata": list_meta,
-            "items": [self.view(res, obj, with_type=not res.builtin, beats=beats)
-                      for obj in items],
+            "items": [self.view(res, obj, with_type=not res.builtin, beats=beats) for obj in items],
         }
 
     def watch(self, res: Resource, namespace: str | None, query: dict[str, str]) -> Iterator[Obj]:
@@ -1511,13 +1718,21 @@ class Api:
 
         def snapshot() -> dict[str, Obj]:
             beats = self.store.heartbeats() if res is NODES else {}
-            return {f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}":
-                    self.view(res, o, beats=beats) if res is NODES else o
-                    for o in self._select(res, namespace, query)}
+            return {
+                f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}": self.view(
+                    res, o, beats=beats
+                )
+                if res is NODES
+                else o
+                for o in self._select(res, namespace, query)
+            }
 
         def signature(obj: Obj) -> str:
-            conds = [c.get("status") for c in obj.get("status", {}).get("conditions") or []
-                     if isinstance(c, dict)]
+            conds = [
+                c.get("status")
+                for c in obj.get("status", {}).get("conditions") or []
+                if isinstance(c, dict)
+            ]
             return f"{obj['metadata'].get('resourceVersion')}|{conds}"
 
         known: dict[str, tuple[str, Obj]] = {}
@@ -1540,8 +1755,12 @@ class Api:
 
     def _check_namespace(self, txn: Txn, res: Resource, namespace: str) -> None:
         if res.namespaced and txn.get(NAMESPACES, "", namespace) is None:
-            raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
-                           {"name": namespace, "kind": "namespaces"})
+            raise ApiError(
+                404,
+                "NotFound",
+                f'namespaces "{namespace}" not found',
+                {"name": namespace, "kind": "namespaces"},
+            )
 
     def _check_type(self, res: Resource, obj: Any) -> Obj:
         if not isinstance(obj, dict):
@@ -1550,10 +1769,12 @@ class Api:
         if api_version is not None and api_version != res.group_version:
             raise ApiError.bad_request(
                 f"the API version in the data ({api_version}) does not match the expected "
-                f"API version ({res.group_version})")
+                f"API version ({res.group_version})"
+            )
         if kind is not None and kind != res.kind:
             raise ApiError.bad_request(
-                f"the kind in the data ({kind}) does not match the expected kind ({res.kind})")
+                f"the kind in the data ({kind}) does not match the expected kind ({res.kind})"
+            )
         return obj
 
     def create(self, res: Resource, namespace: str, body: Any, query: dict[str, str]) -> Response:
@@ -1562,7 +1783,8 @@ class Api:
         if res.namespaced and body_ns and namespace and body_ns != namespace:
             raise ApiError.bad_request(
                 "the namespace of the provided object does not match the namespace sent on "
-                "the request")
+                "the request"
+            )
         namespace = namespace or body_ns or "default"
         now = time.time()
         with self.store.transaction() as txn:
@@ -1572,8 +1794,12 @@ class Api:
             self._check_namespace(txn, res, namespace)
             name = obj["metadata"]["name"]
             if txn.get(res, namespace, name) is not None:
-                raise ApiError(409, "AlreadyExists", f'{res.qualified} "{name}" already exists',
-                               {"name": name, "group": res.group, "kind": res.plural})
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{res.qualified} "{name}" already exists',
+                    {"name": name, "group": res.group, "kind": res.plural},
+                )
             apply_defaults(res, obj)
             if res is NODES and isinstance(status, dict):
                 obj["status"] = status
@@ -1595,13 +1821,19 @@ class Api:
         bump_generation(res, old, new)
         return new
 
-    def replace(self, res: Resource, namespace: str, name: str, body: Any, sub: str | None,
-                query: dict[str, str]) -> Response:
+    def replace(
+        self,
+        res: Resource,
+        namespace: str,
+        name: str,
+        body: Any,
+        sub: str | None,
+        query: dict[str, str],
+    ) -> Response:
         obj = self._check_type(res, body)
         body_name = obj.get("metadata", {}).get("name")
         if body_name and body_name != name:
-            raise ApiError.bad_request(
-                "the name of the object does not match the name on the URL")
+            raise ApiError.bad_request("the name of the object does not match the name on the URL")
         with self.store.transaction() as txn:
             txn.discard = query.get("dryRun") == "All"
             old = txn.get(res, namespace, name)
@@ -1618,10 +1850,12 @@ class Api:
         if wanted and wanted != old["metadata"].get("resourceVersion"):
             name = old["metadata"]["name"]
             raise ApiError(
-                409, "Conflict",
+                409,
+                "Conflict",
                 f'Operation cannot be fulfilled on {res.qualified} "{name}": the object has '
                 "been modified; please apply your changes to the latest version and try again",
-                {"name": name, "group": res.group, "kind": res.plural})
+                {"name": name, "group": res.group, "kind": res.plural},
+            )
 
     def _patched(self, req: Request, current: Obj) -> Obj:
         ctype = req.content_type.split(";")[0].strip()
@@ -1634,22 +1868,27 @@ class Api:
             result = apply_merge(current, body)
         else:
             raise ApiError(
-                415, "UnsupportedMediaType",
+                415,
+                "UnsupportedMediaType",
                 "the body of the request was in an unknown format - accepted media types "
                 "include: application/json-patch+json, application/merge-patch+json, "
-                "application/apply-patch+yaml, application/strategic-merge-patch+json")
+                "application/apply-patch+yaml, application/strategic-merge-patch+json",
+            )
         if not isinstance(result, dict):
             raise ApiError(422, "Invalid", "the patched object is not an object")
         return result
 
-    def patch(self, req: Request, res: Resource, namespace: str, name: str,
-              sub: str | None) -> Response:
+    def patch(
+        self, req: Request, res: Resource, namespace: str, name: str, sub: str | None
+    ) -> Response:
         apply = req.content_type.startswith("application/apply-patch")
         if apply and not req.query.get("fieldManager"):
             raise ApiError(
-                422, "Invalid",
+                422,
+                "Invalid",
                 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
-                "required for apply patch")
+                "required for apply patch",
+            )
         with self.store.transaction() as txn:
             txn.discard = req.query.get("dryRun") == "All"
             old = txn.get(res, namespace, name)
@@ -1692,8 +1931,13 @@ class Api:
             txn.discard = query.get("dryRun") == "All"
             if txn.delete(PODS, namespace, name) is None:
                 raise ApiError.not_found(PODS, name)
-        return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                     "status": "Success", "code": 201}
+        return 201, {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201,
+        }
 
     def scale(self, req: Request, res: Resource, namespace: str, name: str) -> Response:
         if res not in WORKLOADS:
@@ -1706,11 +1950,16 @@ class Api:
             return {
                 "kind": "Scale",
                 "apiVersion": "autoscaling/v1",
-                "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                                "creationTimestamp") if k in md},
+                "metadata": {
+                    k: md[k]
+                    for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                    if k in md
+                },
                 "spec": spec,
-                "status": {"replicas": int(obj.get("status", {}).get("replicas", 0) or 0),
-                           "selector": _selector_string(obj)},
+                "status": {
+                    "replicas": int(obj.get("status", {}).get("replicas", 0) or 0),
+                    "selector": _selector_string(obj),
+                },
             }
 
         if req.method == "GET":
@@ -1731,8 +1980,12 @@ class Api:
             self._precondition(res, old, wanted)
             replicas = (wanted.get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or replicas < 0:
-                raise ApiError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: '
-                               "spec.replicas: Invalid value: must be greater than or equal to 0")
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'Scale.autoscaling "{name}" is invalid: '
+                    "spec.replicas: Invalid value: must be greater than or equal to 0",
+                )
             new = copy.deepcopy(old)
             new["spec"]["replicas"] = replicas
             bump_generation(res, old, new)
@@ -1767,8 +2020,7 @@ def _age(timestamp: str | None) -> str:
     if not timestamp:
         return "<unknown>"
     try:
-        seconds = int(time.time() - calendar.timegm(time.strptime(timestamp,
-                                                                    "%Y-%m-%dT%H:%M:%SZ")))
+        seconds = int(time.time() - calendar.timegm(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")))
     except ValueError:
         return "<unknown>"
     seconds = max(seconds, 0)
@@ -1785,18 +2037,34 @@ def _row_cells(res: Resource, obj: Obj) -> list[Any]:
         state = "Ready" if is_ready(obj) else "NotReady"
         if spec.get("unschedulable"):
             state += ",SchedulingDisabled"
-        roles = sorted(k.split("/", 1)[1] for k in labels_of(obj)
-                       if k.startswith("node-role.kubernetes.io/"))
-        return [md["name"], state, ",".join(roles) or "<none>", age,
-                status.get("nodeInfo", {}).get("kubeletVersion", "")]
+        roles = sorted(
+            k.split("/", 1)[1] for k in labels_of(obj) if k.startswith("node-role.kubernetes.io/")
+        )
+        return [
+            md["name"],
+            state,
+            ",".join(roles) or "<none>",
+            age,
+            status.get("nodeInfo", {}).get("kubeletVersion", ""),
+        ]
     if res is PODS:
         containers = status.get("containerStatuses") or []
         ready = sum(1 for c in containers if c.get("ready"))
-        return [md["name"], f"{ready}/{len(spec.get('containers') or [])}",
-                status.get("phase", "Pending"), 0, age]
+        return [
+            md["name"],
+            f"{ready}/{len(spec.get('containers') or [])}",
+            status.get("phase", "Pending"),
+            0,
+            age,
+        ]
     if res is DEPLOYMENTS:
-        return [md["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
-                status.get("updatedReplicas", 0), status.get("availableReplicas", 0), age]
+        return [
+            md["name"],
+            f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+            status.get("updatedReplicas", 0),
+            status.get("availableReplicas", 0),
+            age,
+        ]
     if res is STATEFULSETS:
         return [md["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", age]
     if not res.builtin:
@@ -1826,16 +2094,34 @@ def _columns(res: Resource) -> list[str]:  # noqa: PLR0911 - one return per kind
 
 def as_table(res: Resource, items: list[Obj], resource_version: str) -> Obj:
     """A ``meta.k8s.io/v1`` Table, the server-side printing kubectl asks for."""
-    columns = [{"name": name, "type": "integer" if name == "Restarts" else "string",
-                "format": "name" if name == "Name" else "", "description": name, "priority": 0}
-               for name in _columns(res)]
-    rows = [{"cells": _row_cells(res, obj),
-             "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                        "metadata": obj["metadata"]}}
-            for obj in items]
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
-            "metadata": {"resourceVersion": resource_version},
-            "columnDefinitions": columns, "rows": rows}
+    columns = [
+        {
+            "name": name,
+            "type": "integer" if name == "Restarts" else "string",
+            "format": "name" if name == "Name" else "",
+            "description": name,
+            "priority": 0,
+        }
+        for name in _columns(res)
+    ]
+    rows = [
+        {
+            "cells": _row_cells(res, obj),
+            "object": {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            },
+        }
+        for obj in items
+    ]
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": columns,
+        "rows": rows,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -1848,15 +2134,17 @@ class StandinServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], api: Api, token: str,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, address: tuple[str, int], api: Api, token: str, tls: ssl.SSLContext | None = None
+    ) -> None:
         super().__init__(address, Handler)
         self.api = api
         self.token = token
         if tls is not None:
             # The handshake happens in the request's thread (Handler.setup), not in accept().
-            self.socket = tls.wrap_socket(self.socket, server_side=True,
-                                          do_handshake_on_connect=False)
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ssl.SSLError | OSError):
@@ -1875,9 +2163,14 @@ def tls_context(state_dir: Path) -> ssl.SSLContext | None:
 
 
 VERSION_INFO: Obj = {
-    "major": "1", "minor": "30", "gitVersion": K8S_VERSION,
-    "gitCommit": "1829eaae5ac85bd7d4bd4dbeb7a26f1f3e6c1b9d", "gitTreeState": "clean",
-    "buildDate": "2024-10-23T00:00:00Z", "goVersion": "go1.22.8", "compiler": "gc",
+    "major": "1",
+    "minor": "30",
+    "gitVersion": K8S_VERSION,
+    "gitCommit": "1829eaae5ac85bd7d4bd4dbeb7a26f1f3e6c1b9d",
+    "gitTreeState": "clean",
+    "buildDate": "2024-10-23T00:00:00Z",
+    "goVersion": "go1.22.8",
+    "compiler": "gc",
     "platform": "linux/amd64",
 }
 
@@ -1929,7 +2222,8 @@ class Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         return scheme.lower() == "bearer" and secrets.compare_digest(
-            token.strip().encode(), self.server.token.encode())
+            token.strip().encode(), self.server.token.encode()
+        )
 
     def dispatch(self, method: str) -> None:  # noqa: PLR0912
         try:
@@ -1952,8 +2246,14 @@ class Handler(BaseHTTPRequestHandler):
             if not self.authorized():
                 self.send_body(401, ApiError(401, "Unauthorized", "Unauthorized").status())
                 return
-            req = Request(method, path, query, body, self.headers.get("Content-Type", ""),
-                          self.headers.get("Accept", ""))
+            req = Request(
+                method,
+                path,
+                query,
+                body,
+                self.headers.get("Content-Type", ""),
+                self.headers.get("Accept", ""),
+            )
             if path.startswith("/twin/"):
                 result: Response | Watch = self.server.api.twin(req)
             else:
@@ -1967,8 +2267,9 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as exc:  # an internal error is answered, never kills the server
-            self.send_body(500, ApiError(500, "InternalError", f"{type(exc).__name__}: {exc}",
-                                         {}).status())
+            self.send_body(
+                500, ApiError(500, "InternalError", f"{type(exc).__name__}: {exc}", {}).status()
+            )
 
     def stream(self, watch: Watch) -> None:
         self.send_response(200)
@@ -2074,15 +2375,17 @@ def run_server(state_dir: Path, node: str, port: int, *, shim: bool = True) -> i
     register_node(store, node, "server", time.time())
     if shim:
         start_shim(node)
-    threading.Thread(target=heartbeat_loop, args=(store, node, "server", stopping),
-                     daemon=True).start()
+    threading.Thread(
+        target=heartbeat_loop, args=(store, node, "server", stopping), daemon=True
+    ).start()
     with store.transaction() as txn:
         reconcile(txn, store.heartbeats(), time.time())
     api = Api(store, stopping)
-    server = StandinServer(("0.0.0.0", port), api, store.token(),  # noqa: S104 - in a container
-                           tls_context(state_dir))
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                     daemon=True).start()
+    everywhere = "0.0.0.0"  # noqa: S104 - in the node's container, published on 127.0.0.1
+    server = StandinServer((everywhere, port), api, store.token(), tls_context(state_dir))
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+    ).start()
     sd_notify("READY=1")
     print(f"twin apiserver for {node} listening on :{port}", flush=True)
     while not stopping.is_set():
@@ -2120,11 +2423,12 @@ def run_agent(state_dir: Path, node: str, *, shim: bool = True) -> int:
 
 
 def run_snapshot(state_dir: Path, node: str, name: str, directory: Path) -> int:
-    active = subprocess.run(
-        ["/usr/bin/systemctl", "is-active", "--quiet", "k3s"], check=False)
+    active = subprocess.run(["/usr/bin/systemctl", "is-active", "--quiet", "k3s"], check=False)
     if active.returncode != 0:
-        print('level=fatal msg="etcd datastore is not running: k3s is not active on this node"',
-              file=sys.stderr)
+        print(
+            'level=fatal msg="etcd datastore is not running: k3s is not active on this node"',
+            file=sys.stderr,
+        )
         return 1
     now = time.time()
     directory.mkdir(parents=True, exist_ok=True)
@@ -2139,11 +2443,13 @@ def run_snapshot(state_dir: Path, node: str, name: str, directory: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     conf = node_conf()
     parser = argparse.ArgumentParser(prog="kube_standin")
-    parser.add_argument("--state-dir", type=Path,
-                        default=Path(conf.get("stateDir", STATE_DIR)))
+    parser.add_argument("--state-dir", type=Path, default=Path(conf.get("stateDir", STATE_DIR)))
     parser.add_argument("--node", default=conf.get("name") or socket.gethostname())
-    parser.add_argument("--no-shim", action="store_true",
-                        help="do not start the containerd-shim stand-in (to run outside a node)")
+    parser.add_argument(
+        "--no-shim",
+        action="store_true",
+        help="do not start the containerd-shim stand-in (to run outside a node)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     server = commands.add_parser("server")
     server.add_argument("--port", type=int, default=API_PORT)

@@ -1,0 +1,1 @@
+"""Disruptive drills: break the cluster on purpose and prove Hecate recovers it."""

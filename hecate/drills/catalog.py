@@ -1,0 +1,429 @@
+"""The drills Hecate ships."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from hecate.config import CoordinationConfig, HecateConfig, MetricsConfig
+from hecate.daemon.service import Daemon
+from hecate.drills.base import Check, Drill, DrillEnv, DrillFailedError, wait_for
+from hecate.drills.simulated_ups import SimulatedUps
+from hecate.errors import KubeError
+from hecate.flows.context import FlowContext
+from hecate.flows.ledger import load_ledger, save_ledger
+from hecate.flows.report import FlowReport
+from hecate.flows.startup import StartupOptions, run_startup
+from hecate.guards import StartupOverrides
+from hecate.intent import IntentState
+from hecate.kube import FluxObject, WorkloadKind
+from hecate.runs import Outcome
+from hecate.state import StateStore
+
+
+def _gitea(env: DrillEnv) -> tuple[WorkloadKind, str, str]:
+    startup = env.config.startup
+    kind, _, name = startup.gitea_workload.partition("/")
+    return ("statefulset" if kind == "statefulset" else "deployment"), startup.gitea_namespace, name
+
+
+def _source_ready(env: DrillEnv) -> bool:
+    startup = env.config.startup
+    try:
+        return env.kube.flux_object(
+            "GitRepository", startup.flux_namespace, startup.flux_git_repository
+        ).ready
+    except KubeError:
+        return False
+
+
+def _startup(env: DrillEnv, reason: str) -> FlowReport:
+    options = StartupOptions(overrides=StartupOverrides(), reason=reason)
+    with env.context_factory() as ctx:
+        return run_startup(ctx, options)
+
+
+def _cluster_checks(env: DrillEnv) -> list[Check]:
+    try:
+        nodes = env.kube.nodes()
+    except KubeError as exc:
+        return [Check("API answers", False, str(exc))]
+    wanted = set(env.config.nodes.all)
+    ready = {n.name for n in nodes if n.ready}
+    return [
+        Check("API answers", env.kube.readyz()),
+        Check("every node Ready", wanted <= ready, f"not Ready: {sorted(wanted - ready)}"),
+    ]
+
+
+@dataclass
+class FluxGiteaDeadlock:
+    name: str = "flux-gitea-deadlock"
+    summary: str = "scale Gitea to 0 so Flux cannot fetch its own source"
+
+    def preconditions(self, env: DrillEnv) -> list[str]:
+        kind, ns, name = _gitea(env)
+        try:
+            env.kube.workload(kind, ns, name)
+        except KubeError as exc:
+            return [f"Gitea workload {kind}/{ns}/{name}: {exc}"]
+        if not _source_ready(env):
+            return ["Flux's GitRepository is not Ready before the drill"]
+        return []
+
+    def plan(self, env: DrillEnv) -> list[str]:
+        kind, ns, name = _gitea(env)
+        return [
+            f"scale {kind} {ns}/{name} to 0 and wait until Flux's GitRepository is not Ready",
+            "run the staged startup; its fallback must bring Gitea up outside Flux",
+            "verify Gitea ready, GitRepository Ready, the fallback reported",
+        ]
+
+    def apply_break(self, env: DrillEnv) -> None:
+        kind, ns, name = _gitea(env)
+        env.kube.scale(kind, ns, name, 0)
+        wait_for(lambda: not _source_ready(env), 120, "Flux's source to fail", env.sleep)
+
+    def recover(self, env: DrillEnv) -> list[FlowReport]:
+        return [_startup(env, "drill flux-gitea-deadlock")]
+
+    def verify(self, env: DrillEnv, reports: list[FlowReport]) -> list[Check]:
+        kind, ns, name = _gitea(env)
+        gitea_ready = env.kube.workload(kind, ns, name).ready_replicas >= 1
+        return [
+            Check(
+                "startup succeeded",
+                reports[-1].outcome is Outcome.SUCCESS,
+                reports[-1].outcome.value,
+            ),
+            Check(
+                "fallback used",
+                "gitea_scale" in reports[-1].fallbacks,
+                ", ".join(reports[-1].fallbacks),
+            ),
+            Check("Gitea ready", gitea_ready),
+            Check("Flux source Ready", _source_ready(env)),
+        ]
+
+
+@dataclass
+class FoundationRecovery:
+    name: str = "foundation-recovery"
+    summary: str = "stop the foundation workloads (startup.foundation_workloads)"
+
+    def preconditions(self, env: DrillEnv) -> list[str]:
+        items = env.config.startup.foundation_workloads
+        if not items:
+            return ["startup.foundation_workloads is empty: nothing to drill"]
+        problems = []
+        for item in items:
+            try:
+                env.kube.workload(item.kind, item.namespace, item.name)
+            except KubeError as exc:
+                problems.append(f"{item.kind}/{item.namespace}/{item.name}: {exc}")
+        return problems
+
+    def plan(self, env: DrillEnv) -> list[str]:
+        order = [
+            f"{i.kind}/{i.namespace}/{i.name}" for i in env.config.startup.foundation_workloads
+        ]
+        return [
+            f"scale to 0: {', '.join(order)}",
+            "run the staged startup; it must bring them back in this order",
+            "verify each is ready again",
+        ]
+
+    def apply_break(self, env: DrillEnv) -> None:
+        items = env.config.startup.foundation_workloads
+        for item in items:
+            env.kube.scale(item.kind, item.namespace, item.name, 0)
+
+        def all_down() -> bool:
+            return all(
+                env.kube.workload(i.kind, i.namespace, i.name).ready_replicas == 0 for i in items
+            )
+
+        wait_for(all_down, 120, "the foundation workloads to stop", env.sleep)
+
+    def recover(self, env: DrillEnv) -> list[FlowReport]:
+        return [_startup(env, "drill foundation-recovery")]
+
+    def verify(self, env: DrillEnv, reports: list[FlowReport]) -> list[Check]:
+        items = env.config.startup.foundation_workloads
+        order = [f"{i.kind}/{i.namespace}/{i.name}" for i in items]
+        stage = next((s for s in reports[-1].stages if s.name == "foundation"), None)
+        restored = list(stage.nodes) if stage is not None else []
+        checks = [
+            Check(
+                "startup succeeded",
+                reports[-1].outcome is Outcome.SUCCESS,
+                reports[-1].outcome.value,
+            ),
+            Check("restored in the configured order", restored == order, f"{restored}"),
+        ]
+        for item, label in zip(items, order, strict=True):
+            info = env.kube.workload(item.kind, item.namespace, item.name)
+            checks.append(Check(f"{label} ready", info.ready_replicas >= 1))
+        return checks
+
+
+@dataclass
+class ReconciliationResume:
+    name: str = "reconciliation-resume"
+    summary: str = "leave Kustomizations suspended as after an interrupted shutdown"
+    _ours: str = ""
+    _theirs: str = ""
+
+    def _candidates(self, env: DrillEnv) -> list[FluxObject]:
+        return [k for k in env.kube.flux_objects("Kustomization") if not k.suspended]
+
+    def preconditions(self, env: DrillEnv) -> list[str]:
+        try:
+            found = self._candidates(env)
+        except KubeError as exc:
+            return [str(exc)]
+        return [] if len(found) >= 2 else ["needs two Kustomizations that are not suspended"]
+
+    def plan(self, env: DrillEnv) -> list[str]:
+        return [
+            "suspend two Kustomizations: one recorded as suspended by Hecate, one as by a person",
+            "run the staged startup",
+            "verify only Hecate's is resumed; the other is resumed afterwards by the drill",
+        ]
+
+    def apply_break(self, env: DrillEnv) -> None:
+        ours, theirs = self._candidates(env)[:2]
+        self._ours, self._theirs = ours.key, theirs.key
+        for obj in (ours, theirs):
+            env.kube.set_suspend(obj.kind, obj.namespace, obj.name, True)
+        state_dir = env.config.state_dir
+        ledger = load_ledger(state_dir)
+        ledger.add_suspended(ours.key)
+        save_ledger(state_dir, ledger)
+        store = StateStore(state_dir)
+        if store.read_intent().state is not IntentState.SHUTDOWN_COMPLETE:
+            store.set_intent(
+                IntentState.SHUTTING_DOWN, reason="drill reconciliation-resume", run_id=None
+            )
+            store.set_intent(
+                IntentState.SHUTDOWN_COMPLETE, reason="drill reconciliation-resume", run_id=None
+            )
+
+    def recover(self, env: DrillEnv) -> list[FlowReport]:
+        return [_startup(env, "drill reconciliation-resume")]
+
+    def verify(self, env: DrillEnv, reports: list[FlowReport]) -> list[Check]:
+        by_key = {k.key: k for k in env.kube.flux_objects("Kustomization")}
+        ours, theirs = by_key.get(self._ours), by_key.get(self._theirs)
+        checks = [
+            Check(
+                "startup succeeded",
+                reports[-1].outcome is Outcome.SUCCESS,
+                reports[-1].outcome.value,
+            ),
+            Check(f"{self._ours} resumed", ours is not None and not ours.suspended),
+            Check(f"{self._theirs} left suspended", theirs is not None and theirs.suspended),
+        ]
+        if theirs is not None and theirs.suspended:  # put the cluster back as it was
+            env.kube.set_suspend(theirs.kind, theirs.namespace, theirs.name, False)
+        return checks
+
+
+def drill_config(config: HecateConfig) -> HecateConfig:
+    """The daemon settings for a drill: fast polls, cluster-only, no network listeners."""
+    return config.model_copy(
+        update={
+            "ups": config.ups.model_copy(
+                update={"poll_interval_seconds": 1.0, "debounce_polls": 2}
+            ),
+            "shutdown": config.shutdown.model_copy(
+                update={"ups_mode": "cluster-only", "etcd_snapshot": False}
+            ),
+            "startup": config.startup.model_copy(
+                update={"power_stable_seconds": 2.0, "min_battery_charge": 0.0}
+            ),
+            "metrics": MetricsConfig(listen="127.0.0.1:0"),
+            "coordination": CoordinationConfig(),
+        }
+    )
+
+
+class _DaemonRun:
+    """The daemon in a thread, polling a simulated UPS."""
+
+    def __init__(self, env: DrillEnv, ups: SimulatedUps) -> None:
+        config = drill_config(env.config)
+
+        def factory(cancel: threading.Event) -> _Ctx:
+            return _Ctx(env, cancel)
+
+        self.daemon = Daemon(config, reader=ups.read, context_factory=factory)
+        self.thread = threading.Thread(target=self.daemon.run, name="hecate-drill-daemon")
+
+    def __enter__(self) -> Daemon:
+        self.thread.start()
+        return self.daemon
+
+    def __exit__(self, *exc: object) -> None:
+        self.daemon.request_stop()
+        self.thread.join(600)
+
+
+class _Ctx:
+    """Opens the drill's flow context, wiring in the daemon's cancel event."""
+
+    def __init__(self, env: DrillEnv, cancel: threading.Event) -> None:
+        self.env, self.cancel = env, cancel
+        self._cm = env.context_factory()
+
+    def __enter__(self) -> FlowContext:
+        ctx = self._cm.__enter__()
+        ctx.cancel = self.cancel
+        ctx.read_ups = None  # the guards must not read the real UPS during a simulated outage
+        return ctx
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(None, None, None)
+
+
+def _intent(env: DrillEnv) -> IntentState:
+    return StateStore(env.config.state_dir).read_intent().state
+
+
+def _wait_intent(env: DrillEnv, state: IntentState, timeout_s: float, what: str) -> None:
+    wait_for(lambda: _intent(env) is state, timeout_s, what, env.sleep)
+
+
+@dataclass
+class PowerOutage:
+    name: str = "power-outage"
+    summary: str = "a simulated UPS goes on battery with low runtime, then mains returns"
+    timeout_s: float = 600.0
+
+    def preconditions(self, env: DrillEnv) -> list[str]:
+        return [c.name for c in _cluster_checks(env) if not c.ok]
+
+    def plan(self, env: DrillEnv) -> list[str]:
+        return [
+            "run the daemon on a simulated UPS (cluster-only shutdown: hosts stay up)",
+            "cut simulated mains with runtime below the threshold: debounce, trigger, shutdown",
+            "restore mains: power-return gate, staged startup",
+            "verify both runs succeeded and the cluster is healthy",
+        ]
+
+    def apply_break(self, env: DrillEnv) -> None:
+        """The break happens inside recover(): the daemon must be watching when mains fails."""
+
+    def recover(self, env: DrillEnv) -> list[FlowReport]:
+        ups = SimulatedUps()
+        with _DaemonRun(env, ups) as daemon:
+            env.sleep(2)
+            env.log("simulated mains cut: OB, runtime 60 s")
+            ups.set("OB DISCHRG", 60.0, 40.0)
+            _wait_intent(env, IntentState.SHUTDOWN_COMPLETE, self.timeout_s, "the shutdown")
+            env.log("simulated mains back")
+            ups.set("OL CHRG", 1800.0, 100.0)
+            _wait_intent(env, IntentState.NORMAL, self.timeout_s, "the startup")
+            if not daemon.wait_idle(self.timeout_s):
+                raise DrillFailedError("the daemon's startup did not finish")
+            return list(daemon.reports)
+
+    def verify(self, env: DrillEnv, reports: list[FlowReport]) -> list[Check]:
+        kinds = [(r.kind, r.outcome) for r in reports]
+        return [
+            Check(
+                "shutdown then startup, both successful",
+                kinds == [("shutdown", Outcome.SUCCESS), ("startup", Outcome.SUCCESS)],
+                f"{[(k, o.value) for k, o in kinds]}",
+            ),
+            *_cluster_checks(env),
+        ]
+
+
+@dataclass
+class SecondOutageDuringStartup:
+    name: str = "second-outage-during-startup"
+    summary: str = "power fails again while the startup after an outage runs"
+    timeout_s: float = 600.0
+
+    def preconditions(self, env: DrillEnv) -> list[str]:
+        return [c.name for c in _cluster_checks(env) if not c.ok]
+
+    def plan(self, env: DrillEnv) -> list[str]:
+        return [
+            "simulated outage: the daemon shuts the cluster down (cluster-only)",
+            "mains returns: startup begins; mains fails again during it",
+            "verify the startup stopped and the cluster was shut down cleanly",
+            "mains returns for good: the cluster starts up again",
+        ]
+
+    def apply_break(self, env: DrillEnv) -> None:
+        """The breaks happen inside recover(), timed against the daemon."""
+
+    def recover(self, env: DrillEnv) -> list[FlowReport]:
+        ups = SimulatedUps()
+        with _DaemonRun(env, ups) as daemon:
+            env.sleep(2)
+            ups.set("OB DISCHRG", 60.0, 40.0)
+            _wait_intent(env, IntentState.SHUTDOWN_COMPLETE, self.timeout_s, "the first shutdown")
+            ups.set("OL CHRG", 1800.0, 100.0)
+            _wait_intent(env, IntentState.STARTUP_IN_PROGRESS, self.timeout_s, "startup to begin")
+            env.log("simulated mains fails again during startup")
+            ups.set("OB DISCHRG", 60.0, 40.0)
+            wait_for(
+                lambda: len(daemon.reports) >= 3,
+                self.timeout_s,
+                "the aborted startup and the second shutdown",
+                env.sleep,
+            )
+            self.after_second = _cluster_down(env)
+            env.log("simulated mains back for good")
+            ups.set("OL CHRG", 1800.0, 100.0)
+            wait_for(
+                lambda: len(daemon.reports) >= 4, self.timeout_s, "the final startup", env.sleep
+            )
+            return list(daemon.reports)
+
+    after_second: bool = False
+
+    def verify(self, env: DrillEnv, reports: list[FlowReport]) -> list[Check]:
+        kinds = [(r.kind, r.outcome.value) for r in reports]
+        expected = [
+            ("shutdown", "success"),
+            ("startup", "aborted"),
+            ("shutdown", "success"),
+            ("startup", "success"),
+        ]
+        return [
+            Check(
+                "startup stopped, shutdown took over, then a clean startup",
+                kinds == expected,
+                f"{kinds}",
+            ),
+            Check("cluster was down after the second shutdown", self.after_second),
+            *_cluster_checks(env),
+        ]
+
+
+def _cluster_down(env: DrillEnv) -> bool:
+    return not env.kube.readyz()
+
+
+DRILL_TYPES: tuple[type[Drill], ...] = (
+    FluxGiteaDeadlock,
+    FoundationRecovery,
+    ReconciliationResume,
+    PowerOutage,
+    SecondOutageDuringStartup,
+)
+DRILLS: dict[str, type[Drill]] = {cls().name: cls for cls in DRILL_TYPES}
+
+
+def get_drill(name: str) -> Drill:
+    """A fresh instance of the named drill (drills keep state between break and verify)."""
+    try:
+        return DRILLS[name]()
+    except KeyError:
+        raise DrillFailedError(
+            f"no drill {name!r}; `hecate drill list` shows them: {', '.join(DRILLS)}"
+        ) from None

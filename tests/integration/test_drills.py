@@ -1,0 +1,112 @@
+"""Every drill against the twin, through the operator's wrapper script, with --execute."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hecate.config import parse_config
+from hecate.metrics import Metrics
+from tests.integration.support import twin_config_data, write_config
+from tests.testbed.nut import NutServer
+from tests.testbed.twin import Twin
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+DRILLS = [
+    "flux-gitea-deadlock",
+    "foundation-recovery",
+    "reconciliation-resume",
+    "power-outage",
+    "second-outage-during-startup",
+]
+
+
+@pytest.fixture
+def drill_config(twin: Twin, nut_server: NutServer, tmp_path: Path) -> Path:
+    data = twin_config_data(
+        twin,
+        tmp_path / "state",
+        nut_server,
+        startup={
+            "foundation_workloads": [
+                {
+                    "kind": "deployment",
+                    "namespace": "kube-system",
+                    "name": "coredns",
+                    "timeout_seconds": 60,
+                },
+                {
+                    "kind": "statefulset",
+                    "namespace": "gitea",
+                    "name": "gitea-postgresql",
+                    "timeout_seconds": 60,
+                },
+            ]
+        },
+    )
+    return write_config(tmp_path / "hecate.yaml", data)
+
+
+def drills_sh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "scripts" / "hecate-drills.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def test_list_names_every_drill() -> None:
+    result = drills_sh("list", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [d["name"] for d in json.loads(result.stdout)] == DRILLS
+
+
+def test_dry_run_changes_nothing(twin: Twin, drill_config: Path) -> None:
+    result = drills_sh("run", "flux-gitea-deadlock", "--config", str(drill_config), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["executed"] is False
+    assert "plan: scale deployment gitea/gitea to 0" in result.stderr
+    status, scale = twin.api("GET", "/apis/apps/v1/namespaces/gitea/deployments/gitea")
+    assert status == 200 and scale["spec"]["replicas"] == 1
+    assert not (drill_config.parent / "state" / "drills.json").exists()
+
+
+def test_execute_without_confirmation_is_refused(drill_config: Path) -> None:
+    result = drills_sh("run", "power-outage", "--execute", "--config", str(drill_config))
+    assert result.returncode == 2
+    assert "confirmation" in result.stderr
+
+
+@pytest.mark.parametrize("name", DRILLS)
+def test_drill_recovers_and_is_scored(twin: Twin, drill_config: Path, name: str) -> None:
+    result = drills_sh("run", name, "--execute", "--yes", "--config", str(drill_config), "--json")
+    report = json.loads(result.stdout)
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert result.returncode == 0, (failed, result.stderr[-3000:])
+    assert report["passed"] is True
+    assert report["manual_steps"] == 0
+    assert report["time_to_recover_s"] > 0
+    if name == "flux-gitea-deadlock":
+        assert "gitea_scale" in report["fallbacks"]
+    history = json.loads((drill_config.parent / "state" / "drills.json").read_text())
+    assert history["drills"][-1]["drill"] == name
+    # the drill history is exposed as metrics
+    config = parse_config({"state_dir": str(drill_config.parent / "state")})
+    metrics = Metrics()
+    metrics.watch_drills(config.state_dir)
+    port = metrics.serve("127.0.0.1:0")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    finally:
+        metrics.close()
+    assert f'hecate_drill_last_passed{{drill="{name}"}} 1.0' in text
+    assert all(twin.nodes_ready().values())
