@@ -66,7 +66,7 @@ def start_agents(twin: Twin) -> None:
 def ssh_loop(twin: Twin) -> float:
     began = time.monotonic()
     procs = [
-        subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        subprocess.Popen(
             [*twin.ssh_argv(agent), "sudo -n systemctl stop k3s-agent"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
