@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
 from typing import Annotated
 
 import typer
 
-from hecate.ansible_port import open_port
 from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, load, read_ups
 from hecate.cli.execute import StageProgress
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.drills.base import DrillEnv, record, run_drill
 from hecate.drills.catalog import DRILLS, get_drill
 from hecate.flows.context import FlowContext
+from hecate.flows.wiring import open_flow_context
 from hecate.kube import Kube
-from hecate.state import StateStore
 
 app = typer.Typer(
     help="Disruptive drills: break the cluster on purpose and prove Hecate recovers it. "
@@ -38,19 +36,7 @@ def list_drills(as_json: JsonOpt = False) -> None:
 
 
 def _context_factory(config: HecateConfig) -> contextlib.AbstractContextManager[FlowContext]:
-    @contextlib.contextmanager
-    def factory() -> Iterator[FlowContext]:
-        with open_port(config) as ansible, Kube(config.kubeconfig) as kube:
-            yield FlowContext(
-                config=config,
-                ansible=ansible,
-                kube=kube,
-                store=StateStore(config.state_dir),
-                read_ups=lambda: read_ups(config),
-                progress=StageProgress(),
-            )
-
-    return factory()
+    return open_flow_context(config, read_ups=lambda: read_ups(config), progress=StageProgress())
 
 
 @app.command("run")

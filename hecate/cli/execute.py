@@ -8,14 +8,12 @@ from collections.abc import Callable
 
 import typer
 
-from hecate.ansible_port import open_port
 from hecate.cli.common import EXIT_FAILED, EXIT_OK, emit_json, read_ups
 from hecate.config import HecateConfig
 from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
-from hecate.kube import Kube
+from hecate.flows.wiring import open_flow_context
 from hecate.runs import Outcome
-from hecate.state import StateStore
 
 
 class StageProgress:
@@ -36,17 +34,9 @@ class StageProgress:
 def execute_flow(
     config: HecateConfig, flow: Callable[[FlowContext], FlowReport], *, as_json: bool
 ) -> FlowReport:
-    with open_port(config) as ansible, Kube(config.kubeconfig) as kube:
-        for warning in ansible.warnings:
-            typer.echo(f"warning: {warning}", err=True)
-        ctx = FlowContext(
-            config=config,
-            ansible=ansible,
-            kube=kube,
-            store=StateStore(config.state_dir),
-            read_ups=lambda: read_ups(config),
-            progress=StageProgress(),
-        )
+    with open_flow_context(
+        config, read_ups=lambda: read_ups(config), progress=StageProgress()
+    ) as ctx:
         report = flow(ctx)
     if as_json:
         emit_json(report.to_json())

@@ -6,18 +6,16 @@ to stop it. The daemon never dies on UPS errors; they are events, log lines and 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hecate.ansible_port import open_port
 from hecate.budget import Budget, estimate_budget
 from hecate.config import HecateConfig
 from hecate.coordination import (
@@ -43,8 +41,8 @@ from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.wiring import open_flow_context
 from hecate.intent import IntentState
-from hecate.kube import Kube
 from hecate.metrics import Metrics
 from hecate.policy import PolicyParams, PolicyState, initial_state, latch, step
 from hecate.readings import Poll
@@ -58,18 +56,8 @@ STARTUP_RETRY_S = 60.0
 
 
 def real_context_factory(config: HecateConfig, reader: Callable[[], Poll]) -> ContextFactory:
-    @contextlib.contextmanager
-    def factory(cancel: threading.Event) -> Iterator[FlowContext]:
-        with open_port(config) as ansible, Kube(config.kubeconfig) as kube:
-            yield FlowContext(
-                config=config,
-                ansible=ansible,
-                kube=kube,
-                store=StateStore(config.state_dir),
-                read_ups=reader,
-                progress=_log_progress,
-                cancel=cancel,
-            )
+    def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
+        return open_flow_context(config, read_ups=reader, progress=_log_progress, cancel=cancel)
 
     return factory
 

@@ -13,7 +13,7 @@ from hecate.errors import KubeError
 from hecate.flows.context import FlowContext
 from hecate.flows.ledger import load_ledger, save_ledger
 from hecate.flows.report import FlowReport
-from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.startup import StartupOptions, run_startup, source_ready
 from hecate.guards import StartupOverrides
 from hecate.intent import IntentState
 from hecate.kube import FluxObject, WorkloadKind
@@ -28,13 +28,7 @@ def _gitea(env: DrillEnv) -> tuple[WorkloadKind, str, str]:
 
 
 def _source_ready(env: DrillEnv) -> bool:
-    startup = env.config.startup
-    try:
-        return env.kube.flux_object(
-            "GitRepository", startup.flux_namespace, startup.flux_git_repository
-        ).ready
-    except KubeError:
-        return False
+    return source_ready(env.kube, env.config)
 
 
 def _startup(env: DrillEnv, reason: str) -> FlowReport:

@@ -8,10 +8,12 @@ from typing import cast
 
 import yaml
 
+from hecate.config import HecateConfig
 from hecate.errors import GuardRefusedError, HecateError, KubeError
 from hecate.flows.context import (
     FlowAbortedError,
     FlowContext,
+    KubeApi,
     Stage,
     StageRecorder,
     new_run_id,
@@ -223,14 +225,19 @@ def _request_reconcile(ctx: FlowContext) -> None:
             ctx.kube.request_reconcile(obj.kind, obj.namespace, obj.name, at)
 
 
-def _source_ready(ctx: FlowContext) -> bool:
-    startup = ctx.config.startup
+def source_ready(kube: KubeApi, config: HecateConfig) -> bool:
+    """Whether Flux's own GitRepository is Ready (False when the API cannot tell)."""
+    startup = config.startup
     try:
-        return ctx.kube.flux_object(
+        return kube.flux_object(
             "GitRepository", startup.flux_namespace, startup.flux_git_repository
         ).ready
     except KubeError:
         return False
+
+
+def _source_ready(ctx: FlowContext) -> bool:
+    return source_ready(ctx.kube, ctx.config)
 
 
 def _flux_ready_or_fallback(ctx: FlowContext, stage: Stage, recorder: StageRecorder) -> None:

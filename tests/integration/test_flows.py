@@ -233,25 +233,25 @@ def test_sigkill_mid_shutdown_then_rerun(
     twin = make_twin(1, 2)
     state = tmp_path / "state"
     config_file = write_config(tmp_path / "hecate.yaml", twin_config_data(twin, state, nut_server))
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [*HECATE, "shutdown", "--execute", "--mode", "cluster-only", "--config", str(config_file)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-    )
-    try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 120
-        for line in proc.stderr:
-            if "stop_agents" in line and "running" in line:
-                break
-            assert time.monotonic() < deadline
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(30)
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            deadline = time.monotonic() + 120
+            for line in proc.stderr:
+                if "stop_agents" in line and "running" in line:
+                    break
+                assert time.monotonic() < deadline
+            os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(30)
     status = _run_cli("status", "--config", str(config_file), "--json")
     report = json.loads(status.stdout)
     assert report["intent"]["state"] == "shutting_down"

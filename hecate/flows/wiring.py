@@ -1,0 +1,39 @@
+"""Opening a flow context on the real ports (Ansible through the runner port, the Kubernetes API).
+
+The CLI, the daemon and the drills all run flows this way; tests build FlowContext by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
+from hecate.ansible_port import open_port
+from hecate.config import HecateConfig
+from hecate.flows.context import FlowContext, ProgressFn, no_progress
+from hecate.kube import Kube
+from hecate.readings import Poll
+from hecate.state import StateStore
+
+
+@contextlib.contextmanager
+def open_flow_context(
+    config: HecateConfig,
+    *,
+    read_ups: Callable[[], Poll] | None,
+    progress: ProgressFn = no_progress,
+    cancel: threading.Event | None = None,
+) -> Iterator[FlowContext]:
+    with open_port(config) as ansible, Kube(config.kubeconfig) as kube:
+        for warning in ansible.warnings:
+            progress("inventory", "warning", warning)
+        yield FlowContext(
+            config=config,
+            ansible=ansible,
+            kube=kube,
+            store=StateStore(config.state_dir),
+            read_ups=read_ups,
+            progress=progress,
+            cancel=cancel or threading.Event(),
+        )
