@@ -167,7 +167,7 @@ def run_playbook(
 
 
 def wait_until(
-    ctx: FlowContext, check: Callable[[], bool], timeout_s: float, interval_s: float = 1.0
+    ctx: FlowContext, check: Callable[[], bool], timeout_s: float, interval_s: float = 0.25
 ) -> bool:
     """Poll `check` until it is true or `timeout_s` passes; honours cancellation."""
     deadline = time.monotonic() + timeout_s
