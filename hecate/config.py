@@ -100,6 +100,8 @@ class StartupConfig(_Strict):
     gitea_workload: str = "deployment/gitea"
     gitea_replicas: int = Field(1, ge=1)
     gitea_bootstrap_manifests: list[Path] = Field(default_factory=list)
+    # How often the daemon refreshes state_dir/bootstrap-cache from the live objects.
+    bootstrap_cache_refresh_seconds: float = Field(3600.0, gt=0)
     flux_ready_timeout_seconds: float = Field(180.0, gt=0)
     force_flux_branch: str | None = None
     # Brought back one by one, in this order, right after the nodes are Ready.

@@ -273,6 +273,54 @@ class Kube:
             self._client.apply(obj, force=True)
         return label
 
+    def live_manifest(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """The live object a manifest names, as a manifest again (status and server-set
+        metadata dropped), so it can be applied to a cluster that lost it."""
+        try:
+            obj = from_dict(dict(manifest))
+        except (LoadResourceError, KeyError, TypeError, ValueError) as exc:
+            raise KubeError(f"cannot load manifest: {exc}") from None
+        meta = manifest.get("metadata", {})
+        name, namespace = str(meta.get("name", "")), meta.get("namespace")
+        label = f"{manifest.get('kind')}/{namespace or '-'}/{name}"
+        # The kind is only known at run time (any kind a manifest names), so typing stops here.
+        resource: Any = type(obj)
+        with self._errors(f"get {label}"):
+            live: Any = self._client.get(resource, name, namespace=namespace)
+        return clean_manifest(dict(live.to_dict()))
+
+
+SERVER_SET_METADATA = (
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "managedFields",
+    "generation",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "ownerReferences",
+)
+
+
+def clean_manifest(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy without status and the metadata the API server sets."""
+    cleaned = {k: v for k, v in data.items() if k != "status"}
+    meta = dict(cleaned.get("metadata") or {})
+    for key in SERVER_SET_METADATA:
+        meta.pop(key, None)
+    annotations = {
+        k: v
+        for k, v in (meta.get("annotations") or {}).items()
+        if k != "kubectl.kubernetes.io/last-applied-configuration"
+    }
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    cleaned["metadata"] = meta
+    return cleaned
+
 
 def _flux_object(kind: FluxKind, obj: Any) -> FluxObject:
     spec = obj.get("spec") or {}

@@ -168,9 +168,10 @@ class Metrics:
     def serve(self, listen: str) -> int:
         """Serve /metrics on `[host]:port`; returns the bound port (0 picks a free one)."""
         host, _, port = listen.rpartition(":")
-        # An empty host binds every interface: metrics are scraped over the network by design;
-        # metrics.listen narrows it (e.g. 127.0.0.1:9560).
-        server, thread = start_http_server(int(port), addr=host, registry=self.registry)
+        # An empty host means every interface: metrics are scraped over the network by design;
+        # metrics.listen narrows it (e.g. 127.0.0.1:9560). prometheus_client needs it spelled out.
+        bind = host or "0.0.0.0"  # noqa: S104 - see above
+        server, thread = start_http_server(int(port), addr=bind, registry=self.registry)
         self._server, self._thread = server, thread
         return int(server.server_port)
 

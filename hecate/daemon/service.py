@@ -37,6 +37,7 @@ from hecate.daemon.core import (
 )
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
+from hecate.flows.bootstrap_cache import refresh_cache
 from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
@@ -98,6 +99,8 @@ class Daemon:
         self._cancel = threading.Event()
         self._next_startup_at = 0.0
         self.reports: list[FlowReport] = []
+        self._next_cache_refresh = 0.0
+        self._cache_thread: threading.Thread | None = None
         self.budget = self._budget()
         self.state = self._initial_state()
         self.recorder = TraceRecorder(config.state_dir / "traces")
@@ -205,7 +208,38 @@ class Daemon:
         actions = actions_for(events, self.config.coordination.role, running)
         for action in actions:
             self.execute(action)
+        if not actions and running is None:
+            self._maybe_refresh_cache(t)
         return actions
+
+    def _maybe_refresh_cache(self, now: float) -> None:
+        """Keep the Gitea bootstrap cache fresh while the cluster is healthy (in the background)."""
+        startup = self.config.startup
+        s = self.state
+        if not startup.gitea_bootstrap_manifests or s.on_battery or s.startup_pending:
+            return
+        if now < self._next_cache_refresh:
+            return
+        if self._cache_thread is not None and self._cache_thread.is_alive():
+            return
+        self._next_cache_refresh = now + startup.bootstrap_cache_refresh_seconds
+
+        def refresh() -> None:
+            try:
+                with self.context_factory(threading.Event()) as ctx:
+                    if not ctx.kube.readyz():
+                        log.info("bootstrap cache not refreshed: API not ready")
+                        return
+                    problems = refresh_cache(ctx.kube, self.config)
+            except HecateError as exc:
+                problems = [str(exc)]
+            for problem in problems:
+                log.warning("bootstrap cache: %s", problem)
+            if not problems:
+                log.info("bootstrap cache refreshed")
+
+        self._cache_thread = threading.Thread(target=refresh, name="hecate-cache", daemon=True)
+        self._cache_thread.start()
 
     def _trace_active(self) -> bool:
         s = self.state
@@ -357,6 +391,8 @@ class Daemon:
             self._cancel.set()  # a half-done startup is resumed by the next run
         # A running shutdown is allowed to finish: stopping it halfway helps nobody.
         self.wait_idle(timeout_s=600)
+        if self._cache_thread is not None:
+            self._cache_thread.join(30)
         if self.server is not None:
             self.server.close()
         self.metrics.close()

@@ -10,6 +10,7 @@ import yaml
 
 from hecate.config import HecateConfig
 from hecate.errors import GuardRefusedError, HecateError, KubeError
+from hecate.flows.bootstrap_cache import cached_or_configured
 from hecate.flows.context import (
     FlowAbortedError,
     FlowContext,
@@ -28,8 +29,6 @@ from hecate.intent import IntentState
 from hecate.kube import FluxKind, WorkloadKind
 from hecate.runs import Outcome, RunRecord
 from hecate.statefiles import exclusive_lock
-
-BOOTSTRAP_CACHE = "bootstrap-cache"
 
 
 @dataclass(frozen=True)
@@ -280,10 +279,9 @@ def _flux_ready_or_fallback(ctx: FlowContext, stage: Stage, recorder: StageRecor
 
 def _apply_bootstrap(ctx: FlowContext, stage: Stage) -> int:
     """Apply the configured bootstrap manifests in order, from the cache under state_dir."""
-    cache = ctx.config.state_dir / BOOTSTRAP_CACHE
     applied = 0
     for path in ctx.config.startup.gitea_bootstrap_manifests:
-        source = cache / path.name if (cache / path.name).exists() else path
+        source = cached_or_configured(ctx.config, path)
         try:
             documents = [d for d in yaml.safe_load_all(source.read_text()) if d]
         except (OSError, yaml.YAMLError) as exc:

@@ -14,6 +14,7 @@ from hecate.ansible_port import (
     PlaybookResult,
     RunStatus,
 )
+from hecate.errors import KubeError
 from hecate.kube import FluxKind, FluxObject, NodeInfo, PodRef, WorkloadInfo, WorkloadKind
 
 
@@ -127,6 +128,14 @@ class FakeKube:
 
     def set_git_branch(self, namespace: str, name: str, branch: str) -> None:
         self.calls.append(f"branch {branch}")
+
+    def live_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        if manifest["kind"] == "Deployment":
+            return {**manifest, "spec": {"replicas": max(self.gitea_replicas, 1)}}
+        if meta.get("name") == "missing":
+            raise KubeError(f"{manifest['kind']}/{meta['name']}: not found")
+        return {**manifest, "spec": {"live": True}}
 
     def apply(self, manifest: dict[str, Any]) -> str:
         label = f"{manifest['kind']}/{manifest['metadata']['name']}"

@@ -188,3 +188,27 @@ def test_comm_errors_never_crash_and_are_counted(tmp_path: Path) -> None:
     text = generate_latest(w.daemon.metrics.registry).decode()
     assert 'hecate_nut_errors_total{kind="driver_down"} 5.0' in text
     assert "hecate_ups_readable 0.0" in text
+
+
+def test_daemon_refreshes_the_bootstrap_cache_while_healthy(tmp_path: Path) -> None:
+    manifest = tmp_path / "gitea.yaml"
+    manifest.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: gitea, namespace: gitea}\n"
+    )
+    w = World(
+        tmp_path,
+        startup={
+            "gitea_bootstrap_manifests": [str(manifest)],
+            "bootstrap_cache_refresh_seconds": 60,
+        },
+    )
+    cache = w.config.state_dir / "bootstrap-cache" / "gitea.yaml"
+    w.poll(r("OB DISCHRG", 1500))  # on battery: never refreshed during an outage
+    assert w.daemon._cache_thread is None
+    w.poll(r("OL", 1800))
+    assert w.daemon._cache_thread is not None
+    w.daemon._cache_thread.join(10)
+    assert cache.exists()
+    first = w.daemon._cache_thread
+    w.poll(r("OL", 1800))  # 5 s later: not due yet
+    assert w.daemon._cache_thread is first

@@ -9,14 +9,17 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hecate.config import HecateConfig, parse_config
 from hecate.errors import GuardRefusedError
+from hecate.flows.bootstrap_cache import cached_or_configured, refresh_cache
 from hecate.flows.context import FlowContext
 from hecate.flows.ledger import load_ledger
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.intent import IntentState
+from hecate.kube import clean_manifest
 from hecate.readings import UpsReading, parse_status
 from hecate.runs import Outcome
 from hecate.state import StateStore
@@ -219,3 +222,57 @@ def test_rerun_after_a_crash_records_the_interrupted_run(tmp_path: Path) -> None
     assert json.loads((config.state_dir / "intent.json").read_text())["state"] == (
         "shutdown_complete"
     )
+
+
+def test_bootstrap_cache_keeps_live_copies_and_is_used_by_the_fallback(tmp_path: Path) -> None:
+    manifest = write(
+        tmp_path / "gitea.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: gitea}\n"
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: gitea, namespace: gitea}\n",
+    )
+    broken = write(
+        tmp_path / "broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: missing, namespace: gitea}\n",
+    )
+    config = _config(
+        tmp_path,
+        startup={
+            "gitea_bootstrap_manifests": [str(manifest), str(broken)],
+            "flux_ready_timeout_seconds": 2,
+            "nodes_ready_timeout_seconds": 2,
+        },
+    )
+    kube = _cluster()
+    problems = refresh_cache(kube, config)
+    assert len(problems) == 1 and "broken.yaml" in problems[0]
+    cached = config.state_dir / "bootstrap-cache" / "gitea.yaml"
+    docs = list(yaml.safe_load_all(cached.read_text()))
+    assert [d["kind"] for d in docs] == ["PersistentVolumeClaim", "Deployment"]
+    assert docs[0]["spec"] == {"live": True}
+    assert not (config.state_dir / "bootstrap-cache" / "broken.yaml").exists()
+    assert cached_or_configured(config, manifest) == cached
+    assert cached_or_configured(config, broken) == broken
+
+
+def test_clean_manifest_drops_server_fields() -> None:
+    live = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "gitea",
+            "namespace": "gitea",
+            "uid": "u",
+            "resourceVersion": "7",
+            "managedFields": [{}],
+            "creationTimestamp": "t",
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "keep": "me"},
+        },
+        "spec": {"replicas": 1},
+        "status": {"readyReplicas": 1},
+    }
+    assert clean_manifest(live) == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "gitea", "namespace": "gitea", "annotations": {"keep": "me"}},
+        "spec": {"replicas": 1},
+    }
