@@ -76,6 +76,8 @@ class ShutdownConfig(_Strict):
     poweroff_method: Literal["poweroff", "marker"] = "poweroff"
     poweroff_local_host: bool = False
     ups_kill_power: bool = False
+    # The NUT instant command sent when ups_kill_power is on.
+    ups_kill_command: str = "shutdown.return"
     runs_kept: int = Field(200, ge=1)
 
 

@@ -33,7 +33,7 @@ import re
 import socket
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -239,6 +239,9 @@ class _AnswerTooLongError(Exception):
     """The server sent more than any NUT answer could hold."""
 
 
+_INSTCMD = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
 class _GuardedPyNUT(PyNUTClient):  # type: ignore[misc]  # pynutclient ships no type information
     """PyNUTClient with the three guarantees the adapter needs.
 
@@ -305,6 +308,12 @@ class _GuardedPyNUT(PyNUTClient):  # type: ignore[misc]  # pynutclient ships no 
         answer = self._command(f"PRIMARY {ups}")
         if answer.startswith(("ERR UNKNOWN-COMMAND", "ERR INVALID-ARGUMENT")):
             answer = self._command(f"MASTER {ups}")
+        if not answer.startswith("OK"):
+            raise PyNUTError(answer)
+
+    def instant_command(self, ups: str, command: str) -> None:
+        """NUT's INSTCMD (e.g. `shutdown.return`); needs a user with `instcmds` rights."""
+        answer = self._command(f"INSTCMD {ups} {command}")
         if not answer.startswith("OK"):
             raise PyNUTError(answer)
 
@@ -400,15 +409,33 @@ class NutClient:
         """All variables of the UPS as text, as upsd serves them."""
         target = self._target
         log.debug("reading %s as %s", target, self._user or "(anonymous)")
-        deadline = time.monotonic() + self._timeout_s
-        session: _GuardedPyNUT | None = None
-        try:
-            session = _GuardedPyNUT(target.host, target.port, self._user, self._password, deadline)
+        with self._session() as session:
             if self._user is not None and self._auth_check == "primary":
                 session.check_primary(target.ups)
             elif self._user is not None and self._auth_check == "login":
                 session.DeviceLogin(target.ups)
             return session.list_vars(target.ups)
+
+    def instant_command(self, command: str) -> None:
+        """Run an instant command on the UPS, e.g. `shutdown.return` (cut the output after the
+        UPS's shutdown delay, restore it when mains returns)."""
+        if self._user is None:
+            raise ConfigError("an instant command needs ups.user and ups.password_file")
+        if not _INSTCMD.fullmatch(command):
+            raise ConfigError(f"invalid NUT instant command {command!r}")
+        log.info("sending instant command %s to %s", command, self._target)
+        with self._session() as session:
+            session.instant_command(self._target.ups, command)
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[_GuardedPyNUT]:
+        """One connection, closed at the end; every failure becomes a UpsError."""
+        target = self._target
+        deadline = time.monotonic() + self._timeout_s
+        session: _GuardedPyNUT | None = None
+        try:
+            session = _GuardedPyNUT(target.host, target.port, self._user, self._password, deadline)
+            yield session
         except Exception as exc:
             error = self._translate(exc)
             if self._leaks_secret(exc):

@@ -57,6 +57,9 @@ class FlowContext:
     kube: KubeApi
     store: StateStore
     read_ups: Callable[[], Poll] | None = None
+    # Host-level power actions outside the cluster (None: not available here).
+    ups_command: Callable[[str], None] | None = None
+    poweroff_local: Callable[[], None] | None = None
     progress: ProgressFn = no_progress
     cancel: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.time

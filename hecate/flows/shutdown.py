@@ -83,6 +83,13 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
                 run_id=run_id,
                 now=ended,
             )
+            if options.mode == "poweroff" and config.shutdown.poweroff_local_host:
+                # Last of all, after the run is recorded: this host goes down with it.
+                if ctx.poweroff_local is not None:
+                    ctx.poweroff_local()
+                    report.message = "this host is powering off"
+                else:
+                    report.message = "poweroff_local_host is set but not available here"
         return report
 
 
@@ -173,6 +180,25 @@ def _node_stages(
                     run_playbook(ctx, stage, "poweroff", targets, **power_vars)
                 else:
                     stage.status, stage.detail = "skipped", "no managed nodes"
+        if config.shutdown.ups_kill_power:
+            with recorder.stage("ups_kill_power") as stage:
+                _ups_kill_power(ctx, stage)
+
+
+def _ups_kill_power(ctx: FlowContext, stage: Stage) -> None:
+    """Ask the UPS to cut its output after its delay and restore it when mains returns, so
+    hosts that shut down while mains was already back still come up (the power-return race)."""
+    command = ctx.config.shutdown.ups_kill_command
+    if ctx.ups_command is None:
+        stage.status, stage.detail = "warning", "no UPS connection to send it through"
+        return
+    try:
+        ctx.ups_command(command)
+    except HecateError as exc:
+        stage.status = "warning"
+        stage.note(f"{command} failed: {exc}")
+        return
+    stage.note(f"{command} sent")
 
 
 def _suspend_flux(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:

@@ -6,6 +6,7 @@ The CLI, the daemon and the drills all run flows this way; tests build FlowConte
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
@@ -13,8 +14,18 @@ from hecate.ansible_port import open_port
 from hecate.config import HecateConfig
 from hecate.flows.context import FlowContext, ProgressFn, no_progress
 from hecate.kube import Kube
+from hecate.nut import client_from_config
 from hecate.readings import Poll
 from hecate.state import StateStore
+
+SYSTEMCTL = "/usr/bin/systemctl"
+
+
+def poweroff_this_host() -> None:
+    """`systemctl poweroff` on the Hecate host (shutdown.poweroff_local_host)."""
+    subprocess.run(  # noqa: S603 - a fixed argv, no input from outside
+        [SYSTEMCTL, "poweroff"], check=False, timeout=60, stdin=subprocess.DEVNULL
+    )
 
 
 @contextlib.contextmanager
@@ -34,6 +45,8 @@ def open_flow_context(
             kube=kube,
             store=StateStore(config.state_dir),
             read_ups=read_ups,
+            ups_command=lambda command: client_from_config(config).instant_command(command),
+            poweroff_local=poweroff_this_host,
             progress=progress,
             cancel=cancel or threading.Event(),
         )

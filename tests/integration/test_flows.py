@@ -41,7 +41,12 @@ def flow_context(config: HecateConfig) -> Iterator[FlowContext]:
     with AnsiblePort.from_config(config) as ansible, Kube(config.kubeconfig) as kube:
         client = client_from_config(config)
         yield FlowContext(
-            config, ansible, kube, StateStore(config.state_dir), read_ups=lambda: poll(client)
+            config,
+            ansible,
+            kube,
+            StateStore(config.state_dir),
+            read_ups=lambda: poll(client),
+            ups_command=client.instant_command,
         )
 
 
@@ -165,9 +170,17 @@ def test_poweroff_mode_powers_the_nodes_off(
     make_twin: TwinFactory, nut_server: NutServer, tmp_path: Path
 ) -> None:
     twin = make_twin(1, 2)
-    config = twin_config(twin, tmp_path / "state", nut_server)
+    # load.off is the instant command dummy-ups supports (a real UPS: shutdown.return)
+    config = twin_config(
+        twin,
+        tmp_path / "state",
+        nut_server,
+        shutdown={"ups_kill_power": True, "ups_kill_command": "load.off"},
+    )
     report = shutdown(config, mode="poweroff", skip_etcd_snapshot=True)
     assert report.outcome is Outcome.SUCCESS, report.to_json()
+    kill = next(s for s in report.stages if s.name == "ups_kill_power")
+    assert (kill.status, kill.detail) == ("ok", "load.off sent")
     deadline = time.monotonic() + 30
     while any(twin.is_running(n) for n in twin.nodes):
         assert time.monotonic() < deadline, "nodes still running after poweroff"

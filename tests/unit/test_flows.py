@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from hecate.config import HecateConfig, parse_config
-from hecate.errors import GuardRefusedError
+from hecate.errors import GuardRefusedError, UpsError
 from hecate.flows.bootstrap_cache import cached_or_configured, refresh_cache
 from hecate.flows.context import FlowContext
 from hecate.flows.ledger import load_ledger
@@ -276,3 +276,47 @@ def test_clean_manifest_drops_server_fields() -> None:
         "metadata": {"name": "gitea", "namespace": "gitea", "annotations": {"keep": "me"}},
         "spec": {"replicas": 1},
     }
+
+
+def test_ups_kill_power_and_local_poweroff_come_last(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        shutdown={"ups_kill_power": True, "poweroff_local_host": True, "etcd_snapshot": False},
+    )
+    kube, ansible = _cluster(), FakeAnsible()
+    ctx = _ctx(config, kube, ansible)
+    calls: list[str] = []
+
+    def local_poweroff() -> None:
+        # the run is already recorded when this host goes down
+        assert StateStore(config.state_dir).read_intent().state is IntentState.SHUTDOWN_COMPLETE
+        calls.append("local poweroff")
+
+    ctx.ups_command = lambda command: calls.append(f"ups {command}")
+    ctx.poweroff_local = local_poweroff
+    report = run_shutdown(ctx, ShutdownOptions(mode="poweroff"))
+    assert report.outcome is Outcome.SUCCESS
+    assert calls == ["ups shutdown.return", "local poweroff"]
+    assert [s.name for s in report.stages][-1] == "ups_kill_power"
+    assert ansible.playbooks[-1] == ("poweroff", ("s1",))
+
+
+def test_failed_ups_kill_power_is_a_warning_and_cluster_only_never_powers_off(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, shutdown={"ups_kill_power": True, "poweroff_local_host": True})
+    ctx = _ctx(config, _cluster(), FakeAnsible())
+
+    def refuse(command: str) -> None:
+        raise UpsError(f"upsd refused {command}")
+
+    powered: list[bool] = []
+    ctx.ups_command = refuse
+    ctx.poweroff_local = lambda: powered.append(True)
+    report = run_shutdown(ctx, ShutdownOptions(mode="poweroff"))
+    stage = next(s for s in report.stages if s.name == "ups_kill_power")
+    assert stage.status == "warning" and "refused" in stage.detail
+    assert report.outcome is Outcome.SUCCESS
+    powered.clear()
+    run_shutdown(ctx, ShutdownOptions(mode="cluster-only"))
+    assert powered == []
