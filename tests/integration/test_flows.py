@@ -281,3 +281,26 @@ def test_sigkill_mid_shutdown_then_rerun(
     assert [r.outcome for r in runs] == [Outcome.INTERRUPTED, Outcome.SUCCESS]
     for node in twin.nodes:
         assert not twin.unit_active(node)
+
+
+def test_drain_evicts_the_agents_pods(
+    make_twin: TwinFactory, nut_server: NutServer, tmp_path: Path
+) -> None:
+    twin = make_twin(1, 2)
+    config = twin_config(
+        twin,
+        tmp_path / "state",
+        nut_server,
+        shutdown={"drain": True, "drain_timeout_seconds": 60, "etcd_snapshot": False},
+    )
+    pods = twin.get("/api/v1/pods")["items"]
+    on_agents = [
+        p for p in pods if p.get("spec", {}).get("nodeName") in {a.name for a in twin.agents}
+    ]
+    assert on_agents, "the twin should run pods on its agents"
+    report = shutdown(config, mode="cluster-only")
+    drain = next(s for s in report.stages if s.name == "drain")
+    assert drain.status == "ok", drain.to_json()
+    assert set(drain.nodes) == {a.name for a in twin.agents}
+    assert report.outcome is Outcome.SUCCESS
+    assert startup(config).outcome is Outcome.SUCCESS
