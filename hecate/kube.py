@@ -335,3 +335,24 @@ def _flux_object(kind: FluxKind, obj: Any) -> FluxObject:
         ready=ready,
         message=message,
     )
+
+
+class UnavailableKube:
+    """Stands in for the API when no client could be made (e.g. the kubeconfig is missing):
+    `readyz()` is False and every call raises, so flows skip the API stages and still run the
+    node stages."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def readyz(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def __getattr__(self, name: str) -> Any:
+        def unavailable(*args: object, **kwargs: object) -> Any:
+            raise KubeUnavailableError(f"Kubernetes API not available: {self.reason}")
+
+        return unavailable

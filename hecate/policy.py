@@ -7,6 +7,7 @@ and returns the next state and the events it caused. Rules:
   or garbage, only LB and FSD count: a UPS that cannot estimate its runtime is trusted to raise LB.
 - A shutdown triggers after `debounce_polls` consecutive critical polls; a poll on mains resets the
   count, a non-critical poll on battery resets it too. Once triggered it latches for the outage.
+- A status with neither OL nor OB (empty, WAIT, OFF) is treated like a communication loss.
 - Communication loss while last seen on mains never triggers. While last seen on battery it
   triggers once the UPS has been silent for `comm_loss_dead_seconds` (NUT's DEADTIME idea): the
   silence itself is the debounce, so no further polls are needed.
@@ -81,6 +82,12 @@ def is_critical(reading: UpsReading, threshold_s: float) -> tuple[bool, str]:
 def step(
     state: PolicyState, poll: Poll, t: float, params: PolicyParams
 ) -> tuple[PolicyState, list[Event]]:
+    if isinstance(poll, UpsReading) and not poll.on_battery and "OL" not in poll.status:
+        # Neither OL nor OB (an empty status, WAIT, OFF, ...): the UPS does not say where the
+        # power comes from. Treated like silence, never as mains: it must not reset a debounce
+        # or start the power-return clock.
+        shown = " ".join(sorted(poll.status)) or "empty"
+        poll = CommError(f"UPS status {shown} says neither OL nor OB", "unknown_status")
     if isinstance(poll, CommError):
         return _step_comm_error(state, poll, t, params)
     return _step_reading(state, poll, t, params)
@@ -210,5 +217,13 @@ def startup_gate(
 
 
 def latch(state: PolicyState) -> PolicyState:
-    """Mark the current outage as handled: a shutdown is running for it, startup will follow."""
-    return replace(state, latched=True, startup_pending=True)
+    """Mark the current outage as handled: a shutdown is running for it, startup will follow.
+
+    The power-return clock restarts: mains must be seen stable again after this shutdown.
+    """
+    return replace(state, latched=True, startup_pending=True, mains_since=None)
+
+
+def keep_startup_pending(state: PolicyState) -> PolicyState:
+    """The gate opened but the startup could not start yet: ask again at the next poll."""
+    return replace(state, startup_pending=True)

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +44,15 @@ from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.wiring import open_flow_context
 from hecate.intent import IntentState
 from hecate.metrics import Metrics
-from hecate.policy import PolicyParams, PolicyState, initial_state, latch, step
-from hecate.readings import Poll
+from hecate.policy import (
+    PolicyParams,
+    PolicyState,
+    initial_state,
+    keep_startup_pending,
+    latch,
+    step,
+)
+from hecate.readings import CommError, Poll
 from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
 from hecate.state import StateStore
 
@@ -54,6 +60,8 @@ log = logging.getLogger("hecate.daemon")
 
 ContextFactory = Callable[[threading.Event], AbstractContextManager[FlowContext]]
 STARTUP_RETRY_S = 60.0
+SHUTDOWN_RETRY_S = 10.0
+MAX_SHUTDOWN_ATTEMPTS = 5
 
 
 def real_context_factory(config: HecateConfig, reader: Callable[[], Poll]) -> ContextFactory:
@@ -100,6 +108,9 @@ class Daemon:
         self._next_startup_at = 0.0
         self.reports: list[FlowReport] = []
         self._next_cache_refresh = 0.0
+        self._owed: str | None = None  # the reason of a shutdown owed once the worker is free
+        self._owed_not_before = 0.0
+        self._shutdown_attempts = 0
         self._cache_thread: threading.Thread | None = None
         self.budget = self._budget()
         self.state = self._initial_state()
@@ -132,7 +143,12 @@ class Daemon:
         intent = self.store.read_intent(self.clock())
         self.metrics.observe_intent(intent.state)
         # A cluster Hecate shut down (or was shutting down) waits for the power-return gate.
-        down = intent.state in (IntentState.SHUTDOWN_COMPLETE, IntentState.SHUTTING_DOWN)
+        # So does a startup a restart cut short: the next run resumes it.
+        down = intent.state in (
+            IntentState.SHUTDOWN_COMPLETE,
+            IntentState.SHUTTING_DOWN,
+            IntentState.STARTUP_IN_PROGRESS,
+        )
         return initial_state(startup_pending=down)
 
     @property
@@ -194,20 +210,35 @@ class Daemon:
 
     def poll_once(self) -> list[Action]:
         t = self.clock()
-        poll = self.reader()
+        try:
+            poll = self.reader()
+        except Exception as exc:
+            poll = CommError(f"UPS read failed: {exc}", "error")
         self.metrics.observe_poll(poll)
-        self.state, events = step(self.state, poll, t, self.params)
-        self.recorder.observe(t, poll, active=self._trace_active())
-        self.metrics.debounce.set(self.state.critical_count)
+        with self._lock:
+            self.state, events = step(self.state, poll, t, self.params)
+            running = self._running
+            active = self._trace_active()
+            critical = self.state.critical_count
+        try:
+            self.recorder.observe(t, poll, active=active)
+        except OSError as exc:
+            log.error("cannot record the outage trace: %s", exc)
+        self.metrics.debounce.set(critical)
         for event in events:
             log.info("event=%s t=%.1f reason=%s", event.event, event.t, event.reason)
             if event.event == "trigger_shutdown":
                 self.metrics.triggers.labels("ups").inc()
-        with self._lock:
-            running = self._running
         actions = actions_for(events, self.config.coordination.role, running)
         for action in actions:
             self.execute(action)
+        gate_opened = any(e.event == "startup_allowed" for e in events)
+        started = any(isinstance(a, RunStartup) for a in actions)
+        if gate_opened and not started and self.config.coordination.role == "coordinator":
+            # The gate opened while a flow ran: ask again at the next poll.
+            with self._lock:
+                self.state = keep_startup_pending(self.state)
+        self._start_owed()
         if not actions and running is None:
             self._maybe_refresh_cache(t)
         return actions
@@ -252,37 +283,56 @@ class Daemon:
         if isinstance(action, CancelStartup):
             self._cancel_startup()
         elif isinstance(action, RunShutdown):
-            self.state = latch(self.state)
-            self._start_flow("shutdown", action.reason)
+            with self._lock:
+                self.state = latch(self.state)
+            self._request_flow("shutdown", action.reason)
         elif isinstance(action, RunStartup):
             if self.clock() < self._next_startup_at:
-                self.state = replace(self.state, startup_pending=True)
+                with self._lock:
+                    self.state = keep_startup_pending(self.state)
                 return
-            self._start_flow("startup", action.reason)
+            self._request_flow("startup", action.reason)
         else:
             self._forward(action)
 
     def _cancel_startup(self) -> None:
+        """Ask a running startup to stop. Never waits: the poll and HTTP threads must not block
+        (watchdog, peers' timeouts); the shutdown owed starts once the worker has exited."""
         with self._lock:
-            worker = self._worker if self._running == "startup" else None
-        if worker is None:
-            return
-        self._cancel.set()
-        worker.join(timeout=300)
+            if self._running == "startup":
+                self._cancel.set()
 
-    def _start_flow(self, kind: str, reason: str) -> bool:
+    def _request_flow(self, kind: str, reason: str) -> bool:
+        """Start a flow now, or, for a shutdown, owe it until the worker is free."""
         with self._lock:
             if self._worker is not None and self._worker.is_alive():
-                log.info("a %s is already running; %s not started", self._running, kind)
+                if kind == "shutdown" and self._running != "shutdown":
+                    self._owed = reason
+                    log.info("shutdown owed once the running %s stops", self._running)
+                    return True
+                log.info("a %s is running; %s not started", self._running, kind)
                 return False
-            self._cancel = threading.Event()
-            self._running = "shutdown" if kind == "shutdown" else "startup"
-            self._worker = threading.Thread(
-                target=self._flow_thread, args=(kind, reason, self._cancel), name=f"hecate-{kind}"
-            )
-            self._worker.start()
+            self._start_locked(kind, reason)
         self.notifier.status(f"{kind} running: {reason}")
         return True
+
+    def _start_owed(self) -> None:
+        with self._lock:
+            if self._owed is None or self.clock() < self._owed_not_before:
+                return
+            if self._worker is not None and self._worker.is_alive():
+                return
+            reason, self._owed = self._owed, None
+            self._start_locked("shutdown", reason)
+        self.notifier.status(f"shutdown running: {reason}")
+
+    def _start_locked(self, kind: str, reason: str) -> None:
+        self._cancel = threading.Event()
+        self._running = "shutdown" if kind == "shutdown" else "startup"
+        self._worker = threading.Thread(
+            target=self._flow_thread, args=(kind, reason, self._cancel), name=f"hecate-{kind}"
+        )
+        self._worker.start()
 
     def _flow_thread(self, kind: str, reason: str, cancel: threading.Event) -> None:
         try:
@@ -292,24 +342,44 @@ class Daemon:
                     report = run_shutdown(ctx, options)
                 else:
                     report = run_startup(ctx, StartupOptions(reason=reason))
-            self._finished(report)
+            self._finished(report, reason)
         except GuardRefusedError as exc:
             log.warning("startup refused: %s (retry in %.0fs)", exc, STARTUP_RETRY_S)
-            self._next_startup_at = self.clock() + STARTUP_RETRY_S
-            self.state = replace(self.state, startup_pending=True)
-        except HecateError as exc:
+            self._retry_startup_later()
+        except Exception as exc:
             log.error("%s could not run: %s", kind, exc)
             self.metrics.runs.labels(kind, "failed").inc()
-            if kind == "startup":
-                self._next_startup_at = self.clock() + STARTUP_RETRY_S
-                self.state = replace(self.state, startup_pending=True)
+            if kind == "shutdown":
+                self._owe_shutdown(reason)
+            else:
+                self._retry_startup_later()
         finally:
             with self._lock:
                 self._running = None
-            self.metrics.observe_intent(self.store.read_intent(self.clock()).state)
+            try:
+                self.metrics.observe_intent(self.store.read_intent(self.clock()).state)
+            except HecateError as exc:
+                log.error("intent unreadable: %s", exc)
             self.notifier.status("watching the UPS")
 
-    def _finished(self, report: FlowReport) -> None:
+    def _retry_startup_later(self) -> None:
+        with self._lock:
+            self._next_startup_at = self.clock() + STARTUP_RETRY_S
+            self.state = keep_startup_pending(self.state)
+
+    def _owe_shutdown(self, reason: str) -> None:
+        """A shutdown that could not run (lock held by a CLI startup, a failed run) is retried
+        at the next polls, a few times: the battery is running down either way."""
+        with self._lock:
+            self._shutdown_attempts += 1
+            if self._shutdown_attempts > MAX_SHUTDOWN_ATTEMPTS:
+                log.error("shutdown failed %d times; giving up", MAX_SHUTDOWN_ATTEMPTS)
+                return
+            self._owed = reason
+            self._owed_not_before = self.clock() + SHUTDOWN_RETRY_S
+        log.warning("shutdown will be retried in %.0fs", SHUTDOWN_RETRY_S)
+
+    def _finished(self, report: FlowReport, reason: str) -> None:
         self.reports.append(report)
         log.info("%s finished: %s in %.1fs", report.kind, report.outcome.value, report.duration_s)
         self.metrics.runs.labels(report.kind, report.outcome.value).inc()
@@ -317,8 +387,13 @@ class Daemon:
         for stage in report.stages:
             self.metrics.last_run.labels(report.kind, stage.name).set(stage.duration_s)
         if report.kind == "startup" and report.outcome.value in ("failed", "aborted"):
-            self.state = replace(self.state, startup_pending=True)
-            self._next_startup_at = self.clock() + STARTUP_RETRY_S
+            self._retry_startup_later()
+        if report.kind == "shutdown":
+            if report.outcome.value == "failed":
+                self._owe_shutdown(reason)
+            else:
+                with self._lock:
+                    self._shutdown_attempts = 0
         self.budget = self._budget()
 
     def _forward(self, action: ForwardTrigger) -> None:
@@ -336,7 +411,7 @@ class Daemon:
                 self.metrics.coordinator_reachable.set(0)
                 if self.config.coordination.fallback_local_shutdown:
                     log.error("%s; running the shutdown locally", exc)
-                    self._start_flow("shutdown", f"{action.reason} (coordinator unreachable)")
+                    self._request_flow("shutdown", f"{action.reason} (coordinator unreachable)")
                 else:
                     log.error("%s; fallback_local_shutdown is off, nothing more to do", exc)
             except HecateError as exc:
@@ -350,20 +425,19 @@ class Daemon:
     def _peer_trigger(self, request: TriggerRequest) -> bool:
         self.metrics.triggers.labels("peer").inc()
         log.info("trigger from peer %s: %s", request.peer, request.reason)
-        self.state = latch(self.state)
         with self._lock:
+            self.state = latch(self.state)
             running = self._running
-        if running == "startup":
-            self._cancel_startup()
         if running == "shutdown":
             return False
-        return self._start_flow("shutdown", f"peer {request.peer}: {request.reason}")
+        self._cancel_startup()
+        return self._request_flow("shutdown", f"peer {request.peer}: {request.reason}")
 
     def _peer_startup_request(self, peer: str) -> str:
         with self._lock:
             if self._running is not None:
                 return f"busy ({self._running})"
-        started = self._start_flow("startup", f"requested by peer {peer}")
+        started = self._request_flow("startup", f"requested by peer {peer}")
         return "started" if started else "busy"
 
     def _intent_json(self) -> dict[str, Any]:
@@ -385,10 +459,7 @@ class Daemon:
 
     def close(self) -> None:
         self.notifier.stopping()
-        with self._lock:
-            running = self._running
-        if running == "startup":
-            self._cancel.set()  # a half-done startup is resumed by the next run
+        self._cancel_startup()  # a half-done startup is resumed by the next run
         # A running shutdown is allowed to finish: stopping it halfway helps nobody.
         self.wait_idle(timeout_s=600)
         if self._cache_thread is not None:

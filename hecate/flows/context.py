@@ -154,10 +154,17 @@ def apply_playbook_result(stage: Stage, result: PlaybookResult, nodes: list[str]
 
 
 def run_playbook(
-    ctx: FlowContext, stage: Stage, playbook: str, nodes: list[str], **extravars: Any
+    ctx: FlowContext,
+    stage: Stage,
+    playbook: str,
+    nodes: list[str],
+    *,
+    timeout_s: float,
+    **extravars: Any,
 ) -> PlaybookResult:
-    timeout = ctx.config.shutdown.stop_timeout_seconds + 60
-    request = PlaybookRequest(playbook, limit=nodes, extravars=extravars, timeout_s=timeout)
+    """Run one stage's playbook; `timeout_s` bounds the whole run (the role's own waits plus
+    a margin for connecting)."""
+    request = PlaybookRequest(playbook, limit=nodes, extravars=extravars, timeout_s=timeout_s)
 
     def on_event(event: Any) -> None:
         if event.status in ("ok", "changed", "failed", "unreachable"):
@@ -183,6 +190,12 @@ def wait_until(
         if time.monotonic() >= deadline:
             return False
         ctx.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
+
+
+def check_cancel(ctx: FlowContext) -> None:
+    """Raise FlowAbortedError when the flow was asked to stop (call it inside long loops)."""
+    if ctx.cancel.is_set():
+        raise FlowAbortedError("stopped on request")
 
 
 def privilege_vars(config: HecateConfig) -> dict[str, Any]:

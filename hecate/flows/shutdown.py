@@ -99,7 +99,10 @@ def _stages(
     config = ctx.config
     ledger = load_ledger(config.state_dir)  # resume: keep what an interrupted run recorded
     ledger.run_id = run_id
-    api_up = ctx.kube.readyz()
+    try:
+        api_up = ctx.kube.readyz()
+    except KubeError:
+        api_up = False
     _api_stages(ctx, recorder, options, ledger, api_up=api_up)
     _node_stages(ctx, recorder, options, run_id)
     save_ledger(config.state_dir, ledger)
@@ -113,26 +116,26 @@ def _api_stages(
     *,
     api_up: bool,
 ) -> None:
+    """Flux, cordon and drain. An API problem here makes a stage partial; it never keeps the
+    node stages (the part that protects the hardware) from running."""
     config = ctx.config
     agents = config.nodes.agents
-    with recorder.stage("flux_suspend") as stage:
-        if api_up:
-            _suspend_flux(ctx, stage, ledger)
-        else:
-            stage.status, stage.detail = "skipped", "API unreachable"
-
-    with recorder.stage("cordon") as stage:
-        if api_up:
-            _cordon(ctx, stage, ledger)
-        else:
-            stage.status, stage.detail = "skipped", "API unreachable"
-
+    steps: list[tuple[str, Callable[[Stage], None]]] = [
+        ("flux_suspend", lambda stage: _suspend_flux(ctx, stage, ledger)),
+        ("cordon", lambda stage: _cordon(ctx, stage, ledger)),
+    ]
     if config.shutdown.drain and not options.skip_drain and agents:
-        with recorder.stage("drain") as stage:
-            if api_up:
-                _drain(ctx, stage, agents)
-            else:
+        steps.append(("drain", lambda stage: _drain(ctx, stage, agents)))
+    for name, step in steps:
+        with recorder.stage(name) as stage:
+            if not api_up:
                 stage.status, stage.detail = "skipped", "API unreachable"
+                continue
+            try:
+                step(stage)
+            except KubeError as exc:
+                stage.status = "partial"
+                stage.note(str(exc))
 
 
 def _node_stages(
@@ -148,12 +151,20 @@ def _node_stages(
                 "etcd_snapshot_required": False,
                 **privilege_vars(config),
             }
-            result = run_playbook(ctx, stage, "etcd_snapshot", servers[:1], **extravars)
+            result = run_playbook(
+                ctx,
+                stage,
+                "etcd_snapshot",
+                servers[:1],
+                timeout_s=config.shutdown.etcd_snapshot_timeout_seconds + 60,
+                **extravars,
+            )
             if stage.status != "ok" or not result.ok:
                 # A failed snapshot is reported but never blocks a power-triggered shutdown.
                 stage.status = "warning"
                 stage.note("snapshot failed; shutdown continues")
 
+    stop_timeout = config.shutdown.stop_timeout_seconds + 60
     stop_vars = {
         "k3s_service_timeout_s": int(config.shutdown.stop_timeout_seconds),
         "k3s_service_use_killall": config.shutdown.use_killall,
@@ -161,12 +172,12 @@ def _node_stages(
     }
     with recorder.stage("stop_agents") as stage:
         if agents:
-            run_playbook(ctx, stage, "stop_agents", agents, **stop_vars)
+            run_playbook(ctx, stage, "stop_agents", agents, timeout_s=stop_timeout, **stop_vars)
         else:
             stage.status = "skipped"
     with recorder.stage("stop_servers") as stage:
         if servers:
-            run_playbook(ctx, stage, "stop_servers", servers, **stop_vars)
+            run_playbook(ctx, stage, "stop_servers", servers, timeout_s=stop_timeout, **stop_vars)
         else:
             stage.status = "skipped"
 
@@ -177,7 +188,7 @@ def _node_stages(
             targets = [n for n in group if n in managed]
             with recorder.stage(name) as stage:
                 if targets:
-                    run_playbook(ctx, stage, "poweroff", targets, **power_vars)
+                    run_playbook(ctx, stage, "poweroff", targets, timeout_s=120, **power_vars)
                 else:
                     stage.status, stage.detail = "skipped", "no managed nodes"
         if config.shutdown.ups_kill_power:
@@ -216,7 +227,12 @@ def _suspend_flux(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
                 if obj.key not in ledger.suspended:
                     already.append(obj.key)
                 continue
-            ctx.kube.set_suspend(obj.kind, obj.namespace, obj.name, True)
+            try:
+                ctx.kube.set_suspend(obj.kind, obj.namespace, obj.name, True)
+            except KubeError as exc:
+                stage.status = "partial"
+                stage.note(f"{obj.key}: {exc}")
+                continue
             ledger.add_suspended(obj.key)
             save_ledger(ctx.config.state_dir, ledger)
     stage.note(f"suspended {len(ledger.suspended)}, already suspended {len(already)}")
@@ -228,7 +244,13 @@ def _cordon(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
         if node.name not in wanted:
             continue
         if not node.unschedulable:
-            ctx.kube.set_unschedulable(node.name, True)
+            try:
+                ctx.kube.set_unschedulable(node.name, True)
+            except KubeError as exc:
+                stage.status = "partial"
+                stage.nodes[node.name] = "failed"
+                stage.note(f"{node.name}: {exc}")
+                continue
             ledger.add_cordoned(node.name)
             save_ledger(ctx.config.state_dir, ledger)
         stage.nodes[node.name] = "ok"

@@ -17,6 +17,7 @@ from hecate.flows.context import (
     KubeApi,
     Stage,
     StageRecorder,
+    check_cancel,
     new_run_id,
     privilege_vars,
     run_playbook,
@@ -104,13 +105,14 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
 def _stages(ctx: FlowContext, recorder: StageRecorder, options: StartupOptions) -> None:
     config = ctx.config
     servers, agents = config.nodes.servers, config.nodes.agents
+    start_timeout = config.startup.api_timeout_seconds + 60
     start_vars = {
         "k3s_service_timeout_s": int(config.startup.api_timeout_seconds),
         **privilege_vars(config),
     }
     with recorder.stage("start_servers") as stage:
         # All servers at once: etcd needs a quorum, and one-at-a-time starts wait on each other.
-        run_playbook(ctx, stage, "start_servers", servers, **start_vars)
+        run_playbook(ctx, stage, "start_servers", servers, timeout_s=start_timeout, **start_vars)
     with recorder.stage("wait_api") as stage:
         if not wait_until(ctx, ctx.kube.readyz, config.startup.api_timeout_seconds):
             raise KubeError(
@@ -118,7 +120,7 @@ def _stages(ctx: FlowContext, recorder: StageRecorder, options: StartupOptions) 
             )
     with recorder.stage("start_agents") as stage:
         if agents:
-            run_playbook(ctx, stage, "start_agents", agents, **start_vars)
+            run_playbook(ctx, stage, "start_agents", agents, timeout_s=start_timeout, **start_vars)
         else:
             stage.status = "skipped"
     ledger = load_ledger(config.state_dir)
@@ -163,6 +165,7 @@ def _wait_nodes_ready(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
 def _restore_foundation(ctx: FlowContext, stage: Stage) -> None:
     """Bring each foundation workload back, in order: scale up from 0, wait until it is ready."""
     for item in ctx.config.startup.foundation_workloads:
+        check_cancel(ctx)
         label = f"{item.kind}/{item.namespace}/{item.name}"
 
         def ready(
@@ -199,6 +202,7 @@ def _resume_flux(ctx: FlowContext, stage: Stage, ledger: Ledger, options: Startu
         stage.note(f"GitRepository branch set to {branch}")
     resumed = 0
     for key in list(ledger.suspended):
+        check_cancel(ctx)
         kind, namespace, name = split_key(key)
         try:
             ctx.kube.set_suspend(cast(FluxKind, kind), namespace, name, False)
@@ -220,6 +224,7 @@ def _request_reconcile(ctx: FlowContext) -> None:
         "GitRepository", startup.flux_namespace, startup.flux_git_repository, at
     )
     for obj in ctx.kube.flux_objects("Kustomization"):
+        check_cancel(ctx)
         if not obj.suspended:
             ctx.kube.request_reconcile(obj.kind, obj.namespace, obj.name, at)
 

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 
 from hecate.ansible_port import open_port
 from hecate.config import HecateConfig
-from hecate.flows.context import FlowContext, ProgressFn, no_progress
-from hecate.kube import Kube
+from hecate.errors import KubeError
+from hecate.flows.context import FlowContext, KubeApi, ProgressFn, no_progress
+from hecate.kube import Kube, UnavailableKube
 from hecate.nut import client_from_config
 from hecate.readings import Poll
 from hecate.state import StateStore
@@ -36,7 +37,13 @@ def open_flow_context(
     progress: ProgressFn = no_progress,
     cancel: threading.Event | None = None,
 ) -> Iterator[FlowContext]:
-    with open_port(config) as ansible, Kube(config.kubeconfig) as kube:
+    try:
+        kube: KubeApi = Kube(config.kubeconfig)
+    except KubeError as exc:
+        # Without the API the node stages must still run: a shutdown protects hardware first.
+        progress("kube", "warning", str(exc))
+        kube = UnavailableKube(str(exc))
+    with open_port(config) as ansible, contextlib.closing(kube):  # type: ignore[type-var]
         for warning in ansible.warnings:
             progress("inventory", "warning", warning)
         yield FlowContext(

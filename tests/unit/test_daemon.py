@@ -17,6 +17,7 @@ from hecate.intent import IntentState
 from hecate.policy import Event
 from hecate.readings import CommError, Poll, UpsReading, parse_status
 from hecate.state import StateStore
+from hecate.statefiles import exclusive_lock
 from hecate.trace import load_trace
 from tests.unit.fakes import FakeAnsible, FakeKube
 
@@ -174,6 +175,9 @@ def test_new_outage_during_startup_cancels_it_and_shuts_down(tmp_path: Path) -> 
     w.reading = r("OB DISCHRG", 800, 70)
     actions = [type(a).__name__ for a in w.daemon.poll_once()]
     assert actions == ["CancelStartup", "RunShutdown"]
+    assert w.daemon.wait_idle(10)  # the startup stops (nobody waited for it in the poll)
+    w.clock.t += 5
+    w.daemon.poll_once()  # the owed shutdown starts now that the worker is free
     assert w.daemon.wait_idle(10)
     release.set()
     outcomes = [(rep.kind, rep.outcome.value) for rep in w.daemon.reports]
@@ -212,3 +216,63 @@ def test_daemon_refreshes_the_bootstrap_cache_while_healthy(tmp_path: Path) -> N
     first = w.daemon._cache_thread
     w.poll(r("OL", 1800))  # 5 s later: not due yet
     assert w.daemon._cache_thread is first
+
+
+def test_power_back_during_the_shutdown_still_starts_up_afterwards(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    release, entered = threading.Event(), threading.Event()
+    original_run = w.ansible.run
+
+    def slow_run(request, *, on_event=None, cancel=None):  # type: ignore[no-untyped-def]
+        if request.playbook == "stop_servers":
+            entered.set()
+            release.wait(10)
+        return original_run(request, on_event=on_event, cancel=cancel)
+
+    w.ansible.run = slow_run  # type: ignore[method-assign]
+    w.clock.t += 5
+    w.reading = r("OB DISCHRG", 100)
+    w.daemon.poll_once()
+    w.clock.t += 5
+    assert [type(a).__name__ for a in w.daemon.poll_once()] == ["RunShutdown"]
+    assert entered.wait(5)
+    for _ in range(3):  # mains back and stable while the shutdown still runs
+        w.clock.t += 11
+        w.reading = r("OL", 900, 90)
+        assert w.daemon.poll_once() == []
+    release.set()
+    assert w.daemon.wait_idle(10)
+    assert w.poll(r("OL", 900, 90)) == ["RunStartup"]
+    assert StateStore(w.config.state_dir).read_intent().state is IntentState.NORMAL
+
+
+def test_a_shutdown_blocked_by_the_lock_is_retried(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    with exclusive_lock(w.config.state_dir, "startup from hecate-bootstrap"):
+        w.poll(r("OB DISCHRG", 100))
+        assert w.poll(r("OB DISCHRG", 100)) == ["RunShutdown"]
+        assert StateStore(w.config.state_dir).read_intent().state is IntentState.NORMAL
+    w.poll(r("OB DISCHRG", 100), dt=11)  # the owed shutdown runs once the lock is free
+    assert StateStore(w.config.state_dir).read_intent().state is IntentState.SHUTDOWN_COMPLETE
+
+
+def test_a_restart_resumes_an_interrupted_startup(tmp_path: Path) -> None:
+    w0 = World(tmp_path)
+    store = StateStore(w0.config.state_dir)
+    store.set_intent(IntentState.STARTUP_IN_PROGRESS, reason="boot", run_id="startup-x")
+    w = World(tmp_path)
+    w.poll(r("OL", 900, 90))
+    assert w.poll(r("OL", 900, 90), dt=11) == ["RunStartup"]
+    assert store.read_intent().state is IntentState.NORMAL
+
+
+def test_a_reader_crash_is_a_comm_error(tmp_path: Path) -> None:
+    w = World(tmp_path)
+
+    def broken() -> Poll:
+        raise RuntimeError("password file vanished")
+
+    w.daemon.reader = broken
+    assert w.poll(r("OL", 900)) == []
+    text = generate_latest(w.daemon.metrics.registry).decode()
+    assert 'hecate_nut_errors_total{kind="error"} 1.0' in text

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hecate.policy import PolicyParams, PolicyState, initial_state, is_critical, step
+from hecate.policy import PolicyParams, PolicyState, initial_state, is_critical, latch, step
 from hecate.readings import CommError, Poll, UpsReading, parse_status
 
 P = PolicyParams(
@@ -249,3 +249,28 @@ def test_flapping_shorter_than_debounce_never_triggers(bursts: list[int], mains:
         polls.append((t, r("OL")))
         t += mains
     assert triggers(polls) == []
+
+
+def test_status_without_ol_or_ob_is_not_mains() -> None:
+    polls: list[tuple[float, Poll]] = [
+        (0, r("OB", 100)),
+        (5, r("OB", 100)),
+        (10, r("", 100)),
+        (15, r("OB", 100)),
+        (20, r("WAIT", 100)),
+        (25, r("OB LB", 100)),
+    ]
+    # the unknown statuses neither count nor reset: the third OB poll triggers
+    assert triggers(polls) == [15]
+    events = run([(0, r("OL")), (5, r("OFF"))])
+    assert events == [(5, "comm_lost")]
+
+
+def test_latch_restarts_the_power_return_clock() -> None:
+    state = initial_state()
+    state, _ = step(state, r("OL", 900, 90), 0, P)
+    state = latch(state)  # e.g. a peer's trigger while this UPS is on mains
+    state, events = step(state, r("OL", 900, 90), 5, P)
+    assert events == []
+    state, events = step(state, r("OL", 900, 90), 66, P)
+    assert [e.event for e in events] == ["startup_allowed"]
