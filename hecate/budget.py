@@ -4,7 +4,8 @@ Statistic: the nearest-rank percentile (default p95) of the durations of the las
 `history_window` successful shutdown runs. With the handful of samples a cluster collects this is
 close to the maximum, which is what a budget must cover: a shutdown that takes longer than the
 battery lasts is the failure we exist to prevent. Failed, partial and aborted runs are ignored
-(their durations say nothing about a full shutdown); below `min_samples` successes the configured
+(their durations say nothing about a full shutdown), and so are shutdowns in another mode than
+`shutdown.ups_mode`; below `min_samples` successes the configured
 `default_budget_seconds` is used.
 """
 
@@ -40,9 +41,16 @@ def estimate_budget(
     window: int,
     min_samples: int,
     percentile: float = 95.0,
+    mode: str | None = None,
 ) -> Budget:
+    """`mode`: only shutdowns run in that mode count (a UPS trigger's `shutdown.ups_mode`): a
+    cluster-only maintenance shutdown says little about a poweroff one."""
     durations = [
-        run.duration_s for run in runs if run.kind == "shutdown" and run.outcome is Outcome.SUCCESS
+        run.duration_s
+        for run in runs
+        if run.kind == "shutdown"
+        and run.outcome is Outcome.SUCCESS
+        and (mode is None or not run.mode or run.mode == mode)
     ][-window:]
     if len(durations) < min_samples:
         return Budget(fallback_s, fallback_s * safety_factor, "fallback", len(durations))

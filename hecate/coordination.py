@@ -4,9 +4,9 @@ Why HTTP with a shared secret rather than SSH with a forced command: it needs no
 accounts between Hecate hosts, the coordinator's daemon receives the trigger directly (no second
 process racing for the lock), and it is easy to test against real sockets. The secret never
 crosses the wire: each request carries a timestamp and an HMAC-SHA256 of
-(timestamp, method, path, body), compared in constant time; requests older than
-`MAX_SKEW_S` are refused. A replay inside that window can only repeat a trigger, and duplicate
-triggers are harmless by design.
+(timestamp, method, path, body), compared in constant time; requests more than
+`MAX_SKEW_S` away from the server's clock are refused, and a signature is accepted only once
+within that window (replays are refused and counted).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_SKEW_S = 300.0
 MAX_BODY = 64 * 1024
+MAX_SEEN = 10_000  # signatures remembered for replay protection (a flood is refused, not stored)
 TS_HEADER = "X-Hecate-Timestamp"
 SIG_HEADER = "X-Hecate-Signature"
 
@@ -118,6 +119,7 @@ class CoordinatorServer:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "hecate"
+            timeout = 10  # a slow or silent client never holds a thread for long
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("coordination: " + format, *args)
@@ -141,7 +143,10 @@ class CoordinatorServer:
                     return None
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                problem = verify(outer.token, headers, self.command, self.path, body, time.time())
+                now = time.time()
+                problem = verify(outer.token, headers, self.command, self.path, body, now)
+                if problem is None and not outer.first_use(headers[SIG_HEADER.lower()], now):
+                    problem = "replayed"
                 if problem is not None:
                     outer.handlers.on_rejected(problem)
                     self._reply(HTTPStatus.UNAUTHORIZED, {"error": problem})
@@ -178,9 +183,22 @@ class CoordinatorServer:
 
         # An empty host binds every interface (peers connect over the network);
         # coordination.listen narrows it.
+        self._seen: dict[str, float] = {}
+        self._seen_lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, int(port)), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def first_use(self, signature: str, now: float) -> bool:
+        """False for a signature seen before within the freshness window (a replayed request)."""
+        with self._seen_lock:
+            for old, seen_at in list(self._seen.items()):
+                if now - seen_at > 2 * MAX_SKEW_S:
+                    del self._seen[old]
+            if signature in self._seen or len(self._seen) >= MAX_SEEN:
+                return False
+            self._seen[signature] = now
+            return True
 
     @property
     def port(self) -> int:

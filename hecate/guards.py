@@ -64,7 +64,15 @@ def startup_refusals(
                 Refusal("battery", "the UPS is on battery; pass --allow-on-battery to override")
             )
         minimum = config.startup.min_battery_charge
-        if ups.charge_pct is not None and ups.charge_pct < minimum:
+        if ups.charge_pct is None and minimum > 0:
+            refusals.append(
+                Refusal(
+                    "charge",
+                    "the UPS does not report its battery charge, so startup.min_battery_charge "
+                    f"({minimum:.0f}%) cannot be checked; set it to 0 for such a UPS",
+                )
+            )
+        elif ups.charge_pct is not None and ups.charge_pct < minimum:
             refusals.append(
                 Refusal(
                     "charge",

@@ -53,6 +53,7 @@ def budget_for(config: HecateConfig, runs: list[RunRecord]) -> Budget:
         window=config.shutdown.history_window,
         min_samples=config.shutdown.min_samples,
         percentile=config.shutdown.budget_percentile,
+        mode=config.shutdown.ups_mode,
     )
 
 

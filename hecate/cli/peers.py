@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import socket
+import time
 
 from hecate.config import HecateConfig
 from hecate.coordination import CoordinatorClient, CoordinatorUnreachableError, read_token
-from hecate.errors import HecateError
+from hecate.errors import GuardRefusedError, HecateError
 from hecate.guards import Refusal
 
 BUSY_STATES = ("startup_in_progress", "shutting_down")
@@ -20,7 +21,10 @@ def _client(config: HecateConfig, address: str) -> CoordinatorClient:
 
 
 def ask_coordinator_to_start(config: HecateConfig) -> str | None:
-    """The coordinator's answer, or None when it cannot be reached (start locally then)."""
+    """The coordinator's answer, or None when it cannot be reached (start locally then).
+
+    Raises HecateError when the coordinator refuses or is busy: starting here too would mean
+    two instances starting the cluster at once."""
     address = config.coordination.coordinator_address
     if address is None:
         return None
@@ -29,7 +33,10 @@ def ask_coordinator_to_start(config: HecateConfig) -> str | None:
         answer = _client(config, address).request_startup(name)
     except CoordinatorUnreachableError:
         return None
-    return str(answer.get("status", "accepted"))
+    status = str(answer.get("status", "accepted"))
+    if status != "started":
+        raise GuardRefusedError(f"the coordinator did not start up: {status}")
+    return status
 
 
 def peer_refusals(config: HecateConfig) -> list[Refusal]:
@@ -42,7 +49,10 @@ def peer_refusals(config: HecateConfig) -> list[Refusal]:
         except CoordinatorUnreachableError:
             continue
         state = str(intent.get("state", ""))
-        if state in BUSY_STATES or intent.get("running"):
+        since = intent.get("since")
+        age = time.time() - since if isinstance(since, int | float) else 0.0
+        stale = age > config.coordination.startup_guard_max_age_seconds
+        if intent.get("running") or (state in BUSY_STATES and not stale):
             refusals.append(
                 Refusal(
                     "peer_busy",

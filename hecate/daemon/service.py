@@ -135,6 +135,7 @@ class Daemon:
             window=shutdown.history_window,
             min_samples=shutdown.min_samples,
             percentile=shutdown.budget_percentile,
+            mode=shutdown.ups_mode,
         )
         self.metrics.observe_budget(budget)
         return budget
@@ -166,7 +167,9 @@ class Daemon:
         self.metrics_port = self.metrics.serve(self.config.metrics.listen)
         log.info("metrics on %s (port %s)", self.config.metrics.listen, self.metrics_port)
         token = read_token(coordination.token_file) if coordination.token_file else None
-        if coordination.role == "coordinator" and token is not None:
+        if token is not None:
+            # Every instance serves its intent (peers' startups check it); only the coordinator
+            # acts on triggers and startup requests.
             handlers = CoordinatorHandlers(
                 on_trigger=self._peer_trigger,
                 on_startup_request=self._peer_startup_request,
@@ -175,7 +178,7 @@ class Daemon:
             )
             self.server = CoordinatorServer(coordination.listen, token, handlers)
             self.server.start()
-            log.info("accepting peer triggers on port %s", self.server.port)
+            log.info("coordination endpoint on port %s", self.server.port)
         if coordination.role == "peer":
             if token is None or coordination.coordinator_address is None:
                 raise HecateError(
@@ -423,6 +426,9 @@ class Daemon:
     # --- coordinator handlers (called from the HTTP server's threads) -----------------------
 
     def _peer_trigger(self, request: TriggerRequest) -> bool:
+        if self.config.coordination.role != "coordinator":
+            log.warning("trigger from %s ignored: this instance is a peer", request.peer)
+            return False
         self.metrics.triggers.labels("peer").inc()
         log.info("trigger from peer %s: %s", request.peer, request.reason)
         with self._lock:
@@ -434,6 +440,8 @@ class Daemon:
         return self._request_flow("shutdown", f"peer {request.peer}: {request.reason}")
 
     def _peer_startup_request(self, peer: str) -> str:
+        if self.config.coordination.role != "coordinator":
+            return "refused: this instance is a peer"
         with self._lock:
             if self._running is not None:
                 return f"busy ({self._running})"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hecate.config import HecateConfig
-from hecate.errors import StateError
+from hecate.errors import HecateError, StateError
 from hecate.flows.context import FlowContext, KubeApi
 from hecate.flows.report import FlowReport
 from hecate.readings import Poll
@@ -105,13 +105,26 @@ def run_drill(
             message="preconditions not met" if problems else "dry run: add --execute",
         )
     env.log(f"break: {drill.summary}")
-    drill.apply_break(env)
     broken_at = clock()
-    env.log("recover: running Hecate's flows")
-    reports = drill.recover(env)
-    recovered_at = clock()
-    env.log("verify")
-    checks = drill.verify(env, reports)
+    try:
+        drill.apply_break(env)
+        env.log("recover: running Hecate's flows")
+        reports = drill.recover(env)
+        recovered_at = clock()
+        env.log("verify")
+        checks = drill.verify(env, reports)
+    except HecateError as exc:
+        # The cluster may be left broken: the report must say so, and that a person is needed.
+        return DrillReport(
+            drill.name,
+            True,
+            False,
+            started,
+            None,
+            1,
+            [Check("drill ran to the end", False, str(exc))],
+            message=f"drill stopped: {exc}; check the cluster by hand",
+        )
     passed = all(c.ok for c in checks)
     return DrillReport(
         drill=drill.name,

@@ -9,7 +9,7 @@ from hecate.config import CoordinationConfig, HecateConfig, MetricsConfig
 from hecate.daemon.service import Daemon
 from hecate.drills.base import Check, Drill, DrillEnv, DrillFailedError, wait_for
 from hecate.drills.simulated_ups import SimulatedUps
-from hecate.errors import KubeError
+from hecate.errors import ConfigError, KubeError
 from hecate.flows.context import FlowContext
 from hecate.flows.ledger import load_ledger, save_ledger
 from hecate.flows.report import FlowReport
@@ -272,6 +272,7 @@ class _Ctx:
 
     def __enter__(self) -> FlowContext:
         ctx = self._cm.__enter__()
+        ctx.config = drill_config(self.env.config)  # cluster-only, no snapshot: see drill_config
         ctx.cancel = self.cancel
         ctx.read_ups = None  # the guards must not read the real UPS during a simulated outage
         return ctx
@@ -418,6 +419,6 @@ def get_drill(name: str) -> Drill:
     try:
         return DRILLS[name]()
     except KeyError:
-        raise DrillFailedError(
+        raise ConfigError(
             f"no drill {name!r}; `hecate drill list` shows them: {', '.join(DRILLS)}"
         ) from None

@@ -39,6 +39,7 @@ def load_ledger(state_dir: Path) -> Ledger:
         not isinstance(data, dict)
         or not isinstance(data.get("suspended", []), list)
         or not isinstance(data.get("cordoned", []), list)
+        or not all(_valid_key(k) for k in data.get("suspended", []))
     ):
         kept = set_aside(path)
         raise StateCorruptError(f"{path} has an invalid shape; it was moved to {kept}")
@@ -53,6 +54,14 @@ def save_ledger(state_dir: Path, ledger: Ledger) -> None:
     atomic_write_json(
         state_dir / LEDGER_FILE,
         {"suspended": ledger.suspended, "cordoned": ledger.cordoned, "run_id": ledger.run_id},
+    )
+
+
+def _valid_key(key: object) -> bool:
+    return (
+        isinstance(key, str)
+        and key.count("/") >= 2
+        and key.split("/", 1)[0] in {"Kustomization", "HelmRelease", "GitRepository"}
     )
 
 

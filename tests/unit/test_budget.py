@@ -65,3 +65,22 @@ def test_nearest_rank_percentile() -> None:
     assert nearest_rank_percentile(values, 95) == 95
     assert nearest_rank_percentile(values, 100) == 100
     assert nearest_rank_percentile([7.0], 50) == 7
+
+
+def test_only_runs_in_the_ups_mode_count() -> None:
+    def run(n: int, duration: float, mode: str) -> RunRecord:
+        return RunRecord(
+            f"r{n}", "shutdown", 1000.0 * n, 1000.0 * n + duration, Outcome.SUCCESS, mode=mode
+        )
+
+    runs = [
+        run(1, 100, "poweroff"),
+        run(2, 110, "poweroff"),
+        run(3, 120, "poweroff"),
+        run(4, 20, "cluster-only"),
+        run(5, 900, "cluster-only"),
+    ]
+    budget = estimate_budget(
+        runs, fallback_s=300, safety_factor=1.1, window=10, min_samples=3, mode="poweroff"
+    )
+    assert (budget.estimate_s, budget.samples) == (120, 3)

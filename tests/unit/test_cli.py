@@ -243,3 +243,14 @@ def test_inventory_command_prints_groups_and_hosts(config_file: Path) -> None:
     assert "StrictHostKeyChecking=no" not in json.dumps(data)
     text = runner.invoke(app, ["inventory", "--config", str(config_file)]).output
     assert "ansible_host: 192.168.10.11" in text
+
+
+def test_unknown_drill_is_a_usage_error(config_file: Path) -> None:
+    assert run(["drill", "run", "no-such-drill", "--config", str(config_file)]) == 2
+
+
+def test_startup_refused_when_charge_is_unknown(config_file: Path, ups: list[Poll]) -> None:
+    ups[0] = UpsReading(parse_status("OL"), 1200, None)
+    result = runner.invoke(app, ["startup", "--config", str(config_file), "--json"])
+    assert result.exit_code == 3
+    assert [r["guard"] for r in json.loads(result.output)["refused"]] == ["charge"]

@@ -168,3 +168,21 @@ def test_unreachable_coordinator_retries_with_backoff_then_gives_up() -> None:
     with pytest.raises(CoordinatorUnreachableError, match="after 4 attempts"):
         client.send_trigger("p", "r")
     assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_a_replayed_request_is_refused(server: tuple[CoordinatorServer, Recorder]) -> None:
+    srv, rec = server
+    body = b'{"peer": "p", "reason": "r"}'
+    ts = f"{time.time():.3f}"
+    headers = {TS_HEADER: ts, SIG_HEADER: sign(TOKEN, ts, "POST", "/v1/trigger", body)}
+    statuses = []
+    for _ in range(2):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        try:
+            conn.request("POST", "/v1/trigger", body=body, headers=headers)
+            statuses.append(conn.getresponse().status)
+        finally:
+            conn.close()
+    assert statuses == [202, 401]
+    assert len(rec.triggers) == 1
+    assert rec.rejected == ["replayed"]
