@@ -153,6 +153,17 @@ def token_file(tmp_path: Path) -> Path:
     return path
 
 
+def make_coordinator(cluster: Twin, state: Path, nut: NutServer, token: Path) -> Daemon:
+    return make_daemon(
+        daemon_config(
+            cluster,
+            state,
+            nut,
+            coordination={"role": "coordinator", "token_file": str(token), "listen": "127.0.0.1:0"},
+        )
+    )
+
+
 def _peer_config(
     cluster: Twin,
     state: Path,
@@ -181,18 +192,7 @@ def test_peer_forwards_its_trigger_to_the_coordinator(
 ) -> None:
     main_ups, peer_ups = nut_server_factory(["pyrphoros"]), nut_server_factory(["pyrphoros"])
     coord_state, peer_state = tmp_path / "coord", tmp_path / "peer"
-    coordinator = make_daemon(
-        daemon_config(
-            cluster,
-            coord_state,
-            main_ups,
-            coordination={
-                "role": "coordinator",
-                "token_file": str(token_file),
-                "listen": "127.0.0.1:0",
-            },
-        )
-    )
+    coordinator = make_coordinator(cluster, coord_state, main_ups, token_file)
     with Running(coordinator):
         assert coordinator.server is not None
         address = f"127.0.0.1:{coordinator.server.port}"
@@ -230,18 +230,7 @@ def test_a_bad_token_is_rejected_and_counted(
     cluster: Twin, nut_server: NutServer, token_file: Path, tmp_path: Path
 ) -> None:
     state = tmp_path / "coord"
-    coordinator = make_daemon(
-        daemon_config(
-            cluster,
-            state,
-            nut_server,
-            coordination={
-                "role": "coordinator",
-                "token_file": str(token_file),
-                "listen": "127.0.0.1:0",
-            },
-        )
-    )
+    coordinator = make_coordinator(cluster, state, nut_server, token_file)
     with Running(coordinator):
         assert coordinator.server is not None
         intruder = CoordinatorClient(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.integration.support import twin_config_data
 from tests.testbed.image import ensure_image
 from tests.testbed.nut import NutServer
 from tests.testbed.twin import Twin
@@ -76,29 +77,14 @@ def run_demo(workdir: Path) -> int:
             f"upsd on {nut.host}:{nut.port}"
         )
         state = workdir / "state"
-        config = {
-            "kubeconfig": str(twin.kubeconfig),
-            "state_dir": str(state),
-            "nodes": {
-                "servers": [n.name for n in twin.servers],
-                "agents": [n.name for n in twin.agents],
-            },
-            "ssh_user": twin.ssh_user,
-            "ssh_identity_file": str(twin.ssh_key),
-            "ssh_node_hosts": {n.name: f"127.0.0.1:{n.ssh_port}" for n in twin.nodes},
-            "default_budget_seconds": 300,
-            "ups": {
-                "target": nut.target(),
-                "user": nut.user,
-                "password_file": str(nut.password_file),
-                "poll_interval_seconds": 1,
-                "debounce_polls": 3,
-            },
-            "shutdown": {"ups_mode": "poweroff", "stop_timeout_seconds": 60},
-            "startup": {"power_stable_seconds": 5, "min_battery_charge": 50},
-            "metrics": {"listen": "127.0.0.1:0"},
-            "coordination": {"listen": "127.0.0.1:0"},
-        }
+        config = twin_config_data(
+            twin,
+            state,
+            nut,
+            ups={"poll_interval_seconds": 1, "debounce_polls": 3},
+            shutdown={"ups_mode": "poweroff", "stop_timeout_seconds": 60},
+            startup={"power_stable_seconds": 5, "min_battery_charge": 50},
+        )
         config_file = workdir / "hecate.yaml"
         config_file.write_text(yaml.safe_dump(config))
         daemon = subprocess.Popen(
