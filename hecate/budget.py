@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from hecate.config import HecateConfig
 from hecate.runs import Outcome, RunRecord
 
 
@@ -56,3 +57,17 @@ def estimate_budget(
         return Budget(fallback_s, fallback_s * safety_factor, "fallback", len(durations))
     estimate = nearest_rank_percentile(durations, percentile)
     return Budget(estimate, estimate * safety_factor, "history", len(durations))
+
+
+def budget_from_config(config: HecateConfig, runs: Sequence[RunRecord]) -> Budget:
+    """The budget with the config's settings: what the daemon, status and replay all use."""
+    shutdown = config.shutdown
+    return estimate_budget(
+        runs,
+        fallback_s=config.default_budget_seconds,
+        safety_factor=config.runtime_safety_factor,
+        window=shutdown.history_window,
+        min_samples=shutdown.min_samples,
+        percentile=shutdown.budget_percentile,
+        mode=shutdown.ups_mode,
+    )

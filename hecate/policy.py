@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from hecate.config import HecateConfig
 from hecate.readings import CommError, Poll, UpsReading
 
 
@@ -31,6 +32,16 @@ class PolicyParams:
     comm_loss_dead_s: float
     power_stable_s: float
     min_charge_pct: float
+
+
+def params_from_config(config: HecateConfig, threshold_s: float) -> PolicyParams:
+    return PolicyParams(
+        threshold_s=threshold_s,
+        debounce_polls=config.ups.debounce_polls,
+        comm_loss_dead_s=config.ups.comm_loss_dead_seconds,
+        power_stable_s=config.startup.power_stable_seconds,
+        min_charge_pct=config.startup.min_battery_charge,
+    )
 
 
 @dataclass(frozen=True)

@@ -7,26 +7,25 @@ from typing import Annotated
 
 import typer
 
+from hecate.budget import budget_from_config
 from hecate.cli.common import (
     EXIT_OK,
     EXIT_REFUSED,
     ConfigOpt,
     JsonOpt,
-    budget_for,
     emit_json,
     load,
     now,
-    read_ups,
+    read_ups_or_error,
 )
 from hecate.cli.execute import execute_flow, exit_code_for_report
 from hecate.cli.peers import ask_coordinator_to_start, peer_refusals
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
-from hecate.errors import HecateError, StateError
+from hecate.config import DEFAULT_CONFIG_PATH
+from hecate.errors import StateError
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.guards import StartupOverrides, startup_refusals
 from hecate.plan import PlannedStage, shutdown_plan, startup_plan
-from hecate.readings import CommError, Poll
 from hecate.state import StateStore
 
 ExecuteOpt = Annotated[
@@ -49,13 +48,6 @@ def _print_plan(title: str, stages: list[PlannedStage], footer: str) -> None:
 
 def _plan_json(stages: list[PlannedStage]) -> list[dict[str, object]]:
     return [{"name": s.name, "description": s.description, "nodes": list(s.nodes)} for s in stages]
-
-
-def _safe_read_ups(cfg: HecateConfig) -> Poll:
-    try:
-        return read_ups(cfg)
-    except HecateError as exc:
-        return CommError(str(exc))
 
 
 def startup_command(
@@ -91,7 +83,7 @@ def startup_command(
     cfg = load(config)
     stamp = now()
     intent = StateStore(cfg.state_dir).read_intent(stamp)
-    ups = _safe_read_ups(cfg)
+    ups = read_ups_or_error(cfg)
     overrides = StartupOverrides(
         allow_peer_startup=allow_peer_startup or auto_peer_failover,
         allow_on_battery=allow_on_battery,
@@ -160,7 +152,7 @@ def shutdown_command(
         runs = StateStore(cfg.state_dir).load_runs()
     except StateError:
         runs = []
-    budget = budget_for(cfg, runs)
+    budget = budget_from_config(cfg, runs)
     stages = shutdown_plan(
         cfg, mode=mode.value, skip_drain=skip_drain, skip_etcd_snapshot=skip_etcd_snapshot
     )

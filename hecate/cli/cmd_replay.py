@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
-from hecate.cli.common import ConfigOpt, JsonOpt, budget_for, policy_params
+from hecate.budget import budget_from_config
+from hecate.cli.common import ConfigOpt, JsonOpt
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config
 from hecate.errors import StateError
+from hecate.policy import params_from_config
 from hecate.replay import replay
 from hecate.state import StateStore
 from hecate.trace import load_trace
@@ -36,9 +38,9 @@ def replay_command(
     except StateError as exc:
         typer.echo(f"warning: {exc}; using the fallback budget", err=True)
         runs = []
-    budget = budget_for(cfg, runs)
+    budget = budget_from_config(cfg, runs)
     points = load_trace(trace)
-    events = replay(points, policy_params(cfg, budget))
+    events = replay(points, params_from_config(cfg, budget.threshold_s))
     if not as_json:
         typer.echo(
             f"budget {budget.estimate_s:.0f}s ({budget.source}, {budget.samples} sample(s)), "

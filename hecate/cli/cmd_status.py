@@ -6,9 +6,10 @@ from typing import Any
 
 import typer
 
-from hecate.cli.common import ConfigOpt, JsonOpt, budget_for, emit_json, load, now, read_ups
+from hecate.budget import budget_from_config
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.config import DEFAULT_CONFIG_PATH
-from hecate.errors import HecateError, StateError
+from hecate.errors import StateError
 from hecate.intent import is_stale
 from hecate.readings import CommError
 from hecate.state import StateStore
@@ -30,12 +31,9 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     except StateError as exc:
         problems.append(str(exc))
         runs = []
-    budget = budget_for(cfg, runs)
+    budget = budget_from_config(cfg, runs)
     max_age = cfg.coordination.startup_guard_max_age_seconds
-    try:
-        poll = read_ups(cfg)
-    except HecateError as exc:
-        poll = CommError(str(exc))
+    poll = read_ups_or_error(cfg)
     ups: dict[str, Any]
     if isinstance(poll, CommError):
         ups = {"readable": False, "error": poll.message, "kind": poll.kind}

@@ -10,12 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from hecate.budget import Budget, estimate_budget
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config
+from hecate.config import HecateConfig, load_config
+from hecate.errors import HecateError
 from hecate.nut import client_from_config, poll
-from hecate.policy import PolicyParams
-from hecate.readings import Poll
-from hecate.runs import RunRecord
+from hecate.readings import CommError, Poll
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -33,38 +31,12 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def default_config_path() -> Path:
-    return DEFAULT_CONFIG_PATH
-
-
 def load(path: Path) -> HecateConfig:
     return load_config(path)
 
 
 def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def budget_for(config: HecateConfig, runs: list[RunRecord]) -> Budget:
-    return estimate_budget(
-        runs,
-        fallback_s=config.default_budget_seconds,
-        safety_factor=config.runtime_safety_factor,
-        window=config.shutdown.history_window,
-        min_samples=config.shutdown.min_samples,
-        percentile=config.shutdown.budget_percentile,
-        mode=config.shutdown.ups_mode,
-    )
-
-
-def policy_params(config: HecateConfig, budget: Budget) -> PolicyParams:
-    return PolicyParams(
-        threshold_s=budget.threshold_s,
-        debounce_polls=config.ups.debounce_polls,
-        comm_loss_dead_s=config.ups.comm_loss_dead_seconds,
-        power_stable_s=config.startup.power_stable_seconds,
-        min_charge_pct=config.startup.min_battery_charge,
-    )
 
 
 def _read_ups_from_nut(config: HecateConfig) -> Poll:
@@ -77,6 +49,14 @@ ups_reader: Callable[[HecateConfig], Poll] = _read_ups_from_nut
 
 def read_ups(config: HecateConfig) -> Poll:
     return ups_reader(config)
+
+
+def read_ups_or_error(config: HecateConfig) -> Poll:
+    """A reading, or the reason there is none (config problems included) as a CommError."""
+    try:
+        return read_ups(config)
+    except HecateError as exc:
+        return CommError(str(exc))
 
 
 def now() -> float:

@@ -12,10 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
-from hecate.budget import Budget, estimate_budget
+from hecate.budget import Budget, budget_from_config
 from hecate.config import HecateConfig
 from hecate.coordination import (
     CoordinatorClient,
@@ -50,6 +49,7 @@ from hecate.policy import (
     initial_state,
     keep_startup_pending,
     latch,
+    params_from_config,
     step,
 )
 from hecate.readings import CommError, Poll
@@ -127,16 +127,7 @@ class Daemon:
         except HecateError as exc:
             log.error("run history unreadable, using the fallback budget: %s", exc)
             runs = []
-        shutdown = self.config.shutdown
-        budget = estimate_budget(
-            runs,
-            fallback_s=self.config.default_budget_seconds,
-            safety_factor=self.config.runtime_safety_factor,
-            window=shutdown.history_window,
-            min_samples=shutdown.min_samples,
-            percentile=shutdown.budget_percentile,
-            mode=shutdown.ups_mode,
-        )
+        budget = budget_from_config(self.config, runs)
         self.metrics.observe_budget(budget)
         return budget
 
@@ -154,13 +145,7 @@ class Daemon:
 
     @property
     def params(self) -> PolicyParams:
-        return PolicyParams(
-            threshold_s=self.budget.threshold_s,
-            debounce_polls=self.config.ups.debounce_polls,
-            comm_loss_dead_s=self.config.ups.comm_loss_dead_seconds,
-            power_stable_s=self.config.startup.power_stable_seconds,
-            min_charge_pct=self.config.startup.min_battery_charge,
-        )
+        return params_from_config(self.config, self.budget.threshold_s)
 
     def start_services(self) -> None:
         coordination = self.config.coordination
@@ -476,7 +461,3 @@ class Daemon:
             self.server.close()
         self.metrics.close()
         self.recorder.close()
-
-
-def trace_dir(state_dir: Path) -> Path:
-    return state_dir / "traces"
