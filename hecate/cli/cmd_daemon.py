@@ -10,9 +10,10 @@ from typing import Annotated
 
 import typer
 
-from hecate.cli.common import ConfigOpt, load, read_ups
+from hecate.cli.common import ConfigOpt, load
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.daemon.service import Daemon
+from hecate.nut import client_from_config, poll
 
 
 def setup_logging(verbose: bool) -> None:
@@ -41,7 +42,10 @@ def daemon_command(
     """
     setup_logging(verbose)
     cfg = load(config)
-    daemon = Daemon(cfg, reader=lambda: read_ups(cfg))
+    # Built once: the password file is read at start (a problem there is a config error, exit 2),
+    # not on every poll.
+    client = client_from_config(cfg)
+    daemon = Daemon(cfg, reader=lambda: poll(client))
 
     def stop(signum: int, frame: FrameType | None) -> None:
         logging.getLogger("hecate.daemon").info("signal %s: stopping", signum)

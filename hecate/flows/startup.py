@@ -27,7 +27,7 @@ from hecate.flows.ledger import Ledger, load_ledger, save_ledger, split_key
 from hecate.flows.report import FlowReport, now_rfc3339, outcome_of, record_interrupted
 from hecate.guards import StartupOverrides, startup_refusals
 from hecate.intent import IntentState
-from hecate.kube import FluxKind, WorkloadKind
+from hecate.kube import FluxKind, UnavailableKube, WorkloadKind
 from hecate.runs import Outcome, RunRecord
 from hecate.statefiles import exclusive_lock
 
@@ -53,6 +53,13 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
     config = ctx.config
     with exclusive_lock(config.state_dir, "startup"):
         check_guards(ctx, options)
+        if isinstance(ctx.kube, UnavailableKube):
+            # A shutdown can go on without the API; a startup cannot: say so before touching
+            # anything instead of waiting out api_timeout_seconds.
+            raise KubeError(
+                f"startup needs the Kubernetes API and no client could be made "
+                f"({ctx.kube.reason}); fix `kubeconfig` in the config and run it again"
+            )
         started = ctx.clock()
         previous = ctx.store.read_intent(started)
         if previous.state is IntentState.STARTUP_IN_PROGRESS and previous.run_id:

@@ -12,14 +12,14 @@ import pytest
 import yaml
 
 from hecate.config import HecateConfig, parse_config
-from hecate.errors import GuardRefusedError, UpsError
+from hecate.errors import GuardRefusedError, KubeError, UpsError
 from hecate.flows.bootstrap_cache import cached_or_configured, refresh_cache
 from hecate.flows.context import FlowContext
 from hecate.flows.ledger import load_ledger
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.intent import IntentState
-from hecate.kube import clean_manifest
+from hecate.kube import UnavailableKube, clean_manifest
 from hecate.readings import UpsReading, parse_status
 from hecate.runs import Outcome
 from hecate.state import StateStore
@@ -320,3 +320,24 @@ def test_failed_ups_kill_power_is_a_warning_and_cluster_only_never_powers_off(
     powered.clear()
     run_shutdown(ctx, ShutdownOptions(mode="cluster-only"))
     assert powered == []
+
+
+def test_startup_without_an_api_client_fails_fast_and_changes_nothing(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    ansible = FakeAnsible()
+    ctx = _ctx(config, _cluster(), ansible)
+    ctx.kube = UnavailableKube("cannot load kubeconfig /etc/hecate/kubeconfig.yaml")
+    with pytest.raises(KubeError, match="fix `kubeconfig`"):
+        run_startup(ctx, StartupOptions())
+    assert ansible.requests == []
+    assert StateStore(config.state_dir).read_intent().state is IntentState.NORMAL
+
+
+def test_shutdown_without_an_api_client_still_stops_the_nodes(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    ansible = FakeAnsible()
+    ctx = _ctx(config, _cluster(), ansible)
+    ctx.kube = UnavailableKube("cannot load kubeconfig")
+    report = run_shutdown(ctx, ShutdownOptions(mode="cluster-only"))
+    assert [p for p, _ in ansible.playbooks] == ["etcd_snapshot", "stop_agents", "stop_servers"]
+    assert {s.name: s.status for s in report.stages}["flux_suspend"] == "skipped"
