@@ -50,7 +50,12 @@ from hecate.errors import (
     UpsTimeoutError,
     UpsUnreachableError,
 )
-from hecate.readings import CommError, Poll, UpsReading, parse_number, parse_status
+from hecate.readings import (
+    CommError,
+    Poll,
+    UpsReading,
+    parse_reading,
+)
 
 if TYPE_CHECKING:
     from hecate.config import HecateConfig
@@ -60,11 +65,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT: Final = 3493
 DEFAULT_TIMEOUT_S: Final = 5.0
 
-STATUS_VAR: Final = "ups.status"
-RUNTIME_VAR: Final = "battery.runtime"
-CHARGE_VAR: Final = "battery.charge"
-LOAD_VAR: Final = "ups.load"
-_PARSED_VARS: Final = frozenset({STATUS_VAR, RUNTIME_VAR, CHARGE_VAR, LOAD_VAR})
 
 # CommError.kind values poll() produces.
 KIND_UNREACHABLE: Final = "unreachable"
@@ -191,29 +191,11 @@ def parse_target(text: str) -> NutTarget:
 # Variables -> reading (pure)
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _percent(value: float | None) -> float | None:
-    """A charge percentage; values outside 0-100 (e.g. 255, 1000) are firmware garbage."""
-    value = _finite(value)
-    return value if value is not None and value <= 100.0 else None
-
-
 def reading_from_vars(variables: Mapping[str, str]) -> UpsReading:
-    """Turn upsd's variables into an UpsReading. Never raises on odd values.
-
-    Missing or garbage numbers (non-numeric, negative, NaN, infinite; a charge above 100) give
-    None; a missing `ups.status` gives an empty flag set. Every other variable lands in `extra`.
-    """
-    return UpsReading(
-        status=parse_status(variables.get(STATUS_VAR, "")),
-        runtime_s=_finite(parse_number(variables.get(RUNTIME_VAR))),
-        charge_pct=_percent(parse_number(variables.get(CHARGE_VAR))),
-        load_pct=_finite(parse_number(variables.get(LOAD_VAR))),
-        extra={key: value for key, value in variables.items() if key not in _PARSED_VARS},
-    )
+    """Turn upsd's variables into an UpsReading with the one shared parser
+    (`hecate.readings.parse_reading`: sane numbers, sentinels as unknown). Never raises.
+    Every other variable lands in `extra`."""
+    return parse_reading(variables)
 
 
 def _unescape(value: str) -> str:

@@ -144,10 +144,48 @@ def test_garbage_numbers_become_none(raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("100", 100.0), ("0", 0.0), ("99.9", 99.9), (" 55 ", 55.0), ("100.1", None), ("255", None)],
+    [
+        ("100", 100.0),
+        ("0", 0.0),
+        ("99.9", 99.9),
+        (" 55 ", 55.0),
+        # issue #11: a small overshoot (real dumps: 102.3) reads as 100, not unknown
+        ("100.1", 100.0),
+        ("102.3", 100.0),
+        ("110", 100.0),
+        # beyond that it is firmware garbage (real dumps: 120, 255 = 0xFF, 1000)
+        ("110.5", None),
+        ("120", None),
+        ("255", None),
+        ("1000", None),
+    ],
 )
 def test_charge_is_a_percentage(raw: str, expected: float | None) -> None:
     assert reading_from_vars({"battery.charge": raw}).charge_pct == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1800", 1800.0),
+        ("1", 1.0),
+        ("604800", 604800.0),  # 7 days: the largest believable estimate
+        # sentinels for "no estimate" (real dumps: 65535 and 3932100 = 0xFFFF x 60)
+        ("0", None),
+        ("65535", None),
+        ("65534", None),
+        ("3932100", None),
+        ("4294967295", None),
+        ("604801", None),
+    ],
+)
+def test_runtime_sentinels_are_unknown(raw: str, expected: float | None) -> None:
+    assert reading_from_vars({"battery.runtime": raw}).runtime_s == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("0", 0.0), ("150", 150.0), ("1e126", None)])
+def test_absurd_loads_are_unknown(raw: str, expected: float | None) -> None:
+    assert reading_from_vars({"ups.load": raw}).load_pct == expected
 
 
 def test_big_runtime_and_overload_are_kept() -> None:
@@ -204,7 +242,10 @@ def test_every_device_dump_parses(dump: Path) -> None:
     _check_sane(reading, variables)
     runtime = variables.get("battery.runtime")
     if runtime is not None and re.fullmatch(r"\d+(\.\d+)?", runtime):
-        assert reading.runtime_s == float(runtime)
+        value = float(runtime)
+        # issue #11: sentinels (0, 65534, 65535, over 7 days) read as unknown
+        sentinel = value in (0.0, 65534.0, 65535.0) or value > 7 * 24 * 3600
+        assert reading.runtime_s == (None if sentinel else value)
 
 
 # -- poll() and error kinds, with a fake reader -------------------------------------------------
