@@ -50,6 +50,33 @@ class UpsConfig(_Strict):
     # How credentials are checked on each read: primary (PRIMARY, needs `upsmon primary`; no log
     # noise), login (LOGIN, any upsmon user; upsd logs every poll), none (anonymous reads).
     auth_check: Literal["primary", "login", "none"] = "primary"
+    # The UPS policy (README, "What Hecate decides, and how").
+    # FSD set by the UPS's primary shuts down at once, on battery or on mains.
+    honor_fsd: bool = True
+    # Critical polls are counted over this window (default: max(60, 2 x debounce_polls x
+    # poll_interval_seconds)); debounce_polls of them in the window trigger.
+    critical_window_seconds: float | None = Field(None, gt=0)
+    # LB on this many polls within the window triggers (a short confirmation of the UPS's own
+    # verdict; 2 = one poll interval).
+    lb_confirm_polls: int = Field(2, ge=1, le=100)
+    # On battery with no runtime estimate, a charge below this is critical.
+    min_charge_on_battery: float = Field(50.0, ge=0, le=100)
+    # An outage episode ends once mains has been seen stable this long.
+    outage_clear_seconds: float = Field(30.0, ge=0)
+    # Polls further apart than this mean the power was not observed (default:
+    # 3 x poll_interval_seconds + timeout_seconds).
+    max_poll_gap_seconds: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _window_fits_debounce(self) -> UpsConfig:
+        window = self.critical_window_seconds
+        needed = (self.debounce_polls - 1) * self.poll_interval_seconds
+        if window is not None and window <= needed:
+            raise ValueError(
+                f"critical_window_seconds ({window:g}) must be longer than (debounce_polls - 1)"
+                f" x poll_interval_seconds ({needed:g}), or no shutdown could ever trigger"
+            )
+        return self
 
     @field_validator("target")
     @classmethod
@@ -94,6 +121,9 @@ class FoundationWorkload(_Strict):
 class StartupConfig(_Strict):
     power_stable_seconds: float = Field(60.0, ge=0)
     min_battery_charge: float = Field(50.0, ge=0, le=100)
+    # When the charge cannot be read: startup also waits for the runtime on mains to reach the
+    # shutdown threshold, or this long beyond power_stable_seconds, whichever comes first.
+    charge_unknown_wait_seconds: float = Field(1800.0, ge=0)
     api_timeout_seconds: float = Field(300.0, gt=0)
     nodes_ready_timeout_seconds: float = Field(300.0, gt=0)
     flux_namespace: str = "flux-system"

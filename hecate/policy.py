@@ -1,28 +1,46 @@
 """The UPS policy: when to shut the cluster down and when power is back for good. Pure.
 
-`step(state, poll, t, params)` takes the previous state, one poll result and the time it was taken,
-and returns the next state and the events it caused. Rules:
+`step(state, poll, t, params)` takes the previous state, one poll result and the time it was taken
+on a monotonic clock (seconds; only differences matter), and returns the next state and the events
+it caused. The README's "What Hecate decides, and how" explains the reasoning; in short:
 
-- Critical = on battery (OB) and (runtime < threshold, or LB, or FSD). When the runtime is missing
-  or garbage, only LB and FSD count: a UPS that cannot estimate its runtime is trusted to raise LB.
-- A shutdown triggers after `debounce_polls` consecutive critical polls; a poll on mains resets the
-  count, a non-critical poll on battery resets it too. Once triggered it latches for the outage.
-- A status with neither OL nor OB (empty, WAIT, OFF) is treated like a communication loss.
-- Communication loss while last seen on mains never triggers. While last seen on battery it
-  triggers once the UPS has been silent for `comm_loss_dead_seconds` (NUT's DEADTIME idea): the
-  silence itself is the debounce, so no further polls are needed.
-- After an outage that triggered a shutdown, the startup gate opens once mains has been stable for
-  `power_stable_seconds` and the charge is at least `min_battery_charge`. An unknown charge does
-  not satisfy a non-zero minimum (set it to 0 for UPSes that do not report charge). Losing contact
-  with the UPS restarts the stability clock: stability that cannot be observed is not assumed.
+- **Outage episode.** The first poll on battery opens an episode; it lasts until mains has been
+  seen, without a break, for `outage_clear_s`. Polls on mains inside an episode (a flickering
+  mains) do not end it and do not erase evidence.
+- **Windowed critical evidence.** A poll on battery is critical when LB is set, or the runtime is
+  below the threshold, or (runtime unknown) the charge-drain estimate is below the threshold or
+  the charge is below `min_charge_on_battery`. A shutdown triggers when the last
+  `critical_window_s` seconds of the episode hold `debounce_polls` critical polls (not
+  necessarily consecutive: noise cannot reset the count), or `lb_confirm_polls` polls with LB.
+  Once triggered it latches for the episode.
+- **FSD is a command** (`honor_fsd`): it triggers at once, on battery or on mains. With
+  `honor_fsd` off, FSD on battery only counts as critical evidence.
+- **CAL** (runtime calibration): runtime, drain and charge do not count; LB and FSD still do.
+- **Flags** are classified by `UpsReading.power_source`: a status with a line flag (OL, TRIM,
+  BOOST, BYPASS, CHRG) is mains; OB is battery; an empty status or WAIT carries no data and is
+  treated like silence; anything else (OFF, ALARM, ...) is not a loss of contact but says
+  nothing about the source: the last known source stands, and mains stability is not assumed.
+- **Communication loss** while last seen on mains never triggers. While last seen on battery it
+  triggers once the UPS has been silent for `comm_loss_dead_s` (NUT's DEADTIME idea).
+- **Gaps.** Two polls further apart than `max_gap_s` (a suspended host, a stalled daemon) mean
+  the power was not observed in between: the mains-stability clock restarts.
+- **Startup gate.** After a shutdown, startup is allowed once mains has been stable for
+  `power_stable_s`, no FSD is set, and the charge is at least `min_charge_pct`. A charge that
+  cannot be read (unknown, or firmware garbage) does not block forever: the runtime on mains
+  at or above the shutdown threshold satisfies it (the battery can carry another shutdown), and
+  otherwise `charge_unknown_wait_s` more seconds of stable mains do (a bounded recharge wait).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from hecate.config import HecateConfig
-from hecate.readings import CommError, Poll, UpsReading
+from hecate.readings import CommError, Poll, PowerSource, UpsReading
+
+# Seconds of charge history needed before a drain rate is trusted.
+DRAIN_MIN_SPAN_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -32,31 +50,71 @@ class PolicyParams:
     comm_loss_dead_s: float
     power_stable_s: float
     min_charge_pct: float
+    critical_window_s: float = 60.0
+    outage_clear_s: float = 30.0
+    honor_fsd: bool = True
+    lb_confirm_polls: int = 2
+    min_charge_on_battery: float = 50.0
+    charge_unknown_wait_s: float = 1800.0
+    max_gap_s: float = math.inf
+
+
+def max_gap_from_config(config: HecateConfig) -> float:
+    """Polls further apart than this mean the power was not observed in between."""
+    ups = config.ups
+    if ups.max_poll_gap_seconds is not None:
+        return ups.max_poll_gap_seconds
+    return 3 * ups.poll_interval_seconds + ups.timeout_seconds
+
+
+def critical_window_from_config(config: HecateConfig) -> float:
+    """The evidence window: `ups.critical_window_seconds`, by default the larger of 60 s and
+    twice the time `debounce_polls` polls take."""
+    ups = config.ups
+    if ups.critical_window_seconds is not None:
+        return ups.critical_window_seconds
+    return max(60.0, 2 * ups.debounce_polls * ups.poll_interval_seconds)
 
 
 def params_from_config(config: HecateConfig, threshold_s: float) -> PolicyParams:
+    ups, startup = config.ups, config.startup
     return PolicyParams(
         threshold_s=threshold_s,
-        debounce_polls=config.ups.debounce_polls,
-        comm_loss_dead_s=config.ups.comm_loss_dead_seconds,
-        power_stable_s=config.startup.power_stable_seconds,
-        min_charge_pct=config.startup.min_battery_charge,
+        debounce_polls=ups.debounce_polls,
+        comm_loss_dead_s=ups.comm_loss_dead_seconds,
+        power_stable_s=startup.power_stable_seconds,
+        min_charge_pct=startup.min_battery_charge,
+        critical_window_s=critical_window_from_config(config),
+        outage_clear_s=ups.outage_clear_seconds,
+        honor_fsd=ups.honor_fsd,
+        lb_confirm_polls=ups.lb_confirm_polls,
+        min_charge_on_battery=ups.min_charge_on_battery,
+        charge_unknown_wait_s=startup.charge_unknown_wait_seconds,
+        max_gap_s=max_gap_from_config(config),
     )
 
 
 @dataclass(frozen=True)
 class PolicyState:
-    """What the policy remembers between polls."""
+    """What the policy remembers between polls. Times are on the monotonic clock."""
 
-    on_battery: bool = False  # last good reading was on battery
-    outage_start: float | None = None
-    critical_count: int = 0
-    latched: bool = False  # a shutdown was triggered during this outage
+    on_battery: bool = False  # last known power source is the battery
+    outage_start: float | None = None  # start of the open outage episode
+    critical_count: int = 0  # critical polls in the current window
+    latched: bool = False  # a shutdown was triggered during this episode
     startup_pending: bool = False  # the cluster was shut down and waits for the power gate
     mains_since: float | None = None  # start of the current stretch of observed mains
     last_ok_t: float | None = None
     comm_lost: bool = False
     last_charge: float | None = None
+    critical_times: tuple[float, ...] = ()
+    lb_times: tuple[float, ...] = ()
+    was_critical: bool = False  # the previous poll on battery was critical
+    battery_since: float | None = None  # start of the current stretch on battery
+    drain_ref: tuple[float, float] | None = None  # (t, charge) first seen on battery
+    last_poll_t: float | None = None
+    source_unknown: bool = False  # the last reading said nothing about the power source
+    startup_wait: str | None = None  # what a pending startup waits for (None: not pending)
 
 
 @dataclass(frozen=True)
@@ -70,38 +128,105 @@ class Event:
     count: int = 0
 
 
+# Every event name `step` can produce (the README lists them; `hecate replay --json` prints them).
+EVENT_NAMES = (
+    "on_battery",
+    "calibration",
+    "condition_met",
+    "condition_cleared",
+    "trigger_shutdown",
+    "power_restored",
+    "outage_over",
+    "startup_allowed",
+    "comm_lost",
+    "comm_restored",
+    "power_source_unknown",
+    "observation_gap",
+)
+
+
 def initial_state(*, startup_pending: bool = False) -> PolicyState:
     """`startup_pending=True` when the cluster is known to be down (e.g. after a boot)."""
     return PolicyState(startup_pending=startup_pending)
 
 
-def is_critical(reading: UpsReading, threshold_s: float) -> tuple[bool, str]:
-    """Whether this single reading is critical, and why (for the event's reason)."""
+def is_critical(  # noqa: PLR0911  (one return per rule reads best)
+    reading: UpsReading,
+    threshold_s: float,
+    min_charge_on_battery: float = 0.0,
+    drain_runtime_s: float | None = None,
+) -> tuple[bool, str]:
+    """Whether this single reading on battery is critical evidence, and why.
+
+    FSD on battery counts here (it matters when `honor_fsd` is off); FSD as a command is handled
+    by `step`. During CAL only LB and FSD count.
+    """
     if not reading.on_battery:
         return False, "on mains"
     if reading.forced_shutdown:
         return True, "FSD (forced shutdown) flag set"
     if reading.low_battery:
         return True, "LB (low battery) flag set"
-    if reading.runtime_s is None:
-        return False, "on battery, runtime unknown (only LB/FSD can trigger)"
-    if reading.runtime_s < threshold_s:
-        return True, f"runtime {reading.runtime_s:.0f}s < threshold {threshold_s:.0f}s"
-    return False, f"runtime {reading.runtime_s:.0f}s >= threshold {threshold_s:.0f}s"
+    if reading.calibrating:
+        return False, "runtime calibration (CAL): only LB and FSD count"
+    if reading.runtime_s is not None:
+        if reading.runtime_s < threshold_s:
+            return True, f"runtime {reading.runtime_s:.0f}s < threshold {threshold_s:.0f}s"
+        return False, f"runtime {reading.runtime_s:.0f}s >= threshold {threshold_s:.0f}s"
+    charge = reading.charge_pct
+    if charge is not None and charge < min_charge_on_battery:
+        return True, (
+            f"runtime unknown, charge {charge:.0f}% < min_charge_on_battery "
+            f"{min_charge_on_battery:.0f}%"
+        )
+    if drain_runtime_s is not None and drain_runtime_s < threshold_s:
+        return True, (
+            f"runtime unknown, charge drain gives {drain_runtime_s:.0f}s < threshold "
+            f"{threshold_s:.0f}s"
+        )
+    if charge is None:
+        return False, "on battery, runtime and charge unknown (only LB/FSD can trigger)"
+    return False, f"on battery, runtime unknown, charge {charge:.0f}%"
+
+
+def drain_runtime(ref: tuple[float, float] | None, charge: float | None, t: float) -> float | None:
+    """Seconds left at the charge's observed drain rate since the episode's first reading."""
+    if ref is None or charge is None:
+        return None
+    t0, c0 = ref
+    if t - t0 < DRAIN_MIN_SPAN_S or c0 - charge < 1.0:
+        return None
+    rate = (c0 - charge) / (t - t0)
+    return charge / rate
 
 
 def step(
     state: PolicyState, poll: Poll, t: float, params: PolicyParams
 ) -> tuple[PolicyState, list[Event]]:
-    if isinstance(poll, UpsReading) and not poll.on_battery and "OL" not in poll.status:
-        # Neither OL nor OB (an empty status, WAIT, OFF, ...): the UPS does not say where the
-        # power comes from. Treated like silence, never as mains: it must not reset a debounce
-        # or start the power-return clock.
+    events: list[Event] = []
+    if state.last_poll_t is not None and t - state.last_poll_t > params.max_gap_s:
+        gap = t - state.last_poll_t
+        state = replace(state, mains_since=None)
+        events.append(
+            _event(
+                t,
+                "observation_gap",
+                f"no poll for {gap:.0f}s (> {params.max_gap_s:.0f}s): the power was not"
+                " observed, mains stability restarts",
+                params,
+                None,
+            )
+        )
+    state = replace(state, last_poll_t=t)
+    if isinstance(poll, UpsReading) and poll.power_source is PowerSource.NO_DATA:
+        # An empty status or WAIT: the driver has no data. Treated like silence.
         shown = " ".join(sorted(poll.status)) or "empty"
-        poll = CommError(f"UPS status {shown} says neither OL nor OB", "unknown_status")
+        poll = CommError(f"UPS status {shown} carries no data", "no_data")
     if isinstance(poll, CommError):
-        return _step_comm_error(state, poll, t, params)
-    return _step_reading(state, poll, t, params)
+        new, more = _step_comm_error(state, poll, t, params)
+    else:
+        new, more = _step_reading(state, poll, t, params)
+    return new, events + more
 
 
 def _event(
@@ -125,11 +250,13 @@ def _step_comm_error(
         where = "on battery" if state.on_battery else "on mains"
         events.append(_event(t, "comm_lost", f"{poll.message} (last seen {where})", params, None))
     new = replace(state, comm_lost=True, mains_since=None)
+    if new.startup_pending:
+        new = replace(new, startup_wait="the UPS to answer again")
     if state.on_battery and not state.latched:
         silent_since = state.last_ok_t if state.last_ok_t is not None else t
         silent = t - silent_since
         if silent >= params.comm_loss_dead_s:
-            new = replace(new, latched=True, startup_pending=True)
+            new = _trigger(new, t)
             events.append(
                 _event(
                     t,
@@ -143,6 +270,11 @@ def _step_comm_error(
     return new, events
 
 
+def _trigger(state: PolicyState, t: float) -> PolicyState:
+    start = state.outage_start if state.outage_start is not None else t
+    return replace(state, latched=True, startup_pending=True, outage_start=start)
+
+
 def _step_reading(
     state: PolicyState, reading: UpsReading, t: float, params: PolicyParams
 ) -> tuple[PolicyState, list[Event]]:
@@ -154,77 +286,281 @@ def _step_reading(
         )
     new = replace(state, comm_lost=False, last_ok_t=t, last_charge=charge)
 
-    if reading.on_battery:
-        if not state.on_battery:
-            events.append(_event(t, "on_battery", "mains lost", params, runtime, charge=charge))
-            new = replace(new, on_battery=True, outage_start=t, critical_count=0)
-        new = replace(new, mains_since=None)
-        critical, why = is_critical(reading, params.threshold_s)
-        if new.latched:
-            return new, events
-        if not critical:
-            if state.critical_count:
-                events.append(_event(t, "condition_cleared", why, params, runtime, charge=charge))
-            return replace(new, critical_count=0), events
-        count = state.critical_count + 1
-        new = replace(new, critical_count=count)
-        if count >= params.debounce_polls:
-            new = replace(new, latched=True, startup_pending=True)
-            events.append(
-                _event(t, "trigger_shutdown", why, params, runtime, charge=charge, count=count)
-            )
-        else:
-            events.append(
-                _event(
-                    t,
-                    "condition_met",
-                    f"{why} ({count}/{params.debounce_polls})",
-                    params,
-                    runtime,
-                    charge=charge,
-                    count=count,
-                )
-            )
-        return new, events
-
-    # On mains (OL or anything without OB).
-    if state.on_battery:
-        length = t - state.outage_start if state.outage_start is not None else 0.0
+    if params.honor_fsd and reading.forced_shutdown and not new.latched:
+        new = _trigger(new, t)
         events.append(
             _event(
                 t,
-                "power_restored",
-                f"mains back after {length:.0f}s on battery",
+                "trigger_shutdown",
+                "FSD (forced shutdown) set by the UPS's primary: every client goes down now",
                 params,
                 runtime,
                 charge=charge,
             )
         )
-        new = replace(new, on_battery=False, outage_start=None, critical_count=0, latched=False)
+
+    source = reading.power_source
+    if source is PowerSource.BATTERY:
+        return _on_battery(new, reading, t, params, events)
+    if source is PowerSource.LINE:
+        return _on_line(new, reading, t, params, events)
+    # A reading that says nothing about the source (OFF, ALARM, RB, DISCHRG alone, ...): the UPS
+    # answers, so it is not a loss of contact; the last known source stands, and mains is not
+    # observed (the stability clock restarts).
+    if not state.source_unknown:
+        shown = " ".join(sorted(reading.status))
+        where = "on battery" if state.on_battery else "on mains"
+        events.append(
+            _event(
+                t,
+                "power_source_unknown",
+                f"UPS status {shown} says neither OL nor OB (last seen {where})",
+                params,
+                runtime,
+                charge=charge,
+            )
+        )
+    new = replace(new, source_unknown=True, mains_since=None)
+    if new.startup_pending:
+        new = replace(new, startup_wait="a status that says the UPS is on line")
+    if new.on_battery:
+        return _evidence(new, reading, t, params, events, as_battery=True)
+    return new, events
+
+
+def _on_battery(
+    state: PolicyState,
+    reading: UpsReading,
+    t: float,
+    params: PolicyParams,
+    events: list[Event],
+) -> tuple[PolicyState, list[Event]]:
+    runtime, charge = reading.runtime_s, reading.charge_pct
+    new = replace(state, source_unknown=False, mains_since=None)
+    if not state.on_battery:
+        if reading.calibrating:
+            name, why = "calibration", "runtime calibration (CAL): the UPS runs on battery"
+        else:
+            name, why = "on_battery", "mains lost"
+        if state.outage_start is not None:
+            why += " again (same outage episode)"
+        events.append(_event(t, name, why, params, runtime, charge=charge))
+        start = state.outage_start if state.outage_start is not None else t
+        new = replace(new, on_battery=True, outage_start=start, battery_since=t)
+    if new.drain_ref is None and charge is not None and not reading.calibrating:
+        new = replace(new, drain_ref=(t, charge))
+    if new.startup_pending:
+        new = replace(new, startup_wait="mains to return (the UPS is on battery)")
+    return _evidence(new, reading, t, params, events, as_battery=False)
+
+
+def _evidence(
+    state: PolicyState,
+    reading: UpsReading,
+    t: float,
+    params: PolicyParams,
+    events: list[Event],
+    *,
+    as_battery: bool,
+) -> tuple[PolicyState, list[Event]]:
+    """Count this poll's critical evidence in the window; trigger when the window holds enough."""
+    runtime, charge = reading.runtime_s, reading.charge_pct
+    judged = reading
+    if as_battery:  # source unknown in an episode on battery: judge it as on battery
+        judged = replace(reading, status=reading.status | {"OB"})
+    if params.honor_fsd and judged.forced_shutdown:
+        # FSD was already acted on as a command; judge the rest of the reading.
+        judged = replace(judged, status=judged.status - {"FSD"})
+    drain = None if judged.calibrating else drain_runtime(state.drain_ref, charge, t)
+    critical, why = is_critical(judged, params.threshold_s, params.min_charge_on_battery, drain)
+    horizon = t - params.critical_window_s
+    times = tuple(x for x in state.critical_times if x > horizon)
+    lbs = tuple(x for x in state.lb_times if x > horizon)
+    if critical:
+        times += (t,)
+        if judged.low_battery:
+            lbs += (t,)
+    new = replace(
+        state,
+        critical_times=times,
+        lb_times=lbs,
+        critical_count=len(times),
+        was_critical=critical,
+    )
+    if new.latched:
+        return new, events
+    if not critical:
+        if state.was_critical:
+            events.append(
+                _event(
+                    t,
+                    "condition_cleared",
+                    f"{why} ({len(times)} critical poll(s) still in the last "
+                    f"{params.critical_window_s:.0f}s)",
+                    params,
+                    runtime,
+                    charge=charge,
+                    count=len(times),
+                )
+            )
+        return new, events
+    count = len(times)
+    if count >= params.debounce_polls or len(lbs) >= params.lb_confirm_polls:
+        new = _trigger(new, t)
+        if new.startup_pending:
+            new = replace(new, startup_wait="mains to return (the UPS is on battery)")
+        if count >= params.debounce_polls:
+            detail = f"{count} critical polls in {params.critical_window_s:.0f}s"
+        else:
+            detail = f"LB on {len(lbs)} polls in {params.critical_window_s:.0f}s"
+        events.append(
+            _event(
+                t,
+                "trigger_shutdown",
+                f"{why} ({detail})",
+                params,
+                runtime,
+                charge=charge,
+                count=count,
+            )
+        )
+    else:
+        events.append(
+            _event(
+                t,
+                "condition_met",
+                f"{why} ({count}/{params.debounce_polls} in {params.critical_window_s:.0f}s)",
+                params,
+                runtime,
+                charge=charge,
+                count=count,
+            )
+        )
+    return new, events
+
+
+def _on_line(
+    state: PolicyState,
+    reading: UpsReading,
+    t: float,
+    params: PolicyParams,
+    events: list[Event],
+) -> tuple[PolicyState, list[Event]]:
+    runtime, charge = reading.runtime_s, reading.charge_pct
+    new = replace(state, source_unknown=False, was_critical=False)
+    if state.on_battery:
+        since = state.battery_since if state.battery_since is not None else t
+        events.append(
+            _event(
+                t,
+                "power_restored",
+                f"mains back after {t - since:.0f}s on battery",
+                params,
+                runtime,
+                charge=charge,
+            )
+        )
+        new = replace(new, on_battery=False, battery_since=None)
     mains_since = new.mains_since if new.mains_since is not None else t
-    new = replace(new, mains_since=mains_since, critical_count=0)
+    new = replace(new, mains_since=mains_since)
+    stable = t - mains_since
+    episode = new.outage_start is not None
+    if (episode or new.latched) and stable >= params.outage_clear_s and not reading.forced_shutdown:
+        if episode:
+            start = new.outage_start if new.outage_start is not None else t
+            events.append(
+                _event(
+                    t,
+                    "outage_over",
+                    f"mains stable {stable:.0f}s: the outage that began {t - start:.0f}s ago"
+                    " is over",
+                    params,
+                    runtime,
+                    charge=charge,
+                )
+            )
+        new = replace(
+            new,
+            outage_start=None,
+            latched=False,
+            critical_times=(),
+            lb_times=(),
+            critical_count=0,
+            drain_ref=None,
+        )
     if new.startup_pending:
         gate_open, why = startup_gate(reading, mains_since, t, params)
         if gate_open:
-            new = replace(new, startup_pending=False)
+            new = replace(new, startup_pending=False, startup_wait=None)
             events.append(_event(t, "startup_allowed", why, params, runtime, charge=charge))
+        else:
+            new = replace(new, startup_wait=why)
     return new, events
 
 
 def startup_gate(
     reading: UpsReading, mains_since: float, t: float, params: PolicyParams
 ) -> tuple[bool, str]:
-    """Whether mains has been stable long enough and the battery holds enough charge."""
+    """Whether power is back for good; the reason says what was met, or what it still waits for."""
     stable = t - mains_since
+    if reading.power_source is not PowerSource.LINE:
+        return False, "mains to return"
+    if reading.forced_shutdown:
+        return False, "the UPS's FSD flag to clear"
     if stable < params.power_stable_s:
         return False, f"mains stable {stable:.0f}s < {params.power_stable_s:.0f}s"
-    charge = reading.charge_pct
-    if params.min_charge_pct > 0 and charge is None:
-        return False, "battery charge unknown"
-    if charge is not None and charge < params.min_charge_pct:
-        return False, f"charge {charge:.0f}% < {params.min_charge_pct:.0f}%"
-    shown = "unknown" if charge is None else f"{charge:.0f}%"
-    return True, f"mains stable {stable:.0f}s, charge {shown}"
+    ok, why = charge_gate(reading, stable, params)
+    if not ok:
+        return False, why
+    return True, f"mains stable {stable:.0f}s, {why}"
+
+
+def charge_gate(reading: UpsReading, stable_s: float, params: PolicyParams) -> tuple[bool, str]:
+    """The battery part of the startup gate, with the fallback for an unreadable charge."""
+    charge, runtime = reading.charge_pct, reading.runtime_s
+    if charge is not None:
+        if charge < params.min_charge_pct:
+            return False, f"charge {charge:.0f}% < {params.min_charge_pct:.0f}%"
+        return True, f"charge {charge:.0f}%"
+    if params.min_charge_pct <= 0:
+        return True, "charge unknown (no minimum)"
+    if runtime is not None and runtime >= params.threshold_s:
+        return True, (
+            f"charge unknown, runtime {runtime:.0f}s >= threshold {params.threshold_s:.0f}s"
+        )
+    waited = stable_s - params.power_stable_s
+    if waited >= params.charge_unknown_wait_s:
+        return True, (
+            f"charge unknown, mains stable {params.charge_unknown_wait_s:.0f}s beyond "
+            "power_stable_seconds (charge_unknown_wait_seconds)"
+        )
+    left = params.charge_unknown_wait_s - waited
+    return False, (
+        f"charge unknown: runtime >= {params.threshold_s:.0f}s on mains, or {left:.0f}s more of "
+        "stable mains (charge_unknown_wait_seconds)"
+    )
+
+
+def pending_startup_wait(reading: Poll, params: PolicyParams) -> str:
+    """What a pending startup waits for, judged from one reading (for `hecate status`).
+
+    Mains stability is measured by the daemon over time; one reading can only tell the rest.
+    """
+    if isinstance(reading, CommError):
+        return f"the UPS to answer ({reading.message})"
+    source = reading.power_source
+    if source is PowerSource.BATTERY:
+        return "mains to return (the UPS is on battery)"
+    if source is not PowerSource.LINE:
+        shown = " ".join(sorted(reading.status)) or "empty"
+        return f"a status that says the UPS is on line (now {shown})"
+    if reading.forced_shutdown:
+        return "the UPS's FSD flag to clear"
+    ok, why = charge_gate(reading, params.power_stable_s, params)
+    stable = f"mains seen stable for {params.power_stable_s:.0f}s by the daemon"
+    if ok:
+        return f"{stable} ({why}: met)"
+    return f"{stable} and {why}"
 
 
 def latch(state: PolicyState) -> PolicyState:

@@ -13,7 +13,7 @@ from hecate.cli.common import ConfigOpt, JsonOpt
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config
 from hecate.errors import StateError
 from hecate.policy import params_from_config
-from hecate.replay import replay
+from hecate.replay import replay_with_state
 from hecate.state import StateStore
 from hecate.trace import load_trace
 
@@ -29,8 +29,10 @@ def replay_command(
     """Feed a recorded UPS trace through the shutdown policy and print each decision change.
 
     The budget comes from the state_dir's run history when there is one, else from
-    default_budget_seconds. With --json each line is an object with t, event, reason,
-    threshold_s and runtime_s.
+    default_budget_seconds. Time is the trace's monotonic `mono` field when it has one (the
+    daemon's traces do), else `t`. With --json each line is an object with t, event, reason,
+    threshold_s, runtime_s, charge_pct and count; the event names are listed in the README
+    ("Replaying traces").
     """
     cfg = HecateConfig() if use_default_config else load_config(config)
     try:
@@ -40,11 +42,14 @@ def replay_command(
         runs = []
     budget = budget_from_config(cfg, runs)
     points = load_trace(trace)
-    events = replay(points, params_from_config(cfg, budget.threshold_s))
+    params = params_from_config(cfg, budget.threshold_s)
+    events, final = replay_with_state(points, params)
     if not as_json:
         typer.echo(
             f"budget {budget.estimate_s:.0f}s ({budget.source}, {budget.samples} sample(s)), "
-            f"threshold {budget.threshold_s:.0f}s, debounce {cfg.ups.debounce_polls} polls"
+            f"threshold {budget.threshold_s:.0f}s, debounce {params.debounce_polls} critical polls"
+            f" in {params.critical_window_s:.0f}s (LB: {params.lb_confirm_polls}), FSD "
+            f"{'honoured' if params.honor_fsd else 'ignored'}"
         )
     for ev in events:
         if as_json:
@@ -62,4 +67,6 @@ def replay_command(
                 )
             )
         else:
-            typer.echo(f"t={ev.t:>8.1f}s  {ev.event:<18} {ev.reason}")
+            typer.echo(f"t={ev.t:>8.1f}s  {ev.event:<20} {ev.reason}")
+    if not as_json and final.startup_pending:
+        typer.echo(f"end: startup still pending; waits for {final.startup_wait or 'mains'}")

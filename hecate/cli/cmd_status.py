@@ -10,7 +10,8 @@ from hecate.budget import budget_from_config
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import StateError
-from hecate.intent import is_stale
+from hecate.intent import IntentState, is_stale
+from hecate.policy import params_from_config, pending_startup_wait
 from hecate.readings import CommError
 from hecate.state import StateStore
 
@@ -19,7 +20,8 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     """Show the intent, the shutdown budget, the last runs and the UPS.
 
     Intent: state, since, reason, whether it is stale. Budget: estimate_s, threshold_s, source,
-    samples.
+    samples. Startup: whether the automatic startup is pending (the cluster is down) and what it
+    waits for, judged from the current UPS reading (mains stability is timed by the daemon).
     """
     cfg = load(config)
     store = StateStore(cfg.state_dir)
@@ -47,6 +49,15 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             "load_pct": poll.load_pct,
         }
     stale = is_stale(intent, stamp, max_age)
+    # The cluster is down (or a startup was cut short): the daemon's startup gate is pending.
+    pending = intent.state in (
+        IntentState.SHUTDOWN_COMPLETE,
+        IntentState.SHUTTING_DOWN,
+        IntentState.STARTUP_IN_PROGRESS,
+    )
+    waits_for = (
+        pending_startup_wait(poll, params_from_config(cfg, budget.threshold_s)) if pending else None
+    )
     report = {
         "intent": {
             "state": intent.state.value,
@@ -65,6 +76,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         },
         "runs": [run.to_json() for run in runs[-5:]],
         "ups": ups,
+        "startup": {"pending": pending, "waits_for": waits_for},
         "problems": problems,
     }
     if as_json:
@@ -85,6 +97,8 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         )
     else:
         typer.echo(f"ups:     not readable: {ups['error']}")
+    if waits_for is not None:
+        typer.echo(f"startup: pending; waits for {waits_for}")
     typer.echo("runs:" if runs else "runs:    none recorded")
     for run in runs[-5:]:
         typer.echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")
