@@ -24,6 +24,7 @@ from hecate.coordination import (
     TriggerRequest,
     read_token,
 )
+from hecate.daemon.clock import Clock, as_clock
 from hecate.daemon.core import (
     Action,
     CancelStartup,
@@ -89,7 +90,7 @@ class Daemon:
         context_factory: ContextFactory | None = None,
         metrics: Metrics | None = None,
         notifier: SystemdNotifier | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.reader = reader
@@ -97,7 +98,9 @@ class Daemon:
         self.metrics = metrics or Metrics()
         self.metrics.watch_drills(config.state_dir)
         self.notifier = notifier or SystemdNotifier()
-        self.clock = clock
+        clocks = as_clock(clock)
+        self.clock = clocks.wall  # intents, run records, file names
+        self.mono = clocks.monotonic  # every interval: policy, retries
         self.store = StateStore(config.state_dir)
         self.stop_event = threading.Event()
         self.peer_name = config.coordination.peer_name or socket.gethostname()
@@ -198,18 +201,19 @@ class Daemon:
 
     def poll_once(self) -> list[Action]:
         t = self.clock()
+        m = self.mono()
         try:
             poll = self.reader()
         except Exception as exc:
             poll = CommError(f"UPS read failed: {exc}", "error")
         self.metrics.observe_poll(poll)
         with self._lock:
-            self.state, events = step(self.state, poll, t, self.params)
+            self.state, events = step(self.state, poll, m, self.params)
             running = self._running
             active = self._trace_active()
             critical = self.state.critical_count
         try:
-            self.recorder.observe(t, poll, active=active)
+            self.recorder.observe(t, poll, active=active, mono=m)
         except OSError as exc:
             log.error("cannot record the outage trace: %s", exc)
         self.metrics.debounce.set(critical)
@@ -228,7 +232,7 @@ class Daemon:
                 self.state = keep_startup_pending(self.state)
         self._start_owed()
         if not actions and running is None:
-            self._maybe_refresh_cache(t)
+            self._maybe_refresh_cache(m)
         return actions
 
     def _maybe_refresh_cache(self, now: float) -> None:
@@ -275,7 +279,7 @@ class Daemon:
                 self.state = latch(self.state)
             self._request_flow("shutdown", action.reason)
         elif isinstance(action, RunStartup):
-            if self.clock() < self._next_startup_at:
+            if self.mono() < self._next_startup_at:
                 with self._lock:
                     self.state = keep_startup_pending(self.state)
                 return
@@ -306,7 +310,7 @@ class Daemon:
 
     def _start_owed(self) -> None:
         with self._lock:
-            if self._owed is None or self.clock() < self._owed_not_before:
+            if self._owed is None or self.mono() < self._owed_not_before:
                 return
             if self._worker is not None and self._worker.is_alive():
                 return
@@ -352,7 +356,7 @@ class Daemon:
 
     def _retry_startup_later(self) -> None:
         with self._lock:
-            self._next_startup_at = self.clock() + STARTUP_RETRY_S
+            self._next_startup_at = self.mono() + STARTUP_RETRY_S
             self.state = keep_startup_pending(self.state)
 
     def _owe_shutdown(self, reason: str) -> None:
@@ -364,7 +368,7 @@ class Daemon:
                 log.error("shutdown failed %d times; giving up", MAX_SHUTDOWN_ATTEMPTS)
                 return
             self._owed = reason
-            self._owed_not_before = self.clock() + SHUTDOWN_RETRY_S
+            self._owed_not_before = self.mono() + SHUTDOWN_RETRY_S
         log.warning("shutdown will be retried in %.0fs", SHUTDOWN_RETRY_S)
 
     def _finished(self, report: FlowReport, reason: str) -> None:
