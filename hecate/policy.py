@@ -461,11 +461,17 @@ def _on_line(
             )
         )
         new = replace(new, on_battery=False, battery_since=None)
+    if reading.forced_shutdown:
+        # Mains under FSD is not power back for good: the primary is about to cut the output.
+        new = replace(new, mains_since=None)
+        if new.startup_pending:
+            new = replace(new, startup_wait="the UPS's FSD flag to clear")
+        return new, events
     mains_since = new.mains_since if new.mains_since is not None else t
     new = replace(new, mains_since=mains_since)
     stable = t - mains_since
     episode = new.outage_start is not None
-    if (episode or new.latched) and stable >= params.outage_clear_s and not reading.forced_shutdown:
+    if (episode or new.latched) and stable >= params.outage_clear_s:
         if episode:
             start = new.outage_start if new.outage_start is not None else t
             events.append(

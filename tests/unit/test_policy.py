@@ -293,3 +293,67 @@ def test_latch_restarts_the_power_return_clock() -> None:
     assert events == []
     state, events = step(state, r("OL", 900, 90), 66, P)
     assert [e.event for e in events] == ["startup_allowed"]
+
+
+# --- issue #11 properties over the windowed policy ------------------------------------------
+
+DEFAULTS = PolicyParams(330, 3, 30, 60, 50, max_gap_s=20)
+line_like = st.builds(
+    r,
+    st.sampled_from(["OL", "OL CHRG", "OL LB", "TRIM", "BOOST BYPASS", "OL CAL", "OFF", "ALARM"]),
+    st.one_of(st.none(), st.floats(0, 5000)),
+    st.one_of(st.none(), st.floats(0, 100)),
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.one_of(line_like, st.just(ERR), st.just(r("WAIT"))), max_size=60),
+    st.lists(st.floats(1, 400), min_size=60, max_size=60),
+)
+def test_no_trigger_on_mains_without_fsd(seq: list[Poll], gaps: list[float]) -> None:
+    # Never on battery, no FSD: silences, gaps, unknown flags and any numbers never trigger.
+    t, polls = 0.0, []
+    for poll, gap in zip(seq, gaps, strict=False):
+        polls.append((t, poll))
+        t += gap
+    assert triggers(polls, DEFAULTS) == []
+
+
+critical_st = st.sampled_from(
+    [r("OB", 10), r("OB LB", 2000), r("OB DISCHRG", None, 20), r("OB FSD", None), r("OL FSD")]
+)
+noise_st = st.sampled_from(
+    [r("OL"), r("OB", 2000), ERR, r("OB CAL", 10), r("ALARM", 2000), r("TRIM"), r("")]
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(polls_st, max_size=30),
+    st.lists(st.tuples(critical_st, noise_st), min_size=3, max_size=12),
+)
+def test_a_ups_critical_over_a_window_always_triggers(
+    prefix: list[Poll], pairs: list[tuple[UpsReading, Poll]]
+) -> None:
+    # Whatever came before, a window in which every other poll is critical (the rest any noise:
+    # mains flickers, healthy or calibrating battery readings, silence, unknown flags) triggers
+    # no later than the third critical poll, unless a shutdown is already latched.
+    state = initial_state()
+    t = 0.0
+    for poll in prefix:
+        state, _ = step(state, poll, t, DEFAULTS)
+        t += 5
+    if state.latched:
+        return
+    fired: list[float] = []
+    critical_at: list[float] = []
+    for critical, noise in pairs:
+        for poll in (critical, noise):
+            if poll is critical:
+                critical_at.append(t)
+            state, events = step(state, poll, t, DEFAULTS)
+            fired += [e.t for e in events if e.event == "trigger_shutdown"]
+            t += 5
+    assert fired, "a UPS critical over the window must trigger"
+    assert fired[0] <= critical_at[2]
