@@ -35,6 +35,17 @@ EXPECTED = {
     ],
     "comm-loss-on-mains.jsonl": [(10, "comm_lost"), (95, "comm_restored")],
     "comm-loss-on-battery.jsonl": [(5, "on_battery"), (10, "comm_lost"), (35, "trigger_shutdown")],
+    # issue #11: a daemon trace across a wall-clock step replays on its monotonic time
+    "clock-step.jsonl": [
+        (5, "on_battery"),
+        (5, "condition_met"),
+        (10, "condition_met"),
+        (15, "comm_lost"),
+        (20, "comm_restored"),
+        (20, "trigger_shutdown"),
+    ],
+    # issue #11: FSD is a command, on mains too; mains under FSD is not stable power
+    "fsd-on-mains.jsonl": [(10, "trigger_shutdown"), (50, "outage_over"), (80, "startup_allowed")],
 }
 
 
