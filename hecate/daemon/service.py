@@ -266,7 +266,8 @@ class Daemon:
 
     def _trace_active(self) -> bool:
         s = self.state
-        return s.on_battery or s.latched or s.startup_pending or s.critical_count > 0
+        episode = s.outage_start is not None  # an outage episode, mains flickers included
+        return episode or s.on_battery or s.latched or s.startup_pending or s.critical_count > 0
 
     # --- actions ----------------------------------------------------------------------------
 
