@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hecate.policy import PolicyParams, PolicyState, initial_state, is_critical, latch, step
+from hecate.config import parse_config
+from hecate.policy import (
+    PolicyParams,
+    PolicyState,
+    initial_state,
+    is_critical,
+    latch,
+    params_from_config,
+    step,
+)
 from hecate.readings import CommError, Poll, UpsReading, parse_status
 
 P = PolicyParams(
@@ -357,3 +366,25 @@ def test_a_ups_critical_over_a_window_always_triggers(
             t += 5
     assert fired, "a UPS critical over the window must trigger"
     assert fired[0] <= critical_at[2]
+
+
+def test_params_from_config_reads_the_new_keys() -> None:
+    base = {"nodes": {"servers": ["s1"], "agents": []}}
+    default = params_from_config(parse_config(base), 330)
+    assert (default.honor_fsd, default.lb_confirm_polls, default.min_charge_on_battery) == (
+        True,
+        2,
+        50,
+    )
+    assert default.critical_window_s == 60  # max(60, 2 x 3 x 5)
+    assert default.max_gap_s == 20  # 3 x 5 + 5
+    ups = {
+        "debounce_polls": 10,
+        "poll_interval_seconds": 10,
+        "honor_fsd": False,
+        "min_charge_on_battery": 25,
+        "max_poll_gap_seconds": 90,
+    }
+    custom = params_from_config(parse_config({**base, "ups": ups}), 330)
+    assert custom.critical_window_s == 200  # 2 x 10 x 10: debounce_polls keeps working
+    assert (custom.honor_fsd, custom.min_charge_on_battery, custom.max_gap_s) == (False, 25, 90)
