@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from hecate.addresses import HostPort, NodeName
 from hecate.config import HecateConfig
 
 SERVER_GROUP = "server"
@@ -65,44 +66,18 @@ class InventoryPlan:
 def split_host_port(value: str) -> tuple[str, int | None]:
     """Split ``HOST``, ``HOST:PORT``, ``[V6]`` or ``[V6]:PORT``; a bare IPv6 address has no port.
 
-    Raises ValueError for an empty host or a port that is not 1..65535.
+    The grammar is :class:`hecate.addresses.HostPort`'s; raises ValueError (AddressError) for an
+    empty host, a host that is not a name or an IP address, or a port that is not 1..65535.
     """
-    text = value.strip()
-    host: str
-    port_text: str | None = None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"{value!r}: unbalanced '['")
-        host = text[1:end]
-        rest = text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"{value!r}: expected ':PORT' after ']'")
-            port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host = text  # a name, an IPv4 address, or a bare IPv6 address
-    if not host:
-        raise ValueError(f"{value!r}: empty host")
-    if port_text is None:
-        return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{value!r}: port must be 1..65535")
-    return host, int(port_text)
+    parsed = HostPort.parse(value)
+    return parsed.host, parsed.port
 
 
 def node_target(config: HecateConfig, node: str) -> SshTarget:
-    """The SSH host, port and user for one node."""
-    host, port = node, None
-    override = config.ssh_node_hosts.get(node)
-    if override:
-        try:
-            host, port = split_host_port(override)
-        except ValueError as exc:
-            raise ValueError(f"ssh_node_hosts.{node}: {exc}") from None
-    user = config.ssh_node_users.get(node) or config.ssh_user
+    """The SSH host, port and user for one node (the config already parsed its address)."""
+    override = config.ssh_node_hosts.get(NodeName.parse(node))
+    host, port = (override.host, override.port) if override else (node, None)
+    user = config.ssh_node_users.get(NodeName.parse(node)) or config.ssh_user
     return SshTarget(host=host, port=port or config.ssh_port, user=user)
 
 
@@ -233,7 +208,7 @@ def jump_preflight_argv(config: HecateConfig, timeout_s: int | None = None) -> l
     argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}"]
     if config.ssh_config_file is not None:
         argv += ["-F", str(config.ssh_config_file)]
-    host, port = split_host_port(config.ssh_jump_host)
+    host, port = config.ssh_jump_host.host, config.ssh_jump_host.port
     if config.ssh_jump_user:
         argv += ["-l", config.ssh_jump_user]
     if port is not None:

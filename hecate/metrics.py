@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from hecate import __version__
+from hecate.addresses import ListenAddress
 from hecate.budget import Budget
 from hecate.drills.base import load_history
 from hecate.errors import StateError
@@ -165,9 +166,10 @@ class Metrics:
         for each in IntentState:
             self.intent.labels(each.value).set(1 if each is state else 0)
 
-    def serve(self, listen: str) -> int:
+    def serve(self, listen: ListenAddress | str) -> int:
         """Serve /metrics on `[host]:port`; returns the bound port (0 picks a free one)."""
-        host, _, port = listen.rpartition(":")
+        parsed = ListenAddress.parse(listen)  # a no-op for the config's already parsed value
+        host, port = parsed.host, parsed.port
         # An empty host means every interface: metrics are scraped over the network by design;
         # metrics.listen narrows it (e.g. 127.0.0.1:9560). prometheus_client needs it spelled out.
         bind = host or "0.0.0.0"  # noqa: S104 - see above
