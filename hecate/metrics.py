@@ -18,8 +18,23 @@ from hecate.drills.base import load_history
 from hecate.errors import StateError
 from hecate.intent import IntentState
 from hecate.readings import CommError, Poll
+from hecate.statefiles import corrupt_counts
 
 UPS_FLAGS = ("OL", "OB", "LB", "FSD", "CHRG", "DISCHRG", "BYPASS", "RB", "OVER", "TRIM", "BOOST")
+
+
+class CorruptStateCollector(Collector):
+    """State files this process found unreadable and set aside, by file name."""
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "hecate_state_corrupt_files",
+            "State files found unreadable and set aside as NAME.corrupt-TIMESTAMP",
+            labels=["file"],
+        )
+        for name, count in sorted(corrupt_counts().items()):
+            family.add_metric([name], count)
+        yield family
 
 
 class DrillHistoryCollector(Collector):
@@ -137,6 +152,7 @@ class Metrics:
         self.polls = Counter("hecate_ups_polls_total", "UPS polls", registry=r)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        r.register(CorruptStateCollector())
 
     def watch_drills(self, state_dir: Path) -> None:
         self.registry.register(DrillHistoryCollector(state_dir))
