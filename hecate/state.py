@@ -75,7 +75,7 @@ class StateStore:
                 self.intent_path, lambda data: Intent.from_json(data, str(self.intent_path))
             )
         except StateCorruptError as exc:
-            where = f"; kept as {exc.kept}" if exc.kept is not None else ""
+            where = f"; moved to {exc.kept}" if exc.kept is not None else ""
             self._block(f"{exc.reason}{where}")
             raise self._blocked_error() from None
         if intent is None:
