@@ -33,6 +33,7 @@ import yaml
 
 from hecate.addresses import HostPort, NodeName
 from hecate.config import HecateConfig
+from hecate.errors import HecateError
 
 SERVER_GROUP = "server"
 AGENT_GROUP = "agent"
@@ -58,6 +59,8 @@ class InventoryPlan:
     data: dict[str, Any]
     via_jump: bool
     warnings: list[str] = field(default_factory=list)
+    # Nodes left out of the inventory, with why: the flows mark them failed, run partial.
+    problems: dict[str, str] = field(default_factory=dict)
 
     def render(self) -> str:
         return dump_inventory(self.data)
@@ -79,6 +82,31 @@ def node_target(config: HecateConfig, node: str) -> SshTarget:
     host, port = (override.host, override.port) if override else (node, None)
     user = config.ssh_node_users.get(NodeName.parse(node)) or config.ssh_user
     return SshTarget(host=host, port=port or config.ssh_port, user=user)
+
+
+def node_problems(config: HecateConfig) -> dict[str, str]:
+    """Per-node problems as data (pure): a node listed here is left out of the inventory and
+    counted as failed, while every other node is still stopped and powered off.
+
+    - a node whose target cannot be built (the config's typed values make this a safety net);
+    - nodes that share one SSH host and port: acting on one would act on the other's machine,
+      so neither is touched (one of the two addresses is wrong).
+    """
+    problems: dict[str, str] = {}
+    seen: dict[tuple[str, int], list[str]] = {}
+    for node in config.nodes.all:
+        try:
+            target = node_target(config, node)
+        except (HecateError, ValueError, AttributeError, TypeError) as exc:
+            problems[node] = f"no usable SSH address: {exc}"
+            continue
+        seen.setdefault((target.host.lower(), target.port), []).append(node)
+    for (host, port), names in seen.items():
+        if len(names) > 1:
+            for name in names:
+                others = ", ".join(n for n in names if n != name)
+                problems[name] = f"same SSH address {host}:{port} as {others}; fix ssh_node_hosts"
+    return problems
 
 
 def known_hosts_path(config: HecateConfig) -> Path:
@@ -126,10 +154,13 @@ def build_inventory(
     (the fallback after a failed jump-host preflight).
     """
     managed = set(config.managed_nodes())
+    problems = node_problems(config)
 
     def hosts(names: list[str], role: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in names:
+            if name in problems:
+                continue  # reported as data by node_problems; never stops the others
             target = node_target(config, name)
             out[name] = {
                 "ansible_host": target.host,
@@ -161,7 +192,9 @@ def build_inventory(
                         AGENT_GROUP: {"hosts": hosts(config.nodes.agents, AGENT_GROUP)},
                     }
                 },
-                MANAGED_GROUP: {"hosts": {name: {} for name in config.managed_nodes()}},
+                MANAGED_GROUP: {
+                    "hosts": {name: {} for name in config.managed_nodes() if name not in problems}
+                },
             },
         }
     }
@@ -184,15 +217,21 @@ def plan_inventory(
     ``jump_reachable`` is None when no preflight ran (the jump host, if any, is used),
     False to fall back to direct SSH with a warning.
     """
+    problems = node_problems(config)
     if not config.ssh_jump_host:
-        return InventoryPlan(build_inventory(config, known_hosts=known_hosts), via_jump=False)
+        return InventoryPlan(
+            build_inventory(config, known_hosts=known_hosts), via_jump=False, problems=problems
+        )
     if jump_reachable is False:
         return InventoryPlan(
             build_inventory(config, via_jump=False, known_hosts=known_hosts),
             via_jump=False,
             warnings=[jump_fallback_warning(config, jump_detail)],
+            problems=problems,
         )
-    return InventoryPlan(build_inventory(config, known_hosts=known_hosts), via_jump=True)
+    return InventoryPlan(
+        build_inventory(config, known_hosts=known_hosts), via_jump=True, problems=problems
+    )
 
 
 def jump_preflight_argv(config: HecateConfig, timeout_s: int | None = None) -> list[str]:
