@@ -17,7 +17,7 @@ from pathlib import Path
 from hecate.errors import IntentCorruptError, StateCorruptError, StateError
 from hecate.intent import Intent, IntentState, initial_intent, transition
 from hecate.runs import RunRecord, append_bounded, encode_runs, parse_runs
-from hecate.statefiles import atomic_write_json, load_state, write_lock
+from hecate.statefiles import atomic_write_json, atomic_write_text, load_state, write_lock
 
 INTENT_FILE = "intent.json"
 RUNS_FILE = "runs.json"
@@ -83,10 +83,7 @@ class StateStore:
         return intent
 
     def _block(self, detail: str) -> None:
-        try:
-            self.blocked_path.write_text(detail + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise StateError(f"cannot write {self.blocked_path}: {exc.strerror}") from None
+        atomic_write_text(self.blocked_path, detail + "\n")
 
     def intent_or_none(self, now: float | None = None) -> Intent | None:
         """The intent, or None when it is unknown (corrupt); other errors still raise."""

@@ -286,3 +286,17 @@ def test_any_content_reads_or_is_set_aside(
         assert not (directory / name).exists()
     else:
         assert (directory / name).read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [('"nan"', "a string float('nan') would accept"), ("true", "a boolean is not a time")],
+)
+def test_non_finite_or_non_numeric_run_times_are_corrupt(
+    tmp_path: Path, value: str, why: str
+) -> None:
+    run = {"run_id": "r", "kind": "shutdown", "started_at": 0, "ended_at": 2, "outcome": "success"}
+    text = json.dumps({"runs": [run]}).replace('"started_at": 0', f'"started_at": {value}')
+    (tmp_path / "runs.json").write_text(text)
+    with pytest.raises(StateCorruptError, match="expected a"):
+        StateStore(tmp_path).load_runs()
