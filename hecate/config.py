@@ -215,6 +215,14 @@ class CoordinationConfig(_Strict):
     allow_startup_on_battery: bool = False
     startup_guard_max_age_seconds: float = Field(6 * 3600.0, gt=0)
 
+    @field_validator("listen")
+    @classmethod
+    def _ipv4_listen(cls, value: ListenAddress) -> ListenAddress:
+        # The coordination endpoint binds IPv4 only (http.server's default family).
+        if ":" in value.host:
+            raise ValueError(f"{value}: the coordination endpoint listens on IPv4 only")
+        return value
+
     @model_validator(mode="after")
     def _peer_needs_coordinator(self) -> CoordinationConfig:
         if self.role == "peer" and not self.coordinator_address:

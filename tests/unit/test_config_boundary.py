@@ -70,6 +70,7 @@ CORPUS: list[tuple[str, object, str]] = [
     ("metrics.listen", "999.1.1.1:9560", "not an IPv4 address"),
     ("metrics.listen", ":9561", "same port as coordination.listen (:9561)"),
     ("coordination.coordinator_address", "coordinator", "no port"),
+    ("coordination.listen", "[::1]:9561", "the endpoint binds IPv4 only: it would fail at start"),
     ("coordination.peer_hosts", ["10.0.0.2:70000"], "port above 65535"),
     ("ssh_jump_host", "-oProxyCommand=x", "option injection"),
     ("default_budget_seconds", float("inf"), "an infinite budget shuts down on any blip"),
