@@ -5,25 +5,99 @@ Secrets never live in this file: they are read from files named here (`*_file` k
 
 from __future__ import annotations
 
+import math
+import os
+import socket
 import stat
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from hecate.addresses import Address, HostPort, ListenAddress, NodeName, UpsTarget
 from hecate.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/hecate/hecate.yaml")
 
+# Limits of the config file reader: far above any real config, far below any harm.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 100_000
+
+
+def _numeric_annotation(annotation: object) -> bool:
+    """Whether a field's annotation is int or float (optionally inside Optional/Annotated)."""
+    if annotation in (int, float):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _numeric_annotation(typing.get_args(annotation)[0])
+    if origin is typing.Union or isinstance(annotation, types.UnionType):
+        return any(_numeric_annotation(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def _blank_or_nul(value: object) -> str | None:
+    """Why a value (or an item inside it) is not acceptable text, or None when it is."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "contains a NUL byte"
+        if not value.strip():
+            return "must not be empty (remove the key to use the default)"
+    elif isinstance(value, list | tuple):
+        for item in value:
+            problem = _blank_or_nul(item)
+            if problem:
+                return problem
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            problem = _blank_or_nul(key) or _blank_or_nul(item)
+            if problem:
+                return problem
+    return None
+
+
+# A node name (RFC 1123, lower case). Typed `str` so lists of names stay plain lists of str;
+# the value is a NodeName all the same.
+Node = Annotated[str, AfterValidator(NodeName.parse)]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf` or `.nan` is never a duration, a charge or a factor.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: object, info: ValidationInfo) -> object:
+        """Booleans are not numbers; no empty text, no NUL byte anywhere."""
+        name = info.field_name
+        numeric = name is not None and _numeric_annotation(cls.model_fields[name].annotation)
+        if isinstance(value, bool) and numeric:
+            raise ValueError("must be a number, not a boolean (yes/no/on/off are booleans)")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        problem = _blank_or_nul(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class Nodes(_Strict):
-    servers: list[str] = Field(default_factory=list, description="k3s server node names")
-    agents: list[str] = Field(default_factory=list, description="k3s agent node names")
+    servers: list[Node] = Field(default_factory=list, description="k3s server node names")
+    agents: list[Node] = Field(default_factory=list, description="k3s agent node names")
 
     @model_validator(mode="after")
     def _unique(self) -> Nodes:
@@ -34,13 +108,22 @@ class Nodes(_Strict):
             seen.add(name)
         return self
 
+    @field_validator("agents")
+    @classmethod
+    def _agents_need_a_server(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and info.data.get("servers") == []:
+            raise ValueError("agents need at least one server in nodes.servers")
+        return value
+
     @property
     def all(self) -> list[str]:
         return [*self.servers, *self.agents]
 
 
 class UpsConfig(_Strict):
-    target: str = Field("pyrphoros@localhost", description="ups@host[:port] as upsc takes it")
+    target: UpsTarget = Field(
+        UpsTarget.parse("pyrphoros@localhost"), description="ups@host[:port] as upsc takes it"
+    )
     user: str = "monuser"
     password_file: Path | None = None
     poll_interval_seconds: float = Field(5.0, gt=0, le=300)
@@ -78,14 +161,6 @@ class UpsConfig(_Strict):
             )
         return self
 
-    @field_validator("target")
-    @classmethod
-    def _target_shape(cls, value: str) -> str:
-        ups, sep, host = value.partition("@")
-        if not ups or not sep or not host:
-            raise ValueError("must look like UPSNAME@HOST or UPSNAME@HOST:PORT")
-        return value
-
 
 class ShutdownConfig(_Strict):
     history_window: int = Field(10, ge=1, le=1000, description="recent runs used for the budget")
@@ -106,6 +181,17 @@ class ShutdownConfig(_Strict):
     # The NUT instant command sent when ups_kill_power is on.
     ups_kill_command: str = "shutdown.return"
     runs_kept: int = Field(200, ge=1)
+
+    @field_validator("min_samples")
+    @classmethod
+    def _samples_fit_window(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("history_window")
+        if window is not None and value > window:
+            raise ValueError(
+                f"min_samples ({value}) is larger than history_window ({window}): "
+                "the budget could never learn from the history"
+            )
+        return value
 
 
 class FoundationWorkload(_Strict):
@@ -148,25 +234,11 @@ class StartupConfig(_Strict):
         return value
 
 
-def _check_listen(value: str) -> str:
-    _, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError("must be [HOST]:PORT, e.g. :9560 or 127.0.0.1:9560")
-    return value
-
-
-def _check_address(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("must be HOST:PORT")
-    return value
-
-
 class CoordinationConfig(_Strict):
     role: Literal["coordinator", "peer"] = "coordinator"
-    coordinator_address: str | None = Field(None, description="host:port of the coordinator")
-    peer_hosts: list[str] = Field(default_factory=list)
-    listen: str = ":9561"
+    coordinator_address: Address | None = Field(None, description="host:port of the coordinator")
+    peer_hosts: list[Address] = Field(default_factory=list)
+    listen: ListenAddress = ListenAddress.parse(":9561")
     peer_name: str | None = None
     token_file: Path | None = None
     fallback_local_shutdown: bool = False
@@ -175,18 +247,11 @@ class CoordinationConfig(_Strict):
 
     @field_validator("listen")
     @classmethod
-    def _listen_shape(cls, value: str) -> str:
-        return _check_listen(value)
-
-    @field_validator("coordinator_address")
-    @classmethod
-    def _address_shape(cls, value: str | None) -> str | None:
-        return None if value is None else _check_address(value)
-
-    @field_validator("peer_hosts")
-    @classmethod
-    def _peers_shape(cls, value: list[str]) -> list[str]:
-        return [_check_address(v) for v in value]
+    def _ipv4_listen(cls, value: ListenAddress) -> ListenAddress:
+        # The coordination endpoint binds IPv4 only (http.server's default family).
+        if ":" in value.host:
+            raise ValueError(f"{value}: the coordination endpoint listens on IPv4 only")
+        return value
 
     @model_validator(mode="after")
     def _peer_needs_coordinator(self) -> CoordinationConfig:
@@ -196,12 +261,7 @@ class CoordinationConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    listen: str = ":9560"
-
-    @field_validator("listen")
-    @classmethod
-    def _listen_shape(cls, value: str) -> str:
-        return _check_listen(value)
+    listen: ListenAddress = ListenAddress.parse(":9560")
 
 
 class HecateConfig(_Strict):
@@ -215,15 +275,22 @@ class HecateConfig(_Strict):
     ssh_port: int = Field(22, gt=0, lt=65536)
     ssh_config_file: Path | None = None
     ssh_identity_file: Path | None = None
-    ssh_jump_host: str | None = None
+    ssh_jump_host: HostPort | None = None
     ssh_jump_user: str | None = None
-    ssh_node_hosts: dict[str, str] = Field(default_factory=dict)
-    ssh_node_users: dict[str, str] = Field(default_factory=dict)
-    ssh_managed_nodes: list[str] | None = None
+    ssh_node_hosts: dict[Node, HostPort] = Field(default_factory=dict)
+    ssh_node_users: dict[Node, str] = Field(default_factory=dict)
+    ssh_managed_nodes: list[Node] | None = None
     ssh_connect_timeout_seconds: int = Field(10, gt=0, le=300)
     # sudo_command: the SSH user runs `sudo -n systemctl ...` with narrow sudoers rules;
     # become: Ansible become (full sudo, or root logins).
     node_privilege: Literal["sudo_command", "become"] = "sudo_command"
+
+    @field_validator("ssh_jump_user")
+    @classmethod
+    def _jump_user_needs_host(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("ssh_jump_host", "unset") is None:
+            raise ValueError("ssh_jump_user is set but ssh_jump_host is not")
+        return value
 
     ups: UpsConfig = Field(default_factory=UpsConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
@@ -242,6 +309,12 @@ class HecateConfig(_Strict):
             unknown = sorted(set(names) - known)
             if unknown:
                 raise ValueError(f"{key} names nodes not in nodes.servers/agents: {unknown}")
+        metrics, coordination = self.metrics.listen, self.coordination.listen
+        if self.coordination.role == "coordinator" and metrics.overlaps(coordination):
+            raise ValueError(
+                f"metrics.listen ({metrics}) and coordination.listen ({coordination}) "
+                "use the same port: give each its own"
+            )
         return self
 
     def secret_files(self) -> dict[str, Path]:
@@ -265,7 +338,7 @@ def format_validation_error(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
         path = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
+        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against configs/hecate.example.yaml)"
         lines.append(f"{path}: {message}")
@@ -285,10 +358,85 @@ def parse_config(data: object, source: str = "<config>") -> HecateConfig:
         raise ConfigError(f"{source}: {len(problems)} invalid field(s)", problems) from None
 
 
-def load_config(path: Path) -> HecateConfig:
-    """Read and validate a config file; raises ConfigError with every problem listed."""
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and nesting deeper than MAX_YAML_DEPTH."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[object] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:
+                    continue  # an unhashable key: the base class reports it
+                if duplicate:
+                    raise yaml.YAMLError(
+                        f"duplicate key {key!r} (line {key_node.start_mark.line + 1}); "
+                        "keep only one"
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _count_nodes(data: object, budget: int = MAX_YAML_NODES) -> None:
+    """Refuse data that expands (through aliases) to more than `budget` values."""
+    stack: list[object] = [data]
+    seen = 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > budget:
+            raise ConfigError(f"more than {budget} values once aliases are expanded (a YAML bomb?)")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse_yaml(text: str, source: str = "<config>") -> object:
+    """Strict YAML: duplicate keys, deep nesting and alias bombs are errors, never a crash."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        _count_nodes(data)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_one_line(str(exc))}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
+    return data
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text: a regular file, at most MAX_CONFIG_BYTES, UTF-8 without NUL bytes.
+
+    Opened without blocking, so a FIFO or a device never hangs the reader.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except ValueError:
+        raise ConfigError(f"{path!r}: the path contains a NUL byte") from None
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such config file (copy configs/hecate.example.yaml there, "
@@ -297,10 +445,79 @@ def load_config(path: Path) -> HecateConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path))
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path}: is a directory; pass the config file itself")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: not a regular file (a FIFO, socket or device?)")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a Hecate config")
+    raw = b"".join(chunks)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: contains a NUL byte at offset {text.index(chr(0))}")
+    return text.removeprefix("\ufeff")
+
+
+def file_problems(config: HecateConfig) -> list[str]:
+    """What a config file must have that a partial config (tests, drills) may leave out."""
+    if config.coordination.role == "coordinator" and not config.nodes.servers:
+        return ["nodes.servers: a coordinator needs at least one server node"]
+    return []
+
+
+def load_config(path: Path) -> HecateConfig:
+    """Read and validate a config file; raises ConfigError with every problem listed."""
+    source = str(path)
+    data = parse_yaml(read_config_text(path), source)
+    config = parse_config(data, source)
+    problems = file_problems(config)
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} invalid field(s)", problems)
+    return config
+
+
+Resolver = Callable[[str, int], None]
+
+
+def _bind_check(host: str, _port: int) -> None:
+    """Resolve `host` and bind it on a free port: raises OSError when it is not local."""
+    infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.bind((sockaddr[0], 0, *sockaddr[2:]))
+
+
+def resolve_problems(config: HecateConfig, check: Resolver = _bind_check) -> list[str]:
+    """`config check --resolve`: listen hosts must resolve to an address of this machine."""
+    problems = []
+    listens = [("metrics.listen", config.metrics.listen)]
+    if config.coordination.role == "coordinator":
+        listens.append(("coordination.listen", config.coordination.listen))
+    for key, listen in listens:
+        if not listen.host:
+            continue
+        try:
+            check(listen.host, listen.port)
+        except (OSError, UnicodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            problems.append(f"{key}: {listen.host!r} cannot be bound here ({reason})")
+    return problems
 
 
 def secret_file_warnings(config: HecateConfig) -> list[str]:

@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from hecate.addresses import Address, ListenAddress
 from hecate.errors import ConfigError, HecateError
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,11 @@ class CoordinatorHandlers:
 
 
 class CoordinatorServer:
-    def __init__(self, listen: str, token: bytes, handlers: CoordinatorHandlers) -> None:
-        host, _, port = listen.rpartition(":")
+    def __init__(
+        self, listen: ListenAddress | str, token: bytes, handlers: CoordinatorHandlers
+    ) -> None:
+        bound = ListenAddress.parse(listen)  # a no-op for the config's already parsed value
+        host, port = bound.host, bound.port
         self.token = token
         self.handlers = handlers
         outer = self
@@ -226,7 +230,7 @@ class _HttpStatusError(Exception):
 class CoordinatorClient:
     def __init__(
         self,
-        address: str,
+        address: Address | str,
         token: bytes,
         *,
         timeout_s: float = 3.0,
@@ -234,8 +238,8 @@ class CoordinatorClient:
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        host, _, port = address.rpartition(":")
-        self.host, self.port = host, int(port)
+        parsed = Address.parse(address)  # a no-op for the config's already parsed value
+        self.host, self.port = parsed.host, parsed.port
         self.base = f"http://{address}"
         self.token = token
         self.timeout_s = timeout_s

@@ -24,6 +24,15 @@ class StateError(HecateError):
 class StateCorruptError(StateError):
     """A state file exists but is not valid; it has been set aside for inspection."""
 
+    def __init__(self, message: str, kept: object = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.kept = kept  # the Path it was moved to, when it was
+        self.reason = reason or message
+
+
+class IntentCorruptError(StateCorruptError):
+    """The intent is unknown (its file was corrupt): startup stays refused until a reset."""
+
 
 class IntentLockedError(StateError):
     """Another Hecate process holds the intent lock."""

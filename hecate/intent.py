@@ -5,6 +5,7 @@ Pure: the allowed transitions are an explicit table and every function takes `no
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -58,9 +59,12 @@ class Intent:
         if not isinstance(data, dict):
             raise StateCorruptError(f"{source}: expected an object")
         try:
+            since = float(data["since"])
+            if not math.isfinite(since):
+                raise ValueError(f"since is {since}")
             return cls(
                 state=IntentState(data["state"]),
-                since=float(data["since"]),
+                since=since,
                 reason=str(data.get("reason", "")),
                 host=str(data.get("host", "")),
                 run_id=None if data.get("run_id") is None else str(data["run_id"]),

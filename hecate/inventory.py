@@ -31,7 +31,9 @@ from typing import Any
 
 import yaml
 
+from hecate.addresses import HostPort, NodeName
 from hecate.config import HecateConfig
+from hecate.errors import HecateError
 
 SERVER_GROUP = "server"
 AGENT_GROUP = "agent"
@@ -57,6 +59,8 @@ class InventoryPlan:
     data: dict[str, Any]
     via_jump: bool
     warnings: list[str] = field(default_factory=list)
+    # Nodes left out of the inventory, with why: the flows mark them failed, run partial.
+    problems: dict[str, str] = field(default_factory=dict)
 
     def render(self) -> str:
         return dump_inventory(self.data)
@@ -65,45 +69,44 @@ class InventoryPlan:
 def split_host_port(value: str) -> tuple[str, int | None]:
     """Split ``HOST``, ``HOST:PORT``, ``[V6]`` or ``[V6]:PORT``; a bare IPv6 address has no port.
 
-    Raises ValueError for an empty host or a port that is not 1..65535.
+    The grammar is :class:`hecate.addresses.HostPort`'s; raises ValueError (AddressError) for an
+    empty host, a host that is not a name or an IP address, or a port that is not 1..65535.
     """
-    text = value.strip()
-    host: str
-    port_text: str | None = None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"{value!r}: unbalanced '['")
-        host = text[1:end]
-        rest = text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"{value!r}: expected ':PORT' after ']'")
-            port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host = text  # a name, an IPv4 address, or a bare IPv6 address
-    if not host:
-        raise ValueError(f"{value!r}: empty host")
-    if port_text is None:
-        return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{value!r}: port must be 1..65535")
-    return host, int(port_text)
+    parsed = HostPort.parse(value)
+    return parsed.host, parsed.port
 
 
 def node_target(config: HecateConfig, node: str) -> SshTarget:
-    """The SSH host, port and user for one node."""
-    host, port = node, None
-    override = config.ssh_node_hosts.get(node)
-    if override:
-        try:
-            host, port = split_host_port(override)
-        except ValueError as exc:
-            raise ValueError(f"ssh_node_hosts.{node}: {exc}") from None
-    user = config.ssh_node_users.get(node) or config.ssh_user
+    """The SSH host, port and user for one node (the config already parsed its address)."""
+    override = config.ssh_node_hosts.get(NodeName.parse(node))
+    host, port = (override.host, override.port) if override else (node, None)
+    user = config.ssh_node_users.get(NodeName.parse(node)) or config.ssh_user
     return SshTarget(host=host, port=port or config.ssh_port, user=user)
+
+
+def node_problems(config: HecateConfig) -> dict[str, str]:
+    """Per-node problems as data (pure): a node listed here is left out of the inventory and
+    counted as failed, while every other node is still stopped and powered off.
+
+    - a node whose target cannot be built (the config's typed values make this a safety net);
+    - nodes that share one SSH host and port: acting on one would act on the other's machine,
+      so neither is touched (one of the two addresses is wrong).
+    """
+    problems: dict[str, str] = {}
+    seen: dict[tuple[str, int], list[str]] = {}
+    for node in config.nodes.all:
+        try:
+            target = node_target(config, node)
+        except (HecateError, ValueError, AttributeError, TypeError) as exc:
+            problems[node] = f"no usable SSH address: {exc}"
+            continue
+        seen.setdefault((target.host.lower(), target.port), []).append(node)
+    for (host, port), names in seen.items():
+        if len(names) > 1:
+            for name in names:
+                others = ", ".join(n for n in names if n != name)
+                problems[name] = f"same SSH address {host}:{port} as {others}; fix ssh_node_hosts"
+    return problems
 
 
 def known_hosts_path(config: HecateConfig) -> Path:
@@ -151,10 +154,13 @@ def build_inventory(
     (the fallback after a failed jump-host preflight).
     """
     managed = set(config.managed_nodes())
+    problems = node_problems(config)
 
     def hosts(names: list[str], role: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in names:
+            if name in problems:
+                continue  # reported as data by node_problems; never stops the others
             target = node_target(config, name)
             out[name] = {
                 "ansible_host": target.host,
@@ -186,7 +192,9 @@ def build_inventory(
                         AGENT_GROUP: {"hosts": hosts(config.nodes.agents, AGENT_GROUP)},
                     }
                 },
-                MANAGED_GROUP: {"hosts": {name: {} for name in config.managed_nodes()}},
+                MANAGED_GROUP: {
+                    "hosts": {name: {} for name in config.managed_nodes() if name not in problems}
+                },
             },
         }
     }
@@ -209,15 +217,21 @@ def plan_inventory(
     ``jump_reachable`` is None when no preflight ran (the jump host, if any, is used),
     False to fall back to direct SSH with a warning.
     """
+    problems = node_problems(config)
     if not config.ssh_jump_host:
-        return InventoryPlan(build_inventory(config, known_hosts=known_hosts), via_jump=False)
+        return InventoryPlan(
+            build_inventory(config, known_hosts=known_hosts), via_jump=False, problems=problems
+        )
     if jump_reachable is False:
         return InventoryPlan(
             build_inventory(config, via_jump=False, known_hosts=known_hosts),
             via_jump=False,
             warnings=[jump_fallback_warning(config, jump_detail)],
+            problems=problems,
         )
-    return InventoryPlan(build_inventory(config, known_hosts=known_hosts), via_jump=True)
+    return InventoryPlan(
+        build_inventory(config, known_hosts=known_hosts), via_jump=True, problems=problems
+    )
 
 
 def jump_preflight_argv(config: HecateConfig, timeout_s: int | None = None) -> list[str]:
@@ -233,7 +247,7 @@ def jump_preflight_argv(config: HecateConfig, timeout_s: int | None = None) -> l
     argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}"]
     if config.ssh_config_file is not None:
         argv += ["-F", str(config.ssh_config_file)]
-    host, port = split_host_port(config.ssh_jump_host)
+    host, port = config.ssh_jump_host.host, config.ssh_jump_host.port
     if config.ssh_jump_user:
         argv += ["-l", config.ssh_jump_user]
     if port is not None:

@@ -12,13 +12,29 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from hecate import __version__
+from hecate.addresses import ListenAddress
 from hecate.budget import Budget
 from hecate.drills.base import load_history
 from hecate.errors import StateError
 from hecate.intent import IntentState
 from hecate.readings import CommError, Poll
+from hecate.statefiles import corrupt_counts
 
 UPS_FLAGS = ("OL", "OB", "LB", "FSD", "CHRG", "DISCHRG", "BYPASS", "RB", "OVER", "TRIM", "BOOST")
+
+
+class CorruptStateCollector(Collector):
+    """State files this process found unreadable and set aside, by file name."""
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "hecate_state_corrupt_files",
+            "State files found unreadable and set aside as NAME.corrupt-TIMESTAMP",
+            labels=["file"],
+        )
+        for name, count in sorted(corrupt_counts().items()):
+            family.add_metric([name], count)
+        yield family
 
 
 class DrillHistoryCollector(Collector):
@@ -136,6 +152,7 @@ class Metrics:
         self.polls = Counter("hecate_ups_polls_total", "UPS polls", registry=r)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        r.register(CorruptStateCollector())
 
     def watch_drills(self, state_dir: Path) -> None:
         self.registry.register(DrillHistoryCollector(state_dir))
@@ -165,9 +182,10 @@ class Metrics:
         for each in IntentState:
             self.intent.labels(each.value).set(1 if each is state else 0)
 
-    def serve(self, listen: str) -> int:
+    def serve(self, listen: ListenAddress | str) -> int:
         """Serve /metrics on `[host]:port`; returns the bound port (0 picks a free one)."""
-        host, _, port = listen.rpartition(":")
+        parsed = ListenAddress.parse(listen)  # a no-op for the config's already parsed value
+        host, port = parsed.host, parsed.port
         # An empty host means every interface: metrics are scraped over the network by design;
         # metrics.listen narrows it (e.g. 127.0.0.1:9560). prometheus_client needs it spelled out.
         bind = host or "0.0.0.0"  # noqa: S104 - see above

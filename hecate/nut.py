@@ -26,7 +26,6 @@ The password never appears in a repr, a log line or an exception message.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import math
 import re
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from PyNUTClient.PyNUT import PyNUTClient, PyNUTError
 
+from hecate.addresses import NUT_DEFAULT_PORT, AddressError, UpsTarget, parse_host
 from hecate.errors import (
     ConfigError,
     HecateError,
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT: Final = 3493
+DEFAULT_PORT: Final = NUT_DEFAULT_PORT
 DEFAULT_TIMEOUT_S: Final = 5.0
 
 
@@ -81,7 +81,6 @@ _MAX_ANSWER_BYTES: Final = 1 << 20
 
 # NUT names go verbatim into protocol lines: keep them to characters that cannot break a line.
 _UPS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
-_HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?")
 _USER_NAME = re.compile(r"[!-~]+")  # printable ASCII, no space
 _PASSWORD_CHARS = re.compile(r"[ !#-\[\]-~]+")  # printable ASCII except '"' and '\'
 
@@ -135,19 +134,9 @@ class NutTarget:
 
 
 def _valid_host(host: str) -> bool:
-    if _HOST_NAME.fullmatch(host):
-        return True
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
+        parse_host(host)
+    except AddressError:
         return False
     return True
 
@@ -155,36 +144,13 @@ def _is_ipv6(host: str) -> bool:
 def parse_target(text: str) -> NutTarget:
     """Parse `ups@host[:port]` (IPv6 as `ups@[::1]:3493`); the port defaults to 3493.
 
-    Raises ConfigError naming what is wrong.
+    The grammar is :class:`hecate.addresses.UpsTarget`'s. Raises ConfigError naming what is wrong.
     """
-    spec = text.strip()
-    ups, sep, rest = spec.partition("@")
-    if not sep or not ups or not rest:
-        raise ConfigError(f"invalid UPS target {text!r}: expected UPS@HOST or UPS@HOST:PORT")
-    if "@" in rest:
-        raise ConfigError(f"invalid UPS target {text!r}: more than one '@'")
-    if rest.startswith("["):
-        host, bracket, tail = rest[1:].partition("]")
-        if not bracket or not host:
-            raise ConfigError(f"invalid UPS target {text!r}: unclosed '[' around the address")
-        if tail and not tail.startswith(":"):
-            raise ConfigError(f"invalid UPS target {text!r}: unexpected {tail!r} after ']'")
-        if not _is_ipv6(host):
-            raise ConfigError(f"invalid UPS target {text!r}: [{host}] is not an IPv6 address")
-        port_text = tail[1:] if tail else None
-    elif rest.count(":") > 1:  # a bare IPv6 address: no port possible without brackets
-        host, port_text = rest, None
-    else:
-        host, colon, port_text_raw = rest.partition(":")
-        port_text = port_text_raw if colon else None
-    port = DEFAULT_PORT
-    if port_text is not None:
-        if not port_text.isascii() or not port_text.isdigit():
-            raise ConfigError(f"invalid UPS target {text!r}: port {port_text!r} is not a number")
-        port = int(port_text)
-    if not host:
-        raise ConfigError(f"invalid UPS target {text!r}: empty host")
-    return NutTarget(ups=ups, host=host, port=port)
+    try:
+        target = UpsTarget.parse(text)
+    except AddressError as exc:
+        raise ConfigError(f"invalid UPS target {text!r}: {exc}") from None
+    return NutTarget(ups=target.ups, host=target.host, port=target.port)
 
 
 # --------------------------------------------------------------------------------------------
@@ -538,7 +504,7 @@ def read_password_file(path: str | PathLike[str]) -> str:
 def client_from_config(config: HecateConfig) -> NutClient:
     """The NutClient a config describes. Without `ups.password_file` the read is anonymous."""
     ups = config.ups
-    target = parse_target(ups.target)
+    target = NutTarget(ups=ups.target.ups, host=ups.target.host, port=ups.target.port)
     if ups.password_file is None:
         return NutClient(target, timeout_s=ups.timeout_seconds, auth_check="none")
     password = read_password_file(ups.password_file)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -58,21 +59,31 @@ class RunRecord:
         return cls(
             run_id=str(data["run_id"]),
             kind=kind,
-            started_at=float(data["started_at"]),
-            ended_at=float(data["ended_at"]),
+            started_at=_finite(data["started_at"]),
+            ended_at=_finite(data["ended_at"]),
             outcome=Outcome(data["outcome"]),
             reason=str(data.get("reason", "")),
             mode=str(data.get("mode", "")),
             stages=tuple(
                 StageRecord(
                     name=str(s["name"]),
-                    duration_s=float(s["duration_s"]),
+                    duration_s=_finite(s["duration_s"]),
                     outcome=str(s["outcome"]),
                     detail=str(s.get("detail", "")),
                 )
                 for s in data.get("stages", [])
             ),
         )
+
+
+def _finite(value: object) -> float:
+    """A finite number from a run record (a bool, a string or NaN is a corrupt record)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {number}")
+    return number
 
 
 def parse_runs(data: object, source: str = "runs.json") -> list[RunRecord]:

@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
-from hecate.config import DEFAULT_CONFIG_PATH, load_config, secret_file_warnings
+from hecate.config import DEFAULT_CONFIG_PATH, load_config, resolve_problems, secret_file_warnings
 from hecate.errors import ConfigError
 
 app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
 
 
 @app.command("check")
-def check(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
+def check(
+    config: ConfigOpt = DEFAULT_CONFIG_PATH,
+    as_json: JsonOpt = False,
+    resolve: Annotated[
+        bool,
+        typer.Option(
+            "--resolve",
+            help="Also resolve metrics.listen and coordination.listen and check that this "
+            "machine can bind them (run it on the machine that runs the daemon).",
+        ),
+    ] = False,
+) -> None:
     """Validate a config file; list every invalid field by its path (exit 2 when invalid).
 
-    Also warns when a secret file (ups.password_file, coordination.token_file) is missing or
+    Refuses what would fail later: addresses and ports outside the grammar, node names that are
+    not RFC 1123 host names, duplicate YAML keys, booleans given as numbers, .inf/.nan, empty
+    values, metrics and coordination on the same port, min_samples above history_window. Also
+    warns when a secret file (ups.password_file, coordination.token_file) is missing or
     readable by group or others.
     """
     try:
         loaded = load_config(config)
+        if resolve:
+            problems = resolve_problems(loaded)
+            if problems:
+                raise ConfigError(
+                    f"{config}: {len(problems)} listen address(es) unusable", problems
+                )
     except ConfigError as exc:
         if as_json:
             emit_json({"valid": False, "error": exc.message, "problems": exc.problems})

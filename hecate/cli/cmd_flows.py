@@ -21,10 +21,11 @@ from hecate.cli.common import (
 from hecate.cli.execute import execute_flow, exit_code_for_report
 from hecate.cli.peers import ask_coordinator_to_start, peer_refusals
 from hecate.config import DEFAULT_CONFIG_PATH
-from hecate.errors import StateError
+from hecate.errors import IntentCorruptError, StateError
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
-from hecate.guards import StartupOverrides, startup_refusals
+from hecate.guards import Refusal, StartupOverrides, startup_refusals
+from hecate.intent import initial_intent
 from hecate.plan import PlannedStage, shutdown_plan, startup_plan
 from hecate.state import StateStore
 
@@ -82,7 +83,13 @@ def startup_command(
     """
     cfg = load(config)
     stamp = now()
-    intent = StateStore(cfg.state_dir).read_intent(stamp)
+    store = StateStore(cfg.state_dir)
+    unknown: list[Refusal] = []
+    try:
+        intent = store.read_intent(stamp)
+    except IntentCorruptError as exc:  # fail closed: an unknown intent refuses the startup
+        intent = initial_intent(stamp, store.host)
+        unknown = [Refusal("intent", str(exc))]
     ups = read_ups_or_error(cfg)
     overrides = StartupOverrides(
         allow_peer_startup=allow_peer_startup or auto_peer_failover,
@@ -94,7 +101,7 @@ def startup_command(
             typer.echo(f"the coordinator handles the startup: {answer}")
             raise typer.Exit(EXIT_OK)
         typer.echo("coordinator unreachable: starting up from this peer", err=True)
-    refusals = startup_refusals(cfg, intent, ups, stamp, overrides)
+    refusals = unknown + startup_refusals(cfg, intent, ups, stamp, overrides)
     if execute:
         refusals += peer_refusals(cfg)
     stages = startup_plan(cfg, force_flux_branch=force_flux_branch)
@@ -149,8 +156,10 @@ def shutdown_command(
     """
     cfg = load(config)
     try:
-        runs = StateStore(cfg.state_dir).load_runs()
-    except StateError:
+        # a dry run moves nothing: a corrupt history is reported and left in place
+        runs = StateStore(cfg.state_dir).load_runs(move=execute)
+    except StateError as exc:
+        typer.echo(f"warning: {exc}; the budget uses its fallback", err=True)
         runs = []
     budget = budget_from_config(cfg, runs)
     stages = shutdown_plan(

@@ -29,6 +29,8 @@ def inventory_command(
     plan = prepare_inventory(cfg, preflight=preflight)
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    for node, problem in sorted(plan.problems.items()):
+        typer.echo(f"warning: node {node} left out of the inventory: {problem}", err=True)
     if as_json:
         emit_json(plan.data)
     else:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from hecate.budget import budget_from_config
-from hecate.cli.common import ConfigOpt, JsonOpt
+from hecate.cli.common import ConfigOpt, JsonOpt, strict_json
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config
 from hecate.errors import StateError
 from hecate.policy import params_from_config
@@ -55,15 +55,18 @@ def replay_command(
         if as_json:
             typer.echo(
                 json.dumps(
-                    {
-                        "t": ev.t,
-                        "event": ev.event,
-                        "reason": ev.reason,
-                        "threshold_s": ev.threshold_s,
-                        "runtime_s": ev.runtime_s,
-                        "charge_pct": ev.charge_pct,
-                        "count": ev.count,
-                    }
+                    strict_json(
+                        {
+                            "t": ev.t,
+                            "event": ev.event,
+                            "reason": ev.reason,
+                            "threshold_s": ev.threshold_s,
+                            "runtime_s": ev.runtime_s,
+                            "charge_pct": ev.charge_pct,
+                            "count": ev.count,
+                        }
+                    ),
+                    allow_nan=False,
                 )
             )
         else:

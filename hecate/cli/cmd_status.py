@@ -10,10 +10,27 @@ from hecate.budget import budget_from_config
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import StateError
-from hecate.intent import IntentState, is_stale
+from hecate.intent import Intent, IntentState, is_stale
 from hecate.policy import params_from_config, pending_startup_wait
 from hecate.readings import CommError
 from hecate.state import StateStore
+
+
+def _intent_json(
+    intent: Intent | None, stamp: float, max_age: float
+) -> tuple[dict[str, Any], bool]:
+    if intent is None:
+        return {"state": "unknown", "stale": False}, False
+    stale = is_stale(intent, stamp, max_age)
+    return {
+        "state": intent.state.value,
+        "since": intent.since,
+        "age_s": round(stamp - intent.since, 1),
+        "reason": intent.reason,
+        "host": intent.host,
+        "run_id": intent.run_id,
+        "stale": stale,
+    }, stale
 
 
 def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
@@ -27,7 +44,11 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     store = StateStore(cfg.state_dir)
     stamp = now()
     problems: list[str] = []
-    intent = store.read_intent(stamp)
+    try:
+        intent_state = store.read_intent(stamp)
+    except StateError as exc:  # an unknown intent is shown, never a crash
+        problems.append(str(exc))
+        intent_state = None
     try:
         runs = store.load_runs()
     except StateError as exc:
@@ -48,9 +69,10 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             "charge_pct": poll.charge_pct,
             "load_pct": poll.load_pct,
         }
-    stale = is_stale(intent, stamp, max_age)
+    intent_json, stale = _intent_json(intent_state, stamp, max_age)
     # The cluster is down (or a startup was cut short): the daemon's startup gate is pending.
-    pending = intent.state in (
+    # A corrupt intent is not "pending": startup stays refused until the operator resets it.
+    pending = intent_state is not None and intent_state.state in (
         IntentState.SHUTDOWN_COMPLETE,
         IntentState.SHUTTING_DOWN,
         IntentState.STARTUP_IN_PROGRESS,
@@ -59,15 +81,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         pending_startup_wait(poll, params_from_config(cfg, budget.threshold_s)) if pending else None
     )
     report = {
-        "intent": {
-            "state": intent.state.value,
-            "since": intent.since,
-            "age_s": round(stamp - intent.since, 1),
-            "reason": intent.reason,
-            "host": intent.host,
-            "run_id": intent.run_id,
-            "stale": stale,
-        },
+        "intent": intent_json,
         "budget": {
             "estimate_s": budget.estimate_s,
             "threshold_s": budget.threshold_s,
@@ -83,10 +97,16 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         emit_json(report)
         return
     stale_text = " (stale: no longer blocks startup)" if stale else ""
-    typer.echo(
-        f"intent:  {intent.state.value}{stale_text}, {intent.age_text(stamp)} on {intent.host}"
-    )
-    typer.echo(f"         reason: {intent.reason}")
+    if intent_state is None:
+        typer.echo(
+            "intent:  unknown (corrupt; startup refused until `hecate state reset --intent`)"
+        )
+    else:
+        typer.echo(
+            f"intent:  {intent_state.state.value}{stale_text}, {intent_state.age_text(stamp)} "
+            f"on {intent_state.host}"
+        )
+        typer.echo(f"         reason: {intent_state.reason}")
     typer.echo(
         f"budget:  {budget.estimate_s:.0f}s from {budget.source} ({budget.samples} sample(s)); "
         f"shutdown when runtime < {budget.threshold_s:.0f}s"

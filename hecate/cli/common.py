@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,8 +36,21 @@ def load(path: Path) -> HecateConfig:
     return load_config(path)
 
 
+def strict_json(data: Any) -> Any:
+    """`data` with every non-finite float (inf, nan) turned into null: strict JSON only."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: strict_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [strict_json(value) for value in data]
+    return data
+
+
 def emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    """Print strict JSON (RFC 8259: no Infinity, no NaN)."""
+    text = json.dumps(strict_json(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    typer.echo(text)
 
 
 def _read_ups_from_nut(config: HecateConfig) -> Poll:

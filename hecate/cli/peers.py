@@ -10,7 +10,7 @@ from hecate.coordination import CoordinatorClient, CoordinatorUnreachableError, 
 from hecate.errors import GuardRefusedError, HecateError
 from hecate.guards import Refusal
 
-BUSY_STATES = ("startup_in_progress", "shutting_down")
+BUSY_STATES = ("startup_in_progress", "shutting_down", "unknown")
 
 
 def _client(config: HecateConfig, address: str) -> CoordinatorClient:

@@ -135,7 +135,14 @@ class Daemon:
         return budget
 
     def _initial_state(self) -> PolicyState:
-        intent = self.store.read_intent(self.clock())
+        try:
+            intent = self.store.read_intent(self.clock())
+        except HecateError as exc:
+            # Never exit on a bad state file: keep protecting the cluster on the UPS. An
+            # unknown intent keeps a startup pending, and the startup guard refuses it until
+            # the operator runs `hecate state reset --intent`.
+            log.error("%s", exc)
+            return initial_state(startup_pending=True)
         self.metrics.observe_intent(intent.state)
         # A cluster Hecate shut down (or was shutting down) waits for the power-return gate.
         # So does a startup a restart cut short: the next run resumes it.
@@ -439,7 +446,10 @@ class Daemon:
         return "started" if started else "busy"
 
     def _intent_json(self) -> dict[str, Any]:
-        intent = self.store.read_intent(self.clock())
+        try:
+            intent = self.store.read_intent(self.clock())
+        except HecateError as exc:  # peers treat "unknown" as busy: no startup from them
+            return {"state": "unknown", "error": str(exc), "running": self._running}
         return {**intent.to_json(), "running": self._running}
 
     # --- stopping ---------------------------------------------------------------------------

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hecate.config import HecateConfig
-from hecate.errors import HecateError, StateError
+from hecate.errors import HecateError, StateCorruptError, StateError
 from hecate.flows.context import FlowContext, KubeApi
 from hecate.flows.report import FlowReport
 from hecate.readings import Poll
-from hecate.statefiles import atomic_write_json, read_json
+from hecate.statefiles import atomic_write_json, load_state, write_lock
 
 DRILLS_FILE = "drills.json"
 HISTORY_KEPT = 200
@@ -143,18 +143,26 @@ def run_drill(
     )
 
 
-def load_history(state_dir: Path) -> list[dict[str, Any]]:
-    data = read_json(state_dir / DRILLS_FILE)
-    if data is None:
-        return []
+def _decode_history(data: object) -> list[dict[str, Any]]:
     if not isinstance(data, dict) or not isinstance(data.get("drills"), list):
-        raise StateError(f"{state_dir / DRILLS_FILE} has an invalid shape")
+        raise StateCorruptError("expected an object with a 'drills' list")
     return [d for d in data["drills"] if isinstance(d, dict)]
 
 
+def load_history(state_dir: Path) -> list[dict[str, Any]]:
+    """The drill history; StateCorruptError (the file set aside) when it cannot be read."""
+    return load_state(state_dir / DRILLS_FILE, _decode_history) or []
+
+
 def record(state_dir: Path, report: DrillReport) -> None:
-    history = [*load_history(state_dir), report.to_json()][-HISTORY_KEPT:]
-    atomic_write_json(state_dir / DRILLS_FILE, {"version": 1, "drills": history})
+    """Append a drill report; a corrupt history is set aside and a new one started."""
+    with write_lock(state_dir):
+        try:
+            previous = load_history(state_dir)
+        except StateCorruptError:
+            previous = []
+        history = [*previous, report.to_json()][-HISTORY_KEPT:]
+        atomic_write_json(state_dir / DRILLS_FILE, {"version": 1, "drills": history})
 
 
 def wait_for(

@@ -13,8 +13,9 @@ from pathlib import Path
 import yaml
 
 from hecate.config import HecateConfig
-from hecate.errors import KubeError, StateError
+from hecate.errors import KubeError
 from hecate.flows.context import KubeApi
+from hecate.statefiles import atomic_write_text, corrupt, write_lock
 
 CACHE_DIR = "bootstrap-cache"
 
@@ -24,8 +25,26 @@ def cache_dir(config: HecateConfig) -> Path:
 
 
 def cached_or_configured(config: HecateConfig, path: Path) -> Path:
+    """The cached copy when it is readable YAML, else the configured file.
+
+    An unreadable cache file is set aside as NAME.corrupt-TIMESTAMP (and logged, counted).
+    """
     cached = cache_dir(config) / path.name
-    return cached if cached.exists() else path
+    if not cached.exists():
+        return path
+    try:
+        text = cached.read_text(encoding="utf-8")
+        documents = [d for d in yaml.safe_load_all(text) if d]
+        if not all(isinstance(d, dict) for d in documents):
+            raise ValueError("a document is not a mapping")
+    except (OSError, UnicodeError, ValueError, yaml.YAMLError) as exc:
+        corrupt(cached, _first_line(str(exc)))  # set aside, logged, counted
+        return path
+    return cached
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else "unreadable"
 
 
 def refresh_cache(kube: KubeApi, config: HecateConfig) -> list[str]:
@@ -47,12 +66,6 @@ def refresh_cache(kube: KubeApi, config: HecateConfig) -> list[str]:
         except KubeError as exc:
             problems.append(f"{path}: {exc}")
             continue
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / path.name
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        try:
-            tmp.write_text(yaml.safe_dump_all(live, sort_keys=False))
-            tmp.replace(target)
-        except OSError as exc:
-            raise StateError(f"cannot write {target}: {exc.strerror}") from None
+        with write_lock(config.state_dir):
+            atomic_write_text(directory / path.name, yaml.safe_dump_all(live, sort_keys=False))
     return problems

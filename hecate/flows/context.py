@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from hecate.ansible_port import Ansible, PlaybookRequest, PlaybookResult
 from hecate.config import HecateConfig
 from hecate.errors import HecateError
+from hecate.inventory import node_problems
 from hecate.kube import FluxKind, FluxObject, NodeInfo, PodRef, WorkloadInfo, WorkloadKind
 from hecate.readings import Poll
 from hecate.runs import StageRecord
@@ -164,7 +165,17 @@ def run_playbook(
 ) -> PlaybookResult:
     """Run one stage's playbook; `timeout_s` bounds the whole run (the role's own waits plus
     a margin for connecting)."""
-    request = PlaybookRequest(playbook, limit=nodes, extravars=extravars, timeout_s=timeout_s)
+    problems = node_problems(ctx.config)
+    broken = [n for n in nodes if n in problems]
+    usable = [n for n in nodes if n not in problems]
+    if not usable:
+        result = PlaybookResult(
+            playbook, "failed", 1, {}, 0.0, [], None, limit=(), detail="no usable node"
+        )
+        _mark_broken(stage, broken, problems)
+        stage.status = "failed"
+        return result
+    request = PlaybookRequest(playbook, limit=usable, extravars=extravars, timeout_s=timeout_s)
 
     def on_event(event: Any) -> None:
         if event.status in ("ok", "changed", "failed", "unreachable"):
@@ -173,8 +184,18 @@ def run_playbook(
     result = ctx.ansible.run(request, on_event=on_event, cancel=ctx.cancel)
     if result.canceled:
         raise FlowAbortedError(f"{playbook} was cancelled")
-    apply_playbook_result(stage, result, nodes)
+    apply_playbook_result(stage, result, usable)
+    _mark_broken(stage, broken, problems)
     return result
+
+
+def _mark_broken(stage: Stage, broken: list[str], problems: dict[str, str]) -> None:
+    """Nodes the inventory left out: failed, the stage partial; the others ran regardless."""
+    for node in broken:
+        stage.nodes[node] = "failed"
+        stage.note(f"{node}: {problems[node]}")
+    if broken and stage.status == "ok":
+        stage.status = "partial"
 
 
 def wait_until(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hecate.errors import StateCorruptError
-from hecate.statefiles import atomic_write_json, read_json, set_aside
+from hecate.statefiles import atomic_write_json, load_state, write_lock
 
 LEDGER_FILE = "ledger.json"
 
@@ -30,19 +30,16 @@ class Ledger:
             self.cordoned.append(node)
 
 
-def load_ledger(state_dir: Path) -> Ledger:
-    path = state_dir / LEDGER_FILE
-    data = read_json(path)
-    if data is None:
-        return Ledger()
+def _decode(data: object) -> Ledger:
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("suspended", []), list)
         or not isinstance(data.get("cordoned", []), list)
         or not all(_valid_key(k) for k in data.get("suspended", []))
+        or not all(isinstance(n, str) for n in data.get("cordoned", []))
+        or not isinstance(data.get("run_id"), str | None)
     ):
-        kept = set_aside(path)
-        raise StateCorruptError(f"{path} has an invalid shape; it was moved to {kept}")
+        raise StateCorruptError("expected {suspended: [Kind/ns/name], cordoned: [node]}")
     return Ledger(
         suspended=[str(k) for k in data.get("suspended", [])],
         cordoned=[str(n) for n in data.get("cordoned", [])],
@@ -50,11 +47,28 @@ def load_ledger(state_dir: Path) -> Ledger:
     )
 
 
+def load_ledger(state_dir: Path) -> Ledger:
+    """The ledger; StateCorruptError (the file set aside) when it cannot be read."""
+    return load_state(state_dir / LEDGER_FILE, _decode) or Ledger()
+
+
+def load_ledger_or_new(state_dir: Path) -> tuple[Ledger, str]:
+    """The ledger, or a new one when it was corrupt (set aside); plus the problem, if any.
+
+    A corrupt ledger never delays or skips a stage: the flow goes on with a new one.
+    """
+    try:
+        return load_ledger(state_dir), ""
+    except StateCorruptError as exc:
+        return Ledger(), str(exc)
+
+
 def save_ledger(state_dir: Path, ledger: Ledger) -> None:
-    atomic_write_json(
-        state_dir / LEDGER_FILE,
-        {"suspended": ledger.suspended, "cordoned": ledger.cordoned, "run_id": ledger.run_id},
-    )
+    with write_lock(state_dir):
+        atomic_write_json(
+            state_dir / LEDGER_FILE,
+            {"suspended": ledger.suspended, "cordoned": ledger.cordoned, "run_id": ledger.run_id},
+        )
 
 
 def _valid_key(key: object) -> bool:

@@ -21,7 +21,7 @@ from hecate.flows.context import (
     run_playbook,
     wait_until,
 )
-from hecate.flows.ledger import Ledger, load_ledger, save_ledger
+from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
 from hecate.flows.report import FlowReport, outcome_of, record_interrupted
 from hecate.intent import IntentState
 from hecate.kube import FluxKind, PodRef
@@ -43,9 +43,10 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
     config = ctx.config
     with exclusive_lock(config.state_dir, "shutdown"):
         started = ctx.clock()
-        previous = ctx.store.read_intent(started)
+        # An unknown (corrupt) intent never keeps a shutdown from running: it is always safe.
+        previous = ctx.store.intent_or_none(started)
         run_id = new_run_id("shutdown", started)
-        if previous.state is IntentState.SHUTTING_DOWN and previous.run_id:
+        if previous and previous.state is IntentState.SHUTTING_DOWN and previous.run_id:
             record_interrupted(ctx, previous.run_id, previous.since, "shutdown")
         ctx.store.set_intent(
             IntentState.SHUTTING_DOWN, reason=options.reason, run_id=run_id, now=started
@@ -97,7 +98,9 @@ def _stages(
     ctx: FlowContext, recorder: StageRecorder, options: ShutdownOptions, run_id: str
 ) -> None:
     config = ctx.config
-    ledger = load_ledger(config.state_dir)  # resume: keep what an interrupted run recorded
+    # resume: keep what an interrupted run recorded; a corrupt ledger (set aside, logged)
+    # is replaced by a new one and never delays or skips a stage
+    ledger, _ = load_ledger_or_new(config.state_dir)
     ledger.run_id = run_id
     try:
         api_up = ctx.kube.readyz()

@@ -9,7 +9,7 @@ from typing import cast
 import yaml
 
 from hecate.config import HecateConfig
-from hecate.errors import GuardRefusedError, HecateError, KubeError
+from hecate.errors import GuardRefusedError, HecateError, IntentCorruptError, KubeError
 from hecate.flows.bootstrap_cache import cached_or_configured
 from hecate.flows.context import (
     FlowAbortedError,
@@ -23,7 +23,7 @@ from hecate.flows.context import (
     run_playbook,
     wait_until,
 )
-from hecate.flows.ledger import Ledger, load_ledger, save_ledger, split_key
+from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.report import FlowReport, now_rfc3339, outcome_of, record_interrupted
 from hecate.guards import StartupOverrides, startup_refusals
 from hecate.intent import IntentState
@@ -42,7 +42,10 @@ class StartupOptions:
 def check_guards(ctx: FlowContext, options: StartupOptions) -> None:
     """Raise GuardRefusedError listing every refusal; the CLI maps it to exit 3."""
     now = ctx.clock()
-    intent = ctx.store.read_intent(now)
+    try:
+        intent = ctx.store.read_intent(now)
+    except IntentCorruptError as exc:
+        raise GuardRefusedError(f"intent: {exc}") from None
     ups = ctx.read_ups() if ctx.read_ups is not None else None
     refusals = startup_refusals(ctx.config, intent, ups, now, options.overrides)
     if refusals:
@@ -130,7 +133,7 @@ def _stages(ctx: FlowContext, recorder: StageRecorder, options: StartupOptions) 
             run_playbook(ctx, stage, "start_agents", agents, timeout_s=start_timeout, **start_vars)
         else:
             stage.status = "skipped"
-    ledger = load_ledger(config.state_dir)
+    ledger, _ = load_ledger_or_new(config.state_dir)  # corrupt: set aside, logged
     with recorder.stage("nodes_ready") as stage:
         _wait_nodes_ready(ctx, stage, ledger)
     if config.startup.foundation_workloads:

@@ -16,11 +16,11 @@ import yaml
 
 from hecate.ansible_port import JumpCheck, check_jump_host, prepare_inventory
 from hecate.config import HecateConfig, parse_config
+from hecate.errors import ConfigError
 from hecate.inventory import (
     build_inventory,
     inventory_hosts,
     jump_preflight_argv,
-    node_target,
     plan_inventory,
     render_inventory,
     split_host_port,
@@ -266,9 +266,10 @@ def test_split_host_port_rejects(value: str) -> None:
 
 
 def test_bad_node_host_names_the_key(tmp_path: Path) -> None:
-    config = make_config(tmp_path, ssh_node_hosts={"a1": "a1:99999"})
-    with pytest.raises(ValueError, match=r"ssh_node_hosts\.a1"):
-        node_target(config, "a1")
+    # Issue #12: a bad port is refused when the config is loaded, under its field path, and
+    # never reaches node_target (which then cannot fail).
+    with pytest.raises(ConfigError, match=r"ssh_node_hosts\.a1"):
+        make_config(tmp_path, ssh_node_hosts={"a1": "a1:99999"})
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,263 @@
+"""The one grammar of addresses and names in Hecate (pure: no I/O).
+
+Every config field that names a host, a port or a node is one of the typed values below, parsed
+once when the config is loaded. Adapters (inventory, NUT client, coordination, metrics) read the
+parsed parts (``.host``, ``.port``, ``.ups``) and never split a string again, so an address the
+config check let through cannot fail later.
+
+Grammar::
+
+    node name     RFC 1123 host name, lower case (a Kubernetes node name): titan-0, n1.lab
+    host          host name (RFC 1123, any case, `_` allowed) | IPv4 dotted quad | IPv6
+    host[:port]   HOST | HOST:PORT | [IPV6] | [IPV6]:PORT | IPV6 (bare, then without a port)
+    host:port     the same with the port required (PORT 1..65535)
+    ups@host      UPS@HOST[:PORT] (the port defaults to 3493), UPS = [A-Za-z0-9_][A-Za-z0-9_.+-]*
+    listen        [HOST]:PORT, PORT 0..65535 (0 picks a free port), an empty HOST = every interface
+
+A host name whose last label is all digits must be a valid IPv4 address (RFC 1123 2.1), so
+``999.1.1.1`` is refused instead of being looked up as a name.
+
+Each type is a ``str`` subclass holding the text as written (surrounding blanks removed), so it
+prints, compares and serialises as the operator wrote it. ``parse`` raises :class:`AddressError`
+(a ``ValueError``, which pydantic reports under the field's path).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, ClassVar, Final, Self
+
+import yaml
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+NUT_DEFAULT_PORT: Final = 3493
+MAX_HOST_NAME: Final = 253
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_NODE_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_NODE_NAME = re.compile(rf"{_NODE_LABEL}(?:\.{_NODE_LABEL})*")
+_UPS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_DIGITS = re.compile(r"[0-9]{1,5}")
+
+
+class AddressError(ValueError):
+    """A host, port, address or name that does not follow the grammar."""
+
+
+def parse_host(text: str) -> str:
+    """A host name, an IPv4 or an IPv6 address (no brackets); raises AddressError."""
+    if not text:
+        raise AddressError("empty host")
+    if ":" in text:
+        try:
+            ipaddress.IPv6Address(text)
+        except ValueError:
+            raise AddressError(f"{text!r} is not an IPv6 address") from None
+        return text
+    last = text.rstrip(".").rsplit(".", 1)[-1]
+    if last.isascii() and last.isdigit():
+        try:
+            ipaddress.IPv4Address(text)
+        except ValueError:
+            raise AddressError(f"{text!r} is not a valid IPv4 address") from None
+        return text
+    if len(text) > MAX_HOST_NAME or not text.isascii() or not _HOST_NAME.fullmatch(text):
+        raise AddressError(
+            f"{text!r} is not a host name (letters, digits, '-', '_' and dots; "
+            "no label starts or ends with '-')"
+        )
+    return text
+
+
+def parse_port(text: str, *, allow_zero: bool = False) -> int:
+    """A decimal port 1..65535 (0 too with allow_zero); raises AddressError."""
+    low = 0 if allow_zero else 1
+    if not _DIGITS.fullmatch(text) or not low <= int(text) <= 65535:
+        raise AddressError(f"port {text!r} must be a number {low}..65535")
+    return int(text)
+
+
+def split_host_port(text: str, *, allow_empty_host: bool = False) -> tuple[str, str | None]:
+    """``HOST``, ``HOST:PORT``, ``[V6]``, ``[V6]:PORT`` or a bare IPv6 -> (host, port text)."""
+    if text.startswith("["):
+        host, bracket, tail = text[1:].partition("]")
+        if not bracket:
+            raise AddressError(f"{text!r}: unclosed '[' around the address")
+        if not host:
+            raise AddressError(f"{text!r}: empty address between '[' and ']'")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise AddressError(f"{text!r}: [{host}] is not an IPv6 address") from None
+        if not tail:
+            return host, None
+        if not tail.startswith(":"):
+            raise AddressError(f"{text!r}: unexpected {tail!r} after ']'")
+        return host, tail[1:]
+    if text.count(":") > 1:
+        return text, None  # a bare IPv6 address cannot carry a port
+    host, colon, port = text.partition(":")
+    if not host and not allow_empty_host:
+        raise AddressError(f"{text!r}: empty host")
+    return host, (port if colon else None)
+
+
+def _clean(value: str) -> str:
+    text = value.strip()
+    if "\x00" in text:
+        raise AddressError("contains a NUL byte")
+    if not text:
+        raise AddressError("must not be empty")
+    return text
+
+
+class _Parsed(str):
+    """Base of the typed values: a str that was parsed by ``_parse`` on construction."""
+
+    __slots__ = ()
+    example: ClassVar[str] = ""
+
+    @classmethod
+    def _parse(cls, text: str) -> Self:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    @classmethod
+    def parse(cls, value: str) -> Self:
+        """Parse text into this type; raises AddressError naming what is wrong."""
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str):
+            raise AddressError(f"must be a string like {cls.example!r}")
+        return cls._parse(_clean(value))
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls.parse,
+            core_schema.str_schema(strict=True),
+            serialization=core_schema.to_string_ser_schema(),
+        )
+
+
+class NodeName(_Parsed):
+    """A node name: an RFC 1123 host name in lower case, as Kubernetes names nodes."""
+
+    __slots__ = ()
+    example = "titan-0"
+
+    @classmethod
+    def _parse(cls, text: str) -> Self:
+        if len(text) > MAX_HOST_NAME or not text.isascii() or not _NODE_NAME.fullmatch(text):
+            raise AddressError(
+                f"{text!r} is not a node name: use lower-case letters, digits, '-' and dots "
+                "(RFC 1123; no label starts or ends with '-')"
+            )
+        return cls(text)
+
+
+class HostPort(_Parsed):
+    """``HOST[:PORT]`` (``[IPV6]:PORT``); ``.port`` is None when not given."""
+
+    __slots__ = ("host", "port")
+    example = "10.0.0.1:22"
+    host: str
+    port: int | None
+
+    @classmethod
+    def _parse(cls, text: str) -> Self:
+        host, port = split_host_port(text)
+        made = cls(text)
+        made.host = parse_host(host)
+        made.port = None if port is None else parse_port(port)
+        return made
+
+
+class Address(_Parsed):
+    """``HOST:PORT`` (``[IPV6]:PORT``) with the port required."""
+
+    __slots__ = ("host", "port")
+    example = "10.0.0.5:9561"
+    host: str
+    port: int
+
+    @classmethod
+    def _parse(cls, text: str) -> Self:
+        host, port = split_host_port(text)
+        if port is None:
+            raise AddressError(f"{text!r}: expected HOST:PORT (IPv6 as [ADDR]:PORT)")
+        made = cls(text)
+        made.host = parse_host(host)
+        made.port = parse_port(port)
+        return made
+
+
+class UpsTarget(_Parsed):
+    """``UPS@HOST[:PORT]`` as upsc takes it; the port defaults to 3493."""
+
+    __slots__ = ("host", "port", "ups")
+    example = "pyrphoros@localhost"
+    ups: str
+    host: str
+    port: int
+
+    @classmethod
+    def _parse(cls, text: str) -> Self:
+        ups, sep, rest = text.partition("@")
+        if not sep or not ups or not rest:
+            raise AddressError(f"{text!r}: expected UPS@HOST or UPS@HOST:PORT")
+        if "@" in rest:
+            raise AddressError(f"{text!r}: more than one '@'")
+        if not _UPS_NAME.fullmatch(ups):
+            raise AddressError(
+                f"{text!r}: UPS name {ups!r} may use letters, digits and . _ + - only"
+            )
+        host, port = split_host_port(rest)
+        made = cls(text)
+        made.ups = ups
+        made.host = parse_host(host)
+        made.port = NUT_DEFAULT_PORT if port is None else parse_port(port)
+        return made
+
+
+class ListenAddress(_Parsed):
+    """``[HOST]:PORT`` to listen on; an empty host is every interface, port 0 a free one."""
+
+    __slots__ = ("host", "port")
+    example = "127.0.0.1:9560"
+    host: str
+    port: int
+
+    @classmethod
+    def _parse(cls, text: str) -> Self:
+        host, port = split_host_port(text, allow_empty_host=True)
+        if port is None:
+            raise AddressError(f"{text!r}: expected [HOST]:PORT, e.g. :9560 or 127.0.0.1:9560")
+        made = cls(text)
+        made.host = "" if not host else parse_host(host)
+        made.port = parse_port(port, allow_zero=True)
+        return made
+
+    @property
+    def bind_host(self) -> str:
+        """The host to bind: every IPv4 interface for an empty host."""
+        return self.host or "0.0.0.0"  # noqa: S104 - an empty host means every interface
+
+    def overlaps(self, other: ListenAddress) -> bool:
+        """Whether both would bind the same port on a shared interface (port 0 never clashes)."""
+        if self.port == 0 or self.port != other.port:
+            return False
+        wildcard = {"", "0.0.0.0", "::"}  # noqa: S104 - compared, not bound
+        return self.host in wildcard or other.host in wildcard or self.host == other.host
+
+
+def _represent(dumper: yaml.SafeDumper, value: _Parsed) -> yaml.Node:
+    return dumper.represent_str(str(value))
+
+
+# The typed values dump as the plain text they hold (inventories, config dumps).
+yaml.SafeDumper.add_multi_representer(_Parsed, _represent)
