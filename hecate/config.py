@@ -136,7 +136,7 @@ class CoordinationConfig(_Strict):
     role: Literal["coordinator", "peer"] = "coordinator"
     coordinator_address: str | None = Field(None, description="host:port of the coordinator")
     peer_hosts: list[str] = Field(default_factory=list)
-    listen: str = ":9561"
+    listen: str = "127.0.0.1:9561"  # peers reach it only on an address named on purpose
     peer_name: str | None = None
     token_file: Path | None = None
     fallback_local_shutdown: bool = False
@@ -166,7 +166,7 @@ class CoordinationConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    listen: str = ":9560"
+    listen: str = "127.0.0.1:9560"  # a remote scraper needs an address named on purpose
 
     @field_validator("listen")
     @classmethod

@@ -12,11 +12,14 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 from hecate.budget import Budget, budget_from_config
 from hecate.config import HecateConfig
 from hecate.coordination import (
+    MAX_BODY,
+    SEEN_FILE,
     CoordinatorClient,
     CoordinatorHandlers,
     CoordinatorServer,
@@ -41,6 +44,7 @@ from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.wiring import open_flow_context
+from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
 from hecate.intent import IntentState
 from hecate.metrics import Metrics
 from hecate.policy import (
@@ -149,7 +153,16 @@ class Daemon:
 
     def start_services(self) -> None:
         coordination = self.config.coordination
-        self.metrics_port = self.metrics.serve(self.config.metrics.listen)
+        # Descriptors first: the HTTP ports together stay well below the limit, so a flood of
+        # connections never reaches the NUT socket, the state files or Ansible.
+        fd_limit = reserve_file_descriptors()
+        limits = Limits(max_connections=connection_cap(fd_limit, Limits().max_connections))
+        log.info(
+            "file descriptors: %d; at most %d connections per port",
+            fd_limit,
+            limits.max_connections,
+        )
+        self.metrics_port = self.metrics.serve(self.config.metrics.listen, limits)
         log.info("metrics on %s (port %s)", self.config.metrics.listen, self.metrics_port)
         token = read_token(coordination.token_file) if coordination.token_file else None
         if token is not None:
@@ -161,7 +174,13 @@ class Daemon:
                 intent=self._intent_json,
                 on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
             )
-            self.server = CoordinatorServer(coordination.listen, token, handlers)
+            self.server = CoordinatorServer(
+                coordination.listen,
+                token,
+                handlers,
+                seen_file=self.config.state_dir / SEEN_FILE,
+                limits=replace(limits, max_body_bytes=MAX_BODY),
+            )
             self.server.start()
             log.info("coordination endpoint on port %s", self.server.port)
         if coordination.role == "peer":

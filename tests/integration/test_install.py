@@ -243,11 +243,10 @@ def installed(node: str) -> Installed:
         for path in ("/etc/hecate", "/opt/hecate", f"{SRC}/.venv", "/etc/nut", "/usr/bin/git")
     }
     # An operator's config, already there: the installer must keep it as it is. Metrics on
-    # 127.0.0.1 (the example's ":9560", every interface, is what a real host would use).
+    # 127.0.0.1 (the example's default).
     run(
         node,
-        f'install -d -m 750 /etc/hecate && sed \'s/^  listen: ":9560"$/  listen: '
-        f'"127.0.0.1:9560"/\' {SRC}/configs/hecate.example.yaml > {CONFIG} && '
+        f"install -d -m 750 /etc/hecate && cp {SRC}/configs/hecate.example.yaml {CONFIG} && "
         f"echo '# kept by the installer' >> {CONFIG} && grep -q 127.0.0.1:9560 {CONFIG}",
     )
     config = run(node, f"sha256sum {CONFIG}").stdout
