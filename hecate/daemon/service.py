@@ -36,6 +36,7 @@ from hecate.daemon.core import (
     RunStartup,
     actions_for,
 )
+from hecate.daemon.reload import restart_needed
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
 from hecate.flows.bootstrap_cache import refresh_cache
@@ -98,6 +99,9 @@ class Daemon:
         self.config = config
         self.reader = reader
         self.context_factory = context_factory or real_context_factory(config, reader)
+        self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
+        self._reload_from: Callable[[], HecateConfig] | None = None
+        self._reload_requested = threading.Event()
         self.metrics = metrics or Metrics()
         self.metrics.watch_drills(config.state_dir)
         self.notifier = notifier or SystemdNotifier()
@@ -208,6 +212,8 @@ class Daemon:
                 deadline = time.monotonic() + interval
                 while not self.stop_event.is_set():
                     self.notifier.watchdog()
+                    if self._reload_requested.is_set():
+                        self.reload()
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -455,6 +461,42 @@ class Daemon:
     def _intent_json(self) -> dict[str, Any]:
         intent = self.store.read_intent(self.clock())
         return {**intent.to_json(), "running": self._running}
+
+    # --- reloading (SIGHUP) -----------------------------------------------------------------
+
+    def request_reload(self, load: Callable[[], HecateConfig]) -> None:
+        """Safe from a signal handler: the poll loop reloads at its next wake-up."""
+        self._reload_from = load
+        self._reload_requested.set()
+
+    def reload(self) -> bool:
+        """Validate the new configuration, then take it; an invalid one (or one that only a
+        restart can apply) is refused with a log line and the running one kept."""
+        self._reload_requested.clear()
+        load = self._reload_from
+        if load is None:
+            return False
+        try:
+            new = load()
+        except HecateError as exc:
+            log.error("reload refused, the running configuration is kept: %s", exc)
+            return False
+        fixed = restart_needed(self.config, new)
+        if fixed:
+            log.error(
+                "reload refused, the running configuration is kept: %s change only with a "
+                "restart (systemctl restart hecate)",
+                ", ".join(fixed),
+            )
+            return False
+        with self._lock:
+            self.config = new
+            if self._own_factory:
+                self.context_factory = real_context_factory(new, self.reader)
+        self.budget = self._budget()
+        log.info("configuration reloaded")
+        self.notifier.status("watching the UPS (configuration reloaded)")
+        return True
 
     # --- stopping ---------------------------------------------------------------------------
 
