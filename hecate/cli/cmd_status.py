@@ -12,6 +12,7 @@ from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import StateError
 from hecate.intent import is_stale
 from hecate.readings import CommError
+from hecate.selfupdate import self_update
 from hecate.state import StateStore
 
 
@@ -47,6 +48,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             "load_pct": poll.load_pct,
         }
     stale = is_stale(intent, stamp, max_age)
+    update = self_update()
     report = {
         "intent": {
             "state": intent.state.value,
@@ -66,6 +68,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         "runs": [run.to_json() for run in runs[-5:]],
         "ups": ups,
         "problems": problems,
+        "self_update": update.to_json(),
     }
     if as_json:
         emit_json(report)
@@ -88,5 +91,6 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     typer.echo("runs:" if runs else "runs:    none recorded")
     for run in runs[-5:]:
         typer.echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")
+    typer.echo(f"update:  {update.text}")
     for problem in problems:
         typer.echo(f"problem: {problem}", err=True)
