@@ -238,7 +238,8 @@ class CoordinationConfig(_Strict):
     role: Literal["coordinator", "peer"] = "coordinator"
     coordinator_address: Address | None = Field(None, description="host:port of the coordinator")
     peer_hosts: list[Address] = Field(default_factory=list)
-    listen: ListenAddress = ListenAddress.parse(":9561")
+    # peers reach it only on an address named on purpose
+    listen: ListenAddress = ListenAddress.parse("127.0.0.1:9561")
     peer_name: str | None = None
     token_file: Path | None = None
     fallback_local_shutdown: bool = False
@@ -261,7 +262,8 @@ class CoordinationConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    listen: ListenAddress = ListenAddress.parse(":9560")
+    # a remote scraper needs an address named on purpose
+    listen: ListenAddress = ListenAddress.parse("127.0.0.1:9560")
 
 
 class HecateConfig(_Strict):

@@ -16,17 +16,20 @@ import hmac
 import http.client
 import json
 import logging
+import math
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from hecate.addresses import Address, ListenAddress
-from hecate.errors import ConfigError, HecateError
+from hecate.errors import ConfigError, HecateError, StateError
+from hecate.httpserve import BoundedServer, Limits
+from hecate.statefiles import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ MAX_BODY = 64 * 1024
 MAX_SEEN = 10_000  # signatures remembered for replay protection (a flood is refused, not stored)
 TS_HEADER = "X-Hecate-Timestamp"
 SIG_HEADER = "X-Hecate-Signature"
+TIMESTAMP_RE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+SEEN_FILE = "coordination-seen.json"
 
 
 class CoordinatorUnreachableError(HecateError):
@@ -69,10 +74,10 @@ def verify(
     signature = headers.get(SIG_HEADER.lower(), "")
     if not timestamp or not signature:
         return "unsigned"
-    try:
-        sent = float(timestamp)
-    except ValueError:
+    # Seconds since the epoch, plain digits: no nan, inf, exponent or sign (float() takes them).
+    if not TIMESTAMP_RE.fullmatch(timestamp):
         return "bad_timestamp"
+    sent = float(timestamp)
     if abs(now - sent) > MAX_SKEW_S:
         return "stale"
     expected = sign(token, timestamp, method, path, body)
@@ -111,110 +116,155 @@ class CoordinatorHandlers:
     on_rejected: Callable[[str], None]
 
 
-class CoordinatorServer:
-    def __init__(
-        self, listen: ListenAddress | str, token: bytes, handlers: CoordinatorHandlers
-    ) -> None:
-        bound = ListenAddress.parse(listen)  # a no-op for the config's already parsed value
-        host, port = bound.host, bound.port
-        self.token = token
-        self.handlers = handlers
-        outer = self
+class SeenSignatures:
+    """Signatures of accepted requests, kept for the freshness window and across restarts.
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "hecate"
-            timeout = 10  # a slow or silent client never holds a thread for long
+    Persisted (atomically) in the state dir, so a request captured before a restart is still
+    refused after it. When the file cannot be read, only requests signed after this start are
+    accepted: nothing captured earlier can be replayed.
+    """
 
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("coordination: " + format, *args)
-
-            def _reply(self, code: int, payload: dict[str, Any]) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _authentic_body(self) -> bytes | None:
-                try:
-                    length = int(self.headers.get("Content-Length", "0"))
-                except ValueError:
-                    length = -1
-                if not 0 <= length <= MAX_BODY:
-                    outer.handlers.on_rejected("malformed")
-                    self._reply(HTTPStatus.BAD_REQUEST, {"error": "bad length"})
-                    return None
-                body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                now = time.time()
-                problem = verify(outer.token, headers, self.command, self.path, body, now)
-                if problem is None and not outer.first_use(headers[SIG_HEADER.lower()], now):
-                    problem = "replayed"
-                if problem is not None:
-                    outer.handlers.on_rejected(problem)
-                    self._reply(HTTPStatus.UNAUTHORIZED, {"error": problem})
-                    return None
-                return body
-
-            def do_GET(self) -> None:
-                if self.path != "/v1/intent":
-                    self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
-                    return
-                if self._authentic_body() is None:
-                    return
-                self._reply(HTTPStatus.OK, outer.handlers.intent())
-
-            def do_POST(self) -> None:
-                if self.path not in ("/v1/trigger", "/v1/startup"):
-                    self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
-                    return
-                body = self._authentic_body()
-                if body is None:
-                    return
-                try:
-                    request = parse_trigger(body)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    outer.handlers.on_rejected("malformed")
-                    self._reply(HTTPStatus.BAD_REQUEST, {"error": f"malformed: {exc}"})
-                    return
-                if self.path == "/v1/trigger":
-                    started = outer.handlers.on_trigger(request)
-                    self._reply(HTTPStatus.ACCEPTED, {"accepted": True, "duplicate": not started})
-                else:
-                    status = outer.handlers.on_startup_request(request.peer)
-                    self._reply(HTTPStatus.ACCEPTED, {"accepted": True, "status": status})
-
-        # An empty host binds every interface (peers connect over the network);
-        # coordination.listen narrows it.
+    def __init__(self, path: Path | None, now: float) -> None:
+        self.path = path
         self._seen: dict[str, float] = {}
-        self._seen_lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, int(port)), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._lock = threading.Lock()
+        self.not_before = -math.inf
+        if path is None:
+            return
+        try:
+            data = read_json(path)
+        except StateError as exc:
+            log.error("seen signatures unreadable (%s); accepting only new requests", exc)
+            self.not_before = now
+            return
+        entries = data.get("signatures") if isinstance(data, dict) else None
+        if data is not None and not isinstance(entries, dict):
+            log.error("seen signatures in %s have no signatures map; accepting only new ones", path)
+            self.not_before = now
+            return
+        for signature, seen_at in (entries or {}).items():
+            fresh = isinstance(seen_at, int | float) and now - seen_at <= 2 * MAX_SKEW_S
+            if fresh and math.isfinite(seen_at):
+                self._seen[str(signature)] = float(seen_at)
 
-    def first_use(self, signature: str, now: float) -> bool:
-        """False for a signature seen before within the freshness window (a replayed request)."""
-        with self._seen_lock:
+    def first_use(self, signature: str, sent: float, now: float) -> bool:
+        """False for a signature seen before within the freshness window (a replayed request),
+        or signed before `not_before`; True records it."""
+        with self._lock:
+            if sent < self.not_before:
+                return False
             for old, seen_at in list(self._seen.items()):
                 if now - seen_at > 2 * MAX_SKEW_S:
                     del self._seen[old]
             if signature in self._seen or len(self._seen) >= MAX_SEEN:
                 return False
             self._seen[signature] = now
+            snapshot = dict(self._seen)
+            if self.path is not None:
+                try:
+                    atomic_write_json(self.path, {"signatures": snapshot})
+                except StateError as exc:
+                    # The request is authentic: it is served; only its replay after a restart
+                    # is no longer refused.
+                    log.error("cannot persist seen signatures: %s", exc)
             return True
+
+
+def _reply(
+    start_response: Callable[..., Any], code: HTTPStatus, payload: dict[str, Any]
+) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    start_response(
+        f"{code.value} {code.phrase}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+class CoordinatorServer:
+    """The signed endpoints (/v1/trigger, /v1/startup, /v1/intent) on a bounded server."""
+
+    def __init__(
+        self,
+        listen: ListenAddress | str,
+        token: bytes,
+        handlers: CoordinatorHandlers,
+        *,
+        seen_file: Path | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.token = token
+        self.handlers = handlers
+        self.seen = SeenSignatures(seen_file, time.time())
+        self._server = BoundedServer(
+            listen, self.app, name="coordination", limits=limits or Limits(max_body_bytes=MAX_BODY)
+        )
+
+    def first_use(self, signature: str, now: float, sent: float | None = None) -> bool:
+        return self.seen.first_use(signature, now if sent is None else sent, now)
+
+    def _authentic_body(self, environ: dict[str, Any], method: str, path: str) -> bytes | str:
+        """The body of an authentic, fresh, first-seen request, else the reason it is not."""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or "0")
+        except ValueError:
+            return "malformed"
+        if not 0 <= length <= MAX_BODY:
+            return "malformed"
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers = {
+            TS_HEADER.lower(): environ.get("HTTP_X_HECATE_TIMESTAMP", ""),
+            SIG_HEADER.lower(): environ.get("HTTP_X_HECATE_SIGNATURE", ""),
+        }
+        now = time.time()
+        problem = verify(self.token, headers, method, path, body, now)
+        if problem is not None:
+            return problem
+        if not self.seen.first_use(
+            headers[SIG_HEADER.lower()], float(headers[TS_HEADER.lower()]), now
+        ):
+            return "replayed"
+        return bytes(body)
+
+    def app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        path = str(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
+        routes = {("GET", "/v1/intent"), ("POST", "/v1/trigger"), ("POST", "/v1/startup")}
+        if (method, path) not in routes:
+            return _reply(start_response, HTTPStatus.NOT_FOUND, {"error": "not found"})
+        body = self._authentic_body(environ, method, path)
+        if isinstance(body, str):
+            self.handlers.on_rejected(body)
+            code = HTTPStatus.BAD_REQUEST if body == "malformed" else HTTPStatus.UNAUTHORIZED
+            return _reply(start_response, code, {"error": body})
+        if path == "/v1/intent":
+            return _reply(start_response, HTTPStatus.OK, self.handlers.intent())
+        try:
+            request = parse_trigger(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.handlers.on_rejected("malformed")
+            return _reply(start_response, HTTPStatus.BAD_REQUEST, {"error": f"malformed: {exc}"})
+        if path == "/v1/trigger":
+            started = self.handlers.on_trigger(request)
+            return _reply(
+                start_response, HTTPStatus.ACCEPTED, {"accepted": True, "duplicate": not started}
+            )
+        status = self.handlers.on_startup_request(request.peer)
+        return _reply(start_response, HTTPStatus.ACCEPTED, {"accepted": True, "status": status})
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.port
+
+    @property
+    def http(self) -> BoundedServer:
+        return self._server
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.close()
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from pathlib import Path
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -16,6 +14,7 @@ from hecate.addresses import ListenAddress
 from hecate.budget import Budget
 from hecate.drills.base import load_history
 from hecate.errors import StateError
+from hecate.httpserve import BoundedServer, Limits
 from hecate.intent import IntentState
 from hecate.readings import CommError, Poll
 from hecate.statefiles import corrupt_counts
@@ -150,8 +149,7 @@ class Metrics:
             registry=r,
         )
         self.polls = Counter("hecate_ups_polls_total", "UPS polls", registry=r)
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BoundedServer | None = None
         r.register(CorruptStateCollector())
 
     def watch_drills(self, state_dir: Path) -> None:
@@ -182,20 +180,18 @@ class Metrics:
         for each in IntentState:
             self.intent.labels(each.value).set(1 if each is state else 0)
 
-    def serve(self, listen: ListenAddress | str) -> int:
-        """Serve /metrics on `[host]:port`; returns the bound port (0 picks a free one)."""
-        parsed = ListenAddress.parse(listen)  # a no-op for the config's already parsed value
-        host, port = parsed.host, parsed.port
-        # An empty host means every interface: metrics are scraped over the network by design;
-        # metrics.listen narrows it (e.g. 127.0.0.1:9560). prometheus_client needs it spelled out.
-        bind = host or "0.0.0.0"  # noqa: S104 - see above
-        server, thread = start_http_server(int(port), addr=bind, registry=self.registry)
-        self._server, self._thread = server, thread
-        return int(server.server_port)
+    def serve(self, listen: ListenAddress | str, limits: Limits | None = None) -> int:
+        """Serve /metrics on `[host]:port` (bounded: see hecate.httpserve); the bound port (0
+        picks a free one). An empty host means every interface, named on purpose."""
+        app = make_wsgi_app(self.registry)
+        self._server = BoundedServer(listen, app, name="metrics", limits=limits or Limits())
+        self._server.start()
+        return self._server.port
+
+    @property
+    def http(self) -> BoundedServer | None:
+        return self._server
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+            self._server.close()

@@ -7,7 +7,10 @@
 #
 # Knobs (environment; every one is validated before anything changes):
 #   HECATE_ENABLE_BOOTSTRAP=auto|1|0  hecate-bootstrap.service (startup at boot); auto: enabled
-#   HECATE_ENABLE_UPDATE=1|0          hecate-update.timer (git pull --ff-only + re-run installer)
+#   HECATE_ENABLE_UPDATE=1|0          hecate-update.timer (signed fast-forward + re-run installer)
+#   HECATE_UPDATE_TRUSTED_KEYS=FILE   ssh allowed-signers file or GPG keyring: hecate-update installs
+#                                     only commits signed by these keys; without it (now or from an
+#                                     earlier run) the timer stays off
 #   HECATE_START_DAEMON=1|0           start hecate.service (it is enabled either way)
 #   HECATE_MANAGE_NUT=1|0             manage NUT (upsd, driver, monitor user) and the udev rule
 #   HECATE_INSTALL_PACKAGES=1|0       install missing system packages with apt
@@ -51,7 +54,7 @@ KNOWN_KNOBS=(
     HECATE_ENABLE_BOOTSTRAP HECATE_ENABLE_UPDATE HECATE_START_DAEMON HECATE_MANAGE_NUT
     HECATE_INSTALL_PACKAGES HECATE_NUT_UPS_NAME HECATE_NUT_DRIVER HECATE_NUT_VENDOR_ID
     HECATE_NUT_PRODUCT_ID HECATE_NUT_MONITOR_USER HECATE_NUT_MONITOR_PASSWORD
-    HECATE_NUT_MASK_UPSMON HECATE_VENV HECATE_WHEELHOUSE
+    HECATE_NUT_MASK_UPSMON HECATE_VENV HECATE_WHEELHOUSE HECATE_UPDATE_TRUSTED_KEYS
 )
 # HECATE_* variables that are not installer knobs (used by Hecate itself or its tests).
 OTHER_HECATE_VARS=(HECATE_ASSETS_DIR HECATE_IMAGE_LOG)
@@ -87,6 +90,10 @@ check_match HECATE_VENV '^/[^[:space:]"\\]*[^/]$' "an absolute path without spac
 check_match HECATE_WHEELHOUSE '^/[^[:space:]"\\]*$' "an absolute path without spaces or quotes"
 if [[ -n "${HECATE_WHEELHOUSE:-}" && ! -d "${HECATE_WHEELHOUSE}" ]]; then
     bad "HECATE_WHEELHOUSE ${HECATE_WHEELHOUSE} is not a directory"
+fi
+check_match HECATE_UPDATE_TRUSTED_KEYS '^/[^[:space:]"\\]*[^/]$' "an absolute path without spaces or quotes"
+if [[ -n "${HECATE_UPDATE_TRUSTED_KEYS:-}" && ! -s "${HECATE_UPDATE_TRUSTED_KEYS}" ]]; then
+    bad "HECATE_UPDATE_TRUSTED_KEYS ${HECATE_UPDATE_TRUSTED_KEYS} is not a non-empty file"
 fi
 if [[ "${HECATE_NUT_MONITOR_PASSWORD:-}" =~ [[:space:]\"\\] ]]; then
     bad "HECATE_NUT_MONITOR_PASSWORD must not contain whitespace, quotes or backslashes"
@@ -174,6 +181,7 @@ strings = {
     "HECATE_NUT_MONITOR_PASSWORD": "hecate_install_nut_monitor_password",
     "HECATE_VENV": "hecate_install_venv",
     "HECATE_WHEELHOUSE": "hecate_install_pip_wheelhouse",
+    "HECATE_UPDATE_TRUSTED_KEYS": "hecate_install_update_trusted_keys",
 }
 for name, var in booleans.items():
     if env.get(name):

@@ -38,7 +38,10 @@ def daemon_command(
 
     Polls ups.target every ups.poll_interval_seconds. A coordinator runs the shutdown itself; a
     peer forwards the trigger to the coordinator. Serves Prometheus metrics on metrics.listen.
-    SIGTERM or SIGINT stop it cleanly (a running shutdown is allowed to finish).
+    SIGTERM or SIGINT stop it cleanly (a running shutdown is allowed to finish). SIGHUP (systemctl
+    reload hecate) reads the config again: a valid one is taken, an invalid one (or one changing
+    what only a restart can: listen addresses, token, role, state dir, UPS connection) is refused
+    with a log line and the running one kept.
     """
     setup_logging(verbose)
     cfg = load(config)
@@ -51,6 +54,11 @@ def daemon_command(
         logging.getLogger("hecate.daemon").info("signal %s: stopping", signum)
         daemon.request_stop()
 
+    def reload(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("hecate.daemon").info("signal %s: reloading %s", signum, config)
+        daemon.request_reload(lambda: load(config))
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     daemon.run(max_polls=max_polls)

@@ -13,6 +13,7 @@ from hecate.errors import StateError
 from hecate.intent import Intent, IntentState, is_stale
 from hecate.policy import params_from_config, pending_startup_wait
 from hecate.readings import CommError
+from hecate.selfupdate import self_update
 from hecate.state import StateStore
 
 
@@ -80,6 +81,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     waits_for = (
         pending_startup_wait(poll, params_from_config(cfg, budget.threshold_s)) if pending else None
     )
+    update = self_update()
     report = {
         "intent": intent_json,
         "budget": {
@@ -92,6 +94,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         "ups": ups,
         "startup": {"pending": pending, "waits_for": waits_for},
         "problems": problems,
+        "self_update": update.to_json(),
     }
     if as_json:
         emit_json(report)
@@ -122,5 +125,6 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     typer.echo("runs:" if runs else "runs:    none recorded")
     for run in runs[-5:]:
         typer.echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")
+    typer.echo(f"update:  {update.text}")
     for problem in problems:
         typer.echo(f"problem: {problem}", err=True)

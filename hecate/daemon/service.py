@@ -12,11 +12,14 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 from hecate.budget import Budget, budget_from_config
 from hecate.config import HecateConfig
 from hecate.coordination import (
+    MAX_BODY,
+    SEEN_FILE,
     CoordinatorClient,
     CoordinatorHandlers,
     CoordinatorServer,
@@ -34,6 +37,7 @@ from hecate.daemon.core import (
     RunStartup,
     actions_for,
 )
+from hecate.daemon.reload import restart_needed
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
 from hecate.flows.bootstrap_cache import refresh_cache
@@ -42,6 +46,7 @@ from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.wiring import open_flow_context
+from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
 from hecate.intent import IntentState
 from hecate.metrics import Metrics
 from hecate.policy import (
@@ -95,6 +100,9 @@ class Daemon:
         self.config = config
         self.reader = reader
         self.context_factory = context_factory or real_context_factory(config, reader)
+        self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
+        self._reload_from: Callable[[], HecateConfig] | None = None
+        self._reload_requested = threading.Event()
         self.metrics = metrics or Metrics()
         self.metrics.watch_drills(config.state_dir)
         self.notifier = notifier or SystemdNotifier()
@@ -159,7 +167,16 @@ class Daemon:
 
     def start_services(self) -> None:
         coordination = self.config.coordination
-        self.metrics_port = self.metrics.serve(self.config.metrics.listen)
+        # Descriptors first: the HTTP ports together stay well below the limit, so a flood of
+        # connections never reaches the NUT socket, the state files or Ansible.
+        fd_limit = reserve_file_descriptors()
+        limits = Limits(max_connections=connection_cap(fd_limit, Limits().max_connections))
+        log.info(
+            "file descriptors: %d; at most %d connections per port",
+            fd_limit,
+            limits.max_connections,
+        )
+        self.metrics_port = self.metrics.serve(self.config.metrics.listen, limits)
         log.info("metrics on %s (port %s)", self.config.metrics.listen, self.metrics_port)
         token = read_token(coordination.token_file) if coordination.token_file else None
         if token is not None:
@@ -171,7 +188,13 @@ class Daemon:
                 intent=self._intent_json,
                 on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
             )
-            self.server = CoordinatorServer(coordination.listen, token, handlers)
+            self.server = CoordinatorServer(
+                coordination.listen,
+                token,
+                handlers,
+                seen_file=self.config.state_dir / SEEN_FILE,
+                limits=replace(limits, max_body_bytes=MAX_BODY),
+            )
             self.server.start()
             log.info("coordination endpoint on port %s", self.server.port)
         if coordination.role == "peer":
@@ -199,6 +222,8 @@ class Daemon:
                 deadline = time.monotonic() + interval
                 while not self.stop_event.is_set():
                     self.notifier.watchdog()
+                    if self._reload_requested.is_set():
+                        self.reload()
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -451,6 +476,42 @@ class Daemon:
         except HecateError as exc:  # peers treat "unknown" as busy: no startup from them
             return {"state": "unknown", "error": str(exc), "running": self._running}
         return {**intent.to_json(), "running": self._running}
+
+    # --- reloading (SIGHUP) -----------------------------------------------------------------
+
+    def request_reload(self, load: Callable[[], HecateConfig]) -> None:
+        """Safe from a signal handler: the poll loop reloads at its next wake-up."""
+        self._reload_from = load
+        self._reload_requested.set()
+
+    def reload(self) -> bool:
+        """Validate the new configuration, then take it; an invalid one (or one that only a
+        restart can apply) is refused with a log line and the running one kept."""
+        self._reload_requested.clear()
+        load = self._reload_from
+        if load is None:
+            return False
+        try:
+            new = load()
+        except HecateError as exc:
+            log.error("reload refused, the running configuration is kept: %s", exc)
+            return False
+        fixed = restart_needed(self.config, new)
+        if fixed:
+            log.error(
+                "reload refused, the running configuration is kept: %s change only with a "
+                "restart (systemctl restart hecate)",
+                ", ".join(fixed),
+            )
+            return False
+        with self._lock:
+            self.config = new
+            if self._own_factory:
+                self.context_factory = real_context_factory(new, self.reader)
+        self.budget = self._budget()
+        log.info("configuration reloaded")
+        self.notifier.status("watching the UPS (configuration reloaded)")
+        return True
 
     # --- stopping ---------------------------------------------------------------------------
 

@@ -6,9 +6,11 @@ The CLI, the daemon and the drills all run flows this way; tests build FlowConte
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from hecate.ansible_port import open_port
 from hecate.config import HecateConfig
@@ -22,8 +24,17 @@ from hecate.state import StateStore
 SYSTEMCTL = "/usr/bin/systemctl"
 
 
+# hecate.service runs unprivileged: it asks hecate-poweroff.path (a root unit that does nothing
+# else) by creating this file in its runtime directory.
+POWEROFF_REQUEST = Path("/run/hecate/poweroff")
+
+
 def poweroff_this_host() -> None:
-    """`systemctl poweroff` on the Hecate host (shutdown.poweroff_local_host)."""
+    """Power the Hecate host off (shutdown.poweroff_local_host): as root `systemctl poweroff`;
+    as the unprivileged daemon, a request to hecate-poweroff.path."""
+    if os.geteuid() != 0 and POWEROFF_REQUEST.parent.is_dir():
+        POWEROFF_REQUEST.write_text(f"requested by pid {os.getpid()}\n", encoding="utf-8")
+        return
     subprocess.run(  # noqa: S603 - a fixed argv, no input from outside
         [SYSTEMCTL, "poweroff"], check=False, timeout=60, stdin=subprocess.DEVNULL
     )

@@ -48,9 +48,12 @@ CHECKOUT = (
     "roles",
     "scripts",
 )
+RELEASE_KEY = "/root/release-key"  # signs the commits hecate-update may install
+TRUSTED = "/root/trusted-signers"
 INSTALL_ENV = {
     "HECATE_NUT_DRIVER": "dummy-ups",
     "HECATE_WHEELHOUSE": WHEELS,
+    "HECATE_UPDATE_TRUSTED_KEYS": TRUSTED,
 }
 INSTALL_TIMEOUT_S = 900.0
 RECAP = re.compile(
@@ -235,6 +238,11 @@ class Installed:
 @pytest.fixture(scope="module")
 def installed(node: str) -> Installed:
     """Bad knobs first (must change nothing), then the real install."""
+    run(
+        node,
+        f"ssh-keygen -q -t ed25519 -N '' -C release -f {RELEASE_KEY} && "
+        f'echo "release@hecate $(cat {RELEASE_KEY}.pub)" > {TRUSTED}',
+    )
     refused = install(
         node, env={"HECATE_ENABLE_BOOTSTRAP": "maybe", "HECATE_NUT_VENDOR_ID": "07G4"}, check=False
     )
@@ -243,11 +251,10 @@ def installed(node: str) -> Installed:
         for path in ("/etc/hecate", "/opt/hecate", f"{SRC}/.venv", "/etc/nut", "/usr/bin/git")
     }
     # An operator's config, already there: the installer must keep it as it is. Metrics on
-    # 127.0.0.1 (the example's ":9560", every interface, is what a real host would use).
+    # 127.0.0.1 (the example's default).
     run(
         node,
-        f'install -d -m 750 /etc/hecate && sed \'s/^  listen: ":9560"$/  listen: '
-        f'"127.0.0.1:9560"/\' {SRC}/configs/hecate.example.yaml > {CONFIG} && '
+        f"install -d -m 750 /etc/hecate && cp {SRC}/configs/hecate.example.yaml {CONFIG} && "
         f"echo '# kept by the installer' >> {CONFIG} && grep -q 127.0.0.1:9560 {CONFIG}",
     )
     config = run(node, f"sha256sum {CONFIG}").stdout
@@ -297,6 +304,7 @@ def test_install_starts_the_daemon_on_the_dummy_ups(installed: Installed) -> Non
     assert exists(node, f"{assets}/playbooks/stop_agents.yml")
     status = run(node, f"hecate status --config {CONFIG}").stdout
     assert re.search(r"^ups:\s+OL runtime=1800", status, re.M), status
+    assert "update:  on: installs only commits signed by a key in" in status, status
     assert run(node, f"sha256sum {CONFIG}").stdout == installed.config_sha
     assert (
         "hecate_nut_errors_total" not in served
@@ -306,8 +314,8 @@ def test_install_starts_the_daemon_on_the_dummy_ups(installed: Installed) -> Non
     assert unit_property(node, "hecate-bootstrap.service", "ActiveState") == "inactive"
     assert run(node, "systemctl is-enabled hecate-update.timer").stdout.strip() == "enabled"
     assert run(node, "systemctl is-enabled nut-monitor", check=False).stdout.strip() == "masked"
-    mode = run(node, "stat -c '%a %U' /etc/hecate/nut-password").stdout.split()
-    assert mode == ["600", "root"]
+    mode = run(node, "stat -c '%a %U %G' /etc/hecate/nut-password").stdout.split()
+    assert mode == ["640", "root", "hecate-daemon"]  # root and the daemon's group only
     # the generated password is nowhere else: not in the output, the journal or a temp file
     password = run(node, "head -n1 /etc/hecate/nut-password").stdout.strip()
     assert len(password) == 32
@@ -328,6 +336,13 @@ def test_daemon_runs_sandboxed_and_ssh_still_works(installed: Installed) -> None
     assert pid not in ("", "0")
     status = run(node, f"cat /proc/{pid}/status").stdout
     assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
+    # An unprivileged user with no capabilities at all (issue #13).
+    uid = run(node, "id -u hecate-daemon").stdout.strip()
+    assert re.search(rf"^Uid:\s+{uid}\s+{uid}\s+{uid}\s+{uid}$", status, re.M), status
+    assert re.search(r"^CapBnd:\s+0+$", status, re.M), status
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+    assert run(node, "stat -c %U /var/lib/hecate").stdout.strip() == "hecate-daemon"
+    assert unit_property(node, "hecate-poweroff.path", "ActiveState") == "active"
     mounts = {}
     for line in run(node, f"cat /proc/{pid}/mountinfo").stdout.splitlines():
         fields = line.split()
@@ -413,14 +428,28 @@ def test_update_fast_forwards_and_reinstalls(installed: Installed) -> None:
     )
     head = run(node, f"git -C {SRC} rev-parse HEAD").stdout.strip()
     clone = "/tmp/hecate-clone"  # in the node
+    # An unsigned commit is refused: nothing changes.
     run(
         node,
         f"set -e; git clone -q {REMOTE} {clone}; cd {clone}; "
+        "echo 'Unsigned.' >> README.md; "
+        f"{git} commit -q -am unsigned; git push -q origin main",
+    )
+    daemon_pid = unit_property(node, "hecate.service", "MainPID")
+    run(node, "systemctl start hecate-update.service", timeout=120, check=False)
+    assert run(node, f"git -C {SRC} rev-parse HEAD").stdout.strip() == head
+    assert unit_property(node, "hecate-update.service", "Result") == "exit-code"
+    log = run(node, "journalctl -u hecate-update.service --no-pager -o cat").stdout
+    assert "REFUSED: commit" in log and "not signed by a trusted ssh key" in log, log[-2000:]
+    # A signed one, in place of it, is installed.
+    signed = f"{git} -c gpg.format=ssh -c user.signingkey={RELEASE_KEY} -c commit.gpgsign=true"
+    run(
+        node,
+        f"set -e; cd {clone}; git reset -q --hard HEAD~1; "
         "echo 'Updated by the test.' >> README.md; "
-        f"{git} commit -q -am update; git push -q origin main",
+        f"{signed} commit -q -am update; git push -q -f origin main",
     )
     new = run(node, f"git -C {clone} rev-parse HEAD").stdout.strip()
-    daemon_pid = unit_property(node, "hecate.service", "MainPID")
 
     # Never during a shutdown: the intent says so, the checkout stays where it is.
     run(node, 'echo \'{"state": "shutting_down"}\' > /var/lib/hecate/intent.json')
@@ -436,6 +465,7 @@ def test_update_fast_forwards_and_reinstalls(installed: Installed) -> None:
     log = run(node, "journalctl -u hecate-update.service --no-pager -o cat").stdout
     assert run(node, f"git -C {SRC} rev-parse HEAD").stdout.strip() == new, log[-3000:]
     assert "re-running the installer" in log
+    assert "signed by a trusted ssh key" in log
     assert unit_property(node, "hecate-update.service", "Result") == "success"
     # README.md is part of the package: the fingerprint changed, Hecate was reinstalled and
     # the daemon restarted onto it.

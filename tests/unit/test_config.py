@@ -19,7 +19,7 @@ def test_example_config_is_valid_and_sets_documented_defaults() -> None:
     assert config.runtime_safety_factor == pytest.approx(1.10)
     assert config.default_budget_seconds == 300
     assert config.ups.debounce_polls == 3
-    assert config.metrics.listen == ":9560"
+    assert config.metrics.listen == "127.0.0.1:9560"  # this host only unless named
     assert config.nodes.servers == ["titan-0"]
 
 

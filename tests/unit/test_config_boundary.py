@@ -191,7 +191,9 @@ def test_resolve_checks_listen_addresses() -> None:
     assert [p.split(":")[0] for p in resolve_problems(remote)] == ["metrics.listen"]
 
     def unresolvable(host: str, port: int) -> None:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        # only the named host fails: metrics.listen's default (127.0.0.1) still resolves
+        if host == "no-such-host.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     named = parse_config(with_value("coordination.listen", "no-such-host.invalid:9561"))
     problems = resolve_problems(named, unresolvable)

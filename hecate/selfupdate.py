@@ -1,0 +1,44 @@
+"""What `hecate status` says about the self-update (hecate-update.timer, roles/hecate_install).
+
+The update installs only commits signed by a key the operator listed at install time
+(HECATE_UPDATE_TRUSTED_KEYS, copied to TRUSTED_KEYS); without keys the installer leaves the
+timer off. Read from the files the installer writes: no systemd call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+TRUSTED_KEYS = Path("/etc/hecate/update-trusted-keys")
+TIMER_LINK = Path("/etc/systemd/system/timers.target.wants/hecate-update.timer")
+
+
+@dataclass(frozen=True)
+class SelfUpdate:
+    enabled: bool
+    trusted_keys: str | None
+
+    @property
+    def text(self) -> str:
+        if self.trusted_keys is None:
+            return (
+                "off: no trusted keys (install with HECATE_UPDATE_TRUSTED_KEYS=FILE, an ssh "
+                "allowed-signers file or a GPG keyring, to switch it on)"
+            )
+        if not self.enabled:
+            return f"off (HECATE_ENABLE_UPDATE=0); trusted keys in {self.trusted_keys}"
+        return f"on: installs only commits signed by a key in {self.trusted_keys}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"enabled": self.enabled, "trusted_keys": self.trusted_keys, "text": self.text}
+
+
+def self_update(keys: Path = TRUSTED_KEYS, timer_link: Path = TIMER_LINK) -> SelfUpdate:
+    try:
+        has_keys = keys.is_file() and keys.stat().st_size > 0
+    except OSError:
+        has_keys = False
+    return SelfUpdate(
+        enabled=has_keys and timer_link.exists(), trusted_keys=str(keys) if has_keys else None
+    )
