@@ -42,7 +42,7 @@ from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.wiring import open_flow_context
 from hecate.intent import IntentState
-from hecate.metrics import Metrics
+from hecate.metrics import Metrics, ups_name
 from hecate.policy import (
     PolicyParams,
     PolicyState,
@@ -62,6 +62,7 @@ ContextFactory = Callable[[threading.Event], AbstractContextManager[FlowContext]
 STARTUP_RETRY_S = 60.0
 SHUTDOWN_RETRY_S = 10.0
 MAX_SHUTDOWN_ATTEMPTS = 5
+COORDINATOR_PROBE_S = 30.0  # how often a peer checks that its coordinator answers (metric)
 
 
 def real_context_factory(config: HecateConfig, reader: Callable[[], Poll]) -> ContextFactory:
@@ -94,7 +95,9 @@ class Daemon:
         self.config = config
         self.reader = reader
         self.context_factory = context_factory or real_context_factory(config, reader)
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(
+            ups=ups_name(config.ups.target), role=config.coordination.role
+        )
         self.metrics.watch_drills(config.state_dir)
         self.notifier = notifier or SystemdNotifier()
         self.clock = clock
@@ -118,6 +121,8 @@ class Daemon:
         self.server: CoordinatorServer | None = None
         self.client: CoordinatorClient | None = None
         self.metrics_port: int | None = None
+        self._next_probe = 0.0
+        self._probe_thread: threading.Thread | None = None
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -227,6 +232,7 @@ class Daemon:
             with self._lock:
                 self.state = keep_startup_pending(self.state)
         self._start_owed()
+        self._maybe_probe_coordinator(t)
         if not actions and running is None:
             self._maybe_refresh_cache(t)
         return actions
@@ -259,6 +265,28 @@ class Daemon:
 
         self._cache_thread = threading.Thread(target=refresh, name="hecate-cache", daemon=True)
         self._cache_thread.start()
+
+    def _maybe_probe_coordinator(self, now: float) -> None:
+        """A peer asks its coordinator for its intent now and then, in the background, so that
+        `hecate_coordinator_reachable` says whether a trigger could be forwarded right now."""
+        client = self.client
+        if client is None or now < self._next_probe:
+            return
+        if self._probe_thread is not None and self._probe_thread.is_alive():
+            return
+        self._next_probe = now + COORDINATOR_PROBE_S
+
+        def probe() -> None:
+            try:
+                client.intent()
+                self.metrics.observe_coordinator(True)
+            except CoordinatorUnreachableError:
+                self.metrics.observe_coordinator(False)
+            except HecateError:
+                self.metrics.observe_coordinator(True)  # it answered, with a refusal
+
+        self._probe_thread = threading.Thread(target=probe, name="hecate-probe", daemon=True)
+        self._probe_thread.start()
 
     def _trace_active(self) -> bool:
         s = self.state
@@ -393,17 +421,17 @@ class Daemon:
         def send() -> None:
             try:
                 answer = client.send_trigger(self.peer_name, action.reason)
-                self.metrics.coordinator_reachable.set(1)
+                self.metrics.observe_coordinator(True)
                 log.info("coordinator accepted the trigger: %s", answer)
             except CoordinatorUnreachableError as exc:
-                self.metrics.coordinator_reachable.set(0)
+                self.metrics.observe_coordinator(False)
                 if self.config.coordination.fallback_local_shutdown:
                     log.error("%s; running the shutdown locally", exc)
                     self._request_flow("shutdown", f"{action.reason} (coordinator unreachable)")
                 else:
                     log.error("%s; fallback_local_shutdown is off, nothing more to do", exc)
             except HecateError as exc:
-                self.metrics.coordinator_reachable.set(1)
+                self.metrics.observe_coordinator(True)
                 log.error("coordinator refused the trigger: %s", exc)
 
         threading.Thread(target=send, name="hecate-forward", daemon=True).start()

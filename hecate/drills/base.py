@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hecate.config import HecateConfig
+from hecate.drill_history import DRILLS_FILE, load_history
 from hecate.errors import HecateError, StateError
 from hecate.flows.context import FlowContext, KubeApi
 from hecate.flows.report import FlowReport
 from hecate.readings import Poll
-from hecate.statefiles import atomic_write_json, read_json
+from hecate.statefiles import atomic_write_json
 
-DRILLS_FILE = "drills.json"
 HISTORY_KEPT = 200
 
 
@@ -141,15 +141,6 @@ def run_drill(
             for r in reports
         ],
     )
-
-
-def load_history(state_dir: Path) -> list[dict[str, Any]]:
-    data = read_json(state_dir / DRILLS_FILE)
-    if data is None:
-        return []
-    if not isinstance(data, dict) or not isinstance(data.get("drills"), list):
-        raise StateError(f"{state_dir / DRILLS_FILE} has an invalid shape")
-    return [d for d in data["drills"] if isinstance(d, dict)]
 
 
 def record(state_dir: Path, report: DrillReport) -> None:

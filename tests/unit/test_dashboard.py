@@ -10,12 +10,15 @@ from prometheus_client import generate_latest
 
 from hecate.intent import IntentState
 from hecate.metrics import Metrics
+from hecate.readings import UpsReading
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "configs" / "grafana" / "hecate-dashboard.json"
 
 
 def test_every_dashboard_metric_is_exported(tmp_path: Path) -> None:
-    metrics = Metrics()
+    metrics = Metrics(role="peer")
+    metrics.observe_poll(UpsReading(frozenset({"OB"}), 600.0, 70.0, 30.0))
+    metrics.observe_coordinator(True)
     metrics.watch_drills(tmp_path)
     (tmp_path / "drills.json").write_text(
         json.dumps(
@@ -33,7 +36,7 @@ def test_every_dashboard_metric_is_exported(tmp_path: Path) -> None:
     )
     metrics.runs.labels("shutdown", "success").inc()
     metrics.triggers.labels("ups").inc()
-    metrics.nut_errors.labels("timeout").inc()
+    metrics.nut_errors.labels("ups", "timeout").inc()
     metrics.rejected.labels("bad_signature").inc()
     metrics.last_run.labels("shutdown", "total").set(1)
     metrics.budget.labels("fallback").set(300)
