@@ -109,7 +109,7 @@ def test_runtime_above_threshold_and_blips_do_nothing_then_low_runtime_shuts_dow
         assert "hecate_shutdown_threshold_seconds 330.0" in metrics
         assert 'hecate_shutdown_budget_seconds{source="fallback"} 300.0' in metrics
         assert 'hecate_ups_status{flag="OL",ups="pyrphoros"} 1.0' in metrics
-        assert 'hecate_build_info{version="' in metrics
+        assert 'hecate_build_info{role="coordinator",ups="pyrphoros",version="' in metrics
 
         started = time.monotonic()
         nut_server.set_reading(status="OB DISCHRG", runtime=250, charge=60)
