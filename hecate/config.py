@@ -50,6 +50,9 @@ class UpsConfig(_Strict):
     # How credentials are checked on each read: primary (PRIMARY, needs `upsmon primary`; no log
     # noise), login (LOGIN, any upsmon user; upsd logs every poll), none (anonymous reads).
     auth_check: Literal["primary", "login", "none"] = "primary"
+    # off: battery truth (claimed vs delivered runtime, `hecate ups report`) is advisory only;
+    # learned: the shutdown threshold is raised by the learned correction (never lowered).
+    runtime_correction: Literal["off", "learned"] = "off"
 
     @field_validator("target")
     @classmethod

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from hecate import __version__
+from hecate.battery import BatteryTruth
 from hecate.budget import Budget
 from hecate.drill_history import KNOWN_DRILLS, load_history
 from hecate.errors import StateError
@@ -80,8 +81,9 @@ def reading_values(reading: UpsReading) -> dict[str, float | None]:
     }
 
 
-def ups_families(ups: str, poll: Poll | None) -> list[Metric]:
-    """The UPS gauges for the last poll (None: not polled yet). Pure: the collector's core."""
+def ups_families(ups: str, poll: Poll | None, truth: BatteryTruth | None = None) -> list[Metric]:
+    """The UPS gauges for the last poll (None: not polled yet) and the battery truth learned
+    from recorded outages. Pure: the collector's core."""
     readable = GaugeMetricFamily(
         "hecate_ups_readable", "1 when the last UPS poll succeeded", labels=["ups"]
     )
@@ -110,6 +112,26 @@ def ups_families(ups: str, poll: Poll | None) -> list[Metric]:
     load = GaugeMetricFamily(
         "hecate_ups_load_percent", "UPS load; absent when unknown", labels=["ups"]
     )
+    ratio = GaugeMetricFamily(
+        "hecate_ups_runtime_correction_ratio",
+        "Runtime delivered / runtime claimed in the last recorded outages (1 = honest UPS); "
+        "absent before the first usable outage",
+        labels=["ups"],
+    )
+    analysed = GaugeMetricFamily(
+        "hecate_ups_outages_analysed",
+        "Recorded outages behind hecate_ups_runtime_correction_ratio",
+        labels=["ups"],
+    )
+    covered = GaugeMetricFamily(
+        "hecate_ups_covered_runtime_seconds",
+        "The UPS's runtime claim times the learned correction: what the battery covers now",
+        labels=["ups"],
+    )
+    if truth is not None:
+        analysed.add_metric([ups], float(len(truth.outages)))
+        if truth.correction is not None:
+            ratio.add_metric([ups], truth.correction)
     reading = poll if isinstance(poll, UpsReading) else None
     readable.add_metric([ups], 1.0 if reading is not None else 0.0)
     values = reading_values(reading) if reading is not None else dict.fromkeys(QUANTITIES)
@@ -123,7 +145,10 @@ def ups_families(ups: str, poll: Poll | None) -> list[Metric]:
             value = values[quantity]
             if value is not None:
                 family.add_metric([ups], value)
-    return [readable, known, status, on_battery, runtime, charge, load]
+        claim = values["runtime"]
+        if claim is not None and truth is not None and truth.correction is not None:
+            covered.add_metric([ups], claim * truth.correction)
+    return [readable, known, status, on_battery, runtime, charge, load, ratio, analysed, covered]
 
 
 class UpsCollector(Collector):
@@ -132,9 +157,10 @@ class UpsCollector(Collector):
     def __init__(self, ups: str) -> None:
         self.ups = ups
         self.last: Poll | None = None
+        self.truth: BatteryTruth | None = None
 
     def collect(self) -> Iterable[Metric]:
-        return ups_families(self.ups, self.last)
+        return ups_families(self.ups, self.last, self.truth)
 
 
 def drill_families(history: list[dict[str, Any]], known: Iterable[str]) -> list[Metric]:
@@ -302,6 +328,9 @@ class Metrics:
         self._ups.last = poll
         if isinstance(poll, CommError):
             self.nut_errors.labels(self.ups, poll.kind).inc()
+
+    def observe_battery(self, truth: BatteryTruth) -> None:
+        self._ups.truth = truth
 
     def observe_budget(self, budget: Budget) -> None:
         self.threshold.set(budget.threshold_s)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from hecate.battery import BatteryTruth, corrected_threshold
 from hecate.budget import Budget, budget_from_config
 from hecate.config import HecateConfig
 from hecate.coordination import (
@@ -43,6 +44,7 @@ from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.wiring import open_flow_context
 from hecate.intent import IntentState
 from hecate.metrics import Metrics, ups_name
+from hecate.outages import load_battery_truth
 from hecate.policy import (
     PolicyParams,
     PolicyState,
@@ -116,6 +118,7 @@ class Daemon:
         self._shutdown_attempts = 0
         self._cache_thread: threading.Thread | None = None
         self.budget = self._budget()
+        self.battery = self._battery_truth()
         self.state = self._initial_state()
         self.recorder = TraceRecorder(config.state_dir / "traces")
         self.server: CoordinatorServer | None = None
@@ -148,9 +151,20 @@ class Daemon:
         )
         return initial_state(startup_pending=down)
 
+    def _battery_truth(self) -> BatteryTruth:
+        """Claimed vs delivered runtime from the recorded outages (advisory unless learned)."""
+        truth = load_battery_truth(self.config.state_dir)
+        self.metrics.observe_battery(truth)
+        if self.config.ups.runtime_correction == "learned":
+            self.metrics.threshold.set(corrected_threshold(self.budget.threshold_s, truth))
+        return truth
+
     @property
     def params(self) -> PolicyParams:
-        return params_from_config(self.config, self.budget.threshold_s)
+        threshold = self.budget.threshold_s
+        if self.config.ups.runtime_correction == "learned":
+            threshold = corrected_threshold(threshold, self.battery)  # only ever earlier
+        return params_from_config(self.config, threshold)
 
     def start_services(self) -> None:
         coordination = self.config.coordination
@@ -213,10 +227,13 @@ class Daemon:
             running = self._running
             active = self._trace_active()
             critical = self.state.critical_count
+        recording = self.recorder.current
         try:
             self.recorder.observe(t, poll, active=active)
         except OSError as exc:
             log.error("cannot record the outage trace: %s", exc)
+        if recording is not None and self.recorder.current is None:
+            self.battery = self._battery_truth()  # an outage ended: learn from it
         self.metrics.debounce.set(critical)
         for event in events:
             log.info("event=%s t=%.1f reason=%s", event.event, event.t, event.reason)
@@ -411,6 +428,7 @@ class Daemon:
                 with self._lock:
                     self._shutdown_attempts = 0
         self.budget = self._budget()
+        self.battery = self._battery_truth()
 
     def _forward(self, action: ForwardTrigger) -> None:
         client = self.client
