@@ -76,10 +76,24 @@ def nice_ticks(low: float, high: float, count: int = 6, *, cover: bool = False) 
     return ticks
 
 
-def _fmt_time(seconds: float) -> str:
-    if seconds >= 120:
-        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
-    return f"{seconds:g}s"
+TIME_STEPS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600)
+
+
+def time_ticks(span: float, count: int = 8) -> list[float]:
+    """Offsets from the start at a clock-friendly step (1 s ... 6 h)."""
+    step = next((s for s in TIME_STEPS if s >= span / count), TIME_STEPS[-1])
+    return [float(i * step) for i in range(int(span // step) + 1)]
+
+
+def fmt_time(seconds: float, span: float) -> str:
+    """`42s` on short traces, `m:ss` (or `h:mm:ss`) on longer ones: one format per axis."""
+    if span < 120:
+        return f"{seconds:g}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    if span >= 3600:
+        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def _text(parent: ET.Element, x: float, y: float, text: str, **attrs: str) -> ET.Element:
@@ -157,10 +171,10 @@ def render_outage_svg(
         | {"height": str(PLOT_HEIGHT)},
     )
     labels = ET.SubElement(svg, "g", {"class": "tick-labels", "fill": "#333"})
-    for value in nice_ticks(t0, t1, 8):
-        x = x_of(value)
+    for offset in time_ticks(t1 - t0):
+        x = x_of(t0 + offset)
         ET.SubElement(axes, "line", _line(x, bottom, x, bottom + 5))
-        _text(labels, x, bottom + 20, _fmt_time(value - t0), **{"text-anchor": "middle"})
+        _text(labels, x, bottom + 20, fmt_time(offset, t1 - t0), **{"text-anchor": "middle"})
     _text(labels, (PLOT_LEFT + PLOT_RIGHT) / 2, bottom + 40, "time since the first poll")
     for value in y_ticks:
         y = y_of(value, y_max)

@@ -14,7 +14,7 @@ from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.errors import StateError
 from hecate.outages import find_outage, load_recorded, outage_id, trace_paths
 from hecate.policy import Event, params_from_config
-from hecate.readings import UpsReading
+from hecate.readings import Poll, UpsReading
 from hecate.replay import replay
 from hecate.state import StateStore
 from hecate.svgplot import render_outage_svg
@@ -128,11 +128,13 @@ def show_command(
         )
 
 
-def ups_report_data(cfg: HecateConfig) -> dict[str, Any]:
-    """Claimed vs delivered for the last outages, and coverage now (status uses it too)."""
+def ups_report_data(cfg: HecateConfig, poll: Poll | None = None) -> dict[str, Any]:
+    """Claimed vs delivered for the last outages, and coverage now (status uses it too, with
+    the reading it already has)."""
     truth = battery_truth(load_recorded(cfg.state_dir))
     threshold = threshold_for(cfg)
-    poll = read_ups_or_error(cfg)
+    if poll is None:
+        poll = read_ups_or_error(cfg)
     cover = None
     if isinstance(poll, UpsReading) and poll.runtime_s is not None:
         cover = coverage(truth, poll.runtime_s, poll.load_pct, threshold)
@@ -168,6 +170,8 @@ def ups_report_lines(data: dict[str, Any]) -> list[str]:
         lines.append(f"correction factor {data['correction']:.2f}, {use}")
     if data["coverage"] is not None:
         lines.append(data["coverage"]["text"])
+    else:
+        lines.append("coverage now: unknown (the UPS gives no runtime right now)")
     return lines
 
 

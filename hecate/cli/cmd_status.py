@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from hecate.budget import budget_from_config
+from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import StateError
@@ -46,6 +47,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             "charge_pct": poll.charge_pct,
             "load_pct": poll.load_pct,
         }
+    battery = ups_report_data(cfg, poll)
     stale = is_stale(intent, stamp, max_age)
     report = {
         "intent": {
@@ -65,6 +67,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         },
         "runs": [run.to_json() for run in runs[-5:]],
         "ups": ups,
+        "battery": battery,
         "problems": problems,
     }
     if as_json:
@@ -85,6 +88,8 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         )
     else:
         typer.echo(f"ups:     not readable: {ups['error']}")
+    for line in ups_report_lines(battery):
+        typer.echo(f"battery: {line.strip()}")
     typer.echo("runs:" if runs else "runs:    none recorded")
     for run in runs[-5:]:
         typer.echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")

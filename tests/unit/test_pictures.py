@@ -14,7 +14,7 @@ from hecate.cli.main import run
 from hecate.config import HecateConfig
 from hecate.policy import Event
 from hecate.readings import Poll, UpsReading, parse_status
-from hecate.svgplot import nice_ticks, render_outage_svg
+from hecate.svgplot import fmt_time, nice_ticks, render_outage_svg, time_ticks
 from hecate.trace import load_trace
 from tests.unit.test_battery import write_liar_trace
 from tests.unit.test_cli import config_file  # noqa: F401 - a fixture
@@ -87,6 +87,9 @@ def test_hostile_reasons_are_text_not_markup() -> None:
 def test_ticks_are_round_and_cover_the_range() -> None:
     assert nice_ticks(0, 1800, cover=True) == [0, 500, 1000, 1500, 2000]
     assert nice_ticks(0, 110, 8) == [0, 20, 40, 60, 80, 100]
+    assert time_ticks(310) == [0, 60, 120, 180, 240, 300]
+    assert [fmt_time(t, 310) for t in time_ticks(310)][-1] == "5:00"
+    assert fmt_time(20, 110) == "20s" and fmt_time(3725, 4000) == "1:02:05"
 
 
 def test_outage_show_draws_the_last_recorded_outage(
