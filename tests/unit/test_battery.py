@@ -159,3 +159,18 @@ def test_learned_correction_raises_the_daemons_threshold(tmp_path: Path) -> None
     assert abs(learned.daemon.params.threshold_s - 2 * learned.daemon.budget.threshold_s) < 1e-6
     text = generate_latest(learned.daemon.metrics.registry).decode()
     assert f"hecate_shutdown_threshold_seconds {learned.daemon.params.threshold_s}" in text
+
+
+def test_the_daemon_learns_from_an_outage_once_its_trace_closes(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    assert w.daemon.battery.correction is None
+    # 120 s on battery, the claim falling 3 s per second (well above the threshold throughout).
+    for step in range(25):
+        w.poll(UpsReading(frozenset({"OB", "DISCHRG"}), 3000 - 3 * 5 * step, 90, 40), dt=5)
+    assert w.daemon.battery.correction is None  # still recording
+    for _ in range(4):  # the recorder's tail polls on mains, then the trace closes
+        w.poll(UpsReading(frozenset({"OL"}), 2000, 90, 40), dt=5)
+    assert w.daemon.battery.correction is not None
+    assert abs(w.daemon.battery.correction - 1 / 3) < 1e-6
+    text = generate_latest(w.daemon.metrics.registry).decode()
+    assert 'hecate_ups_outages_analysed{ups="pyrphoros"} 1.0' in text
