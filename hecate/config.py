@@ -149,6 +149,9 @@ class UpsConfig(_Strict):
     # Polls further apart than this mean the power was not observed (default:
     # 3 x poll_interval_seconds + timeout_seconds).
     max_poll_gap_seconds: float | None = Field(None, gt=0)
+    # off: battery truth (claimed vs delivered runtime, `hecate ups report`) is advisory only;
+    # learned: the shutdown threshold is raised by the learned correction (never lowered).
+    runtime_correction: Literal["off", "learned"] = "off"
 
     @model_validator(mode="after")
     def _window_fits_debounce(self) -> UpsConfig:

@@ -1,25 +1,226 @@
-"""Prometheus metrics: one registry per daemon, names prefixed `hecate_` with their units."""
+"""Prometheus metrics: one registry per daemon, names prefixed `hecate_` with their units.
+
+Rules the series follow, so that alerts and `increase()` work (README, "Metrics"):
+- every labelled counter exists at 0 for its known label values from the start, so the first
+  event is a step Prometheus can see;
+- a reading the UPS does not give (or gives as garbage) is absent, never NaN, and
+  `hecate_ups_reading_known{quantity}` says so explicitly;
+- series that do not apply to a role are not exported (`hecate_coordinator_reachable` on a
+  coordinator), nor is a budget source that is not in use;
+- UPS series carry a `ups` label (the NUT UPS name), as the common NUT exporters do.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from hecate import __version__
 from hecate.addresses import ListenAddress
+from hecate.battery import BatteryTruth
 from hecate.budget import Budget
-from hecate.drills.base import load_history
+from hecate.drill_history import KNOWN_DRILLS, load_history
 from hecate.errors import StateError
 from hecate.httpserve import BoundedServer, Limits
 from hecate.intent import IntentState
-from hecate.readings import CommError, Poll
+from hecate.readings import CommError, Poll, UpsReading
+from hecate.runs import Outcome
 from hecate.statefiles import corrupt_counts
 
+Role = Literal["coordinator", "peer"]
+
 UPS_FLAGS = ("OL", "OB", "LB", "FSD", "CHRG", "DISCHRG", "BYPASS", "RB", "OVER", "TRIM", "BOOST")
+RUN_KINDS = ("shutdown", "startup")
+# The state files a corrupt copy can be set aside from (hecate.state, flows.ledger, drills).
+KNOWN_STATE_FILES = ("intent.json", "runs.json", "ledger.json", "drills.json")
+# CommError kinds the adapters produce (hecate.nut's KIND_*, "error" for a reader that raised,
+# "unknown_status" when the policy cannot read a status); others are counted when they occur.
+NUT_ERROR_KINDS = (
+    "unreachable",
+    "driver_down",
+    "auth",
+    "timeout",
+    "unknown_ups",
+    "protocol",
+    "error",
+)
+# hecate.coordination's rejection reasons.
+REJECT_REASONS = ("malformed", "unsigned", "bad_timestamp", "stale", "bad_signature", "replayed")
+QUANTITIES = ("runtime", "charge", "load")
+# Plausible ranges: beyond them a reading is firmware garbage (real dumps hold loads of 1e126,
+# charges of 255) and is exported as unknown rather than drawn or alerted on.
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "runtime": (0.0, 7 * 86400.0),
+    "charge": (0.0, 100.0),
+    "load": (0.0, 200.0),
+}
+
+
+def ups_name(target: str) -> str:
+    """The NUT UPS name of a `ups@host[:port]` target (the `ups` label)."""
+    return target.partition("@")[0]
+
+
+def plausible(quantity: str, value: float | None) -> float | None:
+    """The value when it is a finite reading inside its plausible range, else None."""
+    if value is None or not math.isfinite(value):
+        return None
+    low, high = PLAUSIBLE[quantity]
+    return value if low <= value <= high else None
+
+
+def reading_values(reading: UpsReading) -> dict[str, float | None]:
+    """runtime, charge and load of a reading, None where unknown or implausible."""
+    return {
+        "runtime": plausible("runtime", reading.runtime_s),
+        "charge": plausible("charge", reading.charge_pct),
+        "load": plausible("load", reading.load_pct),
+    }
+
+
+def ups_families(ups: str, poll: Poll | None, truth: BatteryTruth | None = None) -> list[Metric]:
+    """The UPS gauges for the last poll (None: not polled yet) and the battery truth learned
+    from recorded outages. Pure: the collector's core."""
+    readable = GaugeMetricFamily(
+        "hecate_ups_readable", "1 when the last UPS poll succeeded", labels=["ups"]
+    )
+    known = GaugeMetricFamily(
+        "hecate_ups_reading_known",
+        "1 when the UPS gave a plausible value for the quantity (runtime, charge, load) "
+        "at the last poll; the quantity's own series is absent while this is 0",
+        labels=["ups", "quantity"],
+    )
+    status = GaugeMetricFamily(
+        "hecate_ups_status",
+        "UPS status flag present (1) or not (0); absent while the UPS is unreadable",
+        labels=["ups", "flag"],
+    )
+    on_battery = GaugeMetricFamily(
+        "hecate_ups_on_battery", "1 while the UPS is on battery (OB)", labels=["ups"]
+    )
+    runtime = GaugeMetricFamily(
+        "hecate_ups_runtime_seconds",
+        "Runtime the UPS claims (battery.runtime); absent when unknown",
+        labels=["ups"],
+    )
+    charge = GaugeMetricFamily(
+        "hecate_ups_charge_percent", "Battery charge; absent when unknown", labels=["ups"]
+    )
+    load = GaugeMetricFamily(
+        "hecate_ups_load_percent", "UPS load; absent when unknown", labels=["ups"]
+    )
+    ratio = GaugeMetricFamily(
+        "hecate_ups_runtime_correction_ratio",
+        "Runtime delivered / runtime claimed in the last recorded outages (1 = honest UPS); "
+        "absent before the first usable outage",
+        labels=["ups"],
+    )
+    analysed = GaugeMetricFamily(
+        "hecate_ups_outages_analysed",
+        "Recorded outages behind hecate_ups_runtime_correction_ratio",
+        labels=["ups"],
+    )
+    covered = GaugeMetricFamily(
+        "hecate_ups_covered_runtime_seconds",
+        "The UPS's runtime claim times the learned correction: what the battery covers now",
+        labels=["ups"],
+    )
+    if truth is not None:
+        analysed.add_metric([ups], float(len(truth.outages)))
+        if truth.correction is not None:
+            ratio.add_metric([ups], truth.correction)
+    reading = poll if isinstance(poll, UpsReading) else None
+    readable.add_metric([ups], 1.0 if reading is not None else 0.0)
+    values = reading_values(reading) if reading is not None else dict.fromkeys(QUANTITIES)
+    for quantity in QUANTITIES:
+        known.add_metric([ups, quantity], 0.0 if values[quantity] is None else 1.0)
+    if reading is not None:
+        for flag in UPS_FLAGS:
+            status.add_metric([ups, flag], 1.0 if flag in reading.status else 0.0)
+        on_battery.add_metric([ups], 1.0 if reading.on_battery else 0.0)
+        for family, quantity in ((runtime, "runtime"), (charge, "charge"), (load, "load")):
+            value = values[quantity]
+            if value is not None:
+                family.add_metric([ups], value)
+        claim = values["runtime"]
+        if claim is not None and truth is not None and truth.correction is not None:
+            covered.add_metric([ups], claim * truth.correction)
+    return [readable, known, status, on_battery, runtime, charge, load, ratio, analysed, covered]
+
+
+class UpsCollector(Collector):
+    """Exports the last poll at each scrape: unknown values are left out, not set to NaN."""
+
+    def __init__(self, ups: str) -> None:
+        self.ups = ups
+        self.last: Poll | None = None
+        self.truth: BatteryTruth | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        return ups_families(self.ups, self.last, self.truth)
+
+
+def drill_families(history: list[dict[str, Any]], known: Iterable[str]) -> list[Metric]:
+    """Drill series from the drill history (pure)."""
+    passed = GaugeMetricFamily(
+        "hecate_drill_last_passed", "1 when the drill's last run passed", labels=["drill"]
+    )
+    recovery = GaugeMetricFamily(
+        "hecate_drill_last_recovery_seconds",
+        "Time to recover in the drill's last run",
+        labels=["drill"],
+    )
+    manual = GaugeMetricFamily(
+        "hecate_drill_last_manual_steps",
+        "Manual steps the drill's last run needed",
+        labels=["drill"],
+    )
+    when = GaugeMetricFamily(
+        "hecate_drill_last_run_timestamp_seconds",
+        "Unix time the drill last ran; absent for a drill never run",
+        labels=["drill"],
+    )
+    runs = CounterMetricFamily(
+        "hecate_drill_runs",
+        "Drill runs by result, from the kept drill history (0 for a drill never run)",
+        labels=["drill", "result"],
+    )
+    last: dict[str, dict[str, Any]] = {}
+    counts: dict[tuple[str, str], int] = {
+        (name, result): 0 for name in known for result in ("pass", "fail")
+    }
+    for entry in history:
+        name = str(entry.get("drill", "?"))
+        last[name] = entry
+        result = "pass" if entry.get("passed") else "fail"
+        counts.setdefault((name, "pass"), 0)
+        counts.setdefault((name, "fail"), 0)
+        counts[(name, result)] += 1
+    for name, entry in sorted(last.items()):
+        passed.add_metric([name], 1.0 if entry.get("passed") else 0.0)
+        seconds = _number(entry.get("time_to_recover_s"))
+        if seconds is not None:
+            recovery.add_metric([name], seconds)
+        steps = _number(entry.get("manual_steps"))
+        manual.add_metric([name], steps if steps is not None else 0.0)
+        started = _number(entry.get("started_at"))
+        if started is not None:
+            when.add_metric([name], started)
+    for (name, result), count in sorted(counts.items()):
+        runs.add_metric([name, result], count)
+    return [passed, recovery, manual, when, runs]
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 class CorruptStateCollector(Collector):
@@ -31,7 +232,9 @@ class CorruptStateCollector(Collector):
             "State files found unreadable and set aside as NAME.corrupt-TIMESTAMP",
             labels=["file"],
         )
-        for name, count in sorted(corrupt_counts().items()):
+        # the known files are always present (at 0), so the first one set aside is a step
+        counts = dict.fromkeys(KNOWN_STATE_FILES, 0) | corrupt_counts()
+        for name, count in sorted(counts.items()):
             family.add_metric([name], count)
         yield family
 
@@ -43,65 +246,41 @@ class DrillHistoryCollector(Collector):
         self.state_dir = state_dir
 
     def collect(self) -> Iterable[Metric]:
-        passed = GaugeMetricFamily(
-            "hecate_drill_last_passed", "1 when the drill's last run passed", labels=["drill"]
-        )
-        recovery = GaugeMetricFamily(
-            "hecate_drill_last_recovery_seconds",
-            "Time to recover in the drill's last run",
-            labels=["drill"],
-        )
-        manual = GaugeMetricFamily(
-            "hecate_drill_last_manual_steps",
-            "Manual steps the drill's last run needed",
-            labels=["drill"],
-        )
-        runs = CounterMetricFamily(
-            "hecate_drill_runs", "Drill runs by result", labels=["drill", "result"]
-        )
         try:
             history = load_history(self.state_dir)
         except StateError:
             history = []
-        last: dict[str, dict[str, object]] = {}
-        counts: dict[tuple[str, str], int] = {}
-        for entry in history:
-            name = str(entry.get("drill", "?"))
-            last[name] = entry
-            result = "pass" if entry.get("passed") else "fail"
-            counts[(name, result)] = counts.get((name, result), 0) + 1
-        for name, entry in sorted(last.items()):
-            passed.add_metric([name], 1.0 if entry.get("passed") else 0.0)
-            seconds = entry.get("time_to_recover_s")
-            if isinstance(seconds, int | float):
-                recovery.add_metric([name], float(seconds))
-            steps = entry.get("manual_steps", 0)
-            manual.add_metric([name], float(steps) if isinstance(steps, int | float) else 0.0)
-        for (name, result), count in sorted(counts.items()):
-            runs.add_metric([name, result], count)
-        return [passed, recovery, manual, runs]
+        return drill_families(history, KNOWN_DRILLS)
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        ups: str = "ups",
+        role: Role = "coordinator",
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        self.ups = ups
+        self.role = role
         r = self.registry
-        self.build = Info("hecate_build", "Hecate build information", registry=r)
-        self.build.info({"version": __version__})
-        self.ups_status = Gauge(
-            "hecate_ups_status", "UPS status flag present (1) or not (0)", ["flag"], registry=r
+        self.build = Gauge(
+            "hecate_build_info",
+            "Always 1; labels say the version, role and UPS (join on instance)",
+            ["version", "role", "ups"],
+            registry=r,
         )
-        self.on_battery = Gauge(
-            "hecate_ups_on_battery", "1 while the UPS is on battery", registry=r
+        self.build.labels(__version__, role, ups).set(1)
+        self._ups = UpsCollector(ups)
+        r.register(self._ups)
+        self.polls = Counter("hecate_ups_polls", "UPS polls", ["ups"], registry=r)
+        self.polls.labels(ups)
+        self.nut_errors = Counter(
+            "hecate_nut_errors", "Failed UPS polls by kind", ["ups", "kind"], registry=r
         )
-        self.ups_up = Gauge("hecate_ups_readable", "1 when the last UPS poll succeeded", registry=r)
-        self.runtime = Gauge(
-            "hecate_ups_runtime_seconds", "UPS runtime estimate (NaN when unknown)", registry=r
-        )
-        self.charge = Gauge(
-            "hecate_ups_charge_percent", "Battery charge (NaN when unknown)", registry=r
-        )
-        self.load = Gauge("hecate_ups_load_percent", "UPS load (NaN when unknown)", registry=r)
+        for kind in NUT_ERROR_KINDS:
+            self.nut_errors.labels(ups, kind)
         self.threshold = Gauge(
             "hecate_shutdown_threshold_seconds",
             "Runtime below which a shutdown triggers (safety factor x budget)",
@@ -109,7 +288,7 @@ class Metrics:
         )
         self.budget = Gauge(
             "hecate_shutdown_budget_seconds",
-            "Estimated shutdown duration",
+            "Estimated shutdown duration; `source` says where it comes from (history, fallback)",
             ["source"],
             registry=r,
         )
@@ -117,7 +296,7 @@ class Metrics:
             "hecate_shutdown_budget_samples", "Successful runs behind the budget", registry=r
         )
         self.debounce = Gauge(
-            "hecate_debounce_count", "Consecutive critical polls so far", registry=r
+            "hecate_debounce_critical_polls", "Consecutive critical polls so far", registry=r
         )
         self.intent = Gauge(
             "hecate_intent_state", "1 for the current intent state", ["state"], registry=r
@@ -129,26 +308,34 @@ class Metrics:
             registry=r,
         )
         self.runs = Counter(
-            "hecate_runs_total", "Runs by kind and outcome", ["kind", "outcome"], registry=r
+            "hecate_runs", "Runs by kind and outcome", ["kind", "outcome"], registry=r
         )
+        for kind in RUN_KINDS:
+            for outcome in Outcome:
+                self.runs.labels(kind, outcome.value)
         self.triggers = Counter(
-            "hecate_triggers_total", "Shutdown triggers by source", ["source"], registry=r
-        )
-        self.nut_errors = Counter(
-            "hecate_nut_errors_total", "Failed UPS polls by kind", ["kind"], registry=r
-        )
-        self.coordinator_reachable = Gauge(
-            "hecate_coordinator_reachable",
-            "1 when the coordinator answered the last request (peers only)",
+            "hecate_triggers",
+            "Shutdown triggers by source (ups: this instance's UPS; peer: a peer's request)",
+            ["source"],
             registry=r,
         )
+        for source in ("ups", "peer") if role == "coordinator" else ("ups",):
+            self.triggers.labels(source)
+        self.coordinator_reachable: Gauge | None = None
+        if role == "peer":
+            self.coordinator_reachable = Gauge(
+                "hecate_coordinator_reachable",
+                "1 when the coordinator answered the last request (peers only)",
+                registry=r,
+            )
         self.rejected = Counter(
-            "hecate_coordination_rejected_total",
-            "Coordination requests rejected (bad signature, malformed)",
+            "hecate_coordination_rejected",
+            "Coordination requests rejected (bad signature, malformed, replayed)",
             ["reason"],
             registry=r,
         )
-        self.polls = Counter("hecate_ups_polls_total", "UPS polls", registry=r)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
         self._server: BoundedServer | None = None
         r.register(CorruptStateCollector())
 
@@ -156,29 +343,28 @@ class Metrics:
         self.registry.register(DrillHistoryCollector(state_dir))
 
     def observe_poll(self, poll: Poll) -> None:
-        self.polls.inc()
-        nan = float("nan")
+        self.polls.labels(self.ups).inc()
+        self._ups.last = poll
         if isinstance(poll, CommError):
-            self.ups_up.set(0)
-            self.nut_errors.labels(poll.kind).inc()
-            return
-        self.ups_up.set(1)
-        for flag in UPS_FLAGS:
-            self.ups_status.labels(flag).set(1 if flag in poll.status else 0)
-        self.on_battery.set(1 if poll.on_battery else 0)
-        self.runtime.set(poll.runtime_s if poll.runtime_s is not None else nan)
-        self.charge.set(poll.charge_pct if poll.charge_pct is not None else nan)
-        self.load.set(poll.load_pct if poll.load_pct is not None else nan)
+            self.nut_errors.labels(self.ups, poll.kind).inc()
+
+    def observe_battery(self, truth: BatteryTruth) -> None:
+        self._ups.truth = truth
 
     def observe_budget(self, budget: Budget) -> None:
         self.threshold.set(budget.threshold_s)
-        for source in ("history", "fallback"):
-            self.budget.labels(source).set(budget.estimate_s if source == budget.source else 0)
+        self.budget.clear()  # only the source in use: an inactive one is not a 0 s budget
+        self.budget.labels(budget.source).set(budget.estimate_s)
         self.budget_samples.set(budget.samples)
 
     def observe_intent(self, state: IntentState) -> None:
         for each in IntentState:
             self.intent.labels(each.value).set(1 if each is state else 0)
+
+    def observe_coordinator(self, reachable: bool) -> None:
+        """A peer's request to the coordinator was answered (or not); no-op elsewhere."""
+        if self.coordinator_reachable is not None:
+            self.coordinator_reachable.set(1 if reachable else 0)
 
     def serve(self, listen: ListenAddress | str, limits: Limits | None = None) -> int:
         """Serve /metrics on `[host]:port` (bounded: see hecate.httpserve); the bound port (0

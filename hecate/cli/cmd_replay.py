@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from hecate.budget import budget_from_config
+from hecate.cli.cmd_outage import SvgOpt, write_svg
 from hecate.cli.common import ConfigOpt, JsonOpt, strict_json
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config
 from hecate.errors import StateError
@@ -25,6 +26,7 @@ def replay_command(
     use_default_config: Annotated[
         bool, typer.Option("--default-config", help="Ignore --config; use built-in defaults.")
     ] = False,
+    svg: SvgOpt = None,
 ) -> None:
     """Feed a recorded UPS trace through the shutdown policy and print each decision change.
 
@@ -44,6 +46,8 @@ def replay_command(
     points = load_trace(trace)
     params = params_from_config(cfg, budget.threshold_s)
     events, final = replay_with_state(points, params)
+    if svg is not None:
+        write_svg(svg, points, events, budget.threshold_s, f"Replay of {trace.name}")
     if not as_json:
         typer.echo(
             f"budget {budget.estimate_s:.0f}s ({budget.source}, {budget.samples} sample(s)), "

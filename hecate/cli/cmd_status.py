@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from hecate.budget import budget_from_config
+from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import StateError
@@ -32,6 +33,22 @@ def _intent_json(
         "run_id": intent.run_id,
         "stale": stale,
     }, stale
+
+
+def _intent_lines(intent: Intent | None, stale: bool, stamp: float) -> list[str]:
+    if intent is None:
+        return ["intent:  unknown (corrupt; startup refused until `hecate state reset --intent`)"]
+    stale_text = " (stale: no longer blocks startup)" if stale else ""
+    return [
+        f"intent:  {intent.state.value}{stale_text}, {intent.age_text(stamp)} on {intent.host}",
+        f"         reason: {intent.reason}",
+    ]
+
+
+def _ups_line(ups: dict[str, Any]) -> str:
+    if not ups["readable"]:
+        return f"ups:     not readable: {ups['error']}"
+    return f"ups:     {ups['status']} runtime={ups['runtime_s']}s charge={ups['charge_pct']}%"
 
 
 def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
@@ -82,6 +99,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         pending_startup_wait(poll, params_from_config(cfg, budget.threshold_s)) if pending else None
     )
     update = self_update()
+    battery = ups_report_data(cfg, poll)
     report = {
         "intent": intent_json,
         "budget": {
@@ -93,35 +111,24 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         "runs": [run.to_json() for run in runs[-5:]],
         "ups": ups,
         "startup": {"pending": pending, "waits_for": waits_for},
+        "battery": battery,
         "problems": problems,
         "self_update": update.to_json(),
     }
     if as_json:
         emit_json(report)
         return
-    stale_text = " (stale: no longer blocks startup)" if stale else ""
-    if intent_state is None:
-        typer.echo(
-            "intent:  unknown (corrupt; startup refused until `hecate state reset --intent`)"
-        )
-    else:
-        typer.echo(
-            f"intent:  {intent_state.state.value}{stale_text}, {intent_state.age_text(stamp)} "
-            f"on {intent_state.host}"
-        )
-        typer.echo(f"         reason: {intent_state.reason}")
+    for line in _intent_lines(intent_state, stale, stamp):
+        typer.echo(line)
     typer.echo(
         f"budget:  {budget.estimate_s:.0f}s from {budget.source} ({budget.samples} sample(s)); "
         f"shutdown when runtime < {budget.threshold_s:.0f}s"
     )
-    if ups["readable"]:
-        typer.echo(
-            f"ups:     {ups['status']} runtime={ups['runtime_s']}s charge={ups['charge_pct']}%"
-        )
-    else:
-        typer.echo(f"ups:     not readable: {ups['error']}")
+    typer.echo(_ups_line(ups))
     if waits_for is not None:
         typer.echo(f"startup: pending; waits for {waits_for}")
+    for line in ups_report_lines(battery):
+        typer.echo(f"battery: {line.strip()}")
     typer.echo("runs:" if runs else "runs:    none recorded")
     for run in runs[-5:]:
         typer.echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from hecate import __version__
-from hecate.cli import cmd_config, cmd_drill, cmd_state
+from hecate.cli import cmd_config, cmd_drill, cmd_outage, cmd_state
 from hecate.cli.cmd_daemon import daemon_command
 from hecate.cli.cmd_flows import shutdown_command, startup_command
 from hecate.cli.cmd_inventory import inventory_command
@@ -30,6 +30,8 @@ app = typer.Typer(
 app.add_typer(cmd_config.app, name="config")
 app.add_typer(cmd_drill.app, name="drill")
 app.add_typer(cmd_state.app, name="state")
+app.add_typer(cmd_outage.outage_app, name="outage")
+app.add_typer(cmd_outage.ups_app, name="ups")
 app.command("startup", epilog=EXIT_CODES_HELP)(startup_command)
 app.command("shutdown", epilog=EXIT_CODES_HELP)(shutdown_command)
 app.command("status", epilog=EXIT_CODES_HELP)(status_command)

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
+from hecate.battery import BatteryTruth, corrected_threshold
 from hecate.budget import Budget, budget_from_config
 from hecate.config import HecateConfig
 from hecate.coordination import (
@@ -48,7 +49,8 @@ from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.wiring import open_flow_context
 from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
 from hecate.intent import IntentState
-from hecate.metrics import Metrics
+from hecate.metrics import Metrics, ups_name
+from hecate.outages import load_battery_truth
 from hecate.policy import (
     PolicyParams,
     PolicyState,
@@ -68,6 +70,7 @@ ContextFactory = Callable[[threading.Event], AbstractContextManager[FlowContext]
 STARTUP_RETRY_S = 60.0
 SHUTDOWN_RETRY_S = 10.0
 MAX_SHUTDOWN_ATTEMPTS = 5
+COORDINATOR_PROBE_S = 30.0  # how often a peer checks that its coordinator answers (metric)
 
 
 def real_context_factory(config: HecateConfig, reader: Callable[[], Poll]) -> ContextFactory:
@@ -103,7 +106,9 @@ class Daemon:
         self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
         self._reload_from: Callable[[], HecateConfig] | None = None
         self._reload_requested = threading.Event()
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(
+            ups=ups_name(config.ups.target), role=config.coordination.role
+        )
         self.metrics.watch_drills(config.state_dir)
         self.notifier = notifier or SystemdNotifier()
         clocks = as_clock(clock)
@@ -124,11 +129,14 @@ class Daemon:
         self._shutdown_attempts = 0
         self._cache_thread: threading.Thread | None = None
         self.budget = self._budget()
+        self.battery = self._battery_truth()
         self.state = self._initial_state()
         self.recorder = TraceRecorder(config.state_dir / "traces")
         self.server: CoordinatorServer | None = None
         self.client: CoordinatorClient | None = None
         self.metrics_port: int | None = None
+        self._next_probe = 0.0
+        self._probe_thread: threading.Thread | None = None
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -161,9 +169,20 @@ class Daemon:
         )
         return initial_state(startup_pending=down)
 
+    def _battery_truth(self) -> BatteryTruth:
+        """Claimed vs delivered runtime from the recorded outages (advisory unless learned)."""
+        truth = load_battery_truth(self.config.state_dir)
+        self.metrics.observe_battery(truth)
+        if self.config.ups.runtime_correction == "learned":
+            self.metrics.threshold.set(corrected_threshold(self.budget.threshold_s, truth))
+        return truth
+
     @property
     def params(self) -> PolicyParams:
-        return params_from_config(self.config, self.budget.threshold_s)
+        threshold = self.budget.threshold_s
+        if self.config.ups.runtime_correction == "learned":
+            threshold = corrected_threshold(threshold, self.battery)  # only ever earlier
+        return params_from_config(self.config, threshold)
 
     def start_services(self) -> None:
         coordination = self.config.coordination
@@ -244,10 +263,13 @@ class Daemon:
             running = self._running
             active = self._trace_active()
             critical = self.state.critical_count
+        recording = self.recorder.current
         try:
             self.recorder.observe(t, poll, active=active, mono=m)
         except OSError as exc:
             log.error("cannot record the outage trace: %s", exc)
+        if recording is not None and self.recorder.current is None:
+            self.battery = self._battery_truth()  # an outage ended: learn from it
         self.metrics.debounce.set(critical)
         for event in events:
             log.info("event=%s t=%.1f reason=%s", event.event, event.t, event.reason)
@@ -263,6 +285,7 @@ class Daemon:
             with self._lock:
                 self.state = keep_startup_pending(self.state)
         self._start_owed()
+        self._maybe_probe_coordinator(t)
         if not actions and running is None:
             self._maybe_refresh_cache(m)
         return actions
@@ -295,6 +318,28 @@ class Daemon:
 
         self._cache_thread = threading.Thread(target=refresh, name="hecate-cache", daemon=True)
         self._cache_thread.start()
+
+    def _maybe_probe_coordinator(self, now: float) -> None:
+        """A peer asks its coordinator for its intent now and then, in the background, so that
+        `hecate_coordinator_reachable` says whether a trigger could be forwarded right now."""
+        client = self.client
+        if client is None or now < self._next_probe:
+            return
+        if self._probe_thread is not None and self._probe_thread.is_alive():
+            return
+        self._next_probe = now + COORDINATOR_PROBE_S
+
+        def probe() -> None:
+            try:
+                client.intent()
+                self.metrics.observe_coordinator(True)
+            except CoordinatorUnreachableError:
+                self.metrics.observe_coordinator(False)
+            except HecateError:
+                self.metrics.observe_coordinator(True)  # it answered, with a refusal
+
+        self._probe_thread = threading.Thread(target=probe, name="hecate-probe", daemon=True)
+        self._probe_thread.start()
 
     def _trace_active(self) -> bool:
         s = self.state
@@ -420,6 +465,7 @@ class Daemon:
                 with self._lock:
                     self._shutdown_attempts = 0
         self.budget = self._budget()
+        self.battery = self._battery_truth()
 
     def _forward(self, action: ForwardTrigger) -> None:
         client = self.client
@@ -430,17 +476,17 @@ class Daemon:
         def send() -> None:
             try:
                 answer = client.send_trigger(self.peer_name, action.reason)
-                self.metrics.coordinator_reachable.set(1)
+                self.metrics.observe_coordinator(True)
                 log.info("coordinator accepted the trigger: %s", answer)
             except CoordinatorUnreachableError as exc:
-                self.metrics.coordinator_reachable.set(0)
+                self.metrics.observe_coordinator(False)
                 if self.config.coordination.fallback_local_shutdown:
                     log.error("%s; running the shutdown locally", exc)
                     self._request_flow("shutdown", f"{action.reason} (coordinator unreachable)")
                 else:
                     log.error("%s; fallback_local_shutdown is off, nothing more to do", exc)
             except HecateError as exc:
-                self.metrics.coordinator_reachable.set(1)
+                self.metrics.observe_coordinator(True)
                 log.error("coordinator refused the trigger: %s", exc)
 
         threading.Thread(target=send, name="hecate-forward", daemon=True).start()

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hecate.config import HecateConfig
+from hecate.drill_history import DRILLS_FILE, load_history
 from hecate.errors import HecateError, StateCorruptError, StateError
 from hecate.flows.context import FlowContext, KubeApi
 from hecate.flows.report import FlowReport
 from hecate.readings import Poll
-from hecate.statefiles import atomic_write_json, load_state, write_lock
+from hecate.statefiles import atomic_write_json, write_lock
 
-DRILLS_FILE = "drills.json"
 HISTORY_KEPT = 200
 
 
@@ -141,17 +141,6 @@ def run_drill(
             for r in reports
         ],
     )
-
-
-def _decode_history(data: object) -> list[dict[str, Any]]:
-    if not isinstance(data, dict) or not isinstance(data.get("drills"), list):
-        raise StateCorruptError("expected an object with a 'drills' list")
-    return [d for d in data["drills"] if isinstance(d, dict)]
-
-
-def load_history(state_dir: Path) -> list[dict[str, Any]]:
-    """The drill history; StateCorruptError (the file set aside) when it cannot be read."""
-    return load_state(state_dir / DRILLS_FILE, _decode_history) or []
 
 
 def record(state_dir: Path, report: DrillReport) -> None:

@@ -105,11 +105,11 @@ def test_runtime_above_threshold_and_blips_do_nothing_then_low_runtime_shuts_dow
         time.sleep(3)
         assert shutdowns(state) == []
         metrics = scrape(daemon)
-        assert "hecate_ups_on_battery 0.0" in metrics
+        assert 'hecate_ups_on_battery{ups="pyrphoros"} 0.0' in metrics
         assert "hecate_shutdown_threshold_seconds 330.0" in metrics
         assert 'hecate_shutdown_budget_seconds{source="fallback"} 300.0' in metrics
-        assert 'hecate_ups_status{flag="OL"} 1.0' in metrics
-        assert 'hecate_build_info{version="' in metrics
+        assert 'hecate_ups_status{flag="OL",ups="pyrphoros"} 1.0' in metrics
+        assert 'hecate_build_info{role="coordinator",ups="pyrphoros",version="' in metrics
 
         started = time.monotonic()
         nut_server.set_reading(status="OB DISCHRG", runtime=250, charge=60)
@@ -121,7 +121,7 @@ def test_runtime_above_threshold_and_blips_do_nothing_then_low_runtime_shuts_dow
         assert 'hecate_triggers_total{source="ups"} 1.0' in metrics
         assert 'hecate_runs_total{kind="shutdown",outcome="success"} 1.0' in metrics
         assert 'hecate_intent_state{state="shutdown_complete"} 1.0' in metrics
-        assert "hecate_ups_runtime_seconds 250.0" in metrics
+        assert 'hecate_ups_runtime_seconds{ups="pyrphoros"} 250.0' in metrics
     traces = list((state / "traces").glob("outage-*.jsonl"))
     assert traces, "the outage was not recorded"
 
@@ -135,7 +135,7 @@ def test_upsd_loss_on_mains_is_harmless_on_battery_is_critical(
         nut_server.stop_upsd()
         time.sleep(7)  # longer than comm_loss_dead_seconds
         assert shutdowns(state) == []
-        assert 'hecate_nut_errors_total{kind="unreachable"}' in scrape(daemon)
+        assert 'hecate_nut_errors_total{kind="unreachable",ups="pyrphoros"}' in scrape(daemon)
         nut_server.start_upsd()
         nut_server.set_reading(status="OB DISCHRG", runtime=1500, charge=90)
         time.sleep(2)

@@ -292,11 +292,13 @@ def test_install_starts_the_daemon_on_the_dummy_ups(installed: Installed) -> Non
     # what dummy-ups reads
     # (the first poll may come while dummy-ups is still loading its readings)
     wait_until(
-        lambda: "hecate_ups_runtime_seconds 1800.0" in metrics(node), 60, "the UPS's readings"
+        lambda: 'hecate_ups_runtime_seconds{ups="pyrphoros"} 1800.0' in metrics(node),
+        60,
+        "the UPS's readings",
     )
     served = metrics(node)
-    assert "hecate_ups_readable 1.0" in served
-    assert 'hecate_ups_status{flag="OL"} 1.0' in served
+    assert 'hecate_ups_readable{ups="pyrphoros"} 1.0' in served
+    assert 'hecate_ups_status{flag="OL",ups="pyrphoros"} 1.0' in served
     # the daemon's playbooks and roles come with the package, not from the checkout
     where = "from hecate.ansible_port import assets_dir; print(assets_dir())"
     assets = run(node, f"/opt/hecate/bin/python -c {shlex.quote(where)}").stdout.strip()

@@ -191,8 +191,8 @@ def test_comm_errors_never_crash_and_are_counted(tmp_path: Path) -> None:
     for _ in range(5):
         assert w.poll(CommError("driver not connected", "driver_down")) == []
     text = generate_latest(w.daemon.metrics.registry).decode()
-    assert 'hecate_nut_errors_total{kind="driver_down"} 5.0' in text
-    assert "hecate_ups_readable 0.0" in text
+    assert 'hecate_nut_errors_total{kind="driver_down",ups="pyrphoros"} 5.0' in text
+    assert 'hecate_ups_readable{ups="pyrphoros"} 0.0' in text
 
 
 def test_daemon_refreshes_the_bootstrap_cache_while_healthy(tmp_path: Path) -> None:
@@ -276,4 +276,4 @@ def test_a_reader_crash_is_a_comm_error(tmp_path: Path) -> None:
     w.daemon.reader = broken
     assert w.poll(r("OL", 900)) == []
     text = generate_latest(w.daemon.metrics.registry).decode()
-    assert 'hecate_nut_errors_total{kind="error"} 1.0' in text
+    assert 'hecate_nut_errors_total{kind="error",ups="pyrphoros"} 1.0' in text

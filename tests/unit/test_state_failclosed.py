@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from hecate.cli import common
 from hecate.cli.main import app
-from hecate.drills.base import load_history
+from hecate.drill_history import load_history
 from hecate.errors import (
     GuardRefusedError,
     IntentCorruptError,

@@ -1,0 +1,191 @@
+"""`hecate outage` (recorded outages, drawn as SVG) and `hecate ups report` (battery truth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hecate.battery import battery_truth, coverage
+from hecate.budget import budget_from_config
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, read_ups_or_error
+from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.errors import StateError
+from hecate.outages import find_outage, load_recorded, outage_id, trace_paths
+from hecate.policy import Event, params_from_config
+from hecate.readings import Poll, UpsReading
+from hecate.replay import replay
+from hecate.state import StateStore
+from hecate.svgplot import render_outage_svg
+from hecate.trace import TracePoint, load_trace
+
+outage_app = typer.Typer(
+    help="Recorded outages (state_dir/traces): list them, show one, draw it as SVG.",
+    no_args_is_help=True,
+)
+ups_app = typer.Typer(help="What the UPS claims against what it delivered.", no_args_is_help=True)
+
+SvgOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--svg",
+        help="Also draw the outage to this SVG file: runtime and threshold over time, charge, "
+        "status bands (mains, battery, lost contact) and the decisions, numbered.",
+        dir_okay=False,
+    ),
+]
+
+
+def threshold_for(cfg: HecateConfig) -> float:
+    try:
+        runs = StateStore(cfg.state_dir).load_runs()
+    except StateError as exc:
+        typer.echo(f"warning: {exc}; using the fallback budget", err=True)
+        runs = []
+    return budget_from_config(cfg, runs).threshold_s
+
+
+def write_svg(
+    path: Path, points: list[TracePoint], events: list[Event], threshold_s: float, title: str
+) -> None:
+    """Draw the trace to `path` (the CLI's one file write for pictures)."""
+    svg = render_outage_svg(points, events, threshold_s, title)
+    try:
+        path.write_text(svg, encoding="utf-8")
+    except OSError as exc:
+        raise StateError(f"cannot write {path}: {exc.strerror}") from None
+    typer.echo(f"picture written to {path}", err=True)
+
+
+@outage_app.command("list")
+def list_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
+    """List the recorded outages, oldest first, with their length and battery ratio."""
+    cfg = load(config)
+    rows = []
+    for name, points in load_recorded(cfg.state_dir):
+        truths = battery_truth([(name, points)]).outages
+        rows.append(
+            {
+                "id": name,
+                "polls": len(points),
+                "duration_s": points[-1].t - points[0].t,
+                "ratio": round(truths[0].ratio, 3) if truths else None,
+            }
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        typer.echo(f"no recorded outage under {cfg.state_dir / 'traces'}")
+    for row in rows:
+        ratio = f"delivered/claimed {row['ratio']}" if row["ratio"] is not None else ""
+        typer.echo(f"{row['id']}  {row['polls']:>4} polls  {row['duration_s']:>7.0f}s  {ratio}")
+
+
+@outage_app.command("show")
+def show_command(
+    outage: Annotated[
+        str | None,
+        typer.Argument(help="Outage id (or a unique prefix, or a trace file); default the last."),
+    ] = None,
+    config: ConfigOpt = DEFAULT_CONFIG_PATH,
+    svg: SvgOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay a recorded outage through the policy and show its decisions and battery truth.
+
+    With --svg FILE the outage is also drawn (open the file in a browser).
+    """
+    cfg = load(config)
+    path = find_outage(cfg.state_dir, outage)
+    points = load_trace(path)
+    threshold = threshold_for(cfg)
+    events = replay(points, params_from_config(cfg, threshold))
+    truths = battery_truth([(outage_id(path), points)]).outages
+    if svg is not None:
+        write_svg(svg, points, events, threshold, f"Outage {outage_id(path)}")
+    report: dict[str, Any] = {
+        "id": outage_id(path),
+        "file": str(path),
+        "threshold_s": threshold,
+        "events": [
+            {"t": e.t, "event": e.event, "reason": e.reason, "runtime_s": e.runtime_s}
+            for e in events
+        ],
+        "battery": [t.to_json() for t in truths],
+    }
+    if as_json:
+        emit_json(report)
+        return
+    typer.echo(f"outage {report['id']}: {len(points)} polls, threshold {threshold:.0f}s")
+    for e in events:
+        typer.echo(f"t={e.t:>8.1f}s  {e.event:<18} {e.reason}")
+    for t in truths:
+        typer.echo(
+            f"battery: claimed {t.claimed_start_s:.0f}s at the start, "
+            f"{t.on_battery_s:.0f}s on battery, delivered/claimed {t.ratio:.2f}"
+        )
+
+
+def ups_report_data(cfg: HecateConfig, poll: Poll | None = None) -> dict[str, Any]:
+    """Claimed vs delivered for the last outages, and coverage now (status uses it too, with
+    the reading it already has)."""
+    truth = battery_truth(load_recorded(cfg.state_dir))
+    threshold = threshold_for(cfg)
+    if poll is None:
+        poll = read_ups_or_error(cfg)
+    cover = None
+    if isinstance(poll, UpsReading) and poll.runtime_s is not None:
+        cover = coverage(truth, poll.runtime_s, poll.load_pct, threshold)
+    return {
+        **truth.to_json(),
+        "runtime_correction": cfg.ups.runtime_correction,
+        "recorded_traces": len(trace_paths(cfg.state_dir)),
+        "coverage": None if cover is None else {**cover.to_json(), "text": cover.sentence()},
+    }
+
+
+def ups_report_lines(data: dict[str, Any]) -> list[str]:
+    lines = []
+    outages = data["outages"]
+    if not outages:
+        lines.append(
+            f"battery truth: no usable outage yet ({data['recorded_traces']} trace(s) recorded; "
+            "one needs a minute or more on battery with a runtime reading)"
+        )
+    for o in outages:
+        load = f"{o['load_pct']:.0f} %" if o["load_pct"] is not None else "?"
+        how = "ran out" if o["ran_out"] else "claim burn rate"
+        lines.append(
+            f"  {o['source']}: claimed {o['claimed_start_s']:.0f}s, {o['on_battery_s']:.0f}s "
+            f"on battery at {load} load, delivered/claimed {o['ratio']:.2f} ({how})"
+        )
+    if data["correction"] is not None:
+        use = (
+            "applied: shutdowns start earlier"
+            if data["runtime_correction"] == "learned"
+            else "advisory (ups.runtime_correction: learned applies it)"
+        )
+        lines.append(f"correction factor {data['correction']:.2f}, {use}")
+    if data["coverage"] is not None:
+        lines.append(data["coverage"]["text"])
+    else:
+        lines.append("coverage now: unknown (the UPS gives no runtime right now)")
+    return lines
+
+
+@ups_app.command("report")
+def report_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
+    """Compare the runtime the UPS claimed with what it delivered in the recorded outages.
+
+    Shows, per outage, the claimed runtime, the time on battery, the load and the ratio
+    delivered/claimed; the correction factor from the last outages; and whether, at the current
+    load, the battery covers the shutdown threshold.
+    """
+    data = ups_report_data(load(config))
+    if as_json:
+        emit_json(data)
+        return
+    for line in ups_report_lines(data):
+        typer.echo(line)
