@@ -14,6 +14,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from hecate.ansible_port import AnsiblePort
 from hecate.budget import Budget, budget_from_config
 from hecate.config import HecateConfig
 from hecate.coordination import (
@@ -40,6 +41,7 @@ from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.warmup import ConnectionWarmer
 from hecate.flows.wiring import open_flow_context
 from hecate.intent import IntentState
 from hecate.metrics import Metrics
@@ -64,9 +66,13 @@ SHUTDOWN_RETRY_S = 10.0
 MAX_SHUTDOWN_ATTEMPTS = 5
 
 
-def real_context_factory(config: HecateConfig, reader: Callable[[], Poll]) -> ContextFactory:
+def real_context_factory(
+    config: HecateConfig, reader: Callable[[], Poll], warmer: ConnectionWarmer | None = None
+) -> ContextFactory:
     def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
-        return open_flow_context(config, read_ups=reader, progress=_log_progress, cancel=cancel)
+        return open_flow_context(
+            config, read_ups=reader, progress=_log_progress, cancel=cancel, warmer=warmer
+        )
 
     return factory
 
@@ -93,7 +99,12 @@ class Daemon:
     ) -> None:
         self.config = config
         self.reader = reader
-        self.context_factory = context_factory or real_context_factory(config, reader)
+        # One long-lived Ansible port: its ssh masters are opened when an outage begins, so the
+        # shutdown's first stage pays no connection set-up (flows/warmup.py).
+        self.warmer: ConnectionWarmer | None = None
+        if context_factory is None:
+            self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(config))
+        self.context_factory = context_factory or real_context_factory(config, reader, self.warmer)
         self.metrics = metrics or Metrics()
         self.metrics.watch_drills(config.state_dir)
         self.notifier = notifier or SystemdNotifier()
@@ -213,6 +224,8 @@ class Daemon:
         except OSError as exc:
             log.error("cannot record the outage trace: %s", exc)
         self.metrics.debounce.set(critical)
+        if self.warmer is not None and self.state.on_battery and running is None:
+            self.warmer.warm(time.monotonic())
         for event in events:
             log.info("event=%s t=%.1f reason=%s", event.event, event.t, event.reason)
             if event.event == "trigger_shutdown":
@@ -459,5 +472,10 @@ class Daemon:
             self._cache_thread.join(30)
         if self.server is not None:
             self.server.close()
+        if self.warmer is not None:
+            self.warmer.join(30)
+            port = self.warmer.opened
+            if isinstance(port, AnsiblePort):
+                port.close()
         self.metrics.close()
         self.recorder.close()
