@@ -55,6 +55,8 @@ ARTIFACTS_DIRNAME = "ansible-artifacts"
 DEFAULT_KEEP_RUNS = 50
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_REMOTE_TMP = "~/.ansible/tmp"
+# ssh masters outlive their last use this long; the warm-up (flows/warmup.py) refreshes them.
+CONTROL_PERSIST_S = 120
 # A unix socket path must fit in 108 bytes; ssh's %C hash takes 40 plus a temporary suffix.
 _MAX_CONTROL_DIR_LEN = 50
 _RUN_DIR_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[A-Za-z0-9_.-]+-[0-9a-f]{8}$")
@@ -64,6 +66,7 @@ class Playbook(StrEnum):
     """The playbooks shipped in the assets dir (``playbooks/NAME.yml``)."""
 
     PING = "ping"
+    CONNECT = "connect"
     STOP_AGENTS = "stop_agents"
     STOP_SERVERS = "stop_servers"
     START_SERVERS = "start_servers"
@@ -556,7 +559,7 @@ class AnsiblePort:
             "ANSIBLE_ROLES_PATH": str(self.assets / "roles"),
             "ANSIBLE_HOST_KEY_CHECKING": "True",
             "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
+            "ANSIBLE_SSH_ARGS": f"-o ControlMaster=auto -o ControlPersist={CONTROL_PERSIST_S}s",
             "ANSIBLE_SSH_RETRIES": "0",
             "ANSIBLE_TIMEOUT": str(self.connect_timeout_s),
             "ANSIBLE_FORKS": str(self.forks),

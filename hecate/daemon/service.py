@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
+from hecate.ansible_port import AnsiblePort
 from hecate.battery import BatteryTruth, corrected_threshold
 from hecate.budget import Budget, budget_from_config
 from hecate.config import HecateConfig
@@ -46,6 +47,7 @@ from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.warmup import ConnectionWarmer
 from hecate.flows.wiring import open_flow_context
 from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
 from hecate.intent import IntentState
@@ -73,9 +75,13 @@ MAX_SHUTDOWN_ATTEMPTS = 5
 COORDINATOR_PROBE_S = 30.0  # how often a peer checks that its coordinator answers (metric)
 
 
-def real_context_factory(config: HecateConfig, reader: Callable[[], Poll]) -> ContextFactory:
+def real_context_factory(
+    config: HecateConfig, reader: Callable[[], Poll], warmer: ConnectionWarmer | None = None
+) -> ContextFactory:
     def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
-        return open_flow_context(config, read_ups=reader, progress=_log_progress, cancel=cancel)
+        return open_flow_context(
+            config, read_ups=reader, progress=_log_progress, cancel=cancel, warmer=warmer
+        )
 
     return factory
 
@@ -102,7 +108,13 @@ class Daemon:
     ) -> None:
         self.config = config
         self.reader = reader
-        self.context_factory = context_factory or real_context_factory(config, reader)
+        # One long-lived Ansible port: its ssh masters are opened when an outage begins, so the
+        # shutdown's first stage pays no connection set-up (flows/warmup.py).
+        self.warmer: ConnectionWarmer | None = None
+        self._old_warmers: list[ConnectionWarmer] = []  # replaced on SIGHUP, closed at the end
+        if context_factory is None:
+            self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(config))
+        self.context_factory = context_factory or real_context_factory(config, reader, self.warmer)
         self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
         self._reload_from: Callable[[], HecateConfig] | None = None
         self._reload_requested = threading.Event()
@@ -271,6 +283,8 @@ class Daemon:
         if recording is not None and self.recorder.current is None:
             self.battery = self._battery_truth()  # an outage ended: learn from it
         self.metrics.debounce.set(critical)
+        if self.warmer is not None and self.state.on_battery and running is None:
+            self.warmer.warm(self.mono())
         for event in events:
             log.info("event=%s t=%.1f reason=%s", event.event, event.t, event.reason)
             if event.event == "trigger_shutdown":
@@ -553,7 +567,11 @@ class Daemon:
         with self._lock:
             self.config = new
             if self._own_factory:
-                self.context_factory = real_context_factory(new, self.reader)
+                # a new port for the new inventory; the old one may serve a running flow
+                if self.warmer is not None:
+                    self._old_warmers.append(self.warmer)
+                self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(new))
+                self.context_factory = real_context_factory(new, self.reader, self.warmer)
         self.budget = self._budget()
         log.info("configuration reloaded")
         self.notifier.status("watching the UPS (configuration reloaded)")
@@ -581,5 +599,12 @@ class Daemon:
             self._cache_thread.join(30)
         if self.server is not None:
             self.server.close()
+        for warmer in [*self._old_warmers, self.warmer]:
+            if warmer is None:
+                continue
+            warmer.join(30)
+            port = warmer.opened
+            if isinstance(port, AnsiblePort):
+                port.close()
         self.metrics.close()
         self.recorder.close()

@@ -9,6 +9,7 @@ import contextlib
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hecate.ansible_port import open_port
 from hecate.config import HecateConfig
 from hecate.errors import KubeError
 from hecate.flows.context import FlowContext, KubeApi, ProgressFn, no_progress
+from hecate.flows.warmup import ConnectionWarmer
 from hecate.kube import Kube, UnavailableKube
 from hecate.nut import client_from_config
 from hecate.readings import Poll
@@ -47,16 +49,28 @@ def open_flow_context(
     read_ups: Callable[[], Poll] | None,
     progress: ProgressFn = no_progress,
     cancel: threading.Event | None = None,
+    warmer: ConnectionWarmer | None = None,
 ) -> Iterator[FlowContext]:
+    """The real ports for one flow. With `warmer` (the daemon's, long-lived) its port is used
+    and kept open; without, a port is opened for this flow and its ssh connections are opened in
+    the background at once, while the flow's first (API) stages run."""
     try:
         kube: KubeApi = Kube(config.kubeconfig)
     except KubeError as exc:
         # Without the API the node stages must still run: a shutdown protects hardware first.
         progress("kube", "warning", str(exc))
         kube = UnavailableKube(str(exc))
-    with open_port(config) as ansible, contextlib.closing(kube):  # type: ignore[type-var]
-        for warning in ansible.warnings:
-            progress("inventory", "warning", warning)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.closing(kube))  # type: ignore[type-var]
+        if warmer is None:
+            port = stack.enter_context(open_port(config))
+            for warning in port.warnings:
+                progress("inventory", "warning", warning)
+            warmer = ConnectionWarmer(lambda: port)
+            # joined before the port (and its control dir) goes away
+            stack.callback(warmer.join, 30.0)
+        warmer.warm(time.monotonic())
+        ansible = warmer.ansible
         yield FlowContext(
             config=config,
             ansible=ansible,

@@ -324,6 +324,61 @@ def _owner_alive(owner: str) -> bool:
     return pid.isdigit() and _process_start(int(pid)) == start
 
 
+# Every root container's systemd takes inotify instances of the host's root user; past
+# fs.inotify.max_user_instances (128 by default) systemd logs "Failed to create inotify object"
+# and sshd never starts, which used to show up only as an SSH timeout at about 26 nodes.
+INOTIFY_PER_NODE = 6
+INOTIFY_WATCHES_PER_NODE = 2_000
+INOTIFY_HEADROOM = 16
+_INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify")
+
+
+def inotify_instances_in_use(uid: int = 0) -> int:
+    """Inotify instances open by processes of `uid` (what max_user_instances counts)."""
+    used = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if proc.stat().st_uid != uid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if str(fd.readlink()) == "anon_inode:inotify":
+                        used += 1
+        except OSError:  # the process went away or hides its fds
+            continue
+    return used
+
+
+def inotify_shortfall(nodes: int, *, sysctl_dir: Path = _INOTIFY_SYSCTL) -> list[str]:
+    """What to raise, as `sysctl -w` lines, before `nodes` more containers can boot (empty: ok)."""
+    try:
+        instances = int((sysctl_dir / "max_user_instances").read_text())
+        watches = int((sysctl_dir / "max_user_watches").read_text())
+    except (OSError, ValueError):
+        return []  # not Linux-like enough to tell; let the boot itself decide
+    need = inotify_instances_in_use() + INOTIFY_PER_NODE * nodes + INOTIFY_HEADROOM
+    fixes: list[str] = []
+    if need > instances:
+        want = max(1024, 1 << (need - 1).bit_length())
+        fixes.append(f"sysctl -w fs.inotify.max_user_instances={want}  (now {instances})")
+    if INOTIFY_WATCHES_PER_NODE * nodes > watches:
+        want = max(524288, INOTIFY_WATCHES_PER_NODE * nodes * 2)
+        fixes.append(f"sysctl -w fs.inotify.max_user_watches={want}  (now {watches})")
+    return fixes
+
+
+def check_host_limits(nodes: int) -> None:
+    """Refuse up front, saying exactly what to raise, when the host cannot boot `nodes` nodes."""
+    fixes = inotify_shortfall(nodes)
+    if fixes:
+        raise TwinError(
+            f"this host cannot boot {nodes} more twin nodes: their systemd would run out of "
+            "inotify instances and sshd would never start. As root, raise:\n  " + "\n  ".join(fixes)
+        )
+
+
 def remove_leftovers() -> list[str]:
     """Remove twin containers of dead runs; return their names.
 
@@ -573,6 +628,7 @@ class Twin:
         try:
             image = self.image or ensure_image()
             remove_leftovers()
+            check_host_limits(self.servers_count + self.agents_count)
             self._prepare_workdir()
             self._create_nodes(image)
             self.wait_ready(self.start_timeout)

@@ -1,0 +1,60 @@
+"""Opening the nodes' ssh connections before a flow needs them (hecate/flows/warmup.py)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hecate.ansible_port import CONTROL_PERSIST_S, Ansible
+from hecate.errors import AnsibleRunError
+from hecate.flows.warmup import CONNECT_PLAYBOOK, REFRESH_S, ConnectionWarmer, warm_due
+from tests.unit.fakes import FakeAnsible
+
+
+def test_first_warm_is_due() -> None:
+    assert warm_due(None, 0.0)
+
+
+def test_recent_warm_is_not_repeated_and_a_stale_one_is() -> None:
+    assert not warm_due(100.0, 100.0 + REFRESH_S - 1)
+    assert warm_due(100.0, 100.0 + REFRESH_S)
+
+
+@given(st.floats(0, 1e6), st.floats(0, 1e6))
+def test_due_exactly_when_refresh_has_passed(last: float, delta: float) -> None:
+    assert warm_due(last, last + delta) == (delta >= REFRESH_S)
+
+
+def test_refresh_comes_before_the_masters_expire() -> None:
+    assert REFRESH_S < CONTROL_PERSIST_S
+
+
+def test_warmer_runs_the_connect_playbook_once_per_refresh() -> None:
+    fake = FakeAnsible()
+    made: list[Ansible] = []
+
+    def factory() -> Ansible:
+        made.append(fake)
+        return fake
+
+    warmer = ConnectionWarmer(factory)
+    assert warmer.opened is None  # nothing built until needed (no preflight in the poll thread)
+    assert warmer.warm(10.0)
+    warmer.join(5)
+    assert not warmer.warm(11.0)  # recent: no second run
+    assert warmer.warm(10.0 + REFRESH_S)
+    warmer.join(5)
+    assert [r.playbook for r in fake.requests] == [CONNECT_PLAYBOOK, CONNECT_PLAYBOOK]
+    assert fake.requests[0].limit is None  # every node
+    assert len(made) == 1 and warmer.opened is fake
+    assert warmer.runs == 2
+
+
+def test_a_failing_port_is_logged_not_raised() -> None:
+    def broken() -> Ansible:
+        raise AnsibleRunError("inventory cannot be built")
+
+    warmer = ConnectionWarmer(broken)
+    assert warmer.warm(0.0)
+    warmer.join(5)
+    assert warmer.runs == 0
