@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -188,6 +189,9 @@ class Upsmon:
                 self.proc.wait(5)
         self.log.close()
 
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
 
 class HecateWatcher:
     """Hecate's adapter polling server A every second, feeding the policy; notes the trigger."""
@@ -263,6 +267,7 @@ def run_scenario(scenario: Scenario) -> Result:
             watcher.close()
             upsmon.close()
         um = upsmon.decided_at()
+        upsmon.cleanup()
         return Result(
             scenario,
             None if um is None else max(0.0, um - start),
