@@ -365,7 +365,9 @@ def test_daemon_runs_sandboxed_and_ssh_still_works(installed: Installed) -> None
         "test -f /etc/hecate/id_ed25519 || ssh-keygen -q -t ed25519 -N '' "
         "-f /etc/hecate/id_ed25519 && install -d -m 700 -o hecate -g hecate "
         "/home/hecate/.ssh && install -m 600 -o hecate -g hecate "
-        "/etc/hecate/id_ed25519.pub /home/hecate/.ssh/authorized_keys",
+        "/etc/hecate/id_ed25519.pub /home/hecate/.ssh/authorized_keys && "
+        # the daemon's user reads the key through its group (README, least privilege)
+        "chgrp hecate-daemon /etc/hecate/id_ed25519 && chmod 640 /etc/hecate/id_ed25519",
     )
     ssh = (
         "/usr/bin/ssh -F /dev/null -i /etc/hecate/id_ed25519 -o BatchMode=yes "
@@ -376,7 +378,9 @@ def test_daemon_runs_sandboxed_and_ssh_still_works(installed: Installed) -> None
     )
     done = run(
         node,
-        "systemd-run --quiet --wait --pipe --collect " + " ".join(props) + f" {ssh}",
+        "systemd-run --quiet --wait --pipe --collect --uid=hecate-daemon --gid=hecate-daemon "
+        + " ".join(props)
+        + f" {ssh}",
         timeout=60,
         check=False,
     )
