@@ -125,7 +125,8 @@ class _ClockCollector:
             return
         if event.status not in ("ok", "changed") or event.result is None:
             return
-        stdout = str(event.result.get("stdout", ""))
+        # TASK_NTP is a debug task (its answer in `msg`); TASK_CLOCK a command (`stdout`).
+        stdout = str(event.result.get("stdout", event.result.get("msg", "")))
         if event.task == TASK_NTP:
             current = ClockReading(node, parse_ntp(stdout), current.node_time, current.window)
         elif event.task == TASK_CLOCK:

@@ -45,9 +45,13 @@ class FakeAnsible:
             return
         synced = "no" if host in self.unsynced else "yes"
         clock = f"{time.time() + self.clock_offsets.get(host, 0.0):.6f}"
-        for task, out in ((TASK_NTP, synced), (TASK_CLOCK, clock)):
+        # as roles/time_sync reports them: a debug task's msg, then a command's stdout
+        for task, result in (
+            (TASK_NTP, {"msg": synced, "changed": False}),
+            (TASK_CLOCK, {"stdout": clock, "rc": 0, "changed": False}),
+        ):
             on_event(TaskEvent("time_sync", host, task, "started"))
-            on_event(TaskEvent("time_sync", host, task, "ok", result={"stdout": out, "rc": 0}))
+            on_event(TaskEvent("time_sync", host, task, "ok", result=result))
 
     def run(
         self,
