@@ -137,6 +137,9 @@ class TaskEvent:
     status: EventStatus
     duration_s: float | None = None
     message: str | None = None
+    # The module's result (`res`) of an ok/changed task, e.g. a command's stdout (not part of
+    # an event's identity: two events of the same task and status compare equal).
+    result: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 EventCallback = Callable[[TaskEvent], None]
@@ -399,6 +402,7 @@ def task_event_from_runner(playbook: str, event: Mapping[str, Any]) -> TaskEvent
         status,
         duration_s=float(duration) if isinstance(duration, int | float) else None,
         message=_event_message(data) if status in ("failed", "ignored", "unreachable") else None,
+        result=res if status in ("ok", "changed") and isinstance(res, Mapping) else None,
     )
 
 

@@ -207,6 +207,50 @@ class FoundationWorkload(_Strict):
     timeout_seconds: float = Field(120.0, gt=0)
 
 
+class StorageWorkload(_Strict):
+    """A workload volumes depend on (Longhorn's or a CSI driver's DaemonSet/Deployment)."""
+
+    kind: Literal["daemonset", "deployment", "statefulset"] = "daemonset"
+    namespace: str
+    name: str
+
+
+class StartupProbe(_Strict):
+    """A check run from the Hecate host after Flux is Ready: an HTTP(S) URL or a TCP host:port.
+
+    `target` is parsed here: `http://` or `https://` makes an HTTP probe (`expected_status`
+    applies), anything else must be HOST:PORT (a TCP connect)."""
+
+    name: str | None = None
+    target: str
+    expected_status: int = Field(200, ge=100, le=599)
+    timeout_seconds: float = Field(5.0, gt=0, le=300)
+    retries: int = Field(3, ge=0, le=100)
+    retry_interval_seconds: float = Field(5.0, ge=0, le=600)
+    # HTTPS only: check the certificate against the system CAs (a self-signed ingress: false).
+    verify_tls: bool = True
+
+    @field_validator("target")
+    @classmethod
+    def _target_shape(cls, value: str) -> str:
+        if value.startswith(("http://", "https://")):
+            if len(value.split("://", 1)[1]) == 0:
+                raise ValueError("an http(s):// URL needs a host")
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be an http(s):// URL or HOST:PORT")
+        return value
+
+    @property
+    def kind(self) -> Literal["http", "tcp"]:
+        return "http" if self.target.startswith(("http://", "https://")) else "tcp"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.target
+
+
 class StartupConfig(_Strict):
     power_stable_seconds: float = Field(60.0, ge=0)
     min_battery_charge: float = Field(50.0, ge=0, le=100)
@@ -227,6 +271,24 @@ class StartupConfig(_Strict):
     force_flux_branch: str | None = None
     # Brought back one by one, in this order, right after the nodes are Ready.
     foundation_workloads: list[FoundationWorkload] = Field(default_factory=list)
+    # Gate: before k3s starts, every node's clock is synchronised (timedatectl NTPSynchronized)
+    # and within max_clock_skew_seconds of this host. unsynced: wait (up to
+    # time_sync_timeout_seconds, then stop the startup before k3s starts) or start_anyway
+    # (report the nodes and go on).
+    time_sync_check: bool = True
+    max_clock_skew_seconds: float = Field(5.0, gt=0)
+    time_sync_timeout_seconds: float = Field(300.0, gt=0)
+    time_sync_unsynced: Literal["wait", "start_anyway"] = "wait"
+    # Gate: after the nodes are Ready, these are Ready (and, optionally, no VolumeAttachment
+    # is stuck) before Flux brings back the workloads that need them.
+    storage_workloads: list[StorageWorkload] = Field(default_factory=list)
+    storage_check_volume_attachments: bool = False
+    storage_timeout_seconds: float = Field(300.0, gt=0)
+    # Gate: checks run from this host after Flux is Ready; a failing one makes the run partial.
+    probes: list[StartupProbe] = Field(default_factory=list)
+    # Gate: the run ends only after the cluster stayed healthy this long (0: no soak).
+    soak_seconds: float = Field(0.0, ge=0)
+    soak_interval_seconds: float = Field(10.0, gt=0)
 
     @field_validator("gitea_workload")
     @classmethod

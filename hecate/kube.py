@@ -19,8 +19,9 @@ from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 from lightkube.core.exceptions import LoadResourceError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.apps_v1 import DaemonSet, Deployment, StatefulSet
 from lightkube.resources.core_v1 import Node, Pod
+from lightkube.resources.storage_v1 import VolumeAttachment
 from lightkube.types import PatchType
 
 from hecate.errors import KubeError
@@ -48,6 +49,7 @@ GitRepository = create_namespaced_resource(
 
 FluxKind = Literal["Kustomization", "HelmRelease", "GitRepository"]
 WorkloadKind = Literal["deployment", "statefulset"]
+StorageKind = Literal["daemonset", "deployment", "statefulset"]
 _FLUX = {"Kustomization": Kustomization, "HelmRelease": HelmRelease, "GitRepository": GitRepository}
 
 
@@ -79,6 +81,33 @@ class WorkloadInfo:
     name: str
     replicas: int
     ready_replicas: int
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """How much of a workload is Ready: a DaemonSet's scheduled pods, or replicas."""
+
+    kind: StorageKind
+    namespace: str
+    name: str
+    wanted: int
+    ready: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.wanted > 0 and self.ready >= self.wanted
+
+
+@dataclass(frozen=True)
+class VolumeAttachmentInfo:
+    name: str
+    node: str
+    attached: bool
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -218,6 +247,37 @@ class Kube:
                 self._client.patch(
                     StatefulSet, name, patch, namespace=namespace, patch_type=PatchType.MERGE
                 )
+
+    def readiness(self, kind: StorageKind, namespace: str, name: str) -> Readiness:
+        """Wanted vs Ready: a DaemonSet's desiredNumberScheduled/numberReady, else replicas."""
+        if kind != "daemonset":
+            info = self.workload(kind, namespace, name)
+            return Readiness(kind, namespace, name, info.replicas, info.ready_replicas)
+        with self._errors(f"get daemonset {namespace}/{name}"):
+            obj = self._client.get(DaemonSet, name, namespace=namespace)
+        status = obj.status
+        wanted = status.desiredNumberScheduled if status else 0
+        ready = status.numberReady if status and status.numberReady else 0
+        return Readiness(kind, namespace, name, wanted or 0, ready)
+
+    def volume_attachments(self) -> list[VolumeAttachmentInfo]:
+        with self._errors("list volumeattachments"):
+            found = list(self._client.list(VolumeAttachment))
+        infos = []
+        for va in found:
+            status = va.status
+            error = ""
+            if status is not None and status.attachError is not None:
+                error = str(status.attachError.message or "attach error")
+            infos.append(
+                VolumeAttachmentInfo(
+                    va.metadata.name if va.metadata and va.metadata.name else "?",
+                    va.spec.nodeName,
+                    bool(status.attached) if status else False,
+                    error,
+                )
+            )
+        return infos
 
     # --- Flux -------------------------------------------------------------------------------
 

@@ -52,20 +52,74 @@ def shutdown_plan(
     return stages
 
 
+# Steps of the plan that are not stages of the run's report (done around the stages).
+PLAN_ONLY_STEPS = frozenset({"guards", "intent", "record"})
+
+
 def startup_plan(config: HecateConfig, *, force_flux_branch: str | None) -> list[PlannedStage]:
+    """The stages run_startup walks, in its order (the gates only when configured)."""
     servers, agents = tuple(config.nodes.servers), tuple(config.nodes.agents)
-    branch = force_flux_branch or config.startup.force_flux_branch
+    startup = config.startup
+    branch = force_flux_branch or startup.force_flux_branch
     flux = "resume what Hecate suspended, request a reconcile"
     if branch:
         flux = f"set the GitRepository branch to {branch!r}; " + flux
-    return [
+    stages = [
         PlannedStage("guards", "battery, peer, intent and charge guards"),
         PlannedStage("intent", "record intent startup_in_progress"),
+    ]
+    if startup.time_sync_check:
+        on_fail = (
+            "start anyway, naming the nodes"
+            if startup.time_sync_unsynced == "start_anyway"
+            else "stop before k3s starts"
+        )
+        stages.append(
+            PlannedStage(
+                "time_sync",
+                f"gate: clocks NTP-synchronised and within {startup.max_clock_skew_seconds:g}s "
+                f"of this host (wait up to {startup.time_sync_timeout_seconds:.0f}s, then "
+                f"{on_fail})",
+                servers + agents,
+            )
+        )
+    stages += [
         PlannedStage("start_servers", "start k3s on all servers together (etcd quorum)", servers),
         PlannedStage("wait_api", "wait for the API (/readyz)"),
         PlannedStage("start_agents", "start k3s-agent on agents", agents),
         PlannedStage("nodes_ready", "wait for Nodes Ready; uncordon", servers + agents),
-        PlannedStage("flux_resume", flux),
-        PlannedStage("gitea_fallback", "if Flux's source stays down: bring Gitea up outside Flux"),
-        PlannedStage("record", "record the run; intent normal"),
     ]
+    if startup.storage_workloads or startup.storage_check_volume_attachments:
+        what = [f"{w.kind}/{w.namespace}/{w.name}" for w in startup.storage_workloads]
+        if startup.storage_check_volume_attachments:
+            what.append("no VolumeAttachment stuck")
+        stages.append(
+            PlannedStage(
+                "storage",
+                f"gate: storage Ready before Flux resumes (up to "
+                f"{startup.storage_timeout_seconds:.0f}s, then stop): {', '.join(what)}",
+            )
+        )
+    if startup.foundation_workloads:
+        names = ", ".join(f"{w.kind}/{w.namespace}/{w.name}" for w in startup.foundation_workloads)
+        stages.append(PlannedStage("foundation", f"bring back in order: {names}"))
+    stages += [
+        PlannedStage("flux_resume", flux),
+        PlannedStage(
+            "flux_ready",
+            "wait for Flux's source Ready; if it stays down: bring Gitea up outside Flux",
+        ),
+    ]
+    if startup.probes:
+        labels = ", ".join(p.label for p in startup.probes)
+        stages.append(PlannedStage("probes", f"gate: probes from this host pass: {labels}"))
+    if startup.soak_seconds > 0:
+        stages.append(
+            PlannedStage(
+                "soak",
+                f"gate: nodes Ready, no Flux object failing, probes passing for "
+                f"{startup.soak_seconds:.0f}s",
+            )
+        )
+    stages.append(PlannedStage("record", "record the run; intent normal"))
+    return stages

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -11,6 +12,7 @@ from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import StateError
+from hecate.flows.report import load_progress, load_report
 from hecate.intent import Intent, IntentState, is_stale
 from hecate.policy import params_from_config, pending_startup_wait
 from hecate.readings import CommError
@@ -54,9 +56,12 @@ def _ups_line(ups: dict[str, Any]) -> str:
 def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
     """Show the intent, the shutdown budget, the last runs and the UPS.
 
-    Intent: state, since, reason, whether it is stale. Budget: estimate_s, threshold_s, source,
-    samples. Startup: whether the automatic startup is pending (the cluster is down) and what it
-    waits for, judged from the current UPS reading (mains stability is timed by the daemon).
+    Intent: state, since, reason, whether it is stale; during a startup, the stage (gate) it is
+    in and since when (startup_progress). Budget: estimate_s, threshold_s, source, samples.
+    Startup: whether the automatic startup is pending (the cluster is down) and what it waits
+    for, judged from the current UPS reading (mains stability is timed by the daemon). Reports:
+    the last startup's and shutdown's outcome and their stages that were not ok (the full --json
+    reports are state_dir/last-startup-report.json and last-shutdown-report.json).
     """
     cfg = load(config)
     store = StateStore(cfg.state_dir)
@@ -100,6 +105,12 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     )
     update = self_update()
     battery = ups_report_data(cfg, poll)
+    progress = (
+        startup_progress(cfg.state_dir, intent_state.state.value, intent_state.run_id, stamp)
+        if intent_state is not None
+        else None
+    )
+    reports = {kind: report_summary(load_report(cfg.state_dir, kind)) for kind in REPORT_KINDS}
     report = {
         "intent": intent_json,
         "budget": {
@@ -114,12 +125,19 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         "battery": battery,
         "problems": problems,
         "self_update": update.to_json(),
+        "startup_progress": progress,
+        "reports": reports,
     }
     if as_json:
         emit_json(report)
         return
     for line in _intent_lines(intent_state, stale, stamp):
         typer.echo(line)
+    if progress is not None:
+        typer.echo(
+            f"         in stage {progress['stage']} for {progress['for_s']:.0f}s"
+            + (f": {progress['detail']}" if progress["detail"] else "")
+        )
     typer.echo(
         f"budget:  {budget.estimate_s:.0f}s from {budget.source} ({budget.samples} sample(s)); "
         f"shutdown when runtime < {budget.threshold_s:.0f}s"
@@ -133,5 +151,62 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     for run in runs[-5:]:
         typer.echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")
     typer.echo(f"update:  {update.text}")
+    for line in _report_lines(reports, cfg.state_dir):
+        typer.echo(line)
     for problem in problems:
         typer.echo(f"problem: {problem}", err=True)
+
+
+REPORT_KINDS = ("startup", "shutdown")
+
+
+def _report_lines(reports: dict[str, dict[str, Any] | None], state_dir: Path) -> list[str]:
+    lines: list[str] = []
+    for kind, summary in reports.items():
+        if summary is None:
+            continue
+        lines.append(
+            f"last {kind}: {summary['outcome']} ({summary['run_id']}), report "
+            f"{state_dir}/last-{kind}-report.json"
+        )
+        lines.extend(
+            f"  {stage['name']:<14} {stage['status']:<8} {stage['detail']}"
+            for stage in summary["not_ok"]
+        )
+    return lines
+
+
+def startup_progress(
+    state_dir: Path, intent_state: str, run_id: str | None, stamp: float
+) -> dict[str, Any] | None:
+    """Which stage (gate) a startup under way is in, and since when (None otherwise)."""
+    data = load_progress(state_dir)
+    if intent_state != "startup_in_progress" or data is None or data.get("run_id") != run_id:
+        return None
+    since = float(data.get("since", stamp))
+    return {
+        "stage": str(data.get("stage", "")),
+        "since": since,
+        "for_s": round(max(0.0, stamp - since), 1),
+        "detail": str(data.get("detail", "")),
+    }
+
+
+def report_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The kept report's outcome and the stages that were not ok (the whole report stays in
+    the file)."""
+    if report is None:
+        return None
+    stages = [s for s in report.get("stages", []) if isinstance(s, dict)]
+    return {
+        "run_id": report.get("run_id"),
+        "outcome": report.get("outcome"),
+        "ended_at": report.get("ended_at"),
+        "duration_s": report.get("duration_s"),
+        "message": report.get("message", ""),
+        "not_ok": [
+            {"name": s.get("name"), "status": s.get("status"), "detail": s.get("detail", "")}
+            for s in stages
+            if s.get("status") not in ("ok", "skipped")
+        ],
+    }

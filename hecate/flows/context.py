@@ -14,7 +14,17 @@ from hecate.ansible_port import Ansible, PlaybookRequest, PlaybookResult
 from hecate.config import HecateConfig
 from hecate.errors import HecateError
 from hecate.inventory import node_problems
-from hecate.kube import FluxKind, FluxObject, NodeInfo, PodRef, WorkloadInfo, WorkloadKind
+from hecate.kube import (
+    FluxKind,
+    FluxObject,
+    NodeInfo,
+    PodRef,
+    Readiness,
+    StorageKind,
+    VolumeAttachmentInfo,
+    WorkloadInfo,
+    WorkloadKind,
+)
 from hecate.readings import Poll
 from hecate.runs import StageRecord
 from hecate.state import StateStore
@@ -42,6 +52,8 @@ class KubeApi(Protocol):
     def set_git_branch(self, namespace: str, name: str, branch: str) -> None: ...
     def apply(self, manifest: dict[str, Any]) -> str: ...
     def live_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
+    def readiness(self, kind: StorageKind, namespace: str, name: str) -> Readiness: ...
+    def volume_attachments(self) -> list[VolumeAttachmentInfo]: ...
 
 
 ProgressFn = Callable[[str, str, str], None]  # (stage, status, detail)

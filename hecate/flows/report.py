@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hecate.errors import HecateError, StateError
 from hecate.flows.context import FlowContext, StageResult
 from hecate.runs import Outcome, RunRecord
+from hecate.statefiles import atomic_write_json, read_json
+
+PROGRESS_FILE = "startup-progress.json"
 
 
 @dataclass
@@ -68,3 +74,54 @@ def record_interrupted(ctx: FlowContext, run_id: str, since: float, kind: str) -
 
 def now_rfc3339(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+
+
+def report_path(state_dir: Path, kind: str) -> Path:
+    """`last-startup-report.json` / `last-shutdown-report.json` under state_dir."""
+    return state_dir / f"last-{kind}-report.json"
+
+
+def save_report(state_dir: Path, report: FlowReport) -> None:
+    """Keep the run's --json report (whoever ran it: the CLI or the daemon), with its times."""
+    data = {
+        **report.to_json(),
+        "started_at": round(report.started_at, 3),
+        "ended_at": round(report.ended_at, 3),
+    }
+    try:
+        atomic_write_json(report_path(state_dir, report.kind), data)
+    except StateError as exc:
+        # The run itself is recorded; a report that cannot be kept must not undo it.
+        report.message = f"{report.message}; {exc}" if report.message else str(exc)
+
+
+def load_report(state_dir: Path, kind: str) -> dict[str, Any] | None:
+    """The last kept report, or None (missing or unreadable: status says so, never raises)."""
+    try:
+        data = read_json(report_path(state_dir, kind))
+    except (OSError, ValueError, HecateError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def save_progress(
+    state_dir: Path, run_id: str, stage: str, since: float | None, detail: str
+) -> None:
+    """Which stage (gate) the startup is in and since when; `since=None` keeps the time."""
+    if since is None:
+        old = load_progress(state_dir) or {}
+        since = float(old.get("since", time.time())) if old.get("stage") == stage else time.time()
+    # Informational (for `hecate status`): a write that fails never stops the startup.
+    with contextlib.suppress(StateError):
+        atomic_write_json(
+            state_dir / PROGRESS_FILE,
+            {"run_id": run_id, "stage": stage, "since": round(since, 3), "detail": detail},
+        )
+
+
+def load_progress(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = read_json(state_dir / PROGRESS_FILE)
+    except (OSError, ValueError, HecateError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -22,7 +22,7 @@ from hecate.flows.context import (
     wait_until,
 )
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
-from hecate.flows.report import FlowReport, outcome_of, record_interrupted
+from hecate.flows.report import FlowReport, outcome_of, record_interrupted, save_report
 from hecate.intent import IntentState
 from hecate.kube import FluxKind, PodRef
 from hecate.plan import ShutdownMode
@@ -77,6 +77,7 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
             ),
             keep=config.shutdown.runs_kept,
         )
+        save_report(config.state_dir, report)  # before a local poweroff can cut it short
         if outcome in (Outcome.SUCCESS, Outcome.PARTIAL):
             ctx.store.set_intent(
                 IntentState.SHUTDOWN_COMPLETE,

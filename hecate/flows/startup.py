@@ -3,6 +3,7 @@ Flux/Gitea deadlock fallback (Gitea brought up outside Flux when Flux's own sour
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -23,8 +24,16 @@ from hecate.flows.context import (
     run_playbook,
     wait_until,
 )
+from hecate.flows.gates import probes_gate, soak_gate, storage_gate, time_sync_gate
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
-from hecate.flows.report import FlowReport, now_rfc3339, outcome_of, record_interrupted
+from hecate.flows.report import (
+    FlowReport,
+    now_rfc3339,
+    outcome_of,
+    record_interrupted,
+    save_progress,
+    save_report,
+)
 from hecate.guards import StartupOverrides, startup_refusals
 from hecate.intent import IntentState
 from hecate.kube import FluxKind, UnavailableKube, WorkloadKind
@@ -71,6 +80,7 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
         ctx.store.set_intent(
             IntentState.STARTUP_IN_PROGRESS, reason=options.reason, run_id=run_id, now=started
         )
+        ctx = _with_progress_file(ctx, run_id)
         recorder = StageRecorder(ctx)
         message = ""
         try:
@@ -100,7 +110,7 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
             )
         # FAILED or ABORTED: the intent stays startup_in_progress so `status` shows where it
         # stopped; a shutdown may take over, and a new startup resumes.
-        return FlowReport(
+        report = FlowReport(
             "startup",
             run_id,
             outcome,
@@ -110,6 +120,25 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
             fallbacks=recorder.fallbacks,
             message=message,
         )
+        save_report(config.state_dir, report)
+        return report
+
+
+def _with_progress_file(ctx: FlowContext, run_id: str) -> FlowContext:
+    """The same context, whose progress also records the running stage (and since when) in
+    state_dir/startup-progress.json for `hecate status`."""
+    inner = ctx.progress
+    current = {"stage": ""}
+
+    def progress(stage: str, status: str, detail: str) -> None:
+        inner(stage, status, detail)
+        if status == "running" and stage != current["stage"]:
+            current["stage"] = stage
+            save_progress(ctx.config.state_dir, run_id, stage, ctx.clock(), "")
+        elif status == "waiting" and stage == current["stage"]:
+            save_progress(ctx.config.state_dir, run_id, stage, None, detail)
+
+    return dataclasses.replace(ctx, progress=progress)
 
 
 def _stages(ctx: FlowContext, recorder: StageRecorder, options: StartupOptions) -> None:
@@ -120,6 +149,10 @@ def _stages(ctx: FlowContext, recorder: StageRecorder, options: StartupOptions) 
         "k3s_service_timeout_s": int(config.startup.api_timeout_seconds),
         **privilege_vars(config),
     }
+    startup = config.startup
+    if startup.time_sync_check:
+        with recorder.stage("time_sync") as stage:
+            time_sync_gate(ctx, stage)
     with recorder.stage("start_servers") as stage:
         # All servers at once: etcd needs a quorum, and one-at-a-time starts wait on each other.
         run_playbook(ctx, stage, "start_servers", servers, timeout_s=start_timeout, **start_vars)
@@ -136,13 +169,22 @@ def _stages(ctx: FlowContext, recorder: StageRecorder, options: StartupOptions) 
     ledger, _ = load_ledger_or_new(config.state_dir)  # corrupt: set aside, logged
     with recorder.stage("nodes_ready") as stage:
         _wait_nodes_ready(ctx, stage, ledger)
-    if config.startup.foundation_workloads:
+    if startup.storage_workloads or startup.storage_check_volume_attachments:
+        with recorder.stage("storage") as stage:
+            storage_gate(ctx, stage)
+    if startup.foundation_workloads:
         with recorder.stage("foundation") as stage:
             _restore_foundation(ctx, stage)
     with recorder.stage("flux_resume") as stage:
         _resume_flux(ctx, stage, ledger, options)
     with recorder.stage("flux_ready") as stage:
         _flux_ready_or_fallback(ctx, stage, recorder)
+    if startup.probes:
+        with recorder.stage("probes") as stage:
+            probes_gate(ctx, stage)
+    if startup.soak_seconds > 0:
+        with recorder.stage("soak") as stage:
+            soak_gate(ctx, stage)
 
 
 def _wait_nodes_ready(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:

@@ -443,6 +443,12 @@ def make_tls(directory: Path) -> None:
         (directory / key).chmod(0o600)
 
 
+def clock_file(offset_seconds: int, *, ntp_synchronized: bool) -> bytes:
+    """The node's /etc/hecate-twin/clock (sourced by node/date and node/timedatectl)."""
+    synced = "yes" if ntp_synchronized else "no"
+    return f"offset_seconds={int(offset_seconds)}\nntp_synchronized={synced}\n".encode()
+
+
 def _free_ports(count: int) -> list[int]:
     sockets: list[socket.socket] = []
     try:
@@ -766,8 +772,11 @@ class Twin:
             )
             add("usr/local/bin/k3s", (NODE_FILES / "k3s").read_bytes(), 0o755)
             add("usr/local/bin/k3s-killall.sh", (NODE_FILES / "k3s-killall.sh").read_bytes(), 0o755)
+            add("usr/local/bin/timedatectl", (NODE_FILES / "timedatectl").read_bytes(), 0o755)
+            add("usr/local/bin/date", (NODE_FILES / "date").read_bytes(), 0o755)
             add("etc/hecate-twin", mode=0o755)
             add("etc/hecate-twin/node.json", node_conf)
+            add("etc/hecate-twin/clock", clock_file(0, ntp_synchronized=True))
             add(f"etc/systemd/system/{unit}", (NODE_FILES / unit).read_bytes())
             add(
                 f"etc/systemd/system/multi-user.target.wants/{unit}",
@@ -894,6 +903,17 @@ class Twin:
         target = self.node(node)
         extra = ["--user", user] if user else []
         return podman("exec", *extra, target.container, *argv, check=False, timeout=timeout)
+
+    def set_clock(
+        self, node: TwinNode | str, offset_seconds: int = 0, *, ntp_synchronized: bool = True
+    ) -> None:
+        """What the node's clock looks like to `date` and `timedatectl` (node/date,
+        node/timedatectl): shifted by ``offset_seconds``, NTP-synchronised or not."""
+        target = self.node(node)
+        data = clock_file(offset_seconds, ntp_synchronized=ntp_synchronized).decode()
+        result = self.exec(target, "sh", "-c", f"printf '%s' '{data}' > /etc/hecate-twin/clock")
+        if result.returncode != 0:
+            raise TwinError(f"set_clock on {target.name} failed: {result.stderr}")
 
     def ssh_argv(
         self, node: TwinNode | str, user: str | None = None, *, batch: bool = True

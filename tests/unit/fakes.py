@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,21 @@ from hecate.ansible_port import (
     PlaybookRequest,
     PlaybookResult,
     RunStatus,
+    TaskEvent,
 )
 from hecate.errors import KubeError
-from hecate.kube import FluxKind, FluxObject, NodeInfo, PodRef, WorkloadInfo, WorkloadKind
+from hecate.flows.gates import TASK_CLOCK, TASK_NTP
+from hecate.kube import (
+    FluxKind,
+    FluxObject,
+    NodeInfo,
+    PodRef,
+    Readiness,
+    StorageKind,
+    VolumeAttachmentInfo,
+    WorkloadInfo,
+    WorkloadKind,
+)
 
 
 @dataclass
@@ -23,6 +36,22 @@ class FakeAnsible:
     unreachable: set[str] = field(default_factory=set)
     requests: list[PlaybookRequest] = field(default_factory=list)
     cluster: FakeKube | None = None
+    # time_sync playbook: per-node clock offset (s) and nodes not NTP-synchronised
+    clock_offsets: dict[str, float] = field(default_factory=dict)
+    unsynced: set[str] = field(default_factory=set)
+
+    def _time_sync_events(self, host: str, on_event: EventCallback | None) -> None:
+        if on_event is None:
+            return
+        synced = "no" if host in self.unsynced else "yes"
+        clock = f"{time.time() + self.clock_offsets.get(host, 0.0):.6f}"
+        # as roles/time_sync reports them: a debug task's msg, then a command's stdout
+        for task, result in (
+            (TASK_NTP, {"msg": synced, "changed": False}),
+            (TASK_CLOCK, {"stdout": clock, "rc": 0, "changed": False}),
+        ):
+            on_event(TaskEvent("time_sync", host, task, "started"))
+            on_event(TaskEvent("time_sync", host, task, "ok", result=result))
 
     def run(
         self,
@@ -38,6 +67,8 @@ class FakeAnsible:
                 hosts[host] = HostStats(unreachable=1)
                 continue
             hosts[host] = HostStats(ok=1, changed=1)
+            if request.playbook == "time_sync":
+                self._time_sync_events(host, on_event)
             if self.cluster is not None:
                 self.cluster.node_action(request.playbook, host)
         status: RunStatus = "failed" if any(h.unreachable for h in hosts.values()) else "successful"
@@ -62,6 +93,19 @@ class FakeKube:
     gitea_scalable: bool = True
     applied: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    # storage gate: label -> (wanted, ready); missing labels raise KubeError (not found)
+    storage: dict[str, tuple[int, int]] = field(default_factory=dict)
+    attachments: list[VolumeAttachmentInfo] = field(default_factory=list)
+
+    def readiness(self, kind: StorageKind, namespace: str, name: str) -> Readiness:
+        label = f"{kind}/{namespace}/{name}"
+        if label not in self.storage:
+            raise KubeError(f"get {label}: not found")
+        wanted, ready = self.storage[label]
+        return Readiness(kind, namespace, name, wanted, ready)
+
+    def volume_attachments(self) -> list[VolumeAttachmentInfo]:
+        return list(self.attachments)
 
     def node_action(self, playbook: str, host: str) -> None:
         if playbook in ("stop_agents", "stop_servers"):

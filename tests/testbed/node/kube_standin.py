@@ -86,7 +86,8 @@ STATE_DIR = "/var/lib/rancher/k3s/twin-shared"
 NODE_CONF = "/etc/hecate-twin/node.json"
 SNAPSHOT_DIR = "/var/lib/rancher/k3s/server/db/snapshots"
 RUN_DIR = "/run/k3s-twin"
-K8S_VERSION = "v1.30.6+k3s1"
+# The minor k3s ships on its stable channel; tests/testbed/schemas.py checks against it.
+K8S_VERSION = "v1.36.1+k3s1"
 API_PORT = 6443
 
 ANN_DESIRED = "twin.hecate.io/desired-replicas"
@@ -2135,11 +2136,18 @@ class StandinServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], api: Api, token: str, tls: ssl.SSLContext | None = None
+        self,
+        address: tuple[str, int],
+        api: Api,
+        token: str,
+        tls: ssl.SSLContext | None = None,
+        node: str = "standin",
     ) -> None:
         super().__init__(address, Handler)
         self.api = api
         self.token = token
+        self.node = node
+        self._audit_lock = threading.Lock()
         if tls is not None:
             # The handshake happens in the request's thread (Handler.setup), not in accept().
             self.socket = tls.wrap_socket(
@@ -2149,6 +2157,34 @@ class StandinServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ssl.SSLError | OSError):
             super().handle_error(request, client_address)
+
+    def audit(self, req: Request, code: int, payload: Any) -> None:
+        """With ``audit: true`` in the twin's config, append the request and the answer to
+        ``<state>/audit/<node>.jsonl``: the tests check every object served and sent against
+        the published schemas (tests/testbed/schemas.py)."""
+        store = self.api.store
+        if not store.read().get("config", {}).get("audit") or req.path.startswith("/twin/"):
+            return
+        try:
+            body: Any = json.loads(req.body) if req.body else None
+        except ValueError:
+            body = req.body.decode("utf-8", "replace")
+        entry = {
+            "method": req.method,
+            "path": req.path,
+            "query": req.query,
+            "contentType": req.content_type,
+            "table": req.wants_table,
+            "request": body,
+            "code": code,
+            "response": payload,
+        }
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        directory = store.root / "audit"
+        with self._audit_lock:
+            directory.mkdir(parents=True, exist_ok=True)
+            with (directory / f"{self.node}.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(line)
 
 
 def tls_context(state_dir: Path) -> ssl.SSLContext | None:
@@ -2164,12 +2200,12 @@ def tls_context(state_dir: Path) -> ssl.SSLContext | None:
 
 VERSION_INFO: Obj = {
     "major": "1",
-    "minor": "30",
+    "minor": "36",
     "gitVersion": K8S_VERSION,
     "gitCommit": "1829eaae5ac85bd7d4bd4dbeb7a26f1f3e6c1b9d",
     "gitTreeState": "clean",
-    "buildDate": "2024-10-23T00:00:00Z",
-    "goVersion": "go1.22.8",
+    "buildDate": "2026-05-20T00:00:00Z",
+    "goVersion": "go1.25.9",
     "compiler": "gc",
     "platform": "linux/amd64",
 }
@@ -2226,6 +2262,7 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     def dispatch(self, method: str) -> None:  # noqa: PLR0912
+        req: Request | None = None
         try:
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -2261,8 +2298,11 @@ class Handler(BaseHTTPRequestHandler):
             if isinstance(result, Watch):
                 self.stream(result)
             else:
+                self.server.audit(req, *result)
                 self.send_body(*result)
         except ApiError as err:
+            if req is not None:
+                self.server.audit(req, err.code, err.status())
             self.send_body(err.code, err.status())
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -2367,7 +2407,14 @@ def install_signal_handlers(stopping: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_server(state_dir: Path, node: str, port: int, *, shim: bool = True) -> int:
+def run_server(
+    state_dir: Path,
+    node: str,
+    port: int,
+    *,
+    shim: bool = True,
+    host: str = "0.0.0.0",  # noqa: S104
+) -> int:
     store = Store(state_dir)
     stopping = threading.Event()
     install_signal_handlers(stopping)
@@ -2381,8 +2428,8 @@ def run_server(state_dir: Path, node: str, port: int, *, shim: bool = True) -> i
     with store.transaction() as txn:
         reconcile(txn, store.heartbeats(), time.time())
     api = Api(store, stopping)
-    everywhere = "0.0.0.0"  # noqa: S104 - in the node's container, published on 127.0.0.1
-    server = StandinServer((everywhere, port), api, store.token(), tls_context(state_dir))
+    # In a node's container: every address (published on 127.0.0.1); on the host: --host.
+    server = StandinServer((host, port), api, store.token(), tls_context(state_dir), node=node)
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
     ).start()
@@ -2453,6 +2500,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     server = commands.add_parser("server")
     server.add_argument("--port", type=int, default=API_PORT)
+    server.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
     commands.add_parser("agent")
     snapshot = commands.add_parser("snapshot")
     snapshot.add_argument("--name", default="on-demand")
@@ -2461,7 +2509,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "snapshot":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "server":
-        return run_server(args.state_dir, args.node, args.port, shim=not args.no_shim)
+        return run_server(
+            args.state_dir, args.node, args.port, shim=not args.no_shim, host=args.host
+        )
     if args.command == "agent":
         return run_agent(args.state_dir, args.node, shim=not args.no_shim)
     return run_snapshot(args.state_dir, args.node, args.name, args.dir)
