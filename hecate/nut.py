@@ -323,6 +323,13 @@ class _GuardedPyNUT(PyNUTClient):  # type: ignore[misc]  # pynutclient ships no 
             raise PyNUTError("LIST VAR gave no variables")
         return {_decode(key): _unescape(_decode(value)) for key, value in raw.items()}
 
+    def list_ups(self) -> dict[str, str]:
+        """`LIST UPS` (what `upsc -l` shows): UPS name -> description."""
+        raw = self.GetUPSList()
+        if not isinstance(raw, dict):
+            raise PyNUTError("LIST UPS gave no list")
+        return {_decode(key): _unescape(_decode(value)) for key, value in raw.items()}
+
     def close(self) -> None:
         sock = self._socket()
         if sock is None:
@@ -415,6 +422,13 @@ class NutClient:
             elif self._user is not None and self._auth_check == "login":
                 session.DeviceLogin(target.ups)
             return session.list_vars(target.ups)
+
+    def ups_names(self) -> dict[str, str]:
+        """The UPSes this upsd serves (name -> description), as `upsc -l` lists them.
+
+        Anonymous: needs no user. Raises a UpsError subclass on any failure."""
+        with self._session() as session:
+            return session.list_ups()
 
     def instant_command(self, command: str) -> None:
         """Run an instant command on the UPS, e.g. `shutdown.return` (cut the output after the

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from hecate.budget import budget_from_config
+from hecate.cli.cmd_doctor import last_result
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import StateError
@@ -47,6 +48,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             "load_pct": poll.load_pct,
         }
     stale = is_stale(intent, stamp, max_age)
+    doctor = last_result(cfg.state_dir)
     report = {
         "intent": {
             "state": intent.state.value,
@@ -66,6 +68,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         "runs": [run.to_json() for run in runs[-5:]],
         "ups": ups,
         "problems": problems,
+        "doctor": doctor,
     }
     if as_json:
         emit_json(report)
@@ -88,5 +91,22 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     typer.echo("runs:" if runs else "runs:    none recorded")
     for run in runs[-5:]:
         typer.echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")
+    typer.echo(doctor_line(doctor, stamp))
     for problem in problems:
         typer.echo(f"problem: {problem}", err=True)
+
+
+def doctor_line(result: dict[str, Any] | None, stamp: float) -> str:
+    """`hecate doctor`'s last result in one line."""
+    if result is None:
+        return "doctor:  never run (run `hecate doctor`)"
+    age = stamp - float(result.get("checked_at", stamp))
+    when = f"{age / 3600:.1f} h ago" if age >= 3600 else f"{age / 60:.0f} min ago"
+    if result.get("protected"):
+        return f"doctor:  protected ({result.get('warnings', 0)} warning(s)), {when}"
+    failed = [
+        str(f.get("check"))
+        for f in result.get("findings", [])
+        if isinstance(f, dict) and f.get("status") == "fail"
+    ]
+    return f"doctor:  NOT PROTECTED, {when}: {', '.join(failed)} (run `hecate doctor`)"

@@ -9,6 +9,7 @@ import typer
 from hecate import __version__
 from hecate.cli import cmd_config, cmd_drill
 from hecate.cli.cmd_daemon import daemon_command
+from hecate.cli.cmd_doctor import doctor_command
 from hecate.cli.cmd_flows import shutdown_command, startup_command
 from hecate.cli.cmd_inventory import inventory_command
 from hecate.cli.cmd_replay import replay_command
@@ -35,6 +36,7 @@ app.command("status", epilog=EXIT_CODES_HELP)(status_command)
 app.command("daemon", epilog=EXIT_CODES_HELP)(daemon_command)
 app.command("inventory", epilog=EXIT_CODES_HELP)(inventory_command)
 app.command("replay", epilog=EXIT_CODES_HELP)(replay_command)
+app.command("doctor", epilog=EXIT_CODES_HELP)(doctor_command)
 
 
 @app.command("version")
