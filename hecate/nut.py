@@ -416,12 +416,23 @@ class NutClient:
         """All variables of the UPS as text, as upsd serves them."""
         target = self._target
         log.debug("reading %s as %s", target, self._user or "(anonymous)")
-        with self._session() as session:
-            if self._user is not None and self._auth_check == "primary":
-                session.check_primary(target.ups)
-            elif self._user is not None and self._auth_check == "login":
-                session.DeviceLogin(target.ups)
-            return session.list_vars(target.ups)
+        try:
+            with self._session() as session:
+                if self._user is not None and self._auth_check == "primary":
+                    session.check_primary(target.ups)
+                elif self._user is not None and self._auth_check == "login":
+                    session.DeviceLogin(target.ups)
+                return session.list_vars(target.ups)
+        except UpsUnknownError as exc:
+            raise UpsUnknownError(f"{exc}{self._served_hint()}") from None
+
+    def _served_hint(self) -> str:
+        """`; it serves: a, b` (what `upsc -l` would list), for a wrong UPS name."""
+        try:
+            names = sorted(self.ups_names())
+        except UpsError:
+            return ""
+        return f"; it serves: {', '.join(names)}" if names else "; it serves no UPS at all"
 
     def ups_names(self) -> dict[str, str]:
         """The UPSes this upsd serves (name -> description), as `upsc -l` lists them.

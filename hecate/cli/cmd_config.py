@@ -6,7 +6,12 @@ import typer
 
 from hecate.cli.cmd_config_init import init_command
 from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
-from hecate.config import DEFAULT_CONFIG_PATH, load_config, secret_file_warnings
+from hecate.config import (
+    DEFAULT_CONFIG_PATH,
+    load_config,
+    secret_file_errors,
+    secret_file_warnings,
+)
 from hecate.errors import ConfigError
 
 app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
@@ -17,8 +22,9 @@ app.command("init")(init_command)
 def check(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
     """Validate a config file; list every invalid field by its path (exit 2 when invalid).
 
-    Also warns when a secret file (ups.password_file, coordination.token_file) is missing or
-    readable by group or others.
+    A missing ups.password_file is an error (the daemon cannot start without it). Warns when a
+    secret file (ups.password_file, coordination.token_file) is readable by group or others,
+    or when coordination.token_file is missing.
     """
     try:
         loaded = load_config(config)
@@ -30,6 +36,16 @@ def check(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> 
             for problem in exc.problems:
                 typer.echo(f"  - {problem}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    errors = secret_file_errors(loaded)
+    if errors:
+        message = f"{config}: {len(errors)} missing secret file(s)"
+        if as_json:
+            emit_json({"valid": False, "error": message, "problems": errors})
+        else:
+            typer.echo(f"error: {message}", err=True)
+            for problem in errors:
+                typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(EXIT_USAGE)
     warnings = secret_file_warnings(loaded)
     if as_json:
         emit_json({"valid": True, "warnings": warnings, "config": loaded.model_dump(mode="json")})

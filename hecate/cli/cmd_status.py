@@ -38,6 +38,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     ups: dict[str, Any]
     if isinstance(poll, CommError):
         ups = {"readable": False, "error": poll.message, "kind": poll.kind}
+        problems.append(f"UPS not readable, the cluster is not protected: {poll.message}")
     else:
         ups = {
             "readable": True,
