@@ -299,8 +299,24 @@ def node_checks(cfg: HecateConfig) -> list[Finding]:
     known = known_hosts_path(cfg)
     if not cfg.nodes.all:
         return [*findings, fail("nodes", "no nodes configured", "fill nodes.servers/agents")]
-    with ThreadPoolExecutor(max_workers=min(16, len(cfg.nodes.all))) as pool:
-        results = list(pool.map(lambda node: _probe_node(cfg, node, known), cfg.nodes.all))
+    # The example's placeholder addresses are nobody's nodes: never connect to them.
+    probed = [
+        n
+        for n in cfg.nodes.all
+        if n not in doctor.EXAMPLE_NODES
+        and cfg.ssh_node_hosts.get(n, n).split(":")[0] not in doctor.EXAMPLE_ADDRESSES
+    ]
+    findings += [
+        fail(
+            f"node.{n}.ssh", "a placeholder from the example: not probed", "see config.placeholders"
+        )
+        for n in cfg.nodes.all
+        if n not in probed
+    ]
+    if not probed:
+        return findings
+    with ThreadPoolExecutor(max_workers=min(16, len(probed))) as pool:
+        results = list(pool.map(lambda node: _probe_node(cfg, node, known), probed))
     for node_findings in results:
         findings += node_findings
     return findings
