@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import typer
@@ -48,6 +49,11 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             "charge_pct": poll.charge_pct,
             "load_pct": poll.load_pct,
         }
+    if update_failed():
+        problems.append(
+            "hecate-update.service failed: Hecate is not updating itself "
+            "(journalctl -u hecate-update.service says why)"
+        )
     stale = is_stale(intent, stamp, max_age)
     doctor = last_result(cfg.state_dir)
     report = {
@@ -95,6 +101,20 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     typer.echo(doctor_line(doctor, stamp))
     for problem in problems:
         typer.echo(f"problem: {problem}", err=True)
+
+
+def update_failed() -> bool:
+    """True when systemd shows hecate-update.service failed (False without systemd)."""
+    try:
+        done = subprocess.run(
+            ["systemctl", "is-failed", "--quiet", "hecate-update.service"],  # noqa: S607
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def doctor_line(result: dict[str, Any] | None, stamp: float) -> str:

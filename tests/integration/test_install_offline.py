@@ -108,7 +108,10 @@ def test_offline_install_then_config_init_and_doctor_protect_the_twin(
     host: str, twin: Twin
 ) -> None:
     # apt really is off
-    assert run(host, "timeout 60 apt-get update -q", check=False, timeout=90).returncode != 0
+    update = run(host, "timeout 60 apt-get update -q", check=False, timeout=90)
+    assert "Connection refused" in update.stdout + update.stderr
+    install_kubectl = "timeout 60 apt-get install -y -q kubernetes-client"
+    assert run(host, install_kubectl, check=False, timeout=90).returncode != 0
 
     first = run(
         host,
@@ -179,3 +182,14 @@ def test_offline_install_then_config_init_and_doctor_protect_the_twin(
     assert exists(host, "/var/lib/hecate/doctor.json")
     status = run(host, "hecate status").stdout
     assert "doctor:  protected" in status
+
+    # hecate-update cannot update a checkout that is not on main: it fails, visibly.
+    started = run(host, "systemctl start hecate-update.service", check=False, timeout=120)
+    assert started.returncode != 0
+    assert run(host, "systemctl is-failed hecate-update.service", check=False).stdout.strip() == (
+        "failed"
+    )
+    journal = run(host, "journalctl -u hecate-update.service --no-pager -o cat").stdout
+    assert "FAILED" in journal and "cannot update" in journal
+    shown = run(host, "hecate status", check=False)
+    assert "hecate-update.service failed" in shown.stderr
