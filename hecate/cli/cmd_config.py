@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from hecate.cli.cmd_config_init import init_command
-from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
+from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, flat_help
 from hecate.config import (
     DEFAULT_CONFIG_PATH,
     load_config,
@@ -15,7 +15,7 @@ from hecate.config import (
 from hecate.errors import ConfigError
 
 app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
-app.command("init")(init_command)
+app.command("init", help=flat_help(init_command))(init_command)
 
 
 @app.command("check")
