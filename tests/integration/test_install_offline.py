@@ -189,7 +189,7 @@ def test_offline_install_then_config_init_and_doctor_protect_the_twin(
     assert run(host, "systemctl is-failed hecate-update.service", check=False).stdout.strip() == (
         "failed"
     )
-    # (no .git at all here: the unit's AssertPathExists fails it before the script runs; the
-    # script fails the same way without git or off main)
+    journal = run(host, "journalctl -u hecate-update.service --no-pager -o cat").stdout
+    assert "FAILED" in journal and "cannot update" in journal
     shown = run(host, "hecate status", check=False)
     assert "hecate-update.service failed" in shown.stderr
