@@ -605,3 +605,15 @@ def secret_file_warnings(config: HecateConfig) -> list[str]:
                 f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
             )
     return warnings
+
+
+def secret_file_errors(config: HecateConfig) -> list[str]:
+    """Secret files the daemon cannot start without: a missing ups.password_file (the daemon
+    reads it once at start and exits). `config check` reports these as errors."""
+    path = config.ups.password_file
+    if path is None or path.exists():
+        return []
+    return [
+        f"ups.password_file: {path} does not exist; write the upsd user's password there "
+        f"(chmod 600 {path}), or set ups.password_file: null for anonymous reads"
+    ]

@@ -111,6 +111,15 @@ class VolumeAttachmentInfo:
 
 
 @dataclass(frozen=True)
+class NodeDetails:
+    """What `hecate config init` and `hecate doctor` read of a Node: labels and addresses."""
+
+    name: str
+    labels: Mapping[str, str]
+    internal_ip: str | None
+
+
+@dataclass(frozen=True)
 class PodRef:
     namespace: str
     name: str
@@ -197,6 +206,23 @@ class Kube:
             infos.append(NodeInfo(name, ready, unschedulable))
         return infos
 
+    def node_details(self) -> list[NodeDetails]:
+        with self._errors("list nodes"):
+            found = list(self._client.list(Node))
+        details = []
+        for node in found:
+            meta = node.metadata
+            addresses = (node.status.addresses if node.status else None) or []
+            internal = next((a.address for a in addresses if a.type == "InternalIP"), None)
+            details.append(
+                NodeDetails(
+                    name=meta.name if meta and meta.name else "?",
+                    labels=dict(meta.labels or {}) if meta else {},
+                    internal_ip=internal,
+                )
+            )
+        return details
+
     def set_unschedulable(self, node: str, value: bool) -> None:
         with self._errors(f"cordon node {node}"):
             self._client.patch(
@@ -235,6 +261,30 @@ class Kube:
         replicas = obj.spec.replicas if obj.spec and obj.spec.replicas is not None else 0
         ready = obj.status.readyReplicas if obj.status and obj.status.readyReplicas else 0
         return WorkloadInfo(kind, namespace, name, replicas, ready)
+
+    def workloads(self, kind: WorkloadKind) -> list[WorkloadInfo]:
+        """Every Deployment (or StatefulSet) in every namespace."""
+        found: list[Deployment] | list[StatefulSet]
+        with self._errors(f"list {kind}s"):
+            if kind == "deployment":
+                found = list(self._client.list(Deployment, namespace="*"))
+            else:
+                found = list(self._client.list(StatefulSet, namespace="*"))
+        infos = []
+        for obj in found:
+            meta = obj.metadata
+            replicas = obj.spec.replicas if obj.spec and obj.spec.replicas is not None else 0
+            ready = obj.status.readyReplicas if obj.status and obj.status.readyReplicas else 0
+            infos.append(
+                WorkloadInfo(
+                    kind,
+                    (meta.namespace if meta else None) or "default",
+                    (meta.name if meta else None) or "?",
+                    replicas,
+                    ready,
+                )
+            )
+        return infos
 
     def scale(self, kind: WorkloadKind, namespace: str, name: str, replicas: int) -> None:
         patch = {"spec": {"replicas": replicas}}

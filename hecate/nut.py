@@ -271,6 +271,13 @@ class _GuardedPyNUT(PyNUTClient):  # type: ignore[misc]  # pynutclient ships no 
             raise PyNUTError("LIST VAR gave no variables")
         return {_decode(key): _unescape(_decode(value)) for key, value in raw.items()}
 
+    def list_ups(self) -> dict[str, str]:
+        """`LIST UPS` (what `upsc -l` shows): UPS name -> description."""
+        raw = self.GetUPSList()
+        if not isinstance(raw, dict):
+            raise PyNUTError("LIST UPS gave no list")
+        return {_decode(key): _unescape(_decode(value)) for key, value in raw.items()}
+
     def close(self) -> None:
         sock = self._socket()
         if sock is None:
@@ -357,12 +364,30 @@ class NutClient:
         """All variables of the UPS as text, as upsd serves them."""
         target = self._target
         log.debug("reading %s as %s", target, self._user or "(anonymous)")
+        try:
+            with self._session() as session:
+                if self._user is not None and self._auth_check == "primary":
+                    session.check_primary(target.ups)
+                elif self._user is not None and self._auth_check == "login":
+                    session.DeviceLogin(target.ups)
+                return session.list_vars(target.ups)
+        except UpsUnknownError as exc:
+            raise UpsUnknownError(f"{exc}{self._served_hint()}") from None
+
+    def _served_hint(self) -> str:
+        """`; it serves: a, b` (what `upsc -l` would list), for a wrong UPS name."""
+        try:
+            names = sorted(self.ups_names())
+        except UpsError:
+            return ""
+        return f"; it serves: {', '.join(names)}" if names else "; it serves no UPS at all"
+
+    def ups_names(self) -> dict[str, str]:
+        """The UPSes this upsd serves (name -> description), as `upsc -l` lists them.
+
+        Anonymous: needs no user. Raises a UpsError subclass on any failure."""
         with self._session() as session:
-            if self._user is not None and self._auth_check == "primary":
-                session.check_primary(target.ups)
-            elif self._user is not None and self._auth_check == "login":
-                session.DeviceLogin(target.ups)
-            return session.list_vars(target.ups)
+            return session.list_ups()
 
     def instant_command(self, command: str) -> None:
         """Run an instant command on the UPS, e.g. `shutdown.return` (cut the output after the

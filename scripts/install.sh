@@ -22,7 +22,11 @@
 #   HECATE_NUT_MONITOR_PASSWORD=PW    default: kept from the password file, or generated once
 #   HECATE_NUT_MASK_UPSMON=1|0        mask nut-monitor.service (Hecate decides shutdowns)
 #   HECATE_VENV=DIR                   where Hecate is installed (default /opt/hecate)
-#   HECATE_WHEELHOUSE=DIR             install Python packages from these wheels only (offline)
+#   HECATE_WHEELHOUSE=DIR             install Python packages from these wheels only (offline;
+#                                     scripts/make-wheelhouse DIR builds it); apt is then not used
+#                                     unless HECATE_INSTALL_PACKAGES=1
+# A knob not given keeps the value recorded by the last run in /etc/hecate/install.env (the
+# installer says so); a knob that differs from it is listed before anything changes.
 # Exit codes: 0 done, 1 the playbook failed, 2 bad knobs or usage (nothing changed).
 set -euo pipefail
 
@@ -48,6 +52,35 @@ while [[ $# -gt 0 ]]; do
 done
 
 # ------------------------------------------------------------------------------------------------
+# Knobs of the last run (/etc/hecate/install.env): a knob not given now keeps its recorded value
+# (said so); a knob given with another value is shown before anything changes.
+
+recorded_file="${HECATE_INSTALL_ENV_FILE:-/etc/hecate/install.env}"
+reused=()
+differing=()
+ups_rename=""
+if [[ -r "$recorded_file" ]]; then
+    while IFS='=' read -r name value; do
+        [[ "$name" =~ ^HECATE_[A-Z_]+$ && -n "$value" ]] || continue
+        [[ "$name" == HECATE_NUT_MONITOR_PASSWORD ]] && continue
+        current="${!name:-}"
+        if [[ -z "$current" ]]; then
+            export "$name=$value"
+            reused+=("$name=$value")
+        elif [[ "$current" != "$value" ]]; then
+            differing+=("$name: recorded '$value', this run '$current'")
+            [[ "$name" == HECATE_NUT_UPS_NAME ]] && ups_rename="$value -> $current"
+        fi
+    done <"$recorded_file"
+fi
+# An offline install (a wheelhouse) does not use apt unless told to.
+offline_note=""
+if [[ -n "${HECATE_WHEELHOUSE:-}" && -z "${HECATE_INSTALL_PACKAGES:-}" ]]; then
+    export HECATE_INSTALL_PACKAGES=0
+    offline_note="offline install (HECATE_WHEELHOUSE): apt is not used (HECATE_INSTALL_PACKAGES=1 to use it); install first: openssh-client python3-venv nut-client nut-server git"
+fi
+
+# ------------------------------------------------------------------------------------------------
 # Knobs: validated here (all errors at once) and again by the role before it changes anything.
 
 KNOWN_KNOBS=(
@@ -57,7 +90,7 @@ KNOWN_KNOBS=(
     HECATE_NUT_MASK_UPSMON HECATE_VENV HECATE_WHEELHOUSE HECATE_UPDATE_TRUSTED_KEYS
 )
 # HECATE_* variables that are not installer knobs (used by Hecate itself or its tests).
-OTHER_HECATE_VARS=(HECATE_ASSETS_DIR HECATE_IMAGE_LOG)
+OTHER_HECATE_VARS=(HECATE_ASSETS_DIR HECATE_IMAGE_LOG HECATE_INSTALL_ENV_FILE)
 
 errors=()
 bad() { errors+=("$1"); }
@@ -116,6 +149,20 @@ if [[ ${#errors[@]} -gt 0 ]]; then
     exit 2
 fi
 
+if [[ ${#reused[@]} -gt 0 ]]; then
+    printf '%s: reusing the knobs of the last run (%s):\n' "$prog" "$recorded_file"
+    printf '  %s\n' "${reused[@]}"
+fi
+if [[ ${#differing[@]} -gt 0 ]]; then
+    printf '%s: these knobs differ from the last run and will change the install:\n' "$prog" >&2
+    printf '  - %s\n' "${differing[@]}" >&2
+fi
+if [[ -n "$ups_rename" ]]; then
+    printf '%s: WARNING: the UPS is renamed in NUT (%s): ups.target in the config must follow\n' \
+        "$prog" "$ups_rename" >&2
+fi
+[[ -z "$offline_note" ]] || printf '%s: %s\n' "$prog" "$offline_note"
+
 if [[ $EUID -ne 0 ]]; then
     printf '%s: run as root (sudo %s)\n' "$prog" "$prog" >&2
     exit 2
@@ -137,6 +184,11 @@ ensure_venv() {
     if [[ ${#check[@]} -gt 0 ]] && ! python3 -c 'import ensurepip' 2>/dev/null; then
         printf '%s --check: %s needs python3-venv to be made; run once without --check\n' \
             "$prog" "$venv" >&2
+        exit 2
+    fi
+    if ! python3 -c 'import ensurepip' 2>/dev/null && [[ "${HECATE_INSTALL_PACKAGES:-1}" == 0 ]]; then
+        printf '%s: python3-venv is missing and apt is not to be used: install it first\n' \
+            "$prog" >&2
         exit 2
     fi
     if ! python3 -c 'import ensurepip' 2>/dev/null; then
@@ -203,4 +255,17 @@ rc=0
 if [[ $rc -ne 0 ]]; then
     printf '%s: the playbook failed (exit %s)\n' "$prog" "$rc" >&2
     exit 1
+fi
+
+# Next steps: what is still missing before the cluster is protected (hecate doctor).
+hecate_bin="${HECATE_VENV:-/opt/hecate}/bin/hecate"
+if [[ ${#check[@]} -eq 0 && -x "$hecate_bin" ]]; then
+    echo
+    echo "== next steps: hecate doctor --config /etc/hecate/hecate.yaml"
+    if timeout 300 "$hecate_bin" doctor --config /etc/hecate/hecate.yaml; then
+        echo "$prog: installed; the cluster is protected"
+    else
+        echo "$prog: installed, but the cluster is NOT protected yet: fix the FAIL lines above"
+        echo "  (README, 'After install': hecate config init, the node side, hecate doctor)"
+    fi
 fi

@@ -6,11 +6,19 @@ from typing import Annotated
 
 import typer
 
-from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
-from hecate.config import DEFAULT_CONFIG_PATH, load_config, resolve_problems, secret_file_warnings
+from hecate.cli.cmd_config_init import init_command
+from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, flat_help
+from hecate.config import (
+    DEFAULT_CONFIG_PATH,
+    load_config,
+    resolve_problems,
+    secret_file_errors,
+    secret_file_warnings,
+)
 from hecate.errors import ConfigError
 
 app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
+app.command("init", help=flat_help(init_command))(init_command)
 
 
 @app.command("check")
@@ -30,9 +38,10 @@ def check(
 
     Refuses what would fail later: addresses and ports outside the grammar, node names that are
     not RFC 1123 host names, duplicate YAML keys, booleans given as numbers, .inf/.nan, empty
-    values, metrics and coordination on the same port, min_samples above history_window. Also
-    warns when a secret file (ups.password_file, coordination.token_file) is missing or
-    readable by group or others.
+    values, metrics and coordination on the same port, min_samples above history_window, and a
+    missing ups.password_file (the daemon cannot start without it). Warns when a secret file
+    (ups.password_file, coordination.token_file) is readable by group or others, or when
+    coordination.token_file is missing.
     """
     try:
         loaded = load_config(config)
@@ -50,6 +59,16 @@ def check(
             for problem in exc.problems:
                 typer.echo(f"  - {problem}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    errors = secret_file_errors(loaded)
+    if errors:
+        message = f"{config}: {len(errors)} missing secret file(s)"
+        if as_json:
+            emit_json({"valid": False, "error": message, "problems": errors})
+        else:
+            typer.echo(f"error: {message}", err=True)
+            for problem in errors:
+                typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(EXIT_USAGE)
     warnings = secret_file_warnings(loaded)
     if as_json:
         emit_json({"valid": True, "warnings": warnings, "config": loaded.model_dump(mode="json")})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from hecate.budget import budget_from_config
+from hecate.budget import Budget, budget_from_config
+from hecate.cli.cmd_doctor import last_result
 from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.config import DEFAULT_CONFIG_PATH
@@ -16,7 +18,8 @@ from hecate.flows.report import load_progress, load_report
 from hecate.intent import Intent, IntentState, is_stale
 from hecate.policy import params_from_config, pending_startup_wait
 from hecate.readings import CommError
-from hecate.selfupdate import self_update
+from hecate.runs import RunRecord
+from hecate.selfupdate import SelfUpdate, self_update
 from hecate.state import StateStore
 
 
@@ -83,6 +86,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     ups: dict[str, Any]
     if isinstance(poll, CommError):
         ups = {"readable": False, "error": poll.message, "kind": poll.kind}
+        problems.append(f"UPS not readable, the cluster is not protected: {poll.message}")
     else:
         ups = {
             "readable": True,
@@ -111,6 +115,12 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         else None
     )
     reports = {kind: report_summary(load_report(cfg.state_dir, kind)) for kind in REPORT_KINDS}
+    if update_failed():
+        problems.append(
+            "hecate-update.service failed: Hecate is not updating itself "
+            "(journalctl -u hecate-update.service says why)"
+        )
+    doctor = last_result(cfg.state_dir)
     report = {
         "intent": intent_json,
         "budget": {
@@ -127,10 +137,46 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         "self_update": update.to_json(),
         "startup_progress": progress,
         "reports": reports,
+        "doctor": doctor,
     }
     if as_json:
         emit_json(report)
         return
+    _print_text(
+        intent_state=intent_state,
+        stale=stale,
+        stamp=stamp,
+        progress=progress,
+        budget=budget,
+        ups=ups,
+        waits_for=waits_for,
+        battery=battery,
+        runs=runs,
+        update=update,
+        reports=reports,
+        state_dir=cfg.state_dir,
+        doctor=doctor,
+        problems=problems,
+    )
+
+
+def _print_text(
+    *,
+    intent_state: Intent | None,
+    stale: bool,
+    stamp: float,
+    progress: dict[str, Any] | None,
+    budget: Budget,
+    ups: dict[str, Any],
+    waits_for: str | None,
+    battery: dict[str, Any],
+    runs: list[RunRecord],
+    update: SelfUpdate,
+    reports: dict[str, dict[str, Any] | None],
+    state_dir: Path,
+    doctor: dict[str, Any] | None,
+    problems: list[str],
+) -> None:
     for line in _intent_lines(intent_state, stale, stamp):
         typer.echo(line)
     if progress is not None:
@@ -151,8 +197,9 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     for run in runs[-5:]:
         typer.echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")
     typer.echo(f"update:  {update.text}")
-    for line in _report_lines(reports, cfg.state_dir):
+    for line in _report_lines(reports, state_dir):
         typer.echo(line)
+    typer.echo(doctor_line(doctor, stamp))
     for problem in problems:
         typer.echo(f"problem: {problem}", err=True)
 
@@ -210,3 +257,33 @@ def report_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
             if s.get("status") not in ("ok", "skipped")
         ],
     }
+
+
+def update_failed() -> bool:
+    """True when systemd shows hecate-update.service failed (False without systemd)."""
+    try:
+        done = subprocess.run(
+            ["systemctl", "is-failed", "--quiet", "hecate-update.service"],  # noqa: S607
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def doctor_line(result: dict[str, Any] | None, stamp: float) -> str:
+    """`hecate doctor`'s last result in one line."""
+    if result is None:
+        return "doctor:  never run (run `hecate doctor`)"
+    age = stamp - float(result.get("checked_at", stamp))
+    when = f"{age / 3600:.1f} h ago" if age >= 3600 else f"{age / 60:.0f} min ago"
+    if result.get("protected"):
+        return f"doctor:  protected ({result.get('warnings', 0)} warning(s)), {when}"
+    failed = [
+        str(f.get("check"))
+        for f in result.get("findings", [])
+        if isinstance(f, dict) and f.get("status") == "fail"
+    ]
+    return f"doctor:  NOT PROTECTED, {when}: {', '.join(failed)} (run `hecate doctor`)"

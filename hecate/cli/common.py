@@ -75,3 +75,12 @@ def read_ups_or_error(config: HecateConfig) -> Poll:
 
 def now() -> float:
     return time.time()
+
+
+def flat_help(command: Callable[..., object]) -> str:
+    """A command's docstring as help text with each paragraph on one line (the terminal wraps
+    it; rich would otherwise keep the source's line breaks inside a paragraph)."""
+    import inspect  # noqa: PLC0415
+
+    text = inspect.getdoc(command) or ""
+    return "\n\n".join(" ".join(part.split()) for part in text.split("\n\n"))

@@ -9,11 +9,12 @@ import typer
 from hecate import __version__
 from hecate.cli import cmd_config, cmd_drill, cmd_outage, cmd_state
 from hecate.cli.cmd_daemon import daemon_command
+from hecate.cli.cmd_doctor import doctor_command
 from hecate.cli.cmd_flows import shutdown_command, startup_command
 from hecate.cli.cmd_inventory import inventory_command
 from hecate.cli.cmd_replay import replay_command
 from hecate.cli.cmd_status import status_command
-from hecate.cli.common import EXIT_CODES_HELP, EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE
+from hecate.cli.common import EXIT_CODES_HELP, EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE, flat_help
 from hecate.errors import ConfigError, GuardRefusedError, HecateError, TraceError
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.command("status", epilog=EXIT_CODES_HELP)(status_command)
 app.command("daemon", epilog=EXIT_CODES_HELP)(daemon_command)
 app.command("inventory", epilog=EXIT_CODES_HELP)(inventory_command)
 app.command("replay", epilog=EXIT_CODES_HELP)(replay_command)
+app.command("doctor", epilog=EXIT_CODES_HELP, help=flat_help(doctor_command))(doctor_command)
 
 
 @app.command("version")

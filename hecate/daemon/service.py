@@ -149,6 +149,8 @@ class Daemon:
         self.metrics_port: int | None = None
         self._next_probe = 0.0
         self._probe_thread: threading.Thread | None = None
+        self._ups_ever_read = False
+        self._never_readable_warned: str | None = None
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -270,6 +272,7 @@ class Daemon:
         except Exception as exc:
             poll = CommError(f"UPS read failed: {exc}", "error")
         self.metrics.observe_poll(poll)
+        self._watch_readable(poll)
         with self._lock:
             self.state, events = step(self.state, poll, m, self.params)
             running = self._running
@@ -303,6 +306,27 @@ class Daemon:
         if not actions and running is None:
             self._maybe_refresh_cache(m)
         return actions
+
+    def _watch_readable(self, poll: Poll) -> None:
+        """A UPS never read since start protects nothing: a WARNING in the journal and in
+        systemd's Status= (once per distinct error), until its first good reading."""
+        if not isinstance(poll, CommError):
+            if not self._ups_ever_read:
+                self._ups_ever_read = True
+                if self._never_readable_warned is not None:
+                    log.info("UPS %s is readable now: watching it", self.config.ups.target)
+                    self.notifier.status("watching the UPS")
+            return
+        if self._ups_ever_read or poll.message == self._never_readable_warned:
+            return
+        self._never_readable_warned = poll.message
+        log.warning(
+            "UPS %s has never been readable since start: the cluster is NOT protected: %s "
+            "(run `hecate doctor`)",
+            self.config.ups.target,
+            poll.message,
+        )
+        self.notifier.status(f"WARNING: UPS never readable, not protected: {poll.message}")
 
     def _maybe_refresh_cache(self, now: float) -> None:
         """Keep the Gitea bootstrap cache fresh while the cluster is healthy (in the background)."""

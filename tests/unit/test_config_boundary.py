@@ -205,7 +205,12 @@ def test_resolve_checks_listen_addresses() -> None:
 
 def test_config_check_resolve_flag(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(with_value("metrics.listen", "192.0.2.1:9560")))
+    data = with_value("metrics.listen", "192.0.2.1:9560")
+    password = tmp_path / "nut.password"  # a missing password file is an error of its own
+    password.write_text("secret\n")
+    password.chmod(0o600)
+    data["ups"]["password_file"] = str(password)
+    path.write_text(yaml.safe_dump(data))
     plain = runner.invoke(app, ["config", "check", "-c", str(path)])
     assert plain.exit_code == 0, plain.output
     resolved = runner.invoke(app, ["config", "check", "-c", str(path), "--resolve", "--json"])
@@ -220,13 +225,16 @@ def _strict_loads(text: str) -> object:
     return json.loads(text, parse_constant=refuse)
 
 
-def test_json_output_is_strict() -> None:
+def test_json_output_is_strict(tmp_path: Path) -> None:
     assert strict_json({"a": float("inf"), "b": [float("nan"), 1.5], "c": (2,)}) == {
         "a": None,
         "b": [None, 1.5],
         "c": [2],
     }
-    result = runner.invoke(app, ["config", "check", "-c", str(EXAMPLE), "--json"])
+    # the example's password file does not exist here (an error of its own): anonymous reads
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(with_value("ups.password_file", None)))
+    result = runner.invoke(app, ["config", "check", "-c", str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert _strict_loads(result.output)
 

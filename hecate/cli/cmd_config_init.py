@@ -1,0 +1,160 @@
+"""`hecate config init --kubeconfig FILE`: a complete config written from the cluster itself."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
+from hecate.config import DEFAULT_CONFIG_PATH, load_config
+from hecate.config_init import Discovery, FluxSource, plan_config, render_config
+from hecate.errors import ConfigError, HecateError, KubeError, UpsError
+from hecate.kube import Kube
+from hecate.nut import DEFAULT_PORT, NutClient, NutTarget
+
+EXAMPLE_NAME = "hecate.example.yaml"
+
+
+def example_text() -> str:
+    """The example config (every key commented): from the checkout, or as package data."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package.parent / "configs" / EXAMPLE_NAME, package / "data" / EXAMPLE_NAME):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise HecateError(f"cannot find {EXAMPLE_NAME} (looked in configs/ and hecate/data/)")
+
+
+def init_command(
+    kubeconfig: Annotated[
+        Path,
+        typer.Option(
+            "--kubeconfig",
+            help="A kubeconfig for the cluster, e.g. /etc/rancher/k3s/k3s.yaml copied from a "
+            "server with its server: line set to that server's address.",
+        ),
+    ],
+    config: ConfigOpt = DEFAULT_CONFIG_PATH,
+    nut: Annotated[
+        str,
+        typer.Option("--nut", help="upsd to ask for its UPS names (HOST or HOST:PORT)."),
+    ] = "localhost",
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing config (kept as FILE.bak).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a config from the cluster itself: its nodes (servers from the control-plane /
+    master role labels), their InternalIP addresses (ssh_node_hosts), Flux's GitRepository, a
+    Gitea workload if there is one, and the UPS names the local upsd serves (`upsc -l`).
+
+    Every key keeps its comment from the example. Settings the cluster cannot tell (SSH user
+    and key, NUT user and password file, state_dir) are kept from an existing valid config.
+    An existing file is never replaced without --force. Prints what was found and what is left
+    to decide; then run `hecate doctor`.
+    """
+    if config.exists() and not force:
+        typer.echo(
+            f"error: {config} exists; pass --force to replace it (the old one is kept as "
+            f"{config}.bak)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USAGE)
+    existing = _existing(config)
+    discovery = _discover(kubeconfig.resolve(), nut, existing)
+    plan = plan_config(discovery)
+    text = render_config(example_text(), plan.values)
+    if config.exists():
+        backup = config.with_name(config.name + ".bak")
+        backup.write_bytes(config.read_bytes())
+        backup.chmod(0o640)
+    _write(config, text)
+    if as_json:
+        emit_json(
+            {
+                "written": str(config),
+                "found": plan.found,
+                "todo": plan.todo,
+                "values": {".".join(k): v for k, v in plan.values.items()},
+            }
+        )
+        return
+    typer.echo(f"wrote {config}")
+    typer.echo("found:")
+    for line in plan.found:
+        typer.echo(f"  - {line}")
+    typer.echo("still to decide (edit the file):")
+    for line in plan.todo:
+        typer.echo(f"  - {line}")
+
+
+def _existing(config: Path) -> dict[str, Any] | None:
+    if not config.exists():
+        return None
+    try:
+        load_config(config)
+    except ConfigError:
+        return None  # an invalid config carries nothing over
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else None
+
+
+def _discover(kubeconfig: Path, nut: str, existing: dict[str, Any] | None) -> Discovery:
+    try:
+        with Kube(kubeconfig, timeout_s=10.0) as kube:
+            nodes = kube.node_details()
+            server = kube._server()
+            try:
+                sources = [
+                    FluxSource(o.namespace, o.name) for o in kube.flux_objects("GitRepository")
+                ]
+            except KubeError:
+                sources = []  # no Flux CRDs: no Flux
+            workloads = [*kube.workloads("deployment"), *kube.workloads("statefulset")]
+    except KubeError as exc:
+        raise HecateError(f"cannot read the cluster: {exc}") from None
+    host, _, port_text = nut.partition(":")
+    where = nut if port_text else host
+    names: list[str] | None = None
+    error = ""
+    try:
+        port = int(port_text) if port_text else DEFAULT_PORT
+        client = NutClient(NutTarget("list", host, port), timeout_s=5.0, auth_check="none")
+        names = list(client.ups_names())
+    except ValueError:
+        error = f"--nut {nut!r}: expected HOST or HOST:PORT"
+    except (ConfigError, UpsError) as exc:
+        error = str(exc)
+    return Discovery(
+        kubeconfig=str(kubeconfig),
+        nodes=nodes,
+        git_repositories=sources,
+        workloads=workloads,
+        ups_names=names,
+        nut_where=where,
+        nut_error=error,
+        api_server=server,
+        existing=existing,
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically, mode 0640 (the config holds no secret, but names their files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"# Written by `hecate config init` on {time.strftime('%Y-%m-%d')}.\n")
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).chmod(0o640)
+        Path(tmp).replace(path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise HecateError(f"cannot write {path}: {exc.strerror}") from None

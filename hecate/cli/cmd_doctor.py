@@ -1,0 +1,463 @@
+"""`hecate doctor`: is the cluster really protected? Every probe, then one line per check.
+
+The probes (thin, each bounded) live here; what their outcomes mean is `hecate.doctor` (pure).
+The last result is kept in `state_dir/doctor.json` for `hecate status`.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from hecate import doctor
+from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
+from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config, secret_file_warnings
+from hecate.coordination import CoordinatorClient, read_token
+from hecate.doctor import Finding, fail, ok, warn
+from hecate.errors import ConfigError, HecateError, KubeError, UpsAuthError, UpsError
+from hecate.inventory import known_hosts_path, node_target, proxy_jump_spec
+from hecate.kube import Kube, KubeNotFoundError
+from hecate.nut import NutClient, UpsUnknownError, client_from_config, parse_target
+from hecate.statefiles import atomic_write_json
+
+DOCTOR_FILE = "doctor.json"
+GITEA_HINT = "gitea"
+
+
+def doctor_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
+    """Check that the cluster is really protected; exit 0 only when it is.
+
+    Checks: the config is valid and holds no placeholder from the example; upsd serves the UPS
+    (the names it serves when not); the NUT user and password work with the privilege
+    ups.auth_check needs; the kubeconfig loads and the API answers; the configured nodes are
+    the cluster's; for every node: SSH with the configured key and a known host key, `sudo -n`
+    allows exactly the commands Hecate needs, the k3s unit exists, the clock agrees; Flux's
+    GitRepository and the Gitea workload exist as configured; the coordinator and peers answer
+    with a token that verifies; the metrics and coordination ports can be bound (or are served
+    by a running Hecate).
+
+    Every failing line says what to do. The result is kept in STATE_DIR/doctor.json and shown
+    by `hecate status`. Exit 1 when any check fails, 2 when the config is invalid.
+    """
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        finding = fail(
+            "config",
+            f"{exc.message}" + "".join(f"; {p}" for p in exc.problems),
+            f"fix the file (hecate config check --config {config}), or write one from the "
+            "cluster: hecate config init --kubeconfig FILE",
+        )
+        _emit([finding], str(config), as_json)
+        raise typer.Exit(EXIT_USAGE) from None
+    findings = run_checks(cfg, str(config))
+    saved = _save(cfg, findings, str(config))
+    if saved is not None:
+        findings.append(saved)
+    _emit(findings, str(config), as_json)
+    if not doctor.protected(findings):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _emit(findings: list[Finding], config: str, as_json: bool) -> None:
+    if as_json:
+        emit_json(doctor.report_json(findings, time.time(), config))
+        return
+    for line in doctor.render(findings):
+        typer.echo(line)
+    typer.echo(doctor.summary(findings))
+
+
+def _save(cfg: HecateConfig, findings: list[Finding], config: str) -> Finding | None:
+    path = cfg.state_dir / DOCTOR_FILE
+    try:
+        atomic_write_json(path, doctor.report_json(findings, time.time(), config))
+    except HecateError as exc:
+        return warn("doctor.saved", str(exc), "run hecate doctor as root (or the hecate user)")
+    return None
+
+
+def last_result(state_dir: Path) -> dict[str, Any] | None:
+    """The last doctor result (for `hecate status`), or None when doctor never ran."""
+    import json  # noqa: PLC0415 - only status needs it
+
+    try:
+        data = json.loads((state_dir / DOCTOR_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
+    nodes = cfg.nodes
+    findings = [
+        ok(
+            "config",
+            f"{config_path} is valid ({len(nodes.servers)} server(s), {len(nodes.agents)} "
+            f"agent(s), role {cfg.coordination.role})",
+        )
+    ]
+    findings += [
+        warn("config.secrets", text, "see README: Configuration")
+        for text in secret_file_warnings(cfg)
+    ]
+    findings += doctor.placeholder_findings(cfg)
+    findings += ups_checks(cfg)
+    findings += kube_checks(cfg)
+    findings += node_checks(cfg)
+    findings += coordination_checks(cfg)
+    findings += port_checks(cfg)
+    return findings
+
+
+# --------------------------------------------------------------------------- UPS
+
+
+def ups_checks(cfg: HecateConfig) -> list[Finding]:
+    try:
+        target = parse_target(cfg.ups.target)
+    except ConfigError as exc:
+        return [fail("ups.target", str(exc), "ups.target looks like UPSNAME@HOST[:PORT]")]
+    where = f"{target.host}:{target.port}"
+    anonymous = NutClient(target, timeout_s=cfg.ups.timeout_seconds, auth_check="none")
+    try:
+        served = anonymous.ups_names()
+    except UpsError as exc:
+        return [
+            fail(
+                "ups.server",
+                str(exc),
+                f"start upsd (systemctl status nut-server) or fix the host in ups.target ({where})",
+            )
+        ]
+    name = doctor.ups_name_finding(target.ups, served, where)
+    if name.status != "ok":
+        return [name]
+    findings = [name]
+    if cfg.ups.password_file is None:
+        findings.append(
+            warn(
+                "ups.auth",
+                "no ups.password_file: anonymous reads, credentials never checked",
+                "set ups.user and ups.password_file (the installer writes "
+                "/etc/hecate/nut-password)",
+            )
+        )
+    return findings + _ups_read(cfg)
+
+
+def _ups_read(cfg: HecateConfig) -> list[Finding]:
+    """The read the daemon makes: with the configured user, password and auth_check."""
+    findings: list[Finding] = []
+    try:
+        reading = client_from_config(cfg).read()
+    except ConfigError as exc:
+        return [
+            fail(
+                "ups.auth",
+                str(exc),
+                f"write {cfg.ups.user}'s password (from /etc/nut/upsd.users) to "
+                f"{cfg.ups.password_file}, mode 0600",
+            ),
+        ]
+    except UpsAuthError as exc:
+        return [
+            fail(
+                "ups.auth",
+                str(exc),
+                f"check ups.user / ups.password_file against /etc/nut/upsd.users; auth_check "
+                f"{cfg.ups.auth_check} needs 'upsmon primary' (or set ups.auth_check: login)",
+            ),
+        ]
+    except UpsUnknownError as exc:
+        return [fail("ups.read", str(exc), "check ups.target")]
+    except UpsError as exc:
+        return [
+            fail("ups.read", str(exc), "check the UPS cable and driver (upsdrvctl status)"),
+        ]
+    if cfg.ups.password_file is not None:
+        findings.append(
+            ok("ups.auth", f"user {cfg.ups.user!r} accepted (auth_check {cfg.ups.auth_check})")
+        )
+    status = " ".join(sorted(reading.status)) or "(empty)"
+    if reading.on_battery:
+        findings.append(warn("ups.read", f"the UPS is on battery ({status})", "restore mains"))
+    else:
+        findings.append(
+            ok("ups.read", f"{status}, runtime {reading.runtime_s}s, charge {reading.charge_pct}%")
+        )
+    return findings
+
+
+# --------------------------------------------------------------------------- Kubernetes
+
+
+def kube_checks(cfg: HecateConfig) -> list[Finding]:
+    fix_kubeconfig = (
+        "copy /etc/rancher/k3s/k3s.yaml from a server to "
+        f"{cfg.kubeconfig} (mode 0600) and set its server: to https://SERVER-ADDRESS:6443"
+    )
+    try:
+        kube = Kube(cfg.kubeconfig, timeout_s=10.0)
+    except KubeError as exc:
+        return [fail("kube.config", str(exc), fix_kubeconfig)]
+    with kube:
+        findings = [ok("kube.config", f"{cfg.kubeconfig} loads")]
+        if not kube.readyz():
+            return [
+                *findings,
+                fail(
+                    "kube.api",
+                    f"the API at {kube._server()} does not answer /readyz",
+                    "is k3s running on the servers? is the kubeconfig's server: reachable "
+                    "from this host?",
+                ),
+            ]
+        try:
+            details = kube.node_details()
+        except KubeError as exc:
+            return [
+                *findings,
+                fail("kube.api", str(exc), "the kubeconfig's credentials must allow reading"),
+            ]
+        findings.append(ok("kube.api", f"the API answers ({len(details)} node(s))"))
+        cluster = {
+            d.name: frozenset(
+                k.split("/", 1)[1] for k in d.labels if k.startswith("node-role.kubernetes.io/")
+            )
+            for d in details
+        }
+        findings += doctor.nodes_in_cluster_findings(cfg, cluster)
+        findings.append(_flux(kube, cfg))
+        findings.append(_gitea(kube, cfg))
+    return findings
+
+
+def _flux(kube: Kube, cfg: HecateConfig) -> Finding:
+    ns, name = cfg.startup.flux_namespace, cfg.startup.flux_git_repository
+    try:
+        kube.flux_object("GitRepository", ns, name)
+    except KubeNotFoundError:
+        pass
+    except KubeError as exc:
+        return doctor.flux_finding(ns, name, False, [], str(exc))
+    else:
+        return doctor.flux_finding(ns, name, True, [])
+    try:
+        others = [f"{o.namespace}/{o.name}" for o in kube.flux_objects("GitRepository")]
+    except KubeError as exc:
+        return doctor.flux_finding(ns, name, False, [], str(exc))
+    return doctor.flux_finding(ns, name, False, sorted(others))
+
+
+def _gitea(kube: Kube, cfg: HecateConfig) -> Finding:
+    ns = cfg.startup.gitea_namespace
+    kind, _, name = cfg.startup.gitea_workload.partition("/")
+    try:
+        kube.workload("deployment" if kind == "deployment" else "statefulset", ns, name)
+    except KubeError:
+        pass
+    else:
+        return doctor.gitea_finding(cfg.startup.gitea_workload, ns, True, [])
+    candidates: list[str] = []
+    for kind_name in ("deployment", "statefulset"):
+        try:
+            found = kube.workloads("deployment" if kind_name == "deployment" else "statefulset")
+        except KubeError:
+            continue
+        candidates += [
+            f"{w.namespace}/{kind_name}/{w.name}" for w in found if GITEA_HINT in w.name.lower()
+        ]
+    return doctor.gitea_finding(cfg.startup.gitea_workload, ns, False, sorted(candidates))
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def node_checks(cfg: HecateConfig) -> list[Finding]:
+    findings: list[Finding] = []
+    key = cfg.ssh_identity_file
+    if key is not None and not key.exists():
+        return [
+            fail(
+                "ssh.key",
+                f"ssh_identity_file {key} does not exist",
+                f"ssh-keygen -t ed25519 -N '' -C hecate -f {key}; then on every node: "
+                f"ssh-copy-id -i {key}.pub {cfg.ssh_user}@NODE",
+            )
+        ]
+    if key is not None:
+        findings.append(ok("ssh.key", f"{key} exists"))
+    known = known_hosts_path(cfg)
+    if not cfg.nodes.all:
+        return [*findings, fail("nodes", "no nodes configured", "fill nodes.servers/agents")]
+    # The example's placeholder addresses are nobody's nodes: never connect to them.
+    probed = [
+        n
+        for n in cfg.nodes.all
+        if n not in doctor.EXAMPLE_NODES
+        and cfg.ssh_node_hosts.get(n, n).split(":")[0] not in doctor.EXAMPLE_ADDRESSES
+    ]
+    findings += [
+        fail(
+            f"node.{n}.ssh", "a placeholder from the example: not probed", "see config.placeholders"
+        )
+        for n in cfg.nodes.all
+        if n not in probed
+    ]
+    if not probed:
+        return findings
+    with ThreadPoolExecutor(max_workers=min(16, len(probed))) as pool:
+        results = list(pool.map(lambda node: _probe_node(cfg, node, known), probed))
+    for node_findings in results:
+        findings += node_findings
+    return findings
+
+
+def _probe_node(cfg: HecateConfig, node: str, known: Path) -> list[Finding]:
+    try:
+        target = node_target(cfg, node)
+    except ValueError as exc:
+        return [fail(f"node.{node}.ssh", str(exc), f"fix ssh_node_hosts.{node}")]
+    argv = ["ssh", "-p", str(target.port)]
+    if cfg.ssh_config_file is not None:
+        argv += ["-F", str(cfg.ssh_config_file)]
+    argv += [
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known}",
+        "-o",
+        f"ConnectTimeout={cfg.ssh_connect_timeout_seconds}",
+    ]
+    if cfg.ssh_identity_file is not None:
+        argv += ["-i", str(cfg.ssh_identity_file), "-o", "IdentitiesOnly=yes"]
+    jump = proxy_jump_spec(cfg)
+    if jump:
+        argv += ["-o", f"ProxyJump={jump}"]
+    script = doctor.probe_script(doctor.sudo_commands(cfg, node), doctor.node_unit(cfg, node))
+    argv += [f"{target.user}@{target.host}", script]
+    where = f"{target.host}:{target.port}"
+    started = time.time()
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv, no shell on this side
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=cfg.ssh_connect_timeout_seconds + 30,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return [
+            fail(
+                f"node.{node}.ssh",
+                f"{where}: no answer within {cfg.ssh_connect_timeout_seconds + 30}s",
+                f"check ssh_node_hosts.{node}",
+            )
+        ]
+    except OSError as exc:
+        return [fail(f"node.{node}.ssh", f"cannot run ssh: {exc}", "apt install openssh-client")]
+    outcome = doctor.SshOutcome(done.returncode, done.stdout, done.stderr, started, time.time())
+    return doctor.node_findings(cfg, node, where, outcome, known_hosts=str(known))
+
+
+# --------------------------------------------------------------------------- coordination
+
+
+def coordination_checks(cfg: HecateConfig) -> list[Finding]:
+    co = cfg.coordination
+    addresses = list(co.peer_hosts)
+    if co.role == "peer" and co.coordinator_address:
+        addresses.insert(0, co.coordinator_address)
+    if not addresses:
+        return []
+    if co.token_file is None:
+        return [
+            fail(
+                "coordination.token",
+                "peers are configured but coordination.token_file is not",
+                "make a shared secret (head -c 32 /dev/urandom | base64 > FILE; chmod 600) and "
+                "set coordination.token_file on every instance",
+            )
+        ]
+    try:
+        token = read_token(co.token_file)
+    except HecateError as exc:
+        return [fail("coordination.token", str(exc), f"write the shared secret to {co.token_file}")]
+    findings = []
+    for address in addresses:
+        what = "coordinator" if address == co.coordinator_address else "peer"
+        client = CoordinatorClient(address, token, timeout_s=3.0, attempts=1)
+        try:
+            client.intent()
+        except HecateError as exc:
+            refused = "HTTP 401" in str(exc)
+            findings.append(
+                fail(
+                    f"coordination.{address}",
+                    f"{what} {address}: {exc}",
+                    "the token files differ: copy the same secret to every instance"
+                    if refused
+                    else f"is hecate.service running on {address}? is the port open?",
+                )
+            )
+        else:
+            findings.append(ok(f"coordination.{address}", f"{what} answers, the token verifies"))
+    return findings
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def port_checks(cfg: HecateConfig) -> list[Finding]:
+    findings = [_port("metrics.listen", cfg.metrics.listen, "/metrics")]
+    if cfg.coordination.token_file is not None:
+        findings.append(_port("coordination.listen", cfg.coordination.listen, "/v1/intent"))
+    return findings
+
+
+def _port(key: str, listen: str, path: str) -> Finding:
+    host, _, port_text = listen.rpartition(":")
+    port = int(port_text)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            return fail(key, f"cannot bind {listen}: {exc.strerror}", f"fix {key}")
+        if _served_by_hecate(host or "127.0.0.1", port, path):
+            return ok(key, f"{listen} is served by a running Hecate")
+        return fail(
+            key,
+            f"{listen} is in use by another program",
+            f"choose a free port for {key} (ss -ltnp shows who holds {port})",
+        )
+    finally:
+        sock.close()
+    return ok(key, f"{listen} can be bound")
+
+
+def _served_by_hecate(host: str, port: int, path: str) -> bool:
+    conn = http.client.HTTPConnection(host, port, timeout=3.0)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read(1 << 20).decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+    if path == "/metrics":
+        return "hecate_" in body
+    return response.status == 401 and body.lstrip().startswith("{")
