@@ -82,6 +82,7 @@ def setup(tmp_path: Path) -> Setup:
     (src / "scripts" / "install.sh").write_text(f"#!/bin/sh\necho ran > {marker}\n")
     (src / "scripts" / "install.sh").chmod(0o755)
     (src / "README.md").write_text("Hecate\n")
+    (src / "playbooks").symlink_to("scripts")  # a symlink's own mode (0777) is no finding
     sh("git", "add", "-A", cwd=src)
     sh("git", *GIT_ID, "commit", "-q", "-m", "base", cwd=src)
     sh("git", "remote", "add", "origin", remote, cwd=src)
