@@ -13,7 +13,7 @@ Rules the series follow, so that alerts and `increase()` work (README, "Metrics"
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from hecate.httpserve import BoundedServer, Limits
 from hecate.intent import IntentState
 from hecate.readings import CommError, Poll, UpsReading
 from hecate.runs import Outcome
+from hecate.selfupdate import UpdateFailedCache
 from hecate.statefiles import corrupt_counts
 
 Role = Literal["coordinator", "peer"]
@@ -239,6 +240,21 @@ class CorruptStateCollector(Collector):
         yield family
 
 
+class SelfUpdateCollector(Collector):
+    """1 while systemd shows hecate-update.service failed: Hecate is not updating itself."""
+
+    def __init__(self, failed: Callable[[], bool]) -> None:
+        self.failed = failed
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "hecate_self_update_failed",
+            "1 when the last hecate-update run failed (it could not or would not update)",
+        )
+        family.add_metric([], 1.0 if self.failed() else 0.0)
+        yield family
+
+
 class DrillHistoryCollector(Collector):
     """Drill results, read from state_dir/drills.json at each scrape (drills run as a CLI)."""
 
@@ -260,6 +276,7 @@ class Metrics:
         *,
         ups: str = "ups",
         role: Role = "coordinator",
+        update_failed: Callable[[], bool] | None = None,
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.ups = ups
@@ -338,6 +355,7 @@ class Metrics:
             self.rejected.labels(reason)
         self._server: BoundedServer | None = None
         r.register(CorruptStateCollector())
+        r.register(SelfUpdateCollector(update_failed or UpdateFailedCache()))
 
     def watch_drills(self, state_dir: Path) -> None:
         self.registry.register(DrillHistoryCollector(state_dir))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from hecate.intent import Intent, IntentState, is_stale
 from hecate.policy import params_from_config, pending_startup_wait
 from hecate.readings import CommError
 from hecate.runs import RunRecord
-from hecate.selfupdate import SelfUpdate, self_update
+from hecate.selfupdate import SelfUpdate, self_update, update_failed
 from hecate.state import StateStore
 
 
@@ -257,20 +256,6 @@ def report_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
             if s.get("status") not in ("ok", "skipped")
         ],
     }
-
-
-def update_failed() -> bool:
-    """True when systemd shows hecate-update.service failed (False without systemd)."""
-    try:
-        done = subprocess.run(
-            ["systemctl", "is-failed", "--quiet", "hecate-update.service"],  # noqa: S607
-            capture_output=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
 
 
 def doctor_line(result: dict[str, Any] | None, stamp: float) -> str:
