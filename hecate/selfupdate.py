@@ -30,7 +30,11 @@ class SelfUpdate:
                 "allowed-signers file or a GPG keyring, to switch it on)"
             )
         if not self.enabled:
-            return f"off (HECATE_ENABLE_UPDATE=0); trusted keys in {self.trusted_keys}"
+            return (
+                "off: the timer is not enabled (HECATE_ENABLE_UPDATE=0, or the checkout is not a "
+                f"git checkout on its branch: the installer said which); trusted keys in "
+                f"{self.trusted_keys}"
+            )
         return f"on: installs only commits signed by a key in {self.trusted_keys}"
 
     def to_json(self) -> dict[str, object]:

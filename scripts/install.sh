@@ -262,7 +262,14 @@ hecate_bin="${HECATE_VENV:-/opt/hecate}/bin/hecate"
 if [[ ${#check[@]} -eq 0 && -x "$hecate_bin" ]]; then
     echo
     echo "== next steps: hecate doctor --config /etc/hecate/hecate.yaml"
-    if timeout 300 "$hecate_bin" doctor --config /etc/hecate/hecate.yaml; then
+    # As the daemon's user: doctor then checks what the daemon itself can read and reach, and
+    # its result in the state dir stays the daemon's (a root-owned file there would be changed
+    # back by the next install run).
+    as_daemon=()
+    if id -u hecate-daemon >/dev/null 2>&1 && command -v runuser >/dev/null 2>&1; then
+        as_daemon=(runuser -u hecate-daemon --)
+    fi
+    if timeout 300 "${as_daemon[@]}" "$hecate_bin" doctor --config /etc/hecate/hecate.yaml; then
         echo "$prog: installed; the cluster is protected"
     else
         echo "$prog: installed, but the cluster is NOT protected yet: fix the FAIL lines above"
