@@ -97,18 +97,28 @@ def split_listen(listen: ListenAddress | str) -> tuple[str, int]:
 
 
 class _HangUpsAreDebug(logging.Filter):
-    """waitress logs "Client disconnected while serving ..." at INFO: one debug line here."""
+    """waitress logs "Client disconnected while serving ..." at INFO: one debug line here.
+
+    It also warns "Task queue depth is N" on every request that waits for a thread: a client
+    that opens many connections would write one journal line per request, so under a flood the
+    log is what it blinds. Queueing is the bounded server doing its job; it is debug too.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.INFO and "disconnected" in record.getMessage():
+        message = record.getMessage()
+        hang_up = record.levelno == logging.INFO and "disconnected" in message
+        queued = record.name == "waitress.queue" and message.startswith("Task queue depth")
+        if hang_up or queued:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return log.isEnabledFor(logging.DEBUG)
         return True
 
 
-_waitress_log = logging.getLogger("waitress")
-if not any(isinstance(f, _HangUpsAreDebug) for f in _waitress_log.filters):
-    _waitress_log.addFilter(_HangUpsAreDebug())
+# Filters apply only on the logger a record is made on, so the child logger needs its own.
+for _name in ("waitress", "waitress.queue"):
+    _waitress_log = logging.getLogger(_name)
+    if not any(isinstance(f, _HangUpsAreDebug) for f in _waitress_log.filters):
+        _waitress_log.addFilter(_HangUpsAreDebug())
 
 
 class _Channel(HTTPChannel):

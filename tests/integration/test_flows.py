@@ -293,11 +293,16 @@ def test_drain_evicts_the_agents_pods(
         nut_server,
         shutdown={"drain": True, "drain_timeout_seconds": 60, "etcd_snapshot": False},
     )
-    pods = twin.get("/api/v1/pods")["items"]
-    on_agents = [
-        p for p in pods if p.get("spec", {}).get("nodeName") in {a.name for a in twin.agents}
-    ]
-    assert on_agents, "the twin should run pods on its agents"
+    agents = {a.name for a in twin.agents}
+
+    def pods_on_agents() -> list[str]:
+        pods = twin.get("/api/v1/pods")["items"]
+        return [p["metadata"]["name"] for p in pods if p.get("spec", {}).get("nodeName") in agents]
+
+    deadline = time.monotonic() + 30  # the scheduler binds on its next tick after Ready
+    while not pods_on_agents() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert pods_on_agents(), "the twin should run pods on its agents"
     report = shutdown(config, mode="cluster-only")
     drain = next(s for s in report.stages if s.name == "drain")
     assert drain.status == "ok", drain.to_json()

@@ -675,6 +675,9 @@ class Twin:
         config = seed.setdefault("config", {})
         if not config.get("initialNodes"):  # spread the seed's pods over every node
             config["initialNodes"] = [name for name, _ in self._planned_nodes()]
+            # On a loaded host the last agent can register well after the first server seeds;
+            # wait as long as the twin's own start may take, or its pods all land on the servers.
+            config.setdefault("initialNodesWaitSeconds", self.start_timeout)
         self.seed_path.write_text(json.dumps(seed, indent=1), encoding="utf-8")
 
     def _labels(self, node: str) -> list[str]:

@@ -418,3 +418,13 @@ def test_a_flood_of_idle_connections_does_not_block_a_signed_request(tmp_path: P
         for sock in idle:
             sock.close()
         server.close()
+
+
+def test_queueing_is_debug_not_a_warning_per_request(caplog: pytest.LogCaptureFixture) -> None:
+    """waitress warns "Task queue depth" for every queued request: a flood would fill the log."""
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("waitress.queue").warning("Task queue depth is %d", 3)
+    logging.getLogger("waitress.queue").warning("something else")
+    levels = [(r.getMessage(), r.levelno) for r in caplog.records]
+    assert ("Task queue depth is 3", logging.DEBUG) in levels
+    assert ("something else", logging.WARNING) in levels
