@@ -673,6 +673,9 @@ class Twin:
         token_file.chmod(0o600)
         seed = copy.deepcopy(self._seed)
         config = seed.setdefault("config", {})
+        if not config.get("etcdMembers"):  # the servers make the etcd cluster (its quorum)
+            planned = self._planned_nodes()
+            config["etcdMembers"] = [name for name, role in planned if role == "server"]
         if not config.get("initialNodes"):  # spread the seed's pods over every node
             config["initialNodes"] = [name for name, _ in self._planned_nodes()]
             # On a loaded host the last agent can register well after the first server seeds;
@@ -772,6 +775,10 @@ class Twin:
                 "usr/local/lib/hecate-twin/kube_standin.py",
                 (NODE_FILES / "kube_standin.py").read_bytes(),
                 0o755,
+            )
+            add(  # the behaviours kube_standin.py imports (from its own directory)
+                "usr/local/lib/hecate-twin/standin_behaviour.py",
+                (NODE_FILES / "standin_behaviour.py").read_bytes(),
             )
             add("usr/local/bin/k3s", (NODE_FILES / "k3s").read_bytes(), 0o755)
             add("usr/local/bin/k3s-killall.sh", (NODE_FILES / "k3s-killall.sh").read_bytes(), 0o755)
