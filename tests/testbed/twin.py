@@ -7,8 +7,9 @@ running :mod:`tests.testbed.node.kube_standin` (a Kubernetes API stand-in, node 
 small Flux model). Servers publish the API's port 6443 on ``127.0.0.1`` too.
 
 The servers share one state directory (``<workdir>/state``, bind-mounted into every node) that
-stands in for etcd: the API answers while any server's k3s runs, and its objects survive
-restarts. A seed (``<workdir>/state/seed.json``) fills it at first start: see :func:`default_seed`.
+stands in for etcd: the API answers while more than half of the servers' k3s run (quorum), and
+its objects survive restarts. A seed (``<workdir>/state/seed.json``) fills it at first start:
+see :func:`default_seed`.
 
 Typical use::
 

@@ -18,8 +18,9 @@ Clients authenticate with a bearer token (``Authorization: Bearer <token>``); ``
 
 All servers share one state directory (a host directory bind-mounted into every node, standing in
 for replicated etcd): ``state.json`` holds every object and is replaced atomically under an
-exclusive ``flock`` on ``state.lock``; ``heartbeats/<node>.json`` are the kubelets' heartbeats. So
-the API answers while ANY server's k3s runs, and its state survives restarts, as etcd's would.
+exclusive ``flock`` on ``state.lock``; ``heartbeats/<node>.json`` are the kubelets' heartbeats and
+``etcd/<node>.json`` the running servers' (removed when one stops). So the API answers while a
+quorum of the servers' k3s run, and its state survives restarts, as etcd's would.
 
 JSON shapes follow the real API: lists are ``<Kind>List`` with ``metadata.resourceVersion``,
 errors are ``kind: Status`` objects with ``reason`` and ``code``, and so on. Requests may be
