@@ -22,6 +22,9 @@ KNOWN_DRILLS: tuple[str, ...] = (
     "reconciliation-resume",
     "power-outage",
     "second-outage-during-startup",
+    "clock-skew",
+    "storage-scaled-to-zero",
+    "probe-failing",
 )
 
 

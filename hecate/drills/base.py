@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from hecate.config import HecateConfig
 from hecate.drill_history import DRILLS_FILE, load_history
-from hecate.errors import HecateError, StateCorruptError, StateError
+from hecate.errors import HecateError, KubeError, StateCorruptError, StateError
 from hecate.flows.context import FlowContext, KubeApi
 from hecate.flows.report import FlowReport
 from hecate.readings import Poll
@@ -166,3 +166,17 @@ def wait_for(
         if time.monotonic() > deadline:
             raise DrillFailedError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         sleep(interval_s)
+
+
+def cluster_checks(env: DrillEnv) -> list[Check]:
+    """The API answers and every configured node is Ready."""
+    try:
+        nodes = env.kube.nodes()
+    except KubeError as exc:
+        return [Check("API answers", False, str(exc))]
+    wanted = set(env.config.nodes.all)
+    ready = {n.name for n in nodes if n.ready}
+    return [
+        Check("API answers", env.kube.readyz()),
+        Check("every node Ready", wanted <= ready, f"not Ready: {sorted(wanted - ready)}"),
+    ]

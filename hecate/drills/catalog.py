@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-from hecate.config import CoordinationConfig, HecateConfig, MetricsConfig
-from hecate.daemon.service import Daemon
 from hecate.drills.base import Check, Drill, DrillEnv, DrillFailedError, wait_for
+from hecate.drills.base import cluster_checks as _cluster_checks
+from hecate.drills.daemon_run import DaemonRun
+from hecate.drills.gate_drills import ClockSkew, ProbeFailing, StorageScaledToZero
 from hecate.drills.simulated_ups import SimulatedUps
 from hecate.errors import ConfigError, KubeError
-from hecate.flows.context import FlowContext
 from hecate.flows.ledger import load_ledger, save_ledger
 from hecate.flows.report import FlowReport
 from hecate.flows.startup import StartupOptions, run_startup, source_ready
@@ -35,19 +34,6 @@ def _startup(env: DrillEnv, reason: str) -> FlowReport:
     options = StartupOptions(overrides=StartupOverrides(), reason=reason)
     with env.context_factory() as ctx:
         return run_startup(ctx, options)
-
-
-def _cluster_checks(env: DrillEnv) -> list[Check]:
-    try:
-        nodes = env.kube.nodes()
-    except KubeError as exc:
-        return [Check("API answers", False, str(exc))]
-    wanted = set(env.config.nodes.all)
-    ready = {n.name for n in nodes if n.ready}
-    return [
-        Check("API answers", env.kube.readyz()),
-        Check("every node Ready", wanted <= ready, f"not Ready: {sorted(wanted - ready)}"),
-    ]
 
 
 @dataclass
@@ -223,64 +209,6 @@ class ReconciliationResume:
         return checks
 
 
-def drill_config(config: HecateConfig) -> HecateConfig:
-    """The daemon settings for a drill: fast polls, cluster-only, no network listeners."""
-    return config.model_copy(
-        update={
-            "ups": config.ups.model_copy(
-                update={"poll_interval_seconds": 1.0, "debounce_polls": 2}
-            ),
-            "shutdown": config.shutdown.model_copy(
-                update={"ups_mode": "cluster-only", "etcd_snapshot": False}
-            ),
-            "startup": config.startup.model_copy(
-                update={"power_stable_seconds": 2.0, "min_battery_charge": 0.0}
-            ),
-            "metrics": MetricsConfig(listen="127.0.0.1:0"),
-            "coordination": CoordinationConfig(),
-        }
-    )
-
-
-class _DaemonRun:
-    """The daemon in a thread, polling a simulated UPS."""
-
-    def __init__(self, env: DrillEnv, ups: SimulatedUps) -> None:
-        config = drill_config(env.config)
-
-        def factory(cancel: threading.Event) -> _Ctx:
-            return _Ctx(env, cancel)
-
-        self.daemon = Daemon(config, reader=ups.read, context_factory=factory)
-        self.thread = threading.Thread(target=self.daemon.run, name="hecate-drill-daemon")
-
-    def __enter__(self) -> Daemon:
-        self.thread.start()
-        return self.daemon
-
-    def __exit__(self, *exc: object) -> None:
-        self.daemon.request_stop()
-        self.thread.join(600)
-
-
-class _Ctx:
-    """Opens the drill's flow context, wiring in the daemon's cancel event."""
-
-    def __init__(self, env: DrillEnv, cancel: threading.Event) -> None:
-        self.env, self.cancel = env, cancel
-        self._cm = env.context_factory()
-
-    def __enter__(self) -> FlowContext:
-        ctx = self._cm.__enter__()
-        ctx.config = drill_config(self.env.config)  # cluster-only, no snapshot: see drill_config
-        ctx.cancel = self.cancel
-        ctx.read_ups = None  # the guards must not read the real UPS during a simulated outage
-        return ctx
-
-    def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(None, None, None)
-
-
 def _intent(env: DrillEnv) -> IntentState:
     return StateStore(env.config.state_dir).read_intent().state
 
@@ -311,7 +239,7 @@ class PowerOutage:
 
     def recover(self, env: DrillEnv) -> list[FlowReport]:
         ups = SimulatedUps()
-        with _DaemonRun(env, ups) as daemon:
+        with DaemonRun(env, ups) as daemon:
             env.sleep(2)
             env.log("simulated mains cut: OB, runtime 60 s")
             ups.set("OB DISCHRG", 60.0, 40.0)
@@ -357,7 +285,7 @@ class SecondOutageDuringStartup:
 
     def recover(self, env: DrillEnv) -> list[FlowReport]:
         ups = SimulatedUps()
-        with _DaemonRun(env, ups) as daemon:
+        with DaemonRun(env, ups) as daemon:
             env.sleep(2)
             ups.set("OB DISCHRG", 60.0, 40.0)
             _wait_intent(env, IntentState.SHUTDOWN_COMPLETE, self.timeout_s, "the first shutdown")
@@ -410,6 +338,9 @@ DRILL_TYPES: tuple[type[Drill], ...] = (
     ReconciliationResume,
     PowerOutage,
     SecondOutageDuringStartup,
+    ClockSkew,
+    StorageScaledToZero,
+    ProbeFailing,
 )
 DRILLS: dict[str, type[Drill]] = {cls().name: cls for cls in DRILL_TYPES}
 

@@ -4,27 +4,24 @@ others; it makes the run's outcome partial."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from hecate.errors import HecateError, KubeError
 from hecate.flows.context import (
     FlowAbortedError,
     FlowContext,
-    KubeApi,
     Stage,
     StageRecorder,
     new_run_id,
     privilege_vars,
     run_playbook,
-    wait_until,
 )
+from hecate.flows.drain import drain as _drain
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
 from hecate.flows.report import FlowReport, outcome_of, record_interrupted, save_report
 from hecate.intent import IntentState
-from hecate.kube import FluxKind, PodRef
+from hecate.kube import FluxKind
 from hecate.plan import ShutdownMode
 from hecate.runs import Outcome, RunRecord
 from hecate.statefiles import exclusive_lock
@@ -258,41 +255,3 @@ def _cordon(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
             ledger.add_cordoned(node.name)
             save_ledger(ctx.config.state_dir, ledger)
         stage.nodes[node.name] = "ok"
-
-
-def _node_empty(kube: KubeApi, node: str) -> bool:
-    return not kube.pods_on_node(node)
-
-
-def _drain(ctx: FlowContext, stage: Stage, agents: list[str]) -> None:
-    """Evict, then delete, then delete without grace: each step gets a third of the timeout."""
-    kube = ctx.kube
-    step_s = ctx.config.shutdown.drain_timeout_seconds / 3
-    escalations: tuple[tuple[str, Callable[[PodRef], None]], ...] = (
-        ("evicted", kube.evict),
-        ("deleted", lambda pod: kube.delete_pod(pod, grace_s=30)),
-        ("force-deleted", lambda pod: kube.delete_pod(pod, grace_s=0)),
-    )
-    for node in agents:
-        try:
-            pods = kube.pods_on_node(node)
-            how = "empty"
-            for label, action in escalations:
-                if not pods:
-                    break
-                for pod in pods:
-                    # A PDB refusal or a vanished pod: the next escalation handles it.
-                    with contextlib.suppress(KubeError):
-                        action(pod)
-                how = label
-                wait_until(ctx, partial(_node_empty, kube, node), step_s)
-                pods = kube.pods_on_node(node)
-        except KubeError as exc:
-            stage.nodes[node] = "failed"
-            stage.status = "partial"
-            stage.note(f"{node}: {exc}")
-            continue
-        stage.nodes[node] = "failed" if pods else "ok"
-        stage.note(f"{node}: {len(pods)} pod(s) remain" if pods else f"{node}: {how}")
-        if pods:
-            stage.status = "partial"

@@ -370,6 +370,7 @@ def test_cordon_and_evict_like_drain(twin: Twin) -> None:
         )
         on_node = ok(twin, "GET", f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}")["items"]
         assert on_node, "the seed's pods are spread over every node"
+        evicted: list[str] = []
         for pod in on_node:
             md = pod["metadata"]
             assert md["ownerReferences"][0]["kind"] in ("ReplicaSet", "StatefulSet")
@@ -382,8 +383,19 @@ def test_cordon_and_evict_like_drain(twin: Twin) -> None:
                 "POST", f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}/eviction", eviction
             )
             assert (status, body["kind"], body["status"]) == (201, "Status", "Success")
-            gone, _ = twin.api("GET", f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}")
-            assert gone == 404
+            # the evicted Pod sits in Terminating for its grace period, then goes
+            path = f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}"
+            status, leaving = twin.api("GET", path)
+            assert status == 200, leaving
+            grace = leaving["spec"]["terminationGracePeriodSeconds"]
+            assert leaving["metadata"]["deletionGracePeriodSeconds"] == grace
+            assert leaving["metadata"]["deletionTimestamp"]
+            evicted.append(path)
+
+        def gone() -> bool:
+            return all(twin.api("GET", path)[0] == 404 for path in evicted)
+
+        wait_until(gone, 6, "the evicted Pods gone after their grace")
 
         def rescheduled() -> bool:
             pods = ok(twin, "GET", "/api/v1/pods")["items"]
@@ -609,18 +621,25 @@ def test_three_servers_five_agents(make_twin: TwinFactory) -> None:
         "/api/v1/namespaces/default/configmaps",
         {"metadata": {"name": "replicated"}, "data": {}},
     )
-    big.stop_unit("twin-s1")
-    big.stop_unit("twin-s2")
+    replicated = "/api/v1/namespaces/default/configmaps/replicated"
+    big.stop_unit("twin-s1")  # 2 of 3 etcd members: quorum
     assert not big.api_ready("twin-s1") and big.api_ready("twin-s3")
-    status, body = big.api(
-        "GET", "/api/v1/namespaces/default/configmaps/replicated", server="twin-s3"
-    )
+    big.stop_unit("twin-s2")  # 1 of 3: no quorum, s3's API times out
+    wait_until(lambda: not big.api_ready("twin-s3"), 3, "s3 to lose quorum")
+    assert big.api("GET", replicated, server="twin-s3")[0] == 504
+    big.start_unit("twin-s2")
+    wait_until(lambda: big.api_ready("twin-s3"), 10, "quorum with s2 back")
+    status, body = big.api("GET", replicated, server="twin-s3")
     assert status == 200 and body["metadata"]["name"] == "replicated"
     big.wait_node_ready("twin-s1", ready=False, timeout=NOT_READY_BOUND_S + 2)
     big.stop_unit("twin-s3")
+    big.stop_unit("twin-s2")
     assert not big.api_ready()
-    big.start_unit("twin-s2")
-    assert big.api_ready("twin-s2")
+    big.start_unit("twin-s2")  # a server started alone waits for a peer
+    time.sleep(2)
+    assert not big.api_ready("twin-s2")
+    big.start_unit("twin-s3")
+    wait_until(lambda: big.api_ready("twin-s2"), 10, "quorum with s2 and s3")
     big.wait_node_ready("twin-s2")
 
 

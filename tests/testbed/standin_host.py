@@ -61,6 +61,7 @@ class LocalCluster:
         cfg.update(copy.deepcopy(dict(config or {})))
         cfg["audit"] = audit
         cfg.setdefault("initialNodes", [*self.servers, *self.agents])
+        cfg.setdefault("etcdMembers", list(self.servers))
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "token").write_text(self.token + "\n")
         (self.state_dir / "seed.json").write_text(json.dumps(seed_data), encoding="utf-8")

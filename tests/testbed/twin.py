@@ -7,8 +7,9 @@ running :mod:`tests.testbed.node.kube_standin` (a Kubernetes API stand-in, node 
 small Flux model). Servers publish the API's port 6443 on ``127.0.0.1`` too.
 
 The servers share one state directory (``<workdir>/state``, bind-mounted into every node) that
-stands in for etcd: the API answers while any server's k3s runs, and its objects survive
-restarts. A seed (``<workdir>/state/seed.json``) fills it at first start: see :func:`default_seed`.
+stands in for etcd: the API answers while more than half of the servers' k3s run (quorum), and
+its objects survive restarts. A seed (``<workdir>/state/seed.json``) fills it at first start:
+see :func:`default_seed`.
 
 Typical use::
 
@@ -673,6 +674,9 @@ class Twin:
         token_file.chmod(0o600)
         seed = copy.deepcopy(self._seed)
         config = seed.setdefault("config", {})
+        if not config.get("etcdMembers"):  # the servers make the etcd cluster (its quorum)
+            planned = self._planned_nodes()
+            config["etcdMembers"] = [name for name, role in planned if role == "server"]
         if not config.get("initialNodes"):  # spread the seed's pods over every node
             config["initialNodes"] = [name for name, _ in self._planned_nodes()]
             # On a loaded host the last agent can register well after the first server seeds;
@@ -772,6 +776,10 @@ class Twin:
                 "usr/local/lib/hecate-twin/kube_standin.py",
                 (NODE_FILES / "kube_standin.py").read_bytes(),
                 0o755,
+            )
+            add(  # the behaviours kube_standin.py imports (from its own directory)
+                "usr/local/lib/hecate-twin/standin_behaviour.py",
+                (NODE_FILES / "standin_behaviour.py").read_bytes(),
             )
             add("usr/local/bin/k3s", (NODE_FILES / "k3s").read_bytes(), 0o755)
             add("usr/local/bin/k3s-killall.sh", (NODE_FILES / "k3s-killall.sh").read_bytes(), 0o755)

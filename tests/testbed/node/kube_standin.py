@@ -18,8 +18,9 @@ Clients authenticate with a bearer token (``Authorization: Bearer <token>``); ``
 
 All servers share one state directory (a host directory bind-mounted into every node, standing in
 for replicated etcd): ``state.json`` holds every object and is replaced atomically under an
-exclusive ``flock`` on ``state.lock``; ``heartbeats/<node>.json`` are the kubelets' heartbeats. So
-the API answers while ANY server's k3s runs, and its state survives restarts, as etcd's would.
+exclusive ``flock`` on ``state.lock``; ``heartbeats/<node>.json`` are the kubelets' heartbeats and
+``etcd/<node>.json`` the running servers' (removed when one stops). So the API answers while a
+quorum of the servers' k3s run, and its state survives restarts, as etcd's would.
 
 JSON shapes follow the real API: lists are ``<Kind>List`` with ``metadata.resourceVersion``,
 errors are ``kind: Status`` objects with ``reason`` and ``code``, and so on. Requests may be
@@ -47,7 +48,12 @@ Model (one reconcile tick every ``reconcileSeconds``, 0.5 s by default):
 * a HelmRelease is Ready when not suspended and its owning Kustomization (if any) is Ready;
 * ``reconcile.fluxcd.io/requestedAt`` is copied to ``status.lastHandledReconcileAt``.
 
-Not modelled: etcd quorum (any one server serves), watches resuming from an old resourceVersion
+Behaviours of a real cluster kept in ``standin_behaviour.py`` (copied next to this file): evictions
+a PodDisruptionBudget refuses answer 429; deleted Pods stay Terminating for their grace period;
+with several servers the API answers only while more than half of the etcd members
+(``etcdMembers`` and every server Node) run (``/readyz`` 500, requests 504 meanwhile).
+
+Not modelled: watches resuming from an old resourceVersion
 (a watch sends the current objects, then changes), protobuf, Tables, OpenAPI.
 """
 
@@ -80,6 +86,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+if __package__:  # imported by the tests (tests.testbed.node.kube_standin)
+    from . import standin_behaviour as behaviour
+else:  # run as a script (in the twin's nodes, or by standin_host): its directory is on sys.path
+    import standin_behaviour as behaviour  # type: ignore[import-not-found,no-redef]
+
 Obj = dict[str, Any]
 
 STATE_DIR = "/var/lib/rancher/k3s/twin-shared"
@@ -103,6 +114,11 @@ DEFAULT_CONFIG: Obj = {
     "nodeGraceSeconds": 3.0,
     "podStartSeconds": 1.0,
     "podEvictionSeconds": 300.0,
+    # A Pod's terminationGracePeriodSeconds when its template sets none (30 on a real cluster).
+    "terminationGraceSeconds": 2,
+    # The servers whose k3s make the etcd cluster: the API answers only while more than half of
+    # them run. Empty: every server that ever ran is a member.
+    "etcdMembers": [],
     "reconcileSeconds": 0.5,
     # At first boot, Pods wait (Pending) until these Nodes have registered, or this long.
     "initialNodes": [],
@@ -186,6 +202,7 @@ DEPLOYMENTS = Resource(
 STATEFULSETS = Resource(
     "apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), subresources=("status", "scale")
 )
+PDBS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",))
 RESOURCES: tuple[Resource, ...] = (
     NODES,
     NAMESPACES,
@@ -219,6 +236,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",)),
     DEPLOYMENTS,
     STATEFULSETS,
+    PDBS,
     FLUX_KS,
     FLUX_GIT,
     FLUX_HR,
@@ -688,6 +706,42 @@ class Store:
     def token(self) -> str:
         return (self.root / "token").read_text(encoding="utf-8").strip()
 
+    # etcd: a running server's member file, fresh while its k3s runs, removed when it stops
+
+    def etcd_up(self, node: str, now: float | None = None) -> None:
+        directory = self.root / "etcd"
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{node}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"time": now or time.time()}), encoding="utf-8")
+        tmp.replace(directory / f"{node}.json")
+
+    def etcd_down(self, node: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / "etcd" / f"{node}.json").unlink()
+
+    def etcd_running(self, now: float, grace: float = 3.0) -> set[str]:
+        directory = self.root / "etcd"
+        running: set[str] = set()
+        for path in directory.glob("*.json") if directory.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                if now - float(json.loads(path.read_text(encoding="utf-8"))["time"]) <= grace:
+                    running.add(path.stem)
+        return running
+
+    def etcd_members(self) -> set[str]:
+        """The configured members, and every server that ever registered (its Node)."""
+        state = self.read()
+        members = {str(m) for m in state.get("config", {}).get("etcdMembers") or []}
+        prefix = NODES.prefix()
+        for key, obj in state.get("objects", {}).items():
+            if key.startswith(prefix) and "node-role.kubernetes.io/etcd" in labels_of(obj):
+                members.add(obj["metadata"]["name"])
+        return members
+
+    def quorum(self, now: float | None = None) -> bool:
+        """More than half of the etcd members run (any one server, when none are known)."""
+        return behaviour.has_quorum(self.etcd_members(), self.etcd_running(now or time.time()))
+
 
 # --------------------------------------------------------------------------------------------
 # Object life cycle
@@ -975,12 +1029,33 @@ def reconcile(txn: Txn, beats: dict[str, float], now: float) -> None:
                 schedulable.append(name)
         if _node_signature(view) != _node_signature(node):
             txn.put(NODES, view)
+    expire_terminating(txn, now, ready_nodes)
     for _ in range(4):  # dependency chains settle within one tick
         before = int(txn.state["rv"])
         reconcile_workloads(txn, now, ready_nodes, schedulable, beats)
         reconcile_flux(txn, now)
         if int(txn.state["rv"]) == before:
             break
+    reconcile_budgets(txn, now)
+
+
+def expire_terminating(txn: Txn, now: float, ready_nodes: set[str]) -> None:
+    """Remove the Terminating Pods whose grace is over (and whose kubelet confirms)."""
+    for pod in txn.items(PODS):
+        node = pod.get("spec", {}).get("nodeName")
+        if behaviour.termination_over(pod, now, node in ready_nodes):
+            txn.delete(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+
+
+def reconcile_budgets(txn: Txn, now: float) -> None:
+    """The disruption controller: each PodDisruptionBudget's status from its Pods."""
+    pods = txn.items(PODS)
+    for pdb in txn.items(PDBS):
+        status = behaviour.pdb_status(pdb, pods, now)
+        if status != pdb.get("status"):
+            fresh = copy.deepcopy(pdb)
+            fresh["status"] = status
+            txn.put(PDBS, fresh)
 
 
 def workload_key(res: Resource, obj: Obj) -> str:
@@ -1027,7 +1102,10 @@ def reconcile_workloads(  # noqa: PLR0912 - one controller loop, kept in one pie
                 txn.delete(PODS, ns, pod["metadata"]["name"])
             else:
                 kept.append(pod)
-        pods = kept
+        # Terminating Pods are not counted (a Deployment replaces them at once); a StatefulSet
+        # makes a Pod of the same name only after the old one is gone.
+        leaving = {p["metadata"]["name"] for p in kept if behaviour.is_terminating(p)}
+        pods = [p for p in kept if p["metadata"]["name"] not in leaving]
         desired = int(obj.get("spec", {}).get("replicas", 1) or 0)
         if res is STATEFULSETS:
             pods.sort(key=lambda p: int(p["metadata"]["name"].rsplit("-", 1)[-1]))
@@ -1038,9 +1116,10 @@ def reconcile_workloads(  # noqa: PLR0912 - one controller loop, kept in one pie
         while len(pods) > desired:
             victim = pods.pop()
             txn.delete(PODS, ns, victim["metadata"]["name"])
-        existing = {p["metadata"]["name"] for p in pods}
+        existing = {p["metadata"]["name"] for p in pods} | leaving
+        grace = int(cfg.get("terminationGraceSeconds", 30))
         while len(pods) < desired:
-            pod = new_pod(res, obj, existing, now)
+            pod = new_pod(res, obj, existing, now, grace)
             existing.add(pod["metadata"]["name"])
             pods.append(txn.put(PODS, pod))
         ready_count = 0
@@ -1062,7 +1141,7 @@ def template_hash(owner: Obj) -> str:
     return short_hash(json.dumps(owner.get("spec", {}).get("template", {}), sort_keys=True), 10)
 
 
-def new_pod(res: Resource, owner: Obj, existing: set[str], now: float) -> Obj:
+def new_pod(res: Resource, owner: Obj, existing: set[str], now: float, grace: int = 30) -> Obj:
     md = owner["metadata"]
     template = owner.get("spec", {}).get("template", {})
     labels = dict(template.get("metadata", {}).get("labels", {}))
@@ -1107,11 +1186,11 @@ def new_pod(res: Resource, owner: Obj, existing: set[str], now: float) -> Obj:
             "ownerReferences": [owner_ref],
         },
         "spec": {
+            "terminationGracePeriodSeconds": grace,
             **copy.deepcopy(template.get("spec", {})),
             "restartPolicy": "Always",
             "schedulerName": "default-scheduler",
             "serviceAccountName": "default",
-            "terminationGracePeriodSeconds": 30,
         },
         "status": {"phase": "Pending", "qosClass": "BestEffort"},
     }
@@ -1500,6 +1579,7 @@ class Api:
             node_status_view(out, beats.get(obj["metadata"]["name"]), time.time(), grace)
         if res is PODS:
             out["metadata"].get("annotations", {}).pop(ANN_STARTED, None)
+            out["metadata"].get("annotations", {}).pop(behaviour.ANN_DELETE_AT, None)
         if with_type:
             out = {"apiVersion": res.group_version, "kind": res.kind, **out}
         else:
@@ -1633,7 +1713,7 @@ class Api:
         if sub == "eviction":
             if method != "POST":
                 raise ApiError(405, "MethodNotAllowed", "evictions can only be created")
-            return self.evict(ns, name, req.query)
+            return self.evict(ns, name, req.query, self.options(req))
         if sub == "scale":
             return self.scale(req, res, ns, name)
         if method == "GET":
@@ -1646,7 +1726,7 @@ class Api:
         if method == "PATCH":
             return self.patch(req, res, ns, name, sub)
         if method == "DELETE":
-            return self.delete(res, ns, name, req.query)
+            return self.delete(res, ns, name, req.query, self.options(req))
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
 
     @staticmethod
@@ -1662,6 +1742,21 @@ class Api:
                     "send the apply patch as JSON"
                 ) from exc
             raise ApiError.bad_request(f"the body is not valid JSON: {exc}") from exc
+
+    @staticmethod
+    def options(req: Request) -> Obj:
+        """A DELETE's DeleteOptions body, or an Eviction's ``deleteOptions`` ({} when none)."""
+        if not req.body:
+            return {}
+        try:
+            body = json.loads(req.body)
+        except ValueError as exc:
+            raise ApiError.bad_request(f"the body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ApiError.bad_request("the body must be an object")
+        if body.get("kind") == "Eviction":
+            body = body.get("deleteOptions") or {}
+        return body if isinstance(body, dict) else {}
 
     # -- verbs ---------------------------------------------------------------------------------
 
@@ -1914,9 +2009,13 @@ class Api:
                 txn.put(res, stored)
         return 200, self.view(res, stored)
 
-    def delete(self, res: Resource, namespace: str, name: str, query: dict[str, str]) -> Response:
+    def delete(
+        self, res: Resource, namespace: str, name: str, query: dict[str, str], options: Obj
+    ) -> Response:
         with self.store.transaction() as txn:
             txn.discard = query.get("dryRun") == "All"
+            if res is PODS:
+                return 200, self.view(res, delete_pod(txn, namespace, name, query, options))
             obj = txn.delete(res, namespace, name)
             if obj is None:
                 raise ApiError.not_found(res, name)
@@ -1927,11 +2026,14 @@ class Api:
                 meta(obj)["deletionTimestamp"] = rfc3339(time.time())
         return 200, self.view(res, obj)
 
-    def evict(self, namespace: str, name: str, query: dict[str, str]) -> Response:
+    def evict(self, namespace: str, name: str, query: dict[str, str], options: Obj) -> Response:
         with self.store.transaction() as txn:
             txn.discard = query.get("dryRun") == "All"
-            if txn.delete(PODS, namespace, name) is None:
+            pod = txn.get(PODS, namespace, name)
+            if pod is None:
                 raise ApiError.not_found(PODS, name)
+            check_budget(txn, pod)
+            delete_pod(txn, namespace, name, query, options)
         return 201, {
             "kind": "Status",
             "apiVersion": "v1",
@@ -2013,6 +2115,37 @@ class Api:
         raise ApiError(405, "MethodNotAllowed", f"{req.method} is not supported")
 
 
+def delete_pod(txn: Txn, namespace: str, name: str, query: dict[str, str], options: Obj) -> Obj:
+    """Delete a Pod gracefully: it turns Terminating for its grace period (grace 0: gone now)."""
+    pod = txn.get(PODS, namespace, name)
+    if pod is None:
+        raise ApiError.not_found(PODS, name)
+    grace = behaviour.grace_of(pod, query, options)
+    marked = behaviour.terminate(copy.deepcopy(pod), grace, time.time())
+    if marked is None:
+        txn.delete(PODS, namespace, name)
+        return pod
+    if marked != pod:
+        txn.put(PODS, marked)
+    return marked
+
+
+def check_budget(txn: Txn, pod: Obj) -> None:
+    """Refuse an eviction its PodDisruptionBudget does not allow (429), as the real API does."""
+    if behaviour.pdb_ignores(pod):
+        return
+    namespace = pod["metadata"]["namespace"]
+    budgets = behaviour.budgets_of(pod, txn.items(PDBS, namespace))
+    if len(budgets) > 1:
+        raise ApiError(500, "InternalError", behaviour.too_many_budgets_message())
+    if not budgets:
+        return
+    status = behaviour.pdb_status(budgets[0], txn.items(PODS, namespace), time.time())
+    if status["disruptionsAllowed"] < 1:
+        refusal = behaviour.eviction_refusal(budgets[0], status)
+        raise ApiError(429, "TooManyRequests", refusal["message"], refusal["details"])
+
+
 # --------------------------------------------------------------------------------------------
 # Tables (what kubectl get prints)
 
@@ -2054,7 +2187,7 @@ def _row_cells(res: Resource, obj: Obj) -> list[Any]:
         return [
             md["name"],
             f"{ready}/{len(spec.get('containers') or [])}",
-            status.get("phase", "Pending"),
+            "Terminating" if md.get("deletionTimestamp") else status.get("phase", "Pending"),
             0,
             age,
         ]
@@ -2148,11 +2281,24 @@ class StandinServer(ThreadingHTTPServer):
         self.token = token
         self.node = node
         self._audit_lock = threading.Lock()
+        self._quorum: tuple[float, bool] = (0.0, False)
         if tls is not None:
             # The handshake happens in the request's thread (Handler.setup), not in accept().
             self.socket = tls.wrap_socket(
                 self.socket, server_side=True, do_handshake_on_connect=False
             )
+
+    def quorum(self) -> bool:
+        """Whether etcd has quorum, looked at most every 0.25 s."""
+        now = time.monotonic()
+        checked, answer = self._quorum
+        if now - checked > 0.25:
+            try:
+                answer = self.api.store.quorum()
+            except (OSError, ValueError):
+                answer = False
+            self._quorum = (now, answer)
+        return answer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ssl.SSLError | OSError):
@@ -2269,9 +2415,12 @@ class Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path = url.path.rstrip("/") or "/"
+            quorum = self.server.quorum()
             if path in ("/readyz", "/livez", "/healthz") and method == "GET":
                 if self.server.api.stopping.is_set():
                     self.send_body(503, "[-]shutdown failed: process is shutting down\n")
+                elif not quorum and path != "/livez":
+                    self.send_body(500, f"[-]etcd failed: reason withheld\n{path[1:]} failed\n")
                 elif "verbose" in query:
                     self.send_body(200, f"[+]ping ok\n[+]etcd ok\n{path[1:]} check passed\n")
                 else:
@@ -2282,6 +2431,11 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if not self.authorized():
                 self.send_body(401, ApiError(401, "Unauthorized", "Unauthorized").status())
+                return
+            if not quorum and not path.startswith("/twin/"):
+                # etcd without quorum: every read and write times out
+                timeout = ApiError(504, "Timeout", "etcdserver: request timed out")
+                self.send_body(504, timeout.status())
                 return
             req = Request(
                 method,
@@ -2381,20 +2535,18 @@ def heartbeat_loop(store: Store, node: str, role: str, stopping: threading.Event
     beats = 0
     while not stopping.wait(1.0):
         with contextlib.suppress(OSError, ValueError):
+            if role == "server":
+                store.etcd_up(node)
             store.beat(node, role)
             beats += 1
             if beats % 10 == 0 and NODES.key("", node) not in store.read()["objects"]:
                 register_node(store, node, role, time.time())
 
 
-def server_alive(store: Store, grace: float = 3.0) -> bool:
-    now = time.time()
-    roles_dir = store.heartbeat_dir
-    for path in roles_dir.glob("*.json") if roles_dir.is_dir() else []:
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("role") == "server" and now - float(data["time"]) <= grace:
-                return True
+def server_alive(store: Store) -> bool:
+    """A server answers: its k3s runs and etcd has quorum."""
+    with contextlib.suppress(OSError, ValueError):
+        return store.quorum()
     return False
 
 
@@ -2425,8 +2577,10 @@ def run_server(
     threading.Thread(
         target=heartbeat_loop, args=(store, node, "server", stopping), daemon=True
     ).start()
-    with store.transaction() as txn:
-        reconcile(txn, store.heartbeats(), time.time())
+    store.etcd_up(node)
+    if store.quorum():
+        with store.transaction() as txn:
+            reconcile(txn, store.heartbeats(), time.time())
     api = Api(store, stopping)
     # In a node's container: every address (published on 127.0.0.1); on the host: --host.
     server = StandinServer((host, port), api, store.token(), tls_context(state_dir), node=node)
@@ -2437,14 +2591,16 @@ def run_server(
     print(f"twin apiserver for {node} listening on :{port}", flush=True)
     while not stopping.is_set():
         try:
-            with store.transaction() as txn:
-                reconcile(txn, store.heartbeats(), time.time())
-                interval = float(txn.config.get("reconcileSeconds", 0.5))
+            interval = float(store.read()["config"].get("reconcileSeconds", 0.5))
+            if store.quorum():  # without quorum etcd takes no writes: the controllers wait
+                with store.transaction() as txn:
+                    reconcile(txn, store.heartbeats(), time.time())
         except Exception as exc:  # keep serving; log for the journal
             print(f"reconcile failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             interval = 1.0
         stopping.wait(interval)
     sd_notify("STOPPING=1")
+    store.etcd_down(node)  # a stopped member leaves the quorum at once (its peers see it go)
     server.shutdown()
     server.server_close()
     return 0
