@@ -1,125 +1,66 @@
-"""Stage plans for shutdown and startup: what will run, on which nodes, in which order. Pure."""
+"""The dry run: the plan a run will walk (hecate/flows/plans.py builds it, for the dry run and
+the run alike), as text lines and as JSON. Pure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 from hecate.config import HecateConfig
+from hecate.flows import plans
+from hecate.flows.plans import FlowPlan, ShutdownMode, ShutdownOptions, StageSpec, StartupOptions
 
-ShutdownMode = Literal["poweroff", "cluster-only"]
+__all__ = [
+    "PLAN_ONLY_STEPS",
+    "PlannedStage",
+    "ShutdownMode",
+    "plan_json",
+    "plan_lines",
+    "shutdown_plan",
+    "startup_plan",
+]
 
-
-@dataclass(frozen=True)
-class PlannedStage:
-    name: str
-    description: str
-    nodes: tuple[str, ...] = ()
-
-
-def shutdown_plan(
-    config: HecateConfig, *, mode: ShutdownMode, skip_drain: bool, skip_etcd_snapshot: bool
-) -> list[PlannedStage]:
-    servers, agents = tuple(config.nodes.servers), tuple(config.nodes.agents)
-    managed = set(config.managed_nodes())
-    stages = [
-        PlannedStage("intent", "record intent shutting_down (refuses a concurrent shutdown)"),
-        PlannedStage("flux_suspend", "suspend Flux Kustomizations and HelmReleases"),
-        PlannedStage("cordon", "cordon every node", servers + agents),
-    ]
-    if config.shutdown.drain and not skip_drain:
-        stages.append(PlannedStage("drain", "drain agents (normal, then forced)", agents))
-    if config.shutdown.etcd_snapshot and not skip_etcd_snapshot and servers:
-        stages.append(PlannedStage("etcd_snapshot", "k3s etcd-snapshot save", servers[:1]))
-    stages += [
-        PlannedStage("stop_agents", "stop k3s-agent on agents in parallel", agents),
-        PlannedStage("stop_servers", "stop k3s on servers", servers),
-    ]
-    if mode == "poweroff":
-        stages += [
-            PlannedStage(
-                "poweroff_agents",
-                "power off managed agents",
-                tuple(a for a in agents if a in managed),
-            ),
-            PlannedStage(
-                "poweroff_servers",
-                "power off managed servers",
-                tuple(s for s in servers if s in managed),
-            ),
-        ]
-    stages.append(PlannedStage("record", "record the run; intent shutdown_complete"))
-    return stages
-
+PlannedStage = StageSpec
 
 # Steps of the plan that are not stages of the run's report (done around the stages).
 PLAN_ONLY_STEPS = frozenset({"guards", "intent", "record"})
 
 
+def plan_lines(title: str, plan: FlowPlan) -> list[str]:
+    """The numbered steps, each with its nodes, and why a stage will be skipped."""
+    lines = [title]
+    for number, stage in enumerate(plan.steps, start=1):
+        nodes = f"  [{', '.join(stage.nodes)}]" if stage.nodes else ""
+        skip = f"  (skipped: {stage.skip})" if stage.skip is not None else ""
+        lines.append(f"  {number:>2}. {stage.name:<16} {stage.description}{nodes}{skip}")
+    return lines
+
+
+def plan_json(plan: FlowPlan) -> list[dict[str, Any]]:
+    """One entry per step; `stage`: it is a stage of the run's report (in the same order)."""
+    reported = set(plan.stage_names)
+    return [
+        {
+            "name": s.name,
+            "description": s.description,
+            "nodes": list(s.nodes),
+            "stage": s.name in reported,
+            "skip": s.skip,
+        }
+        for s in plan.steps
+    ]
+
+
+def shutdown_plan(
+    config: HecateConfig, *, mode: ShutdownMode, skip_drain: bool, skip_etcd_snapshot: bool
+) -> list[PlannedStage]:
+    """Every step of the shutdown's plan, in order (the stages and the steps around them)."""
+    options = ShutdownOptions(
+        mode=mode, skip_drain=skip_drain, skip_etcd_snapshot=skip_etcd_snapshot
+    )
+    return list(plans.shutdown_plan(config, options).steps)
+
+
 def startup_plan(config: HecateConfig, *, force_flux_branch: str | None) -> list[PlannedStage]:
-    """The stages run_startup walks, in its order (the gates only when configured)."""
-    servers, agents = tuple(config.nodes.servers), tuple(config.nodes.agents)
-    startup = config.startup
-    branch = force_flux_branch or startup.force_flux_branch
-    flux = "resume what Hecate suspended, request a reconcile"
-    if branch:
-        flux = f"set the GitRepository branch to {branch!r}; " + flux
-    stages = [
-        PlannedStage("guards", "battery, peer, intent and charge guards"),
-        PlannedStage("intent", "record intent startup_in_progress"),
-    ]
-    if startup.time_sync_check:
-        on_fail = (
-            "start anyway, naming the nodes"
-            if startup.time_sync_unsynced == "start_anyway"
-            else "stop before k3s starts"
-        )
-        stages.append(
-            PlannedStage(
-                "time_sync",
-                f"gate: clocks NTP-synchronised and within {startup.max_clock_skew_seconds:g}s "
-                f"of this host (wait up to {startup.time_sync_timeout_seconds:.0f}s, then "
-                f"{on_fail})",
-                servers + agents,
-            )
-        )
-    stages += [
-        PlannedStage("start_servers", "start k3s on all servers together (etcd quorum)", servers),
-        PlannedStage("wait_api", "wait for the API (/readyz)"),
-        PlannedStage("start_agents", "start k3s-agent on agents", agents),
-        PlannedStage("nodes_ready", "wait for Nodes Ready; uncordon", servers + agents),
-    ]
-    if startup.storage_workloads or startup.storage_check_volume_attachments:
-        what = [f"{w.kind}/{w.namespace}/{w.name}" for w in startup.storage_workloads]
-        if startup.storage_check_volume_attachments:
-            what.append("no VolumeAttachment stuck")
-        stages.append(
-            PlannedStage(
-                "storage",
-                f"gate: storage Ready before Flux resumes (up to "
-                f"{startup.storage_timeout_seconds:.0f}s, then stop): {', '.join(what)}",
-            )
-        )
-    if startup.foundation_workloads:
-        names = ", ".join(f"{w.kind}/{w.namespace}/{w.name}" for w in startup.foundation_workloads)
-        stages.append(PlannedStage("foundation", f"bring back in order: {names}"))
-    stages += [
-        PlannedStage("flux_resume", flux),
-        PlannedStage(
-            "flux_ready",
-            "wait for Flux's source Ready; if it stays down: bring Gitea up outside Flux",
-        ),
-    ]
-    if startup.probes:
-        labels = ", ".join(p.label for p in startup.probes)
-        stages.append(PlannedStage("probes", f"gate: probes from this host pass: {labels}"))
-    if startup.soak_seconds > 0:
-        stages.append(
-            PlannedStage(
-                "soak",
-                f"gate: nodes Ready, no Flux object failing, probes passing for "
-                f"{startup.soak_seconds:.0f}s",
-            )
-        )
-    stages.append(PlannedStage("record", "record the run; intent normal"))
-    return stages
+    """Every step of the startup's plan, in order (the gates only when configured)."""
+    options = StartupOptions(force_flux_branch=force_flux_branch)
+    return list(plans.startup_plan(config, options).steps)

@@ -22,11 +22,12 @@ from hecate.cli.execute import execute_flow, exit_code_for_report
 from hecate.cli.peers import ask_coordinator_to_start, peer_refusals
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import IntentCorruptError, StateError
+from hecate.flows.plans import FlowPlan, shutdown_plan, startup_plan
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.guards import Refusal, StartupOverrides, startup_refusals
 from hecate.intent import initial_intent
-from hecate.plan import PlannedStage, shutdown_plan, startup_plan
+from hecate.plan import plan_json, plan_lines
 from hecate.state import StateStore
 
 ExecuteOpt = Annotated[
@@ -39,16 +40,10 @@ class Mode(StrEnum):
     cluster_only = "cluster-only"
 
 
-def _print_plan(title: str, stages: list[PlannedStage], footer: str) -> None:
-    typer.echo(title)
-    for number, stage in enumerate(stages, start=1):
-        nodes = f"  [{', '.join(stage.nodes)}]" if stage.nodes else ""
-        typer.echo(f"  {number:>2}. {stage.name:<16} {stage.description}{nodes}")
+def _print_plan(title: str, plan: FlowPlan, footer: str) -> None:
+    for line in plan_lines(title, plan):
+        typer.echo(line)
     typer.echo(footer)
-
-
-def _plan_json(stages: list[PlannedStage]) -> list[dict[str, object]]:
-    return [{"name": s.name, "description": s.description, "nodes": list(s.nodes)} for s in stages]
 
 
 def startup_command(
@@ -104,14 +99,16 @@ def startup_command(
     refusals = unknown + startup_refusals(cfg, intent, ups, stamp, overrides)
     if execute:
         refusals += peer_refusals(cfg)
-    stages = startup_plan(cfg, force_flux_branch=force_flux_branch)
+    # One options value for the dry run and the run: the plan printed is the plan walked.
+    options = StartupOptions(force_flux_branch, overrides, reason="manual startup")
+    plan = startup_plan(cfg, options)
     if as_json and not (execute and not refusals):
         emit_json(
             {
                 "command": "startup",
                 "execute": execute,
                 "refused": [{"guard": r.guard, "message": r.message} for r in refusals],
-                "plan": _plan_json(stages),
+                "plan": plan_json(plan),
             }
         )
     elif not as_json:
@@ -119,12 +116,11 @@ def startup_command(
             typer.echo(f"refused ({refusal.guard}): {refusal.message}", err=True)
         if not refusals:
             _print_plan(
-                "startup plan:", stages, "" if execute else "dry run: add --execute to start up"
+                "startup plan:", plan, "" if execute else "dry run: add --execute to start up"
             )
     if refusals:
         raise typer.Exit(EXIT_REFUSED)
     if execute:
-        options = StartupOptions(force_flux_branch, overrides, reason="manual startup")
         report = execute_flow(cfg, lambda ctx: run_startup(ctx, options), as_json=as_json)
         raise typer.Exit(exit_code_for_report(report))
 
@@ -162,9 +158,9 @@ def shutdown_command(
         typer.echo(f"warning: {exc}; the budget uses its fallback", err=True)
         runs = []
     budget = budget_from_config(cfg, runs)
-    stages = shutdown_plan(
-        cfg, mode=mode.value, skip_drain=skip_drain, skip_etcd_snapshot=skip_etcd_snapshot
-    )
+    # One options value for the dry run and the run: the plan printed is the plan walked.
+    options = ShutdownOptions(mode.value, reason, skip_drain, skip_etcd_snapshot)
+    plan = shutdown_plan(cfg, options)
     if as_json and not execute:
         emit_json(
             {
@@ -173,17 +169,16 @@ def shutdown_command(
                 "mode": mode.value,
                 "reason": reason,
                 "estimated_duration_s": budget.estimate_s,
-                "plan": _plan_json(stages),
+                "plan": plan_json(plan),
             }
         )
     elif not as_json:
         _print_plan(
             f"shutdown plan ({mode.value}, estimated {budget.estimate_s:.0f}s from "
             f"{budget.source}):",
-            stages,
+            plan,
             "" if execute else "dry run: add --execute to shut down",
         )
     if execute:
-        options = ShutdownOptions(mode.value, reason, skip_drain, skip_etcd_snapshot)
         report = execute_flow(cfg, lambda ctx: run_shutdown(ctx, options), as_json=as_json)
         raise typer.Exit(exit_code_for_report(report))

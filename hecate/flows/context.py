@@ -1,18 +1,18 @@
-"""What a flow needs from the outside world, as small typed ports, and the stage recorder."""
+"""What a flow needs from the outside world, as small typed ports; a stage while it runs."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from hecate.ansible_port import Ansible, PlaybookRequest, PlaybookResult
 from hecate.config import HecateConfig
 from hecate.errors import HecateError
+from hecate.flows.plans import StageStatus
 from hecate.inventory import node_problems
 from hecate.kube import (
     FluxKind,
@@ -75,25 +75,32 @@ class FlowContext:
     poweroff_local: Callable[[], None] | None = None
     progress: ProgressFn = no_progress
     cancel: threading.Event = field(default_factory=threading.Event)
+    # The clock port: wall time stamps intents, runs and reports; every duration and deadline
+    # (stage durations, waits) is on the monotonic clock, so a wall-clock step changes none.
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+
+
+# What a stage's code may set; the recorder turns it into a StageStatus.
+StatusName = Literal["ok", "partial", "failed", "skipped", "warning"]
 
 
 @dataclass
 class StageResult:
     name: str
-    status: str  # ok | partial | failed | skipped | warning
+    status: StageStatus
     duration_s: float
     detail: str = ""
     nodes: dict[str, str] = field(default_factory=dict)  # node -> ok | unreachable | failed
 
     def record(self) -> StageRecord:
-        return StageRecord(self.name, round(self.duration_s, 3), self.status, self.detail)
+        return StageRecord(self.name, round(self.duration_s, 3), self.status.value, self.detail)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "status": self.status,
+            "status": self.status.value,
             "duration_s": round(self.duration_s, 3),
             "detail": self.detail,
             "nodes": self.nodes,
@@ -105,39 +112,12 @@ class Stage:
     """Mutable while a stage runs; the recorder turns it into a StageResult."""
 
     name: str
-    status: str = "ok"
+    status: StageStatus | StatusName = StageStatus.OK
     detail: str = ""
     nodes: dict[str, str] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         self.detail = f"{self.detail}; {text}" if self.detail else text
-
-
-class StageRecorder:
-    def __init__(self, ctx: FlowContext) -> None:
-        self.ctx = ctx
-        self.results: list[StageResult] = []
-        self.fallbacks: list[str] = []
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[Stage]:
-        if self.ctx.cancel.is_set():
-            raise FlowAbortedError(f"stopped before stage {name}")
-        current = Stage(name)
-        self.ctx.progress(name, "running", "")
-        started = time.monotonic()
-        try:
-            yield current
-        except HecateError as exc:
-            current.status = "failed"
-            current.note(str(exc))
-            raise
-        finally:
-            result = StageResult(
-                name, current.status, time.monotonic() - started, current.detail, current.nodes
-            )
-            self.results.append(result)
-            self.ctx.progress(name, result.status, result.detail)
 
 
 def new_run_id(kind: str, now: float) -> str:
@@ -214,15 +194,16 @@ def wait_until(
     ctx: FlowContext, check: Callable[[], bool], timeout_s: float, interval_s: float = 0.25
 ) -> bool:
     """Poll `check` until it is true or `timeout_s` passes; honours cancellation."""
-    deadline = time.monotonic() + timeout_s
+    deadline = ctx.monotonic() + timeout_s
     while True:
         if ctx.cancel.is_set():
             raise FlowAbortedError("stopped while waiting")
         if check():
             return True
-        if time.monotonic() >= deadline:
+        left = deadline - ctx.monotonic()
+        if left <= 0:
             return False
-        ctx.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
+        ctx.sleep(min(interval_s, left))
 
 
 def check_cancel(ctx: FlowContext) -> None:

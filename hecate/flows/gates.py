@@ -166,7 +166,7 @@ def time_sync_gate(ctx: FlowContext, stage: Stage) -> None:
     startup = ctx.config.startup
     nodes = ctx.config.nodes.all
     max_skew = startup.max_clock_skew_seconds
-    deadline = time.monotonic() + startup.time_sync_timeout_seconds
+    deadline = ctx.monotonic() + startup.time_sync_timeout_seconds
     pending = list(nodes)
     explanations: dict[str, str] = {}
     attempts = 0
@@ -181,10 +181,10 @@ def time_sync_gate(ctx: FlowContext, stage: Stage) -> None:
             stage.nodes[node] = verdict
             explanations[node] = clock_explanation(reading, verdict, max_skew)
         pending = [n for n in pending if stage.nodes[n] != "ok"]
-        if not pending or time.monotonic() >= deadline:
+        if not pending or ctx.monotonic() >= deadline:
             break
         ctx.progress("time_sync", "waiting", "; ".join(explanations[n] for n in pending))
-        wait_until(ctx, lambda: False, min(TIME_SYNC_RETRY_S, deadline - time.monotonic()))
+        wait_until(ctx, lambda: False, min(TIME_SYNC_RETRY_S, deadline - ctx.monotonic()))
     if not pending:
         stage.note(f"{len(nodes)} node clock(s) synchronised within {max_skew:g}s")
         return
@@ -343,13 +343,13 @@ def soak_gate(ctx: FlowContext, stage: Stage) -> None:
     """Stay until the cluster held healthy for soak_seconds; the first unhealthy check ends the
     soak and is reported (the run is partial)."""
     startup = ctx.config.startup
-    started = time.monotonic()
+    started = ctx.monotonic()
     checks = 0
     while True:
         check_cancel(ctx)
         checks += 1
         problems = _health(ctx, startup.probes)
-        elapsed = time.monotonic() - started
+        elapsed = ctx.monotonic() - started
         if problems:
             stage.status = "partial"
             stage.note(

@@ -10,6 +10,7 @@ from typing import Any
 
 from hecate.errors import HecateError, StateError
 from hecate.flows.context import FlowContext, StageResult
+from hecate.flows.plans import StageStatus
 from hecate.runs import Outcome, RunRecord
 from hecate.statefiles import atomic_write_json, read_json
 
@@ -50,7 +51,7 @@ class FlowReport:
 
 def outcome_of(stages: list[StageResult]) -> Outcome:
     """Success when every stage is ok (warnings and skips allowed), partial otherwise."""
-    if any(s.status in ("failed", "partial") for s in stages):
+    if any(s.status in (StageStatus.FAILED, StageStatus.PARTIAL) for s in stages):
         return Outcome.PARTIAL
     return Outcome.SUCCESS
 
@@ -105,12 +106,20 @@ def load_report(state_dir: Path, kind: str) -> dict[str, Any] | None:
 
 
 def save_progress(
-    state_dir: Path, run_id: str, stage: str, since: float | None, detail: str
+    state_dir: Path,
+    run_id: str,
+    stage: str,
+    since: float | None,
+    detail: str,
+    *,
+    now: float | None = None,
 ) -> None:
-    """Which stage (gate) the startup is in and since when; `since=None` keeps the time."""
+    """Which stage (gate) the startup is in and since when; `since=None` keeps the time
+    (`now`, the flow's wall clock, when there is none to keep)."""
     if since is None:
+        wall = time.time() if now is None else now
         old = load_progress(state_dir) or {}
-        since = float(old.get("since", time.time())) if old.get("stage") == stage else time.time()
+        since = float(old.get("since", wall)) if old.get("stage") == stage else wall
     # Informational (for `hecate status`): a write that fails never stops the startup.
     with contextlib.suppress(StateError):
         atomic_write_json(

@@ -4,20 +4,17 @@ Flux/Gitea deadlock fallback (Gitea brought up outside Flux when Flux's own sour
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from typing import cast
 
 import yaml
 
 from hecate.config import HecateConfig
-from hecate.errors import GuardRefusedError, HecateError, IntentCorruptError, KubeError
+from hecate.errors import GuardRefusedError, IntentCorruptError, KubeError
 from hecate.flows.bootstrap_cache import cached_or_configured
 from hecate.flows.context import (
-    FlowAbortedError,
     FlowContext,
     KubeApi,
     Stage,
-    StageRecorder,
     check_cancel,
     new_run_id,
     privilege_vars,
@@ -26,26 +23,16 @@ from hecate.flows.context import (
 )
 from hecate.flows.gates import probes_gate, soak_gate, storage_gate, time_sync_gate
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
-from hecate.flows.report import (
-    FlowReport,
-    now_rfc3339,
-    outcome_of,
-    record_interrupted,
-    save_progress,
-    save_report,
-)
-from hecate.guards import StartupOverrides, startup_refusals
+from hecate.flows.plans import FlowPlan, StageSpec, StageStatus, StartupOptions, startup_plan
+from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
+from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
+from hecate.guards import startup_refusals
 from hecate.intent import IntentState
 from hecate.kube import FluxKind, UnavailableKube, WorkloadKind
-from hecate.runs import Outcome, RunRecord
+from hecate.runs import Outcome
 from hecate.statefiles import exclusive_lock
 
-
-@dataclass(frozen=True)
-class StartupOptions:
-    force_flux_branch: str | None = None
-    overrides: StartupOverrides = field(default_factory=StartupOverrides)
-    reason: str = "manual"
+__all__ = ["StartupOptions", "check_guards", "run_startup", "source_ready"]
 
 
 def check_guards(ctx: FlowContext, options: StartupOptions) -> None:
@@ -82,45 +69,25 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
         )
         ctx = _with_progress_file(ctx, run_id)
         recorder = StageRecorder(ctx)
-        message = ""
-        try:
-            _stages(ctx, recorder, options)
-            outcome = outcome_of(recorder.results)
-        except FlowAbortedError as exc:
-            outcome, message = Outcome.ABORTED, str(exc)
-        except HecateError as exc:
-            outcome, message = Outcome.FAILED, str(exc)
-        ended = ctx.clock()
-        ctx.store.record_run(
-            RunRecord(
-                run_id,
-                "startup",
-                started,
-                ended,
-                outcome,
-                options.reason,
-                "",
-                tuple(s.record() for s in recorder.results),
-            ),
-            keep=config.shutdown.runs_kept,
+        report = run_flow(
+            ctx,
+            lambda: _prepare(ctx, options, recorder),
+            kind="startup",
+            run_id=run_id,
+            started=started,
+            reason=options.reason,
+            mode="",
+            recorder=recorder,
         )
-        if outcome in (Outcome.SUCCESS, Outcome.PARTIAL):
+        if report.outcome in (Outcome.SUCCESS, Outcome.PARTIAL):
             ctx.store.set_intent(
-                IntentState.NORMAL, reason=f"startup {outcome.value}", run_id=run_id, now=ended
+                IntentState.NORMAL,
+                reason=f"startup {report.outcome.value}",
+                run_id=run_id,
+                now=report.ended_at,
             )
         # FAILED or ABORTED: the intent stays startup_in_progress so `status` shows where it
         # stopped; a shutdown may take over, and a new startup resumes.
-        report = FlowReport(
-            "startup",
-            run_id,
-            outcome,
-            started,
-            ended,
-            recorder.results,
-            fallbacks=recorder.fallbacks,
-            message=message,
-        )
-        save_report(config.state_dir, report)
         return report
 
 
@@ -136,55 +103,53 @@ def _with_progress_file(ctx: FlowContext, run_id: str) -> FlowContext:
             current["stage"] = stage
             save_progress(ctx.config.state_dir, run_id, stage, ctx.clock(), "")
         elif status == "waiting" and stage == current["stage"]:
-            save_progress(ctx.config.state_dir, run_id, stage, None, detail)
+            save_progress(ctx.config.state_dir, run_id, stage, None, detail, now=ctx.clock())
 
     return dataclasses.replace(ctx, progress=progress)
 
 
-def _stages(ctx: FlowContext, recorder: StageRecorder, options: StartupOptions) -> None:
-    config = ctx.config
-    servers, agents = config.nodes.servers, config.nodes.agents
-    start_timeout = config.startup.api_timeout_seconds + 60
-    start_vars = {
-        "k3s_service_timeout_s": int(config.startup.api_timeout_seconds),
-        **privilege_vars(config),
+def _prepare(
+    ctx: FlowContext, options: StartupOptions, recorder: StageRecorder
+) -> tuple[FlowPlan, StepTable]:
+    ledger, _ = load_ledger_or_new(ctx.config.state_dir)  # corrupt: set aside, logged
+    steps: dict[str, StepFn] = {
+        "time_sync": lambda stage, _spec: time_sync_gate(ctx, stage),
+        "start_servers": lambda stage, spec: _start(ctx, stage, spec, "start_servers"),
+        "wait_api": lambda _stage, _spec: _wait_api(ctx),
+        "start_agents": lambda stage, spec: _start(ctx, stage, spec, "start_agents"),
+        "nodes_ready": lambda stage, _spec: _wait_nodes_ready(ctx, stage, ledger),
+        "storage": lambda stage, _spec: storage_gate(ctx, stage),
+        "foundation": lambda stage, _spec: _restore_foundation(ctx, stage),
+        "flux_resume": lambda stage, _spec: _resume_flux(ctx, stage, ledger, options),
+        "flux_ready": lambda stage, _spec: _flux_ready_or_fallback(ctx, stage, recorder),
+        "probes": lambda stage, _spec: probes_gate(ctx, stage),
+        "soak": lambda stage, _spec: soak_gate(ctx, stage),
     }
-    startup = config.startup
-    if startup.time_sync_check:
-        with recorder.stage("time_sync") as stage:
-            time_sync_gate(ctx, stage)
-    with recorder.stage("start_servers") as stage:
-        # All servers at once: etcd needs a quorum, and one-at-a-time starts wait on each other.
-        run_playbook(ctx, stage, "start_servers", servers, timeout_s=start_timeout, **start_vars)
-    with recorder.stage("wait_api") as stage:
-        if not wait_until(ctx, ctx.kube.readyz, config.startup.api_timeout_seconds):
-            raise KubeError(
-                f"the API did not become ready within {config.startup.api_timeout_seconds:.0f}s"
-            )
-    with recorder.stage("start_agents") as stage:
-        if agents:
-            run_playbook(ctx, stage, "start_agents", agents, timeout_s=start_timeout, **start_vars)
-        else:
-            stage.status = "skipped"
-    ledger, _ = load_ledger_or_new(config.state_dir)  # corrupt: set aside, logged
-    with recorder.stage("nodes_ready") as stage:
-        _wait_nodes_ready(ctx, stage, ledger)
-    if startup.storage_workloads or startup.storage_check_volume_attachments:
-        with recorder.stage("storage") as stage:
-            storage_gate(ctx, stage)
-    if startup.foundation_workloads:
-        with recorder.stage("foundation") as stage:
-            _restore_foundation(ctx, stage)
-    with recorder.stage("flux_resume") as stage:
-        _resume_flux(ctx, stage, ledger, options)
-    with recorder.stage("flux_ready") as stage:
-        _flux_ready_or_fallback(ctx, stage, recorder)
-    if startup.probes:
-        with recorder.stage("probes") as stage:
-            probes_gate(ctx, stage)
-    if startup.soak_seconds > 0:
-        with recorder.stage("soak") as stage:
-            soak_gate(ctx, stage)
+    return startup_plan(ctx.config, options), steps
+
+
+def _start(ctx: FlowContext, stage: Stage, spec: StageSpec, playbook: str) -> None:
+    # start_servers: all servers at once, since etcd needs a quorum and one-at-a-time starts
+    # wait on each other.
+    startup = ctx.config.startup
+    start_vars = {
+        "k3s_service_timeout_s": int(startup.api_timeout_seconds),
+        **privilege_vars(ctx.config),
+    }
+    run_playbook(
+        ctx,
+        stage,
+        playbook,
+        list(spec.nodes),
+        timeout_s=startup.api_timeout_seconds + 60,
+        **start_vars,
+    )
+
+
+def _wait_api(ctx: FlowContext) -> None:
+    timeout = ctx.config.startup.api_timeout_seconds
+    if not wait_until(ctx, ctx.kube.readyz, timeout):
+        raise KubeError(f"the API did not become ready within {timeout:.0f}s")
 
 
 def _wait_nodes_ready(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
@@ -204,7 +169,7 @@ def _wait_nodes_ready(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
         stage.nodes[name] = "ok" if info is not None and info.ready else "not_ready"
     stragglers = [n for n, s in stage.nodes.items() if s != "ok"]
     if stragglers:
-        stage.status = "partial"
+        stage.status = StageStatus.PARTIAL
         stage.note(f"not Ready: {', '.join(stragglers)}")
     # Uncordon only what Hecate cordoned; nodes an operator cordoned stay cordoned.
     for name in list(ledger.cordoned):
@@ -234,14 +199,14 @@ def _restore_foundation(ctx: FlowContext, stage: Stage) -> None:
                 ctx.kube.scale(item.kind, item.namespace, item.name, item.replicas)
                 stage.note(f"{label} scaled to {item.replicas}")
         except KubeError as exc:
-            stage.status = "partial"
+            stage.status = StageStatus.PARTIAL
             stage.nodes[label] = "failed"
             stage.note(f"{label}: {exc}")
             continue
         if wait_until(ctx, ready, item.timeout_seconds, interval_s=0.5):
             stage.nodes[label] = "ok"
         else:
-            stage.status = "partial"
+            stage.status = StageStatus.PARTIAL
             stage.nodes[label] = "not_ready"
             stage.note(f"{label} not ready after {item.timeout_seconds:.0f}s")
 
@@ -260,7 +225,7 @@ def _resume_flux(ctx: FlowContext, stage: Stage, ledger: Ledger, options: Startu
             ctx.kube.set_suspend(cast(FluxKind, kind), namespace, name, False)
             resumed += 1
         except KubeError as exc:
-            stage.status = "partial"
+            stage.status = StageStatus.PARTIAL
             stage.note(f"{key}: {exc}")
             continue
         ledger.suspended.remove(key)
@@ -323,14 +288,14 @@ def _flux_ready_or_fallback(ctx: FlowContext, stage: Stage, recorder: StageRecor
         if applied:
             recorder.fallbacks.append("gitea_bootstrap_manifests")
         if not wait_until(ctx, gitea_ready, startup.flux_ready_timeout_seconds / 2):
-            stage.status = "failed"
+            stage.status = StageStatus.FAILED
             stage.note("Gitea did not become Ready; Flux stays blocked (see README: cold start)")
             return
     _request_reconcile(ctx)
     if wait_until(ctx, lambda: _source_ready(ctx), startup.flux_ready_timeout_seconds):
         stage.note("Gitea Ready, Flux source Ready after the fallback")
     else:
-        stage.status = "failed"
+        stage.status = StageStatus.FAILED
         stage.note("Gitea is up but the Flux source is still not Ready")
 
 
