@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from hecate.cli.main import app
 from hecate.config import HecateConfig, parse_config
 from hecate.flows.context import FlowContext
-from hecate.flows.plans import API_DOWN, StageStatus, shutdown_plan, startup_plan
+from hecate.flows.plans import API_DOWN, ClusterView, StageStatus, shutdown_plan, startup_plan
 from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
@@ -344,3 +344,67 @@ def test_the_plans_are_pure_and_stable() -> None:
     assert startup_plan(config, StartupOptions()) == startup_plan(config, StartupOptions())
     with pytest.raises(AttributeError):
         shutdown_plan(config, ShutdownOptions()).stages[0].name = "x"  # type: ignore[misc]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mode=st.sampled_from(["poweroff", "cluster-only"]),
+    drain=st.booleans(),
+    snapshot=st.booleans(),
+    kill_power=st.booleans(),
+    skip_drain=st.booleans(),
+    skip_snapshot=st.booleans(),
+    agents=st.lists(st.sampled_from(["a1", "a2", "a3"]), unique=True),
+    managed=st.one_of(st.none(), st.lists(st.sampled_from(["s1", "a1", "a2"]), unique=True)),
+    api_up=st.sampled_from([None, True, False]),
+)
+def test_what_the_run_learns_of_the_cluster_changes_only_skips(
+    mode: str,
+    drain: bool,
+    snapshot: bool,
+    kill_power: bool,
+    skip_drain: bool,
+    skip_snapshot: bool,
+    agents: list[str],
+    managed: list[str] | None,
+    api_up: bool | None,
+) -> None:
+    """The dry run cannot know whether the API answers; the run can. That knowledge may mark
+    the API stages skipped and nothing else: same stages, same order, same nodes. And the
+    plan's order is the safe one whatever the inputs: API stages, then the snapshot, agents
+    before servers, poweroff after every stop, the UPS kill last."""
+    data: dict[str, Any] = {
+        "nodes": {"servers": ["s1"], "agents": agents},
+        "shutdown": {"drain": drain, "etcd_snapshot": snapshot, "ups_kill_power": kill_power},
+    }
+    if managed is not None:  # (the config refuses names that are not nodes)
+        data["ssh_managed_nodes"] = [n for n in managed if n in ("s1", *agents)]
+    config = parse_config(data)
+    options = ShutdownOptions(
+        mode="poweroff" if mode == "poweroff" else "cluster-only",
+        skip_drain=skip_drain,
+        skip_etcd_snapshot=skip_snapshot,
+    )
+    dry = shutdown_plan(config, options)
+    run = shutdown_plan(config, options, ClusterView(api_up=api_up))
+    assert [(s.name, s.nodes) for s in dry.stages] == [(s.name, s.nodes) for s in run.stages]
+    for d, r in zip(dry.stages, run.stages, strict=True):
+        if d.skip != r.skip:
+            assert api_up is False and r.skip == API_DOWN
+            assert r.name in ("flux_suspend", "cordon", "drain")
+    order = [
+        "flux_suspend",
+        "cordon",
+        "drain",
+        "etcd_snapshot",
+        "stop_agents",
+        "stop_servers",
+        "poweroff_agents",
+        "poweroff_servers",
+        "ups_kill_power",
+    ]
+    names = list(run.stage_names)
+    assert names == [n for n in order if n in names]
+    assert len(set(names)) == len(names)
+    powered = {n for s in run.stages if s.name.startswith("poweroff_") for n in s.nodes}
+    assert powered <= set(config.managed_nodes())
