@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import yaml
 
-from hecate.ansible_port import JumpCheck, check_jump_host, prepare_inventory
 from hecate.config import HecateConfig, parse_config
 from hecate.errors import ConfigError
 from hecate.inventory import (
@@ -25,6 +24,7 @@ from hecate.inventory import (
     render_inventory,
     split_host_port,
 )
+from hecate.ssh_preflight import JumpCheck, check_jump_host, prepare_inventory
 
 NODES = {"servers": ["s1", "s2"], "agents": ["a1", "a2"]}
 
