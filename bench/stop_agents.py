@@ -11,7 +11,7 @@ agent's unit is active, then times one of:
 * ``ssh loop``: ``ssh -i KEY -p PORT hecate@127.0.0.1 sudo -n systemctl stop k3s-agent`` for
   every agent at once (new connections each time, no ControlPersist);
 * ``port (cold)``: a new :class:`AnsiblePort` (new ssh control dir: no reused connections)
-  running ``stop_agents.yml``, i.e. what one Hecate invocation pays;
+  running ``stop_agents`` (``k3s_service.yml``, group agent), i.e. what one Hecate invocation pays;
 * ``port (warm)``: one port reused across runs (ControlPersist connections from the previous
   run are still up), i.e. what a running daemon pays.
 

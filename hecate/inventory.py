@@ -3,7 +3,7 @@
 Layout (YAML inventory plugin format)::
 
     all:
-      vars: {ansible_ssh_common_args: ..., ansible_ssh_private_key_file: ...}
+      vars: {ansible_ssh_common_args: ..., ansible_ssh_private_key_file: ..., hecate_privilege}
       children:
         k3s_cluster:
           children:
@@ -17,7 +17,7 @@ a per-node port overrides the global `ssh_port`.
 Host-key checking always stays on: new hosts are learnt (``StrictHostKeyChecking=accept-new``)
 into Hecate's own known_hosts file under `state_dir`, and a changed key fails the connection.
 
-The jump-host preflight itself (it runs ``ssh``) lives in :mod:`hecate.ansible_port`; this module
+The jump-host preflight itself (it runs ``ssh``) lives in :mod:`hecate.ssh_preflight`; this module
 only builds its command line (:func:`jump_preflight_argv`) and, given its outcome, the inventory
 (:func:`plan_inventory`).
 """
@@ -41,6 +41,9 @@ CLUSTER_GROUP = "k3s_cluster"
 MANAGED_GROUP = "managed"
 
 KNOWN_HOSTS_NAME = "ssh_known_hosts"
+# sudo_command | become, from the config's node_privilege: how the node roles run privileged
+# commands (`sudo -n COMMAND` or Ansible become), set once for all hosts.
+PRIVILEGE_VAR = "hecate_privilege"
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,8 @@ def build_inventory(
         "ansible_ssh_common_args": shlex.join(
             ssh_common_args(config, via_jump=via_jump, known_hosts=known_hosts)
         ),
+        # the one privilege variable of the node roles (roles/hecate_privilege)
+        PRIVILEGE_VAR: config.node_privilege,
     }
     if config.ssh_identity_file is not None:
         all_vars["ansible_ssh_private_key_file"] = str(config.ssh_identity_file)

@@ -317,7 +317,8 @@ def test_install_starts_the_daemon_on_the_dummy_ups(installed: Installed) -> Non
     where = "from hecate.ansible_port import assets_dir; print(assets_dir())"
     assets = run(node, f"/opt/hecate/bin/python -c {shlex.quote(where)}").stdout.strip()
     assert assets.startswith("/opt/hecate/lib/") and assets.endswith("/hecate/data"), assets
-    assert exists(node, f"{assets}/playbooks/stop_agents.yml")
+    assert exists(node, f"{assets}/playbooks/k3s_service.yml")
+    assert exists(node, f"{assets}/roles/hecate_privilege/defaults/main.yml")
     status = run(node, f"hecate status --config {CONFIG}").stdout
     assert re.search(r"^ups:\s+OL runtime=1800", status, re.M), status
     # trusted keys, but the checkout is an unpacked tarball, not a git checkout on its branch:

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import yaml
 
-from hecate.ansible_port import JumpCheck, check_jump_host, prepare_inventory
 from hecate.config import HecateConfig, parse_config
 from hecate.errors import ConfigError
 from hecate.inventory import (
@@ -25,6 +24,7 @@ from hecate.inventory import (
     render_inventory,
     split_host_port,
 )
+from hecate.ssh_preflight import JumpCheck, check_jump_host, prepare_inventory
 
 NODES = {"servers": ["s1", "s2"], "agents": ["a1", "a2"]}
 
@@ -387,6 +387,19 @@ def test_real_preflight_fails_fast_on_a_closed_port(tmp_path: Path) -> None:
     assert not plan.via_jump and "127.0.0.1:1 unreachable" in plan.warnings[0]
 
 
+@pytest.mark.parametrize("privilege", ["sudo_command", "become"])
+def test_node_privilege_is_the_one_inventory_variable(tmp_path: Path, privilege: str) -> None:
+    inventory = build_inventory(make_config(tmp_path, node_privilege=privilege))
+    assert inventory["all"]["vars"]["hecate_privilege"] == privilege
+    # set once for all hosts, never per role or per host
+    for group in inventory["all"]["children"]["k3s_cluster"]["children"].values():
+        for values in group["hosts"].values():
+            assert not any("privilege" in key for key in values)
+    assert "hecate_privilege: " + privilege in render_inventory(
+        make_config(tmp_path, node_privilege=privilege)
+    )
+
+
 def test_rendered_inventory_parses_with_ansible(tmp_path: Path) -> None:
     config = make_config(
         tmp_path,
@@ -422,3 +435,5 @@ def test_rendered_inventory_parses_with_ansible(tmp_path: Path) -> None:
     assert (s1["ansible_host"], s1["ansible_port"]) == ("127.0.0.1", 2222)
     assert "ProxyJump=gw" in s1["ansible_ssh_common_args"]
     assert s1["ansible_ssh_private_key_file"] == "/k/id"
+    # the one privilege variable reaches every host (what the node roles build commands from)
+    assert {v["hecate_privilege"] for v in listed["_meta"]["hostvars"].values()} == {"sudo_command"}

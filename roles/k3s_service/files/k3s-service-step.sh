@@ -1,5 +1,5 @@
 #!/bin/sh
-# One step on the node for k3s_service (privilege sudo_command): read the unit's state, change it
+# One step on the node for k3s_service (hecate_privilege sudo_command): read the unit's state, change it
 # only when needed through the exact `sudo -n systemctl start|stop UNIT` the sudoers file allows,
 # wait until it settled, and (after a stop, when asked) run k3s-killall.sh. The role passes this
 # script to `sh -c` over a single ssh round trip and judges the result by the exit code alone:
