@@ -25,7 +25,7 @@ from hecate.doctor import Finding, fail, ok, warn
 from hecate.errors import ConfigError, HecateError, KubeError, UpsAuthError, UpsError
 from hecate.inventory import known_hosts_path, node_target, proxy_jump_spec
 from hecate.kube import Kube, KubeNotFoundError
-from hecate.nut import NutClient, UpsUnknownError, client_from_config, parse_target
+from hecate.nut import NutClient, Ups, UpsUnknownError, parse_target
 from hecate.statefiles import atomic_write_json
 
 DOCTOR_FILE = "doctor.json"
@@ -158,7 +158,7 @@ def _ups_read(cfg: HecateConfig) -> list[Finding]:
     """The read the daemon makes: with the configured user, password and auth_check."""
     findings: list[Finding] = []
     try:
-        reading = client_from_config(cfg).read()
+        reading = Ups.from_config(cfg).read()
     except ConfigError as exc:
         return [
             fail(

@@ -1,10 +1,7 @@
-"""The NUT adapter: read one UPS from upsd through pynutclient and return a typed reading.
+"""The NUT protocol client: one short upsd session per call, every failure a `UpsError`.
 
-Pure parts (no I/O): `parse_target` turns `ups@host[:port]` into a `NutTarget`, and
-`reading_from_vars` turns upsd's variables into an `UpsReading`.
-
-`NutClient.read()` opens one short session per call (connect, authenticate, check access, `LIST
-VAR`, `LOGOUT`) and always closes its socket. Every failure becomes a `UpsError` subclass:
+`NutClient.read()` opens one session (connect, authenticate, check access, `LIST VAR`,
+`LOGOUT`) and always closes its socket. Every failure becomes a `UpsError` subclass:
 
 - `UpsUnreachableError`: connection refused, no route, unknown host, connection dropped;
 - `UpsDriverDownError`: upsd answers but the driver is gone (`ERR DRIVER-NOT-CONNECTED`,
@@ -18,8 +15,6 @@ upsd accepts any `USERNAME`/`PASSWORD` and only checks them on privileged comman
 credentials are given, `read()` proves them with a side-effect-free `PRIMARY <ups>` (the access
 check upsmon primaries use; the user needs `upsmon primary` in upsd.users), or with `LOGIN <ups>`
 (`auth_check="login"`, any upsmon user, but upsd logs every login), or not at all (`"none"`).
-
-`poll()` is the daemon's entry point: the same read, returning `CommError` instead of raising.
 The password never appears in a repr, a log line or an exception message.
 """
 
@@ -30,17 +25,12 @@ import logging
 import math
 import re
 import socket
-import stat
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from os import PathLike
-from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import Final, Literal
 
-from PyNUTClient.PyNUT import PyNUTClient, PyNUTError
+from PyNUTClient.PyNUT import PyNUTError
 
-from hecate.addresses import NUT_DEFAULT_PORT, AddressError, UpsTarget, parse_host
 from hecate.errors import (
     ConfigError,
     HecateError,
@@ -50,37 +40,22 @@ from hecate.errors import (
     UpsTimeoutError,
     UpsUnreachableError,
 )
-from hecate.readings import (
-    CommError,
-    Poll,
-    UpsReading,
-    parse_reading,
+from hecate.nut.session import (
+    AnswerTooLongError,
+    GuardedPyNUT,
+    PeerClosedError,
+    decode,
+    pynut_supported,
 )
-
-if TYPE_CHECKING:
-    from hecate.config import HecateConfig
+from hecate.nut.target import NutTarget
+from hecate.readings import UpsReading, parse_reading
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT: Final = NUT_DEFAULT_PORT
 DEFAULT_TIMEOUT_S: Final = 5.0
-
-
-# CommError.kind values poll() produces.
-KIND_UNREACHABLE: Final = "unreachable"
-KIND_DRIVER_DOWN: Final = "driver_down"
-KIND_AUTH: Final = "auth"
-KIND_TIMEOUT: Final = "timeout"
-KIND_UNKNOWN_UPS: Final = "unknown_ups"
-KIND_PROTOCOL: Final = "protocol"
 
 AuthCheck = Literal["primary", "login", "none"]
 
-# A whole LIST VAR answer is a few kB; anything far larger is not upsd.
-_MAX_ANSWER_BYTES: Final = 1 << 20
-
-# NUT names go verbatim into protocol lines: keep them to characters that cannot break a line.
-_UPS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 _USER_NAME = re.compile(r"[!-~]+")  # printable ASCII, no space
 _PASSWORD_CHARS = re.compile(r"[ !#-\[\]-~]+")  # printable ASCII except '"' and '\'
 
@@ -106,57 +81,6 @@ class UpsProtocolError(UpsError):
     """The peer answered, but not as upsd would (not a NUT server, or an unexpected error)."""
 
 
-# --------------------------------------------------------------------------------------------
-# Targets
-
-
-@dataclass(frozen=True)
-class NutTarget:
-    """One UPS on one upsd: `ups@host:port`. Validated on construction."""
-
-    ups: str
-    host: str
-    port: int = DEFAULT_PORT
-
-    def __post_init__(self) -> None:
-        if not _UPS_NAME.fullmatch(self.ups):
-            raise ConfigError(
-                f"invalid UPS name {self.ups!r}: use letters, digits and . _ + - only"
-            )
-        if not _valid_host(self.host):
-            raise ConfigError(f"invalid host {self.host!r}: expected a host name or IP address")
-        if isinstance(self.port, bool) or not 0 < self.port < 65536:
-            raise ConfigError(f"invalid port {self.port!r}: expected 1-65535")
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.ups}@{host}:{self.port}"
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        parse_host(host)
-    except AddressError:
-        return False
-    return True
-
-
-def parse_target(text: str) -> NutTarget:
-    """Parse `ups@host[:port]` (IPv6 as `ups@[::1]:3493`); the port defaults to 3493.
-
-    The grammar is :class:`hecate.addresses.UpsTarget`'s. Raises ConfigError naming what is wrong.
-    """
-    try:
-        target = UpsTarget.parse(text)
-    except AddressError as exc:
-        raise ConfigError(f"invalid UPS target {text!r}: {exc}") from None
-    return NutTarget(ups=target.ups, host=target.host, port=target.port)
-
-
-# --------------------------------------------------------------------------------------------
-# Variables -> reading (pure)
-
-
 def reading_from_vars(variables: Mapping[str, str]) -> UpsReading:
     """Turn upsd's variables into an UpsReading with the one shared parser
     (`hecate.readings.parse_reading`: sane numbers, sentinels as unknown). Never raises.
@@ -164,141 +88,7 @@ def reading_from_vars(variables: Mapping[str, str]) -> UpsReading:
     return parse_reading(variables)
 
 
-def _unescape(value: str) -> str:
-    r"""Undo upsd's escaping of `\` and `"` in quoted values (pynutclient keeps it)."""
-    return re.sub(r"\\(.)", r"\1", value)
-
-
-def _decode(raw: object) -> str:
-    if isinstance(raw, bytes):
-        return raw.decode("utf-8", "replace")
-    return str(raw)
-
-
-# --------------------------------------------------------------------------------------------
-# pynutclient, hardened
-
-
-class _PeerClosedError(ConnectionError):
-    """The server closed the connection before a complete answer."""
-
-
-class _AnswerTooLongError(Exception):
-    """The server sent more than any NUT answer could hold."""
-
-
 _INSTCMD = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-
-
-class _GuardedPyNUT(PyNUTClient):  # type: ignore[misc]  # pynutclient ships no type information
-    """PyNUTClient with the three guarantees the adapter needs.
-
-    pynutclient 2.8.5 reads with `recv` in a loop: a server that closes the connection makes it
-    spin forever (recv returns b"" at once), and its socket timeout applies per recv, so a
-    server that trickles bytes is never timed out. It also never closes its socket, not even when
-    its constructor fails. This subclass replaces its private read loop (same contract, plus an
-    end-of-stream check and one deadline for the whole session) and adds `close()`.
-    """
-
-    def __init__(
-        self, host: str, port: int, login: str | None, password: str | None, deadline: float
-    ) -> None:
-        self._hecate_deadline = deadline
-        try:
-            super().__init__(
-                host=host,
-                port=port,
-                login=login,
-                password=password,
-                timeout=max(deadline - time.monotonic(), 0.001),
-            )
-        except BaseException:
-            self.close()
-            raise
-
-    def _socket(self) -> socket.socket | None:
-        sock = getattr(self, "_PyNUTClient__srv_handler", None)
-        return sock if isinstance(sock, socket.socket) else None
-
-    def _read_until_guarded(self, marker: bytes) -> bytes:
-        sock = self._socket()
-        if sock is None:
-            raise _PeerClosedError("not connected")
-        data = bytes(getattr(self, "_PyNUTClient__recv_leftover", b""))
-        while (end := data.find(marker)) == -1:
-            if len(data) > _MAX_ANSWER_BYTES:
-                raise _AnswerTooLongError
-            remaining = self._hecate_deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no complete answer before the deadline")
-            sock.settimeout(remaining)
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise _PeerClosedError("the server closed the connection")
-            data += chunk
-        end += len(marker)
-        self._PyNUTClient__recv_leftover = data[end:]
-        return data[:end]
-
-    # Name-mangled hook: PyNUTClient's methods call `self.__read_until`.
-    _PyNUTClient__read_until = _read_until_guarded
-
-    def _command(self, line: str) -> str:
-        sock = self._socket()
-        if sock is None:
-            raise _PeerClosedError("not connected")
-        sock.settimeout(max(self._hecate_deadline - time.monotonic(), 0.001))
-        sock.sendall(f"{line}\n".encode("ascii"))
-        return self._read_until_guarded(b"\n").decode("ascii").rstrip("\r\n")
-
-    def check_primary(self, ups: str) -> None:
-        """upsd's `PRIMARY` access check (no side effect); `MASTER` for upsd before 2.8."""
-        answer = self._command(f"PRIMARY {ups}")
-        if answer.startswith(("ERR UNKNOWN-COMMAND", "ERR INVALID-ARGUMENT")):
-            answer = self._command(f"MASTER {ups}")
-        if not answer.startswith("OK"):
-            raise PyNUTError(answer)
-
-    def instant_command(self, ups: str, command: str) -> None:
-        """NUT's INSTCMD (e.g. `shutdown.return`); needs a user with `instcmds` rights."""
-        answer = self._command(f"INSTCMD {ups} {command}")
-        if not answer.startswith("OK"):
-            raise PyNUTError(answer)
-
-    def list_vars(self, ups: str) -> dict[str, str]:
-        raw = self.GetUPSVars(ups)
-        if not isinstance(raw, dict):
-            raise PyNUTError("LIST VAR gave no variables")
-        return {_decode(key): _unescape(_decode(value)) for key, value in raw.items()}
-
-    def list_ups(self) -> dict[str, str]:
-        """`LIST UPS` (what `upsc -l` shows): UPS name -> description."""
-        raw = self.GetUPSList()
-        if not isinstance(raw, dict):
-            raise PyNUTError("LIST UPS gave no list")
-        return {_decode(key): _unescape(_decode(value)) for key, value in raw.items()}
-
-    def close(self) -> None:
-        sock = self._socket()
-        if sock is None:
-            return
-        with contextlib.suppress(OSError):
-            sock.setblocking(False)
-            sock.send(b"LOGOUT\n")
-        sock.close()
-        self._PyNUTClient__srv_handler = None
-
-
-def _pynut_supported() -> bool:
-    """The private names _GuardedPyNUT relies on exist in the installed pynutclient."""
-    return all(
-        hasattr(PyNUTClient, name)
-        for name in ("_PyNUTClient__read_until", "_PyNUTClient__srv_handler", "GetUPSVars")
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# The client
 
 
 class NutClient:
@@ -317,7 +107,7 @@ class NutClient:
         *,
         auth_check: AuthCheck = "primary",
     ) -> None:
-        if not _pynut_supported():
+        if not pynut_supported():
             raise HecateError("the installed pynutclient is not supported (expected 2.8.x)")
         if (user is None) != (password is None):
             raise ConfigError("NUT user and password go together: give both or neither")
@@ -401,13 +191,13 @@ class NutClient:
             session.instant_command(self._target.ups, command)
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[_GuardedPyNUT]:
+    def _session(self) -> Iterator[GuardedPyNUT]:
         """One connection, closed at the end; every failure becomes a UpsError."""
         target = self._target
         deadline = time.monotonic() + self._timeout_s
-        session: _GuardedPyNUT | None = None
+        session: GuardedPyNUT | None = None
         try:
-            session = _GuardedPyNUT(target.host, target.port, self._user, self._password, deadline)
+            session = GuardedPyNUT(target.host, target.port, self._user, self._password, deadline)
             yield session
         except Exception as exc:
             error = self._translate(exc)
@@ -429,12 +219,12 @@ class NutClient:
     def _translate(self, exc: Exception) -> UpsError:
         where = str(self._target)
         if isinstance(exc, PyNUTError):
-            return self._translate_answer(self._redact(_decode(exc.args[0] if exc.args else "")))
+            return self._translate_answer(self._redact(decode(exc.args[0] if exc.args else "")))
         if isinstance(exc, TimeoutError):
             return UpsTimeoutError(f"{where}: no answer from upsd within {self._timeout_s:g} s")
         if isinstance(exc, OSError):
             return UpsUnreachableError(f"{where}: {self._network_problem(exc)}")
-        if isinstance(exc, _AnswerTooLongError | UnicodeError | IndexError | ValueError):
+        if isinstance(exc, AnswerTooLongError | UnicodeError | IndexError | ValueError):
             return UpsProtocolError(f"{where}: unreadable answer; is this a NUT server?")
         raise exc
 
@@ -443,7 +233,7 @@ class NutClient:
             return f"cannot resolve host {self._target.host!r} ({exc.strerror})"
         if isinstance(exc, ConnectionRefusedError):
             return "connection refused (is upsd running?)"
-        if isinstance(exc, _PeerClosedError):
+        if isinstance(exc, PeerClosedError):
             return "upsd closed the connection before answering"
         if isinstance(exc, ConnectionError):  # reset, aborted, broken pipe
             return f"upsd closed the connection before answering ({exc.strerror})"
@@ -469,75 +259,3 @@ class NutClient:
             return UpsProtocolError(f"{where}: upsd refused the request ({answer})")
         shown = answer if len(answer) <= 80 else answer[:77] + "..."
         return UpsProtocolError(f"{where}: unexpected answer {shown!r}; is this a NUT server?")
-
-
-# --------------------------------------------------------------------------------------------
-# Daemon / CLI entry points
-
-
-class UpsReader(Protocol):
-    """Anything that reads a UPS the way NutClient does (fakes in tests, for instance)."""
-
-    def read(self) -> UpsReading: ...
-
-
-def comm_error_kind(error: UpsError) -> str:
-    """The CommError kind for a UpsError."""
-    kinds: tuple[tuple[type[UpsError], str], ...] = (
-        (UpsDriverDownError, KIND_DRIVER_DOWN),
-        (UpsAuthError, KIND_AUTH),
-        (UpsTimeoutError, KIND_TIMEOUT),
-        (UpsUnknownError, KIND_UNKNOWN_UPS),
-        (UpsProtocolError, KIND_PROTOCOL),
-    )
-    for error_type, kind in kinds:
-        if isinstance(error, error_type):
-            return kind
-    return KIND_UNREACHABLE
-
-
-def poll(client: UpsReader) -> Poll:
-    """One read for the daemon: an UpsReading, or a CommError (never raises a UpsError)."""
-    try:
-        return client.read()
-    except UpsError as exc:
-        log.debug("UPS poll failed: %s", exc)
-        return CommError(message=str(exc), kind=comm_error_kind(exc))
-
-
-def read_password_file(path: str | PathLike[str]) -> str:
-    """The password in `path`: the first line, without its line ending.
-
-    Raises ConfigError (naming the file, never its content) when it is unreadable or empty.
-    Warns when the file is readable by group or others.
-    """
-    file = Path(path)
-    try:
-        mode = file.stat().st_mode
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"cannot read NUT password file {file}: {reason}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("NUT password file %s is accessible to group or others (chmod 600)", file)
-    password = text.split("\n", 1)[0].rstrip("\r")
-    if not password:
-        raise ConfigError(f"NUT password file {file} is empty")
-    return password
-
-
-def client_from_config(config: HecateConfig) -> NutClient:
-    """The NutClient a config describes. Without `ups.password_file` the read is anonymous."""
-    ups = config.ups
-    target = NutTarget(ups=ups.target.ups, host=ups.target.host, port=ups.target.port)
-    if ups.password_file is None:
-        return NutClient(target, timeout_s=ups.timeout_seconds, auth_check="none")
-    password = read_password_file(ups.password_file)
-    return NutClient(
-        target, ups.user, password, timeout_s=ups.timeout_seconds, auth_check=ups.auth_check
-    )
-
-
-def poll_config(config: HecateConfig) -> Poll:
-    """poll() the UPS the config names. Config problems raise ConfigError, not a CommError."""
-    return poll(client_from_config(config))
