@@ -216,7 +216,7 @@ def kube_checks(cfg: HecateConfig) -> list[Finding]:
                 *findings,
                 fail(
                     "kube.api",
-                    f"the API at {kube._server()} does not answer /readyz",
+                    f"the API at {kube.server} does not answer /readyz",
                     "is k3s running on the servers? is the kubeconfig's server: reachable "
                     "from this host?",
                 ),
