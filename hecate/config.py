@@ -3,96 +3,31 @@
 Secrets never live in this file: they are read from files named here (`*_file` keys).
 """
 
+# ruff: noqa: PLC0414 - `import X as X` is the explicit re-export mypy --strict needs
 from __future__ import annotations
 
-import math
-import os
-import socket
-import stat
-import types
-import typing
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from hecate.addresses import Address, HostPort, ListenAddress, NodeName, UpsTarget
+from hecate.addresses import Address, HostPort, ListenAddress, UpsTarget
+
+# Split into sibling modules to stay small; every name stays importable from hecate.config.
+from hecate.config_base import Node as Node
+from hecate.config_base import StrictModel as _Strict
+from hecate.config_checks import Resolver as Resolver
+from hecate.config_checks import resolve_problems as resolve_problems
+from hecate.config_checks import secret_file_errors as secret_file_errors
+from hecate.config_checks import secret_file_warnings as secret_file_warnings
+from hecate.config_file import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES
+from hecate.config_file import MAX_YAML_DEPTH as MAX_YAML_DEPTH
+from hecate.config_file import MAX_YAML_NODES as MAX_YAML_NODES
+from hecate.config_file import parse_yaml as parse_yaml
+from hecate.config_file import read_config_text as read_config_text
 from hecate.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/hecate/hecate.yaml")
-
-# Limits of the config file reader: far above any real config, far below any harm.
-MAX_CONFIG_BYTES = 1 << 20
-MAX_YAML_DEPTH = 32
-MAX_YAML_NODES = 100_000
-
-
-def _numeric_annotation(annotation: object) -> bool:
-    """Whether a field's annotation is int or float (optionally inside Optional/Annotated)."""
-    if annotation in (int, float):
-        return True
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _numeric_annotation(typing.get_args(annotation)[0])
-    if origin is typing.Union or isinstance(annotation, types.UnionType):
-        return any(_numeric_annotation(arg) for arg in typing.get_args(annotation))
-    return False
-
-
-def _blank_or_nul(value: object) -> str | None:
-    """Why a value (or an item inside it) is not acceptable text, or None when it is."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "contains a NUL byte"
-        if not value.strip():
-            return "must not be empty (remove the key to use the default)"
-    elif isinstance(value, list | tuple):
-        for item in value:
-            problem = _blank_or_nul(item)
-            if problem:
-                return problem
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            problem = _blank_or_nul(key) or _blank_or_nul(item)
-            if problem:
-                return problem
-    return None
-
-
-# A node name (RFC 1123, lower case). Typed `str` so lists of names stay plain lists of str;
-# the value is a NodeName all the same.
-Node = Annotated[str, AfterValidator(NodeName.parse)]
-
-
-class _Strict(BaseModel):
-    # allow_inf_nan=False: `.inf` or `.nan` is never a duration, a charge or a factor.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _strict_scalars(cls, value: object, info: ValidationInfo) -> object:
-        """Booleans are not numbers; no empty text, no NUL byte anywhere."""
-        name = info.field_name
-        numeric = name is not None and _numeric_annotation(cls.model_fields[name].annotation)
-        if isinstance(value, bool) and numeric:
-            raise ValueError("must be a number, not a boolean (yes/no/on/off are booleans)")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        problem = _blank_or_nul(value)
-        if problem:
-            raise ValueError(problem)
-        return value
 
 
 class Nodes(_Strict):
@@ -425,122 +360,6 @@ def parse_config(data: object, source: str = "<config>") -> HecateConfig:
         raise ConfigError(f"{source}: {len(problems)} invalid field(s)", problems) from None
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and nesting deeper than MAX_YAML_DEPTH."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[object] = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    duplicate = key in seen
-                    seen.add(key)
-                except TypeError:
-                    continue  # an unhashable key: the base class reports it
-                if duplicate:
-                    raise yaml.YAMLError(
-                        f"duplicate key {key!r} (line {key_node.start_mark.line + 1}); "
-                        "keep only one"
-                    )
-        return super().construct_mapping(node, deep=deep)
-
-
-def _count_nodes(data: object, budget: int = MAX_YAML_NODES) -> None:
-    """Refuse data that expands (through aliases) to more than `budget` values."""
-    stack: list[object] = [data]
-    seen = 0
-    while stack:
-        item = stack.pop()
-        seen += 1
-        if seen > budget:
-            raise ConfigError(f"more than {budget} values once aliases are expanded (a YAML bomb?)")
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-def parse_yaml(text: str, source: str = "<config>") -> object:
-    """Strict YAML: duplicate keys, deep nesting and alias bombs are errors, never a crash."""
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-        _count_nodes(data)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {_one_line(str(exc))}") from None
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc.message}") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
-    return data
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def read_config_text(path: Path) -> str:
-    """The file's text: a regular file, at most MAX_CONFIG_BYTES, UTF-8 without NUL bytes.
-
-    Opened without blocking, so a FIFO or a device never hangs the reader.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except ValueError:
-        raise ConfigError(f"{path!r}: the path contains a NUL byte") from None
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no such config file (copy configs/hecate.example.yaml there, "
-            "or pass --config)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise ConfigError(f"{path}: is a directory; pass the config file itself")
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"{path}: not a regular file (a FIFO, socket or device?)")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_CONFIG_BYTES:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a Hecate config")
-    raw = b"".join(chunks)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    if "\x00" in text:
-        raise ConfigError(f"{path}: contains a NUL byte at offset {text.index(chr(0))}")
-    return text.removeprefix("\ufeff")
-
-
 def file_problems(config: HecateConfig) -> list[str]:
     """What a config file must have that a partial config (tests, drills) may leave out."""
     if config.coordination.role == "coordinator" and not config.nodes.servers:
@@ -557,63 +376,3 @@ def load_config(path: Path) -> HecateConfig:
     if problems:
         raise ConfigError(f"{source}: {len(problems)} invalid field(s)", problems)
     return config
-
-
-Resolver = Callable[[str, int], None]
-
-
-def _bind_check(host: str, _port: int) -> None:
-    """Resolve `host` and bind it on a free port: raises OSError when it is not local."""
-    infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
-    family, kind, proto, _, sockaddr = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.bind((sockaddr[0], 0, *sockaddr[2:]))
-
-
-def resolve_problems(config: HecateConfig, check: Resolver = _bind_check) -> list[str]:
-    """`config check --resolve`: listen hosts must resolve to an address of this machine."""
-    problems = []
-    listens = [("metrics.listen", config.metrics.listen)]
-    if config.coordination.role == "coordinator":
-        listens.append(("coordination.listen", config.coordination.listen))
-    for key, listen in listens:
-        if not listen.host:
-            continue
-        try:
-            check(listen.host, listen.port)
-        except (OSError, UnicodeError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            problems.append(f"{key}: {listen.host!r} cannot be bound here ({reason})")
-    return problems
-
-
-def secret_file_warnings(config: HecateConfig) -> list[str]:
-    """Warnings for secret files that are missing or readable by group or others."""
-    warnings = []
-    for key, path in config.secret_files().items():
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
-            warnings.append(f"{key}: {path} does not exist")
-            continue
-        except OSError as exc:
-            warnings.append(f"{key}: {path} cannot be checked: {exc.strerror}")
-            continue
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            warnings.append(
-                f"{key}: {path} is accessible by group or others "
-                f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
-            )
-    return warnings
-
-
-def secret_file_errors(config: HecateConfig) -> list[str]:
-    """Secret files the daemon cannot start without: a missing ups.password_file (the daemon
-    reads it once at start and exits). `config check` reports these as errors."""
-    path = config.ups.password_file
-    if path is None or path.exists():
-        return []
-    return [
-        f"ups.password_file: {path} does not exist; write the upsd user's password there "
-        f"(chmod 600 {path}), or set ups.password_file: null for anonymous reads"
-    ]

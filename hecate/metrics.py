@@ -10,12 +10,13 @@ Rules the series follow, so that alerts and `increase()` work (README, "Metrics"
 - UPS series carry a `ups` label (the NUT UPS name), as the common NUT exporters do.
 """
 
+# ruff: noqa: PLC0414 - `import X as X` is the explicit re-export mypy --strict needs
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -25,10 +26,10 @@ from hecate import __version__
 from hecate.addresses import ListenAddress
 from hecate.battery import BatteryTruth
 from hecate.budget import Budget
-from hecate.drill_history import KNOWN_DRILLS, load_history
-from hecate.errors import StateError
 from hecate.httpserve import BoundedServer, Limits
 from hecate.intent import IntentState
+from hecate.metrics_drill_history import DrillHistoryCollector as DrillHistoryCollector
+from hecate.metrics_drill_history import drill_families as drill_families
 from hecate.readings import CommError, Poll, UpsReading
 from hecate.runs import Outcome
 from hecate.selfupdate import UpdateFailedCache
@@ -167,63 +168,6 @@ class UpsCollector(Collector):
         return ups_families(self.ups, self.last, self.truth)
 
 
-def drill_families(history: list[dict[str, Any]], known: Iterable[str]) -> list[Metric]:
-    """Drill series from the drill history (pure)."""
-    passed = GaugeMetricFamily(
-        "hecate_drill_last_passed", "1 when the drill's last run passed", labels=["drill"]
-    )
-    recovery = GaugeMetricFamily(
-        "hecate_drill_last_recovery_seconds",
-        "Time to recover in the drill's last run",
-        labels=["drill"],
-    )
-    manual = GaugeMetricFamily(
-        "hecate_drill_last_manual_steps",
-        "Manual steps the drill's last run needed",
-        labels=["drill"],
-    )
-    when = GaugeMetricFamily(
-        "hecate_drill_last_run_timestamp_seconds",
-        "Unix time the drill last ran; absent for a drill never run",
-        labels=["drill"],
-    )
-    runs = CounterMetricFamily(
-        "hecate_drill_runs",
-        "Drill runs by result, from the kept drill history (0 for a drill never run)",
-        labels=["drill", "result"],
-    )
-    last: dict[str, dict[str, Any]] = {}
-    counts: dict[tuple[str, str], int] = {
-        (name, result): 0 for name in known for result in ("pass", "fail")
-    }
-    for entry in history:
-        name = str(entry.get("drill", "?"))
-        last[name] = entry
-        result = "pass" if entry.get("passed") else "fail"
-        counts.setdefault((name, "pass"), 0)
-        counts.setdefault((name, "fail"), 0)
-        counts[(name, result)] += 1
-    for name, entry in sorted(last.items()):
-        passed.add_metric([name], 1.0 if entry.get("passed") else 0.0)
-        seconds = _number(entry.get("time_to_recover_s"))
-        if seconds is not None:
-            recovery.add_metric([name], seconds)
-        steps = _number(entry.get("manual_steps"))
-        manual.add_metric([name], steps if steps is not None else 0.0)
-        started = _number(entry.get("started_at"))
-        if started is not None:
-            when.add_metric([name], started)
-    for (name, result), count in sorted(counts.items()):
-        runs.add_metric([name, result], count)
-    return [passed, recovery, manual, when, runs]
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 class CorruptStateCollector(Collector):
     """State files this process found unreadable and set aside, by file name."""
 
@@ -253,20 +197,6 @@ class SelfUpdateCollector(Collector):
         )
         family.add_metric([], 1.0 if self.failed() else 0.0)
         yield family
-
-
-class DrillHistoryCollector(Collector):
-    """Drill results, read from state_dir/drills.json at each scrape (drills run as a CLI)."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-
-    def collect(self) -> Iterable[Metric]:
-        try:
-            history = load_history(self.state_dir)
-        except StateError:
-            history = []
-        return drill_families(history, KNOWN_DRILLS)
 
 
 class Metrics:

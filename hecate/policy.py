@@ -29,175 +29,33 @@ it caused. The README's "What Hecate decides, and how" explains the reasoning; i
   cannot be read (unknown, or firmware garbage) does not block forever: the runtime on mains
   at or above the shutdown threshold satisfies it (the battery can carry another shutdown), and
   otherwise `charge_unknown_wait_s` more seconds of stable mains do (a bounded recharge wait).
+
+The parameters, the state and the events live in `hecate.policy_types`, the judgements of one
+reading (critical evidence, the startup gate) in `hecate.policy_rules`; every name is importable
+from here as well.
 """
 
+# ruff: noqa: PLC0414 - `import X as X` is the explicit re-export mypy --strict needs
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from hecate.config import HecateConfig
+# The values and the one-reading judgements live in sibling modules; re-exported here.
+from hecate.policy_rules import DRAIN_MIN_SPAN_S as DRAIN_MIN_SPAN_S
+from hecate.policy_rules import charge_gate as charge_gate
+from hecate.policy_rules import drain_runtime as drain_runtime
+from hecate.policy_rules import is_critical as is_critical
+from hecate.policy_rules import pending_startup_wait as pending_startup_wait
+from hecate.policy_rules import startup_gate as startup_gate
+from hecate.policy_types import EVENT_NAMES as EVENT_NAMES
+from hecate.policy_types import Event as Event
+from hecate.policy_types import PolicyParams as PolicyParams
+from hecate.policy_types import PolicyState as PolicyState
+from hecate.policy_types import critical_window_from_config as critical_window_from_config
+from hecate.policy_types import initial_state as initial_state
+from hecate.policy_types import max_gap_from_config as max_gap_from_config
+from hecate.policy_types import params_from_config as params_from_config
 from hecate.readings import CommError, Poll, PowerSource, UpsReading
-
-# Seconds of charge history needed before a drain rate is trusted.
-DRAIN_MIN_SPAN_S = 60.0
-
-
-@dataclass(frozen=True)
-class PolicyParams:
-    threshold_s: float
-    debounce_polls: int
-    comm_loss_dead_s: float
-    power_stable_s: float
-    min_charge_pct: float
-    critical_window_s: float = 60.0
-    outage_clear_s: float = 30.0
-    honor_fsd: bool = True
-    lb_confirm_polls: int = 2
-    min_charge_on_battery: float = 50.0
-    charge_unknown_wait_s: float = 1800.0
-    max_gap_s: float = math.inf
-
-
-def max_gap_from_config(config: HecateConfig) -> float:
-    """Polls further apart than this mean the power was not observed in between."""
-    ups = config.ups
-    if ups.max_poll_gap_seconds is not None:
-        return ups.max_poll_gap_seconds
-    return 3 * ups.poll_interval_seconds + ups.timeout_seconds
-
-
-def critical_window_from_config(config: HecateConfig) -> float:
-    """The evidence window: `ups.critical_window_seconds`, by default the larger of 60 s and
-    twice the time `debounce_polls` polls take."""
-    ups = config.ups
-    if ups.critical_window_seconds is not None:
-        return ups.critical_window_seconds
-    return max(60.0, 2 * ups.debounce_polls * ups.poll_interval_seconds)
-
-
-def params_from_config(config: HecateConfig, threshold_s: float) -> PolicyParams:
-    ups, startup = config.ups, config.startup
-    return PolicyParams(
-        threshold_s=threshold_s,
-        debounce_polls=ups.debounce_polls,
-        comm_loss_dead_s=ups.comm_loss_dead_seconds,
-        power_stable_s=startup.power_stable_seconds,
-        min_charge_pct=startup.min_battery_charge,
-        critical_window_s=critical_window_from_config(config),
-        outage_clear_s=ups.outage_clear_seconds,
-        honor_fsd=ups.honor_fsd,
-        lb_confirm_polls=ups.lb_confirm_polls,
-        min_charge_on_battery=ups.min_charge_on_battery,
-        charge_unknown_wait_s=startup.charge_unknown_wait_seconds,
-        max_gap_s=max_gap_from_config(config),
-    )
-
-
-@dataclass(frozen=True)
-class PolicyState:
-    """What the policy remembers between polls. Times are on the monotonic clock."""
-
-    on_battery: bool = False  # last known power source is the battery
-    outage_start: float | None = None  # start of the open outage episode
-    critical_count: int = 0  # critical polls in the current window
-    latched: bool = False  # a shutdown was triggered during this episode
-    startup_pending: bool = False  # the cluster was shut down and waits for the power gate
-    mains_since: float | None = None  # start of the current stretch of observed mains
-    last_ok_t: float | None = None
-    comm_lost: bool = False
-    last_charge: float | None = None
-    critical_times: tuple[float, ...] = ()
-    lb_times: tuple[float, ...] = ()
-    was_critical: bool = False  # the previous poll on battery was critical
-    battery_since: float | None = None  # start of the current stretch on battery
-    drain_ref: tuple[float, float] | None = None  # (t, charge) first seen on battery
-    last_poll_t: float | None = None
-    source_unknown: bool = False  # the last reading said nothing about the power source
-    startup_wait: str | None = None  # what a pending startup waits for (None: not pending)
-
-
-@dataclass(frozen=True)
-class Event:
-    t: float
-    event: str
-    reason: str
-    threshold_s: float
-    runtime_s: float | None
-    charge_pct: float | None = None
-    count: int = 0
-
-
-# Every event name `step` can produce (the README lists them; `hecate replay --json` prints them).
-EVENT_NAMES = (
-    "on_battery",
-    "calibration",
-    "condition_met",
-    "condition_cleared",
-    "trigger_shutdown",
-    "power_restored",
-    "outage_over",
-    "startup_allowed",
-    "comm_lost",
-    "comm_restored",
-    "power_source_unknown",
-    "observation_gap",
-)
-
-
-def initial_state(*, startup_pending: bool = False) -> PolicyState:
-    """`startup_pending=True` when the cluster is known to be down (e.g. after a boot)."""
-    return PolicyState(startup_pending=startup_pending)
-
-
-def is_critical(  # noqa: PLR0911  (one return per rule reads best)
-    reading: UpsReading,
-    threshold_s: float,
-    min_charge_on_battery: float = 0.0,
-    drain_runtime_s: float | None = None,
-) -> tuple[bool, str]:
-    """Whether this single reading on battery is critical evidence, and why.
-
-    FSD on battery counts here (it matters when `honor_fsd` is off); FSD as a command is handled
-    by `step`. During CAL only LB and FSD count.
-    """
-    if not reading.on_battery:
-        return False, "on mains"
-    if reading.forced_shutdown:
-        return True, "FSD (forced shutdown) flag set"
-    if reading.low_battery:
-        return True, "LB (low battery) flag set"
-    if reading.calibrating:
-        return False, "runtime calibration (CAL): only LB and FSD count"
-    if reading.runtime_s is not None:
-        if reading.runtime_s < threshold_s:
-            return True, f"runtime {reading.runtime_s:.0f}s < threshold {threshold_s:.0f}s"
-        return False, f"runtime {reading.runtime_s:.0f}s >= threshold {threshold_s:.0f}s"
-    charge = reading.charge_pct
-    if charge is not None and charge < min_charge_on_battery:
-        return True, (
-            f"runtime unknown, charge {charge:.0f}% < min_charge_on_battery "
-            f"{min_charge_on_battery:.0f}%"
-        )
-    if drain_runtime_s is not None and drain_runtime_s < threshold_s:
-        return True, (
-            f"runtime unknown, charge drain gives {drain_runtime_s:.0f}s < threshold "
-            f"{threshold_s:.0f}s"
-        )
-    if charge is None:
-        return False, "on battery, runtime and charge unknown (only LB/FSD can trigger)"
-    return False, f"on battery, runtime unknown, charge {charge:.0f}%"
-
-
-def drain_runtime(ref: tuple[float, float] | None, charge: float | None, t: float) -> float | None:
-    """Seconds left at the charge's observed drain rate since the episode's first reading."""
-    if ref is None or charge is None:
-        return None
-    t0, c0 = ref
-    if t - t0 < DRAIN_MIN_SPAN_S or c0 - charge < 1.0:
-        return None
-    rate = (c0 - charge) / (t - t0)
-    return charge / rate
 
 
 def step(
@@ -502,71 +360,6 @@ def _on_line(
         else:
             new = replace(new, startup_wait=why)
     return new, events
-
-
-def startup_gate(
-    reading: UpsReading, mains_since: float, t: float, params: PolicyParams
-) -> tuple[bool, str]:
-    """Whether power is back for good; the reason says what was met, or what it still waits for."""
-    stable = t - mains_since
-    if reading.power_source is not PowerSource.LINE:
-        return False, "mains to return"
-    if reading.forced_shutdown:
-        return False, "the UPS's FSD flag to clear"
-    if stable < params.power_stable_s:
-        return False, f"mains stable {stable:.0f}s < {params.power_stable_s:.0f}s"
-    ok, why = charge_gate(reading, stable, params)
-    if not ok:
-        return False, why
-    return True, f"mains stable {stable:.0f}s, {why}"
-
-
-def charge_gate(reading: UpsReading, stable_s: float, params: PolicyParams) -> tuple[bool, str]:
-    """The battery part of the startup gate, with the fallback for an unreadable charge."""
-    charge, runtime = reading.charge_pct, reading.runtime_s
-    if charge is not None:
-        if charge < params.min_charge_pct:
-            return False, f"charge {charge:.0f}% < {params.min_charge_pct:.0f}%"
-        return True, f"charge {charge:.0f}%"
-    if params.min_charge_pct <= 0:
-        return True, "charge unknown (no minimum)"
-    if runtime is not None and runtime >= params.threshold_s:
-        return True, (
-            f"charge unknown, runtime {runtime:.0f}s >= threshold {params.threshold_s:.0f}s"
-        )
-    waited = stable_s - params.power_stable_s
-    if waited >= params.charge_unknown_wait_s:
-        return True, (
-            f"charge unknown, mains stable {params.charge_unknown_wait_s:.0f}s beyond "
-            "power_stable_seconds (charge_unknown_wait_seconds)"
-        )
-    left = params.charge_unknown_wait_s - waited
-    return False, (
-        f"charge unknown: runtime >= {params.threshold_s:.0f}s on mains, or {left:.0f}s more of "
-        "stable mains (charge_unknown_wait_seconds)"
-    )
-
-
-def pending_startup_wait(reading: Poll, params: PolicyParams) -> str:
-    """What a pending startup waits for, judged from one reading (for `hecate status`).
-
-    Mains stability is measured by the daemon over time; one reading can only tell the rest.
-    """
-    if isinstance(reading, CommError):
-        return f"the UPS to answer ({reading.message})"
-    source = reading.power_source
-    if source is PowerSource.BATTERY:
-        return "mains to return (the UPS is on battery)"
-    if source is not PowerSource.LINE:
-        shown = " ".join(sorted(reading.status)) or "empty"
-        return f"a status that says the UPS is on line (now {shown})"
-    if reading.forced_shutdown:
-        return "the UPS's FSD flag to clear"
-    ok, why = charge_gate(reading, params.power_stable_s, params)
-    stable = f"mains seen stable for {params.power_stable_s:.0f}s by the daemon"
-    if ok:
-        return f"{stable} ({why}: met)"
-    return f"{stable} and {why}"
 
 
 def latch(state: PolicyState) -> PolicyState:

@@ -108,7 +108,7 @@ def _discover(kubeconfig: Path, nut: str, existing: dict[str, Any] | None) -> Di
     try:
         with Kube(kubeconfig, timeout_s=10.0) as kube:
             nodes = kube.node_details()
-            server = kube._server()
+            server = kube.server
             try:
                 sources = [
                     FluxSource(o.namespace, o.name) for o in kube.flux_objects("GitRepository")

@@ -13,7 +13,7 @@ import typer
 from hecate.cli.common import ConfigOpt, load
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.daemon.service import Daemon
-from hecate.nut import client_from_config, poll
+from hecate.nut import Ups
 
 
 def setup_logging(verbose: bool) -> None:
@@ -45,10 +45,10 @@ def daemon_command(
     """
     setup_logging(verbose)
     cfg = load(config)
-    # Built once: the password file is read at start (a problem there is a config error, exit 2),
-    # not on every poll.
-    client = client_from_config(cfg)
-    daemon = Daemon(cfg, reader=lambda: poll(client))
+    # The UPS port, built once: the password file is read at start (a problem there is a config
+    # error, exit 2), not on every poll.
+    ups = Ups.from_config(cfg)
+    daemon = Daemon(cfg, reader=ups.poll)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         logging.getLogger("hecate.daemon").info("signal %s: stopping", signum)

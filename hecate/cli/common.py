@@ -13,7 +13,7 @@ import typer
 
 from hecate.config import HecateConfig, load_config
 from hecate.errors import HecateError
-from hecate.nut import client_from_config, poll
+from hecate.nut import Ups
 from hecate.readings import CommError, Poll
 
 EXIT_OK = 0
@@ -54,7 +54,7 @@ def emit_json(data: Any) -> None:
 
 
 def _read_ups_from_nut(config: HecateConfig) -> Poll:
-    return poll(client_from_config(config))
+    return Ups.from_config(config).poll()
 
 
 # The UPS source is injectable so guards can be tested without a NUT server.

@@ -28,6 +28,7 @@ from hecate.errors import (
 from hecate.nut import (
     AuthCheck,
     NutClient,
+    Ups,
     UpsProtocolError,
     UpsUnknownError,
     client_from_config,
@@ -266,6 +267,39 @@ def test_poll_config(shared: NutServer, tmp_path: Path) -> None:
         poll_config(parse_config({"ups": {**ups, "password_file": str(tmp_path / "none")}}))
     with pytest.raises(ConfigError, match="target"):
         poll_config(parse_config({"ups": {**ups, "target": "pyrphoros@host:port"}}))
+
+
+def test_ups_port_reads_its_password_once(nut_server: NutServer, tmp_path: Path) -> None:
+    """The `Ups` port is built once with its credentials: after the password file is gone
+    (or rewritten wrong), the port still reads and sends instant commands as the same user.
+    The old per-command construction (`client_from_config(...).instant_command`) would raise
+    ConfigError ('cannot read NUT password file') here."""
+    password = tmp_path / "nut.password"
+    password.write_text(nut_server.password + "\n")
+    password.chmod(0o600)
+    ups_config = {
+        "target": nut_server.target(UPS),
+        "user": nut_server.user,
+        "password_file": str(password),
+        "timeout_seconds": 3,
+    }
+    ups = Ups.from_config(parse_config({"ups": ups_config}))
+    password.unlink()
+    polled = ups.poll()
+    assert isinstance(polled, UpsReading), polled
+    assert polled.on_mains
+    ups.instant_command("load.off")  # dummy-ups supports it; upsd checks the password here
+    password.write_text(WRONG_PASSWORD + "\n")
+    password.chmod(0o600)
+    assert isinstance(ups.poll(), UpsReading)  # still the password read at construction
+    assert nut_server.password not in repr(ups)
+    # A port built now reads the wrong password, and upsd says so.
+    fresh = Ups.from_config(parse_config({"ups": ups_config}))
+    with pytest.raises(UpsAuthError):
+        fresh.instant_command("load.off")
+    refused = fresh.poll()
+    assert isinstance(refused, CommError)
+    assert refused.kind == "auth"
 
 
 def test_unresolvable_host() -> None:

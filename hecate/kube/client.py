@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx2
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.codecs import from_dict
+from lightkube.config.client_adapter import Client as HttpClient
+from lightkube.config.client_adapter import ConnectionParams
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 from lightkube.core.exceptions import LoadResourceError
 from lightkube.generic_resource import create_namespaced_resource
@@ -25,16 +26,24 @@ from lightkube.resources.storage_v1 import VolumeAttachment
 from lightkube.types import PatchType
 
 from hecate.errors import KubeError
+from hecate.kube.manifests import clean_manifest
+from hecate.kube.types import (
+    FluxKind,
+    FluxObject,
+    KubeNotFoundError,
+    KubeUnavailableError,
+    NodeDetails,
+    NodeInfo,
+    PodRef,
+    Readiness,
+    StorageKind,
+    VolumeAttachmentInfo,
+    WorkloadInfo,
+    WorkloadKind,
+    ready_condition,
+)
 
 FIELD_MANAGER = "hecate"
-
-
-class KubeUnavailableError(KubeError):
-    """The API server cannot be reached or does not answer in time."""
-
-
-class KubeNotFoundError(KubeError):
-    """The object does not exist."""
 
 
 Kustomization = create_namespaced_resource(
@@ -47,98 +56,19 @@ GitRepository = create_namespaced_resource(
     "source.toolkit.fluxcd.io", "v1", "GitRepository", "gitrepositories"
 )
 
-FluxKind = Literal["Kustomization", "HelmRelease", "GitRepository"]
-WorkloadKind = Literal["deployment", "statefulset"]
-StorageKind = Literal["daemonset", "deployment", "statefulset"]
 _FLUX = {"Kustomization": Kustomization, "HelmRelease": HelmRelease, "GitRepository": GitRepository}
 
 
-@dataclass(frozen=True)
-class NodeInfo:
-    name: str
-    ready: bool
-    unschedulable: bool
-
-
-@dataclass(frozen=True)
-class FluxObject:
-    kind: FluxKind
-    namespace: str
-    name: str
-    suspended: bool
-    ready: bool
-    message: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True)
-class WorkloadInfo:
-    kind: WorkloadKind
-    namespace: str
-    name: str
-    replicas: int
-    ready_replicas: int
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """How much of a workload is Ready: a DaemonSet's scheduled pods, or replicas."""
-
-    kind: StorageKind
-    namespace: str
-    name: str
-    wanted: int
-    ready: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
-
-    @property
-    def is_ready(self) -> bool:
-        return self.wanted > 0 and self.ready >= self.wanted
-
-
-@dataclass(frozen=True)
-class VolumeAttachmentInfo:
-    name: str
-    node: str
-    attached: bool
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class NodeDetails:
-    """What `hecate config init` and `hecate doctor` read of a Node: labels and addresses."""
-
-    name: str
-    labels: Mapping[str, str]
-    internal_ip: str | None
-
-
-@dataclass(frozen=True)
-class PodRef:
-    namespace: str
-    name: str
-
-
-def ready_condition(conditions: object) -> tuple[bool, str]:
-    """(status, message) of the `Ready` condition in a status.conditions list."""
-    if isinstance(conditions, list):
-        for cond in conditions:
-            typ = getattr(cond, "type", None) if not isinstance(cond, Mapping) else cond.get("type")
-            if typ == "Ready":
-                if isinstance(cond, Mapping):
-                    return cond.get("status") == "True", str(cond.get("message", ""))
-                return getattr(cond, "status", "") == "True", str(getattr(cond, "message", ""))
-    return False, "no Ready condition"
-
-
 class Kube:
-    """A connection to one cluster's API. Use as a context manager, or call close()."""
+    """A connection to one cluster's API. Use as a context manager, or call close().
+
+    `available` is True: a client was made (whether the API answers is `readyz()`'s to say).
+    """
+
+    @property
+    def available(self) -> bool:
+        """A client exists: the flows may call the API (it may still be down: `readyz()`)."""
+        return True
 
     def __init__(self, kubeconfig: Path, *, timeout_s: float = 10.0) -> None:
         try:
@@ -146,11 +76,21 @@ class Kube:
         except (OSError, LightkubeConfigError, KeyError, ValueError) as exc:
             raise KubeError(f"cannot load kubeconfig {kubeconfig}: {exc}") from None
         self.kubeconfig = kubeconfig
-        self._client = Client(
-            config, timeout=httpx2.Timeout(timeout_s), field_manager=FIELD_MANAGER, trust_env=False
-        )
+        timeout = httpx2.Timeout(timeout_s)
+        self._client = Client(config, timeout=timeout, field_manager=FIELD_MANAGER, trust_env=False)
+        # lightkube has no call for /readyz: a plain HTTP client built by lightkube's own
+        # (public) client adapter from the same kubeconfig context, so whatever auth it carries
+        # (token, client certificate, exec plugin) applies.
+        try:
+            self._http = HttpClient(
+                self._client.config, ConnectionParams(timeout=timeout, trust_env=False)
+            )
+        except (OSError, LightkubeConfigError, KeyError, ValueError) as exc:
+            self._client.close()
+            raise KubeError(f"cannot load kubeconfig {kubeconfig}: {exc}") from None
 
     def close(self) -> None:
+        self._http.close()
         self._client.close()
 
     def __enter__(self) -> Kube:
@@ -174,21 +114,20 @@ class Kube:
             raise KubeUnavailableError(f"{what}: the API did not answer in time") from None
         except httpx2.TransportError as exc:
             raise KubeUnavailableError(
-                f"{what}: the API at {self._server()} is unreachable ({type(exc).__name__})"
+                f"{what}: the API at {self.server} is unreachable ({type(exc).__name__})"
             ) from None
 
-    def _server(self) -> str:
+    @property
+    def server(self) -> str:
+        """The API server's URL, as the kubeconfig names it."""
         return str(self._client.config.cluster.server)
 
     # --- API health -------------------------------------------------------------------------
 
     def readyz(self) -> bool:
         """True when the API server answers /readyz with 200 (False when down)."""
-        # lightkube has no call for /readyz; its own authenticated httpx client is reused so
-        # that whatever auth the kubeconfig carries (token, client certificate) applies.
-        http: httpx2.Client = self._client._client._client
         try:
-            response = http.get("/readyz")
+            response = self._http.get("/readyz")
         except httpx2.HTTPError:
             return False
         return response.status_code == 200
@@ -400,38 +339,6 @@ class Kube:
         return clean_manifest(dict(live.to_dict()))
 
 
-SERVER_SET_METADATA = (
-    "resourceVersion",
-    "uid",
-    "creationTimestamp",
-    "managedFields",
-    "generation",
-    "selfLink",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "ownerReferences",
-)
-
-
-def clean_manifest(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy without status and the metadata the API server sets."""
-    cleaned = {k: v for k, v in data.items() if k != "status"}
-    meta = dict(cleaned.get("metadata") or {})
-    for key in SERVER_SET_METADATA:
-        meta.pop(key, None)
-    annotations = {
-        k: v
-        for k, v in (meta.get("annotations") or {}).items()
-        if k != "kubectl.kubernetes.io/last-applied-configuration"
-    }
-    if annotations:
-        meta["annotations"] = annotations
-    else:
-        meta.pop("annotations", None)
-    cleaned["metadata"] = meta
-    return cleaned
-
-
 def _flux_object(kind: FluxKind, obj: Any) -> FluxObject:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -445,24 +352,3 @@ def _flux_object(kind: FluxKind, obj: Any) -> FluxObject:
         ready=ready,
         message=message,
     )
-
-
-class UnavailableKube:
-    """Stands in for the API when no client could be made (e.g. the kubeconfig is missing):
-    `readyz()` is False and every call raises, so flows skip the API stages and still run the
-    node stages."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def readyz(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        """Nothing to close."""
-
-    def __getattr__(self, name: str) -> Any:
-        def unavailable(*args: object, **kwargs: object) -> Any:
-            raise KubeUnavailableError(f"Kubernetes API not available: {self.reason}")
-
-        return unavailable
