@@ -1,13 +1,13 @@
-"""The dry run: the plan a run will walk (hecate/flows/plans.py builds it, for the dry run and
+"""The dry run: the plan a run will walk (hecate/flow_plans.py builds it, for the dry run and
 the run alike), as text lines and as JSON. Pure."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from hecate import flow_plans as plans
 from hecate.config import HecateConfig
-from hecate.flows import plans
-from hecate.flows.plans import FlowPlan, ShutdownMode, ShutdownOptions, StageSpec, StartupOptions
+from hecate.flow_plans import FlowPlan, ShutdownMode, ShutdownOptions, StageSpec, StartupOptions
 
 __all__ = [
     "PLAN_ONLY_STEPS",

@@ -22,7 +22,7 @@ from hecate.cli.execute import execute_flow, exit_code_for_report
 from hecate.cli.peers import ask_coordinator_to_start, peer_refusals
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import IntentCorruptError, StateError
-from hecate.flows.plans import FlowPlan, shutdown_plan, startup_plan
+from hecate.flow_plans import FlowPlan, shutdown_plan, startup_plan
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.guards import Refusal, StartupOverrides, startup_refusals

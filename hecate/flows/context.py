@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 from hecate.ansible_port import Ansible, PlaybookRequest, PlaybookResult
 from hecate.config import HecateConfig
 from hecate.errors import HecateError
-from hecate.flows.plans import StageStatus
+from hecate.flow_plans import StageStatus
 from hecate.inventory import node_problems
 from hecate.kube import (
     FluxKind,

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from hecate.errors import HecateError, StateError
+from hecate.flow_plans import StageStatus
 from hecate.flows.context import FlowContext, StageResult
-from hecate.flows.plans import StageStatus
 from hecate.runs import Outcome, RunRecord
 from hecate.statefiles import atomic_write_json, read_json
 

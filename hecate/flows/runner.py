@@ -1,4 +1,4 @@
-"""The one runner of both flows: it walks a plan's stages in order (hecate/flows/plans.py, the
+"""The one runner of both flows: it walks a plan's stages in order (hecate/flow_plans.py, the
 list the dry run prints), records each stage, honours cancellation between stages, and turns
 what happened into the run's outcome, its record in runs.json and its kept `--json` report.
 
@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from hecate.errors import HecateError
+from hecate.flow_plans import FlowKind, FlowPlan, StageSpec, StageStatus
 from hecate.flows.context import FlowAbortedError, FlowContext, Stage, StageResult
-from hecate.flows.plans import FlowKind, FlowPlan, StageSpec, StageStatus
 from hecate.flows.report import FlowReport, outcome_of, save_report
 from hecate.runs import Outcome, RunRecord
 

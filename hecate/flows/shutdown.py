@@ -7,6 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hecate.errors import HecateError, KubeError
+from hecate.flow_plans import (
+    ClusterView,
+    FlowPlan,
+    ShutdownOptions,
+    StageSpec,
+    StageStatus,
+    shutdown_plan,
+)
 from hecate.flows.context import (
     FlowContext,
     KubeApi,
@@ -17,14 +25,6 @@ from hecate.flows.context import (
 )
 from hecate.flows.drain import drain as _drain
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
-from hecate.flows.plans import (
-    ClusterView,
-    FlowPlan,
-    ShutdownOptions,
-    StageSpec,
-    StageStatus,
-    shutdown_plan,
-)
 from hecate.flows.report import FlowReport, record_interrupted
 from hecate.flows.runner import StepFn, StepTable, run_flow
 from hecate.intent import IntentState

@@ -10,6 +10,7 @@ import yaml
 
 from hecate.config import HecateConfig
 from hecate.errors import GuardRefusedError, IntentCorruptError, KubeError
+from hecate.flow_plans import FlowPlan, StageSpec, StageStatus, StartupOptions, startup_plan
 from hecate.flows.bootstrap_cache import cached_or_configured
 from hecate.flows.context import (
     FlowContext,
@@ -23,7 +24,6 @@ from hecate.flows.context import (
 )
 from hecate.flows.gates import probes_gate, soak_gate, storage_gate, time_sync_gate
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
-from hecate.flows.plans import FlowPlan, StageSpec, StageStatus, StartupOptions, startup_plan
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
 from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
 from hecate.guards import startup_refusals

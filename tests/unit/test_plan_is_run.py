@@ -26,8 +26,8 @@ from typer.testing import CliRunner
 
 from hecate.cli.main import app
 from hecate.config import HecateConfig, parse_config
+from hecate.flow_plans import API_DOWN, ClusterView, StageStatus, shutdown_plan, startup_plan
 from hecate.flows.context import FlowContext
-from hecate.flows.plans import API_DOWN, ClusterView, StageStatus, shutdown_plan, startup_plan
 from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup

@@ -10,8 +10,8 @@ import pytest
 
 from hecate.config import HecateConfig, parse_config
 from hecate.errors import HecateError
+from hecate.flow_plans import FlowPlan, StageSpec, StageStatus
 from hecate.flows.context import FlowAbortedError, FlowContext, Stage, wait_until
-from hecate.flows.plans import FlowPlan, StageSpec, StageStatus
 from hecate.flows.report import load_report
 from hecate.flows.runner import MissingStepError, StageRecorder, StepTable, run_flow, walk
 from hecate.runs import Outcome
