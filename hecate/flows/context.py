@@ -35,8 +35,16 @@ class FlowAbortedError(HecateError):
 
 
 class KubeApi(Protocol):
-    """The Kubernetes calls the flows make (hecate.kube.Kube implements it)."""
+    """The Kubernetes calls the flows make (hecate.kube.Kube implements it).
 
+    `available` is False when no client could be made (`reason` says why): the port says so
+    itself, callers never check its type.
+    """
+
+    @property
+    def available(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
     def readyz(self) -> bool: ...
     def nodes(self) -> list[NodeInfo]: ...
     def set_unschedulable(self, node: str, value: bool) -> None: ...

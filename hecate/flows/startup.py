@@ -28,7 +28,7 @@ from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, sav
 from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
 from hecate.guards import startup_refusals
 from hecate.intent import IntentState
-from hecate.kube import FluxKind, UnavailableKube, WorkloadKind
+from hecate.kube import FluxKind, WorkloadKind
 from hecate.runs import Outcome
 from hecate.statefiles import exclusive_lock
 
@@ -52,7 +52,7 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
     config = ctx.config
     with exclusive_lock(config.state_dir, "startup"):
         check_guards(ctx, options)
-        if isinstance(ctx.kube, UnavailableKube):
+        if not ctx.kube.available:
             # A shutdown can go on without the API; a startup cannot: say so before touching
             # anything instead of waiting out api_timeout_seconds.
             raise KubeError(

@@ -70,6 +70,11 @@ class Kube:
         """A client exists: the flows may call the API (it may still be down: `readyz()`)."""
         return True
 
+    @property
+    def reason(self) -> str:
+        """Why the API cannot be called: nothing, a client exists."""
+        return ""
+
     def __init__(self, kubeconfig: Path, *, timeout_s: float = 10.0) -> None:
         try:
             config = KubeConfig.from_file(kubeconfig)

@@ -96,6 +96,8 @@ class FakeKube:
     # storage gate: label -> (wanted, ready); missing labels raise KubeError (not found)
     storage: dict[str, tuple[int, int]] = field(default_factory=dict)
     attachments: list[VolumeAttachmentInfo] = field(default_factory=list)
+    available: bool = True  # a client exists (the API may still be down: api_up)
+    reason: str = ""
 
     def readiness(self, kind: StorageKind, namespace: str, name: str) -> Readiness:
         label = f"{kind}/{namespace}/{name}"
