@@ -1,4 +1,4 @@
-"""The NUT adapter (hecate/nut.py) against a real upsd + dummy-ups, and against broken servers."""
+"""The NUT adapter (hecate/nut/) against a real upsd + dummy-ups, and against broken servers."""
 
 from __future__ import annotations
 
