@@ -27,22 +27,43 @@ from hecate.coordination import (
     CoordinatorServer,
     CoordinatorUnreachableError,
     TriggerRequest,
+    peers_from_config,
     read_token,
 )
-from hecate.daemon.clock import Clock, as_clock
-from hecate.daemon.core import (
-    Action,
-    CancelStartup,
-    ForwardTrigger,
-    Running,
-    RunShutdown,
-    RunStartup,
-    actions_for,
+from hecate.daemon.awaiting import load_awaiting, save_awaiting
+from hecate.daemon.background import (
+    CacheRefresher,
+    ContextFactory,
+    CoordinatorProbe,
+    ReadableWatch,
+    spawn,
 )
+from hecate.daemon.clock import Clock, as_clock
+from hecate.daemon.core import Action, CancelStartup, ForwardTrigger, RunShutdown, RunStartup
 from hecate.daemon.reload import restart_needed
+from hecate.daemon.supervisor import (
+    Answer,
+    AskPeers,
+    Effect,
+    FlowFinished,
+    FlowKind,
+    FlowOutcome,
+    ForwardFailed,
+    PeerReported,
+    PeerTriggered,
+    Polled,
+    Record,
+    RetryAt,
+    SaveAwaiting,
+    Settings,
+    ShutdownOwed,
+    StartupRequested,
+    SupervisorState,
+    decide,
+)
+from hecate.daemon.supervisor import Event as SupervisorEvent
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
-from hecate.flows.bootstrap_cache import refresh_cache
 from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
@@ -53,26 +74,14 @@ from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
 from hecate.intent import IntentState
 from hecate.metrics import Metrics, ups_name
 from hecate.outages import load_battery_truth
-from hecate.policy import (
-    PolicyParams,
-    PolicyState,
-    initial_state,
-    keep_startup_pending,
-    latch,
-    params_from_config,
-    step,
-)
+from hecate.policy import PolicyParams, PolicyState, initial_state, params_from_config
 from hecate.readings import CommError, Poll
 from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
 from hecate.state import StateStore
 
 log = logging.getLogger("hecate.daemon")
 
-ContextFactory = Callable[[threading.Event], AbstractContextManager[FlowContext]]
-STARTUP_RETRY_S = 60.0
-SHUTDOWN_RETRY_S = 10.0
-MAX_SHUTDOWN_ATTEMPTS = 5
-COORDINATOR_PROBE_S = 30.0  # how often a peer checks that its coordinator answers (metric)
+ACTIONS = (RunShutdown, RunStartup, CancelStartup, ForwardTrigger)
 
 
 def real_context_factory(
@@ -129,28 +138,24 @@ class Daemon:
         self.store = StateStore(config.state_dir)
         self.stop_event = threading.Event()
         self.peer_name = config.coordination.peer_name or socket.gethostname()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards self.sup and the worker handles
         self._worker: threading.Thread | None = None
-        self._running: Running = None
         self._cancel = threading.Event()
-        self._next_startup_at = 0.0
         self.reports: list[FlowReport] = []
-        self._next_cache_refresh = 0.0
-        self._owed: str | None = None  # the reason of a shutdown owed once the worker is free
-        self._owed_not_before = 0.0
-        self._shutdown_attempts = 0
-        self._cache_thread: threading.Thread | None = None
+        self.cache = CacheRefresher()
+        self.probe = CoordinatorProbe(self.metrics)
+        self.readable = ReadableWatch(str(config.ups.target), self.notifier)
         self.budget = self._budget()
         self.battery = self._battery_truth()
-        self.state = self._initial_state()
+        self.sup = SupervisorState(
+            policy=self._initial_state(),
+            settings=self._settings(config),
+            awaiting=load_awaiting(config.state_dir),
+        )
         self.recorder = TraceRecorder(config.state_dir / "traces")
         self.server: CoordinatorServer | None = None
         self.client: CoordinatorClient | None = None
         self.metrics_port: int | None = None
-        self._next_probe = 0.0
-        self._probe_thread: threading.Thread | None = None
-        self._ups_ever_read = False
-        self._never_readable_warned: str | None = None
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -182,6 +187,11 @@ class Daemon:
             IntentState.STARTUP_IN_PROGRESS,
         )
         return initial_state(startup_pending=down)
+
+    @staticmethod
+    def _settings(config: HecateConfig) -> Settings:
+        coordination = config.coordination
+        return Settings(coordination.role, coordination.fallback_local_shutdown)
 
     def _battery_truth(self) -> BatteryTruth:
         """Claimed vs delivered runtime from the recorded outages (advisory unless learned)."""
@@ -265,6 +275,7 @@ class Daemon:
             self.close()
 
     def poll_once(self) -> list[Action]:
+        """One poll through the supervisor; the actions it decided (an owed shutdown counts)."""
         t = self.clock()
         m = self.mono()
         try:
@@ -272,294 +283,175 @@ class Daemon:
         except Exception as exc:
             poll = CommError(f"UPS read failed: {exc}", "error")
         self.metrics.observe_poll(poll)
-        self._watch_readable(poll)
-        with self._lock:
-            self.state, events = step(self.state, poll, m, self.params)
-            running = self._running
-            active = self._trace_active()
-            critical = self.state.critical_count
+        self.readable.observe(poll)
+        effects = self._feed(Polled(poll, m, self.params))
         recording = self.recorder.current
         try:
-            self.recorder.observe(t, poll, active=active, mono=m)
+            self.recorder.observe(t, poll, active=self._trace_active(), mono=m)
         except OSError as exc:
             log.error("cannot record the outage trace: %s", exc)
         if recording is not None and self.recorder.current is None:
             self.battery = self._battery_truth()  # an outage ended: learn from it
-        self.metrics.debounce.set(critical)
-        if self.warmer is not None and self.state.on_battery and running is None:
+        self.metrics.debounce.set(self.state.critical_count)
+        idle = self.sup.running is None
+        if self.warmer is not None and self.state.on_battery and idle:
             self.warmer.warm(self.mono())
-        for event in events:
-            log.info("event=%s t=%.1f reason=%s", event.event, event.t, event.reason)
-            if event.event == "trigger_shutdown":
-                self.metrics.triggers.labels("ups").inc()
-        actions = actions_for(events, self.config.coordination.role, running)
-        for action in actions:
-            self.execute(action)
-        gate_opened = any(e.event == "startup_allowed" for e in events)
-        started = any(isinstance(a, RunStartup) for a in actions)
-        if gate_opened and not started and self.config.coordination.role == "coordinator":
-            # The gate opened while a flow ran: ask again at the next poll.
-            with self._lock:
-                self.state = keep_startup_pending(self.state)
-        self._start_owed()
-        self._maybe_probe_coordinator(t)
-        if not actions and running is None:
-            self._maybe_refresh_cache(m)
+        self.probe.maybe(self.client, t)
+        actions: list[Action] = [
+            RunShutdown(e.reason) if isinstance(e, ShutdownOwed) else e
+            for e in effects
+            if isinstance(e, (*ACTIONS, ShutdownOwed))
+        ]
+        s = self.state
+        if not actions and idle and not (s.on_battery or s.startup_pending):
+            self.cache.maybe(self.config, self.context_factory, m)
         return actions
 
-    def _watch_readable(self, poll: Poll) -> None:
-        """A UPS never read since start protects nothing: a WARNING in the journal and in
-        systemd's Status= (once per distinct error), until its first good reading."""
-        if not isinstance(poll, CommError):
-            if not self._ups_ever_read:
-                self._ups_ever_read = True
-                if self._never_readable_warned is not None:
-                    log.info("UPS %s is readable now: watching it", self.config.ups.target)
-                    self.notifier.status("watching the UPS")
-            return
-        if self._ups_ever_read or poll.message == self._never_readable_warned:
-            return
-        self._never_readable_warned = poll.message
-        log.warning(
-            "UPS %s has never been readable since start: the cluster is NOT protected: %s "
-            "(run `hecate doctor`)",
-            self.config.ups.target,
-            poll.message,
-        )
-        self.notifier.status(f"WARNING: UPS never readable, not protected: {poll.message}")
+    @property
+    def state(self) -> PolicyState:
+        return self.sup.policy
 
-    def _maybe_refresh_cache(self, now: float) -> None:
-        """Keep the Gitea bootstrap cache fresh while the cluster is healthy (in the background)."""
-        startup = self.config.startup
-        s = self.state
-        if not startup.gitea_bootstrap_manifests or s.on_battery or s.startup_pending:
-            return
-        if now < self._next_cache_refresh:
-            return
-        if self._cache_thread is not None and self._cache_thread.is_alive():
-            return
-        self._next_cache_refresh = now + startup.bootstrap_cache_refresh_seconds
-
-        def refresh() -> None:
-            try:
-                with self.context_factory(threading.Event()) as ctx:
-                    if not ctx.kube.readyz():
-                        log.info("bootstrap cache not refreshed: API not ready")
-                        return
-                    problems = refresh_cache(ctx.kube, self.config)
-            except HecateError as exc:
-                problems = [str(exc)]
-            for problem in problems:
-                log.warning("bootstrap cache: %s", problem)
-            if not problems:
-                log.info("bootstrap cache refreshed")
-
-        self._cache_thread = threading.Thread(target=refresh, name="hecate-cache", daemon=True)
-        self._cache_thread.start()
-
-    def _maybe_probe_coordinator(self, now: float) -> None:
-        """A peer asks its coordinator for its intent now and then, in the background, so that
-        `hecate_coordinator_reachable` says whether a trigger could be forwarded right now."""
-        client = self.client
-        if client is None or now < self._next_probe:
-            return
-        if self._probe_thread is not None and self._probe_thread.is_alive():
-            return
-        self._next_probe = now + COORDINATOR_PROBE_S
-
-        def probe() -> None:
-            try:
-                client.intent()
-                self.metrics.observe_coordinator(True)
-            except CoordinatorUnreachableError:
-                self.metrics.observe_coordinator(False)
-            except HecateError:
-                self.metrics.observe_coordinator(True)  # it answered, with a refusal
-
-        self._probe_thread = threading.Thread(target=probe, name="hecate-probe", daemon=True)
-        self._probe_thread.start()
+    @property
+    def _cache_thread(self) -> threading.Thread | None:
+        return self.cache.thread
 
     def _trace_active(self) -> bool:
         s = self.state
         episode = s.outage_start is not None  # an outage episode, mains flickers included
         return episode or s.on_battery or s.latched or s.startup_pending or s.critical_count > 0
 
-    # --- actions ----------------------------------------------------------------------------
+    # --- effects: the supervisor decides, the shell carries out ------------------------------
 
-    def execute(self, action: Action) -> None:
-        log.info("action=%s reason=%s", type(action).__name__, action.reason)
-        if isinstance(action, CancelStartup):
-            self._cancel_startup()
-        elif isinstance(action, RunShutdown):
-            with self._lock:
-                self.state = latch(self.state)
-            self._request_flow("shutdown", action.reason)
-        elif isinstance(action, RunStartup):
-            if self.mono() < self._next_startup_at:
-                with self._lock:
-                    self.state = keep_startup_pending(self.state)
-                return
-            self._request_flow("startup", action.reason)
-        else:
-            self._forward(action)
-
-    def _cancel_startup(self) -> None:
-        """Ask a running startup to stop. Never waits: the poll and HTTP threads must not block
-        (watchdog, peers' timeouts); the shutdown owed starts once the worker has exited."""
+    def _feed(self, event: SupervisorEvent) -> list[Effect]:
         with self._lock:
-            if self._running == "startup":
-                self._cancel.set()
+            self.sup, effects = decide(self.sup, event)
+        for effect in effects:
+            self._carry_out(effect)
+        return effects
 
-    def _request_flow(self, kind: str, reason: str) -> bool:
-        """Start a flow now, or, for a shutdown, owe it until the worker is free."""
-        with self._lock:
-            if self._worker is not None and self._worker.is_alive():
-                if kind == "shutdown" and self._running != "shutdown":
-                    self._owed = reason
-                    log.info("shutdown owed once the running %s stops", self._running)
-                    return True
-                log.info("a %s is running; %s not started", self._running, kind)
-                return False
-            self._start_locked(kind, reason)
-        self.notifier.status(f"{kind} running: {reason}")
-        return True
+    def _carry_out(self, effect: Effect) -> None:
+        if isinstance(effect, Record):
+            log.log(effect.level, "%s", effect.message)
+            if effect.counter is not None:
+                self.metrics.triggers.labels(effect.counter.split(":")[1]).inc()
+        elif isinstance(effect, RetryAt):
+            log.warning("%s will be retried in %.0fs", effect.kind.value, effect.at - self.mono())
+        elif isinstance(effect, SaveAwaiting):
+            try:
+                save_awaiting(self.config.state_dir, effect.names)
+            except HecateError as exc:
+                log.error("cannot record the peers the startup waits for: %s", exc)
+        elif isinstance(effect, AskPeers):
+            spawn("ask-peers", self._ask_peers)
+        elif isinstance(effect, CancelStartup):
+            log.info("action=CancelStartup reason=%s", effect.reason)
+            self._cancel.set()  # never waits: the poll and HTTP threads must not block
+        elif isinstance(effect, RunShutdown | RunStartup):
+            kind = FlowKind.SHUTDOWN if isinstance(effect, RunShutdown) else FlowKind.STARTUP
+            log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
+            self._start_flow(kind, effect.reason)
+        elif isinstance(effect, ForwardTrigger):
+            spawn("forward", lambda: self._forward(effect.reason))
 
-    def _start_owed(self) -> None:
-        with self._lock:
-            if self._owed is None or self.mono() < self._owed_not_before:
-                return
-            if self._worker is not None and self._worker.is_alive():
-                return
-            reason, self._owed = self._owed, None
-            self._start_locked("shutdown", reason)
-        self.notifier.status(f"shutdown running: {reason}")
-
-    def _start_locked(self, kind: str, reason: str) -> None:
-        self._cancel = threading.Event()
-        self._running = "shutdown" if kind == "shutdown" else "startup"
-        self._worker = threading.Thread(
-            target=self._flow_thread, args=(kind, reason, self._cancel), name=f"hecate-{kind}"
+    def _start_flow(self, kind: FlowKind, reason: str) -> None:
+        cancel = threading.Event()
+        worker = threading.Thread(
+            target=self._flow_thread, args=(kind, reason, cancel), name=f"hecate-{kind.value}"
         )
-        self._worker.start()
+        with self._lock:
+            self._cancel, self._worker = cancel, worker
+        worker.start()
+        self.notifier.status(f"{kind.value} running: {reason}")
 
-    def _flow_thread(self, kind: str, reason: str, cancel: threading.Event) -> None:
+    def _flow_thread(self, kind: FlowKind, reason: str, cancel: threading.Event) -> None:
+        outcome = FlowOutcome.ERROR
         try:
             with self.context_factory(cancel) as ctx:
-                if kind == "shutdown":
+                if kind is FlowKind.SHUTDOWN:
                     options = ShutdownOptions(mode=self.config.shutdown.ups_mode, reason=reason)
                     report = run_shutdown(ctx, options)
                 else:
                     report = run_startup(ctx, StartupOptions(reason=reason))
-            self._finished(report, reason)
+            self._finished(report)
+            outcome = FlowOutcome(report.outcome.value)
         except GuardRefusedError as exc:
-            log.warning("startup refused: %s (retry in %.0fs)", exc, STARTUP_RETRY_S)
-            self._retry_startup_later()
+            log.warning("startup refused: %s", exc)
+            outcome = FlowOutcome.REFUSED
         except Exception as exc:
-            log.error("%s could not run: %s", kind, exc)
-            self.metrics.runs.labels(kind, "failed").inc()
-            if kind == "shutdown":
-                self._owe_shutdown(reason)
-            else:
-                self._retry_startup_later()
+            log.error("%s could not run: %s", kind.value, exc)
+            self.metrics.runs.labels(kind.value, "failed").inc()
         finally:
-            with self._lock:
-                self._running = None
             try:
                 self.metrics.observe_intent(self.store.read_intent(self.clock()).state)
             except HecateError as exc:
                 log.error("intent unreadable: %s", exc)
             self.notifier.status("watching the UPS")
+            self._feed(FlowFinished(kind, outcome, reason, self.mono()))
 
-    def _retry_startup_later(self) -> None:
-        with self._lock:
-            self._next_startup_at = self.mono() + STARTUP_RETRY_S
-            self.state = keep_startup_pending(self.state)
-
-    def _owe_shutdown(self, reason: str) -> None:
-        """A shutdown that could not run (lock held by a CLI startup, a failed run) is retried
-        at the next polls, a few times: the battery is running down either way."""
-        with self._lock:
-            self._shutdown_attempts += 1
-            if self._shutdown_attempts > MAX_SHUTDOWN_ATTEMPTS:
-                log.error("shutdown failed %d times; giving up", MAX_SHUTDOWN_ATTEMPTS)
-                return
-            self._owed = reason
-            self._owed_not_before = self.mono() + SHUTDOWN_RETRY_S
-        log.warning("shutdown will be retried in %.0fs", SHUTDOWN_RETRY_S)
-
-    def _finished(self, report: FlowReport, reason: str) -> None:
+    def _finished(self, report: FlowReport) -> None:
         self.reports.append(report)
         log.info("%s finished: %s in %.1fs", report.kind, report.outcome.value, report.duration_s)
         self.metrics.runs.labels(report.kind, report.outcome.value).inc()
         self.metrics.last_run.labels(report.kind, "total").set(report.duration_s)
         for stage in report.stages:
             self.metrics.last_run.labels(report.kind, stage.name).set(stage.duration_s)
-        if report.kind == "startup" and report.outcome.value in ("failed", "aborted"):
-            self._retry_startup_later()
-        if report.kind == "shutdown":
-            if report.outcome.value == "failed":
-                self._owe_shutdown(reason)
-            else:
-                with self._lock:
-                    self._shutdown_attempts = 0
         self.budget = self._budget()
         self.battery = self._battery_truth()
 
-    def _forward(self, action: ForwardTrigger) -> None:
+    def _forward(self, reason: str) -> None:
         client = self.client
         if client is None:
             log.error("peer without a coordinator client; trigger dropped")
             return
+        try:
+            answer = client.send_trigger(self.peer_name, reason)
+            self.metrics.observe_coordinator(True)
+            log.info("coordinator accepted the trigger: %s", answer)
+        except CoordinatorUnreachableError as exc:
+            self.metrics.observe_coordinator(False)
+            log.error("%s", exc)
+            self._feed(ForwardFailed(reason, self.mono()))
+        except HecateError as exc:
+            self.metrics.observe_coordinator(True)
+            log.error("coordinator refused the trigger: %s", exc)
 
-        def send() -> None:
-            try:
-                answer = client.send_trigger(self.peer_name, action.reason)
-                self.metrics.observe_coordinator(True)
-                log.info("coordinator accepted the trigger: %s", answer)
-            except CoordinatorUnreachableError as exc:
-                self.metrics.observe_coordinator(False)
-                if self.config.coordination.fallback_local_shutdown:
-                    log.error("%s; running the shutdown locally", exc)
-                    self._request_flow("shutdown", f"{action.reason} (coordinator unreachable)")
-                else:
-                    log.error("%s; fallback_local_shutdown is off, nothing more to do", exc)
-            except HecateError as exc:
-                self.metrics.observe_coordinator(True)
-                log.error("coordinator refused the trigger: %s", exc)
+    def _ask_peers(self) -> None:
+        coordination = self.config.coordination
+        try:
+            peers = peers_from_config(coordination.peer_hosts, coordination.token_file)
+            intents = peers.intents()
+        except HecateError as exc:
+            log.error("cannot ask the peers for their UPS: %s", exc)
+            return
+        for intent in intents:
+            self._feed(PeerReported(intent, self.mono()))
 
-        threading.Thread(target=send, name="hecate-forward", daemon=True).start()
+    # --- coordination handlers (called from the HTTP server's threads) ----------------------
 
-    # --- coordinator handlers (called from the HTTP server's threads) -----------------------
+    def _answer(self, event: SupervisorEvent) -> str:
+        answers = [e.text for e in self._feed(event) if isinstance(e, Answer)]
+        return answers[0] if answers else ""
 
     def _peer_trigger(self, request: TriggerRequest) -> bool:
-        if self.config.coordination.role != "coordinator":
-            log.warning("trigger from %s ignored: this instance is a peer", request.peer)
-            return False
-        self.metrics.triggers.labels("peer").inc()
-        log.info("trigger from peer %s: %s", request.peer, request.reason)
-        with self._lock:
-            self.state = latch(self.state)
-            running = self._running
-        if running == "shutdown":
-            return False
-        self._cancel_startup()
-        return self._request_flow("shutdown", f"peer {request.peer}: {request.reason}")
+        return self._answer(PeerTriggered(request.peer, request.reason, self.mono())) == "started"
 
     def _peer_startup_request(self, peer: str) -> str:
-        if self.config.coordination.role != "coordinator":
-            return "refused: this instance is a peer"
-        with self._lock:
-            if self._running is not None:
-                return f"busy ({self._running})"
-        started = self._request_flow("startup", f"requested by peer {peer}")
-        return "started" if started else "busy"
+        return self._answer(StartupRequested(peer, self.mono()))
 
     def _intent_json(self) -> dict[str, Any]:
+        ups = {"name": str(self.config.ups.target), "back": self.sup.ups_back}
+        ups_json = {**ups, "detail": self.sup.ups_detail}  # what a coordinator waits for
+        extra = {"running": self._running, "name": self.peer_name, "ups": ups_json}
         try:
             intent = self.store.read_intent(self.clock())
         except HecateError as exc:  # peers treat "unknown" as busy: no startup from them
-            return {"state": "unknown", "error": str(exc), "running": self._running}
-        return {**intent.to_json(), "running": self._running}
+            return {"state": "unknown", "error": str(exc), **extra}
+        return {**intent.to_json(), **extra}
+
+    @property
+    def _running(self) -> str | None:
+        running = self.sup.running
+        return running.value if running is not None else None
 
     # --- reloading (SIGHUP) -----------------------------------------------------------------
 
@@ -590,6 +482,7 @@ class Daemon:
             return False
         with self._lock:
             self.config = new
+            self.sup = replace(self.sup, settings=self._settings(new))
             if self._own_factory:
                 # a new port for the new inventory; the old one may serve a running flow
                 if self.warmer is not None:
@@ -616,7 +509,9 @@ class Daemon:
 
     def close(self) -> None:
         self.notifier.stopping()
-        self._cancel_startup()  # a half-done startup is resumed by the next run
+        with self._lock:
+            if self.sup.running is FlowKind.STARTUP:
+                self._cancel.set()  # a half-done startup is resumed by the next run
         # A running shutdown is allowed to finish: stopping it halfway helps nobody.
         self.wait_idle(timeout_s=600)
         if self._cache_thread is not None:

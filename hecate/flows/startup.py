@@ -38,6 +38,7 @@ from hecate.guards import StartupOverrides, startup_refusals
 from hecate.intent import IntentState
 from hecate.kube import FluxKind, UnavailableKube, WorkloadKind
 from hecate.runs import Outcome, RunRecord
+from hecate.startup_guards import guard_startup
 from hecate.statefiles import exclusive_lock
 
 
@@ -64,7 +65,7 @@ def check_guards(ctx: FlowContext, options: StartupOptions) -> None:
 def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
     config = ctx.config
     with exclusive_lock(config.state_dir, "startup"):
-        check_guards(ctx, options)
+        guard_startup(ctx, options.overrides)  # the one guard set (hecate/startup_guards.py)
         if isinstance(ctx.kube, UnavailableKube):
             # A shutdown can go on without the API; a startup cannot: say so before touching
             # anything instead of waiting out api_timeout_seconds.
