@@ -11,70 +11,49 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
 from hecate.ansible_port import AnsiblePort
 from hecate.battery import BatteryTruth, corrected_threshold
-from hecate.budget import Budget, budget_from_config
+from hecate.budget import Budget
 from hecate.config import HecateConfig
 from hecate.coordination import (
-    MAX_BODY,
-    SEEN_FILE,
     CoordinatorClient,
     CoordinatorHandlers,
     CoordinatorServer,
-    CoordinatorUnreachableError,
     TriggerRequest,
-    peers_from_config,
-    read_token,
 )
+from hecate.daemon import supervisor as sv
 from hecate.daemon.awaiting import load_awaiting, save_awaiting
 from hecate.daemon.background import (
     CacheRefresher,
     ContextFactory,
     CoordinatorProbe,
     ReadableWatch,
+    ask_peers,
+    close_warmers,
+    forward_trigger,
+    initial_policy,
+    learn_battery,
+    load_budget,
+    real_context_factory,
+    serve_coordination,
+    settings_from,
     spawn,
 )
 from hecate.daemon.clock import Clock, as_clock
 from hecate.daemon.core import Action, CancelStartup, ForwardTrigger, RunShutdown, RunStartup
-from hecate.daemon.reload import restart_needed
-from hecate.daemon.supervisor import (
-    Answer,
-    AskPeers,
-    Effect,
-    FlowFinished,
-    FlowKind,
-    FlowOutcome,
-    ForwardFailed,
-    PeerReported,
-    PeerTriggered,
-    Polled,
-    Record,
-    RetryAt,
-    SaveAwaiting,
-    Settings,
-    ShutdownOwed,
-    StartupRequested,
-    SupervisorState,
-    decide,
-)
-from hecate.daemon.supervisor import Event as SupervisorEvent
+from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
-from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.flows.wiring import open_flow_context
 from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
-from hecate.intent import IntentState
 from hecate.metrics import Metrics, ups_name
-from hecate.outages import load_battery_truth
-from hecate.policy import PolicyParams, PolicyState, initial_state, params_from_config
+from hecate.policy import PolicyParams, PolicyState, params_from_config
 from hecate.readings import CommError, Poll
 from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
 from hecate.state import StateStore
@@ -82,26 +61,6 @@ from hecate.state import StateStore
 log = logging.getLogger("hecate.daemon")
 
 ACTIONS = (RunShutdown, RunStartup, CancelStartup, ForwardTrigger)
-
-
-def real_context_factory(
-    config: HecateConfig, reader: Callable[[], Poll], warmer: ConnectionWarmer | None = None
-) -> ContextFactory:
-    def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
-        return open_flow_context(
-            config, read_ups=reader, progress=_log_progress, cancel=cancel, warmer=warmer
-        )
-
-    return factory
-
-
-def _log_progress(stage: str, status: str, detail: str) -> None:
-    if status in ("ok", "changed") and ": " in detail:  # one node's task: detail for debugging
-        log.debug("stage=%s task_status=%s %s", stage, status, detail)
-    elif status in ("failed", "unreachable"):
-        log.warning("stage=%s status=%s %s", stage, status, detail)
-    else:
-        log.info("stage=%s status=%s %s", stage, status, detail)
 
 
 class Daemon:
@@ -147,9 +106,9 @@ class Daemon:
         self.readable = ReadableWatch(str(config.ups.target), self.notifier)
         self.budget = self._budget()
         self.battery = self._battery_truth()
-        self.sup = SupervisorState(
-            policy=self._initial_state(),
-            settings=self._settings(config),
+        self.sup = sv.SupervisorState(
+            policy=initial_policy(self.store, self.clock(), self.metrics),
+            settings=settings_from(config),
             awaiting=load_awaiting(config.state_dir),
         )
         self.recorder = TraceRecorder(config.state_dir / "traces")
@@ -160,46 +119,10 @@ class Daemon:
     # --- set-up -----------------------------------------------------------------------------
 
     def _budget(self) -> Budget:
-        try:
-            runs = self.store.load_runs()
-        except HecateError as exc:
-            log.error("run history unreadable, using the fallback budget: %s", exc)
-            runs = []
-        budget = budget_from_config(self.config, runs)
-        self.metrics.observe_budget(budget)
-        return budget
-
-    def _initial_state(self) -> PolicyState:
-        try:
-            intent = self.store.read_intent(self.clock())
-        except HecateError as exc:
-            # Never exit on a bad state file: keep protecting the cluster on the UPS. An
-            # unknown intent keeps a startup pending, and the startup guard refuses it until
-            # the operator runs `hecate state reset --intent`.
-            log.error("%s", exc)
-            return initial_state(startup_pending=True)
-        self.metrics.observe_intent(intent.state)
-        # A cluster Hecate shut down (or was shutting down) waits for the power-return gate.
-        # So does a startup a restart cut short: the next run resumes it.
-        down = intent.state in (
-            IntentState.SHUTDOWN_COMPLETE,
-            IntentState.SHUTTING_DOWN,
-            IntentState.STARTUP_IN_PROGRESS,
-        )
-        return initial_state(startup_pending=down)
-
-    @staticmethod
-    def _settings(config: HecateConfig) -> Settings:
-        coordination = config.coordination
-        return Settings(coordination.role, coordination.fallback_local_shutdown)
+        return load_budget(self.config, self.store, self.metrics)
 
     def _battery_truth(self) -> BatteryTruth:
-        """Claimed vs delivered runtime from the recorded outages (advisory unless learned)."""
-        truth = load_battery_truth(self.config.state_dir)
-        self.metrics.observe_battery(truth)
-        if self.config.ups.runtime_correction == "learned":
-            self.metrics.threshold.set(corrected_threshold(self.budget.threshold_s, truth))
-        return truth
+        return learn_battery(self.config, self.budget, self.metrics)
 
     @property
     def params(self) -> PolicyParams:
@@ -209,7 +132,6 @@ class Daemon:
         return params_from_config(self.config, threshold)
 
     def start_services(self) -> None:
-        coordination = self.config.coordination
         # Descriptors first: the HTTP ports together stay well below the limit, so a flood of
         # connections never reaches the NUT socket, the state files or Ansible.
         fd_limit = reserve_file_descriptors()
@@ -221,31 +143,15 @@ class Daemon:
         )
         self.metrics_port = self.metrics.serve(self.config.metrics.listen, limits)
         log.info("metrics on %s (port %s)", self.config.metrics.listen, self.metrics_port)
-        token = read_token(coordination.token_file) if coordination.token_file else None
-        if token is not None:
-            # Every instance serves its intent (peers' startups check it); only the coordinator
-            # acts on triggers and startup requests.
-            handlers = CoordinatorHandlers(
-                on_trigger=self._peer_trigger,
-                on_startup_request=self._peer_startup_request,
-                intent=self._intent_json,
-                on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
-            )
-            self.server = CoordinatorServer(
-                coordination.listen,
-                token,
-                handlers,
-                seen_file=self.config.state_dir / SEEN_FILE,
-                limits=replace(limits, max_body_bytes=MAX_BODY),
-            )
-            self.server.start()
-            log.info("coordination endpoint on port %s", self.server.port)
-        if coordination.role == "peer":
-            if token is None or coordination.coordinator_address is None:
-                raise HecateError(
-                    "a peer needs coordination.token_file and coordination.coordinator_address"
-                )
-            self.client = CoordinatorClient(coordination.coordinator_address, token)
+        # Every instance serves its intent (peers' startups check it); only the coordinator
+        # acts on triggers and startup requests.
+        handlers = CoordinatorHandlers(
+            on_trigger=self._peer_trigger,
+            on_startup_request=self._peer_startup_request,
+            intent=self._intent_json,
+            on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
+        )
+        self.server, self.client = serve_coordination(self.config, limits, handlers)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -284,7 +190,7 @@ class Daemon:
             poll = CommError(f"UPS read failed: {exc}", "error")
         self.metrics.observe_poll(poll)
         self.readable.observe(poll)
-        effects = self._feed(Polled(poll, m, self.params))
+        effects = self._feed(sv.Polled(poll, m, self.params))
         recording = self.recorder.current
         try:
             self.recorder.observe(t, poll, active=self._trace_active(), mono=m)
@@ -298,9 +204,9 @@ class Daemon:
             self.warmer.warm(self.mono())
         self.probe.maybe(self.client, t)
         actions: list[Action] = [
-            RunShutdown(e.reason) if isinstance(e, ShutdownOwed) else e
+            RunShutdown(e.reason) if isinstance(e, sv.ShutdownOwed) else e
             for e in effects
-            if isinstance(e, (*ACTIONS, ShutdownOwed))
+            if isinstance(e, (*ACTIONS, sv.ShutdownOwed))
         ]
         s = self.state
         if not actions and idle and not (s.on_battery or s.startup_pending):
@@ -322,38 +228,38 @@ class Daemon:
 
     # --- effects: the supervisor decides, the shell carries out ------------------------------
 
-    def _feed(self, event: SupervisorEvent) -> list[Effect]:
+    def _feed(self, event: sv.Event) -> list[sv.Effect]:
         with self._lock:
-            self.sup, effects = decide(self.sup, event)
+            self.sup, effects = sv.decide(self.sup, event)
         for effect in effects:
             self._carry_out(effect)
         return effects
 
-    def _carry_out(self, effect: Effect) -> None:
-        if isinstance(effect, Record):
+    def _carry_out(self, effect: sv.Effect) -> None:
+        if isinstance(effect, sv.Record):
             log.log(effect.level, "%s", effect.message)
             if effect.counter is not None:
                 self.metrics.triggers.labels(effect.counter.split(":")[1]).inc()
-        elif isinstance(effect, RetryAt):
+        elif isinstance(effect, sv.RetryAt):
             log.warning("%s will be retried in %.0fs", effect.kind.value, effect.at - self.mono())
-        elif isinstance(effect, SaveAwaiting):
+        elif isinstance(effect, sv.SaveAwaiting):
             try:
                 save_awaiting(self.config.state_dir, effect.names)
             except HecateError as exc:
                 log.error("cannot record the peers the startup waits for: %s", exc)
-        elif isinstance(effect, AskPeers):
+        elif isinstance(effect, sv.AskPeers):
             spawn("ask-peers", self._ask_peers)
         elif isinstance(effect, CancelStartup):
             log.info("action=CancelStartup reason=%s", effect.reason)
             self._cancel.set()  # never waits: the poll and HTTP threads must not block
         elif isinstance(effect, RunShutdown | RunStartup):
-            kind = FlowKind.SHUTDOWN if isinstance(effect, RunShutdown) else FlowKind.STARTUP
+            kind = sv.FlowKind.SHUTDOWN if isinstance(effect, RunShutdown) else sv.FlowKind.STARTUP
             log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
             self._start_flow(kind, effect.reason)
         elif isinstance(effect, ForwardTrigger):
             spawn("forward", lambda: self._forward(effect.reason))
 
-    def _start_flow(self, kind: FlowKind, reason: str) -> None:
+    def _start_flow(self, kind: sv.FlowKind, reason: str) -> None:
         cancel = threading.Event()
         worker = threading.Thread(
             target=self._flow_thread, args=(kind, reason, cancel), name=f"hecate-{kind.value}"
@@ -363,20 +269,20 @@ class Daemon:
         worker.start()
         self.notifier.status(f"{kind.value} running: {reason}")
 
-    def _flow_thread(self, kind: FlowKind, reason: str, cancel: threading.Event) -> None:
-        outcome = FlowOutcome.ERROR
+    def _flow_thread(self, kind: sv.FlowKind, reason: str, cancel: threading.Event) -> None:
+        outcome = sv.FlowOutcome.ERROR
         try:
             with self.context_factory(cancel) as ctx:
-                if kind is FlowKind.SHUTDOWN:
+                if kind is sv.FlowKind.SHUTDOWN:
                     options = ShutdownOptions(mode=self.config.shutdown.ups_mode, reason=reason)
                     report = run_shutdown(ctx, options)
                 else:
                     report = run_startup(ctx, StartupOptions(reason=reason))
             self._finished(report)
-            outcome = FlowOutcome(report.outcome.value)
+            outcome = sv.FlowOutcome(report.outcome.value)
         except GuardRefusedError as exc:
             log.warning("startup refused: %s", exc)
-            outcome = FlowOutcome.REFUSED
+            outcome = sv.FlowOutcome.REFUSED
         except Exception as exc:
             log.error("%s could not run: %s", kind.value, exc)
             self.metrics.runs.labels(kind.value, "failed").inc()
@@ -386,7 +292,7 @@ class Daemon:
             except HecateError as exc:
                 log.error("intent unreadable: %s", exc)
             self.notifier.status("watching the UPS")
-            self._feed(FlowFinished(kind, outcome, reason, self.mono()))
+            self._feed(sv.FlowFinished(kind, outcome, reason, self.mono()))
 
     def _finished(self, report: FlowReport) -> None:
         self.reports.append(report)
@@ -399,44 +305,26 @@ class Daemon:
         self.battery = self._battery_truth()
 
     def _forward(self, reason: str) -> None:
-        client = self.client
-        if client is None:
-            log.error("peer without a coordinator client; trigger dropped")
-            return
-        try:
-            answer = client.send_trigger(self.peer_name, reason)
-            self.metrics.observe_coordinator(True)
-            log.info("coordinator accepted the trigger: %s", answer)
-        except CoordinatorUnreachableError as exc:
-            self.metrics.observe_coordinator(False)
-            log.error("%s", exc)
-            self._feed(ForwardFailed(reason, self.mono()))
-        except HecateError as exc:
-            self.metrics.observe_coordinator(True)
-            log.error("coordinator refused the trigger: %s", exc)
+        if not forward_trigger(self.client, self.peer_name, reason, self.metrics):
+            self._feed(sv.ForwardFailed(reason, self.mono()))
 
     def _ask_peers(self) -> None:
-        coordination = self.config.coordination
-        try:
-            peers = peers_from_config(coordination.peer_hosts, coordination.token_file)
-            intents = peers.intents()
-        except HecateError as exc:
-            log.error("cannot ask the peers for their UPS: %s", exc)
-            return
-        for intent in intents:
-            self._feed(PeerReported(intent, self.mono()))
+        for intent in ask_peers(self.config):
+            self._feed(sv.PeerReported(intent, self.mono()))
 
     # --- coordination handlers (called from the HTTP server's threads) ----------------------
 
-    def _answer(self, event: SupervisorEvent) -> str:
-        answers = [e.text for e in self._feed(event) if isinstance(e, Answer)]
+    def _answer(self, event: sv.Event) -> str:
+        answers = [e.text for e in self._feed(event) if isinstance(e, sv.Answer)]
         return answers[0] if answers else ""
 
     def _peer_trigger(self, request: TriggerRequest) -> bool:
-        return self._answer(PeerTriggered(request.peer, request.reason, self.mono())) == "started"
+        return (
+            self._answer(sv.PeerTriggered(request.peer, request.reason, self.mono())) == "started"
+        )
 
     def _peer_startup_request(self, peer: str) -> str:
-        return self._answer(StartupRequested(peer, self.mono()))
+        return self._answer(sv.StartupRequested(peer, self.mono()))
 
     def _intent_json(self) -> dict[str, Any]:
         ups = {"name": str(self.config.ups.target), "back": self.sup.ups_back}
@@ -464,25 +352,12 @@ class Daemon:
         """Validate the new configuration, then take it; an invalid one (or one that only a
         restart can apply) is refused with a log line and the running one kept."""
         self._reload_requested.clear()
-        load = self._reload_from
-        if load is None:
-            return False
-        try:
-            new = load()
-        except HecateError as exc:
-            log.error("reload refused, the running configuration is kept: %s", exc)
-            return False
-        fixed = restart_needed(self.config, new)
-        if fixed:
-            log.error(
-                "reload refused, the running configuration is kept: %s change only with a "
-                "restart (systemctl restart hecate)",
-                ", ".join(fixed),
-            )
+        new = validated_reload(self.config, self._reload_from)
+        if new is None:
             return False
         with self._lock:
             self.config = new
-            self.sup = replace(self.sup, settings=self._settings(new))
+            self.sup = replace(self.sup, settings=settings_from(new))
             if self._own_factory:
                 # a new port for the new inventory; the old one may serve a running flow
                 if self.warmer is not None:
@@ -500,17 +375,23 @@ class Daemon:
         self.stop_event.set()
 
     def wait_idle(self, timeout_s: float) -> bool:
-        with self._lock:
-            worker = self._worker
-        if worker is None:
-            return True
-        worker.join(timeout_s)
-        return not worker.is_alive()
+        """Wait for the running flow, and for one it started on its way out (an owed shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                worker = self._worker
+            if worker is None:
+                return True
+            worker.join(max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                same = worker is self._worker
+            if worker.is_alive() or same:
+                return not worker.is_alive()
 
     def close(self) -> None:
         self.notifier.stopping()
         with self._lock:
-            if self.sup.running is FlowKind.STARTUP:
+            if self.sup.running is sv.FlowKind.STARTUP:
                 self._cancel.set()  # a half-done startup is resumed by the next run
         # A running shutdown is allowed to finish: stopping it halfway helps nobody.
         self.wait_idle(timeout_s=600)
@@ -518,12 +399,6 @@ class Daemon:
             self._cache_thread.join(30)
         if self.server is not None:
             self.server.close()
-        for warmer in [*self._old_warmers, self.warmer]:
-            if warmer is None:
-                continue
-            warmer.join(30)
-            port = warmer.opened
-            if isinstance(port, AnsiblePort):
-                port.close()
+        close_warmers([*self._old_warmers, self.warmer])
         self.metrics.close()
         self.recorder.close()
