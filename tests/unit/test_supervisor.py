@@ -338,8 +338,11 @@ def test_properties_over_any_sequence_of_events(
             assert state.owed is not None
         if any(isinstance(e, ShutdownOwed) for e in effects):
             assert state.owed is not None
-        failed = isinstance(event, FlowFinished) and event.kind is FlowKind.SHUTDOWN
-        if failed and event.outcome in (FlowOutcome.FAILED, FlowOutcome.ERROR):
+        if (
+            isinstance(event, FlowFinished)
+            and event.kind is FlowKind.SHUTDOWN
+            and event.outcome in (FlowOutcome.FAILED, FlowOutcome.ERROR)
+        ):
             gave_up = state.shutdown_attempts > MAX_SHUTDOWN_ATTEMPTS
             assert state.owed is not None or started or gave_up
         # A peer never starts the cluster on its own and never runs a peer's trigger.
