@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 from hecate.config import HecateConfig
 from hecate.coordination import peers_from_config
-from hecate.errors import GuardRefusedError, IntentCorruptError
+from hecate.errors import GuardRefusedError, HecateError, IntentCorruptError
 from hecate.flows.context import FlowContext
 from hecate.guards import Refusal, StartupOverrides, startup_refusals
 from hecate.intent import initial_intent
 from hecate.peers_port import Peers
-from hecate.readings import Poll
+from hecate.readings import CommError, Poll
 from hecate.state import StateStore
 
 
@@ -45,7 +45,12 @@ def startup_facts(
     except IntentCorruptError as exc:  # fail closed: an unknown intent refuses the startup
         intent = initial_intent(now, store.host)
         unknown = [Refusal("intent", str(exc))]
-    ups = read_ups() if read_ups is not None else None
+    ups: Poll | None = None
+    if read_ups is not None:
+        try:
+            ups = read_ups()
+        except HecateError as exc:  # no reading: mains unconfirmed, the "ups" guard refuses
+            ups = CommError(str(exc))
     if peers is None:
         coordination = config.coordination
         peers = peers_from_config(coordination.peer_hosts, coordination.token_file)
