@@ -78,8 +78,10 @@ def startup_command(
 
     Servers, API, agents, Nodes Ready, Flux resumed.
 
-    Refused (exit 3) on a peer host, on battery, below startup.min_battery_charge, or while
-    a shutdown intent is active and not stale. Dry-run unless --execute.
+    Refused (exit 3) on a peer host, on battery, below startup.min_battery_charge, while
+    a shutdown intent is active and not stale, or while an instance in
+    coordination.peer_hosts is starting or shutting down. The same guards as the daemon's and
+    the boot unit's startups, checked once inside the startup's lock. Dry-run unless --execute.
     """
     cfg = load(config)
     overrides = StartupOverrides(

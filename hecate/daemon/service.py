@@ -55,12 +55,14 @@ from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
 from hecate.metrics import Metrics, ups_name
 from hecate.policy import PolicyParams, PolicyState, params_from_config
 from hecate.readings import CommError, Poll
+from hecate.runs import Outcome
 from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
 from hecate.state import StateStore
 
 log = logging.getLogger("hecate.daemon")
 
 ACTIONS = (RunShutdown, RunStartup, CancelStartup, ForwardTrigger)
+OUTCOMES = {o: sv.FlowOutcome(o.value) for o in Outcome if o.value in set(sv.FlowOutcome)}
 
 
 class Daemon:
@@ -100,6 +102,7 @@ class Daemon:
         self._lock = threading.Lock()  # guards self.sup and the worker handles
         self._worker: threading.Thread | None = None
         self._cancel = threading.Event()
+        self._worker_kind: sv.FlowKind | None = None
         self.reports: list[FlowReport] = []
         self.cache = CacheRefresher()
         self.probe = CoordinatorProbe(self.metrics)
@@ -193,7 +196,7 @@ class Daemon:
         effects = self._feed(sv.Polled(poll, m, self.params))
         recording = self.recorder.current
         try:
-            self.recorder.observe(t, poll, active=self._trace_active(), mono=m)
+            self.recorder.observe(t, poll, active=sv.trace_active(self.state), mono=m)
         except OSError as exc:
             log.error("cannot record the outage trace: %s", exc)
         if recording is not None and self.recorder.current is None:
@@ -221,11 +224,6 @@ class Daemon:
     def _cache_thread(self) -> threading.Thread | None:
         return self.cache.thread
 
-    def _trace_active(self) -> bool:
-        s = self.state
-        episode = s.outage_start is not None  # an outage episode, mains flickers included
-        return episode or s.on_battery or s.latched or s.startup_pending or s.critical_count > 0
-
     # --- effects: the supervisor decides, the shell carries out ------------------------------
 
     def _feed(self, event: sv.Event) -> list[sv.Effect]:
@@ -251,7 +249,9 @@ class Daemon:
             spawn("ask-peers", self._ask_peers)
         elif isinstance(effect, CancelStartup):
             log.info("action=CancelStartup reason=%s", effect.reason)
-            self._cancel.set()  # never waits: the poll and HTTP threads must not block
+            with self._lock:  # never waits: the poll and HTTP threads must not block
+                if self._worker_kind is sv.FlowKind.STARTUP:  # not a shutdown started since
+                    self._cancel.set()
         elif isinstance(effect, RunShutdown | RunStartup):
             kind = sv.FlowKind.SHUTDOWN if isinstance(effect, RunShutdown) else sv.FlowKind.STARTUP
             log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
@@ -265,7 +265,7 @@ class Daemon:
             target=self._flow_thread, args=(kind, reason, cancel), name=f"hecate-{kind.value}"
         )
         with self._lock:
-            self._cancel, self._worker = cancel, worker
+            self._cancel, self._worker, self._worker_kind = cancel, worker, kind
         worker.start()
         self.notifier.status(f"{kind.value} running: {reason}")
 
@@ -279,7 +279,7 @@ class Daemon:
                 else:
                     report = run_startup(ctx, StartupOptions(reason=reason))
             self._finished(report)
-            outcome = sv.FlowOutcome(report.outcome.value)
+            outcome = OUTCOMES.get(report.outcome, sv.FlowOutcome.FAILED)
         except GuardRefusedError as exc:
             log.warning("startup refused: %s", exc)
             outcome = sv.FlowOutcome.REFUSED

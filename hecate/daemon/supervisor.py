@@ -237,6 +237,12 @@ def _running(kind: FlowKind | None) -> Running:
     return "shutdown" if kind is FlowKind.SHUTDOWN else None
 
 
+def trace_active(s: PolicyState) -> bool:
+    """Whether the polls are recorded as an outage trace right now."""
+    episode = s.outage_start is not None  # an outage episode, mains flickers included
+    return episode or s.on_battery or s.latched or s.startup_pending or s.critical_count > 0
+
+
 def own_ups(policy: PolicyState, now: float, params: PolicyParams) -> tuple[bool, str]:
     """Whether this UPS is back on mains and stable, as peers are told (their coordinator's
     startup waits for it after this instance's trigger shut the cluster down)."""
