@@ -20,7 +20,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any
 from hecate.addresses import Address, ListenAddress
 from hecate.errors import ConfigError, HecateError, StateError
 from hecate.httpserve import BoundedServer, Limits
+from hecate.peers_port import NoPeers, PeerIntent, Peers, parse_peer_intent
 from hecate.statefiles import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -343,3 +344,33 @@ class CoordinatorClient:
 
     def intent(self) -> dict[str, Any]:
         return self.call("GET", "/v1/intent")
+
+
+class HttpPeers:
+    """The Peers port over the signed `/v1/intent` endpoint of every coordination.peer_hosts."""
+
+    def __init__(self, addresses: Sequence[Address], token: bytes) -> None:
+        self.clients = [
+            (str(a), CoordinatorClient(a, token, attempts=2, backoff_s=0.5)) for a in addresses
+        ]
+
+    def intents(self) -> list[PeerIntent]:
+        answers = []
+        for address, client in self.clients:
+            try:
+                answers.append(parse_peer_intent(address, client.intent()))
+            except CoordinatorUnreachableError:
+                continue  # a down instance starts nothing
+            except HecateError:  # it answered, with a refusal: its state is unknown (busy)
+                answers.append(parse_peer_intent(address, {}))
+        return answers
+
+
+def peers_from_config(addresses: Sequence[Address], token_file: Path | None) -> Peers:
+    """The peers to ask; none configured asks nobody. Peers without a token cannot be asked:
+    a ConfigError, since silently skipping them would skip the guard."""
+    if not addresses:
+        return NoPeers()
+    if token_file is None:
+        raise ConfigError("coordination.token_file is needed to ask coordination.peer_hosts")
+    return HttpPeers(addresses, read_token(token_file))

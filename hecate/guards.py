@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hecate.config import HecateConfig
 from hecate.intent import Intent, blocks_startup
+from hecate.peers_port import PeerIntent
 from hecate.readings import CommError, Poll
 
 
@@ -27,8 +29,13 @@ def startup_refusals(
     ups: Poll | None,
     now: float,
     overrides: StartupOverrides,
+    peers: Sequence[PeerIntent] = (),
 ) -> list[Refusal]:
-    """Every guard that refuses a startup right now (empty: startup may go ahead)."""
+    """Every guard that refuses a startup right now (empty: startup may go ahead).
+
+    One set for every startup (the CLI, the bootstrap unit, the daemon's power return): the
+    battery and charge from ONE UPS reading, the peer role, the local intent and the intents
+    the other instances reported (`peers`), all judged at the same `now`."""
     refusals: list[Refusal] = []
     coordination = config.coordination
     if coordination.role == "peer" and not overrides.allow_peer_startup:
@@ -79,6 +86,29 @@ def startup_refusals(
                     f"battery charge {ups.charge_pct:.0f}% is below "
                     f"startup.min_battery_charge {minimum:.0f}%: starting into a drained battery "
                     "risks a second, unprotected outage; wait for it to charge",
+                )
+            )
+    refusals += peer_refusals(peers, now, coordination.startup_guard_max_age_seconds)
+    return refusals
+
+
+BUSY_STATES = ("startup_in_progress", "shutting_down", "unknown")
+
+
+def peer_refusals(peers: Sequence[PeerIntent], now: float, max_age_s: float) -> list[Refusal]:
+    """Refusals for peers that are starting or shutting down right now (two instances must
+    never start the cluster at once). A busy intent older than `max_age_s` (on the same clock
+    as `now`) is stale and no longer blocks; a flow the peer runs always does."""
+    refusals = []
+    for peer in peers:
+        age = now - peer.since if peer.since is not None else 0.0
+        stale = age > max_age_s
+        if peer.running or (peer.state in BUSY_STATES and not stale):
+            refusals.append(
+                Refusal(
+                    "peer_busy",
+                    f"instance {peer.address} is {peer.running or peer.state}; "
+                    "wait for it to finish",
                 )
             )
     return refusals

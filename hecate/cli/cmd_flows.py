@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -19,15 +19,15 @@ from hecate.cli.common import (
     read_ups_or_error,
 )
 from hecate.cli.execute import execute_flow, exit_code_for_report
-from hecate.cli.peers import ask_coordinator_to_start, peer_refusals
+from hecate.cli.peers import ask_coordinator_to_start
 from hecate.config import DEFAULT_CONFIG_PATH
-from hecate.errors import IntentCorruptError, StateError
+from hecate.errors import StateError
 from hecate.flow_plans import FlowPlan, shutdown_plan, startup_plan
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
-from hecate.guards import Refusal, StartupOverrides, startup_refusals
-from hecate.intent import initial_intent
+from hecate.guards import Refusal, StartupOverrides
 from hecate.plan import plan_json, plan_lines
+from hecate.startup_guards import StartupRefusedError, startup_facts
 from hecate.state import StateStore
 
 ExecuteOpt = Annotated[
@@ -73,19 +73,12 @@ def startup_command(
 
     Servers, API, agents, Nodes Ready, Flux resumed.
 
-    Refused (exit 3) on a peer host, on battery, below startup.min_battery_charge, or while
-    a shutdown intent is active and not stale. Dry-run unless --execute.
+    Refused (exit 3) on a peer host, on battery, below startup.min_battery_charge, while
+    a shutdown intent is active and not stale, or while an instance in
+    coordination.peer_hosts is starting or shutting down. The same guards as the daemon's and
+    the boot unit's startups, checked once inside the startup's lock. Dry-run unless --execute.
     """
     cfg = load(config)
-    stamp = now()
-    store = StateStore(cfg.state_dir)
-    unknown: list[Refusal] = []
-    try:
-        intent = store.read_intent(stamp)
-    except IntentCorruptError as exc:  # fail closed: an unknown intent refuses the startup
-        intent = initial_intent(stamp, store.host)
-        unknown = [Refusal("intent", str(exc))]
-    ups = read_ups_or_error(cfg)
     overrides = StartupOverrides(
         allow_peer_startup=allow_peer_startup or auto_peer_failover,
         allow_on_battery=allow_on_battery,
@@ -96,13 +89,30 @@ def startup_command(
             typer.echo(f"the coordinator handles the startup: {answer}")
             raise typer.Exit(EXIT_OK)
         typer.echo("coordinator unreachable: starting up from this peer", err=True)
-    refusals = unknown + startup_refusals(cfg, intent, ups, stamp, overrides)
-    if execute:
-        refusals += peer_refusals(cfg)
     # One options value for the dry run and the run: the plan printed is the plan walked.
     options = StartupOptions(force_flux_branch, overrides, reason="manual startup")
     plan = startup_plan(cfg, options)
-    if as_json and not (execute and not refusals):
+    if execute:
+        if not as_json:
+            _print_plan("startup plan:", plan, "")
+        # The guards are evaluated once, inside the startup's lock (hecate/startup_guards.py).
+        try:
+            report = execute_flow(cfg, lambda ctx: run_startup(ctx, options), as_json=as_json)
+        except StartupRefusedError as exc:
+            _refused(exc.refusals, plan, execute=True, as_json=as_json)
+        raise typer.Exit(exit_code_for_report(report))
+    store = StateStore(cfg.state_dir)
+    refusals = startup_facts(cfg, store, lambda: read_ups_or_error(cfg), now(), overrides)
+    if refusals:
+        _refused(refusals, plan, execute=False, as_json=as_json)
+    if as_json:
+        emit_json({"command": "startup", "execute": False, "refused": [], "plan": plan_json(plan)})
+    else:
+        _print_plan("startup plan:", plan, "dry run: add --execute to start up")
+
+
+def _refused(refusals: list[Refusal], plan: FlowPlan, *, execute: bool, as_json: bool) -> NoReturn:
+    if as_json:
         emit_json(
             {
                 "command": "startup",
@@ -111,18 +121,10 @@ def startup_command(
                 "plan": plan_json(plan),
             }
         )
-    elif not as_json:
+    else:
         for refusal in refusals:
             typer.echo(f"refused ({refusal.guard}): {refusal.message}", err=True)
-        if not refusals:
-            _print_plan(
-                "startup plan:", plan, "" if execute else "dry run: add --execute to start up"
-            )
-    if refusals:
-        raise typer.Exit(EXIT_REFUSED)
-    if execute:
-        report = execute_flow(cfg, lambda ctx: run_startup(ctx, options), as_json=as_json)
-        raise typer.Exit(exit_code_for_report(report))
+    raise typer.Exit(EXIT_REFUSED)
 
 
 def shutdown_command(

@@ -12,6 +12,7 @@ from hecate.cli.cmd_doctor import last_result
 from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.config import DEFAULT_CONFIG_PATH
+from hecate.daemon.awaiting import load_awaiting
 from hecate.errors import StateError
 from hecate.flows.report import load_progress, load_report
 from hecate.intent import Intent, IntentState, is_stale
@@ -61,7 +62,8 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     Intent: state, since, reason, whether it is stale; during a startup, the stage (gate) it is
     in and since when (startup_progress). Budget: estimate_s, threshold_s, source, samples.
     Startup: whether the automatic startup is pending (the cluster is down) and what it waits
-    for, judged from the current UPS reading (mains stability is timed by the daemon). Reports:
+    for, judged from the current UPS reading (mains stability is timed by the daemon), and,
+    when a peer's trigger shut the cluster down, that peer's UPS (waits_for_peers). Reports:
     the last startup's and shutdown's outcome and their stages that were not ok (the full --json
     reports are state_dir/last-startup-report.json and last-shutdown-report.json).
     """
@@ -106,6 +108,10 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     waits_for = (
         pending_startup_wait(poll, params_from_config(cfg, budget.threshold_s)) if pending else None
     )
+    # A peer's trigger shut the cluster down: the startup also waits for that peer's UPS.
+    peers = sorted(load_awaiting(cfg.state_dir, move=False)) if pending else []
+    if waits_for is not None and peers:
+        waits_for += f", and the UPS of peer {', '.join(peers)} back on mains and stable"
     update = self_update()
     battery = ups_report_data(cfg, poll)
     progress = (
@@ -130,7 +136,8 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         },
         "runs": [run.to_json() for run in runs[-5:]],
         "ups": ups,
-        "startup": {"pending": pending, "waits_for": waits_for},
+        "startup": {"pending": pending, "waits_for": waits_for}
+        | ({"waits_for_peers": peers} if pending else {}),
         "battery": battery,
         "problems": problems,
         "self_update": update.to_json(),

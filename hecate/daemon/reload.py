@@ -9,9 +9,14 @@ fields named, so the running configuration is never half old, half new.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from hecate.config import HecateConfig
+from hecate.errors import HecateError
+
+log = logging.getLogger("hecate.daemon")
 
 RESTART_FIELDS: tuple[str, ...] = (
     "state_dir",
@@ -37,3 +42,26 @@ def _get(config: HecateConfig, dotted: str) -> Any:
 def restart_needed(running: HecateConfig, new: HecateConfig) -> list[str]:
     """The fields (dotted paths) that differ and that only a restart can change."""
     return [f for f in RESTART_FIELDS if _get(running, f) != _get(new, f)]
+
+
+def validated_reload(
+    running: HecateConfig, load: Callable[[], HecateConfig] | None
+) -> HecateConfig | None:
+    """The new configuration, or None (with a log line) when it is invalid or changes what
+    only a restart can: the running one is kept then."""
+    if load is None:
+        return None
+    try:
+        new = load()
+    except HecateError as exc:
+        log.error("reload refused, the running configuration is kept: %s", exc)
+        return None
+    fixed = restart_needed(running, new)
+    if fixed:
+        log.error(
+            "reload refused, the running configuration is kept: %s change only with a "
+            "restart (systemctl restart hecate)",
+            ", ".join(fixed),
+        )
+        return None
+    return new

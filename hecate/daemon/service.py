@@ -11,88 +11,58 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
 from hecate.ansible_port import AnsiblePort
 from hecate.battery import BatteryTruth, corrected_threshold
-from hecate.budget import Budget, budget_from_config
+from hecate.budget import Budget
 from hecate.config import HecateConfig
 from hecate.coordination import (
-    MAX_BODY,
-    SEEN_FILE,
     CoordinatorClient,
     CoordinatorHandlers,
     CoordinatorServer,
-    CoordinatorUnreachableError,
     TriggerRequest,
-    read_token,
+)
+from hecate.daemon import supervisor as sv
+from hecate.daemon.awaiting import load_awaiting, save_awaiting
+from hecate.daemon.background import (
+    CacheRefresher,
+    ContextFactory,
+    CoordinatorProbe,
+    ReadableWatch,
+    ask_peers,
+    close_warmers,
+    forward_trigger,
+    initial_policy,
+    learn_battery,
+    load_budget,
+    real_context_factory,
+    serve_coordination,
+    settings_from,
+    spawn,
 )
 from hecate.daemon.clock import Clock, as_clock
-from hecate.daemon.core import (
-    Action,
-    CancelStartup,
-    ForwardTrigger,
-    Running,
-    RunShutdown,
-    RunStartup,
-    actions_for,
-)
-from hecate.daemon.reload import restart_needed
+from hecate.daemon.core import Action, CancelStartup, ForwardTrigger, RunShutdown, RunStartup
+from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
-from hecate.flows.bootstrap_cache import refresh_cache
-from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.flows.wiring import open_flow_context
 from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
-from hecate.intent import IntentState
 from hecate.metrics import Metrics, ups_name
-from hecate.outages import load_battery_truth
-from hecate.policy import (
-    PolicyParams,
-    PolicyState,
-    initial_state,
-    keep_startup_pending,
-    latch,
-    params_from_config,
-    step,
-)
+from hecate.policy import PolicyParams, PolicyState, params_from_config
 from hecate.readings import CommError, Poll
+from hecate.runs import Outcome
 from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
 from hecate.state import StateStore
 
 log = logging.getLogger("hecate.daemon")
 
-ContextFactory = Callable[[threading.Event], AbstractContextManager[FlowContext]]
-STARTUP_RETRY_S = 60.0
-SHUTDOWN_RETRY_S = 10.0
-MAX_SHUTDOWN_ATTEMPTS = 5
-COORDINATOR_PROBE_S = 30.0  # how often a peer checks that its coordinator answers (metric)
-
-
-def real_context_factory(
-    config: HecateConfig, reader: Callable[[], Poll], warmer: ConnectionWarmer | None = None
-) -> ContextFactory:
-    def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
-        return open_flow_context(
-            config, read_ups=reader, progress=_log_progress, cancel=cancel, warmer=warmer
-        )
-
-    return factory
-
-
-def _log_progress(stage: str, status: str, detail: str) -> None:
-    if status in ("ok", "changed") and ": " in detail:  # one node's task: detail for debugging
-        log.debug("stage=%s task_status=%s %s", stage, status, detail)
-    elif status in ("failed", "unreachable"):
-        log.warning("stage=%s status=%s %s", stage, status, detail)
-    else:
-        log.info("stage=%s status=%s %s", stage, status, detail)
+ACTIONS = (RunShutdown, RunStartup, CancelStartup, ForwardTrigger)
+OUTCOMES = {o: sv.FlowOutcome(o.value) for o in Outcome if o.value in set(sv.FlowOutcome)}
 
 
 class Daemon:
@@ -129,67 +99,33 @@ class Daemon:
         self.store = StateStore(config.state_dir)
         self.stop_event = threading.Event()
         self.peer_name = config.coordination.peer_name or socket.gethostname()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards self.sup and the worker handles
         self._worker: threading.Thread | None = None
-        self._running: Running = None
         self._cancel = threading.Event()
-        self._next_startup_at = 0.0
+        self._worker_kind: sv.FlowKind | None = None
         self.reports: list[FlowReport] = []
-        self._next_cache_refresh = 0.0
-        self._owed: str | None = None  # the reason of a shutdown owed once the worker is free
-        self._owed_not_before = 0.0
-        self._shutdown_attempts = 0
-        self._cache_thread: threading.Thread | None = None
+        self.cache = CacheRefresher()
+        self.probe = CoordinatorProbe(self.metrics)
+        self.readable = ReadableWatch(str(config.ups.target), self.notifier)
         self.budget = self._budget()
         self.battery = self._battery_truth()
-        self.state = self._initial_state()
+        self.sup = sv.SupervisorState(
+            policy=initial_policy(self.store, self.clock(), self.metrics),
+            settings=settings_from(config),
+            awaiting=load_awaiting(config.state_dir),
+        )
         self.recorder = TraceRecorder(config.state_dir / "traces")
         self.server: CoordinatorServer | None = None
         self.client: CoordinatorClient | None = None
         self.metrics_port: int | None = None
-        self._next_probe = 0.0
-        self._probe_thread: threading.Thread | None = None
-        self._ups_ever_read = False
-        self._never_readable_warned: str | None = None
 
     # --- set-up -----------------------------------------------------------------------------
 
     def _budget(self) -> Budget:
-        try:
-            runs = self.store.load_runs()
-        except HecateError as exc:
-            log.error("run history unreadable, using the fallback budget: %s", exc)
-            runs = []
-        budget = budget_from_config(self.config, runs)
-        self.metrics.observe_budget(budget)
-        return budget
-
-    def _initial_state(self) -> PolicyState:
-        try:
-            intent = self.store.read_intent(self.clock())
-        except HecateError as exc:
-            # Never exit on a bad state file: keep protecting the cluster on the UPS. An
-            # unknown intent keeps a startup pending, and the startup guard refuses it until
-            # the operator runs `hecate state reset --intent`.
-            log.error("%s", exc)
-            return initial_state(startup_pending=True)
-        self.metrics.observe_intent(intent.state)
-        # A cluster Hecate shut down (or was shutting down) waits for the power-return gate.
-        # So does a startup a restart cut short: the next run resumes it.
-        down = intent.state in (
-            IntentState.SHUTDOWN_COMPLETE,
-            IntentState.SHUTTING_DOWN,
-            IntentState.STARTUP_IN_PROGRESS,
-        )
-        return initial_state(startup_pending=down)
+        return load_budget(self.config, self.store, self.metrics)
 
     def _battery_truth(self) -> BatteryTruth:
-        """Claimed vs delivered runtime from the recorded outages (advisory unless learned)."""
-        truth = load_battery_truth(self.config.state_dir)
-        self.metrics.observe_battery(truth)
-        if self.config.ups.runtime_correction == "learned":
-            self.metrics.threshold.set(corrected_threshold(self.budget.threshold_s, truth))
-        return truth
+        return learn_battery(self.config, self.budget, self.metrics)
 
     @property
     def params(self) -> PolicyParams:
@@ -199,7 +135,6 @@ class Daemon:
         return params_from_config(self.config, threshold)
 
     def start_services(self) -> None:
-        coordination = self.config.coordination
         # Descriptors first: the HTTP ports together stay well below the limit, so a flood of
         # connections never reaches the NUT socket, the state files or Ansible.
         fd_limit = reserve_file_descriptors()
@@ -211,31 +146,15 @@ class Daemon:
         )
         self.metrics_port = self.metrics.serve(self.config.metrics.listen, limits)
         log.info("metrics on %s (port %s)", self.config.metrics.listen, self.metrics_port)
-        token = read_token(coordination.token_file) if coordination.token_file else None
-        if token is not None:
-            # Every instance serves its intent (peers' startups check it); only the coordinator
-            # acts on triggers and startup requests.
-            handlers = CoordinatorHandlers(
-                on_trigger=self._peer_trigger,
-                on_startup_request=self._peer_startup_request,
-                intent=self._intent_json,
-                on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
-            )
-            self.server = CoordinatorServer(
-                coordination.listen,
-                token,
-                handlers,
-                seen_file=self.config.state_dir / SEEN_FILE,
-                limits=replace(limits, max_body_bytes=MAX_BODY),
-            )
-            self.server.start()
-            log.info("coordination endpoint on port %s", self.server.port)
-        if coordination.role == "peer":
-            if token is None or coordination.coordinator_address is None:
-                raise HecateError(
-                    "a peer needs coordination.token_file and coordination.coordinator_address"
-                )
-            self.client = CoordinatorClient(coordination.coordinator_address, token)
+        # Every instance serves its intent (peers' startups check it); only the coordinator
+        # acts on triggers and startup requests.
+        handlers = CoordinatorHandlers(
+            on_trigger=self._peer_trigger,
+            on_startup_request=self._peer_startup_request,
+            intent=self._intent_json,
+            on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
+        )
+        self.server, self.client = serve_coordination(self.config, limits, handlers)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -265,6 +184,7 @@ class Daemon:
             self.close()
 
     def poll_once(self) -> list[Action]:
+        """One poll through the supervisor; the actions it decided (an owed shutdown counts)."""
         t = self.clock()
         m = self.mono()
         try:
@@ -272,294 +192,154 @@ class Daemon:
         except Exception as exc:
             poll = CommError(f"UPS read failed: {exc}", "error")
         self.metrics.observe_poll(poll)
-        self._watch_readable(poll)
-        with self._lock:
-            self.state, events = step(self.state, poll, m, self.params)
-            running = self._running
-            active = self._trace_active()
-            critical = self.state.critical_count
+        self.readable.observe(poll)
+        effects = self._feed(sv.Polled(poll, m, self.params))
         recording = self.recorder.current
         try:
-            self.recorder.observe(t, poll, active=active, mono=m)
+            self.recorder.observe(t, poll, active=sv.trace_active(self.state), mono=m)
         except OSError as exc:
             log.error("cannot record the outage trace: %s", exc)
         if recording is not None and self.recorder.current is None:
             self.battery = self._battery_truth()  # an outage ended: learn from it
-        self.metrics.debounce.set(critical)
-        if self.warmer is not None and self.state.on_battery and running is None:
+        self.metrics.debounce.set(self.state.critical_count)
+        idle = self.sup.running is None
+        if self.warmer is not None and self.state.on_battery and idle:
             self.warmer.warm(self.mono())
-        for event in events:
-            log.info("event=%s t=%.1f reason=%s", event.event, event.t, event.reason)
-            if event.event == "trigger_shutdown":
-                self.metrics.triggers.labels("ups").inc()
-        actions = actions_for(events, self.config.coordination.role, running)
-        for action in actions:
-            self.execute(action)
-        gate_opened = any(e.event == "startup_allowed" for e in events)
-        started = any(isinstance(a, RunStartup) for a in actions)
-        if gate_opened and not started and self.config.coordination.role == "coordinator":
-            # The gate opened while a flow ran: ask again at the next poll.
-            with self._lock:
-                self.state = keep_startup_pending(self.state)
-        self._start_owed()
-        self._maybe_probe_coordinator(t)
-        if not actions and running is None:
-            self._maybe_refresh_cache(m)
+        self.probe.maybe(self.client, t)
+        actions: list[Action] = [
+            RunShutdown(e.reason) if isinstance(e, sv.ShutdownOwed) else e
+            for e in effects
+            if isinstance(e, (*ACTIONS, sv.ShutdownOwed))
+        ]
+        s = self.state
+        if not actions and idle and not (s.on_battery or s.startup_pending):
+            self.cache.maybe(self.config, self.context_factory, m)
         return actions
 
-    def _watch_readable(self, poll: Poll) -> None:
-        """A UPS never read since start protects nothing: a WARNING in the journal and in
-        systemd's Status= (once per distinct error), until its first good reading."""
-        if not isinstance(poll, CommError):
-            if not self._ups_ever_read:
-                self._ups_ever_read = True
-                if self._never_readable_warned is not None:
-                    log.info("UPS %s is readable now: watching it", self.config.ups.target)
-                    self.notifier.status("watching the UPS")
-            return
-        if self._ups_ever_read or poll.message == self._never_readable_warned:
-            return
-        self._never_readable_warned = poll.message
-        log.warning(
-            "UPS %s has never been readable since start: the cluster is NOT protected: %s "
-            "(run `hecate doctor`)",
-            self.config.ups.target,
-            poll.message,
-        )
-        self.notifier.status(f"WARNING: UPS never readable, not protected: {poll.message}")
+    @property
+    def state(self) -> PolicyState:
+        return self.sup.policy
 
-    def _maybe_refresh_cache(self, now: float) -> None:
-        """Keep the Gitea bootstrap cache fresh while the cluster is healthy (in the background)."""
-        startup = self.config.startup
-        s = self.state
-        if not startup.gitea_bootstrap_manifests or s.on_battery or s.startup_pending:
-            return
-        if now < self._next_cache_refresh:
-            return
-        if self._cache_thread is not None and self._cache_thread.is_alive():
-            return
-        self._next_cache_refresh = now + startup.bootstrap_cache_refresh_seconds
+    @property
+    def _cache_thread(self) -> threading.Thread | None:
+        return self.cache.thread
 
-        def refresh() -> None:
+    # --- effects: the supervisor decides, the shell carries out ------------------------------
+
+    def _feed(self, event: sv.Event) -> list[sv.Effect]:
+        with self._lock:
+            self.sup, effects = sv.decide(self.sup, event)
+        for effect in effects:
+            self._carry_out(effect)
+        return effects
+
+    def _carry_out(self, effect: sv.Effect) -> None:
+        if isinstance(effect, sv.Record):
+            log.log(effect.level, "%s", effect.message)
+            if effect.counter is not None:
+                self.metrics.triggers.labels(effect.counter.split(":")[1]).inc()
+        elif isinstance(effect, sv.RetryAt):
+            log.warning("%s will be retried in %.0fs", effect.kind.value, effect.at - self.mono())
+        elif isinstance(effect, sv.SaveAwaiting):
             try:
-                with self.context_factory(threading.Event()) as ctx:
-                    if not ctx.kube.readyz():
-                        log.info("bootstrap cache not refreshed: API not ready")
-                        return
-                    problems = refresh_cache(ctx.kube, self.config)
+                save_awaiting(self.config.state_dir, effect.names)
             except HecateError as exc:
-                problems = [str(exc)]
-            for problem in problems:
-                log.warning("bootstrap cache: %s", problem)
-            if not problems:
-                log.info("bootstrap cache refreshed")
+                log.error("cannot record the peers the startup waits for: %s", exc)
+        elif isinstance(effect, sv.AskPeers):
+            spawn("ask-peers", self._ask_peers)
+        elif isinstance(effect, CancelStartup):
+            log.info("action=CancelStartup reason=%s", effect.reason)
+            with self._lock:  # never waits: the poll and HTTP threads must not block
+                if self._worker_kind is sv.FlowKind.STARTUP:  # not a shutdown started since
+                    self._cancel.set()
+        elif isinstance(effect, RunShutdown | RunStartup):
+            kind = sv.FlowKind.SHUTDOWN if isinstance(effect, RunShutdown) else sv.FlowKind.STARTUP
+            log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
+            self._start_flow(kind, effect.reason)
+        elif isinstance(effect, ForwardTrigger):
+            spawn("forward", lambda: self._forward(effect.reason))
 
-        self._cache_thread = threading.Thread(target=refresh, name="hecate-cache", daemon=True)
-        self._cache_thread.start()
-
-    def _maybe_probe_coordinator(self, now: float) -> None:
-        """A peer asks its coordinator for its intent now and then, in the background, so that
-        `hecate_coordinator_reachable` says whether a trigger could be forwarded right now."""
-        client = self.client
-        if client is None or now < self._next_probe:
-            return
-        if self._probe_thread is not None and self._probe_thread.is_alive():
-            return
-        self._next_probe = now + COORDINATOR_PROBE_S
-
-        def probe() -> None:
-            try:
-                client.intent()
-                self.metrics.observe_coordinator(True)
-            except CoordinatorUnreachableError:
-                self.metrics.observe_coordinator(False)
-            except HecateError:
-                self.metrics.observe_coordinator(True)  # it answered, with a refusal
-
-        self._probe_thread = threading.Thread(target=probe, name="hecate-probe", daemon=True)
-        self._probe_thread.start()
-
-    def _trace_active(self) -> bool:
-        s = self.state
-        episode = s.outage_start is not None  # an outage episode, mains flickers included
-        return episode or s.on_battery or s.latched or s.startup_pending or s.critical_count > 0
-
-    # --- actions ----------------------------------------------------------------------------
-
-    def execute(self, action: Action) -> None:
-        log.info("action=%s reason=%s", type(action).__name__, action.reason)
-        if isinstance(action, CancelStartup):
-            self._cancel_startup()
-        elif isinstance(action, RunShutdown):
-            with self._lock:
-                self.state = latch(self.state)
-            self._request_flow("shutdown", action.reason)
-        elif isinstance(action, RunStartup):
-            if self.mono() < self._next_startup_at:
-                with self._lock:
-                    self.state = keep_startup_pending(self.state)
-                return
-            self._request_flow("startup", action.reason)
-        else:
-            self._forward(action)
-
-    def _cancel_startup(self) -> None:
-        """Ask a running startup to stop. Never waits: the poll and HTTP threads must not block
-        (watchdog, peers' timeouts); the shutdown owed starts once the worker has exited."""
-        with self._lock:
-            if self._running == "startup":
-                self._cancel.set()
-
-    def _request_flow(self, kind: str, reason: str) -> bool:
-        """Start a flow now, or, for a shutdown, owe it until the worker is free."""
-        with self._lock:
-            if self._worker is not None and self._worker.is_alive():
-                if kind == "shutdown" and self._running != "shutdown":
-                    self._owed = reason
-                    log.info("shutdown owed once the running %s stops", self._running)
-                    return True
-                log.info("a %s is running; %s not started", self._running, kind)
-                return False
-            self._start_locked(kind, reason)
-        self.notifier.status(f"{kind} running: {reason}")
-        return True
-
-    def _start_owed(self) -> None:
-        with self._lock:
-            if self._owed is None or self.mono() < self._owed_not_before:
-                return
-            if self._worker is not None and self._worker.is_alive():
-                return
-            reason, self._owed = self._owed, None
-            self._start_locked("shutdown", reason)
-        self.notifier.status(f"shutdown running: {reason}")
-
-    def _start_locked(self, kind: str, reason: str) -> None:
-        self._cancel = threading.Event()
-        self._running = "shutdown" if kind == "shutdown" else "startup"
-        self._worker = threading.Thread(
-            target=self._flow_thread, args=(kind, reason, self._cancel), name=f"hecate-{kind}"
+    def _start_flow(self, kind: sv.FlowKind, reason: str) -> None:
+        cancel = threading.Event()
+        worker = threading.Thread(
+            target=self._flow_thread, args=(kind, reason, cancel), name=f"hecate-{kind.value}"
         )
-        self._worker.start()
+        with self._lock:
+            self._cancel, self._worker, self._worker_kind = cancel, worker, kind
+        worker.start()
+        self.notifier.status(f"{kind.value} running: {reason}")
 
-    def _flow_thread(self, kind: str, reason: str, cancel: threading.Event) -> None:
+    def _flow_thread(self, kind: sv.FlowKind, reason: str, cancel: threading.Event) -> None:
+        outcome = sv.FlowOutcome.ERROR
         try:
             with self.context_factory(cancel) as ctx:
-                if kind == "shutdown":
+                if kind is sv.FlowKind.SHUTDOWN:
                     options = ShutdownOptions(mode=self.config.shutdown.ups_mode, reason=reason)
                     report = run_shutdown(ctx, options)
                 else:
                     report = run_startup(ctx, StartupOptions(reason=reason))
-            self._finished(report, reason)
+            self._finished(report)
+            outcome = OUTCOMES.get(report.outcome, sv.FlowOutcome.FAILED)
         except GuardRefusedError as exc:
-            log.warning("startup refused: %s (retry in %.0fs)", exc, STARTUP_RETRY_S)
-            self._retry_startup_later()
+            log.warning("startup refused: %s", exc)
+            outcome = sv.FlowOutcome.REFUSED
         except Exception as exc:
-            log.error("%s could not run: %s", kind, exc)
-            self.metrics.runs.labels(kind, "failed").inc()
-            if kind == "shutdown":
-                self._owe_shutdown(reason)
-            else:
-                self._retry_startup_later()
+            log.error("%s could not run: %s", kind.value, exc)
+            self.metrics.runs.labels(kind.value, "failed").inc()
         finally:
-            with self._lock:
-                self._running = None
             try:
                 self.metrics.observe_intent(self.store.read_intent(self.clock()).state)
             except HecateError as exc:
                 log.error("intent unreadable: %s", exc)
             self.notifier.status("watching the UPS")
+            self._feed(sv.FlowFinished(kind, outcome, reason, self.mono()))
 
-    def _retry_startup_later(self) -> None:
-        with self._lock:
-            self._next_startup_at = self.mono() + STARTUP_RETRY_S
-            self.state = keep_startup_pending(self.state)
-
-    def _owe_shutdown(self, reason: str) -> None:
-        """A shutdown that could not run (lock held by a CLI startup, a failed run) is retried
-        at the next polls, a few times: the battery is running down either way."""
-        with self._lock:
-            self._shutdown_attempts += 1
-            if self._shutdown_attempts > MAX_SHUTDOWN_ATTEMPTS:
-                log.error("shutdown failed %d times; giving up", MAX_SHUTDOWN_ATTEMPTS)
-                return
-            self._owed = reason
-            self._owed_not_before = self.mono() + SHUTDOWN_RETRY_S
-        log.warning("shutdown will be retried in %.0fs", SHUTDOWN_RETRY_S)
-
-    def _finished(self, report: FlowReport, reason: str) -> None:
+    def _finished(self, report: FlowReport) -> None:
         self.reports.append(report)
         log.info("%s finished: %s in %.1fs", report.kind, report.outcome.value, report.duration_s)
         self.metrics.runs.labels(report.kind, report.outcome.value).inc()
         self.metrics.last_run.labels(report.kind, "total").set(report.duration_s)
         for stage in report.stages:
             self.metrics.last_run.labels(report.kind, stage.name).set(stage.duration_s)
-        if report.kind == "startup" and report.outcome.value in ("failed", "aborted"):
-            self._retry_startup_later()
-        if report.kind == "shutdown":
-            if report.outcome.value == "failed":
-                self._owe_shutdown(reason)
-            else:
-                with self._lock:
-                    self._shutdown_attempts = 0
         self.budget = self._budget()
         self.battery = self._battery_truth()
 
-    def _forward(self, action: ForwardTrigger) -> None:
-        client = self.client
-        if client is None:
-            log.error("peer without a coordinator client; trigger dropped")
-            return
+    def _forward(self, reason: str) -> None:
+        if not forward_trigger(self.client, self.peer_name, reason, self.metrics):
+            self._feed(sv.ForwardFailed(reason, self.mono()))
 
-        def send() -> None:
-            try:
-                answer = client.send_trigger(self.peer_name, action.reason)
-                self.metrics.observe_coordinator(True)
-                log.info("coordinator accepted the trigger: %s", answer)
-            except CoordinatorUnreachableError as exc:
-                self.metrics.observe_coordinator(False)
-                if self.config.coordination.fallback_local_shutdown:
-                    log.error("%s; running the shutdown locally", exc)
-                    self._request_flow("shutdown", f"{action.reason} (coordinator unreachable)")
-                else:
-                    log.error("%s; fallback_local_shutdown is off, nothing more to do", exc)
-            except HecateError as exc:
-                self.metrics.observe_coordinator(True)
-                log.error("coordinator refused the trigger: %s", exc)
+    def _ask_peers(self) -> None:
+        for intent in ask_peers(self.config):
+            self._feed(sv.PeerReported(intent, self.mono()))
 
-        threading.Thread(target=send, name="hecate-forward", daemon=True).start()
+    # --- coordination handlers (called from the HTTP server's threads) ----------------------
 
-    # --- coordinator handlers (called from the HTTP server's threads) -----------------------
+    def _answer(self, event: sv.Event) -> str:
+        answers = [e.text for e in self._feed(event) if isinstance(e, sv.Answer)]
+        return answers[0] if answers else ""
 
     def _peer_trigger(self, request: TriggerRequest) -> bool:
-        if self.config.coordination.role != "coordinator":
-            log.warning("trigger from %s ignored: this instance is a peer", request.peer)
-            return False
-        self.metrics.triggers.labels("peer").inc()
-        log.info("trigger from peer %s: %s", request.peer, request.reason)
-        with self._lock:
-            self.state = latch(self.state)
-            running = self._running
-        if running == "shutdown":
-            return False
-        self._cancel_startup()
-        return self._request_flow("shutdown", f"peer {request.peer}: {request.reason}")
+        return (
+            self._answer(sv.PeerTriggered(request.peer, request.reason, self.mono())) == "started"
+        )
 
     def _peer_startup_request(self, peer: str) -> str:
-        if self.config.coordination.role != "coordinator":
-            return "refused: this instance is a peer"
-        with self._lock:
-            if self._running is not None:
-                return f"busy ({self._running})"
-        started = self._request_flow("startup", f"requested by peer {peer}")
-        return "started" if started else "busy"
+        return self._answer(sv.StartupRequested(peer, self.mono()))
 
     def _intent_json(self) -> dict[str, Any]:
+        ups = {"name": str(self.config.ups.target), "back": self.sup.ups_back}
+        ups_json = {**ups, "detail": self.sup.ups_detail}  # what a coordinator waits for
+        extra = {"running": self._running, "name": self.peer_name, "ups": ups_json}
         try:
             intent = self.store.read_intent(self.clock())
         except HecateError as exc:  # peers treat "unknown" as busy: no startup from them
-            return {"state": "unknown", "error": str(exc), "running": self._running}
-        return {**intent.to_json(), "running": self._running}
+            return {"state": "unknown", "error": str(exc), **extra}
+        return {**intent.to_json(), **extra}
+
+    @property
+    def _running(self) -> str | None:
+        running = self.sup.running
+        return running.value if running is not None else None
 
     # --- reloading (SIGHUP) -----------------------------------------------------------------
 
@@ -572,24 +352,12 @@ class Daemon:
         """Validate the new configuration, then take it; an invalid one (or one that only a
         restart can apply) is refused with a log line and the running one kept."""
         self._reload_requested.clear()
-        load = self._reload_from
-        if load is None:
-            return False
-        try:
-            new = load()
-        except HecateError as exc:
-            log.error("reload refused, the running configuration is kept: %s", exc)
-            return False
-        fixed = restart_needed(self.config, new)
-        if fixed:
-            log.error(
-                "reload refused, the running configuration is kept: %s change only with a "
-                "restart (systemctl restart hecate)",
-                ", ".join(fixed),
-            )
+        new = validated_reload(self.config, self._reload_from)
+        if new is None:
             return False
         with self._lock:
             self.config = new
+            self.sup = replace(self.sup, settings=settings_from(new))
             if self._own_factory:
                 # a new port for the new inventory; the old one may serve a running flow
                 if self.warmer is not None:
@@ -607,28 +375,30 @@ class Daemon:
         self.stop_event.set()
 
     def wait_idle(self, timeout_s: float) -> bool:
-        with self._lock:
-            worker = self._worker
-        if worker is None:
-            return True
-        worker.join(timeout_s)
-        return not worker.is_alive()
+        """Wait for the running flow, and for one it started on its way out (an owed shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                worker = self._worker
+            if worker is None:
+                return True
+            worker.join(max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                same = worker is self._worker
+            if worker.is_alive() or same:
+                return not worker.is_alive()
 
     def close(self) -> None:
         self.notifier.stopping()
-        self._cancel_startup()  # a half-done startup is resumed by the next run
+        with self._lock:
+            if self.sup.running is sv.FlowKind.STARTUP:
+                self._cancel.set()  # a half-done startup is resumed by the next run
         # A running shutdown is allowed to finish: stopping it halfway helps nobody.
         self.wait_idle(timeout_s=600)
         if self._cache_thread is not None:
             self._cache_thread.join(30)
         if self.server is not None:
             self.server.close()
-        for warmer in [*self._old_warmers, self.warmer]:
-            if warmer is None:
-                continue
-            warmer.join(30)
-            port = warmer.opened
-            if isinstance(port, AnsiblePort):
-                port.close()
+        close_warmers([*self._old_warmers, self.warmer])
         self.metrics.close()
         self.recorder.close()

@@ -30,6 +30,7 @@ from hecate.guards import startup_refusals
 from hecate.intent import IntentState
 from hecate.kube import FluxKind, WorkloadKind
 from hecate.runs import Outcome
+from hecate.startup_guards import guard_startup
 from hecate.statefiles import exclusive_lock
 
 __all__ = ["StartupOptions", "check_guards", "run_startup", "source_ready"]
@@ -51,7 +52,7 @@ def check_guards(ctx: FlowContext, options: StartupOptions) -> None:
 def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
     config = ctx.config
     with exclusive_lock(config.state_dir, "startup"):
-        check_guards(ctx, options)
+        guard_startup(ctx, options.overrides)  # the one guard set (hecate/startup_guards.py)
         if not ctx.kube.available:
             # A shutdown can go on without the API; a startup cannot: say so before touching
             # anything instead of waiting out api_timeout_seconds.

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hecate.cli.main import app
+from hecate.daemon.awaiting import save_awaiting
 from hecate.intent import IntentState
 from hecate.readings import CommError, Poll, UpsReading, parse_status
 from hecate.state import StateStore
@@ -60,3 +61,21 @@ def test_pending_startup_says_what_it_waits_for(
     text = runner.invoke(app, ["status", "--config", str(config_file)]).output
     assert "startup: pending; waits for" in text
     assert expected in " ".join(text.split())
+
+
+def test_after_a_peers_trigger_status_names_the_peers_ups_too(
+    config_file: Path,  # noqa: F811
+    ups: list[Poll],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path / "state")
+    store.set_intent(IntentState.SHUTTING_DOWN, reason="peer peer-a: LB", run_id="r")
+    store.set_intent(IntentState.SHUTDOWN_COMPLETE, reason="peer peer-a: LB", run_id="r")
+    save_awaiting(tmp_path / "state", frozenset({"peer-a"}))
+    ups[0] = UpsReading(parse_status("OL"), 900, 80)
+    startup = _status(config_file)["startup"]
+    assert isinstance(startup, dict)
+    assert startup["waits_for_peers"] == ["peer-a"]
+    assert "the UPS of peer peer-a back on mains and stable" in startup["waits_for"]
+    text = runner.invoke(app, ["status", "--config", str(config_file)]).output
+    assert "waits for mains seen stable" in text and "peer peer-a" in text

@@ -1,0 +1,66 @@
+"""The one guard set every startup goes through, gathered once.
+
+`run_startup` calls `guard_startup` inside its flow lock, so the CLI (`hecate startup
+--execute`), the bootstrap unit (the same command at boot) and the daemon's power-return startup
+are refused by the same rules, from ONE UPS reading, the local intent and the peers' intents,
+all judged at the context's clock. A dry run gathers the same facts with `startup_facts` (no
+lock: it changes nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hecate.config import HecateConfig
+from hecate.coordination import peers_from_config
+from hecate.errors import GuardRefusedError, HecateError, IntentCorruptError
+from hecate.flows.context import FlowContext
+from hecate.guards import Refusal, StartupOverrides, startup_refusals
+from hecate.intent import initial_intent
+from hecate.peers_port import Peers
+from hecate.readings import CommError, Poll
+from hecate.state import StateStore
+
+
+class StartupRefusedError(GuardRefusedError):
+    """Startup refused: every refusal, for the CLI's text and --json output."""
+
+    def __init__(self, refusals: list[Refusal]) -> None:
+        super().__init__("; ".join(f"{r.guard}: {r.message}" for r in refusals))
+        self.refusals = refusals
+
+
+def startup_facts(
+    config: HecateConfig,
+    store: StateStore,
+    read_ups: Callable[[], Poll] | None,
+    now: float,
+    overrides: StartupOverrides,
+    peers: Peers | None = None,
+) -> list[Refusal]:
+    """Every refusal right now; the UPS is read once and each peer asked once."""
+    unknown: list[Refusal] = []
+    try:
+        intent = store.read_intent(now)
+    except IntentCorruptError as exc:  # fail closed: an unknown intent refuses the startup
+        intent = initial_intent(now, store.host)
+        unknown = [Refusal("intent", str(exc))]
+    ups: Poll | None = None
+    if read_ups is not None:
+        try:
+            ups = read_ups()
+        except HecateError as exc:  # no reading: mains unconfirmed, the "ups" guard refuses
+            ups = CommError(str(exc))
+    if peers is None:
+        coordination = config.coordination
+        peers = peers_from_config(coordination.peer_hosts, coordination.token_file)
+    return unknown + startup_refusals(config, intent, ups, now, overrides, peers.intents())
+
+
+def guard_startup(
+    ctx: FlowContext, overrides: StartupOverrides, peers: Peers | None = None
+) -> None:
+    """Raise StartupRefusedError listing every refusal (the CLI maps it to exit 3)."""
+    refusals = startup_facts(ctx.config, ctx.store, ctx.read_ups, ctx.clock(), overrides, peers)
+    if refusals:
+        raise StartupRefusedError(refusals)
