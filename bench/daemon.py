@@ -79,12 +79,20 @@ def idle(seconds: float) -> tuple[float, float]:
                 "poll_interval_seconds": 2,
             },
             "metrics": {"listen": "127.0.0.1:0"},
+            # A coordinator needs a server node; none is contacted while the UPS is on mains.
+            "nodes": {"servers": ["bench-server"]},
         }
         proc = _daemon(config, Path(tmp))
-        drain = threading.Thread(target=lambda: proc.stderr and proc.stderr.read(), daemon=True)
+        errors: list[str] = []
+        drain = threading.Thread(
+            target=lambda: errors.append(proc.stderr.read() if proc.stderr else ""), daemon=True
+        )
         drain.start()
         try:
             time.sleep(5)  # start-up imports are not idle cost
+            if proc.poll() is not None:
+                drain.join(5)
+                raise RuntimeError(f"hecate daemon exited {proc.returncode}: {''.join(errors)}")
             cpu0, t0 = _cpu_seconds(proc.pid), time.monotonic()
             peak = 0.0
             while time.monotonic() - t0 < seconds:

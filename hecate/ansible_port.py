@@ -36,8 +36,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, TextIO
 
-import ansible_runner
-
 from hecate.config import HecateConfig
 from hecate.errors import AnsibleRunError
 from hecate.inventory import (
@@ -676,6 +674,8 @@ class AnsiblePort:
 
         cmdline = ["--check"] if request.check else []
         log.info("ansible: %s limit=%s timeout=%ss", name, ",".join(limit or ["all"]), timeout_s)
+        import ansible_runner  # noqa: PLC0415 - only a flow needs it (daemon idle RSS)
+
         try:
             runner = ansible_runner.run(
                 private_data_dir=str(run_dir),

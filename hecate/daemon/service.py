@@ -45,10 +45,7 @@ from hecate.errors import GuardRefusedError, HecateError
 from hecate.flows.bootstrap_cache import refresh_cache
 from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.flows.wiring import open_flow_context
 from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
 from hecate.intent import IntentState
 from hecate.metrics import Metrics, ups_name
@@ -79,6 +76,8 @@ def real_context_factory(
     config: HecateConfig, reader: Callable[[], Poll], warmer: ConnectionWarmer | None = None
 ) -> ContextFactory:
     def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
+        from hecate.flows.wiring import open_flow_context  # noqa: PLC0415 - idle RSS (issue 16)
+
         return open_flow_context(
             config, read_ups=reader, progress=_log_progress, cancel=cancel, warmer=warmer
         )
@@ -443,6 +442,9 @@ class Daemon:
         self._worker.start()
 
     def _flow_thread(self, kind: str, reason: str, cancel: threading.Event) -> None:
+        from hecate.flows.shutdown import ShutdownOptions, run_shutdown  # noqa: PLC0415 - idle RSS
+        from hecate.flows.startup import StartupOptions, run_startup  # noqa: PLC0415 - idle RSS
+
         try:
             with self.context_factory(cancel) as ctx:
                 if kind == "shutdown":

@@ -111,3 +111,11 @@ def test_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(app, ["no-such-command"])
     assert result.exit_code == 2
     assert "No such command" in result.output
+
+
+def test_idle_daemon_loads_no_cluster_or_ansible_module() -> None:
+    """The daemon's idle RSS target (<= 40 MB) holds because lightkube and ansible_runner load
+    with the first flow, not at start (bench/daemon.py measures the RSS itself)."""
+    modules = _modules_after("import hecate.cli.cmd_daemon")
+    assert _loaded(modules, ("lightkube", "ansible_runner", "hecate.kube", "hecate.probes")) == []
+    assert "hecate.daemon.service" in modules
