@@ -89,6 +89,7 @@ def test_status_loads_no_cluster_ansible_or_http_module(tmp_path: Path) -> None:
     assert _loaded(modules, HEAVY) == []
     assert "hecate.cli.cmd_status" in modules  # status really ran
     assert _loaded(modules, ("hecate.flows.context", "hecate.ansible_port", "hecate.metrics")) == []
+    assert _loaded(modules, ("hecate.svgplot", "xml", "rich")) == []  # pictures, fancy help
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
