@@ -12,13 +12,19 @@ Three ways to do the same node stages on the twin, each timed per flow:
   ssh connections are opened in the background as the flow starts).
 
 Controller CPU (this process and its children: ansible-playbook, ssh) is measured per flow.
+Each Hecate run's playbooks are recorded (wall time, the time before their first task, per-task
+durations from the port's task timings) to say where the time goes; with two or more sizes the
+fixed part of a flow and its cost per node come from a straight-line fit over the sizes. The
+load average is printed with each size (other work on the machine slows everything).
 
-    .venv/bin/python -m bench.flows [--runs 3] [--sizes 3+12,3+40]
+    .venv/bin/python -m bench.flows [--runs 3] [--sizes 3+12,3+40] [--json-out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import shlex
 import statistics
@@ -26,8 +32,11 @@ import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from hecate.ansible_port import Ansible, EventCallback, PlaybookRequest, PlaybookResult
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.wiring import open_flow_context
@@ -110,12 +119,71 @@ def ssh_script_startup(twin: Twin) -> float:
     return time.monotonic() - start
 
 
-def hecate_run(twin: Twin, state: Path, kind: str) -> tuple[float, float]:
-    """(wall seconds, controller CPU seconds) of one Hecate flow."""
+@dataclass
+class PlaybookRun:
+    """One playbook of a Hecate flow, from the port's result and task timings."""
+
+    playbook: str
+    hosts: int
+    wall_s: float
+    before_first_task_s: float | None  # ansible-playbook start-up, inventory, connection
+    # task name -> [slowest host s, mean over hosts s, host count]
+    tasks: dict[str, list[float]] = field(default_factory=dict)
+
+
+class RecordingAnsible:
+    """The flow's Ansible port, recording each playbook it runs (the flow is unchanged)."""
+
+    def __init__(self, inner: Ansible) -> None:
+        self.inner = inner
+        self.runs: list[PlaybookRun] = []
+
+    def run(
+        self,
+        request: PlaybookRequest,
+        *,
+        on_event: EventCallback | None = None,
+        cancel: Any = None,
+    ) -> PlaybookResult:
+        called_at, start = time.time(), time.monotonic()
+        result = self.inner.run(request, on_event=on_event, cancel=cancel)
+        wall = time.monotonic() - start
+        starts = [t.start.timestamp() for t in result.tasks if t.start is not None]
+        per_task: dict[str, list[float]] = {}
+        for timing in result.tasks:
+            if timing.duration_s is not None:
+                per_task.setdefault(timing.task, []).append(timing.duration_s)
+        self.runs.append(
+            PlaybookRun(
+                playbook=result.playbook,
+                hosts=len(result.hosts),
+                wall_s=round(wall, 3),
+                before_first_task_s=round(min(starts) - called_at, 3) if starts else None,
+                tasks={
+                    task: [round(max(d), 3), round(sum(d) / len(d), 3), len(d)]
+                    for task, d in per_task.items()
+                },
+            )
+        )
+        return result
+
+
+@dataclass
+class HecateRun:
+    wall_s: float
+    cpu_s: float
+    stages: list[tuple[str, float]]
+    playbooks: list[PlaybookRun]
+
+
+def hecate_run(twin: Twin, state: Path, kind: str) -> HecateRun:
+    """Wall seconds, controller CPU seconds, stages and playbooks of one Hecate flow."""
     config = twin_config(twin, state, shutdown={"etcd_snapshot": False})
     cpu0 = _cpu()
     start = time.monotonic()
     with open_flow_context(config, read_ups=None) as ctx:
+        recorder = RecordingAnsible(ctx.ansible)
+        ctx.ansible = recorder
         if kind == "shutdown":
             report = run_shutdown(ctx, ShutdownOptions(mode="cluster-only", reason="bench"))
         else:
@@ -124,12 +192,14 @@ def hecate_run(twin: Twin, state: Path, kind: str) -> tuple[float, float]:
     cpu = _cpu() - cpu0
     if report.outcome is not Outcome.SUCCESS:
         raise RuntimeError(f"{kind} {report.outcome.value}: {report.to_json()}")
-    return elapsed, cpu
+    stages = [(s.name, round(s.duration_s, 3)) for s in report.stages]
+    return HecateRun(round(elapsed, 3), round(cpu, 3), stages, recorder.runs)
 
 
-def bench_size(servers: int, agents: int, runs: int, image: str) -> dict[str, list[float]]:
+def bench_size(servers: int, agents: int, runs: int, image: str) -> dict[str, Any]:
     keys = ("crit_down", "crit_up", "ssh_down", "ssh_up", "hecate_down", "hecate_up")
-    results: dict[str, list[float]] = {k: [] for k in (*keys, "cpu_down", "cpu_up")}
+    results: dict[str, Any] = {k: [] for k in (*keys, "cpu_down", "cpu_up")}
+    results["load_before"] = os.getloadavg()
     with (
         tempfile.TemporaryDirectory(prefix="hecate-bench-") as tmp,
         Twin(servers, agents, workdir=Path(tmp) / "twin", image=image, start_timeout=900) as twin,
@@ -142,19 +212,41 @@ def bench_size(servers: int, agents: int, runs: int, image: str) -> dict[str, li
             results["crit_up"].append(critical_startup(twin))
             results["ssh_down"].append(ssh_script_shutdown(twin))
             results["ssh_up"].append(ssh_script_startup(twin))
-            wall, cpu = hecate_run(twin, state, "shutdown")
-            results["hecate_down"].append(wall)
-            results["cpu_down"].append(cpu)
-            wall, cpu = hecate_run(twin, state, "startup")
-            results["hecate_up"].append(wall)
-            results["cpu_up"].append(cpu)
+            for kind, suffix in (("shutdown", "down"), ("startup", "up")):
+                run = hecate_run(twin, state, kind)
+                results[f"hecate_{suffix}"].append(run.wall_s)
+                results[f"cpu_{suffix}"].append(run.cpu_s)
+                results.setdefault(f"runs_{suffix}", []).append(asdict(run))
+    results["load_after"] = os.getloadavg()
     return results
+
+
+def _fit(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """(fixed, per node) of the least-squares line through (nodes, value)."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, slope
+
+
+def _where(size: str, flow: str, run: dict[str, Any]) -> None:
+    """One Hecate run's time, by stage and by playbook (slowest tasks first)."""
+    print(f"\n{size} {flow} (one run, {run['wall_s']:.2f} s, {run['cpu_s']:.2f} CPU-s):")
+    print("  stages: " + ", ".join(f"{name} {sec:.2f} s" for name, sec in run["stages"]))
+    for book in run["playbooks"]:
+        tasks = sorted(book["tasks"].items(), key=lambda item: -item[1][0])[:4]
+        text = "; ".join(f"{t} max {v[0]:.2f} mean {v[1]:.2f} s x{v[2]:.0f}" for t, v in tasks)
+        print(
+            f"  {book['playbook']} ({book['hosts']} hosts): {book['wall_s']:.2f} s, "
+            f"{book['before_first_task_s']} s before the first task; {text}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="3+12,3+40")
+    parser.add_argument("--json-out", type=Path, default=None, help="Raw results as JSON.")
     args = parser.parse_args()
     image = ensure_image()
     print(
@@ -162,21 +254,39 @@ def main() -> None:
         "| controller CPU | CPU-s per node |"
     )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    medians: dict[str, list[tuple[int, float]]] = {}
+    raw: dict[str, Any] = {}
     for size in args.sizes.split(","):
         servers, agents = (int(x) for x in size.split("+"))
         nodes = servers + agents
         res = bench_size(servers, agents, args.runs, image)
+        raw[size] = res
+        if args.json_out is not None:
+            args.json_out.write_text(json.dumps(raw, indent=1))
         for flow, crit, ssh, hec, cpu in (
             ("shutdown", "crit_down", "ssh_down", "hecate_down", "cpu_down"),
             ("startup", "crit_up", "ssh_up", "hecate_up", "cpu_up"),
         ):
             c, p, h = (statistics.median(res[k]) for k in (crit, ssh, hec))
             u = statistics.median(res[cpu])
+            for key, value in ((f"ssh {flow}", p), (f"hecate {flow}", h), (f"cpu {flow}", u)):
+                medians.setdefault(key, []).append((nodes, value))
             print(
                 f"| {size} | {nodes} | {flow} | {c:.2f} s | {p:.2f} s | {h:.2f} s | "
                 f"{h / p:.2f}x | {u:.2f} CPU-s | {u / nodes:.3f} |",
                 flush=True,
             )
+        load = " ".join(f"{x:.1f}" for x in (*res["load_before"], *res["load_after"]))
+        print(f"(load average before / after {size}: {load})", flush=True)
+    for size, res in raw.items():
+        for suffix, flow in (("down", "shutdown"), ("up", "startup")):
+            _where(size, flow, res[f"runs_{suffix}"][-1])
+    if len(raw) >= 2:
+        print("\nstraight-line fit over the sizes (fixed part + per node):")
+        for key, points in medians.items():
+            fixed, per_node = _fit(points)
+            unit = "CPU-s" if key.startswith("cpu") else "s"
+            print(f"  {key}: {fixed:.2f} {unit} + {per_node:.3f} {unit}/node")
 
 
 if __name__ == "__main__":

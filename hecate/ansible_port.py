@@ -27,8 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import ansible_runner
-
 from hecate.ansible_assets import (
     Playbook,
     PlaybookError,
@@ -346,6 +344,8 @@ class AnsiblePort:
 
         cmdline = ["--check"] if request.check else []
         log.info("ansible: %s limit=%s timeout=%ss", name, ",".join(limit or ["all"]), timeout_s)
+        import ansible_runner  # noqa: PLC0415 - only a flow needs it (daemon idle RSS)
+
         try:
             runner = ansible_runner.run(
                 private_data_dir=str(run_dir),

@@ -52,7 +52,9 @@ Node = Annotated[str, AfterValidator(NodeName.parse)]
 
 class StrictModel(BaseModel):
     # allow_inf_nan=False: `.inf` or `.nan` is never a duration, a charge or a factor.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # defer_build: each model builds its validator on first use; `hecate status` builds only
+    # HecateConfig's (its nested models come inline), not one per model at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
     @field_validator("*", mode="before")
     @classmethod

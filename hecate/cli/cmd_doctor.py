@@ -10,14 +10,13 @@ import errno
 import http.client
 import socket
 import time
-from pathlib import Path
-from typing import Any
 
 import typer
 
 from hecate import doctor
 from hecate.cli.cmd_doctor_nodes import node_checks
 from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
+from hecate.cli.doctor_file import DOCTOR_FILE, last_result
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config, secret_file_warnings
 from hecate.coordination import CoordinatorClient, read_token
 from hecate.doctor import Finding, fail, ok, warn
@@ -26,7 +25,8 @@ from hecate.kube import Kube, KubeNotFoundError
 from hecate.nut import NutClient, Ups, UpsUnknownError, parse_target
 from hecate.statefiles import atomic_write_json
 
-DOCTOR_FILE = "doctor.json"
+__all__ = ["DOCTOR_FILE", "doctor_command", "last_result"]
+
 GITEA_HINT = "gitea"
 
 
@@ -81,17 +81,6 @@ def _save(cfg: HecateConfig, findings: list[Finding], config: str) -> Finding | 
     except HecateError as exc:
         return warn("doctor.saved", str(exc), "run hecate doctor as root (or the hecate user)")
     return None
-
-
-def last_result(state_dir: Path) -> dict[str, Any] | None:
-    """The last doctor result (for `hecate status`), or None when doctor never ran."""
-    import json  # noqa: PLC0415 - only status needs it
-
-    try:
-        data = json.loads((state_dir / DOCTOR_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:

@@ -17,7 +17,6 @@ from hecate.policy import Event, params_from_config
 from hecate.readings import Poll, UpsReading
 from hecate.replay import replay
 from hecate.state import StateStore
-from hecate.svgplot import render_outage_svg
 from hecate.trace import TracePoint, load_trace
 
 outage_app = typer.Typer(
@@ -50,6 +49,8 @@ def write_svg(
     path: Path, points: list[TracePoint], events: list[Event], threshold_s: float, title: str
 ) -> None:
     """Draw the trace to `path` (the CLI's one file write for pictures)."""
+    from hecate.svgplot import render_outage_svg  # noqa: PLC0415 - xml.etree: not for status
+
     svg = render_outage_svg(points, events, threshold_s, title)
     try:
         path.write_text(svg, encoding="utf-8")

@@ -8,9 +8,9 @@ from typing import Any
 import typer
 
 from hecate.budget import Budget, budget_from_config
-from hecate.cli.cmd_doctor import last_result
 from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
+from hecate.cli.doctor_file import last_result
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.daemon.awaiting import load_awaiting
 from hecate.errors import StateError

@@ -11,19 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
+from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from hecate.config import HecateConfig, load_config
 from hecate.errors import HecateError
 from hecate.nut import Ups
 from hecate.readings import CommError, Poll
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_REFUSED = 3
-
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 run failed, 2 bad usage or config, 3 refused by a safety guard."
-)
+__all__ = ["EXIT_CODES_HELP", "EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE"]
 
 ConfigOpt = Annotated[
     Path,

@@ -29,7 +29,6 @@ from hecate.errors import HecateError
 from hecate.flows.bootstrap_cache import refresh_cache
 from hecate.flows.context import FlowContext
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.flows.wiring import open_flow_context
 from hecate.httpserve import Limits
 from hecate.intent import IntentState
 from hecate.metrics import Metrics
@@ -56,6 +55,8 @@ def real_context_factory(
     config: HecateConfig, reader: Callable[[], Poll], warmer: ConnectionWarmer | None = None
 ) -> ContextFactory:
     def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
+        from hecate.flows.wiring import open_flow_context  # noqa: PLC0415 - idle RSS (issue 16)
+
         return open_flow_context(
             config, read_ups=reader, progress=log_progress, cancel=cancel, warmer=warmer
         )

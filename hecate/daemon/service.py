@@ -48,8 +48,6 @@ from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
 from hecate.flows.report import FlowReport
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.warmup import ConnectionWarmer
 from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
 from hecate.metrics import Metrics, ups_name
@@ -270,6 +268,10 @@ class Daemon:
         self.notifier.status(f"{kind.value} running: {reason}")
 
     def _flow_thread(self, kind: sv.FlowKind, reason: str, cancel: threading.Event) -> None:
+        # The flows load Ansible and lightkube: imported with the first flow (idle RSS, #16).
+        from hecate.flows.shutdown import ShutdownOptions, run_shutdown  # noqa: PLC0415
+        from hecate.flows.startup import StartupOptions, run_startup  # noqa: PLC0415
+
         outcome = sv.FlowOutcome.ERROR
         try:
             with self.context_factory(cancel) as ctx:

@@ -7,27 +7,29 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hecate.ansible_port import Ansible, PlaybookRequest, PlaybookResult
 from hecate.config import HecateConfig
 from hecate.errors import HecateError
 from hecate.flow_plans import StageStatus
 from hecate.inventory import node_problems
-from hecate.kube import (
-    FluxKind,
-    FluxObject,
-    NodeInfo,
-    PodRef,
-    Readiness,
-    StorageKind,
-    VolumeAttachmentInfo,
-    WorkloadInfo,
-    WorkloadKind,
-)
 from hecate.readings import Poll
 from hecate.runs import StageRecord
 from hecate.state import StateStore
+
+if TYPE_CHECKING:  # annotations only: the idle daemon does not load lightkube (issue 16)
+    from hecate.kube import (
+        FluxKind,
+        FluxObject,
+        NodeInfo,
+        PodRef,
+        Readiness,
+        StorageKind,
+        VolumeAttachmentInfo,
+        WorkloadInfo,
+        WorkloadKind,
+    )
 
 
 class FlowAbortedError(HecateError):

@@ -6,13 +6,15 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hecate.errors import HecateError, StateError
 from hecate.flow_plans import StageStatus
-from hecate.flows.context import FlowContext, StageResult
 from hecate.runs import Outcome, RunRecord
 from hecate.statefiles import atomic_write_json, read_json
+
+if TYPE_CHECKING:  # only for annotations: status reads reports without the flow machinery
+    from hecate.flows.context import FlowContext, StageResult
 
 PROGRESS_FILE = "startup-progress.json"
 
