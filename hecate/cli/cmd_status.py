@@ -109,7 +109,8 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         pending_startup_wait(poll, params_from_config(cfg, budget.threshold_s)) if pending else None
     )
     # A peer's trigger shut the cluster down: the startup also waits for that peer's UPS.
-    peers = sorted(load_awaiting(cfg.state_dir, move=False)) if pending else []
+    recorded = load_awaiting(cfg.state_dir, move=False) if pending else frozenset()
+    peers = sorted(recorded) if recorded is not None else ["in coordination.peer_hosts (all)"]
     if waits_for is not None and peers:
         waits_for += f", and the UPS of peer {', '.join(peers)} back on mains and stable"
     update = self_update()

@@ -25,7 +25,7 @@ from hecate.coordination import (
     TriggerRequest,
 )
 from hecate.daemon import supervisor as sv
-from hecate.daemon.awaiting import load_awaiting, save_awaiting
+from hecate.daemon.awaiting import awaiting_at_start, save_awaiting
 from hecate.daemon.background import (
     CacheRefresher,
     ContextFactory,
@@ -110,7 +110,7 @@ class Daemon:
         self.sup = sv.SupervisorState(
             policy=initial_policy(self.store, self.clock(), self.metrics),
             settings=settings_from(config),
-            awaiting=load_awaiting(config.state_dir),
+            awaiting=awaiting_at_start(config.state_dir, config.coordination.peer_hosts),
         )
         self.recorder = TraceRecorder(config.state_dir / "traces")
         self.server: CoordinatorServer | None = None

@@ -359,12 +359,13 @@ def _startup_requested(state: SupervisorState, event: StartupRequested) -> Step:
 
 def _peer_reported(state: SupervisorState, event: PeerReported) -> Step:
     peer = event.intent
-    if peer.name not in state.awaiting:
+    keys = {peer.name, f"@{peer.address}"} & state.awaiting  # "@host:port": name not known
+    if not keys:
         return state, []
     if peer.ups is None or not peer.ups.back:
         waits = peer.ups.detail if peer.ups is not None else "it does not report its UPS"
         return state, [Record(f"peer {peer.name}'s UPS is not back yet: {waits}")]
-    s = replace(state, awaiting=state.awaiting - {peer.name})
+    s = replace(state, awaiting=state.awaiting - keys)
     note = Record(f"peer {peer.name}'s UPS {peer.ups.name} is back: {peer.ups.detail}")
     return s, [note, SaveAwaiting(s.awaiting)]
 

@@ -88,7 +88,7 @@ def test_the_coordinator_starts_up_only_once_the_triggering_peers_ups_is_back(
     with Running(coordinator), Running(peer):
         peer_ups.set_reading(status="OB DISCHRG LB", runtime=100, charge=10)
         wait_for(lambda: runs(coord_state, "shutdown") == [Outcome.SUCCESS], 90, "the shutdown")
-        assert load_awaiting(coord_state) == {"peer-ups"}
+        assert load_awaiting(coord_state) == frozenset({"peer-ups"})
         # The coordinator's own UPS has been on mains all along: its gate opens after STABLE_S,
         # but the peer's UPS is still on battery.
         time.sleep(STABLE_S + 6)

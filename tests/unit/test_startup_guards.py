@@ -18,6 +18,7 @@ from hecate.cli import common
 from hecate.cli.main import app
 from hecate.config import HecateConfig
 from hecate.coordination import CoordinatorHandlers, CoordinatorServer, HttpPeers
+from hecate.daemon.awaiting import AWAITS_FILE, awaiting_at_start, save_awaiting
 from hecate.flows.context import FlowContext
 from hecate.guards import StartupOverrides, peer_refusals
 from hecate.intent import IntentState
@@ -203,3 +204,28 @@ def test_cli_startup_execute_is_refused_inside_the_lock_with_one_ups_read(
     assert len(reads) == 1  # evaluated once, in the lock (it used to read twice)
     dry = runner.invoke(app, ["startup", "-c", str(config)])
     assert dry.exit_code == 3 and "peer_busy" in dry.output  # the dry run says the same
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"{", "truncated JSON"),
+        (b'{"peers": "peer-a"}', "peers is not a list"),
+        (b'{"peers": [1]}', "a name that is not text"),
+        (b"[]", "not an object"),
+    ],
+)
+def test_an_unreadable_awaits_file_waits_for_every_peer(
+    tmp_path: Path, content: bytes, why: str
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / AWAITS_FILE).write_bytes(content)
+    assert awaiting_at_start(state, ["10.0.0.2:9561", "10.0.0.3:9561"]) == {
+        "@10.0.0.2:9561",
+        "@10.0.0.3:9561",
+    }, why
+    save_awaiting(state, frozenset({"peer-a"}))
+    assert awaiting_at_start(state, ["10.0.0.2:9561"]) == {"peer-a"}
+    (state / AWAITS_FILE).unlink()
+    assert awaiting_at_start(state, ["10.0.0.2:9561"]) == frozenset()  # absent: nobody

@@ -353,3 +353,10 @@ def test_properties_over_any_sequence_of_events(
             event, StartupRequested
         ):
             assert not state.awaiting
+
+
+def test_a_peer_known_only_by_address_is_cleared_by_its_address() -> None:
+    # startup-awaits.json was unreadable: the daemon waits for every peer_hosts entry
+    run = Run(replace(COORDINATOR, awaiting=frozenset({"@127.0.0.1:1", "@127.0.0.1:2"})))
+    run.feed(peer_report("peer-a", back=True))  # peer_report answers from 127.0.0.1:1
+    assert run.state.awaiting == {"@127.0.0.1:2"}
