@@ -356,6 +356,9 @@ def test_cordon_and_evict_like_drain(twin: Twin) -> None:
             "application/json-patch+json",
         ),
     ]
+    pods_path = f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}"
+    # run first on a fresh twin, the scheduler may not have bound anything yet
+    wait_until(lambda: bool(ok(twin, "GET", pods_path)["items"]), 30, f"pods on {node}")
     try:
         for body, ctype in patches:
             cordoned = ok(twin, "PATCH", f"/api/v1/nodes/{node}", body, content_type=ctype)
