@@ -48,7 +48,7 @@ def daemon_command(
     # The UPS port, built once: the password file is read at start (a problem there is a config
     # error, exit 2), not on every poll.
     ups = Ups.from_config(cfg)
-    daemon = Daemon(cfg, reader=ups.poll)
+    daemon = Daemon(cfg, reader=ups.poll, ups_command=ups.instant_command)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         logging.getLogger("hecate.daemon").info("signal %s: stopping", signum)

@@ -52,13 +52,21 @@ def spawn(name: str, target: Callable[[], None]) -> threading.Thread:
 
 
 def real_context_factory(
-    config: HecateConfig, reader: Callable[[], Poll], warmer: ConnectionWarmer | None = None
+    config: HecateConfig,
+    reader: Callable[[], Poll],
+    warmer: ConnectionWarmer | None = None,
+    ups_command: Callable[[str], None] | None = None,
 ) -> ContextFactory:
     def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
         from hecate.flows.wiring import open_flow_context  # noqa: PLC0415 - idle RSS (issue 16)
 
         return open_flow_context(
-            config, read_ups=reader, progress=log_progress, cancel=cancel, warmer=warmer
+            config,
+            read_ups=reader,
+            ups_command=ups_command,
+            progress=log_progress,
+            cancel=cancel,
+            warmer=warmer,
         )
 
     return factory

@@ -69,6 +69,7 @@ class Daemon:
         config: HecateConfig,
         *,
         reader: Callable[[], Poll],
+        ups_command: Callable[[str], None] | None = None,
         context_factory: ContextFactory | None = None,
         metrics: Metrics | None = None,
         notifier: SystemdNotifier | None = None,
@@ -76,13 +77,16 @@ class Daemon:
     ) -> None:
         self.config = config
         self.reader = reader
+        self.ups_command = ups_command  # the UPS port's instant command (its credentials read once)
         # One long-lived Ansible port: its ssh masters are opened when an outage begins, so the
         # shutdown's first stage pays no connection set-up (flows/warmup.py).
         self.warmer: ConnectionWarmer | None = None
         self._old_warmers: list[ConnectionWarmer] = []  # replaced on SIGHUP, closed at the end
         if context_factory is None:
             self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(config))
-        self.context_factory = context_factory or real_context_factory(config, reader, self.warmer)
+        self.context_factory = context_factory or real_context_factory(
+            config, reader, self.warmer, ups_command
+        )
         self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
         self._reload_from: Callable[[], HecateConfig] | None = None
         self._reload_requested = threading.Event()
@@ -365,7 +369,9 @@ class Daemon:
                 if self.warmer is not None:
                     self._old_warmers.append(self.warmer)
                 self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(new))
-                self.context_factory = real_context_factory(new, self.reader, self.warmer)
+                self.context_factory = real_context_factory(
+                    new, self.reader, self.warmer, self.ups_command
+                )
         self.budget = self._budget()
         log.info("configuration reloaded")
         self.notifier.status("watching the UPS (configuration reloaded)")

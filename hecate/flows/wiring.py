@@ -19,7 +19,7 @@ from hecate.errors import KubeError
 from hecate.flows.context import FlowContext, KubeApi, ProgressFn, no_progress
 from hecate.flows.warmup import ConnectionWarmer
 from hecate.kube import Kube, UnavailableKube
-from hecate.nut import client_from_config
+from hecate.nut import Ups
 from hecate.readings import Poll
 from hecate.state import StateStore
 
@@ -47,13 +47,16 @@ def open_flow_context(
     config: HecateConfig,
     *,
     read_ups: Callable[[], Poll] | None,
+    ups_command: Callable[[str], None] | None = None,
     progress: ProgressFn = no_progress,
     cancel: threading.Event | None = None,
     warmer: ConnectionWarmer | None = None,
 ) -> Iterator[FlowContext]:
     """The real ports for one flow. With `warmer` (the daemon's, long-lived) its port is used
     and kept open; without, a port is opened for this flow and its ssh connections are opened in
-    the background at once, while the flow's first (API) stages run."""
+    the background at once, while the flow's first (API) stages run. `ups_command` is the UPS
+    port's instant command (the daemon's, its credentials read once at start); without it one
+    is built when the command is sent, so a bad password file fails only `ups_kill_power`."""
     try:
         kube: KubeApi = Kube(config.kubeconfig)
     except KubeError as exc:
@@ -77,7 +80,7 @@ def open_flow_context(
             kube=kube,
             store=StateStore(config.state_dir),
             read_ups=read_ups,
-            ups_command=lambda command: client_from_config(config).instant_command(command),
+            ups_command=ups_command or (lambda c: Ups.from_config(config).instant_command(c)),
             poweroff_local=poweroff_this_host,
             progress=progress,
             cancel=cancel or threading.Event(),
