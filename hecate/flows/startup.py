@@ -9,7 +9,7 @@ from typing import cast
 import yaml
 
 from hecate.config import HecateConfig
-from hecate.errors import GuardRefusedError, IntentCorruptError, KubeError
+from hecate.errors import KubeError
 from hecate.flow_plans import FlowPlan, StageSpec, StageStatus, StartupOptions, startup_plan
 from hecate.flows.bootstrap_cache import cached_or_configured
 from hecate.flows.context import (
@@ -26,27 +26,13 @@ from hecate.flows.gates import probes_gate, soak_gate, storage_gate, time_sync_g
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
 from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
-from hecate.guards import startup_refusals
 from hecate.intent import IntentState
 from hecate.kube import FluxKind, WorkloadKind
 from hecate.runs import Outcome
 from hecate.startup_guards import guard_startup
 from hecate.statefiles import exclusive_lock
 
-__all__ = ["StartupOptions", "check_guards", "run_startup", "source_ready"]
-
-
-def check_guards(ctx: FlowContext, options: StartupOptions) -> None:
-    """Raise GuardRefusedError listing every refusal; the CLI maps it to exit 3."""
-    now = ctx.clock()
-    try:
-        intent = ctx.store.read_intent(now)
-    except IntentCorruptError as exc:
-        raise GuardRefusedError(f"intent: {exc}") from None
-    ups = ctx.read_ups() if ctx.read_ups is not None else None
-    refusals = startup_refusals(ctx.config, intent, ups, now, options.overrides)
-    if refusals:
-        raise GuardRefusedError("; ".join(f"{r.guard}: {r.message}" for r in refusals))
+__all__ = ["StartupOptions", "run_startup", "source_ready"]
 
 
 def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:

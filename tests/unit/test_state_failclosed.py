@@ -33,11 +33,12 @@ from hecate.errors import (
 from hecate.flows.bootstrap_cache import cache_dir, cached_or_configured
 from hecate.flows.ledger import LEDGER_FILE, load_ledger
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, check_guards
+from hecate.flows.startup import StartupOptions
 from hecate.intent import IntentState
 from hecate.metrics import Metrics
 from hecate.readings import UpsReading, parse_status
 from hecate.runs import Outcome, RunRecord
+from hecate.startup_guards import guard_startup
 from hecate.state import StateStore
 from hecate.statefiles import MAX_STATE_BYTES, atomic_write_json, corrupt_counts, read_json
 from tests.unit.fakes import FakeAnsible
@@ -171,7 +172,7 @@ def test_shutdown_runs_with_a_corrupt_intent_and_startup_stays_refused(tmp_path:
     report = run_shutdown(ctx, ShutdownOptions(reason="ups"))
     assert report.outcome is Outcome.SUCCESS
     with pytest.raises(GuardRefusedError, match="intent"):
-        check_guards(ctx, StartupOptions())
+        guard_startup(ctx, StartupOptions().overrides)
 
 
 def _config_file(tmp_path: Path) -> Path:
