@@ -13,6 +13,7 @@ from dataclasses import replace
 from hecate.ansible_port import AnsiblePort
 from hecate.battery import BatteryTruth, corrected_threshold
 from hecate.budget import Budget, budget_from_config
+from hecate.clock import Clock
 from hecate.config import HecateConfig
 from hecate.coordination import (
     MAX_BODY,
@@ -56,6 +57,7 @@ def real_context_factory(
     reader: Callable[[], Poll],
     warmer: ConnectionWarmer | None = None,
     ups_command: Callable[[str], None] | None = None,
+    clock: Clock | None = None,
 ) -> ContextFactory:
     def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
         from hecate.flows.wiring import open_flow_context  # noqa: PLC0415 - idle RSS (issue 16)
@@ -64,6 +66,7 @@ def real_context_factory(
             config,
             read_ups=reader,
             ups_command=ups_command,
+            clock=clock,
             progress=log_progress,
             cancel=cancel,
             warmer=warmer,

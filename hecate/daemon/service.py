@@ -17,6 +17,7 @@ from typing import Any
 from hecate.ansible_port import AnsiblePort
 from hecate.battery import BatteryTruth, corrected_threshold
 from hecate.budget import Budget
+from hecate.clock import Clock, as_clock
 from hecate.config import HecateConfig
 from hecate.coordination import (
     CoordinatorClient,
@@ -42,7 +43,6 @@ from hecate.daemon.background import (
     settings_from,
     spawn,
 )
-from hecate.daemon.clock import Clock, as_clock
 from hecate.daemon.core import Action, CancelStartup, ForwardTrigger, RunShutdown, RunStartup
 from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
@@ -77,6 +77,9 @@ class Daemon:
     ) -> None:
         self.config = config
         self.reader = reader
+        clocks = self.clocks = as_clock(clock)  # the flows get the same clock port
+        self.clock = clocks.wall  # intents, run records, file names
+        self.mono = clocks.monotonic  # every interval: policy, retries
         self.ups_command = ups_command  # the UPS port's instant command (its credentials read once)
         # One long-lived Ansible port: its ssh masters are opened when an outage begins, so the
         # shutdown's first stage pays no connection set-up (flows/warmup.py).
@@ -85,7 +88,7 @@ class Daemon:
         if context_factory is None:
             self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(config))
         self.context_factory = context_factory or real_context_factory(
-            config, reader, self.warmer, ups_command
+            config, reader, self.warmer, ups_command, clocks
         )
         self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
         self._reload_from: Callable[[], HecateConfig] | None = None
@@ -95,9 +98,6 @@ class Daemon:
         )
         self.metrics.watch_drills(config.state_dir)
         self.notifier = notifier or SystemdNotifier()
-        clocks = as_clock(clock)
-        self.clock = clocks.wall  # intents, run records, file names
-        self.mono = clocks.monotonic  # every interval: policy, retries
         self.store = StateStore(config.state_dir)
         self.stop_event = threading.Event()
         self.peer_name = config.coordination.peer_name or socket.gethostname()
@@ -370,7 +370,7 @@ class Daemon:
                     self._old_warmers.append(self.warmer)
                 self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(new))
                 self.context_factory = real_context_factory(
-                    new, self.reader, self.warmer, self.ups_command
+                    new, self.reader, self.warmer, self.ups_command, self.clocks
                 )
         self.budget = self._budget()
         log.info("configuration reloaded")

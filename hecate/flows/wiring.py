@@ -9,11 +9,11 @@ import contextlib
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hecate.ansible_port import open_port
+from hecate.clock import Clock
 from hecate.config import HecateConfig
 from hecate.errors import KubeError
 from hecate.flows.context import FlowContext, KubeApi, ProgressFn, no_progress
@@ -48,6 +48,7 @@ def open_flow_context(
     *,
     read_ups: Callable[[], Poll] | None,
     ups_command: Callable[[str], None] | None = None,
+    clock: Clock | None = None,
     progress: ProgressFn = no_progress,
     cancel: threading.Event | None = None,
     warmer: ConnectionWarmer | None = None,
@@ -56,7 +57,9 @@ def open_flow_context(
     and kept open; without, a port is opened for this flow and its ssh connections are opened in
     the background at once, while the flow's first (API) stages run. `ups_command` is the UPS
     port's instant command (the daemon's, its credentials read once at start); without it one
-    is built when the command is sent, so a bad password file fails only `ups_kill_power`."""
+    is built when the command is sent, so a bad password file fails only `ups_kill_power`.
+    `clock` is the caller's clock port (the daemon's); the system clocks without it."""
+    clocks = clock or Clock()
     try:
         kube: KubeApi = Kube(config.kubeconfig)
     except KubeError as exc:
@@ -72,7 +75,7 @@ def open_flow_context(
             warmer = ConnectionWarmer(lambda: port)
             # joined before the port (and its control dir) goes away
             stack.callback(warmer.join, 30.0)
-        warmer.warm(time.monotonic())
+        warmer.warm(clocks.monotonic())
         ansible = warmer.ansible
         yield FlowContext(
             config=config,
@@ -82,6 +85,8 @@ def open_flow_context(
             read_ups=read_ups,
             ups_command=ups_command or (lambda c: Ups.from_config(config).instant_command(c)),
             poweroff_local=poweroff_this_host,
+            clock=clocks.wall,
+            monotonic=clocks.monotonic,
             progress=progress,
             cancel=cancel or threading.Event(),
         )

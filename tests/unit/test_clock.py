@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hecate.clock import Clock, as_clock
 from hecate.config import HecateConfig
-from hecate.daemon.clock import Clock, as_clock
 from hecate.daemon.service import Daemon
 from hecate.errors import TraceError
 from hecate.policy import initial_state, params_from_config, step

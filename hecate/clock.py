@@ -1,4 +1,5 @@
-"""The daemon's clock port: wall time for people and files, monotonic time for every interval.
+"""The clock port (the daemon's and its flows'): wall time for people and files, monotonic
+time for every interval.
 
 A wall clock can step (NTP correcting after a cold boot on a host without an RTC battery, an
 operator's `date -s`). Debounce windows, the dead time, mains stability and retry delays are
