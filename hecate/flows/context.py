@@ -220,12 +220,3 @@ def check_cancel(ctx: FlowContext) -> None:
     """Raise FlowAbortedError when the flow was asked to stop (call it inside long loops)."""
     if ctx.cancel.is_set():
         raise FlowAbortedError("stopped on request")
-
-
-def privilege_vars(config: HecateConfig) -> dict[str, Any]:
-    mode = config.node_privilege
-    return {
-        "k3s_service_privilege": mode,
-        "node_power_privilege": mode,
-        "etcd_snapshot_privilege": mode,
-    }

@@ -20,7 +20,6 @@ from hecate.flows.context import (
     KubeApi,
     Stage,
     new_run_id,
-    privilege_vars,
     run_playbook,
 )
 from hecate.flows.drain import drain as _drain
@@ -125,7 +124,6 @@ def _etcd_snapshot(ctx: FlowContext, stage: Stage, spec: StageSpec, run_id: str)
         "etcd_snapshot_name": f"hecate-{run_id}",
         "etcd_snapshot_timeout_s": int(shutdown.etcd_snapshot_timeout_seconds),
         "etcd_snapshot_required": False,
-        **privilege_vars(ctx.config),
     }
     result = run_playbook(
         ctx,
@@ -146,7 +144,6 @@ def _stop(ctx: FlowContext, stage: Stage, spec: StageSpec, playbook: str) -> Non
     stop_vars = {
         "k3s_service_timeout_s": int(shutdown.stop_timeout_seconds),
         "k3s_service_use_killall": shutdown.use_killall,
-        **privilege_vars(ctx.config),
     }
     run_playbook(
         ctx,
@@ -161,7 +158,6 @@ def _stop(ctx: FlowContext, stage: Stage, spec: StageSpec, playbook: str) -> Non
 def _poweroff(ctx: FlowContext, stage: Stage, spec: StageSpec) -> None:
     power_vars = {
         "node_power_mode": ctx.config.shutdown.poweroff_method,
-        **privilege_vars(ctx.config),
     }
     run_playbook(ctx, stage, "poweroff", list(spec.nodes), timeout_s=120, **power_vars)
 

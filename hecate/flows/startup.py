@@ -18,7 +18,6 @@ from hecate.flows.context import (
     Stage,
     check_cancel,
     new_run_id,
-    privilege_vars,
     run_playbook,
     wait_until,
 )
@@ -121,7 +120,6 @@ def _start(ctx: FlowContext, stage: Stage, spec: StageSpec, playbook: str) -> No
     startup = ctx.config.startup
     start_vars = {
         "k3s_service_timeout_s": int(startup.api_timeout_seconds),
-        **privilege_vars(ctx.config),
     }
     run_playbook(
         ctx,
