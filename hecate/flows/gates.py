@@ -125,7 +125,7 @@ class _ClockCollector:
             return
         if event.status not in ("ok", "changed") or event.result is None:
             return
-        # TASK_NTP is a debug task (its answer in `msg`); TASK_CLOCK a command (`stdout`).
+        # Both are raw steps (their answer in `stdout`); `msg` is what a debug task would say.
         stdout = str(event.result.get("stdout", event.result.get("msg", "")))
         if event.task == TASK_NTP:
             current = ClockReading(node, parse_ntp(stdout), current.node_time, current.window)
