@@ -30,7 +30,6 @@ import logging
 import math
 import re
 import socket
-import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol
 from PyNUTClient.PyNUT import PyNUTClient, PyNUTError
 
 from hecate.addresses import NUT_DEFAULT_PORT, AddressError, UpsTarget, parse_host
+from hecate.config import LOOSE_FILE_ADVICE, LOOSE_FILE_BITS
 from hecate.errors import (
     ConfigError,
     HecateError,
@@ -509,7 +509,7 @@ def read_password_file(path: str | PathLike[str]) -> str:
     """The password in `path`: the first line, without its line ending.
 
     Raises ConfigError (naming the file, never its content) when it is unreadable or empty.
-    Warns when the file is readable by group or others.
+    Warns when the file is open to others or writable by its group (LOOSE_FILE_BITS).
     """
     file = Path(path)
     try:
@@ -518,8 +518,12 @@ def read_password_file(path: str | PathLike[str]) -> str:
     except (OSError, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"cannot read NUT password file {file}: {reason}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("NUT password file %s is accessible to group or others (chmod 600)", file)
+    if mode & LOOSE_FILE_BITS:
+        log.warning(
+            "NUT password file %s is accessible to others or writable by its group (%s)",
+            file,
+            LOOSE_FILE_ADVICE.format(path=file),
+        )
     password = text.split("\n", 1)[0].rstrip("\r")
     if not password:
         raise ConfigError(f"NUT password file {file} is empty")
