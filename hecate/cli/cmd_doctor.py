@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import http.client
+import os
+import pwd
 import socket
 import subprocess
 import time
@@ -35,8 +37,10 @@ GITEA_HINT = "gitea"
 def doctor_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
     """Check that the cluster is really protected; exit 0 only when it is.
 
-    Checks: the config is valid and holds no placeholder from the example; upsd serves the UPS
-    (the names it serves when not); the NUT user and password work with the privilege
+    Checks: the config is valid and holds no placeholder from the example; the daemon's user
+    (the owner of state_dir, hecate-daemon when installed) can read the config, the kubeconfig,
+    the SSH key and known hosts and the secret files, also when doctor runs as root; upsd
+    serves the UPS (the names it serves when not); the NUT user and password work with the privilege
     ups.auth_check needs; the kubeconfig loads and the API answers; the configured nodes are
     the cluster's; for every node: SSH with the configured key and a known host key, `sudo -n`
     allows exactly the commands Hecate needs, the k3s unit exists, the clock agrees; Flux's
@@ -110,12 +114,66 @@ def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
         for text in secret_file_warnings(cfg)
     ]
     findings += doctor.placeholder_findings(cfg)
+    findings += daemon_read_checks(cfg, config_path)
     findings += ups_checks(cfg)
     findings += kube_checks(cfg)
     findings += node_checks(cfg)
     findings += coordination_checks(cfg)
     findings += port_checks(cfg)
     return findings
+
+
+# --------------------------------------------------------------------------- the daemon's files
+
+
+def daemon_user(state_dir: Path) -> doctor.DaemonUser | None:
+    """hecate.service's user: the owner of the state dir (the installer makes it
+    hecate-daemon). None when that is root or whoever runs doctor (nothing to tell apart)."""
+    try:
+        uid = state_dir.stat().st_uid
+    except OSError:
+        return None
+    if uid in (0, os.geteuid()):
+        return None
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        return None
+    gids = frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    return doctor.DaemonUser(entry.pw_name, uid, gids)
+
+
+def path_chain(path: Path) -> list[doctor.PathMode]:
+    """The modes of `path`'s directories from / down, then of the file; [] when it is missing
+    (the checks of that file say so)."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return []
+    chain = []
+    for step in [*reversed(target.parents), target]:
+        try:
+            info = step.stat()
+        except OSError:
+            return []
+        chain.append(doctor.PathMode(str(step), info.st_uid, info.st_gid, info.st_mode))
+    return chain
+
+
+def daemon_read_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
+    user = daemon_user(cfg.state_dir)
+    if user is None:
+        return []
+    files: dict[str, Path | None] = {
+        "config": Path(config_path),
+        "kubeconfig": cfg.kubeconfig,
+        "ssh_identity_file": cfg.ssh_identity_file,
+        "ssh_config_file": cfg.ssh_config_file,
+        "ssh_known_hosts": known_hosts_path(cfg),
+        **cfg.secret_files(),
+    }
+    chains = {key: path_chain(path) for key, path in files.items() if path is not None}
+    return doctor.daemon_read_findings(user, chains)
 
 
 # --------------------------------------------------------------------------- UPS

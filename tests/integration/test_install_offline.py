@@ -177,6 +177,20 @@ def test_offline_install_then_config_init_and_doctor_protect_the_twin(
     run(host, f"umask 077 && printf %s {shlex.quote(key)} > /etc/hecate/id_ed25519")
     addresses = " ".join(sorted(hosts.values()))
     run(host, f"ssh-keyscan -T 5 {addresses} > /var/lib/hecate/ssh_known_hosts", timeout=60)
+    # Run as root, every probe can use the root-only key and kubeconfig; hecate.service, as
+    # hecate-daemon, could not open them: doctor names both and what to do.
+    doctor = run(host, "hecate doctor --json", timeout=180, check=False)
+    result = json.loads(doctor.stdout)
+    failing = {f["check"]: f["fix"] for f in result["findings"] if f["status"] == "fail"}
+    assert doctor.returncode == 1
+    assert failing == {
+        "daemon.reads.kubeconfig": "chgrp hecate-daemon /etc/hecate/kubeconfig.yaml && "
+        "chmod 640 /etc/hecate/kubeconfig.yaml",
+        # the daemon's own (0600): ssh, run by root for doctor, refuses a key its group reads
+        "daemon.reads.ssh_identity_file": "chown hecate-daemon: /etc/hecate/id_ed25519 && "
+        "chmod 600 /etc/hecate/id_ed25519",
+    }, failing
+    run(host, " && ".join(failing.values()))  # README, After install: readable by the daemon
 
     doctor = run(host, "hecate doctor --json", timeout=180, check=False)
     result = json.loads(doctor.stdout)
@@ -185,6 +199,7 @@ def test_offline_install_then_config_init_and_doctor_protect_the_twin(
     assert doctor.returncode == 0
     checks = {f["check"] for f in result["findings"]}
     assert {f"node.{n.name}.sudo" for n in twin.nodes} <= checks
+    assert "daemon.reads" in checks
     assert exists(host, "/var/lib/hecate/doctor.json")
     status = run(host, "hecate status").stdout
     assert "doctor:  protected" in status
@@ -252,12 +267,9 @@ def test_the_hardened_daemon_runs_the_shutdown_and_the_startup_of_the_twin(
         "root",
         "hecate-daemon",
     ]
-    # README, least privilege: the key and the kubeconfig readable by the daemon's group
-    run(
-        host,
-        "chgrp hecate-daemon /etc/hecate/id_ed25519 /etc/hecate/kubeconfig.yaml && "
-        "chmod 640 /etc/hecate/id_ed25519 /etc/hecate/kubeconfig.yaml",
-    )
+    # the key and the kubeconfig, as doctor had them fixed: readable by the daemon only
+    for path, mode in (("/etc/hecate/id_ed25519", "600"), ("/etc/hecate/kubeconfig.yaml", "640")):
+        assert run(host, f"stat -c '%a %G' {path}").stdout.split() == [mode, "hecate-daemon"]
     # Fast decisions and a fast startup for the test (live through `systemctl reload`);
     # cluster-only: the shutdown stops k3s and powers no node (nor this host) off.
     patch = {
