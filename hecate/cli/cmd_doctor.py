@@ -223,7 +223,7 @@ def _ups_read(cfg: HecateConfig) -> list[Finding]:
                 "ups.auth",
                 str(exc),
                 f"write {cfg.ups.user}'s password (from /etc/nut/upsd.users) to "
-                f"{cfg.ups.password_file}, mode 0600",
+                f"{cfg.ups.password_file}, mode 0640, group hecate-daemon (the daemon's)",
             ),
         ]
     except UpsAuthError as exc:
@@ -261,7 +261,8 @@ def _ups_read(cfg: HecateConfig) -> list[Finding]:
 def kube_checks(cfg: HecateConfig) -> list[Finding]:
     fix_kubeconfig = (
         "copy /etc/rancher/k3s/k3s.yaml from a server to "
-        f"{cfg.kubeconfig} (mode 0600) and set its server: to https://SERVER-ADDRESS:6443"
+        f"{cfg.kubeconfig} (mode 0640, group hecate-daemon: the daemon reads it) and set its "
+        "server: to https://SERVER-ADDRESS:6443"
     )
     try:
         kube = Kube(cfg.kubeconfig, timeout_s=10.0)
