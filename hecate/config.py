@@ -16,6 +16,8 @@ from hecate.addresses import Address, HostPort, ListenAddress, UpsTarget
 # Split into sibling modules to stay small; every name stays importable from hecate.config.
 from hecate.config_base import Node as Node
 from hecate.config_base import StrictModel as _Strict
+from hecate.config_checks import LOOSE_FILE_ADVICE as LOOSE_FILE_ADVICE
+from hecate.config_checks import LOOSE_FILE_BITS as LOOSE_FILE_BITS
 from hecate.config_checks import Resolver as Resolver
 from hecate.config_checks import resolve_problems as resolve_problems
 from hecate.config_checks import secret_file_errors as secret_file_errors

@@ -39,8 +39,16 @@ def resolve_problems(config: HecateConfig, check: Resolver = _bind_check) -> lis
     return problems
 
 
+# A secret file may be read by its group: the installer makes them root:hecate-daemon 0640, and
+# the unprivileged daemon reads them through that group (0600 root would lock it out). Access by
+# others, or a group that may write or execute it, is what is warned about.
+LOOSE_FILE_BITS = stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP
+LOOSE_FILE_ADVICE = "chmod 600 {path}, or chmod 640 with the daemon's group (chgrp hecate-daemon)"
+
+
 def secret_file_warnings(config: HecateConfig) -> list[str]:
-    """Warnings for secret files that are missing or readable by group or others."""
+    """Warnings for secret files that are missing, or open to others or to a group's writes
+    (a group that only reads is how the installed daemon reads them)."""
     warnings = []
     for key, path in config.secret_files().items():
         try:
@@ -51,10 +59,10 @@ def secret_file_warnings(config: HecateConfig) -> list[str]:
         except OSError as exc:
             warnings.append(f"{key}: {path} cannot be checked: {exc.strerror}")
             continue
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if mode & LOOSE_FILE_BITS:
             warnings.append(
-                f"{key}: {path} is accessible by group or others "
-                f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+                f"{key}: {path} is accessible by others or writable by its group "
+                f"(mode {stat.S_IMODE(mode):04o}); run: {LOOSE_FILE_ADVICE.format(path=path)}"
             )
     return warnings
 

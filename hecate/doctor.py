@@ -15,6 +15,10 @@ from typing import Final
 from hecate.config import HecateConfig
 
 # Findings, and the node checks, live in sibling modules; re-exported here.
+from hecate.doctor_daemon_files import OWNER_ONLY_FILES as OWNER_ONLY_FILES
+from hecate.doctor_daemon_files import DaemonUser as DaemonUser
+from hecate.doctor_daemon_files import PathMode as PathMode
+from hecate.doctor_daemon_files import daemon_read_findings as daemon_read_findings
 from hecate.doctor_findings import Finding as Finding
 from hecate.doctor_findings import Status as Status
 from hecate.doctor_findings import fail as fail

@@ -40,7 +40,7 @@ def check(
     not RFC 1123 host names, duplicate YAML keys, booleans given as numbers, .inf/.nan, empty
     values, metrics and coordination on the same port, min_samples above history_window, and a
     missing ups.password_file (the daemon cannot start without it). Warns when a secret file
-    (ups.password_file, coordination.token_file) is readable by group or others, or when
+    (ups.password_file, coordination.token_file) is open to others or group-writable, or when
     coordination.token_file is missing.
     """
     try:

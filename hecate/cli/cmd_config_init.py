@@ -143,9 +143,24 @@ def _discover(kubeconfig: Path, nut: str, existing: dict[str, Any] | None) -> Di
     )
 
 
+def _ownership(path: Path) -> tuple[int, int]:
+    """The owner and group the new file gets: those of the file it replaces, else the
+    directory's group. The installer makes the config root:hecate-daemon 0640 in a directory of
+    that group, and the unprivileged daemon reads it through the group: a file written by root
+    with root's group would stop `systemctl reload hecate` (and every restart) with "Permission
+    denied"."""
+    try:
+        info = path.stat()
+        return info.st_uid, info.st_gid
+    except FileNotFoundError:
+        return -1, path.parent.stat().st_gid
+
+
 def _write(path: Path, text: str) -> None:
-    """Atomically, mode 0640 (the config holds no secret, but names their files)."""
+    """Atomically, mode 0640 (the config holds no secret, but names their files), with the
+    replaced file's owner and group (see _ownership)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    uid, gid = _ownership(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -153,6 +168,8 @@ def _write(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        if (uid, gid) != (os.geteuid(), os.getegid()):
+            os.chown(tmp, uid, gid)
         Path(tmp).chmod(0o640)
         Path(tmp).replace(path)
     except OSError as exc:

@@ -14,6 +14,7 @@ import time
 import typer
 
 from hecate import doctor
+from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
 from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
 from hecate.cli.doctor_file import DOCTOR_FILE, last_result
@@ -33,8 +34,10 @@ GITEA_HINT = "gitea"
 def doctor_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
     """Check that the cluster is really protected; exit 0 only when it is.
 
-    Checks: the config is valid and holds no placeholder from the example; upsd serves the UPS
-    (the names it serves when not); the NUT user and password work with the privilege
+    Checks: the config is valid and holds no placeholder from the example; the daemon's user
+    (the owner of state_dir, hecate-daemon when installed) can read the config, the kubeconfig,
+    the SSH key and known hosts and the secret files, also when doctor runs as root; upsd
+    serves the UPS (the names it serves when not); the NUT user and password work with the privilege
     ups.auth_check needs; the kubeconfig loads and the API answers; the configured nodes are
     the cluster's; for every node: SSH with the configured key and a known host key, `sudo -n`
     allows exactly the commands Hecate needs, the k3s unit exists, the clock agrees; Flux's
@@ -97,6 +100,7 @@ def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
         for text in secret_file_warnings(cfg)
     ]
     findings += doctor.placeholder_findings(cfg)
+    findings += daemon_read_checks(cfg, config_path)
     findings += ups_checks(cfg)
     findings += kube_checks(cfg)
     findings += node_checks(cfg)
@@ -152,7 +156,7 @@ def _ups_read(cfg: HecateConfig) -> list[Finding]:
                 "ups.auth",
                 str(exc),
                 f"write {cfg.ups.user}'s password (from /etc/nut/upsd.users) to "
-                f"{cfg.ups.password_file}, mode 0600",
+                f"{cfg.ups.password_file}, mode 0640, group hecate-daemon (the daemon's)",
             ),
         ]
     except UpsAuthError as exc:
@@ -190,7 +194,8 @@ def _ups_read(cfg: HecateConfig) -> list[Finding]:
 def kube_checks(cfg: HecateConfig) -> list[Finding]:
     fix_kubeconfig = (
         "copy /etc/rancher/k3s/k3s.yaml from a server to "
-        f"{cfg.kubeconfig} (mode 0600) and set its server: to https://SERVER-ADDRESS:6443"
+        f"{cfg.kubeconfig} (mode 0640, group hecate-daemon: the daemon reads it) and set its "
+        "server: to https://SERVER-ADDRESS:6443"
     )
     try:
         kube = Kube(cfg.kubeconfig, timeout_s=10.0)

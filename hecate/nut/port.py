@@ -8,11 +8,11 @@ below, kept for their callers).
 from __future__ import annotations
 
 import logging
-import stat
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
+from hecate.config_checks import LOOSE_FILE_ADVICE, LOOSE_FILE_BITS
 from hecate.errors import (
     ConfigError,
     UpsAuthError,
@@ -81,7 +81,7 @@ def read_password_file(path: str | PathLike[str]) -> str:
     """The password in `path`: the first line, without its line ending.
 
     Raises ConfigError (naming the file, never its content) when it is unreadable or empty.
-    Warns when the file is readable by group or others.
+    Warns when the file is open to others or writable by its group (LOOSE_FILE_BITS).
     """
     file = Path(path)
     try:
@@ -90,8 +90,12 @@ def read_password_file(path: str | PathLike[str]) -> str:
     except (OSError, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"cannot read NUT password file {file}: {reason}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("NUT password file %s is accessible to group or others (chmod 600)", file)
+    if mode & LOOSE_FILE_BITS:
+        log.warning(
+            "NUT password file %s is accessible to others or writable by its group (%s)",
+            file,
+            LOOSE_FILE_ADVICE.format(path=file),
+        )
     password = text.split("\n", 1)[0].rstrip("\r")
     if not password:
         raise ConfigError(f"NUT password file {file} is empty")

@@ -134,6 +134,13 @@ def test_secret_file_permissions_are_checked(tmp_path: Path) -> None:
     assert "chmod 600" in warnings[0]
     secret.chmod(0o600)
     assert secret_file_warnings(config) == []
+    # the installer's root:hecate-daemon 0640: the unprivileged daemon reads it through its
+    # group, so that is not loose (advising 0600 would lock the daemon out)
+    secret.chmod(0o640)
+    assert secret_file_warnings(config) == []
+    for loose in (0o660, 0o650, 0o604):  # a group that may write or run it, or others
+        secret.chmod(loose)
+        assert len(secret_file_warnings(config)) == 1, oct(loose)
     missing = parse_config({"coordination": {"token_file": str(tmp_path / "none")}})
     assert "does not exist" in secret_file_warnings(missing)[0]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hecate.cli.cmd_config_init import _write
 from hecate.cli.main import run
 from hecate.config import parse_config
 from hecate.config_init import Discovery, FluxSource, plan_config, render_config
@@ -149,3 +152,29 @@ def test_init_never_overwrites_without_force(
     assert code == 2
     assert "--force" in capsys.readouterr().err
     assert out.read_text() == "mine: true\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file another group needs root")
+def test_the_written_config_keeps_the_group_the_daemon_reads_it_through(tmp_path: Path) -> None:
+    # The installer's config is root:hecate-daemon 0640 in a directory of that group; `sudo
+    # hecate config init --force` must not hand it to root's group, or the unprivileged daemon
+    # can no longer read it (found by tests/integration/test_install_offline.py).
+    daemon_gid = 4242
+    etc = tmp_path / "etc-hecate"
+    etc.mkdir()
+    os.chown(etc, 0, daemon_gid)
+    replaced = etc / "hecate.yaml"
+    replaced.write_text("old: true\n")
+    os.chown(replaced, 0, daemon_gid)
+    _write(replaced, "new: true\n")
+    info = replaced.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, daemon_gid, 0o640)
+    assert replaced.read_text().endswith("new: true\n")
+    # a first config takes the directory's group
+    fresh = etc / "fresh.yaml"
+    _write(fresh, "new: true\n")
+    assert (fresh.stat().st_gid, stat.S_IMODE(fresh.stat().st_mode)) == (daemon_gid, 0o640)
+    # and an operator's own owner is kept too
+    os.chown(replaced, 1234, 0)
+    _write(replaced, "again: true\n")
+    assert (replaced.stat().st_uid, replaced.stat().st_gid) == (1234, 0)

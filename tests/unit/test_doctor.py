@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hecate import doctor
+from hecate.cli import cmd_doctor_daemon
 from hecate.config import HecateConfig, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,3 +236,101 @@ def test_protected_only_without_failures_and_the_report_says_so() -> None:
     assert any(line.startswith("FAIL  c") for line in lines)
     assert any("fix: do this" in line for line in lines)
     assert doctor.summary(findings).startswith("NOT PROTECTED: 1 problem(s)")
+
+
+# --------------------------------------------------------------------------- the daemon's files
+
+DAEMON = doctor.DaemonUser("hecate-daemon", 990, frozenset({990}))
+ROOT_DIR = doctor.PathMode("/", 0, 0, 0o40755)
+ETC = doctor.PathMode("/etc", 0, 0, 0o40755)
+ETC_HECATE = doctor.PathMode("/etc/hecate", 0, 990, 0o40750)
+
+
+def key(uid: int, gid: int, mode: int) -> list[doctor.PathMode]:
+    return [ROOT_DIR, ETC, ETC_HECATE, doctor.PathMode("/etc/hecate/id_ed25519", uid, gid, mode)]
+
+
+def test_the_daemon_reads_through_its_group_owner_or_others_bits() -> None:
+    # (the file's uid, gid, mode) -> readable by hecate-daemon, and why
+    corpus = [
+        ((0, 990, 0o100640), True),  # root:hecate-daemon 0640 (other files: the advice)
+        ((990, 990, 0o100600), True),  # the daemon's own file
+        ((0, 0, 0o100600), False),  # `sudo ssh-keygen` / umask 077 as root: the finding
+        ((0, 0, 0o100640), False),  # group read, but root's group
+        ((0, 990, 0o100600), False),  # the daemon's group, no group read
+        ((0, 0, 0o100644), True),  # world-readable (a warning elsewhere, not a lock-out)
+        ((990, 0, 0o100044), False),  # the owner's bits count for the owner, not the group's
+    ]
+    for (uid, gid, mode), readable in corpus:
+        found = doctor.daemon_read_findings(DAEMON, {"ssh_identity_file": key(uid, gid, mode)})
+        assert doctor.protected(found) is readable, (uid, gid, oct(mode), found)
+        if not readable:
+            assert found[0].check == "daemon.reads.ssh_identity_file"
+            # the key becomes the daemon's own: ssh run by root (doctor) refuses a root key
+            # its group may read
+            assert found[0].fix == (
+                "chown hecate-daemon: /etc/hecate/id_ed25519 && chmod 600 /etc/hecate/id_ed25519"
+            )
+
+
+def test_a_directory_the_daemon_cannot_search_is_named() -> None:
+    closed = doctor.PathMode("/root", 0, 0, 0o40700)
+    chain = [ROOT_DIR, closed, doctor.PathMode("/root/kubeconfig", 0, 990, 0o100640)]
+    [finding] = doctor.daemon_read_findings(DAEMON, {"kubeconfig": chain, "config": []})
+    assert finding.status == "fail"
+    assert "directory /root is 0700" in finding.detail
+    assert finding.fix.startswith("chgrp hecate-daemon /root && chmod g+x /root")
+    # missing files (empty chains) are other checks' business; all readable: one ok line
+    good = doctor.daemon_read_findings(DAEMON, {"kubeconfig": key(0, 990, 0o100640), "x": []})
+    other = doctor.daemon_read_findings(DAEMON, {"kubeconfig": key(0, 0, 0o100600)})
+    assert other[0].fix.endswith("&& chmod 640 /etc/hecate/id_ed25519")  # group read suffices
+    assert [(f.check, f.status) for f in good] == [("daemon.reads", "ok")]
+    assert good[0].detail == "hecate-daemon (hecate.service) can read kubeconfig"
+
+
+@given(
+    uid=st.integers(0, 2000),
+    gid=st.integers(0, 2000),
+    mode=st.integers(0, 0o777),
+)
+def test_the_mode_decision_matches_the_kernels_rule(uid: int, gid: int, mode: int) -> None:
+    # the classic rule: exactly one class of bits applies (owner, else group, else others)
+    found = doctor.daemon_read_findings(DAEMON, {"f": key(uid, gid, 0o100000 | mode)})
+    if uid == DAEMON.uid:
+        bits = mode >> 6
+    elif gid in DAEMON.gids:
+        bits = mode >> 3
+    else:
+        bits = mode
+    assert doctor.protected(found) is bool(bits & 4)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of another user need root")
+def test_doctor_as_root_checks_the_files_as_the_state_dirs_owner() -> None:
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="hecate-doctor-"))
+    try:
+        base.chmod(0o755)
+        state = base / "state"
+        state.mkdir()
+        os.chown(state, nobody.pw_uid, nobody.pw_gid)
+        etc = base / "etc"
+        etc.mkdir(mode=0o750)
+        os.chown(etc, 0, nobody.pw_gid)
+        ident = etc / "id_ed25519"
+        ident.write_text("key\n")
+        ident.chmod(0o600)  # what `sudo ssh-keygen` leaves: root's alone
+        cfg = config(state_dir=str(state), ssh_identity_file=str(ident))
+        found = cmd_doctor_daemon.daemon_read_checks(cfg, str(base / "absent.yaml"))
+        assert [(f.check, f.status) for f in found] == [
+            ("daemon.reads.ssh_identity_file", "fail")
+        ], found
+        assert found[0].detail.startswith("nobody (hecate.service) cannot read")
+        os.chown(ident, nobody.pw_uid, nobody.pw_gid)  # the fix doctor gives: its own, 0600
+        found = cmd_doctor_daemon.daemon_read_checks(cfg, str(base / "absent.yaml"))
+        assert [(f.check, f.status) for f in found] == [("daemon.reads", "ok")], found
+        # a state dir of root's (or of whoever runs doctor): nobody else to check for
+        os.chown(state, 0, 0)
+        assert cmd_doctor_daemon.daemon_read_checks(cfg, str(base / "absent.yaml")) == []
+    finally:
+        shutil.rmtree(base)

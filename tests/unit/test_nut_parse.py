@@ -337,3 +337,7 @@ def test_read_password_file_problems(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert read_password_file(loose) == "topsecret"
     assert "chmod 600" in caplog.text
     assert "topsecret" not in caplog.text
+    caplog.clear()
+    loose.chmod(0o640)  # the installer's mode: the daemon reads it through its group
+    assert read_password_file(loose) == "topsecret"
+    assert "NUT password file" not in caplog.text
