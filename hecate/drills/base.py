@@ -39,6 +39,8 @@ class DrillEnv:
     read_ups: Callable[[], Poll] | None = None
     log: Callable[[str], None] = print
     sleep: Callable[[float], None] = time.sleep
+    # the clock port's monotonic side: every drill wait is bounded on it
+    monotonic: Callable[[], float] = time.monotonic
 
 
 @dataclass(frozen=True)
@@ -160,10 +162,12 @@ def wait_for(
     what: str,
     sleep: Callable[[float], None] = time.sleep,
     interval_s: float = 0.5,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
-    deadline = time.monotonic() + timeout_s
+    deadline = monotonic() + timeout_s
     while not check():
-        if time.monotonic() > deadline:
+        if monotonic() > deadline:
             raise DrillFailedError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         sleep(interval_s)
 

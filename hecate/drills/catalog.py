@@ -62,7 +62,13 @@ class FluxGiteaDeadlock:
     def apply_break(self, env: DrillEnv) -> None:
         kind, ns, name = _gitea(env)
         env.kube.scale(kind, ns, name, 0)
-        wait_for(lambda: not _source_ready(env), 120, "Flux's source to fail", env.sleep)
+        wait_for(
+            lambda: not _source_ready(env),
+            120,
+            "Flux's source to fail",
+            env.sleep,
+            monotonic=env.monotonic,
+        )
 
     def recover(self, env: DrillEnv) -> list[FlowReport]:
         return [_startup(env, "drill flux-gitea-deadlock")]
@@ -123,7 +129,9 @@ class FoundationRecovery:
                 env.kube.workload(i.kind, i.namespace, i.name).ready_replicas == 0 for i in items
             )
 
-        wait_for(all_down, 120, "the foundation workloads to stop", env.sleep)
+        wait_for(
+            all_down, 120, "the foundation workloads to stop", env.sleep, monotonic=env.monotonic
+        )
 
     def recover(self, env: DrillEnv) -> list[FlowReport]:
         return [_startup(env, "drill foundation-recovery")]
@@ -214,7 +222,7 @@ def _intent(env: DrillEnv) -> IntentState:
 
 
 def _wait_intent(env: DrillEnv, state: IntentState, timeout_s: float, what: str) -> None:
-    wait_for(lambda: _intent(env) is state, timeout_s, what, env.sleep)
+    wait_for(lambda: _intent(env) is state, timeout_s, what, env.sleep, monotonic=env.monotonic)
 
 
 @dataclass
@@ -298,12 +306,17 @@ class SecondOutageDuringStartup:
                 self.timeout_s,
                 "the aborted startup and the second shutdown",
                 env.sleep,
+                monotonic=env.monotonic,
             )
             self.after_second = _cluster_down(env)
             env.log("simulated mains back for good")
             ups.set("OL CHRG", 1800.0, 100.0)
             wait_for(
-                lambda: len(daemon.reports) >= 4, self.timeout_s, "the final startup", env.sleep
+                lambda: len(daemon.reports) >= 4,
+                self.timeout_s,
+                "the final startup",
+                env.sleep,
+                monotonic=env.monotonic,
             )
             return list(daemon.reports)
 

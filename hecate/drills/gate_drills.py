@@ -205,6 +205,7 @@ class StorageScaledToZero:
             120,
             f"{self._label} to stop",
             env.sleep,
+            monotonic=env.monotonic,
         )
 
     def recover(self, env: DrillEnv) -> list[FlowReport]:

@@ -134,7 +134,14 @@ def _start(ctx: FlowContext, stage: Stage, spec: StageSpec, playbook: str) -> No
 def _wait_api(ctx: FlowContext) -> None:
     timeout = ctx.config.startup.api_timeout_seconds
     if not wait_until(ctx, ctx.kube.readyz, timeout):
-        raise KubeError(f"the API did not become ready within {timeout:.0f}s")
+        servers = len(ctx.config.nodes.servers)
+        quorum = (
+            f" (with {servers} servers embedded etcd needs {servers // 2 + 1} of them running: "
+            "see which servers the start_servers stage could not start)"
+            if servers >= 3
+            else ""
+        )
+        raise KubeError(f"the API did not become ready within {timeout:.0f}s{quorum}")
 
 
 def _wait_nodes_ready(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:

@@ -121,5 +121,6 @@ def test_three_servers_start_with_one_unreachable_and_fail_clearly_with_two(
     wait_api = stages["wait_api"]
     assert wait_api.status == "failed"
     assert "the API did not become ready within 10s" in wait_api.detail
+    assert "embedded etcd needs 2 of them running" in wait_api.detail  # says why
     assert 10 <= wait_api.duration_s < 15, wait_api.duration_s  # bounded by api_timeout_seconds
     assert "start_agents" not in stages
