@@ -15,6 +15,7 @@ from hecate.readings import CommError, Poll
 class StartupOverrides:
     allow_peer_startup: bool = False
     allow_on_battery: bool = False
+    allow_peer_ups_down: bool = False
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,14 @@ def startup_refusals(
     now: float,
     overrides: StartupOverrides,
     peers: Sequence[PeerIntent] = (),
+    awaiting: frozenset[str] = frozenset(),
 ) -> list[Refusal]:
     """Every guard that refuses a startup right now (empty: startup may go ahead).
 
     One set for every startup (the CLI, the bootstrap unit, the daemon's power return): the
-    battery and charge from ONE UPS reading, the peer role, the local intent and the intents
-    the other instances reported (`peers`), all judged at the same `now`."""
+    battery and charge from ONE UPS reading, the peer role, the local intent, the intents the
+    other instances reported (`peers`) and, when a peer's trigger shut the cluster down, that
+    peer's own UPS (`awaiting`: state_dir/startup-awaits.json), all judged at the same `now`."""
     refusals: list[Refusal] = []
     coordination = config.coordination
     if coordination.role == "peer" and not overrides.allow_peer_startup:
@@ -89,6 +92,35 @@ def startup_refusals(
                 )
             )
     refusals += peer_refusals(peers, now, coordination.startup_guard_max_age_seconds)
+    if not overrides.allow_peer_ups_down:
+        refusals += peer_ups_refusals(awaiting, peers)
+    return refusals
+
+
+def peer_ups_refusals(awaiting: frozenset[str], peers: Sequence[PeerIntent]) -> list[Refusal]:
+    """Refusals for the peers whose trigger shut the cluster down (`awaiting`, by name, or by
+    "@host:port" when the name is not known) while their own UPS is not back on mains and
+    stable: starting then would start the cluster into the outage that stopped it. A peer that
+    does not answer, or does not report its UPS, is not back (fail closed)."""
+    refusals = []
+    for name in sorted(awaiting):
+        found = [p for p in peers if name in (p.name, f"@{p.address}")]
+        back = [p for p in found if p.ups is not None and p.ups.back]
+        if back:
+            continue
+        if not found:
+            why = "it does not answer"
+        elif found[0].ups is None:
+            why = "it does not report its UPS"
+        else:
+            why = found[0].ups.detail or "not back yet"
+        refusals.append(
+            Refusal(
+                "peer_ups",
+                f"peer {name}'s trigger shut the cluster down and its UPS is not back on mains "
+                f"and stable ({why}); wait for it, or pass --allow-peer-ups-down",
+            )
+        )
     return refusals
 
 

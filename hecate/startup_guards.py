@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from hecate.config import HecateConfig
 from hecate.coordination import peers_from_config
+from hecate.daemon.awaiting import load_awaiting
 from hecate.errors import GuardRefusedError, HecateError, IntentCorruptError
 from hecate.flows.context import FlowContext
 from hecate.guards import Refusal, StartupOverrides, startup_refusals
@@ -51,10 +52,17 @@ def startup_facts(
             ups = read_ups()
         except HecateError as exc:  # no reading: mains unconfirmed, the "ups" guard refuses
             ups = CommError(str(exc))
+    coordination = config.coordination
     if peers is None:
-        coordination = config.coordination
         peers = peers_from_config(coordination.peer_hosts, coordination.token_file)
-    return unknown + startup_refusals(config, intent, ups, now, overrides, peers.intents())
+    # Whose UPS the startup waits for (a peer's trigger shut the cluster down). Read, never
+    # moved here (the daemon sets a corrupt file aside); unreadable, every peer (fail closed).
+    awaiting = load_awaiting(config.state_dir, move=False)
+    if awaiting is None:
+        awaiting = frozenset(f"@{address}" for address in coordination.peer_hosts)
+    return unknown + startup_refusals(
+        config, intent, ups, now, overrides, peers.intents(), awaiting
+    )
 
 
 def guard_startup(

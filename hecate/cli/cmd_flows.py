@@ -67,6 +67,14 @@ def startup_command(
     allow_on_battery: Annotated[
         bool, typer.Option("--allow-on-battery", help="Start even while the UPS is on battery.")
     ] = False,
+    allow_peer_ups_down: Annotated[
+        bool,
+        typer.Option(
+            "--allow-peer-ups-down",
+            help="Start even though the UPS of the peer whose trigger shut the cluster down is "
+            "not back on mains and stable yet (hecate status names it).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Bring the cluster up in stages (dry run unless --execute).
@@ -75,13 +83,15 @@ def startup_command(
 
     Refused (exit 3) on a peer host, on battery, below startup.min_battery_charge, while
     a shutdown intent is active and not stale, or while an instance in
-    coordination.peer_hosts is starting or shutting down. The same guards as the daemon's and
+    coordination.peer_hosts is starting or shutting down, or while the UPS of the peer whose
+    trigger shut the cluster down is not back. The same guards as the daemon's and
     the boot unit's startups, checked once inside the startup's lock. Dry-run unless --execute.
     """
     cfg = load(config)
     overrides = StartupOverrides(
         allow_peer_startup=allow_peer_startup or auto_peer_failover,
         allow_on_battery=allow_on_battery,
+        allow_peer_ups_down=allow_peer_ups_down,
     )
     if execute and auto_peer_failover and cfg.coordination.role == "peer":
         answer = ask_coordinator_to_start(cfg)

@@ -20,7 +20,7 @@ from hecate.config import HecateConfig
 from hecate.coordination import CoordinatorHandlers, CoordinatorServer, HttpPeers
 from hecate.daemon.awaiting import AWAITS_FILE, awaiting_at_start, save_awaiting
 from hecate.flows.context import FlowContext
-from hecate.guards import StartupOverrides, peer_refusals
+from hecate.guards import StartupOverrides, peer_refusals, peer_ups_refusals
 from hecate.intent import IntentState
 from hecate.peers_port import PeerIntent, PeerUps, parse_peer_intent
 from hecate.readings import Poll, UpsReading, parse_status
@@ -229,3 +229,71 @@ def test_an_unreadable_awaits_file_waits_for_every_peer(
     assert awaiting_at_start(state, ["10.0.0.2:9561"]) == {"peer-a"}
     (state / AWAITS_FILE).unlink()
     assert awaiting_at_start(state, ["10.0.0.2:9561"]) == frozenset()  # absent: nobody
+
+
+def reporting(ups: PeerUps | None, name: str = "peer-a") -> PeerIntent:
+    return PeerIntent("10.0.0.2:9561", name, "shutdown_complete", 1000.0, None, ups)
+
+
+BACK = PeerUps("eaton", True, "on mains for 300s")
+DOWN = PeerUps("eaton", False, "on battery")
+
+
+@pytest.mark.parametrize(
+    ("awaiting", "peers", "refused", "why"),
+    [
+        (frozenset(), [], [], "no peer's trigger: nothing to wait for"),
+        (frozenset({"peer-a"}), [reporting(BACK)], [], "its UPS is back"),
+        (frozenset({"peer-a"}), [reporting(DOWN)], ["peer-a"], "still on battery"),
+        (frozenset({"peer-a"}), [], ["peer-a"], "it does not answer: not back (fail closed)"),
+        (frozenset({"peer-a"}), [reporting(None)], ["peer-a"], "an older Hecate: not back"),
+        (frozenset({"@10.0.0.2:9561"}), [reporting(BACK)], [], "known by address only"),
+        (
+            frozenset({"peer-a", "peer-b"}),
+            [reporting(BACK), reporting(DOWN, "peer-b")],
+            ["peer-b"],
+            "each awaited peer on its own",
+        ),
+    ],
+)
+def test_a_startup_waits_for_the_triggering_peers_ups(
+    awaiting: frozenset[str], peers: list[PeerIntent], refused: list[str], why: str
+) -> None:
+    refusals = peer_ups_refusals(awaiting, peers)
+    assert [r.guard for r in refusals] == ["peer_ups"] * len(refused), why
+    for name, refusal in zip(refused, refusals, strict=True):
+        assert f"peer {name}'s trigger" in refusal.message, why
+        assert "--allow-peer-ups-down" in refusal.message
+
+
+def test_cli_and_boot_startup_wait_for_the_triggering_peers_ups(
+    tmp_path: Path, peer: PeerServer, token_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hecate startup --execute` (also what hecate-bootstrap.service runs at a cold boot) is
+    held by the same rule as the daemon: the peer whose trigger shut the cluster down must
+    report its own UPS back; --allow-peer-ups-down is the operator's way past it."""
+    monkeypatch.setattr(common, "ups_reader", lambda _: UpsReading(parse_status("OL"), 1800, 100))
+    example = Path(__file__).resolve().parents[2] / "configs" / "hecate.example.yaml"
+    data = yaml.safe_load(example.read_text())
+    data["state_dir"] = str(tmp_path / "state")
+    data["ups"]["password_file"] = None
+    data["coordination"].update(peer_hosts=[peer.address], token_file=str(token_file))
+    config = tmp_path / "hecate.yaml"
+    config.write_text(yaml.safe_dump(data))
+    (tmp_path / "state").mkdir()
+    save_awaiting(tmp_path / "state", frozenset({"peer-a"}))
+    peer.answer = {
+        "state": "shutdown_complete",
+        "name": "peer-a",
+        "running": None,
+        "ups": {"name": "eaton", "back": False, "detail": "on battery"},
+    }
+    held = runner.invoke(app, ["startup", "-c", str(config), "--json"])
+    assert held.exit_code == 3, held.output
+    assert [x["guard"] for x in json.loads(held.stdout)["refused"]] == ["peer_ups"]
+    forced = runner.invoke(app, ["startup", "-c", str(config), "--json", "--allow-peer-ups-down"])
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)["refused"] == []
+    peer.answer = {**peer.answer, "ups": {"name": "eaton", "back": True, "detail": "on mains"}}
+    back = runner.invoke(app, ["startup", "-c", str(config), "--json"])
+    assert back.exit_code == 0, back.output
