@@ -23,6 +23,7 @@ from hecate.flows.context import (
     run_playbook,
 )
 from hecate.flows.drain import drain as _drain
+from hecate.flows.each_node import for_each_node
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
 from hecate.flows.report import FlowReport, record_interrupted
 from hecate.flows.runner import StepFn, StepTable, run_flow
@@ -206,17 +207,24 @@ def _suspend_flux(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
 
 def _cordon(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
     wanted = set(ctx.config.nodes.all)
-    for node in ctx.kube.nodes():
-        if node.name not in wanted:
+    nodes = [node for node in ctx.kube.nodes() if node.name in wanted]
+    # Nodes an operator cordoned are never recorded (startup leaves them cordoned). The others
+    # are recorded BEFORE their patches: a crash mid-stage still gets them uncordoned by the
+    # next startup (uncordoning one whose patch never landed changes nothing).
+    to_cordon = [node.name for node in nodes if not node.unschedulable]
+    for name in to_cordon:
+        ledger.add_cordoned(name)
+    if to_cordon:
+        save_ledger(ctx.config.state_dir, ledger)
+    errors = for_each_node(to_cordon, lambda name: ctx.kube.set_unschedulable(name, True))
+    for node in nodes:
+        exc = errors.get(node.name)
+        if exc is None:
+            stage.nodes[node.name] = "ok"
             continue
-        if not node.unschedulable:
-            try:
-                ctx.kube.set_unschedulable(node.name, True)
-            except KubeError as exc:
-                stage.status = "partial"
-                stage.nodes[node.name] = "failed"
-                stage.note(f"{node.name}: {exc}")
-                continue
-            ledger.add_cordoned(node.name)
-            save_ledger(ctx.config.state_dir, ledger)
-        stage.nodes[node.name] = "ok"
+        stage.status = "partial"
+        stage.nodes[node.name] = "failed"
+        stage.note(f"{node.name}: {exc}")
+        ledger.cordoned.remove(node.name)
+    if any(errors.values()):
+        save_ledger(ctx.config.state_dir, ledger)

@@ -21,6 +21,7 @@ from hecate.flows.context import (
     run_playbook,
     wait_until,
 )
+from hecate.flows.each_node import for_each_node
 from hecate.flows.gates import probes_gate, soak_gate, storage_gate, time_sync_gate
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
@@ -163,12 +164,19 @@ def _wait_nodes_ready(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
     if stragglers:
         stage.status = StageStatus.PARTIAL
         stage.note(f"not Ready: {', '.join(stragglers)}")
-    # Uncordon only what Hecate cordoned; nodes an operator cordoned stay cordoned.
-    for name in list(ledger.cordoned):
-        if name in nodes:
-            ctx.kube.set_unschedulable(name, False)
-        ledger.cordoned.remove(name)
+    # Uncordon only what Hecate cordoned; nodes an operator cordoned stay cordoned. All at
+    # once; one that fails stays in the ledger (the next startup tries it again) and fails
+    # the stage, as before, after the others are done.
+    recorded = list(ledger.cordoned)
+    present = [name for name in recorded if name in nodes]
+    errors = for_each_node(present, lambda name: ctx.kube.set_unschedulable(name, False))
+    failed = {name: exc for name, exc in errors.items() if exc is not None}
+    ledger.cordoned = [name for name in recorded if name in failed]
+    if recorded:
         save_ledger(ctx.config.state_dir, ledger)
+    if failed:
+        name, exc = next(iter(failed.items()))
+        raise KubeError(f"cannot uncordon {', '.join(failed)} ({name}: {exc})")
 
 
 def _restore_foundation(ctx: FlowContext, stage: Stage) -> None:
