@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from hecate.errors import StateError
+from hecate.errors import HecateError, StateError
 from hecate.statefiles import atomic_write_json, read_json
 
 AWAITS_FILE = "startup-awaits.json"
@@ -43,6 +43,12 @@ def awaiting_at_start(state_dir: Path, peer_hosts: Iterable[object]) -> frozense
     everyone = frozenset(f"@{address}" for address in peer_hosts)
     if everyone:
         log.error("the startup waits for the UPS of every peer: %s", ", ".join(sorted(everyone)))
+    # Written back: the unreadable file was set aside, and every other startup (the CLI, the
+    # boot unit, through the peer_ups guard) must wait for the same peers, not for nobody.
+    try:
+        save_awaiting(state_dir, everyone)
+    except HecateError as exc:
+        log.error("cannot record the peers the startup waits for: %s", exc)
     return everyone
 
 

@@ -207,7 +207,7 @@ class Daemon:
         idle = self.sup.running is None
         if self.warmer is not None and self.state.on_battery and idle:
             self.warmer.warm(self.mono())
-        self.probe.maybe(self.client, t)
+        self.probe.maybe(self.client, m)  # an interval: on the monotonic clock
         actions: list[Action] = [
             RunShutdown(e.reason) if isinstance(e, sv.ShutdownOwed) else e
             for e in effects
@@ -272,12 +272,14 @@ class Daemon:
         self.notifier.status(f"{kind.value} running: {reason}")
 
     def _flow_thread(self, kind: sv.FlowKind, reason: str, cancel: threading.Event) -> None:
-        # The flows load Ansible and lightkube: imported with the first flow (idle RSS, #16).
-        from hecate.flows.shutdown import ShutdownOptions, run_shutdown  # noqa: PLC0415
-        from hecate.flows.startup import StartupOptions, run_startup  # noqa: PLC0415
-
         outcome = sv.FlowOutcome.ERROR
         try:
+            # The flows load Ansible and lightkube: imported with the first flow (idle RSS,
+            # #16), inside the try: an import that fails is a flow that could not run (retried),
+            # never a worker that dies without telling the supervisor.
+            from hecate.flows.shutdown import ShutdownOptions, run_shutdown  # noqa: PLC0415
+            from hecate.flows.startup import StartupOptions, run_startup  # noqa: PLC0415
+
             with self.context_factory(cancel) as ctx:
                 if kind is sv.FlowKind.SHUTDOWN:
                     options = ShutdownOptions(mode=self.config.shutdown.ups_mode, reason=reason)

@@ -23,7 +23,13 @@ def _node_empty(kube: KubeApi, node: str) -> bool:
 
 
 def _all_empty(kube: KubeApi, nodes: list[str]) -> bool:
-    return all(_node_empty(kube, node) for node in nodes)
+    # A listing that fails is "not empty yet": the step keeps waiting its bound (one transient
+    # error must not rush every agent on to deletes without grace); the listing after the wait
+    # is what marks a node failed.
+    try:
+        return all(_node_empty(kube, node) for node in nodes)
+    except KubeError:
+        return False
 
 
 def drain(ctx: FlowContext, stage: Stage, agents: list[str]) -> None:

@@ -9,7 +9,8 @@ from typing import cast
 import yaml
 
 from hecate.config import HecateConfig
-from hecate.errors import KubeError
+from hecate.daemon.awaiting import load_awaiting, save_awaiting
+from hecate.errors import HecateError, KubeError
 from hecate.flow_plans import FlowPlan, StageSpec, StageStatus, StartupOptions, startup_plan
 from hecate.flows.bootstrap_cache import cached_or_configured
 from hecate.flows.context import (
@@ -73,6 +74,13 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
                 run_id=run_id,
                 now=report.ended_at,
             )
+            # The cluster is up: no peer's outage is waited for any more (whoever started it:
+            # the daemon, the CLI, the boot unit), or the next outage would wait for it too.
+            try:
+                if load_awaiting(config.state_dir, move=False) != frozenset():
+                    save_awaiting(config.state_dir, frozenset())
+            except HecateError as exc:
+                ctx.progress("startup", "warning", f"could not clear startup-awaits.json: {exc}")
         # FAILED or ABORTED: the intent stays startup_in_progress so `status` shows where it
         # stopped; a shutdown may take over, and a new startup resumes.
         return report

@@ -18,7 +18,7 @@ from hecate.cli import common
 from hecate.cli.main import app
 from hecate.config import HecateConfig
 from hecate.coordination import CoordinatorHandlers, CoordinatorServer, HttpPeers
-from hecate.daemon.awaiting import AWAITS_FILE, awaiting_at_start, save_awaiting
+from hecate.daemon.awaiting import AWAITS_FILE, awaiting_at_start, load_awaiting, save_awaiting
 from hecate.flows.context import FlowContext
 from hecate.guards import StartupOverrides, peer_refusals, peer_ups_refusals
 from hecate.intent import IntentState
@@ -297,3 +297,14 @@ def test_cli_and_boot_startup_wait_for_the_triggering_peers_ups(
     peer.answer = {**peer.answer, "ups": {"name": "eaton", "back": True, "detail": "on mains"}}
     back = runner.invoke(app, ["startup", "-c", str(config), "--json"])
     assert back.exit_code == 0, back.output
+
+
+def test_an_unreadable_awaits_file_is_written_back_for_every_other_startup(tmp_path: Path) -> None:
+    """The daemon sets the corrupt file aside at its start; the CLI's and the boot unit's
+    peer_ups guard must then still wait for every peer, not read "nobody"."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / AWAITS_FILE).write_bytes(b"{")
+    assert awaiting_at_start(state, ["10.0.0.2:9561"]) == {"@10.0.0.2:9561"}
+    assert load_awaiting(state, move=False) == frozenset({"@10.0.0.2:9561"})
+    assert list(state.glob(f"{AWAITS_FILE}.corrupt-*")), "the unreadable copy is kept aside"
