@@ -220,7 +220,11 @@ def startup_plan(
     return FlowPlan(
         "startup",
         before=(
-            StageSpec("guards", "battery, peer, intent and charge guards"),
+            StageSpec(
+                "guards",
+                "one guard set, inside the lock: peer role, intent, UPS readable, battery, "
+                "charge, peers busy, triggering peer's UPS back",
+            ),
             StageSpec("intent", "record intent startup_in_progress"),
         ),
         stages=tuple(stages),
