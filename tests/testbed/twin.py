@@ -69,6 +69,9 @@ HECATE_UID = 1000
 GITEA_URL = "http://gitea-http.gitea.svc.cluster.local:3000/ops/cluster.git"
 
 
+COPY_ATTEMPTS = 3  # podman cp of the node files (see Twin._copy_files)
+
+
 class TwinError(RuntimeError):
     """The twin could not do what was asked (start, wait, power...)."""
 
@@ -798,16 +801,26 @@ class Twin:
         return buffer.getvalue()
 
     def _copy_files(self, node: TwinNode) -> None:
-        proc = subprocess.run(
-            ["podman", "cp", "--archive=false", "-", f"{node.container}:/"],
-            input=self._node_tar(node),
-            capture_output=True,
-            timeout=60,
-            check=False,
-            env=podman_env(),
-        )
-        if proc.returncode != 0:
-            raise TwinError(f"podman cp into {node.container} failed: {proc.stderr.decode()}")
+        # podman cp now and then loses its own pipe on a loaded host ("passing bulk input to
+        # subprocess: write |1: broken pipe"); the copy is idempotent, so it is tried again,
+        # a bounded number of times.
+        data = self._node_tar(node)
+        errors = []
+        for attempt in range(COPY_ATTEMPTS):
+            if attempt:
+                time.sleep(1.0)
+            proc = subprocess.run(
+                ["podman", "cp", "--archive=false", "-", f"{node.container}:/"],
+                input=data,
+                capture_output=True,
+                timeout=60,
+                check=False,
+                env=podman_env(),
+            )
+            if proc.returncode == 0:
+                return
+            errors.append(proc.stderr.decode(errors="replace").strip())
+        raise TwinError(f"podman cp into {node.container} failed {COPY_ATTEMPTS} times: {errors}")
 
     def wait_ready(self, timeout: float = 60.0, nodes: Iterable[TwinNode] | None = None) -> None:
         """Wait until SSH answers on the nodes, the API is ready and their Nodes are Ready."""
