@@ -10,9 +10,9 @@ import pytest
 
 from hecate.config import HecateConfig, parse_config
 from hecate.errors import HecateError
-from hecate.flow_plans import FlowPlan, StageSpec, StageStatus
+from hecate.flow_plans import FlowKind, FlowPlan, StageSpec, StageStatus
 from hecate.flows.context import FlowAbortedError, FlowContext, Stage, wait_until
-from hecate.flows.report import load_report
+from hecate.flows.report import FlowReport, load_report
 from hecate.flows.runner import MissingStepError, StageRecorder, StepTable, run_flow, walk
 from hecate.runs import Outcome
 from hecate.state import StateStore
@@ -64,6 +64,22 @@ PLAN = FlowPlan(
 )
 
 
+def _run(
+    ctx: FlowContext, t: FakeTime, steps: StepTable, run_id: str, mode: str = ""
+) -> FlowReport:
+    """PLAN through the one runner, as a flow of the kind its run id names."""
+    kind: FlowKind = "startup" if run_id.startswith("startup") else "shutdown"
+    return run_flow(
+        ctx,
+        lambda: (PLAN, steps),
+        kind=kind,
+        run_id=run_id,
+        started=t.wall,
+        reason="test",
+        mode=mode,
+    )
+
+
 def test_walks_in_plan_order_with_skips_and_the_monotonic_clock(tmp_path: Path) -> None:
     t = FakeTime()
     ctx = _ctx(tmp_path, t)
@@ -110,15 +126,7 @@ def test_cancel_between_stages_aborts_and_records(tmp_path: Path) -> None:
         ctx.cancel.set()  # e.g. a new outage during startup
 
     steps: StepTable = {"one": one, "three": lambda s, p: ran.append(p.name)}
-    report = run_flow(
-        ctx,
-        lambda: (PLAN, steps),
-        kind="shutdown",
-        run_id="shutdown-x",
-        started=t.wall,
-        reason="test",
-        mode="cluster-only",
-    )
+    report = _run(ctx, t, steps, "shutdown-x", mode="cluster-only")
     assert ran == ["one"]
     assert report.outcome is Outcome.ABORTED and "before stage two" in report.message
     assert [s.name for s in report.stages] == ["one"]
@@ -135,15 +143,7 @@ def test_an_error_fails_the_stage_and_stops_the_run(tmp_path: Path) -> None:
     def one(stage: Stage, spec: StageSpec) -> None:
         raise HecateError("the API did not become ready")
 
-    report = run_flow(
-        ctx,
-        lambda: (PLAN, {"one": one, "three": one}),
-        kind="startup",
-        run_id="startup-x",
-        started=t.wall,
-        reason="test",
-        mode="",
-    )
+    report = _run(ctx, t, {"one": one, "three": one}, "startup-x")
     assert report.outcome is Outcome.FAILED
     assert [(s.name, s.status) for s in report.stages] == [("one", StageStatus.FAILED)]
     assert "did not become ready" in report.stages[0].detail
@@ -156,29 +156,13 @@ def test_partial_stage_makes_a_partial_outcome_and_skips_do_not(tmp_path: Path) 
     def warn(stage: Stage, spec: StageSpec) -> None:
         stage.status = StageStatus.WARNING
 
-    ok = run_flow(
-        ctx,
-        lambda: (PLAN, {"one": warn, "three": warn}),
-        kind="shutdown",
-        run_id="shutdown-a",
-        started=t.wall,
-        reason="test",
-        mode="",
-    )
+    ok = _run(ctx, t, {"one": warn, "three": warn}, "shutdown-a")
     assert ok.outcome is Outcome.SUCCESS  # warnings and skips allowed
 
     def partial(stage: Stage, spec: StageSpec) -> None:
         stage.status = StageStatus.PARTIAL
 
-    report = run_flow(
-        ctx,
-        lambda: (PLAN, {"one": warn, "three": partial}),
-        kind="shutdown",
-        run_id="shutdown-b",
-        started=t.wall,
-        reason="test",
-        mode="",
-    )
+    report = _run(ctx, t, {"one": warn, "three": partial}, "shutdown-b")
     assert report.outcome is Outcome.PARTIAL
 
 
