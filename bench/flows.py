@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -147,16 +148,35 @@ class RecordingAnsible:
     ) -> PlaybookResult:
         called_at, start = time.time(), time.monotonic()
         result = self.inner.run(request, on_event=on_event, cancel=cancel)
-        wall = time.monotonic() - start
-        starts = [t.start.timestamp() for t in result.tasks if t.start is not None]
+        self._record(result.playbook, [result], called_at, time.monotonic() - start)
+        return result
+
+    def run_batch(
+        self,
+        requests: Sequence[PlaybookRequest],
+        *,
+        on_event: EventCallback | None = None,
+        cancel: Any = None,
+    ) -> list[PlaybookResult]:
+        called_at, start = time.time(), time.monotonic()
+        results = self.inner.run_batch(requests, on_event=on_event, cancel=cancel)
+        name = "+".join(r.playbook for r in results)
+        self._record(f"batch {name}", results, called_at, time.monotonic() - start)
+        return results
+
+    def _record(
+        self, name: str, results: list[PlaybookResult], called_at: float, wall: float
+    ) -> None:
+        tasks = [t for result in results for t in result.tasks]
+        starts = [t.start.timestamp() for t in tasks if t.start is not None]
         per_task: dict[str, list[float]] = {}
-        for timing in result.tasks:
+        for timing in tasks:
             if timing.duration_s is not None:
                 per_task.setdefault(timing.task, []).append(timing.duration_s)
         self.runs.append(
             PlaybookRun(
-                playbook=result.playbook,
-                hosts=len(result.hosts),
+                playbook=name,
+                hosts=len({h for result in results for h in result.hosts}),
                 wall_s=round(wall, 3),
                 before_first_task_s=round(min(starts) - called_at, 3) if starts else None,
                 tasks={
@@ -165,7 +185,6 @@ class RecordingAnsible:
                 },
             )
         )
-        return result
 
 
 @dataclass

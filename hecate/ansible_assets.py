@@ -70,6 +70,11 @@ _RESOLVED: Mapping[Playbook, ResolvedPlaybook] = MappingProxyType(
 )
 
 
+# The playbook files whose plays intersect their hosts with `hecate_stage_group`, so the port
+# may run them as stages of one ansible-playbook (hecate/ansible_batch.py).
+BATCHABLE_FILES = frozenset({f"{K3S_SERVICE_PLAYBOOK}.yml", "poweroff.yml"})
+
+
 def resolve_playbook(name: str) -> ResolvedPlaybook:
     """The file (relative to ``playbooks/``) and implied extra vars of a bare playbook name.
 
@@ -132,6 +137,7 @@ def assets_dir() -> Path:
 
 __all__ = [
     "ASSETS_ENV",
+    "BATCHABLE_FILES",
     "K3S_SERVICE_PLAYBOOK",
     "Playbook",
     "PlaybookError",

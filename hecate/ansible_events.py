@@ -67,6 +67,9 @@ class TaskEvent:
     # The module's result (`res`) of an ok/changed task, e.g. a command's stdout (not part of
     # an event's identity: two events of the same task and status compare equal).
     result: Mapping[str, Any] | None = field(default=None, compare=False)
+    # In a batch (several stages in one run, hecate/ansible_batch.py): which of the requests
+    # the event belongs to, by its index in the batch; None for a run of one playbook.
+    stage: int | None = None
 
 
 EventCallback = Callable[[TaskEvent], None]

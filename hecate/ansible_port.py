@@ -15,6 +15,7 @@ are still handled.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -28,11 +29,26 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hecate.ansible_assets import (
+    BATCHABLE_FILES,
     Playbook,
     PlaybookError,
     assets_dir,
     playbook_extravars,
     resolve_playbook,
+)
+from hecate.ansible_batch import (
+    BatchCollector,
+    BatchStage,
+    StageOutcome,
+    batch_inventory,
+    batch_limit,
+    batch_playbook_text,
+    event_stage,
+    merge_outcomes,
+    not_reached,
+    pending_hosts,
+    play_start_stage,
+    stage_outcomes,
 )
 from hecate.ansible_events import (
     EventCallback,
@@ -152,6 +168,16 @@ class Ansible(Protocol):
         on_event: EventCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> PlaybookResult: ...
+
+    def run_batch(
+        self,
+        requests: Sequence[PlaybookRequest],
+        *,
+        on_event: EventCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[PlaybookResult]:
+        """Several playbooks in order, one result each (AnsiblePort: one ansible-playbook)."""
+        ...
 
 
 def log_event(event: TaskEvent) -> None:
@@ -291,6 +317,14 @@ class AnsiblePort:
 
     # ------------------------------------------------------------------ running
 
+    def _checked_limit(self, name: str, request: PlaybookRequest) -> tuple[str, ...] | None:
+        limit = tuple(request.limit) if request.limit is not None else None
+        if limit is not None:
+            unknown = sorted(set(limit) - self.hosts)
+            if unknown:
+                raise PlaybookError(f"{name}: hosts not in the inventory: {unknown}")
+        return limit
+
     def run(
         self,
         request: PlaybookRequest,
@@ -301,38 +335,245 @@ class AnsiblePort:
         """Run one playbook; returns its result, raises AnsibleRunError if it cannot run."""
         started = time.monotonic()
         name = Path(request.playbook).stem
-        limit = tuple(request.limit) if request.limit is not None else None
         path = self.playbook_path(request.playbook)
         extravars = self.extravars(request)  # a contradiction is refused before anything runs
-        if limit is not None:
-            unknown = sorted(set(limit) - self.hosts)
-            if unknown:
-                raise PlaybookError(f"{name}: hosts not in the inventory: {unknown}")
-            if not limit:
-                return PlaybookResult(name, "skipped", 0, {}, 0.0, [], None, limit, "empty limit")
+        limit = self._checked_limit(name, request)
+        if limit is not None and not limit:
+            return PlaybookResult(name, "skipped", 0, {}, 0.0, [], None, limit, "empty limit")
         if cancel is not None and cancel.is_set():
             return PlaybookResult(name, "canceled", 254, {}, 0.0, [], None, limit, "canceled")
 
         timeout_s = request.timeout_s or self.default_timeout_s
+        timings: list[TaskTiming] = []
+
+        def collect(_event: dict[str, Any], mapped: TaskEvent, timing: TaskTiming | None) -> None:
+            if timing is not None:
+                timings.append(timing)
+
+        log.info("ansible: %s limit=%s timeout=%ss", name, ",".join(limit or ["all"]), timeout_s)
+        done = self._run_runner(
+            name,
+            path,
+            inventory=self.inventory,
+            extravars=extravars,
+            limit=limit,
+            timeout_s=timeout_s,
+            request=request,
+            collect=collect,
+            on_event=on_event,
+            cancel=cancel,
+        )
+        hosts = parse_stats(done.stats)
+        detail = ""
+        if done.status == "timeout":
+            detail = f"timed out after {timeout_s:g}s"
+        elif done.status == "failed" and not hosts:
+            detail = stdout_tail(done.artifacts / "stdout")
+        result = PlaybookResult(
+            playbook=name,
+            status=done.status,
+            rc=done.rc,
+            hosts=hosts,
+            duration_s=time.monotonic() - started,
+            tasks=timings,
+            artifacts_dir=done.artifacts,
+            limit=limit,
+            detail=detail,
+        )
+        log.info("ansible: %s", result.summary())
+        return result
+
+    def run_batch(
+        self,
+        requests: Sequence[PlaybookRequest],
+        *,
+        on_event: EventCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[PlaybookResult]:
+        """Run several playbooks, in order, as the plays of one ``ansible-playbook`` (see
+        :mod:`hecate.ansible_batch`); one result per request, as :meth:`run` would return it.
+        Hosts that ansible dropped after a failure in an earlier play get the later stages in
+        one more run, so a node's failure never keeps it (or the others) from a later stage.
+        Every request is checked before anything runs; ``check``, ``tags`` and ``skip_tags``
+        are not batched (those requests are refused: run them alone)."""
+        names = [Path(r.playbook).stem for r in requests]
+        stages: list[BatchStage] = []
+        results: dict[int, PlaybookResult] = {}
+        for index, (name, request) in enumerate(zip(names, requests, strict=True)):
+            if request.check or request.tags or request.skip_tags:
+                raise PlaybookError(f"{name}: check mode and tags are not batched; run it alone")
+            path = self.playbook_path(request.playbook)
+            batchable = resolve_playbook(request.playbook).file in BATCHABLE_FILES
+            if not Path(request.playbook).is_absolute() and not batchable:
+                raise PlaybookError(f"{name}: its playbook does not take a stage group")
+            extravars = self.extravars(request)
+            limit = self._checked_limit(name, request)
+            if limit is None:
+                raise PlaybookError(f"{name}: a batched stage needs its hosts (a limit)")
+            if not limit:
+                results[index] = PlaybookResult(
+                    name, "skipped", 0, {}, 0.0, [], None, limit, "empty limit"
+                )
+                continue
+            timeout_s = request.timeout_s or self.default_timeout_s
+            stages.append(BatchStage(index, name, path, extravars, limit, timeout_s))
+        if cancel is not None and cancel.is_set():
+            stages, canceled = [], stages
+            for stage in canceled:
+                results[stage.index] = PlaybookResult(
+                    stage.playbook, "canceled", 254, {}, 0.0, [], None, stage.hosts, "canceled"
+                )
+        if len(stages) == 1:  # nothing to share: the plain run
+            only = stages[0]
+            results[only.index] = self.run(requests[only.index], on_event=on_event, cancel=cancel)
+            stages = []
+        outcomes, artifacts = self._run_stages(stages, on_event=on_event, cancel=cancel)
+        for stage in stages:
+            outcome = outcomes[stage.index]
+            results[stage.index] = PlaybookResult(
+                playbook=stage.playbook,
+                status=outcome.status,
+                rc=outcome.rc,
+                hosts=outcome.hosts,
+                duration_s=outcome.duration_s,
+                tasks=outcome.tasks,
+                artifacts_dir=artifacts,
+                limit=stage.hosts,
+                detail=outcome.detail,
+            )
+            log.info("ansible: %s", results[stage.index].summary())
+        return [results[index] for index in range(len(requests))]
+
+    def _run_stages(
+        self,
+        stages: Sequence[BatchStage],
+        *,
+        on_event: EventCallback | None,
+        cancel: threading.Event | None,
+    ) -> tuple[dict[int, StageOutcome], Path | None]:
+        """Run the batch, then again for the hosts a run never reached (bounded: each run
+        completes at least its first stage, so there are at most as many runs as stages)."""
+        outcomes: dict[int, StageOutcome] = {}
+        artifacts: Path | None = None
+        todo = list(stages)
+        for _attempt in range(len(stages)):
+            if not todo:
+                break
+            collected = BatchCollector()
+            timeout_s = sum(stage.timeout_s for stage in todo)
+            done = self._run_batch_once(todo, collected, timeout_s, on_event, cancel)
+            artifacts = done.artifacts
+            for outcome in stage_outcomes(
+                todo, collected, done.status, done.rc, timeout_s=timeout_s
+            ):
+                earlier = outcomes.get(outcome.index)
+                outcomes[outcome.index] = (
+                    outcome if earlier is None else merge_outcomes(earlier, outcome)
+                )
+            if done.status in ("timeout", "canceled") or not collected.saw_anything:
+                if not collected.saw_anything and done.status == "failed":
+                    tail = stdout_tail(done.artifacts / "stdout")
+                    for stage in todo:
+                        outcome = outcomes[stage.index]
+                        outcomes[stage.index] = StageOutcome(
+                            outcome.index,
+                            "failed",
+                            done.rc,
+                            outcome.hosts,
+                            outcome.tasks,
+                            outcome.duration_s,
+                            outcome.detail or tail,
+                        )
+                break
+            todo = pending_hosts(todo, collected)
+            if todo:
+                log.info(
+                    "ansible: batch again for hosts a failure kept from later stages: %s",
+                    "; ".join(f"{s.playbook} {','.join(s.hosts)}" for s in todo),
+                )
+        return {s.index: not_reached(s, outcomes[s.index]) for s in stages}, artifacts
+
+    def _run_batch_once(
+        self,
+        stages: Sequence[BatchStage],
+        collected: BatchCollector,
+        timeout_s: float,
+        on_event: EventCallback | None,
+        cancel: threading.Event | None,
+    ) -> _RunnerDone:
+        label = "+".join(stage.playbook for stage in stages)
+
+        def collect(event: dict[str, Any], mapped: TaskEvent, timing: TaskTiming | None) -> None:
+            if mapped.stage is not None:
+                collected.add(mapped.stage, mapped, timing)
+
+        def play_started(event: dict[str, Any]) -> None:
+            stage = play_start_stage(event)
+            if stage is not None:
+                collected.play_started(stage)
+
+        limit = batch_limit(stages)
+        log.info("ansible: batch %s limit=%s timeout=%ss", label, ",".join(limit), timeout_s)
+        return self._run_runner(
+            "batch",
+            None,
+            inventory=batch_inventory(self.inventory, stages),
+            extravars={},
+            limit=limit,
+            timeout_s=timeout_s,
+            request=None,
+            collect=collect,
+            on_event=on_event,
+            cancel=cancel,
+            batch=batch_playbook_text(stages),
+            on_play=play_started,
+        )
+
+    def _run_runner(
+        self,
+        name: str,
+        path: Path | None,
+        *,
+        inventory: Mapping[str, Any],
+        extravars: Mapping[str, Any],
+        limit: tuple[str, ...] | None,
+        timeout_s: float,
+        request: PlaybookRequest | None,
+        collect: Callable[[dict[str, Any], TaskEvent, TaskTiming | None], None],
+        on_event: EventCallback | None,
+        cancel: threading.Event | None,
+        batch: str | None = None,
+        on_play: Callable[[dict[str, Any]], None] | None = None,
+    ) -> _RunnerDone:
+        """One ansible-runner run in a new private data dir (kept, rotated): `path` is the
+        playbook, or `batch` the combined playbook written into the run dir."""
         run_dir = new_run_dir(self.artifacts_root, name, datetime.now(UTC))
         write_private_data_dir(
             run_dir,
-            inventory_text=dump_inventory(self.inventory),
+            inventory_text=dump_inventory(dict(inventory)),
             envvars=self.envvars(run_dir),
             settings=runner_settings(timeout_s),
             extravars=extravars,
             state_dir=self.state_dir,
         )
-        timings: list[TaskTiming] = []
+        if batch is not None:
+            path = run_dir / "batch.yml"
+            path.write_text(batch)
+        if path is None:
+            raise PlaybookError(f"{name}: neither a playbook nor a batch to run")
 
         def handle(event: dict[str, Any]) -> bool:
+            if on_play is not None:
+                on_play(event)
             mapped = task_event_from_runner(name, event)
             if mapped is None:
                 return True
+            if batch is not None:
+                mapped = dataclasses.replace(mapped, stage=event_stage(event))
+            timing = None
             if mapped.status != "started":
                 timing = timing_from_runner(event, mapped.status)
-                if timing is not None:
-                    timings.append(timing)
+            collect(event, mapped, timing)
             for callback in (log_event, on_event):
                 if callback is None:
                     continue
@@ -342,8 +583,7 @@ class AnsiblePort:
                     log.exception("on_event callback failed for %s", mapped)
             return True
 
-        cmdline = ["--check"] if request.check else []
-        log.info("ansible: %s limit=%s timeout=%ss", name, ",".join(limit or ["all"]), timeout_s)
+        cmdline = ["--check"] if request is not None and request.check else []
         import ansible_runner  # noqa: PLC0415 - only a flow needs it (daemon idle RSS)
 
         try:
@@ -353,8 +593,8 @@ class AnsiblePort:
                 playbook=str(path),
                 ident="run",
                 limit=",".join(limit) if limit is not None else None,
-                tags=",".join(request.tags) or None,
-                skip_tags=",".join(request.skip_tags) or None,
+                tags=",".join(request.tags) or None if request is not None else None,
+                skip_tags=",".join(request.skip_tags) or None if request is not None else None,
                 cmdline=" ".join(cmdline) or None,
                 event_handler=handle,
                 cancel_callback=cancel.is_set if cancel is not None else None,
@@ -364,28 +604,23 @@ class AnsiblePort:
             raise AnsibleRunError(f"{name}: ansible-runner could not run: {exc}") from exc
         finally:
             self.rotate()
-
-        status = run_status(runner.status)
         artifacts = Path(runner.config.artifact_dir)
-        hosts = parse_stats(runner.stats)
-        detail = ""
-        if status == "timeout":
-            detail = f"timed out after {timeout_s:g}s"
-        elif status == "failed" and not hosts:
-            detail = stdout_tail(artifacts / "stdout")
-        result = PlaybookResult(
-            playbook=name,
-            status=status,
-            rc=int(runner.rc) if runner.rc is not None else -1,
-            hosts=hosts,
-            duration_s=time.monotonic() - started,
-            tasks=timings,
-            artifacts_dir=artifacts,
-            limit=limit,
-            detail=detail,
+        return _RunnerDone(
+            run_status(runner.status),
+            int(runner.rc) if runner.rc is not None else -1,
+            runner.stats,
+            artifacts,
         )
-        log.info("ansible: %s", result.summary())
-        return result
+
+
+@dataclass(frozen=True)
+class _RunnerDone:
+    """What one ansible-runner run ended with (judged by status, rc and stats)."""
+
+    status: RunStatus
+    rc: int
+    stats: Mapping[str, Any] | None
+    artifacts: Path
 
 
 @contextmanager

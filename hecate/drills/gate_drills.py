@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hecate.ansible_port import Ansible, EventCallback, PlaybookRequest, PlaybookResult, TaskEvent
@@ -84,6 +84,16 @@ class SkewedClockReadings:
             on_event(event)
 
         return self.inner.run(request, on_event=skewed, cancel=cancel)
+
+    def run_batch(
+        self,
+        requests: Sequence[PlaybookRequest],
+        *,
+        on_event: EventCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[PlaybookResult]:
+        # time_sync never runs in a batch (its gate decides before k3s starts): unchanged
+        return self.inner.run_batch(requests, on_event=on_event, cancel=cancel)
 
 
 @dataclass

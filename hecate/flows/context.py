@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -189,6 +189,80 @@ def run_playbook(
     apply_playbook_result(stage, result, usable)
     _mark_broken(stage, broken, problems)
     return result
+
+
+@dataclass(frozen=True)
+class PlaybookStep:
+    """A stage that is one playbook run on the stage's nodes and nothing else. Consecutive
+    stages of this kind need no decision from Python between them, so the runner runs them as
+    one ansible-playbook (:func:`run_playbook_batch`); alone, it is :func:`run_playbook`."""
+
+    playbook: str
+    timeout_s: float  # bounds this stage's share of the run (see run_playbook)
+    extravars: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BatchEntry:
+    """One stage of a batch while it runs."""
+
+    stage: Stage
+    nodes: list[str]
+    step: PlaybookStep
+
+
+def run_playbook_batch(
+    ctx: FlowContext,
+    entries: Sequence[BatchEntry],
+    on_stage_start: Callable[[str], None] | None = None,
+) -> list[float]:
+    """Run several PlaybookStep stages as one batch (`Ansible.run_batch`); each stage is judged
+    from its own share of the run's events, as if it had run alone. Returns each stage's
+    duration (its plays' span, from the events). A stage with no usable node runs nothing.
+    `on_stage_start` is told a stage's name when its first event arrives."""
+    problems = node_problems(ctx.config)
+    requests: list[PlaybookRequest] = []
+    owners: list[BatchEntry] = []
+    usable_of: dict[int, list[str]] = {}
+    for entry in entries:
+        usable = [n for n in entry.nodes if n not in problems]
+        if not usable:
+            _mark_broken(entry.stage, entry.nodes, problems)
+            entry.stage.status = "failed"
+            continue
+        usable_of[id(entry)] = usable
+        owners.append(entry)
+        requests.append(
+            PlaybookRequest(
+                entry.step.playbook,
+                limit=usable,
+                extravars=dict(entry.step.extravars),
+                timeout_s=entry.step.timeout_s,
+            )
+        )
+    running: set[int] = set()
+
+    def on_event(event: Any) -> None:
+        if event.stage is None or not 0 <= event.stage < len(owners):
+            return
+        name = owners[event.stage].stage.name
+        if event.stage not in running:
+            running.add(event.stage)
+            if on_stage_start is not None:
+                on_stage_start(name)
+        if event.status in ("ok", "changed", "failed", "unreachable"):
+            ctx.progress(name, event.status, f"{event.host}: {event.task}")
+
+    results = (
+        ctx.ansible.run_batch(requests, on_event=on_event, cancel=ctx.cancel) if owners else []
+    )
+    if any(result.canceled for result in results):
+        raise FlowAbortedError(f"{'+'.join(r.playbook for r in results)} was cancelled")
+    durations = {id(e): r.duration_s for e, r in zip(owners, results, strict=True)}
+    for entry, result in zip(owners, results, strict=True):
+        apply_playbook_result(entry.stage, result, usable_of[id(entry)])
+        _mark_broken(entry.stage, [n for n in entry.nodes if n in problems], problems)
+    return [durations.get(id(entry), 0.0) for entry in entries]
 
 
 def _mark_broken(stage: Stage, broken: list[str], problems: dict[str, str]) -> None:

@@ -13,12 +13,23 @@ from contextlib import contextmanager
 
 from hecate.errors import HecateError
 from hecate.flow_plans import FlowKind, FlowPlan, StageSpec, StageStatus
-from hecate.flows.context import FlowAbortedError, FlowContext, Stage, StageResult
+from hecate.flows.context import (
+    BatchEntry,
+    FlowAbortedError,
+    FlowContext,
+    PlaybookStep,
+    Stage,
+    StageResult,
+    run_playbook,
+    run_playbook_batch,
+)
 from hecate.flows.report import FlowReport, outcome_of, save_report
 from hecate.runs import Outcome, RunRecord
 
 StepFn = Callable[[Stage, StageSpec], object]  # what a step returns is not used
-StepTable = Mapping[str, StepFn]
+# A PlaybookStep is data, not code: the runner runs it (and its PlaybookStep neighbours in one
+# ansible-playbook); any other step is a function of the stage and its spec.
+StepTable = Mapping[str, StepFn | PlaybookStep]
 # Called inside the run's error handling: what the flow reads before its first stage (the
 # ledger, whether the API answers), returning the plan to walk and the steps for its stages.
 Prepare = Callable[[], tuple[FlowPlan, StepTable]]
@@ -61,18 +72,109 @@ class StageRecorder:
             self.results.append(result)
             self.ctx.progress(name, result.status.value, result.detail)
 
+    def check_cancel(self, name: str) -> None:
+        if self.ctx.cancel.is_set():
+            raise FlowAbortedError(f"stopped before stage {name}")
+
+    def record(self, stage: Stage, duration_s: float) -> None:
+        """A stage that ran inside a batch: recorded with its share of the batch's time."""
+        result = StageResult(
+            stage.name, StageStatus(stage.status), duration_s, stage.detail, stage.nodes
+        )
+        self.results.append(result)
+        self.ctx.progress(stage.name, result.status.value, result.detail)
+
+
+def _batch_end(plan: FlowPlan, steps: StepTable, start: int) -> int:
+    """Where the run of PlaybookStep stages from `start` ends (exclusive; skipped stages in
+    between belong to it, trailing ones do not); `start` itself when it is not one."""
+    stages = plan.stages
+    end = start
+    for index in range(start, len(stages)):
+        spec = stages[index]
+        if spec.skip is not None:
+            continue
+        if not isinstance(steps.get(spec.name), PlaybookStep):
+            break
+        end = index + 1
+    return end
+
+
+def _walk_batch(
+    ctx: FlowContext, specs: tuple[StageSpec, ...], steps: StepTable, recorder: StageRecorder
+) -> None:
+    """Several PlaybookStep stages (and skipped ones between them) in one ansible-playbook."""
+    recorder.check_cancel(specs[0].name)
+    stages = [Stage(spec.name) for spec in specs]
+    entries: list[BatchEntry] = []
+    for stage, spec in zip(stages, specs, strict=True):
+        step = steps.get(spec.name)
+        if spec.skip is not None or not isinstance(step, PlaybookStep):
+            stage.status, stage.detail = StageStatus.SKIPPED, spec.skip or ""
+            continue
+        entries.append(BatchEntry(stage, list(spec.nodes), step))
+    announced: set[str] = set()
+
+    def announce(name: str) -> None:
+        if name not in announced:
+            announced.add(name)
+            ctx.progress(name, "running", "")
+
+    announce(entries[0].stage.name)
+    started = ctx.monotonic()
+    try:
+        spans = run_playbook_batch(ctx, entries, announce)
+    except HecateError as exc:
+        entries[0].stage.status = StageStatus.FAILED
+        entries[0].stage.note(str(exc))
+        recorder.record(entries[0].stage, ctx.monotonic() - started)
+        raise
+    # Each stage gets its own plays' span; the process start-up (before the first play) goes
+    # to the first, so the stages' durations add up to the batch's time.
+    wall = ctx.monotonic() - started
+    durations = {id(e.stage): span for e, span in zip(entries, spans, strict=True)}
+    durations[id(entries[0].stage)] += max(0.0, wall - sum(spans))
+    for stage in stages:
+        announce(stage.name)  # a stage with no event of its own (skipped, nothing to run)
+        recorder.record(stage, durations.get(id(stage), 0.0))
+
+
+def _run_step(ctx: FlowContext, step: StepFn | PlaybookStep, stage: Stage, spec: StageSpec) -> None:
+    if isinstance(step, PlaybookStep):
+        run_playbook(
+            ctx,
+            stage,
+            step.playbook,
+            list(spec.nodes),
+            timeout_s=step.timeout_s,
+            **step.extravars,
+        )
+        return
+    step(stage, spec)
+
 
 def walk(ctx: FlowContext, plan: FlowPlan, steps: StepTable, recorder: StageRecorder) -> None:
-    """Run the plan's stages in order; a stage the plan marked `skip` is recorded skipped."""
+    """Run the plan's stages in order; a stage the plan marked `skip` is recorded skipped.
+    Two or more PlaybookStep stages in a row (skipped stages between them do not count) run as
+    one ansible-playbook; each is still recorded and judged on its own."""
     missing = [s.name for s in plan.stages if s.skip is None and s.name not in steps]
     if missing:
         raise MissingStepError(f"{plan.kind}: no step for stage(s) {', '.join(missing)}")
-    for spec in plan.stages:
+    index = 0
+    while index < len(plan.stages):
+        end = _batch_end(plan, steps, index)
+        runnable = [s for s in plan.stages[index:end] if s.skip is None]
+        if len(runnable) >= 2:
+            _walk_batch(ctx, plan.stages[index:end], steps, recorder)
+            index = end
+            continue
+        spec = plan.stages[index]
+        index += 1
         with recorder.stage(spec.name) as stage:
             if spec.skip is not None:
                 stage.status, stage.detail = StageStatus.SKIPPED, spec.skip
                 continue
-            steps[spec.name](stage, spec)
+            _run_step(ctx, steps[spec.name], stage, spec)
 
 
 def run_flow(

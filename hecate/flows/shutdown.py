@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hecate.config import HecateConfig
 from hecate.errors import HecateError, KubeError
 from hecate.flow_plans import (
     ClusterView,
@@ -18,6 +19,7 @@ from hecate.flow_plans import (
 from hecate.flows.context import (
     FlowContext,
     KubeApi,
+    PlaybookStep,
     Stage,
     new_run_id,
     run_playbook,
@@ -91,17 +93,19 @@ def _prepare(ctx: FlowContext, options: ShutdownOptions, run_id: str) -> tuple[F
     save_ledger(config.state_dir, ledger)
     plan = shutdown_plan(config, options, ClusterView(api_up=api_up(ctx.kube)))
     agents = config.nodes.agents
-    steps: dict[str, StepFn] = {
+    steps: dict[str, StepFn | PlaybookStep] = {
         # An API problem in these makes the stage partial; it never keeps the node stages
         # (the part that protects the hardware) from running.
         "flux_suspend": _api_step(lambda stage: _suspend_flux(ctx, stage, ledger)),
         "cordon": _api_step(lambda stage: _cordon(ctx, stage, ledger)),
         "drain": _api_step(lambda stage: _drain(ctx, stage, agents)),
         "etcd_snapshot": lambda stage, spec: _etcd_snapshot(ctx, stage, spec, run_id),
-        "stop_agents": lambda stage, spec: _stop(ctx, stage, spec, "stop_agents"),
-        "stop_servers": lambda stage, spec: _stop(ctx, stage, spec, "stop_servers"),
-        "poweroff_agents": lambda stage, spec: _poweroff(ctx, stage, spec),
-        "poweroff_servers": lambda stage, spec: _poweroff(ctx, stage, spec),
+        # Data, not code: these four need no decision between them, so the runner runs them
+        # as one ansible-playbook (each still judged on its own nodes).
+        "stop_agents": _stop(config, "stop_agents"),
+        "stop_servers": _stop(config, "stop_servers"),
+        "poweroff_agents": _poweroff(config),
+        "poweroff_servers": _poweroff(config),
         "ups_kill_power": lambda stage, _spec: _ups_kill_power(ctx, stage),
     }
     return plan, steps
@@ -140,27 +144,24 @@ def _etcd_snapshot(ctx: FlowContext, stage: Stage, spec: StageSpec, run_id: str)
         stage.note("snapshot failed; shutdown continues")
 
 
-def _stop(ctx: FlowContext, stage: Stage, spec: StageSpec, playbook: str) -> None:
-    shutdown = ctx.config.shutdown
-    stop_vars = {
-        "k3s_service_timeout_s": int(shutdown.stop_timeout_seconds),
-        "k3s_service_use_killall": shutdown.use_killall,
-    }
-    run_playbook(
-        ctx,
-        stage,
+def _stop(config: HecateConfig, playbook: str) -> PlaybookStep:
+    shutdown = config.shutdown
+    return PlaybookStep(
         playbook,
-        list(spec.nodes),
         timeout_s=shutdown.stop_timeout_seconds + 60,
-        **stop_vars,
+        extravars={
+            "k3s_service_timeout_s": int(shutdown.stop_timeout_seconds),
+            "k3s_service_use_killall": shutdown.use_killall,
+        },
     )
 
 
-def _poweroff(ctx: FlowContext, stage: Stage, spec: StageSpec) -> None:
-    power_vars = {
-        "node_power_mode": ctx.config.shutdown.poweroff_method,
-    }
-    run_playbook(ctx, stage, "poweroff", list(spec.nodes), timeout_s=120, **power_vars)
+def _poweroff(config: HecateConfig) -> PlaybookStep:
+    return PlaybookStep(
+        "poweroff",
+        timeout_s=120,
+        extravars={"node_power_mode": config.shutdown.poweroff_method},
+    )
 
 
 def _ups_kill_power(ctx: FlowContext, stage: Stage) -> None:

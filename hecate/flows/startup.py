@@ -11,15 +11,15 @@ import yaml
 from hecate.config import HecateConfig
 from hecate.daemon.awaiting import load_awaiting, save_awaiting
 from hecate.errors import HecateError, KubeError
-from hecate.flow_plans import FlowPlan, StageSpec, StageStatus, StartupOptions, startup_plan
+from hecate.flow_plans import FlowPlan, StageStatus, StartupOptions, startup_plan
 from hecate.flows.bootstrap_cache import cached_or_configured
 from hecate.flows.context import (
     FlowContext,
     KubeApi,
+    PlaybookStep,
     Stage,
     check_cancel,
     new_run_id,
-    run_playbook,
     wait_until,
 )
 from hecate.flows.each_node import for_each_node
@@ -107,11 +107,11 @@ def _prepare(
     ctx: FlowContext, options: StartupOptions, recorder: StageRecorder
 ) -> tuple[FlowPlan, StepTable]:
     ledger, _ = load_ledger_or_new(ctx.config.state_dir)  # corrupt: set aside, logged
-    steps: dict[str, StepFn] = {
+    steps: dict[str, StepFn | PlaybookStep] = {
         "time_sync": lambda stage, _spec: time_sync_gate(ctx, stage),
-        "start_servers": lambda stage, spec: _start(ctx, stage, spec, "start_servers"),
+        "start_servers": _start(ctx, "start_servers"),
         "wait_api": lambda _stage, _spec: _wait_api(ctx),
-        "start_agents": lambda stage, spec: _start(ctx, stage, spec, "start_agents"),
+        "start_agents": _start(ctx, "start_agents"),
         "nodes_ready": lambda stage, _spec: _wait_nodes_ready(ctx, stage, ledger),
         "storage": lambda stage, _spec: storage_gate(ctx, stage),
         "foundation": lambda stage, _spec: _restore_foundation(ctx, stage),
@@ -123,20 +123,14 @@ def _prepare(
     return startup_plan(ctx.config, options), steps
 
 
-def _start(ctx: FlowContext, stage: Stage, spec: StageSpec, playbook: str) -> None:
+def _start(ctx: FlowContext, playbook: str) -> PlaybookStep:
     # start_servers: all servers at once, since etcd needs a quorum and one-at-a-time starts
     # wait on each other.
     startup = ctx.config.startup
-    start_vars = {
-        "k3s_service_timeout_s": int(startup.api_timeout_seconds),
-    }
-    run_playbook(
-        ctx,
-        stage,
+    return PlaybookStep(
         playbook,
-        list(spec.nodes),
         timeout_s=startup.api_timeout_seconds + 60,
-        **start_vars,
+        extravars={"k3s_service_timeout_s": int(startup.api_timeout_seconds)},
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from hecate.kube import (
 class FakeAnsible:
     unreachable: set[str] = field(default_factory=set)
     requests: list[PlaybookRequest] = field(default_factory=list)
+    batches: list[list[str]] = field(default_factory=list)  # playbook names per run_batch
     cluster: FakeKube | None = None
     # time_sync playbook: per-node clock offset (s) and nodes not NTP-synchronised
     clock_offsets: dict[str, float] = field(default_factory=dict)
@@ -75,6 +78,26 @@ class FakeAnsible:
         return PlaybookResult(
             request.playbook, status, 0 if status == "successful" else 4, hosts, 0.01, [], None
         )
+
+    def run_batch(
+        self,
+        requests: Sequence[PlaybookRequest],
+        *,
+        on_event: EventCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[PlaybookResult]:
+        """As the port: one result per request, in order (each recorded as if run alone; the
+        batch itself in `batches`), events tagged with their stage's index."""
+        self.batches.append([r.playbook for r in requests])
+        results = []
+        for index, request in enumerate(requests):
+
+            def tagged(event: TaskEvent, index: int = index) -> None:
+                if on_event is not None:
+                    on_event(dataclasses.replace(event, stage=index))
+
+            results.append(self.run(request, on_event=tagged, cancel=cancel))
+        return results
 
     @property
     def playbooks(self) -> list[tuple[str, tuple[str, ...]]]:

@@ -83,6 +83,67 @@ def test_shutdown_stages_in_order_and_ledger(tmp_path: Path) -> None:
     assert [s.name for s in run.stages][:2] == ["flux_suspend", "cordon"]
 
 
+def test_the_node_stages_of_a_shutdown_run_as_one_batch(tmp_path: Path) -> None:
+    """stop_agents, stop_servers and both poweroffs need no decision between them: one
+    ansible-playbook (issue 16), each stage still recorded, timed and reported on its own."""
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible()
+    seen: list[tuple[str, str]] = []
+    ctx = _ctx(config, kube, ansible)
+    ctx.progress = lambda stage, status, _detail: seen.append((stage, status))
+    report = run_shutdown(ctx, ShutdownOptions(reason="ups"))
+    assert report.outcome is Outcome.SUCCESS, report.to_json()
+    assert ansible.batches == [["stop_agents", "stop_servers", "poweroff", "poweroff"]]
+    names = [s.name for s in report.stages]
+    assert names[-4:] == ["stop_agents", "stop_servers", "poweroff_agents", "poweroff_servers"]
+    assert {s.status.value for s in report.stages[-4:]} == {"ok"}
+    assert report.stages[-4].nodes == {"a1": "ok", "a2": "ok"}
+    assert report.stages[-1].nodes == {"s1": "ok"}
+    # each stage announced and finished, in the plan's order
+    order = [stage for stage, status in seen if status in ("running", "ok")]
+    batch = ["stop_agents", "stop_servers", "poweroff_agents", "poweroff_servers"]
+    assert [n for n in order if n in batch] == [n for n in batch for _ in (0, 1)]
+
+
+def test_a_skipped_stage_inside_the_batch_keeps_its_place(tmp_path: Path) -> None:
+    config = _config(tmp_path, nodes={"servers": ["s1"], "agents": []})
+    kube = FakeKube(nodes_up={"s1": True})
+    ansible = FakeAnsible()
+    report = run_shutdown(_ctx(config, kube, ansible), ShutdownOptions(skip_etcd_snapshot=True))
+    assert ansible.batches == [["stop_servers", "poweroff"]]
+    tail = [(s.name, s.status.value, s.detail) for s in report.stages][-4:]
+    assert tail[0] == ("stop_agents", "skipped", "no agents")
+    assert tail[2] == ("poweroff_agents", "skipped", "no managed nodes")
+    assert [(n, st) for n, st, _ in tail[1::2]] == [
+        ("stop_servers", "ok"),
+        ("poweroff_servers", "ok"),
+    ]
+
+
+def test_an_unreachable_node_in_the_batch_is_that_stage_only(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    ansible = FakeAnsible(unreachable={"a2"})
+    report = run_shutdown(_ctx(config, _cluster(), ansible), ShutdownOptions())
+    stages = {s.name: s for s in report.stages}
+    assert stages["stop_agents"].status.value == "partial"
+    assert stages["stop_servers"].status.value == "ok"
+    assert stages["poweroff_agents"].nodes == {"a1": "ok", "a2": "unreachable"}
+    assert report.outcome is Outcome.PARTIAL
+
+
+def test_startup_node_stages_are_not_batched(tmp_path: Path) -> None:
+    """Python decides between them (the API must answer before the agents start)."""
+    config = _config(tmp_path)
+    kube, ansible = _cluster(), FakeAnsible()
+    kube.api_up = False
+    run_startup(_ctx(config, kube, ansible), StartupOptions())
+    assert ansible.batches == []
+    assert [p for p, _ in ansible.playbooks if p.startswith("start")] == [
+        "start_servers",
+        "start_agents",
+    ]
+
+
 def test_cluster_only_mode_skips_poweroff_and_snapshot(tmp_path: Path) -> None:
     config = _config(tmp_path)
     kube, ansible = _cluster(), FakeAnsible()

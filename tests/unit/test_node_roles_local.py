@@ -22,7 +22,7 @@ echo "systemctl $*" >> "$FAKE_STATE/calls"
 case $1 in
   show)
     case ${2#--property=} in
-      LoadState) echo loaded ;;
+      LoadState) case $4 in missing-*) echo not-found ;; *) echo loaded ;; esac ;;
       ActiveState) cat "$FAKE_STATE/$4" 2>/dev/null || echo inactive ;;
     esac ;;
   start) echo active > "$FAKE_STATE/$2" ;;
@@ -70,8 +70,14 @@ def node(tmp_path: Path) -> Node:
     return Node(tmp_path / "node")
 
 
-def make_port(tmp_path: Path, node: Node, privilege: Any = "sudo_command") -> AnsiblePort:
+def make_port(
+    tmp_path: Path,
+    node: Node,
+    privilege: Any = "sudo_command",
+    host_vars: dict[str, dict[str, Any]] | None = None,
+) -> AnsiblePort:
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    extra = host_vars or {}  # e.g. {"a1": {"k3s_service_unit": "missing-unit"}}: a1's stop fails
     inventory = {
         "all": {
             "vars": {
@@ -83,8 +89,13 @@ def make_port(tmp_path: Path, node: Node, privilege: Any = "sudo_command") -> An
             "children": {
                 "k3s_cluster": {
                     "children": {
-                        "server": {"hosts": {"s1": {}}},
-                        "agent": {"hosts": {"a1": {}, "a2": {}}},
+                        "server": {"hosts": {"s1": dict(extra.get("s1", {}))}},
+                        "agent": {
+                            "hosts": {
+                                "a1": dict(extra.get("a1", {})),
+                                "a2": dict(extra.get("a2", {})),
+                            }
+                        },
                     }
                 },
                 "managed": {"hosts": {"a1": {}}},
