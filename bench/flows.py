@@ -9,7 +9,11 @@ Three ways to do the same node stages on the twin, each timed per flow:
   connections, like a script run once per outage), with the same readiness waits;
 * Hecate: a whole `run_shutdown` (cluster-only, no etcd snapshot) or `run_startup` through the
   runner port and the API, opened as the CLI opens it (`open_flow_context`: a fresh port whose
-  ssh connections are opened in the background as the flow starts).
+  ssh connections are opened in the background as the flow starts);
+* Hecate (daemon), shutdown only: the same flow as the daemon runs it: its long-lived port
+  opened the ssh connections during the debounce window (before the decision), so the timing
+  starts after the connect playbook, as the daemon's flow does (a startup has nothing to warm:
+  the nodes have just booted).
 
 Controller CPU (this process and its children: ansible-playbook, ssh) is measured per flow.
 Each Hecate run's playbooks are recorded (wall time, the time before their first task, per-task
@@ -23,6 +27,7 @@ load average is printed with each size (other work on the machine slows everythi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -37,9 +42,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hecate.ansible_port import Ansible, EventCallback, PlaybookRequest, PlaybookResult
+from hecate.ansible_port import (
+    Ansible,
+    EventCallback,
+    PlaybookRequest,
+    PlaybookResult,
+    open_port,
+)
+from hecate.config import HecateConfig
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.warmup import ConnectionWarmer
 from hecate.flows.wiring import open_flow_context
 from hecate.runs import Outcome
 from tests.integration.support import twin_config
@@ -195,12 +208,28 @@ class HecateRun:
     playbooks: list[PlaybookRun]
 
 
-def hecate_run(twin: Twin, state: Path, kind: str) -> HecateRun:
-    """Wall seconds, controller CPU seconds, stages and playbooks of one Hecate flow."""
+def hecate_run(twin: Twin, state: Path, kind: str, *, warm: bool = False) -> HecateRun:
+    """Wall seconds, controller CPU seconds, stages and playbooks of one Hecate flow.
+
+    warm=False: as the CLI runs it (a new port; its ssh connections are opened in the
+    background as the flow starts). warm=True: as the daemon runs it, whose long-lived port
+    opened the connections during the debounce window, before the decision: the connect
+    playbook runs first and the clock (and the CPU count) starts after it."""
     config = twin_config(twin, state, shutdown={"etcd_snapshot": False})
+    with contextlib.ExitStack() as stack:
+        warmer = None
+        if warm:
+            port = stack.enter_context(open_port(config))
+            warmer = ConnectionWarmer(lambda: port)
+            warmer.warm(time.monotonic())
+            warmer.join(60.0)
+        return _timed_flow(config, kind, warmer)
+
+
+def _timed_flow(config: HecateConfig, kind: str, warmer: ConnectionWarmer | None) -> HecateRun:
     cpu0 = _cpu()
     start = time.monotonic()
-    with open_flow_context(config, read_ups=None) as ctx:
+    with open_flow_context(config, read_ups=None, warmer=warmer) as ctx:
         recorder = RecordingAnsible(ctx.ansible)
         ctx.ansible = recorder
         if kind == "shutdown":
@@ -217,7 +246,8 @@ def hecate_run(twin: Twin, state: Path, kind: str) -> HecateRun:
 
 def bench_size(servers: int, agents: int, runs: int, image: str) -> dict[str, Any]:
     keys = ("crit_down", "crit_up", "ssh_down", "ssh_up", "hecate_down", "hecate_up")
-    results: dict[str, Any] = {k: [] for k in (*keys, "cpu_down", "cpu_up")}
+    warm_keys = ("warm_down", "warm_cpu_down")
+    results: dict[str, Any] = {k: [] for k in (*keys, *warm_keys, "cpu_down", "cpu_up")}
     results["load_before"] = os.getloadavg()
     with (
         tempfile.TemporaryDirectory(prefix="hecate-bench-") as tmp,
@@ -236,6 +266,13 @@ def bench_size(servers: int, agents: int, runs: int, image: str) -> dict[str, An
                 results[f"hecate_{suffix}"].append(run.wall_s)
                 results[f"cpu_{suffix}"].append(run.cpu_s)
                 results.setdefault(f"runs_{suffix}", []).append(asdict(run))
+            # the daemon warms its connections on battery, before a shutdown only (at a
+            # startup the nodes have just booted: nothing can be open yet)
+            run = hecate_run(twin, state, "shutdown", warm=True)
+            results["warm_down"].append(run.wall_s)
+            results["warm_cpu_down"].append(run.cpu_s)
+            results.setdefault("warm_runs_down", []).append(asdict(run))
+            hecate_run(twin, state, "startup")  # back up for the next round
     results["load_after"] = os.getloadavg()
     return results
 
@@ -285,10 +322,12 @@ def main() -> None:
         for flow, crit, ssh, hec, cpu in (
             ("shutdown", "crit_down", "ssh_down", "hecate_down", "cpu_down"),
             ("startup", "crit_up", "ssh_up", "hecate_up", "cpu_up"),
+            ("shutdown (daemon)", "crit_down", "ssh_down", "warm_down", "warm_cpu_down"),
         ):
             c, p, h = (statistics.median(res[k]) for k in (crit, ssh, hec))
             u = statistics.median(res[cpu])
-            for key, value in ((f"ssh {flow}", p), (f"hecate {flow}", h), (f"cpu {flow}", u)):
+            pairs = ((f"ssh {flow}", p), (f"hecate {flow}", h), (f"cpu {flow}", u))
+            for key, value in pairs if "daemon" not in flow else pairs[1:]:
                 medians.setdefault(key, []).append((nodes, value))
             print(
                 f"| {size} | {nodes} | {flow} | {c:.2f} s | {p:.2f} s | {h:.2f} s | "
@@ -300,11 +339,13 @@ def main() -> None:
     for size, res in raw.items():
         for suffix, flow in (("down", "shutdown"), ("up", "startup")):
             _where(size, flow, res[f"runs_{suffix}"][-1])
+            if suffix == "down":
+                _where(size, f"{flow} (daemon)", res["warm_runs_down"][-1])
     if len(raw) >= 2:
         print("\nstraight-line fit over the sizes (fixed part + per node):")
         for key, points in medians.items():
             fixed, per_node = _fit(points)
-            unit = "CPU-s" if key.startswith("cpu") else "s"
+            unit = "CPU-s" if "cpu" in key else "s"
             print(f"  {key}: {fixed:.2f} {unit} + {per_node:.3f} {unit}/node")
 
 
