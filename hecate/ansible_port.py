@@ -423,9 +423,14 @@ class AnsiblePort:
                 results[stage.index] = PlaybookResult(
                     stage.playbook, "canceled", 254, {}, 0.0, [], None, stage.hosts, "canceled"
                 )
-        if len(stages) == 1:  # nothing to share: the plain run
+        if len(stages) == 1:  # nothing to share: the plain run, its events still tagged
             only = stages[0]
-            results[only.index] = self.run(requests[only.index], on_event=on_event, cancel=cancel)
+
+            def tagged(event: TaskEvent) -> None:
+                if on_event is not None:
+                    on_event(dataclasses.replace(event, stage=only.index))
+
+            results[only.index] = self.run(requests[only.index], on_event=tagged, cancel=cancel)
             stages = []
         outcomes, artifacts = self._run_stages(stages, on_event=on_event, cancel=cancel)
         for stage in stages:

@@ -95,13 +95,16 @@ def test_when_every_host_of_a_stage_fails_the_next_stages_still_run(
 
 def test_an_empty_stage_is_skipped_and_one_left_runs_alone(tmp_path: Path, node: Node) -> None:
     node.set_unit("k3s", "active")
+    stages: set[int | None] = set()
     with make_port(tmp_path, node) as port:
         none, servers = port.run_batch(
             [
                 PlaybookRequest("stop_agents", limit=[], extravars=STOP),
                 PlaybookRequest("stop_servers", limit=["s1"], extravars=STOP),
-            ]
+            ],
+            on_event=lambda e: stages.add(e.stage),
         )
+    assert stages == {1}  # its events still name the stage they belong to
     assert none.status == "skipped" and none.hosts == {}
     assert servers.ok and sorted(servers.hosts) == ["s1"]
     assert "-stop_servers-" in run_dirs(tmp_path)[0]  # the plain run, not a batch
