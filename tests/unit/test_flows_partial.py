@@ -20,7 +20,7 @@ from hecate.flows.ledger import load_ledger
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.guards import StartupOverrides
-from hecate.kube import PodRef
+from hecate.kube import FluxKind, PodRef
 from hecate.runs import Outcome
 from tests.unit.fakes import FakeAnsible, FakeKube
 from tests.unit.test_flows import _cluster, _config, _ctx
@@ -74,6 +74,39 @@ def test_a_node_that_cannot_be_cordoned_is_partial_and_not_recorded(tmp_path: Pa
     assert run_startup(ctx, StartupOptions()).outcome is Outcome.SUCCESS
     assert load_ledger(config.state_dir).cordoned == []  # uncordoned what it cordoned
     assert kube.cordoned == {"a2"}  # and only that
+
+
+class SuspendFails(FakeKube):
+    """The API refuses to suspend one HelmRelease; every suspend is recorded with the ledger
+    as it was on disk at that moment (recorded before the patches, as cordon does)."""
+
+    ledger_at_patch: list[list[str]]
+    state_dir: Path
+
+    def set_suspend(self, kind: FluxKind, namespace: str, name: str, suspend: bool) -> None:
+        if suspend:
+            self.ledger_at_patch.append(sorted(load_ledger(self.state_dir).suspended))
+        if kind == "HelmRelease" and suspend:
+            raise KubeError("HelmRelease/apps/web: 409 conflict")
+        super().set_suspend(kind, namespace, name, suspend)
+
+
+def test_flux_suspends_go_out_together_and_a_refused_one_is_not_recorded(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    base = _cluster()
+    kube = SuspendFails(nodes_up=dict(base.nodes_up))
+    kube.flux, kube.ledger_at_patch, kube.state_dir = base.flux, [], config.state_dir
+    ctx = _ctx(config, kube, FakeAnsible())
+    report = run_shutdown(ctx, ShutdownOptions(mode="cluster-only", skip_drain=True))
+    stage = next(s for s in report.stages if s.name == "flux_suspend")
+    assert stage.status == "partial" and "HelmRelease/apps/web: 409" in stage.detail
+    both = ["HelmRelease/apps/web", "Kustomization/flux-system/apps"]
+    # a crash during the patches would still have them resumed by the next startup
+    assert kube.ledger_at_patch == [both, both]
+    assert load_ledger(config.state_dir).suspended == ["Kustomization/flux-system/apps"]
+    assert kube.flux["Kustomization/flux-system/paused-by-operator"].suspended  # untouched
 
 
 class ListingHiccup(FakeKube):
