@@ -59,12 +59,15 @@ UNKNOWN_CLUSTER = ClusterView()
 @dataclass(frozen=True)
 class StageSpec:
     """One step of a plan. `skip`: the run records the stage `skipped` with this detail
-    instead of running it (None: it runs)."""
+    instead of running it (None: it runs). `playbook`: the stage is that one playbook run on
+    its nodes and nothing else, so it may share one ansible-playbook with its neighbours of the
+    same kind (:func:`playbook_batches`)."""
 
     name: str
     description: str
     nodes: tuple[str, ...] = ()
     skip: str | None = None
+    playbook: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,31 @@ class FlowPlan:
 
 
 API_DOWN = "API unreachable"
+
+
+def playbook_batches(stages: tuple[StageSpec, ...]) -> list[tuple[int, int]]:
+    """The (start, end) index ranges of `stages` that run as one ansible-playbook: two or more
+    playbook stages in a row that will run (skipped stages between them belong to the range,
+    at its ends they do not). Python decides nothing between them, so nothing is lost by
+    running them together; each is still recorded and judged on its own."""
+    ranges: list[tuple[int, int]] = []
+    index = 0
+    while index < len(stages):
+        if stages[index].playbook is None or stages[index].skip is not None:
+            index += 1
+            continue
+        runnable, end = 0, index
+        for later in range(index, len(stages)):
+            spec = stages[later]
+            if spec.skip is not None:
+                continue
+            if spec.playbook is None:
+                break
+            runnable, end = runnable + 1, later + 1
+        if runnable >= 2:
+            ranges.append((index, end))
+        index = end
+    return ranges
 
 
 def shutdown_plan(
@@ -113,9 +141,14 @@ def shutdown_plan(
             "stop k3s-agent on agents in parallel",
             agents,
             skip=None if agents else "no agents",
+            playbook="stop_agents",
         ),
         StageSpec(
-            "stop_servers", "stop k3s on servers", servers, skip=None if servers else "no servers"
+            "stop_servers",
+            "stop k3s on servers",
+            servers,
+            skip=None if servers else "no servers",
+            playbook="stop_servers",
         ),
     ]
     if options.mode == "poweroff":
@@ -128,6 +161,7 @@ def shutdown_plan(
                     f"power off managed {name.removeprefix('poweroff_')}{how}",
                     targets,
                     skip=None if targets else "no managed nodes",
+                    playbook="poweroff",
                 )
             )
         if config.shutdown.ups_kill_power:
@@ -180,9 +214,14 @@ def startup_plan(
             )
         )
     stages += [
-        StageSpec("start_servers", "start k3s on all servers together (etcd quorum)", servers),
+        StageSpec(
+            "start_servers",
+            "start k3s on all servers together (etcd quorum)",
+            servers,
+            playbook="start_servers",
+        ),
         StageSpec("wait_api", "wait for the API (/readyz)"),
-        StageSpec("start_agents", "start k3s-agent on agents", agents, no_agents),
+        StageSpec("start_agents", "start k3s-agent on agents", agents, no_agents, "start_agents"),
         StageSpec("nodes_ready", "wait for Nodes Ready; uncordon", servers + agents),
     ]
     if startup.storage_workloads or startup.storage_check_volume_attachments:

@@ -25,19 +25,37 @@ PlannedStage = StageSpec
 PLAN_ONLY_STEPS = frozenset({"guards", "intent", "record"})
 
 
+def _batch_of_step(plan: FlowPlan) -> dict[int, int]:
+    """Step index (in plan.steps) -> the number of the ansible-playbook batch it belongs to."""
+    offset = len(plan.before)
+    return {
+        offset + index: number
+        for number, (start, end) in enumerate(plans.playbook_batches(plan.stages))
+        for index in range(start, end)
+    }
+
+
 def plan_lines(title: str, plan: FlowPlan) -> list[str]:
-    """The numbered steps, each with its nodes, and why a stage will be skipped."""
+    """The numbered steps, each with its nodes, and why a stage will be skipped; after each
+    run of stages that share one ansible-playbook, a line saying so."""
     lines = [title]
+    batch_of = _batch_of_step(plan)
     for number, stage in enumerate(plan.steps, start=1):
         nodes = f"  [{', '.join(stage.nodes)}]" if stage.nodes else ""
         skip = f"  (skipped: {stage.skip})" if stage.skip is not None else ""
         lines.append(f"  {number:>2}. {stage.name:<16} {stage.description}{nodes}{skip}")
+        batch = batch_of.get(number - 1)
+        if batch is not None and batch_of.get(number) != batch:
+            first = min(i for i, b in batch_of.items() if b == batch) + 1
+            lines.append(f"      (steps {first}-{number} run as one ansible-playbook)")
     return lines
 
 
 def plan_json(plan: FlowPlan) -> list[dict[str, Any]]:
-    """One entry per step; `stage`: it is a stage of the run's report (in the same order)."""
+    """One entry per step; `stage`: it is a stage of the run's report (in the same order);
+    `batch`: the steps with the same number run as one ansible-playbook (null: alone)."""
     reported = set(plan.stage_names)
+    batch_of = _batch_of_step(plan)
     return [
         {
             "name": s.name,
@@ -45,8 +63,9 @@ def plan_json(plan: FlowPlan) -> list[dict[str, Any]]:
             "nodes": list(s.nodes),
             "stage": s.name in reported,
             "skip": s.skip,
+            "batch": batch_of.get(index),
         }
-        for s in plan.steps
+        for index, s in enumerate(plan.steps)
     ]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from hecate.errors import HecateError
-from hecate.flow_plans import FlowKind, FlowPlan, StageSpec, StageStatus
+from hecate.flow_plans import FlowKind, FlowPlan, StageSpec, StageStatus, playbook_batches
 from hecate.flows.context import (
     BatchEntry,
     FlowAbortedError,
@@ -85,21 +85,6 @@ class StageRecorder:
         self.ctx.progress(stage.name, result.status.value, result.detail)
 
 
-def _batch_end(plan: FlowPlan, steps: StepTable, start: int) -> int:
-    """Where the run of PlaybookStep stages from `start` ends (exclusive; skipped stages in
-    between belong to it, trailing ones do not); `start` itself when it is not one."""
-    stages = plan.stages
-    end = start
-    for index in range(start, len(stages)):
-        spec = stages[index]
-        if spec.skip is not None:
-            continue
-        if not isinstance(steps.get(spec.name), PlaybookStep):
-            break
-        end = index + 1
-    return end
-
-
 def _walk_batch(
     ctx: FlowContext, specs: tuple[StageSpec, ...], steps: StepTable, recorder: StageRecorder
 ) -> None:
@@ -139,6 +124,10 @@ def _walk_batch(
         recorder.record(stage, durations.get(id(stage), 0.0))
 
 
+def _step_playbook(step: StepFn | PlaybookStep) -> str | None:
+    return step.playbook if isinstance(step, PlaybookStep) else None
+
+
 def _run_step(ctx: FlowContext, step: StepFn | PlaybookStep, stage: Stage, spec: StageSpec) -> None:
     if isinstance(step, PlaybookStep):
         run_playbook(
@@ -155,18 +144,25 @@ def _run_step(ctx: FlowContext, step: StepFn | PlaybookStep, stage: Stage, spec:
 
 def walk(ctx: FlowContext, plan: FlowPlan, steps: StepTable, recorder: StageRecorder) -> None:
     """Run the plan's stages in order; a stage the plan marked `skip` is recorded skipped.
-    Two or more PlaybookStep stages in a row (skipped stages between them do not count) run as
-    one ansible-playbook; each is still recorded and judged on its own."""
+    The plan's playbook batches (flow_plans.playbook_batches: playbook stages in a row) run
+    as one ansible-playbook each; every stage is still recorded and judged on its own."""
     missing = [s.name for s in plan.stages if s.skip is None and s.name not in steps]
     if missing:
         raise MissingStepError(f"{plan.kind}: no step for stage(s) {', '.join(missing)}")
+    # The plan says which stages are one playbook run; their steps must be exactly that.
+    disagree = [
+        s.name
+        for s in plan.stages
+        if s.name in steps and s.playbook != _step_playbook(steps[s.name])
+    ]
+    if disagree:
+        raise MissingStepError(f"{plan.kind}: plan and steps disagree on {', '.join(disagree)}")
+    batches = dict(playbook_batches(plan.stages))
     index = 0
     while index < len(plan.stages):
-        end = _batch_end(plan, steps, index)
-        runnable = [s for s in plan.stages[index:end] if s.skip is None]
-        if len(runnable) >= 2:
-            _walk_batch(ctx, plan.stages[index:end], steps, recorder)
-            index = end
+        if index in batches:
+            _walk_batch(ctx, plan.stages[index : batches[index]], steps, recorder)
+            index = batches[index]
             continue
         spec = plan.stages[index]
         index += 1
