@@ -227,6 +227,10 @@ def test_shutdown_dry_run_plan_json(config_file: Path) -> None:
     )
     full_names = [stage["name"] for stage in full["plan"]]
     assert full_names.index("poweroff_agents") < full_names.index("poweroff_servers")
+    # the node stages share one ansible-playbook; the API stages run alone
+    batch = {stage["name"]: stage["batch"] for stage in full["plan"]}
+    assert batch["stop_agents"] == batch["poweroff_servers"] == 0
+    assert batch["cordon"] is None
 
 
 def test_bad_mode_is_usage_error(config_file: Path) -> None:
