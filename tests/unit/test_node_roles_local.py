@@ -229,3 +229,26 @@ def test_etcd_snapshot_builds_its_command_from_the_one_privilege(
     else:
         assert calls[0].startswith("sudo ") and "-u root" in calls[0]
         assert not any(c.startswith("sudo -n " + k3s) for c in calls)
+
+
+def test_marker_mode_is_one_raw_step_idempotent_and_check_mode_safe(
+    tmp_path: Path, node: Node
+) -> None:
+    marker = tmp_path / "marker"
+    extravars = {"node_power_mode": "marker", "node_power_marker_path": str(marker)}
+    with make_port(tmp_path, node) as port:
+        checked = port.run(
+            PlaybookRequest("poweroff", limit=["a1"], extravars=extravars, check=True)
+        )
+        assert checked.ok and checked.changed_hosts == ["a1"], checked.summary()  # would change
+        assert not marker.exists()  # and changed nothing
+        first = port.run(PlaybookRequest("poweroff", limit=["a1"], extravars=extravars))
+        again = port.run(PlaybookRequest("poweroff", limit=["a1"], extravars=extravars))
+    assert first.changed_hosts == ["a1"] and again.ok and again.changed_hosts == []
+    assert marker.read_text() == "poweroff requested by hecate\n"
+    assert node.calls() == []  # no poweroff command in marker mode
+    # one step on the host (no Python shipped); the arguments validated once, on the controller
+    assert {t.task for t in first.tasks if t.status != "skipped"} == {
+        "Validate the node_power arguments once",
+        "Power off, or write the marker, in one step",
+    }
