@@ -18,10 +18,19 @@ How a stage stays a stage:
   own stats are for the whole run).
 
 Ansible drops a host that failed in one play from every later play of the same run, and stops the
-run when every host of a play failed. A separate run per stage would still have reached those
-hosts (power off an agent whose k3s-agent would not stop), so :func:`pending_hosts` names the
-hosts a stage never ran on and the port runs the remaining stages again for just those: the
-failure path costs one more process, the common path none.
+run when every host of a play failed; a separate run per stage would still have reached those
+hosts (power off an agent whose k3s-agent would not stop). So:
+
+* after each stage a play on that stage's group clears its host errors (``meta:
+  clear_host_errors``): a host that failed a stage goes on to the later ones in the same run, in
+  the plan's order;
+* what that cannot bring back (an unreachable host, a run that ended early) :func:`pending_hosts`
+  names, and the port runs the remaining stages again for just those hosts. Each attempt retires
+  its first stage (whatever it did not reach is failed, with the run's output), so there are at
+  most as many attempts as stages;
+* every stage keeps its own time bound: the port stops a run whose current stage is over it,
+  marks that stage ``timeout`` and runs the stages after it again, so one stuck stage never
+  eats the budget of the poweroffs after it.
 """
 
 from __future__ import annotations
@@ -38,7 +47,9 @@ from hecate.ansible_events import HostStats, RunStatus, TaskEvent, TaskTiming
 
 STAGE_GROUP_VAR = "hecate_stage_group"
 STAGE_GROUP_PREFIX = "hecate_stage_"
-_STAGE_IN_PATTERN = re.compile(rf"(?:^|[:&!,\s]){STAGE_GROUP_PREFIX}(\d+)(?=$|[:&!,\s])")
+# A stage's play intersects its hosts with its group (`...:&hecate_stage_3`); the group alone is
+# the pattern of the play between stages that clears their host errors, which is no stage.
+_STAGE_IN_PATTERN = re.compile(rf":&{STAGE_GROUP_PREFIX}(\d+)(?=$|[:&!,\s])")
 # ansible-playbook's exit codes for "a host failed" and "a host was unreachable"
 RC_FAILED_HOSTS = 2
 RC_UNREACHABLE = 4
@@ -57,12 +68,54 @@ def stage_of(play_pattern: object) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def play_start_stage(event: Mapping[str, Any]) -> int | None:
-    """The stage whose play an ansible-runner ``playbook_on_play_start`` event starts."""
+def play_start_stage(event: Mapping[str, Any]) -> tuple[int, str] | None:
+    """The stage whose play an ansible-runner ``playbook_on_play_start`` event starts, and the
+    play's (templated) hosts pattern."""
     if event.get("event") != "playbook_on_play_start":
         return None
     data = event.get("event_data")
-    return stage_of(data.get("play_pattern")) if isinstance(data, Mapping) else None
+    if not isinstance(data, Mapping):
+        return None
+    pattern = data.get("play_pattern")
+    stage = stage_of(pattern)
+    return None if stage is None or not isinstance(pattern, str) else (stage, pattern)
+
+
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def group_members(inventory: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Every group of a YAML inventory and the hosts in it (children included); `all` is
+    every host."""
+    members: dict[str, set[str]] = {}
+
+    def walk(name: str, group: object) -> set[str]:
+        hosts: set[str] = set()
+        if isinstance(group, Mapping):
+            own = group.get("hosts")
+            if isinstance(own, Mapping):
+                hosts |= {str(h) for h in own}
+            children = group.get("children")
+            if isinstance(children, Mapping):
+                for child, data in children.items():
+                    hosts |= walk(str(child), data)
+        members[name] = members.get(name, set()) | hosts
+        return hosts
+
+    walk("all", inventory.get("all"))
+    return members
+
+
+def matched_hosts(pattern: str, members: Mapping[str, set[str]]) -> set[str] | None:
+    """The hosts a play's pattern selects, for the patterns the batchable playbooks use
+    (``GROUP:&GROUP...``); None for any other pattern (then every host is expected)."""
+    parts = pattern.split(":&")
+    if not all(_GROUP_NAME.fullmatch(part) and part in members for part in parts):
+        return None
+    selected = set(members[parts[0]])
+    for part in parts[1:]:
+        selected &= members[part]
+    return selected
 
 
 def event_stage(event: Mapping[str, Any]) -> int | None:
@@ -89,15 +142,32 @@ class BatchStage:
 
 
 def batch_playbook(stages: Sequence[BatchStage]) -> list[dict[str, Any]]:
-    """The combined playbook (YAML-able): one import per stage, in order."""
-    return [
-        {
-            "name": f"Stage {stage.index}: {stage.playbook}",
-            "ansible.builtin.import_playbook": str(stage.path),
-            "vars": {**stage.extravars, STAGE_GROUP_VAR: stage_group(stage.index)},
-        }
-        for stage in stages
-    ]
+    """The combined playbook (YAML-able): one import per stage, in order, and after each stage
+    but the last a play that lets its failed hosts go on to the next stages."""
+    plays: list[dict[str, Any]] = []
+    for position, stage in enumerate(stages):
+        plays.append(
+            {
+                "name": f"Stage {stage.index}: {stage.playbook}",
+                "ansible.builtin.import_playbook": str(stage.path),
+                "vars": {**stage.extravars, STAGE_GROUP_VAR: stage_group(stage.index)},
+            }
+        )
+        if position < len(stages) - 1:
+            plays.append(
+                {
+                    "name": f"After stage {stage.index}: its failed hosts go on to the next",
+                    "hosts": stage_group(stage.index),
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "A separate run per stage would reach them: so does this",
+                            "ansible.builtin.meta": "clear_host_errors",
+                        }
+                    ],
+                }
+            )
+    return plays
 
 
 def batch_playbook_text(stages: Sequence[BatchStage]) -> str:
@@ -110,6 +180,9 @@ def batch_inventory(inventory: Mapping[str, Any], stages: Sequence[BatchStage]) 
     data = {key: value for key, value in inventory.items() if key != "all"}
     top = dict(inventory.get("all") or {})
     children = dict(top.get("children") or {})
+    clash = sorted(name for name in children if name.startswith(STAGE_GROUP_PREFIX))
+    if clash:
+        raise ValueError(f"the inventory already has groups named like a batch's: {clash}")
     for stage in stages:
         children[stage_group(stage.index)] = {"hosts": {host: {} for host in stage.hosts}}
     top["children"] = children
@@ -133,7 +206,8 @@ class _Counts:
 
     def stats(self) -> HostStats:
         return HostStats(
-            ok=self.ok + self.changed,  # as ansible counts: a changed task is also ok
+            # as ansible counts: a changed task, and an ignored failure, are also ok
+            ok=self.ok + self.changed + self.ignored,
             changed=self.changed,
             failed=self.failed,
             unreachable=self.unreachable,
@@ -150,9 +224,22 @@ class BatchCollector:
     started: set[int] = field(default_factory=set)
     counts: dict[int, dict[str, _Counts]] = field(default_factory=dict)
     timings: dict[int, list[TaskTiming]] = field(default_factory=dict)
+    started_at: dict[int, float] = field(default_factory=dict)  # monotonic, the port's clock
+    # the hosts each stage's play selected (None: a pattern this module cannot evaluate)
+    selected: dict[int, set[str] | None] = field(default_factory=dict)
 
-    def play_started(self, stage: int) -> None:
+    def play_started(
+        self, stage: int, at: float | None = None, selected: set[str] | None = None
+    ) -> None:
         self.started.add(stage)
+        if at is not None:
+            self.started_at.setdefault(stage, at)
+        self.selected.setdefault(stage, selected)
+
+    @property
+    def current(self) -> int | None:
+        """The stage whose play runs now (plays run in order), None before the first."""
+        return max(self.started, default=None)
 
     def add(self, stage: int, event: TaskEvent, timing: TaskTiming | None) -> None:
         self.started.add(stage)
@@ -223,29 +310,52 @@ def stage_outcomes(
     rc: int,
     *,
     timeout_s: float,
+    budget_hit: int | None = None,
 ) -> list[StageOutcome]:
-    """Each stage's outcome of one run. A run that timed out or was cancelled leaves the stage it
-    was in, and those after it, with the run's status; the stages before it stand as reported."""
+    """Each stage's outcome of one run. `budget_hit`: the stage the port stopped the run in
+    because it was over its own time bound (that stage is `timeout`; the ones after it did not
+    run and are pending). Otherwise a run that timed out or was cancelled leaves the stage it was
+    in, and those after it, with the run's status; the stages before it stand as reported."""
     out: list[StageOutcome] = []
     for stage in stages:
         hosts = collected.hosts(stage.index)
         tasks = collected.timings.get(stage.index, [])
-        if run in ("timeout", "canceled") and not collected.finished(stage.index):
+        span = _span_s(tasks)
+        if budget_hit is not None and stage.index == budget_hit:
+            detail = f"timed out after {stage.timeout_s:g}s"
+            out.append(StageOutcome(stage.index, "timeout", rc, hosts, tasks, span, detail))
+            continue
+        cut_short = run in ("timeout", "canceled") and budget_hit is None
+        if cut_short and not collected.finished(stage.index):
             detail = f"timed out after {timeout_s:g}s" if run == "timeout" else "canceled"
-            out.append(StageOutcome(stage.index, run, rc, hosts, tasks, _span_s(tasks), detail))
+            out.append(StageOutcome(stage.index, run, rc, hosts, tasks, span, detail))
             continue
         status, code = _judged(hosts)
-        out.append(StageOutcome(stage.index, status, code, hosts, tasks, _span_s(tasks)))
+        out.append(StageOutcome(stage.index, status, code, hosts, tasks, span))
     return out
 
 
-def pending_hosts(stages: Sequence[BatchStage], collected: BatchCollector) -> list[BatchStage]:
-    """The stages again, each with only the hosts it never ran on (stages with none left out):
-    what the port runs again after a run in which ansible dropped failed hosts."""
+def pending_hosts(
+    stages: Sequence[BatchStage], collected: BatchCollector, *, budget_hit: int | None = None
+) -> list[BatchStage]:
+    """The stages again, each with only the hosts the run did not reach (stages with none left
+    are dropped): every host of a stage whose play never started (the run ended early, or was
+    stopped at `budget_hit`, whose own stage is not run again), and the hosts a started play
+    selected but never reached (ansible dropped them after they were unreachable in an earlier
+    stage, or the play was aborted). A host its play did not select (not in the play's group)
+    is not pending: a separate run would not have run it either."""
     again: list[BatchStage] = []
     for stage in stages:
+        if stage.index == budget_hit:
+            continue
         seen = collected.counts.get(stage.index, {})
-        missing = tuple(host for host in stage.hosts if host not in seen)
+        ran = stage.index in collected.started and (budget_hit is None or stage.index < budget_hit)
+        selected = collected.selected.get(stage.index) if ran else None
+        missing = tuple(
+            host
+            for host in stage.hosts
+            if host not in seen and (selected is None or host in selected)
+        )
         if missing:
             again.append(
                 BatchStage(
@@ -281,12 +391,11 @@ def merge_outcomes(first: StageOutcome, later: StageOutcome) -> StageOutcome:
     )
 
 
-def not_reached(stage: BatchStage, outcome: StageOutcome) -> StageOutcome:
-    """A stage with hosts that no run reached (every re-run stopped short): failed, naming them."""
-    missing = [host for host in stage.hosts if host not in outcome.hosts]
-    if not missing or outcome.status in ("timeout", "canceled"):
+def not_reached(outcome: StageOutcome, hosts: Sequence[str], why: str) -> StageOutcome:
+    """A stage some of whose hosts no attempt reached: failed, naming them and why."""
+    if not hosts or outcome.status in ("timeout", "canceled"):
         return outcome
-    note = f"not run on {', '.join(missing)}"
+    note = f"not run on {', '.join(hosts)}" + (f": {why}" if why else "")
     detail = f"{outcome.detail}; {note}" if outcome.detail else note
     return StageOutcome(
         outcome.index,
@@ -312,6 +421,8 @@ __all__ = [
     "batch_playbook",
     "batch_playbook_text",
     "event_stage",
+    "group_members",
+    "matched_hosts",
     "merge_outcomes",
     "not_reached",
     "pending_hosts",

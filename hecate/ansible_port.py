@@ -37,6 +37,7 @@ from hecate.ansible_assets import (
     resolve_playbook,
 )
 from hecate.ansible_batch import (
+    RC_FAILED_HOSTS,
     BatchCollector,
     BatchStage,
     StageOutcome,
@@ -44,6 +45,8 @@ from hecate.ansible_batch import (
     batch_limit,
     batch_playbook_text,
     event_stage,
+    group_members,
+    matched_hosts,
     merge_outcomes,
     not_reached,
     pending_hosts,
@@ -361,7 +364,7 @@ class AnsiblePort:
             request=request,
             collect=collect,
             on_event=on_event,
-            cancel=cancel,
+            stop=cancel.is_set if cancel is not None else None,
         )
         hosts = parse_stats(done.stats)
         detail = ""
@@ -402,10 +405,12 @@ class AnsiblePort:
         for index, (name, request) in enumerate(zip(names, requests, strict=True)):
             if request.check or request.tags or request.skip_tags:
                 raise PlaybookError(f"{name}: check mode and tags are not batched; run it alone")
-            path = self.playbook_path(request.playbook)
+            # Only the shipped playbooks that intersect their hosts with their stage's group: a
+            # playbook by path could run its plays on the other stages' hosts.
             batchable = resolve_playbook(request.playbook).file in BATCHABLE_FILES
-            if not Path(request.playbook).is_absolute() and not batchable:
+            if Path(request.playbook).is_absolute() or not batchable:
                 raise PlaybookError(f"{name}: its playbook does not take a stage group")
+            path = self.playbook_path(request.playbook)
             extravars = self.extravars(request)
             limit = self._checked_limit(name, request)
             if limit is None:
@@ -456,83 +461,126 @@ class AnsiblePort:
         on_event: EventCallback | None,
         cancel: threading.Event | None,
     ) -> tuple[dict[int, StageOutcome], Path | None]:
-        """Run the batch, then again for the hosts a run never reached (bounded: each run
-        completes at least its first stage, so there are at most as many runs as stages)."""
+        """Run the batch, then again for the hosts a run left out (hecate/ansible_batch.py).
+        Each attempt retires its first stage, so there are at most as many attempts as stages;
+        a later attempt that cannot run fails what it would have run, and keeps what ran."""
         outcomes: dict[int, StageOutcome] = {}
+        unreached: dict[int, tuple[tuple[str, ...], str]] = {}
         artifacts: Path | None = None
         todo = list(stages)
-        for _attempt in range(len(stages)):
+        for attempt in range(len(stages)):
             if not todo:
                 break
             collected = BatchCollector()
-            timeout_s = sum(stage.timeout_s for stage in todo)
-            done = self._run_batch_once(todo, collected, timeout_s, on_event, cancel)
+            try:
+                done, budget_hit = self._run_batch_once(todo, collected, on_event, cancel)
+            except AnsibleRunError as exc:
+                if attempt == 0:
+                    raise
+                for stage in todo:
+                    unreached[stage.index] = (stage.hosts, str(exc))
+                todo = []
+                break
             artifacts = done.artifacts
-            for outcome in stage_outcomes(
-                todo, collected, done.status, done.rc, timeout_s=timeout_s
-            ):
+            ran = stage_outcomes(
+                todo,
+                collected,
+                done.status,
+                done.rc,
+                timeout_s=sum(s.timeout_s for s in todo),
+                budget_hit=budget_hit,
+            )
+            for outcome in ran:
                 earlier = outcomes.get(outcome.index)
                 outcomes[outcome.index] = (
                     outcome if earlier is None else merge_outcomes(earlier, outcome)
                 )
-            if done.status in ("timeout", "canceled") or not collected.saw_anything:
-                if not collected.saw_anything and done.status == "failed":
-                    tail = stdout_tail(done.artifacts / "stdout")
-                    for stage in todo:
-                        outcome = outcomes[stage.index]
-                        outcomes[stage.index] = StageOutcome(
-                            outcome.index,
-                            "failed",
-                            done.rc,
-                            outcome.hosts,
-                            outcome.tasks,
-                            outcome.duration_s,
-                            outcome.detail or tail,
-                        )
+            if done.status in ("timeout", "canceled") and budget_hit is None:
+                todo = []  # cancelled, or the whole run's bound: nothing more to run
                 break
-            todo = pending_hosts(todo, collected)
+            pending = pending_hosts(todo, collected, budget_hit=budget_hit)
+            why = stdout_tail(done.artifacts / "stdout") if done.status == "failed" else ""
+            for stage in pending:
+                if stage.index == todo[0].index:  # retired: no attempt runs it again
+                    unreached[stage.index] = (stage.hosts, why)
+            todo = [stage for stage in pending if stage.index != todo[0].index]
             if todo:
                 log.info(
-                    "ansible: batch again for hosts a failure kept from later stages: %s",
+                    "ansible: batch again for hosts the run left out: %s",
                     "; ".join(f"{s.playbook} {','.join(s.hosts)}" for s in todo),
                 )
-        return {s.index: not_reached(s, outcomes[s.index]) for s in stages}, artifacts
+        for stage in todo:  # only if the bound was reached
+            unreached[stage.index] = (stage.hosts, "too many attempts")
+        final: dict[int, StageOutcome] = {}
+        for stage in stages:
+            outcome = outcomes.get(stage.index) or StageOutcome(
+                stage.index, "failed", RC_FAILED_HOSTS, {}, [], 0.0
+            )
+            hosts, why = unreached.get(stage.index, ((), ""))
+            final[stage.index] = not_reached(outcome, hosts, why)
+        return final, artifacts
 
     def _run_batch_once(
         self,
         stages: Sequence[BatchStage],
         collected: BatchCollector,
-        timeout_s: float,
         on_event: EventCallback | None,
         cancel: threading.Event | None,
-    ) -> _RunnerDone:
+    ) -> tuple[_RunnerDone, int | None]:
+        """One ansible-playbook for `stages`. Returns how it ended and, when the port stopped
+        it because its current stage was over that stage's own bound, which stage that was."""
         label = "+".join(stage.playbook for stage in stages)
+        budgets = {stage.index: stage.timeout_s for stage in stages}
+        launched = time.monotonic()
+        hit: list[int] = []
 
         def collect(event: dict[str, Any], mapped: TaskEvent, timing: TaskTiming | None) -> None:
             if mapped.stage is not None:
                 collected.add(mapped.stage, mapped, timing)
 
+        inventory = batch_inventory(self.inventory, stages)
+        members = group_members(inventory)
+
         def play_started(event: dict[str, Any]) -> None:
-            stage = play_start_stage(event)
-            if stage is not None:
-                collected.play_started(stage)
+            started = play_start_stage(event)
+            if started is not None:
+                stage, pattern = started
+                collected.play_started(stage, time.monotonic(), matched_hosts(pattern, members))
+
+        def stop() -> bool:
+            if cancel is not None and cancel.is_set():
+                return True
+            current = collected.current
+            index = stages[0].index if current is None else current
+            # the first stage's bound also covers the process start-up, as a run of its own
+            since = collected.started_at.get(index, launched)
+            if index in budgets and time.monotonic() - since > budgets[index]:
+                if not hit:
+                    hit.append(index)
+                    log.warning("ansible: %s over its %gs bound: stopped", label, budgets[index])
+                return True
+            return False
 
         limit = batch_limit(stages)
+        # the whole run's own bound: never before the stages' own (they add up to it)
+        timeout_s = sum(budgets.values()) + 30
         log.info("ansible: batch %s limit=%s timeout=%ss", label, ",".join(limit), timeout_s)
-        return self._run_runner(
+        done = self._run_runner(
             "batch",
             None,
-            inventory=batch_inventory(self.inventory, stages),
+            inventory=inventory,
             extravars={},
             limit=limit,
             timeout_s=timeout_s,
             request=None,
             collect=collect,
             on_event=on_event,
-            cancel=cancel,
+            stop=stop,
             batch=batch_playbook_text(stages),
             on_play=play_started,
         )
+        user_cancel = cancel is not None and cancel.is_set()
+        return done, hit[0] if hit and not user_cancel else None
 
     def _run_runner(
         self,
@@ -546,7 +594,7 @@ class AnsiblePort:
         request: PlaybookRequest | None,
         collect: Callable[[dict[str, Any], TaskEvent, TaskTiming | None], None],
         on_event: EventCallback | None,
-        cancel: threading.Event | None,
+        stop: Callable[[], bool] | None,
         batch: str | None = None,
         on_play: Callable[[dict[str, Any]], None] | None = None,
     ) -> _RunnerDone:
@@ -602,7 +650,7 @@ class AnsiblePort:
                 skip_tags=",".join(request.skip_tags) or None if request is not None else None,
                 cmdline=" ".join(cmdline) or None,
                 event_handler=handle,
-                cancel_callback=cancel.is_set if cancel is not None else None,
+                cancel_callback=stop,
                 quiet=True,
             )
         except Exception as exc:

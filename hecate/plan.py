@@ -37,7 +37,8 @@ def _batch_of_step(plan: FlowPlan) -> dict[int, int]:
 
 def plan_lines(title: str, plan: FlowPlan) -> list[str]:
     """The numbered steps, each with its nodes, and why a stage will be skipped; after each
-    run of stages that share one ansible-playbook, a line saying so."""
+    run of stages that share one ansible-playbook, a line saying so (a host that a failure
+    kept out of a later stage gets it in one more run)."""
     lines = [title]
     batch_of = _batch_of_step(plan)
     for number, stage in enumerate(plan.steps, start=1):
@@ -47,7 +48,7 @@ def plan_lines(title: str, plan: FlowPlan) -> list[str]:
         batch = batch_of.get(number - 1)
         if batch is not None and batch_of.get(number) != batch:
             first = min(i for i, b in batch_of.items() if b == batch) + 1
-            lines.append(f"      (steps {first}-{number} run as one ansible-playbook)")
+            lines.append(f"      (steps {first}-{number} share one ansible-playbook)")
     return lines
 
 

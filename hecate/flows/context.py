@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from hecate.ansible_port import Ansible, PlaybookRequest, PlaybookResult
+from hecate.ansible_port import Ansible, PlaybookRequest, PlaybookResult, TaskEvent
 from hecate.config import HecateConfig
 from hecate.errors import HecateError
 from hecate.flow_plans import StageStatus
@@ -215,22 +215,20 @@ def run_playbook_batch(
     ctx: FlowContext,
     entries: Sequence[BatchEntry],
     on_stage_start: Callable[[str], None] | None = None,
-) -> list[float]:
-    """Run several PlaybookStep stages as one batch (`Ansible.run_batch`); each stage is judged
-    from its own share of the run's events, as if it had run alone. Returns each stage's
-    duration (its plays' span, from the events). A stage with no usable node runs nothing.
-    `on_stage_start` is told a stage's name when its first event arrives."""
+) -> list[PlaybookResult | None]:
+    """Run several PlaybookStep stages as one batch (`Ansible.run_batch`); each stage's
+    result is its own share of the run's events, as if it had run alone. Returns each entry's
+    result (None: no usable node, nothing ran; the stage is marked failed). Nothing is applied
+    to the stages here: :func:`apply_batch_result` does that, in order, so a cancelled batch
+    keeps what its finished stages did. `on_stage_start` is told a stage's name when its first
+    event arrives."""
     problems = node_problems(ctx.config)
     requests: list[PlaybookRequest] = []
     owners: list[BatchEntry] = []
-    usable_of: dict[int, list[str]] = {}
     for entry in entries:
         usable = [n for n in entry.nodes if n not in problems]
         if not usable:
-            _mark_broken(entry.stage, entry.nodes, problems)
-            entry.stage.status = "failed"
             continue
-        usable_of[id(entry)] = usable
         owners.append(entry)
         requests.append(
             PlaybookRequest(
@@ -242,7 +240,7 @@ def run_playbook_batch(
         )
     running: set[int] = set()
 
-    def on_event(event: Any) -> None:
+    def on_event(event: TaskEvent) -> None:
         if event.stage is None or not 0 <= event.stage < len(owners):
             return
         name = owners[event.stage].stage.name
@@ -256,13 +254,23 @@ def run_playbook_batch(
     results = (
         ctx.ansible.run_batch(requests, on_event=on_event, cancel=ctx.cancel) if owners else []
     )
-    if any(result.canceled for result in results):
-        raise FlowAbortedError(f"{'+'.join(r.playbook for r in results)} was cancelled")
-    durations = {id(e): r.duration_s for e, r in zip(owners, results, strict=True)}
-    for entry, result in zip(owners, results, strict=True):
-        apply_playbook_result(entry.stage, result, usable_of[id(entry)])
-        _mark_broken(entry.stage, [n for n in entry.nodes if n in problems], problems)
-    return [durations.get(id(entry), 0.0) for entry in entries]
+    by_entry = {id(e): r for e, r in zip(owners, results, strict=True)}
+    return [by_entry.get(id(entry)) for entry in entries]
+
+
+def apply_batch_result(ctx: FlowContext, entry: BatchEntry, result: PlaybookResult | None) -> None:
+    """One batched stage's outcome, as run_playbook would have made it; a cancelled stage
+    raises FlowAbortedError (the stages before it keep theirs)."""
+    problems = node_problems(ctx.config)
+    broken = [n for n in entry.nodes if n in problems]
+    if result is None:
+        _mark_broken(entry.stage, broken, problems)
+        entry.stage.status = "failed"
+        return
+    if result.canceled:
+        raise FlowAbortedError(f"{entry.step.playbook} was cancelled")
+    apply_playbook_result(entry.stage, result, [n for n in entry.nodes if n not in problems])
+    _mark_broken(entry.stage, broken, problems)
 
 
 def _mark_broken(stage: Stage, broken: list[str], problems: dict[str, str]) -> None:

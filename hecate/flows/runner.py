@@ -20,6 +20,7 @@ from hecate.flows.context import (
     PlaybookStep,
     Stage,
     StageResult,
+    apply_batch_result,
     run_playbook,
     run_playbook_batch,
 )
@@ -88,16 +89,18 @@ class StageRecorder:
 def _walk_batch(
     ctx: FlowContext, specs: tuple[StageSpec, ...], steps: StepTable, recorder: StageRecorder
 ) -> None:
-    """Several PlaybookStep stages (and skipped ones between them) in one ansible-playbook."""
+    """Several PlaybookStep stages (and skipped ones between them) in one ansible-playbook;
+    then each recorded in the plan's order, as if it had run alone. A cancelled stage is
+    recorded failed and stops the walk there, as between stages; the ones before it stand."""
     recorder.check_cancel(specs[0].name)
     stages = [Stage(spec.name) for spec in specs]
-    entries: list[BatchEntry] = []
+    entries: dict[int, BatchEntry] = {}
     for stage, spec in zip(stages, specs, strict=True):
         step = steps.get(spec.name)
         if spec.skip is not None or not isinstance(step, PlaybookStep):
             stage.status, stage.detail = StageStatus.SKIPPED, spec.skip or ""
             continue
-        entries.append(BatchEntry(stage, list(spec.nodes), step))
+        entries[id(stage)] = BatchEntry(stage, list(spec.nodes), step)
     announced: set[str] = set()
 
     def announce(name: str) -> None:
@@ -105,23 +108,34 @@ def _walk_batch(
             announced.add(name)
             ctx.progress(name, "running", "")
 
-    announce(entries[0].stage.name)
+    batch = list(entries.values())
+    announce(batch[0].stage.name)
     started = ctx.monotonic()
     try:
-        spans = run_playbook_batch(ctx, entries, announce)
+        results = run_playbook_batch(ctx, batch, announce)
     except HecateError as exc:
-        entries[0].stage.status = StageStatus.FAILED
-        entries[0].stage.note(str(exc))
-        recorder.record(entries[0].stage, ctx.monotonic() - started)
+        batch[0].stage.status = StageStatus.FAILED
+        batch[0].stage.note(str(exc))
+        recorder.record(batch[0].stage, ctx.monotonic() - started)
         raise
     # Each stage gets its own plays' span; the process start-up (before the first play) goes
     # to the first, so the stages' durations add up to the batch's time.
     wall = ctx.monotonic() - started
-    durations = {id(e.stage): span for e, span in zip(entries, spans, strict=True)}
-    durations[id(entries[0].stage)] += max(0.0, wall - sum(spans))
+    result_of = {id(e.stage): r for e, r in zip(batch, results, strict=True)}
+    spans = {key: (r.duration_s if r is not None else 0.0) for key, r in result_of.items()}
+    spans[id(batch[0].stage)] += max(0.0, wall - sum(spans.values()))
     for stage in stages:
         announce(stage.name)  # a stage with no event of its own (skipped, nothing to run)
-        recorder.record(stage, durations.get(id(stage), 0.0))
+        entry = entries.get(id(stage))
+        if entry is not None:
+            try:
+                apply_batch_result(ctx, entry, result_of[id(stage)])
+            except FlowAbortedError as exc:
+                stage.status = StageStatus.FAILED
+                stage.note(str(exc))
+                recorder.record(stage, spans.get(id(stage), 0.0))
+                raise
+        recorder.record(stage, spans.get(id(stage), 0.0))
 
 
 def _step_playbook(step: StepFn | PlaybookStep) -> str | None:

@@ -199,8 +199,10 @@ def _suspend_flux(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
             to_suspend[obj.key] = obj
     # Recorded BEFORE the patches, as cordon does: a crash mid-stage still gets them resumed by
     # the next startup (resuming one whose suspend never landed changes nothing), and objects
-    # suspended by someone else never get here. The patches go out at once (one round trip
-    # each; 7 one after another took 0.3 s of a shutdown).
+    # suspended by someone else never get here. A refused patch stays recorded too: an error
+    # (a timeout, say) does not prove the suspend did not land, and a resume too many is
+    # harmless where one too few leaves Flux suspended. The patches go out at once (one round
+    # trip each; 7 one after another took 0.3 s of a shutdown).
     for key in to_suspend:
         ledger.add_suspended(key)
     if to_suspend:
@@ -212,13 +214,9 @@ def _suspend_flux(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
 
     errors = for_each_node(list(to_suspend), suspend)
     for key, error in errors.items():
-        if error is None:
-            continue
-        stage.status = "partial"
-        stage.note(f"{key}: {error}")
-        ledger.suspended.remove(key)
-    if any(errors.values()):
-        save_ledger(ctx.config.state_dir, ledger)
+        if error is not None:
+            stage.status = "partial"
+            stage.note(f"{key}: {error}")
     stage.note(f"suspended {len(ledger.suspended)}, already suspended {len(already)}")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,6 +22,8 @@ from hecate.ansible_batch import (
     batch_inventory,
     batch_limit,
     batch_playbook,
+    group_members,
+    matched_hosts,
     merge_outcomes,
     not_reached,
     pending_hosts,
@@ -42,7 +45,7 @@ def stage(index: int, *hosts: str, playbook: str = "stop_agents") -> BatchStage:
 PATTERNS = [
     ("agent:&hecate_stage_0", 0, "the k3s_service play of stage 0"),
     ("managed:&hecate_stage_12", 12, "poweroff of stage 12"),
-    ("hecate_stage_3", 3, "the group alone"),
+    ("hecate_stage_3", None, "the group alone: the play between stages, not a stage"),
     ("agent:&all", None, "run alone: the default group, no stage"),
     ("agent:&hecate_stage_", None, "no index"),
     ("agent:&hecate_stage_1x", None, "not the group: another name that starts the same"),
@@ -68,25 +71,31 @@ def test_stage_group_and_stage_of_agree(index: int) -> None:
 
 def test_play_start_stage_reads_only_play_starts() -> None:
     data = {"play_pattern": "agent:&hecate_stage_2"}
-    assert play_start_stage({"event": "playbook_on_play_start", "event_data": data}) == 2
+    assert play_start_stage({"event": "playbook_on_play_start", "event_data": data}) == (
+        2,
+        "agent:&hecate_stage_2",
+    )
     assert play_start_stage({"event": "runner_on_ok", "event_data": data}) is None
     assert play_start_stage({"event": "playbook_on_play_start", "event_data": "x"}) is None
 
 
 def test_the_combined_playbook_imports_each_stage_with_its_vars_and_group() -> None:
     stages = [stage(0, "a1"), stage(1, "s1", playbook="stop_servers")]
-    assert batch_playbook(stages) == [
-        {
-            "name": "Stage 0: stop_agents",
-            "ansible.builtin.import_playbook": "/p/stop_agents.yml",
-            "vars": {"v": 0, STAGE_GROUP_VAR: "hecate_stage_0"},
-        },
-        {
-            "name": "Stage 1: stop_servers",
-            "ansible.builtin.import_playbook": "/p/stop_servers.yml",
-            "vars": {"v": 1, STAGE_GROUP_VAR: "hecate_stage_1"},
-        },
-    ]
+    first, between, second = batch_playbook(stages)
+    assert first == {
+        "name": "Stage 0: stop_agents",
+        "ansible.builtin.import_playbook": "/p/stop_agents.yml",
+        "vars": {"v": 0, STAGE_GROUP_VAR: "hecate_stage_0"},
+    }
+    assert second == {
+        "name": "Stage 1: stop_servers",
+        "ansible.builtin.import_playbook": "/p/stop_servers.yml",
+        "vars": {"v": 1, STAGE_GROUP_VAR: "hecate_stage_1"},
+    }
+    # between the stages: stage 0's failed hosts go on to stage 1 (as separate runs would)
+    assert between["hosts"] == "hecate_stage_0"
+    assert [t["ansible.builtin.meta"] for t in between["tasks"]] == ["clear_host_errors"]
+    assert stage_of(between["hosts"]) is None  # the play between is no stage
 
 
 def test_the_inventory_gains_one_group_per_stage_and_is_not_changed() -> None:
@@ -98,6 +107,12 @@ def test_the_inventory_gains_one_group_per_stage_and_is_not_changed() -> None:
     assert out["all"]["vars"] == {"x": 1}
     assert yaml.safe_dump(inventory) == before
     assert batch_limit([stage(0, "b", "a"), stage(1, "a", "c")]) == ("a", "b", "c")
+
+
+def test_an_inventory_with_a_group_named_like_a_stage_is_refused() -> None:
+    inventory: dict[str, Any] = {"all": {"children": {"hecate_stage_0": {"hosts": {"x": {}}}}}}
+    with pytest.raises(ValueError, match="hecate_stage_0"):
+        batch_inventory(inventory, [stage(0, "a1")])
 
 
 def test_a_stage_without_hosts_cannot_be_made() -> None:
@@ -153,15 +168,39 @@ def test_a_run_cut_short_leaves_its_current_and_later_stages_with_its_status(sta
     assert [o.status for o in outs] == ["successful", status, status]
 
 
-def test_pending_hosts_are_those_a_stage_never_ran_on() -> None:
+def test_pending_hosts_are_those_the_run_left_out() -> None:
     stages = [stage(0, "a1", "a2"), stage(1, "a1", "a2", playbook="poweroff"), stage(2, "s1")]
-    got = collector((0, "a1", "failed", 0, 1), (0, "a2", "ok", 0, 1), (1, "a2", "ok", 1, 1))
+    # a1 unreachable in stage 0, so ansible left it out of stage 1; stage 2 never started
+    got = collector((0, "a1", "unreachable", 0, 1), (0, "a2", "ok", 0, 1), (1, "a2", "ok", 1, 1))
     again = pending_hosts(stages, got)
     assert [(s.index, s.playbook, s.hosts) for s in again] == [
         (1, "poweroff", ("a1",)),
         (2, "stop_agents", ("s1",)),
     ]
     assert again[0].extravars == stages[1].extravars  # the same vars, fewer hosts
+
+
+def test_a_host_its_play_did_not_match_is_not_pending() -> None:
+    """poweroff's play is on `managed` only: an unmanaged host of its limit gets no event, as
+    in a run of its own, and is not run again."""
+    stages = [stage(0, "a1", "a2"), stage(1, "a1", "a2", playbook="poweroff")]
+    got = collector((0, "a1", "ok", 0, 1), (0, "a2", "ok", 0, 1))
+    got.play_started(1, selected={"a1"})  # managed:&hecate_stage_1 selected a1 only
+    event, timing = ev(1, "a1", "ok", 1, 1)
+    got.add(1, event, timing)
+    assert pending_hosts(stages, got) == []
+    _, power = stage_outcomes(stages, got, "successful", 0, timeout_s=1)
+    assert power.status == "successful" and list(power.hosts) == ["a1"]
+
+
+def test_a_stage_over_its_own_bound_is_timeout_and_the_later_ones_run_again() -> None:
+    stages = [stage(0, "a1"), stage(1, "a1"), stage(2, "s1")]
+    got = collector((0, "a1", "ok", 0, 1), (1, "a1", "started", 1, 0))
+    outs = stage_outcomes(stages, got, "canceled", 254, timeout_s=30, budget_hit=1)
+    assert [o.status for o in outs][:2] == ["successful", "timeout"]
+    assert outs[1].detail == "timed out after 10s"  # the stage's own bound, not the batch's
+    again = pending_hosts(stages, got, budget_hit=1)
+    assert [(s.index, s.hosts) for s in again] == [(2, ("s1",))]
 
 
 def test_a_stage_in_two_goes_is_merged_and_judged_again() -> None:
@@ -179,12 +218,10 @@ def test_hosts_no_run_reached_fail_the_stage_by_name() -> None:
     [out] = stage_outcomes(
         [stage(0, "a1", "a2")], collector((0, "a1", "ok", 0, 1)), "successful", 0, timeout_s=1
     )
-    reached = not_reached(stage(0, "a1", "a2"), out)
-    assert reached.status == "failed" and "not run on a2" in reached.detail
-    full = stage_outcomes(
-        [stage(0, "a1")], collector((0, "a1", "ok", 0, 1)), "successful", 0, timeout_s=1
-    )
-    assert not_reached(stage(0, "a1"), full[0]) == full[0]
+    reached = not_reached(out, ("a2",), "ERROR! the play could not start")
+    assert reached.status == "failed"
+    assert reached.detail == "not run on a2: ERROR! the play could not start"
+    assert not_reached(out, (), "") == out
 
 
 def test_events_of_no_stage_or_started_only_count_nothing() -> None:
@@ -195,3 +232,54 @@ def test_events_of_no_stage_or_started_only_count_nothing() -> None:
     assert got.finished(0) is False
     got.play_started(1)
     assert got.finished(0) is True
+
+
+def test_a_host_its_play_selected_but_never_reached_is_pending() -> None:
+    """The play was aborted (a fatal error on another host) before it reached a2."""
+    stages = [stage(0, "a1", "a2")]
+    got = BatchCollector()
+    got.play_started(0, selected={"a1", "a2"})
+    event, timing = ev(0, "a1", "failed", 0, 1)
+    got.add(0, event, timing)
+    assert [s.hosts for s in pending_hosts(stages, got)] == [("a2",)]
+
+
+INVENTORY = {
+    "all": {
+        "children": {
+            "k3s_cluster": {
+                "children": {
+                    "server": {"hosts": {"s1": {}}},
+                    "agent": {"hosts": {"a1": {}, "a2": {}}},
+                }
+            },
+            "managed": {"hosts": {"a1": {}, "s1": {}}},
+            "hecate_stage_0": {"hosts": {"a1": {}, "a2": {}}},
+        }
+    }
+}
+
+
+def test_group_members_follow_children() -> None:
+    members = group_members(INVENTORY)
+    assert members["k3s_cluster"] == {"s1", "a1", "a2"}
+    assert members["all"] == {"s1", "a1", "a2"}
+    assert members["managed"] == {"a1", "s1"}
+
+
+# (pattern, selected, why)
+SELECTIONS = [
+    ("agent:&hecate_stage_0", {"a1", "a2"}, "the agents' stop play"),
+    ("managed:&hecate_stage_0", {"a1"}, "poweroff: only the managed ones of the stage"),
+    ("server:&hecate_stage_0", set(), "no server in the stage"),
+    ("agent", {"a1", "a2"}, "a group alone"),
+    ("agent,server", None, "a union: not evaluated, every host expected"),
+    ("agent:!managed", None, "an exclusion: not evaluated"),
+    ("agen*", None, "a wildcard: not evaluated"),
+    ("nosuch:&hecate_stage_0", None, "an unknown group: not evaluated"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "selected", "why"), SELECTIONS, ids=[s[2] for s in SELECTIONS])
+def test_matched_hosts(pattern: str, selected: set[str] | None, why: str) -> None:
+    assert matched_hosts(pattern, group_members(INVENTORY)) == selected, why

@@ -7,6 +7,7 @@ the same run; the port runs those again for it)."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def test_two_stages_run_in_one_process_each_judged_on_its_own_hosts(
 
 def test_a_host_that_fails_a_stage_still_gets_the_later_stages(tmp_path: Path, node: Node) -> None:
     """a1's k3s-agent stop fails (its unit is not loaded): ansible would leave a1 out of the
-    poweroff play; the port runs the poweroff again for a1, so a1 is still powered off."""
+    poweroff play; a1 must still be powered off, as separate runs would have done."""
     node.set_unit("k3s-agent", "active")
     with make_port(tmp_path, node, host_vars={"a1": {"k3s_service_unit": "missing-unit"}}) as port:
         stop, poweroff = port.run_batch(
@@ -71,7 +72,8 @@ def test_a_host_that_fails_a_stage_still_gets_the_later_stages(tmp_path: Path, n
     assert not stop.ok  # judged as a run of its own would be
     assert poweroff.ok and poweroff.succeeded_hosts == ["a1"], poweroff.summary()
     wait_for_call(node, "systemctl poweroff")
-    assert len(run_dirs(tmp_path)) == 2  # the failure path costs one more process
+    # in the same run, in the plan's order: the play after each stage clears its host errors
+    assert len(run_dirs(tmp_path)) == 1
 
 
 def test_when_every_host_of_a_stage_fails_the_next_stages_still_run(
@@ -117,8 +119,12 @@ def test_an_empty_stage_is_skipped_and_one_left_runs_alone(tmp_path: Path, node:
         (PlaybookRequest("time_sync", limit=["s1"]), "time_sync's hosts take no stage group"),
         (PlaybookRequest("stop_agents", limit=["a1"], check=True), "check mode is not batched"),
         (PlaybookRequest("stop_agents", limit=["nope"]), "a host not in the inventory"),
+        (
+            PlaybookRequest("/work/any/playbook.yml", limit=["a1"]),
+            "a playbook by path may not intersect its hosts with its stage's",
+        ),
     ],
-    ids=["no-limit", "not-batchable", "check", "unknown-host"],
+    ids=["no-limit", "not-batchable", "check", "unknown-host", "by-path"],
 )
 def test_a_batch_it_cannot_run_as_asked_is_refused_before_anything_runs(
     tmp_path: Path, node: Node, request_: PlaybookRequest, why: str
@@ -142,3 +148,44 @@ def test_a_cancelled_batch_runs_nothing(tmp_path: Path, node: Node) -> None:
         )
     assert [r.status for r in results] == ["canceled", "canceled"]
     assert node.calls() == []
+
+
+def test_a_stage_over_its_own_bound_does_not_eat_the_next_stages(
+    tmp_path: Path, node: Node
+) -> None:
+    """a1's k3s-agent stop hangs: the stop stage times out at its own bound (4 s) and a1 is
+    still powered off, as a separate run per stage would do; the batch's summed bound would
+    have let the stop eat the poweroff's time."""
+    node.set_unit("hang-unit", "active")
+    hang = {"a1": {"k3s_service_unit": "hang-unit"}}
+    started = time.monotonic()
+    with make_port(tmp_path, node, host_vars=hang) as port:
+        stop, poweroff = port.run_batch(
+            [
+                PlaybookRequest("stop_agents", limit=["a1"], extravars=STOP, timeout_s=4),
+                PlaybookRequest("poweroff", limit=["a1"], extravars=power(node), timeout_s=30),
+            ]
+        )
+    assert stop.status == "timeout" and stop.detail == "timed out after 4s", stop.summary()
+    assert poweroff.ok and poweroff.succeeded_hosts == ["a1"], poweroff.summary()
+    wait_for_call(node, "systemctl poweroff")
+    assert time.monotonic() - started < 20  # the stop's 20 s hang was not waited out
+
+
+def test_a_stage_that_cannot_start_fails_with_the_reason_and_the_next_still_run(
+    tmp_path: Path, node: Node
+) -> None:
+    """stop_agents' arguments are invalid, so its validation (once, any_errors_fatal) ends the
+    whole run; the poweroff still runs, and the stop says why it did not."""
+    bad = {"k3s_service_timeout_s": "soon"}
+    with make_port(tmp_path, node) as port:
+        stop, poweroff = port.run_batch(
+            [
+                PlaybookRequest("stop_agents", limit=["a1", "a2"], extravars=bad),
+                PlaybookRequest("poweroff", limit=["a1"], extravars=power(node)),
+            ]
+        )
+    assert not stop.ok and "k3s_service_timeout_s" in stop.summary() + stop.detail, stop
+    assert poweroff.ok and poweroff.succeeded_hosts == ["a1"], poweroff.summary()
+    wait_for_call(node, "systemctl poweroff")
+    assert not any("systemctl stop" in c for c in node.calls())

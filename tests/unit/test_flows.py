@@ -5,12 +5,16 @@ The end-to-end proof is tests/integration/test_flows.py on the twin; these pin t
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import yaml
 
+from hecate.ansible_port import EventCallback, PlaybookRequest, PlaybookResult
 from hecate.config import HecateConfig, parse_config
 from hecate.errors import GuardRefusedError, KubeError, UpsError
 from hecate.flows.bootstrap_cache import cached_or_configured, refresh_cache
@@ -129,6 +133,39 @@ def test_an_unreachable_node_in_the_batch_is_that_stage_only(tmp_path: Path) -> 
     assert stages["stop_servers"].status.value == "ok"
     assert stages["poweroff_agents"].nodes == {"a1": "ok", "a2": "unreachable"}
     assert report.outcome is Outcome.PARTIAL
+
+
+class CancelledMidBatch(FakeAnsible):
+    """The batch is cancelled while its second stage runs: the first finished, the rest did not."""
+
+    def run_batch(
+        self,
+        requests: Sequence[PlaybookRequest],
+        *,
+        on_event: EventCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[PlaybookResult]:
+        results = super().run_batch(requests, on_event=on_event, cancel=cancel)
+        return [results[0]] + [
+            dataclasses.replace(r, status="canceled", rc=254, hosts={}) for r in results[1:]
+        ]
+
+
+def test_a_batch_cancelled_mid_way_keeps_the_stages_that_finished(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    seen: list[tuple[str, str]] = []
+    ctx = _ctx(config, _cluster(), CancelledMidBatch())
+    ctx.progress = lambda stage, status, _detail: seen.append((stage, status))
+    report = run_shutdown(ctx, ShutdownOptions(mode="cluster-only", skip_etcd_snapshot=True))
+    assert report.outcome is Outcome.ABORTED
+    stages = {s.name: s for s in report.stages}
+    assert stages["stop_agents"].status.value == "ok"
+    assert stages["stop_agents"].nodes == {"a1": "ok", "a2": "ok"}
+    assert stages["stop_servers"].status.value == "failed"
+    assert "cancelled" in stages["stop_servers"].detail
+    # every stage that was announced also got its final status
+    finals = {stage for stage, status in seen if status != "running"}
+    assert {stage for stage, status in seen if status == "running"} <= finals
 
 
 def test_startup_node_stages_are_not_batched(tmp_path: Path) -> None:

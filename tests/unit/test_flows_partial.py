@@ -91,9 +91,11 @@ class SuspendFails(FakeKube):
         super().set_suspend(kind, namespace, name, suspend)
 
 
-def test_flux_suspends_go_out_together_and_a_refused_one_is_not_recorded(
+def test_flux_suspends_go_out_together_and_a_refused_one_stays_recorded(
     tmp_path: Path,
 ) -> None:
+    """An error does not prove the suspend did not land (a timeout after the server applied
+    it): the ledger keeps it, so the next startup resumes it (a resume too many is harmless)."""
     config = _config(tmp_path)
     base = _cluster()
     kube = SuspendFails(nodes_up=dict(base.nodes_up))
@@ -105,8 +107,12 @@ def test_flux_suspends_go_out_together_and_a_refused_one_is_not_recorded(
     both = ["HelmRelease/apps/web", "Kustomization/flux-system/apps"]
     # a crash during the patches would still have them resumed by the next startup
     assert kube.ledger_at_patch == [both, both]
-    assert load_ledger(config.state_dir).suspended == ["Kustomization/flux-system/apps"]
+    assert sorted(load_ledger(config.state_dir).suspended) == both
     assert kube.flux["Kustomization/flux-system/paused-by-operator"].suspended  # untouched
+    assert run_startup(ctx, StartupOptions()).outcome is Outcome.SUCCESS
+    assert not kube.flux["Kustomization/flux-system/apps"].suspended
+    assert not kube.flux["HelmRelease/apps/web"].suspended  # its resume changed nothing
+    assert kube.flux["Kustomization/flux-system/paused-by-operator"].suspended
 
 
 class ListingHiccup(FakeKube):

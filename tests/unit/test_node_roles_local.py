@@ -26,7 +26,7 @@ case $1 in
       ActiveState) cat "$FAKE_STATE/$4" 2>/dev/null || echo inactive ;;
     esac ;;
   start) echo active > "$FAKE_STATE/$2" ;;
-  stop) echo inactive > "$FAKE_STATE/$2" ;;
+  stop) case $2 in hang-*) sleep 20 ;; esac; echo inactive > "$FAKE_STATE/$2" ;;
 esac
 """
 SUDO = """#!/bin/sh

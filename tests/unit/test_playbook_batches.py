@@ -84,7 +84,7 @@ def test_the_dry_run_says_which_steps_share_one_ansible_playbook(tmp_path: Path)
     lines = plan_lines("t", plan)
     names = [s.name for s in plan.steps]
     first, last = names.index("stop_agents") + 1, names.index("poweroff_servers") + 1
-    assert f"      (steps {first}-{last} run as one ansible-playbook)" in lines
+    assert f"      (steps {first}-{last} share one ansible-playbook)" in lines
     batch = {e["name"]: e["batch"] for e in plan_json(plan)}
     assert batch["stop_agents"] == batch["poweroff_servers"] == 0
     assert batch["cordon"] is None and batch["intent"] is None
