@@ -8,8 +8,8 @@ Three ways to do the same node stages on the twin, each timed per flow:
   `ssh node sudo -n systemctl stop|start UNIT` to every node of the stage at once (new
   connections, like a script run once per outage), with the same readiness waits;
 * Hecate: a whole `run_shutdown` (cluster-only, no etcd snapshot) or `run_startup` through the
-  runner port and the API, opened as the CLI opens it (`open_flow_context`: a fresh port whose
-  ssh connections are opened in the background as the flow starts);
+  runner port and the API, opened as the CLI opens it (`open_flow_context`: a fresh port; for a
+  shutdown its ssh connections are opened in the background as the flow starts);
 * Hecate (daemon), shutdown only: the same flow as the daemon runs it: its long-lived port
   opened the ssh connections during the debounce window (before the decision), so the timing
   starts after the connect playbook, as the daemon's flow does (a startup has nothing to warm:
@@ -229,7 +229,9 @@ def hecate_run(twin: Twin, state: Path, kind: str, *, warm: bool = False) -> Hec
 def _timed_flow(config: HecateConfig, kind: str, warmer: ConnectionWarmer | None) -> HecateRun:
     cpu0 = _cpu()
     start = time.monotonic()
-    with open_flow_context(config, read_ups=None, warmer=warmer) as ctx:
+    # as the CLI opens it (warm for a shutdown only), or as the daemon does (warmed already)
+    warm = warmer is None and kind == "shutdown"
+    with open_flow_context(config, read_ups=None, warmer=warmer, warm=warm) as ctx:
         recorder = RecordingAnsible(ctx.ansible)
         ctx.ansible = recorder
         if kind == "shutdown":

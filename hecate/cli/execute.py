@@ -32,10 +32,16 @@ class StageProgress:
 
 
 def execute_flow(
-    config: HecateConfig, flow: Callable[[FlowContext], FlowReport], *, as_json: bool
+    config: HecateConfig,
+    flow: Callable[[FlowContext], FlowReport],
+    *,
+    as_json: bool,
+    warm: bool = True,
 ) -> FlowReport:
+    """`warm`: open the ssh connections in the background as the flow starts (a shutdown; see
+    open_flow_context)."""
     with open_flow_context(
-        config, read_ups=lambda: read_ups(config), progress=StageProgress()
+        config, read_ups=lambda: read_ups(config), progress=StageProgress(), warm=warm
     ) as ctx:
         report = flow(ctx)
     if as_json:

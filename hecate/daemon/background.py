@@ -70,6 +70,7 @@ def real_context_factory(
             progress=log_progress,
             cancel=cancel,
             warmer=warmer,
+            warm=False,  # warmed on battery, before the decision (Daemon._poll)
         )
 
     return factory

@@ -52,12 +52,18 @@ def open_flow_context(
     progress: ProgressFn = no_progress,
     cancel: threading.Event | None = None,
     warmer: ConnectionWarmer | None = None,
+    warm: bool = True,
 ) -> Iterator[FlowContext]:
     """The real ports for one flow. With `warmer` (the daemon's, long-lived) its port is used
-    and kept open; without, a port is opened for this flow and its ssh connections are opened in
-    the background at once, while the flow's first (API) stages run. `ups_command` is the UPS
-    port's instant command (the daemon's, its credentials read once at start); without it one
-    is built when the command is sent, so a bad password file fails only `ups_kill_power`.
+    and kept open; without, a port is opened for this flow. `warm`: open its ssh connections in
+    the background at once, while the flow's first (API) stages run: right for a shutdown, whose
+    first node stage comes after them; a startup's first stage is a node stage that opens them
+    itself, and a warm-up beside it only competes for the CPU (two ansible-playbook processes
+    opening the same connections). The daemon passes False: it warms its port on its own
+    schedule, on battery, before any shutdown decision (hecate/daemon/service.py).
+    `ups_command` is the UPS port's instant command (the daemon's, its credentials read once at
+    start); without it one is built when the command is sent, so a bad password file fails only
+    `ups_kill_power`.
     `clock` is the caller's clock port (the daemon's); the system clocks without it."""
     clocks = clock or Clock()
     try:
@@ -75,7 +81,8 @@ def open_flow_context(
             warmer = ConnectionWarmer(lambda: port)
             # joined before the port (and its control dir) goes away
             stack.callback(warmer.join, 30.0)
-        warmer.warm(clocks.monotonic())
+        if warm:
+            warmer.warm(clocks.monotonic())
         ansible = warmer.ansible
         yield FlowContext(
             config=config,

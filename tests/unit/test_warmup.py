@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hecate.ansible_port import CONTROL_PERSIST_S, Ansible
+from hecate.config import parse_config
 from hecate.errors import AnsibleRunError
 from hecate.flows.warmup import CONNECT_PLAYBOOK, REFRESH_S, ConnectionWarmer, warm_due
+from hecate.flows.wiring import open_flow_context
 from tests.unit.fakes import FakeAnsible
 
 
@@ -58,3 +63,19 @@ def test_a_failing_port_is_logged_not_raised() -> None:
     assert warmer.warm(0.0)
     warmer.join(5)
     assert warmer.runs == 0
+
+
+@pytest.mark.parametrize(("warm", "runs"), [(True, 1), (False, 0)], ids=["shutdown", "startup"])
+def test_a_flow_context_warms_only_when_asked(tmp_path: Path, warm: bool, runs: int) -> None:
+    """A shutdown's first node stage comes after its API stages: warm beside them. A startup's
+    first stage is a node stage that opens the connections itself; the daemon warms on battery,
+    before the decision: neither warms when the context opens."""
+    config = parse_config(
+        {"state_dir": str(tmp_path / "s"), "nodes": {"servers": ["s1"], "agents": []}}
+    )
+    fake = FakeAnsible()
+    warmer = ConnectionWarmer(lambda: fake)
+    with open_flow_context(config, read_ups=None, warmer=warmer, warm=warm) as ctx:
+        assert ctx.ansible is fake
+        warmer.join(5)
+    assert [r.playbook for r in fake.requests] == [CONNECT_PLAYBOOK] * runs
