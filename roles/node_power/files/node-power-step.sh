@@ -19,8 +19,12 @@ case $mode in
         ;;
     poweroff)
         [ "$check" = 1 ] && exit 10
-        # setsid: a session of its own, so the end of this ssh session (and its pty) never
-        # reaches it; fire and forget, as the host is going down.
+        # Fire and forget, as the host is going down. The hangup that the end of this ssh
+        # session (and its pty) sends must not reach the command: ignored here, before the fork,
+        # so the child has it ignored from its first instruction (an ignored signal stays
+        # ignored across exec), and setsid gives it a session of its own. (Without the trap,
+        # this shell's exit could hang the child up before its setsid ran.)
+        trap '' HUP
         setsid "$@" < /dev/null > /dev/null 2>&1 &
         exit 10
         ;;
