@@ -208,7 +208,9 @@ class HecateRun:
     playbooks: list[PlaybookRun]
 
 
-def hecate_run(twin: Twin, state: Path, kind: str, *, warm: bool = False) -> HecateRun:
+def hecate_run(
+    twin: Twin, state: Path, kind: str, *, warm: bool = False, cli_warmup: bool = True
+) -> HecateRun:
     """Wall seconds, controller CPU seconds, stages and playbooks of one Hecate flow.
 
     warm=False: as the CLI runs it (a new port; its ssh connections are opened in the
@@ -223,14 +225,16 @@ def hecate_run(twin: Twin, state: Path, kind: str, *, warm: bool = False) -> Hec
             warmer = ConnectionWarmer(lambda: port)
             warmer.warm(time.monotonic())
             warmer.join(60.0)
-        return _timed_flow(config, kind, warmer)
+        return _timed_flow(config, kind, warmer, cli_warmup)
 
 
-def _timed_flow(config: HecateConfig, kind: str, warmer: ConnectionWarmer | None) -> HecateRun:
+def _timed_flow(
+    config: HecateConfig, kind: str, warmer: ConnectionWarmer | None, cli_warmup: bool
+) -> HecateRun:
     cpu0 = _cpu()
     start = time.monotonic()
     # as the CLI opens it (warm for a shutdown only), or as the daemon does (warmed already)
-    warm = warmer is None and kind == "shutdown"
+    warm = warmer is None and kind == "shutdown" and cli_warmup
     with open_flow_context(config, read_ups=None, warmer=warmer, warm=warm) as ctx:
         recorder = RecordingAnsible(ctx.ansible)
         ctx.ansible = recorder
@@ -246,7 +250,9 @@ def _timed_flow(config: HecateConfig, kind: str, warmer: ConnectionWarmer | None
     return HecateRun(round(elapsed, 3), round(cpu, 3), stages, recorder.runs)
 
 
-def bench_size(servers: int, agents: int, runs: int, image: str) -> dict[str, Any]:
+def bench_size(
+    servers: int, agents: int, runs: int, image: str, *, compare_cli_warmup: bool = False
+) -> dict[str, Any]:
     keys = ("crit_down", "crit_up", "ssh_down", "ssh_up", "hecate_down", "hecate_up")
     warm_keys = ("warm_down", "warm_cpu_down")
     results: dict[str, Any] = {k: [] for k in (*keys, *warm_keys, "cpu_down", "cpu_up")}
@@ -275,6 +281,11 @@ def bench_size(servers: int, agents: int, runs: int, image: str) -> dict[str, An
             results["warm_cpu_down"].append(run.cpu_s)
             results.setdefault("warm_runs_down", []).append(asdict(run))
             hecate_run(twin, state, "startup")  # back up for the next round
+            if compare_cli_warmup:
+                run = hecate_run(twin, state, "shutdown", cli_warmup=False)
+                results.setdefault("cold_down", []).append(run.wall_s)
+                results.setdefault("cold_cpu_down", []).append(run.cpu_s)
+                hecate_run(twin, state, "startup")
     results["load_after"] = os.getloadavg()
     return results
 
@@ -305,6 +316,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="3+12,3+40")
     parser.add_argument("--json-out", type=Path, default=None, help="Raw results as JSON.")
+    parser.add_argument(
+        "--compare-cli-warmup",
+        action="store_true",
+        help="Also a CLI shutdown without the background warm-up (is the warm-up worth it?).",
+    )
     args = parser.parse_args()
     image = ensure_image()
     print(
@@ -317,7 +333,9 @@ def main() -> None:
     for size in args.sizes.split(","):
         servers, agents = (int(x) for x in size.split("+"))
         nodes = servers + agents
-        res = bench_size(servers, agents, args.runs, image)
+        res = bench_size(
+            servers, agents, args.runs, image, compare_cli_warmup=args.compare_cli_warmup
+        )
         raw[size] = res
         if args.json_out is not None:
             args.json_out.write_text(json.dumps(raw, indent=1))
@@ -325,11 +343,14 @@ def main() -> None:
             ("shutdown", "crit_down", "ssh_down", "hecate_down", "cpu_down"),
             ("startup", "crit_up", "ssh_up", "hecate_up", "cpu_up"),
             ("shutdown (daemon)", "crit_down", "ssh_down", "warm_down", "warm_cpu_down"),
+            ("shutdown (CLI, no warm-up)", "crit_down", "ssh_down", "cold_down", "cold_cpu_down"),
         ):
+            if hec not in res:
+                continue
             c, p, h = (statistics.median(res[k]) for k in (crit, ssh, hec))
             u = statistics.median(res[cpu])
             pairs = ((f"ssh {flow}", p), (f"hecate {flow}", h), (f"cpu {flow}", u))
-            for key, value in pairs if "daemon" not in flow else pairs[1:]:
+            for key, value in pairs if flow in ("shutdown", "startup") else pairs[1:]:
                 medians.setdefault(key, []).append((nodes, value))
             print(
                 f"| {size} | {nodes} | {flow} | {c:.2f} s | {p:.2f} s | {h:.2f} s | "
