@@ -113,15 +113,17 @@ def _load_frozen(name: str) -> TyperCommand | TyperGroup:
     """`load_command`, then the objects start-up made (modules, classes, pydantic's schema
     machinery) moved out of the collector's sight (`gc.freeze`). They live as long as the
     process; without this every later full collection walks them again: `hecate status`
-    spent about 8 % of its instructions doing that (docs/benchmarks.md), the daemon pays it on
+    spent about 6 % of its instructions doing that (docs/benchmarks.md), the daemon pays it on
     every full collection. The collector is off while the imports run: they create almost no
-    cycles, and collecting then would walk the same objects."""
+    cycles, and collecting then would walk the same objects. Only the first load freezes: in a
+    process that runs several commands (tests) later garbage stays collectable."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         return load_command(name)
     finally:
-        gc.freeze()
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
         if enabled:
             gc.enable()
 

@@ -108,7 +108,7 @@ def test_loading_a_command_freezes_start_up_objects_and_leaves_the_collector_on(
     tmp_path: Path,
 ) -> None:
     """Start-up objects (modules, classes) are moved out of the collector's sight once the
-    command is loaded, so later collections (the config's validator build, the daemon's
+    first command is loaded, so later collections (the config's validator build, the daemon's
     polls) do not walk them again; the collector itself is left as the caller had it."""
     data = yaml.safe_load(EXAMPLE.read_text())
     data["state_dir"] = str(tmp_path / "state")
@@ -132,7 +132,7 @@ def test_loading_a_command_freezes_start_up_objects_and_leaves_the_collector_on(
     assert after_status[0] is True
     assert after_status[1] > 10_000  # typer, pydantic and the config models, at least
     assert after_disabled[0] is False  # the caller's choice is kept
-    assert after_disabled[1] >= after_status[1]
+    assert after_disabled[1] <= after_status[1]  # only the first load freezes (frozen die)
 
 
 def test_console_script_turns_pydantic_plugins_off() -> None:
