@@ -11,7 +11,12 @@ Bytecode: a checkout run with PYTHONDONTWRITEBYTECODE set compiles every module 
 every start; an installed package has its .pyc. The benchmark compiles hecate/ first
 (`compileall`, into the gitignored __pycache__) so it measures the installed case.
 
-    .venv/bin/python -m bench.cli_start [--runs 10]
+Instructions: on a shared machine CPU seconds move with the load (the same tree measured
+0.29 and 0.49 CPU-s for `status` within the hour, at load 8 and 49). `--instructions` also
+counts the instructions each command executes (valgrind's callgrind, one run each, about 20 s,
+PYTHONHASHSEED=0): steady to a fraction of a percent, the figure to compare two trees by.
+
+    .venv/bin/python -m bench.cli_start [--runs 10] [--instructions]
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,6 +57,24 @@ def measure(argv: list[str], runs: int) -> tuple[float, float]:
     return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
 
 
+def instructions(argv: list[str]) -> int | None:
+    """Instructions one run of `argv` executes (callgrind's Ir), None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    done = subprocess.run(
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    return int(found.group(1)) if found else None
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -57,6 +82,7 @@ def _load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--instructions", action="store_true", help="also count instructions")
     args = parser.parse_args()
     compileall.compile_dir(ROOT / "hecate", quiet=1)
     script = Path(sys.executable).with_name("hecate")  # the console script operators run
@@ -73,12 +99,14 @@ def main() -> None:
             "hecate status": [*hecate, "status", "--config", str(config)],
         }
         print(f"load average before: {_load()} ({os.cpu_count()} CPUs); {args.runs} runs each")
-        print("| command | median wall s | median CPU s | target s |")
-        print("|---|---:|---:|---:|")
+        print("| command | median wall s | median CPU s | instructions | target s |")
+        print("|---|---:|---:|---:|---:|")
         for name, argv in commands.items():
             wall, cpu = measure(argv, args.runs)
+            count = instructions(argv) if args.instructions else None
+            counted = f"{count / 1e6:.0f} M" if count is not None else ""
             target = "" if "floor" in name else f"<= {TARGET_S}"
-            print(f"| `{name}` | {wall:.3f} | {cpu:.3f} | {target} |")
+            print(f"| `{name}` | {wall:.3f} | {cpu:.3f} | {counted} | {target} |")
         print(f"load average after: {_load()}")
 
 

@@ -49,6 +49,18 @@ def _modules_after(body: str) -> set[str]:
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _run_probe(body: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(body=body)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=ROOT,
+    )
+    return done.stdout.strip().splitlines()
+
+
 def _loaded(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
 
@@ -90,6 +102,55 @@ def test_status_loads_no_cluster_ansible_or_http_module(tmp_path: Path) -> None:
     assert "hecate.cli.cmd_status" in modules  # status really ran
     assert _loaded(modules, ("hecate.flows.context", "hecate.ansible_port", "hecate.metrics")) == []
     assert _loaded(modules, ("hecate.svgplot", "xml", "rich")) == []  # pictures, fancy help
+
+
+def test_loading_a_command_freezes_start_up_objects_and_leaves_the_collector_on(
+    tmp_path: Path,
+) -> None:
+    """Start-up objects (modules, classes) are moved out of the collector's sight once the
+    first command is loaded, so later collections (the config's validator build, the daemon's
+    polls) do not walk them again; the collector itself is left as the caller had it."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["state_dir"] = str(tmp_path / "state")
+    data["ups"]["password_file"] = str(tmp_path / "absent")
+    config = tmp_path / "hecate.yaml"
+    config.write_text(yaml.safe_dump(data))
+    body = (
+        "import contextlib, gc, io\n"
+        "from hecate.cli.main import run\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    run(['status', '--config', {str(config)!r}, '--json'])\n"
+        "print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))\n"
+        "gc.disable()\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    run(['inventory', '--help'])\n"
+        "print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))\n"
+    )
+    lines = _run_probe(body)
+    after_status, after_disabled = (json.loads(line) for line in lines[:2])
+    assert after_status[0] is True
+    assert after_status[1] > 10_000  # typer, pydantic and the config models, at least
+    assert after_disabled[0] is False  # the caller's choice is kept
+    assert after_disabled[1] <= after_status[1]  # only the first load freezes (frozen die)
+
+
+def test_console_script_turns_pydantic_plugins_off() -> None:
+    """`main` (the console script, `python -m hecate`) sets PYDANTIC_DISABLE_PLUGINS unless the
+    operator set it: no entry-point scan at the first validator, no third-party hook into
+    config validation."""
+    body = (
+        "import os\n"
+        "os.environ.pop('PYDANTIC_DISABLE_PLUGINS', None)\n"
+        "from hecate.cli import main as entry\n"
+        "entry.sys.argv = ['hecate', 'version']\n"
+        "try:\n"
+        "    entry.main()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "print(json.dumps(os.environ.get('PYDANTIC_DISABLE_PLUGINS')))\n"
+    )
+    assert _run_probe(body)[-2] == '"__all__"'
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

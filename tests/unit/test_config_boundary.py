@@ -127,6 +127,32 @@ def test_strict_yaml(text: str, fragment: str) -> None:
         parse_yaml(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        # The depth counts nodes as the composer does: the root mapping is 1, a scalar inside
+        # 31 open collections is 32 (allowed), inside 32 it is 33 (refused).
+        ("a: " + "[" * 30 + "1" + "]" * 30 + "\n", None),
+        ("a: " + "[" * 31 + "1" + "]" * 31 + "\n", "nested deeper than 32"),
+        ("a: " + "[" * 31 + "]" * 31 + "\n", None),  # an empty list is the deepest node: 32
+        ("a: " + "[" * 32 + "]" * 32 + "\n", "nested deeper than 32"),
+        # an alias refers to a node already composed: only where it appears counts
+        ("x: &x [[[1]]]\ny: " + "[" * 30 + "*x" + "]" * 30 + "\n", None),
+        # a lone surrogate (not from a file: strict UTF-8 decoding refuses it) is an error
+        ('a: "\ud800"\n', "not valid Unicode"),
+        ('a: "\\ud800"\n', "not valid YAML"),  # the YAML escape of one
+        # int's own limit (4300 digits) is an error, not a crash
+        ("a: " + "9" * 5000 + "\n", "not valid YAML: Exceeds the limit"),
+    ],
+)
+def test_yaml_depth_boundary_and_odd_text(text: str, fragment: str | None) -> None:
+    if fragment is None:
+        assert isinstance(parse_yaml(text), dict)
+        return
+    with pytest.raises(ConfigError, match=fragment):
+        parse_yaml(text)
+
+
 def test_yaml_bomb_is_refused_quickly() -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     for level in range(1, 10):
