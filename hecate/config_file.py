@@ -18,35 +18,21 @@ MAX_YAML_DEPTH = 32
 MAX_YAML_NODES = 100_000
 
 
-# libyaml's parser and composer (PyYAML's C extension, in every PyYAML wheel) when present: the
-# pure-Python parser spent about 10 ms of `hecate status` on the example config, libyaml 1 ms.
-# Either way the constructor and resolver are PyYAML's SafeConstructor and Resolver.
-_HAVE_LIBYAML = bool(getattr(yaml, "__with_libyaml__", False))
-_SafeBase: Any = yaml.CSafeLoader if _HAVE_LIBYAML else yaml.SafeLoader
-_NODE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
-_OPEN_EVENTS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
-_CLOSE_EVENTS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and nesting deeper than MAX_YAML_DEPTH."""
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
 
-def _check_depth(text: str) -> None:
-    """Refuse nesting deeper than MAX_YAML_DEPTH before anything is composed.
-
-    Counted on the parser's events (libyaml's parser keeps its own stack, it does not recurse):
-    a node at depth n is inside n - 1 open collections, as the composer would see it. libyaml's
-    composer recurses in C, beyond Python's recursion limit: it only ever sees shallow data."""
-    open_collections = 0
-    for event in yaml.parse(text, Loader=_SafeBase):
-        if isinstance(event, _NODE_EVENTS) and open_collections + 1 > MAX_YAML_DEPTH:
-            raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels")
-        if isinstance(event, _OPEN_EVENTS):
-            open_collections += 1
-        elif isinstance(event, _CLOSE_EVENTS):
-            open_collections -= 1
-
-
-class _StrictLoader(_SafeBase):  # type: ignore[misc]  # SafeLoader or libyaml's CSafeLoader
-    """A safe loader that refuses duplicate keys (nesting deeper than MAX_YAML_DEPTH is refused
-    by `_check_depth` first)."""
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
@@ -65,8 +51,7 @@ class _StrictLoader(_SafeBase):  # type: ignore[misc]  # SafeLoader or libyaml's
                         f"duplicate key {key!r} (line {key_node.start_mark.line + 1}); "
                         "keep only one"
                     )
-        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
-        return mapping
+        return super().construct_mapping(node, deep=deep)
 
 
 def _count_nodes(data: object, budget: int = MAX_YAML_NODES) -> None:
@@ -83,13 +68,24 @@ def _count_nodes(data: object, budget: int = MAX_YAML_NODES) -> None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+        elif isinstance(item, str) and not _encodable(item):
+            # YAML's "\ud800" escape makes a lone surrogate: no file, log or JSON document
+            # downstream could write it, so it stops here
+            raise ConfigError(f"{ascii(item)[:60]}: not valid Unicode (a lone surrogate)")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_yaml(text: str, source: str = "<config>") -> object:
     """Strict YAML: duplicate keys, deep nesting and alias bombs are errors, never a crash."""
     try:
-        _check_depth(text)
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader's subclass
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
         _count_nodes(data)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {_one_line(str(exc))}") from None
@@ -97,8 +93,6 @@ def parse_yaml(text: str, source: str = "<config>") -> object:
         raise ConfigError(f"{source}: {exc.message}") from None
     except RecursionError:
         raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
-    except UnicodeError:  # a lone surrogate in the text: libyaml cannot encode it
-        raise ConfigError(f"{source}: not valid YAML: the text is not valid Unicode") from None
     except ValueError as exc:  # an integer of more than 4300 digits (int's own limit)
         raise ConfigError(f"{source}: not valid YAML: {_one_line(str(exc))}") from None
     return data

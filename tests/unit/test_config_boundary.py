@@ -139,8 +139,9 @@ def test_strict_yaml(text: str, fragment: str) -> None:
         # an alias refers to a node already composed: only where it appears counts
         ("x: &x [[[1]]]\ny: " + "[" * 30 + "*x" + "]" * 30 + "\n", None),
         # a lone surrogate (not from a file: strict UTF-8 decoding refuses it) is an error
-        ('a: "\ud800"\n', "not valid Unicode"),
-        ('a: "\\ud800"\n', "not valid YAML"),  # the YAML escape of one
+        ('a: "\ud800"\n', "not valid YAML"),
+        ('a: "\\ud800"\n', "not valid Unicode"),  # the YAML escape of one
+        ('"\\udfff": 1\n', "not valid Unicode"),  # in a key too
         # int's own limit (4300 digits) is an error, not a crash
         ("a: " + "9" * 5000 + "\n", "not valid YAML: Exceeds the limit"),
     ],
