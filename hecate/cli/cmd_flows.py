@@ -107,9 +107,7 @@ def startup_command(
             _print_plan("startup plan:", plan, "")
         # The guards are evaluated once, inside the startup's lock (hecate/startup_guards.py).
         try:
-            report = execute_flow(
-                cfg, lambda ctx: run_startup(ctx, options), as_json=as_json, warm=False
-            )
+            report = execute_flow(cfg, lambda ctx: run_startup(ctx, options), as_json=as_json)
         except StartupRefusedError as exc:
             _refused(exc.refusals, plan, execute=True, as_json=as_json)
         raise typer.Exit(exit_code_for_report(report))

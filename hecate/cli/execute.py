@@ -36,12 +36,11 @@ def execute_flow(
     flow: Callable[[FlowContext], FlowReport],
     *,
     as_json: bool,
-    warm: bool = True,
 ) -> FlowReport:
-    """`warm`: open the ssh connections in the background as the flow starts (a shutdown; see
-    open_flow_context)."""
+    """No background warm-up: the first node stage opens the connections (see
+    open_flow_context; measured in docs/benchmarks.md)."""
     with open_flow_context(
-        config, read_ups=lambda: read_ups(config), progress=StageProgress(), warm=warm
+        config, read_ups=lambda: read_ups(config), progress=StageProgress(), warm=False
     ) as ctx:
         report = flow(ctx)
     if as_json:

@@ -69,8 +69,7 @@ def real_context_factory(
             clock=clock,
             progress=log_progress,
             cancel=cancel,
-            warmer=warmer,
-            warm=False,  # warmed on battery, before the decision (Daemon._poll)
+            warmer=warmer,  # warmed on battery, before the decision (Daemon._poll)
         )
 
     return factory

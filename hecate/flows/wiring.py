@@ -52,15 +52,16 @@ def open_flow_context(
     progress: ProgressFn = no_progress,
     cancel: threading.Event | None = None,
     warmer: ConnectionWarmer | None = None,
-    warm: bool = True,
+    warm: bool = False,
 ) -> Iterator[FlowContext]:
     """The real ports for one flow. With `warmer` (the daemon's, long-lived) its port is used
     and kept open; without, a port is opened for this flow. `warm`: open its ssh connections in
-    the background at once, while the flow's first (API) stages run: right for a shutdown, whose
-    first node stage comes after them; a startup's first stage is a node stage that opens them
-    itself, and a warm-up beside it only competes for the CPU (two ansible-playbook processes
-    opening the same connections). The daemon passes False: it warms its port on its own
-    schedule, on battery, before any shutdown decision (hecate/daemon/service.py).
+    the background at once, beside the flow's first stages. Off by default: measured on a
+    2-core host (bench/flows.py --compare-cli-warmup), a warm-up beside a shutdown's API stages
+    cost more than it saved (two ansible-playbook processes opening the same connections at
+    once), and a startup's first stage is a node stage that opens them itself. The daemon warms
+    its port on its own schedule instead, on battery, well before any shutdown decision
+    (hecate/daemon/service.py); its flows find the connections open.
     `ups_command` is the UPS port's instant command (the daemon's, its credentials read once at
     start); without it one is built when the command is sent, so a bad password file fails only
     `ups_kill_power`.
