@@ -68,6 +68,20 @@ def stage_of(play_pattern: object) -> int | None:
     return int(found.group(1)) if found else None
 
 
+_CLEAR_PATTERN = re.compile(rf"{STAGE_GROUP_PREFIX}(\d+)")
+
+
+def clear_play_stage(event: Mapping[str, Any]) -> int | None:
+    """The stage whose clearing play (the play right after it, on its group alone) an
+    ansible-runner ``playbook_on_play_start`` event starts: that stage's own plays are over."""
+    if event.get("event") != "playbook_on_play_start":
+        return None
+    data = event.get("event_data")
+    pattern = data.get("play_pattern") if isinstance(data, Mapping) else None
+    found = _CLEAR_PATTERN.fullmatch(pattern) if isinstance(pattern, str) else None
+    return int(found.group(1)) if found else None
+
+
 def play_start_stage(event: Mapping[str, Any]) -> tuple[int, str] | None:
     """The stage whose play an ansible-runner ``playbook_on_play_start`` event starts, and the
     play's (templated) hosts pattern."""
@@ -227,6 +241,20 @@ class BatchCollector:
     started_at: dict[int, float] = field(default_factory=dict)  # monotonic, the port's clock
     # the hosts each stage's play selected (None: a pattern this module cannot evaluate)
     selected: dict[int, set[str] | None] = field(default_factory=dict)
+    ended_at: dict[int, float] = field(default_factory=dict)  # its clearing play began
+
+    def stage_ended(self, stage: int, at: float) -> None:
+        self.ended_at.setdefault(stage, at)
+
+    def clock_s(self, stage: int, run_end: float) -> float | None:
+        """How long the stage's plays ran, on the port's clock: from its play's start to its
+        clearing play, the next stage's start, or the end of the run (None: never started)."""
+        start = self.started_at.get(stage)
+        if start is None:
+            return None
+        later = [at for other, at in self.started_at.items() if other > stage]
+        end = self.ended_at.get(stage, min(later, default=run_end))
+        return max(0.0, end - start)
 
     def play_started(
         self, stage: int, at: float | None = None, selected: set[str] | None = None
@@ -311,24 +339,30 @@ def stage_outcomes(
     *,
     timeout_s: float,
     budget_hit: int | None = None,
+    run_end: float | None = None,
 ) -> list[StageOutcome]:
     """Each stage's outcome of one run. `budget_hit`: the stage the port stopped the run in
     because it was over its own time bound (that stage is `timeout`; the ones after it did not
     run and are pending). Otherwise a run that timed out or was cancelled leaves the stage it was
-    in, and those after it, with the run's status; the stages before it stand as reported."""
+    in, and those after it, with the run's status; the stages before it stand as reported.
+    A stage cut short keeps no host counts, as a run of its own killed before its stats would
+    (its nodes are then `unknown`, never `ok` from a task that ran once for the play). With
+    `run_end` (the port's clock) a stage's duration is its plays' time on that clock, a hung
+    task included; without, the span of its finished tasks."""
     out: list[StageOutcome] = []
     for stage in stages:
         hosts = collected.hosts(stage.index)
         tasks = collected.timings.get(stage.index, [])
-        span = _span_s(tasks)
+        clock = collected.clock_s(stage.index, run_end) if run_end is not None else None
+        span = _span_s(tasks) if clock is None else clock
         if budget_hit is not None and stage.index == budget_hit:
             detail = f"timed out after {stage.timeout_s:g}s"
-            out.append(StageOutcome(stage.index, "timeout", rc, hosts, tasks, span, detail))
+            out.append(StageOutcome(stage.index, "timeout", rc, {}, tasks, span, detail))
             continue
         cut_short = run in ("timeout", "canceled") and budget_hit is None
         if cut_short and not collected.finished(stage.index):
             detail = f"timed out after {timeout_s:g}s" if run == "timeout" else "canceled"
-            out.append(StageOutcome(stage.index, run, rc, hosts, tasks, span, detail))
+            out.append(StageOutcome(stage.index, run, rc, {}, tasks, span, detail))
             continue
         status, code = _judged(hosts)
         out.append(StageOutcome(stage.index, status, code, hosts, tasks, span))
@@ -420,6 +454,7 @@ __all__ = [
     "batch_limit",
     "batch_playbook",
     "batch_playbook_text",
+    "clear_play_stage",
     "event_stage",
     "group_members",
     "matched_hosts",

@@ -44,6 +44,7 @@ from hecate.ansible_batch import (
     batch_inventory,
     batch_limit,
     batch_playbook_text,
+    clear_play_stage,
     event_stage,
     group_members,
     matched_hosts,
@@ -473,7 +474,7 @@ class AnsiblePort:
                 break
             collected = BatchCollector()
             try:
-                done, budget_hit = self._run_batch_once(todo, collected, on_event, cancel)
+                done, budget_hit, run_end = self._run_batch_once(todo, collected, on_event, cancel)
             except AnsibleRunError as exc:
                 if attempt == 0:
                     raise
@@ -489,6 +490,7 @@ class AnsiblePort:
                 done.rc,
                 timeout_s=sum(s.timeout_s for s in todo),
                 budget_hit=budget_hit,
+                run_end=run_end,
             )
             for outcome in ran:
                 earlier = outcomes.get(outcome.index)
@@ -526,9 +528,10 @@ class AnsiblePort:
         collected: BatchCollector,
         on_event: EventCallback | None,
         cancel: threading.Event | None,
-    ) -> tuple[_RunnerDone, int | None]:
-        """One ansible-playbook for `stages`. Returns how it ended and, when the port stopped
-        it because its current stage was over that stage's own bound, which stage that was."""
+    ) -> tuple[_RunnerDone, int | None, float]:
+        """One ansible-playbook for `stages`. Returns how it ended; when the port stopped it
+        because its current stage was over that stage's own bound, which stage that was; and
+        when it ended (monotonic)."""
         label = "+".join(stage.playbook for stage in stages)
         budgets = {stage.index: stage.timeout_s for stage in stages}
         launched = time.monotonic()
@@ -541,23 +544,42 @@ class AnsiblePort:
         inventory = batch_inventory(self.inventory, stages)
         members = group_members(inventory)
 
+        order = [stage.index for stage in stages]
+
         def play_started(event: dict[str, Any]) -> None:
             started = play_start_stage(event)
             if started is not None:
                 stage, pattern = started
                 collected.play_started(stage, time.monotonic(), matched_hosts(pattern, members))
+                return
+            ended = clear_play_stage(event)
+            if ended is not None:
+                collected.stage_ended(ended, time.monotonic())
 
         def stop() -> bool:
             if cancel is not None and cancel.is_set():
                 return True
+            now = time.monotonic()
             current = collected.current
-            index = stages[0].index if current is None else current
-            # the first stage's bound also covers the process start-up, as a run of its own
-            since = collected.started_at.get(index, launched)
-            if index in budgets and time.monotonic() - since > budgets[index]:
+            if current is None:  # the first stage's bound covers the process start-up
+                index, since = order[0], launched
+            elif current in collected.ended_at:  # between stages: the next one's clock runs
+                later = order[order.index(current) + 1 :]
+                if not later:
+                    return False
+                index, since = later[0], collected.ended_at[current]
+            else:
+                index = current
+                since = launched if index == order[0] else collected.started_at[index]
+            if now - since > budgets[index]:
                 if not hit:
                     hit.append(index)
-                    log.warning("ansible: %s over its %gs bound: stopped", label, budgets[index])
+                    log.warning(
+                        "ansible: stage %d of batch %s over its %gs bound: stopped",
+                        index,
+                        label,
+                        budgets[index],
+                    )
                 return True
             return False
 
@@ -580,7 +602,7 @@ class AnsiblePort:
             on_play=play_started,
         )
         user_cancel = cancel is not None and cancel.is_set()
-        return done, hit[0] if hit and not user_cancel else None
+        return done, hit[0] if hit and not user_cancel else None, time.monotonic()
 
     def _run_runner(
         self,

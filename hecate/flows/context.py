@@ -150,10 +150,12 @@ def apply_playbook_result(stage: Stage, result: PlaybookResult, nodes: list[str]
     bad = sorted(n for n, s in stage.nodes.items() if s != "ok")
     if result.timed_out:
         stage.status = "failed"
-        stage.note(f"timed out after {result.duration_s:.0f}s")
+        stage.note(result.detail or f"timed out after {result.duration_s:.0f}s")
     elif bad:
         stage.status = "partial"
         stage.note(", ".join(f"{n} {stage.nodes[n]}" for n in bad))
+        if result.detail:  # why, when the port knows (a stage that could not start, say)
+            stage.note(result.detail)
 
 
 def run_playbook(

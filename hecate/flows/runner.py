@@ -124,18 +124,25 @@ def _walk_batch(
     result_of = {id(e.stage): r for e, r in zip(batch, results, strict=True)}
     spans = {key: (r.duration_s if r is not None else 0.0) for key, r in result_of.items()}
     spans[id(batch[0].stage)] += max(0.0, wall - sum(spans.values()))
+    aborted: FlowAbortedError | None = None
     for stage in stages:
-        announce(stage.name)  # a stage with no event of its own (skipped, nothing to run)
         entry = entries.get(id(stage))
+        result = result_of.get(id(stage)) if entry is not None else None
+        if aborted is not None and (result is None or result.canceled):
+            continue  # never ran: the walk stops here, as between stages
+        announce(stage.name)  # a stage with no event of its own (skipped, nothing to run)
         if entry is not None:
             try:
-                apply_batch_result(ctx, entry, result_of[id(stage)])
+                apply_batch_result(ctx, entry, result)
             except FlowAbortedError as exc:
+                # the first cancelled stage is failed; later stages that did finish (a host
+                # run again after the others went on) are still recorded, then the walk stops
                 stage.status = StageStatus.FAILED
                 stage.note(str(exc))
-                recorder.record(stage, spans.get(id(stage), 0.0))
-                raise
+                aborted = exc
         recorder.record(stage, spans.get(id(stage), 0.0))
+    if aborted is not None:
+        raise aborted
 
 
 def _step_playbook(step: StepFn | PlaybookStep) -> str | None:

@@ -213,11 +213,13 @@ def _suspend_flux(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
         ctx.kube.set_suspend(obj.kind, obj.namespace, obj.name, True)
 
     errors = for_each_node(list(to_suspend), suspend)
-    for key, error in errors.items():
-        if error is not None:
-            stage.status = "partial"
-            stage.note(f"{key}: {error}")
-    stage.note(f"suspended {len(ledger.suspended)}, already suspended {len(already)}")
+    refused = [key for key, error in errors.items() if error is not None]
+    for key in refused:
+        stage.status = "partial"
+        stage.note(f"{key}: {errors[key]}")
+    stage.note(
+        f"suspended {len(ledger.suspended) - len(refused)}, already suspended {len(already)}"
+    )
 
 
 def _cordon(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:

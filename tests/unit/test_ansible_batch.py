@@ -22,6 +22,7 @@ from hecate.ansible_batch import (
     batch_inventory,
     batch_limit,
     batch_playbook,
+    clear_play_stage,
     group_members,
     matched_hosts,
     merge_outcomes,
@@ -283,3 +284,32 @@ SELECTIONS = [
 @pytest.mark.parametrize(("pattern", "selected", "why"), SELECTIONS, ids=[s[2] for s in SELECTIONS])
 def test_matched_hosts(pattern: str, selected: set[str] | None, why: str) -> None:
     assert matched_hosts(pattern, group_members(INVENTORY)) == selected, why
+
+
+def test_a_stage_s_clock_runs_from_its_play_to_its_clearing_play_or_the_next_stage() -> None:
+    got = BatchCollector()
+    got.play_started(0, at=10.0)
+    got.stage_ended(0, 12.5)  # its clearing play began
+    got.play_started(1, at=12.6)
+    got.play_started(2, at=20.0)
+    assert got.clock_s(0, run_end=30.0) == 2.5
+    assert got.clock_s(1, run_end=30.0) == pytest.approx(7.4)  # to the next stage's start
+    assert got.clock_s(2, run_end=30.0) == 10.0  # to the end of the run
+    assert got.clock_s(3, run_end=30.0) is None  # never started
+
+
+def test_a_stage_cut_short_keeps_no_host_counts() -> None:
+    """Its one `run_once` task's ok on the first host must not make that host `ok`."""
+    stages = [stage(0, "s1", "s2")]
+    got = collector((0, "s1", "ok", 0, 0.1))
+    [out] = stage_outcomes(stages, got, "canceled", 254, timeout_s=9, budget_hit=0)
+    assert out.status == "timeout" and out.hosts == {}
+
+
+def test_clear_play_stage_reads_only_the_plays_between_stages() -> None:
+    def start(pattern: str) -> dict[str, object]:
+        return {"event": "playbook_on_play_start", "event_data": {"play_pattern": pattern}}
+
+    assert clear_play_stage(start("hecate_stage_4")) == 4
+    assert clear_play_stage(start("agent:&hecate_stage_4")) is None
+    assert clear_play_stage({"event": "runner_on_ok", "event_data": {}}) is None

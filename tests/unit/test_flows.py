@@ -168,6 +168,33 @@ def test_a_batch_cancelled_mid_way_keeps_the_stages_that_finished(tmp_path: Path
     assert {stage for stage, status in seen if status == "running"} <= finals
 
 
+class CancelledDuringRerun(FakeAnsible):
+    """poweroff_agents waited for a run again (a host unreachable before) that was cancelled;
+    poweroff_servers had finished in the first run."""
+
+    def run_batch(
+        self,
+        requests: Sequence[PlaybookRequest],
+        *,
+        on_event: EventCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[PlaybookResult]:
+        results = super().run_batch(requests, on_event=on_event, cancel=cancel)
+        results[2] = dataclasses.replace(results[2], status="canceled", rc=254, hosts={})
+        return results
+
+
+def test_a_stage_that_finished_after_a_cancelled_one_is_still_recorded(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    ctx = _ctx(config, _cluster(), CancelledDuringRerun())
+    report = run_shutdown(ctx, ShutdownOptions(skip_etcd_snapshot=True))
+    assert report.outcome is Outcome.ABORTED
+    stages = {s.name: s for s in report.stages}
+    assert stages["poweroff_agents"].status.value == "failed"
+    assert stages["poweroff_servers"].status.value == "ok"  # the servers really went down
+    assert stages["poweroff_servers"].nodes == {"s1": "ok"}
+
+
 def test_startup_node_stages_are_not_batched(tmp_path: Path) -> None:
     """Python decides between them (the API must answer before the agents start)."""
     config = _config(tmp_path)
