@@ -247,7 +247,15 @@ def _timed_flow(
         elapsed = time.monotonic() - start
     cpu = _cpu() - cpu0
     if report.outcome is not Outcome.SUCCESS:
-        raise RuntimeError(f"{kind} {report.outcome.value}: {report.to_json()}")
+        # The node stages must have run everywhere for the timing to count; an API stage the
+        # twin's stand-in answered 504 (its quorum model, right after a startup) only warns.
+        node_stages = [s for s in report.stages if s.name.startswith(("stop_", "start_"))]
+        if report.outcome is not Outcome.PARTIAL or any(
+            s.status.value != "ok" for s in node_stages
+        ):
+            raise RuntimeError(f"{kind} {report.outcome.value}: {report.to_json()}")
+        bad = [f"{s.name} {s.status.value}" for s in report.stages if s.status.value != "ok"]
+        print(f"warning: {kind} partial ({', '.join(bad)}); node stages ok, timing kept")
     stages = [(s.name, round(s.duration_s, 3)) for s in report.stages]
     return HecateRun(round(elapsed, 3), round(cpu, 3), stages, recorder.runs)
 
