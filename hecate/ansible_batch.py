@@ -289,10 +289,6 @@ class BatchCollector:
         if timing is not None:
             self.timings.setdefault(stage, []).append(timing)
 
-    @property
-    def saw_anything(self) -> bool:
-        return bool(self.counts)
-
     def hosts(self, stage: int) -> dict[str, HostStats]:
         return {host: c.stats() for host, c in sorted(self.counts.get(stage, {}).items())}
 
