@@ -14,6 +14,11 @@ Numbers are made sane at this boundary (each rule comes from real device dumps, 
   battery. `mm:ss` text is unknown too (it cannot be told from `hh:mm`).
 - `ups.load`: percent, unknown above 1000 (dumps show up to 1e126).
 - Anything non-numeric, negative, NaN or infinite reads as unknown.
+- A value given as bytes (as upsd sends it) that is not UTF-8 reads as unknown, as if the
+  variable were absent: NUT defines no character set, and a byte string that is not text is not
+  something to guess flags or numbers from. An `ups.status` that is not UTF-8 is therefore an
+  empty status, which means "no data" (`PowerSource.NO_DATA`, treated like silence), never a
+  flag read from part of it. Such a variable is left out of `extra` too.
 
 `ups.status` flags are classified from NUT's documentation (the developer guide's "status data"
 and docs/new-names): see `STATUS_FLAGS` and `UpsReading.power_source`.
@@ -139,11 +144,14 @@ def parse_status(raw: str) -> frozenset[str]:
 
 
 def parse_number(raw: object) -> float | None:
-    """A NUT numeric value, or None when missing or garbage (NaN, negative, non-numeric)."""
+    """A NUT numeric value, or None when missing or garbage (NaN, negative, non-numeric, bytes
+    that are not UTF-8)."""
     if raw is None or isinstance(raw, bool):
         return None
     if isinstance(raw, bytes):
-        raw = raw.decode("ascii", "replace")
+        raw = _text(raw)
+        if raw is None:
+            return None
     try:
         value = float(str(raw).strip())
     except ValueError:
@@ -171,11 +179,15 @@ def sane_load(value: float | None) -> float | None:
     return None if value is None or value > MAX_LOAD_PCT else value
 
 
-def _text(raw: object) -> str:
+def _text(raw: object) -> str | None:
+    """A value as text; None when it is missing or bytes that are not UTF-8 (unknown)."""
     if raw is None:
-        return ""
+        return None
     if isinstance(raw, bytes):
-        return raw.decode("utf-8", "replace")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     return str(raw)
 
 
@@ -183,15 +195,17 @@ def parse_reading(values: Mapping[str, object], *, keep_extra: bool = True) -> U
     """The one parser: NUT variables (`ups.status`, `battery.runtime`, `battery.charge`,
     `ups.load`; values as text, bytes or numbers) to an UpsReading. Never raises on odd values.
 
-    Every other variable lands in `extra` (as text) when `keep_extra` is true.
+    Every other variable lands in `extra` (as text) when `keep_extra` is true. A value in bytes
+    that are not UTF-8 is unknown: as if the variable were absent (see the module doc).
     """
-    extra = (
-        {_text(k): _text(v) for k, v in values.items() if k not in PARSED_VARS}
-        if keep_extra
-        else {}
-    )
+    extra: dict[str, str] = {}
+    if keep_extra:
+        for key, value in values.items():
+            name, text = _text(key), _text(value)
+            if name is not None and text is not None and name not in PARSED_VARS:
+                extra[name] = text
     return UpsReading(
-        status=parse_status(_text(values.get(STATUS_VAR))),
+        status=parse_status(_text(values.get(STATUS_VAR)) or ""),
         runtime_s=sane_runtime(parse_number(values.get(RUNTIME_VAR))),
         charge_pct=sane_charge(parse_number(values.get(CHARGE_VAR))),
         load_pct=sane_load(parse_number(values.get(LOAD_VAR))),

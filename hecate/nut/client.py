@@ -9,7 +9,10 @@
 - `UpsAuthError`: upsd rejected the credentials (`ERR ACCESS-DENIED`, `USERNAME/PASSWORD` errors);
 - `UpsTimeoutError`: no complete answer within `timeout_s` (one budget for the whole read);
 - `UpsUnknownError`: upsd does not serve a UPS of that name;
-- `UpsProtocolError`: the peer answered something that is not the NUT protocol.
+- `UpsProtocolError`: the peer answered something that is not the NUT protocol, or an answer
+  that breaks its grammar for this request (a line naming another UPS or another variable, bad
+  quoting, a list that never ends, ...: see `hecate.nut.protocol`). Such an answer is never a
+  reading, not even in part.
 
 upsd accepts any `USERNAME`/`PASSWORD` and only checks them on privileged commands, so when
 credentials are given, `read()` proves them with a side-effect-free `PRIMARY <ups>` (the access
@@ -29,24 +32,16 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Final, Literal
 
-from PyNUTClient.PyNUT import PyNUTError
-
 from hecate.errors import (
     ConfigError,
-    HecateError,
     UpsAuthError,
     UpsDriverDownError,
     UpsError,
     UpsTimeoutError,
     UpsUnreachableError,
 )
-from hecate.nut.session import (
-    AnswerTooLongError,
-    GuardedPyNUT,
-    PeerClosedError,
-    decode,
-    pynut_supported,
-)
+from hecate.nut.protocol import ErrAnswer, ProtocolViolation, as_text, cut
+from hecate.nut.session import PeerClosedError, UpsdSession
 from hecate.nut.target import NutTarget
 from hecate.readings import UpsReading, parse_reading
 
@@ -78,17 +73,24 @@ class UpsUnknownError(UpsError):
 
 
 class UpsProtocolError(UpsError):
-    """The peer answered, but not as upsd would (not a NUT server, or an unexpected error)."""
+    """The peer answered, but not as upsd would (not a NUT server, or an unexpected error).
+
+    `reason` is a short fixed phrase, for counting rejected answers by cause."""
+
+    def __init__(self, message: str, reason: str = "unexpected answer") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
-def reading_from_vars(variables: Mapping[str, str]) -> UpsReading:
+def reading_from_vars(variables: Mapping[str, str | bytes]) -> UpsReading:
     """Turn upsd's variables into an UpsReading with the one shared parser
-    (`hecate.readings.parse_reading`: sane numbers, sentinels as unknown). Never raises.
-    Every other variable lands in `extra`."""
+    (`hecate.readings.parse_reading`: sane numbers, sentinels as unknown, a value that is not
+    UTF-8 as unknown). Never raises. Every other variable lands in `extra`."""
     return parse_reading(variables)
 
 
 _INSTCMD = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_VAR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 class NutClient:
@@ -107,8 +109,6 @@ class NutClient:
         *,
         auth_check: AuthCheck = "primary",
     ) -> None:
-        if not pynut_supported():
-            raise HecateError("the installed pynutclient is not supported (expected 2.8.x)")
         if (user is None) != (password is None):
             raise ConfigError("NUT user and password go together: give both or neither")
         if user is not None and not _USER_NAME.fullmatch(user):
@@ -150,19 +150,33 @@ class NutClient:
         """Read the UPS. Raises a UpsError subclass (see the module doc) on any failure."""
         return reading_from_vars(self.read_vars())
 
-    def read_vars(self) -> dict[str, str]:
-        """All variables of the UPS as text, as upsd serves them."""
+    def read_vars(self) -> dict[str, bytes]:
+        """All variables of the UPS, values as upsd serves them (unescaped bytes)."""
         target = self._target
         log.debug("reading %s as %s", target, self._user or "(anonymous)")
         try:
             with self._session() as session:
-                if self._user is not None and self._auth_check == "primary":
-                    session.check_primary(target.ups)
-                elif self._user is not None and self._auth_check == "login":
-                    session.DeviceLogin(target.ups)
+                self._check_access(session)
                 return session.list_vars(target.ups)
         except UpsUnknownError as exc:
             raise UpsUnknownError(f"{exc}{self._served_hint()}") from None
+
+    def get_var(self, name: str) -> bytes:
+        """One variable (`GET VAR`), its value as upsd serves it (unescaped bytes)."""
+        if not _VAR_NAME.fullmatch(name):
+            raise ConfigError(f"invalid NUT variable name {name!r}")
+        try:
+            with self._session() as session:
+                self._check_access(session)
+                return session.get_var(self._target.ups, name)
+        except UpsUnknownError as exc:
+            raise UpsUnknownError(f"{exc}{self._served_hint()}") from None
+
+    def _check_access(self, session: UpsdSession) -> None:
+        if self._user is not None and self._auth_check == "primary":
+            session.check_primary(self._target.ups)
+        elif self._user is not None and self._auth_check == "login":
+            session.device_login(self._target.ups)
 
     def _served_hint(self) -> str:
         """`; it serves: a, b` (what `upsc -l` would list), for a wrong UPS name."""
@@ -175,9 +189,11 @@ class NutClient:
     def ups_names(self) -> dict[str, str]:
         """The UPSes this upsd serves (name -> description), as `upsc -l` lists them.
 
-        Anonymous: needs no user. Raises a UpsError subclass on any failure."""
-        with self._session() as session:
-            return session.list_ups()
+        Anonymous: needs no user. Raises a UpsError subclass on any failure. A description is
+        for people only: bytes that are not UTF-8 show as U+FFFD."""
+        with self._session(authenticate=False) as session:
+            listed = session.list_ups()
+        return {name: desc.decode("utf-8", "replace") for name, desc in listed.items()}
 
     def instant_command(self, command: str) -> None:
         """Run an instant command on the UPS, e.g. `shutdown.return` (cut the output after the
@@ -191,18 +207,21 @@ class NutClient:
             session.instant_command(self._target.ups, command)
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[GuardedPyNUT]:
-        """One connection, closed at the end; every failure becomes a UpsError."""
+    def _session(self, *, authenticate: bool = True) -> Iterator[UpsdSession]:
+        """One connection (authenticated when there is a user), closed at the end; every
+        failure becomes a UpsError."""
         target = self._target
         deadline = time.monotonic() + self._timeout_s
-        session: GuardedPyNUT | None = None
+        session: UpsdSession | None = None
         try:
-            session = GuardedPyNUT(target.host, target.port, self._user, self._password, deadline)
+            session = UpsdSession(target.host, target.port, deadline)
+            if authenticate and self._user is not None and self._password is not None:
+                session.authenticate(self._user, self._password)
             yield session
         except Exception as exc:
             error = self._translate(exc)
-            if self._leaks_secret(exc):
-                raise error from None
+            if self._leaks_secret(exc) or isinstance(exc, ErrAnswer | ProtocolViolation):
+                raise error from None  # the error says all; the chain could hold a secret
             raise error from exc
         finally:
             if session is not None:
@@ -218,14 +237,20 @@ class NutClient:
 
     def _translate(self, exc: Exception) -> UpsError:
         where = str(self._target)
-        if isinstance(exc, PyNUTError):
-            return self._translate_answer(self._redact(decode(exc.args[0] if exc.args else "")))
+        if isinstance(exc, ErrAnswer):
+            return self._translate_answer(exc.code, self._redact(exc.text))
+        if isinstance(exc, ProtocolViolation):
+            # redacted before it is cut: a cut could split the password past recognition
+            at = f": {cut(self._redact(as_text(exc.line)))!r}" if exc.line else ""
+            return UpsProtocolError(
+                f"{where}: answer rejected, {exc.reason}{at} (not what upsd sends for this"
+                " request; is this a NUT server?)",
+                reason=exc.reason,
+            )
         if isinstance(exc, TimeoutError):
             return UpsTimeoutError(f"{where}: no answer from upsd within {self._timeout_s:g} s")
         if isinstance(exc, OSError):
             return UpsUnreachableError(f"{where}: {self._network_problem(exc)}")
-        if isinstance(exc, AnswerTooLongError | UnicodeError | IndexError | ValueError):
-            return UpsProtocolError(f"{where}: unreadable answer; is this a NUT server?")
         raise exc
 
     def _network_problem(self, exc: OSError) -> str:
@@ -239,10 +264,8 @@ class NutClient:
             return f"upsd closed the connection before answering ({exc.strerror})"
         return f"cannot reach upsd ({exc.strerror or type(exc).__name__})"
 
-    def _translate_answer(self, answer: str) -> UpsError:
+    def _translate_answer(self, code: str, answer: str) -> UpsError:
         where = str(self._target)
-        words = answer.split()
-        code = words[1] if len(words) >= 2 and words[0] == "ERR" else None
         if code in _DRIVER_DOWN_ERRORS:
             return UpsDriverDownError(f"{where}: upsd has no data from the UPS driver ({answer})")
         if code in _AUTH_ERRORS:
@@ -255,7 +278,4 @@ class NutClient:
             )
         if code == "UNKNOWN-UPS":
             return UpsUnknownError(f"{where}: upsd serves no UPS named {self._target.ups!r}")
-        if code is not None:
-            return UpsProtocolError(f"{where}: upsd refused the request ({answer})")
-        shown = answer if len(answer) <= 80 else answer[:77] + "..."
-        return UpsProtocolError(f"{where}: unexpected answer {shown!r}; is this a NUT server?")
+        return UpsProtocolError(f"{where}: upsd refused the request ({answer})", f"ERR {code}")
