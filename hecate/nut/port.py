@@ -8,6 +8,8 @@ below, kept for their callers).
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
@@ -36,6 +38,9 @@ KIND_AUTH: Final = "auth"
 KIND_TIMEOUT: Final = "timeout"
 KIND_UNKNOWN_UPS: Final = "unknown_ups"
 KIND_PROTOCOL: Final = "protocol"
+
+# A upsd that keeps sending a malformed answer is logged at its first poll, then this seldom.
+REJECTED_LOG_EVERY: Final = 100
 
 
 class UpsReader(Protocol):
@@ -112,6 +117,7 @@ class Ups:
 
     def __init__(self, client: NutClient) -> None:
         self._client = client
+        self._rejected: Counter[str] = Counter()
 
     @classmethod
     def from_config(cls, config: HecateConfig) -> Ups:
@@ -134,8 +140,30 @@ class Ups:
         return self._client.read()
 
     def poll(self) -> Poll:
-        """Read the UPS; a CommError instead of raising (the daemon's and the guards' read)."""
-        return poll(self._client)
+        """Read the UPS; a CommError instead of raising (the daemon's and the guards' read).
+
+        An answer that breaks the protocol is a failed poll of kind `protocol` (counted by kind
+        in the metrics); here it is also counted by reason (`rejected_answers`), and logged as
+        a warning the first time a reason occurs and every `REJECTED_LOG_EVERY` times after."""
+        try:
+            return self._client.read()
+        except UpsError as exc:
+            if isinstance(exc, UpsProtocolError):
+                self._note_rejected(exc)
+            else:
+                log.debug("UPS poll failed: %s", exc)
+            return CommError(message=str(exc), kind=comm_error_kind(exc))
+
+    @property
+    def rejected_answers(self) -> Mapping[str, int]:
+        """How many answers were refused, by reason (a short fixed phrase), since start."""
+        return dict(self._rejected)
+
+    def _note_rejected(self, exc: UpsProtocolError) -> None:
+        self._rejected[exc.reason] += 1
+        count = self._rejected[exc.reason]
+        if count == 1 or count % REJECTED_LOG_EVERY == 0:
+            log.warning("UPS answer rejected (%d so far for this reason): %s", count, exc)
 
     def instant_command(self, command: str) -> None:
         """Run an instant command, e.g. `shutdown.return`. Raises ConfigError without a user,
