@@ -1,7 +1,9 @@
-"""The NUT adapter: one port (`Ups`) to one UPS on upsd, through pynutclient.
+"""The NUT adapter: one port (`Ups`) to one UPS on upsd, speaking NUT's protocol itself.
 
 - `hecate.nut.target`: `parse_target` turns `ups@host[:port]` into a `NutTarget` (pure);
-- `hecate.nut.session`: pynutclient, hardened (one deadline per session, always closed);
+- `hecate.nut.protocol`: the answers' grammar, read strictly (pure: lines in, values out);
+- `hecate.nut.session`: one upsd connection (one deadline per session, bounded reads, always
+  closed);
 - `hecate.nut.client`: `NutClient`, the protocol client (read, `LIST UPS`, instant command),
   every failure a `UpsError` subclass (see its module doc);
 - `hecate.nut.port`: `Ups`, the port the daemon, the CLI and the flows use, built once with its

@@ -163,6 +163,21 @@ def test_garbage_values_from_the_ups(nut_server: NutServer) -> None:
     assert (reading.runtime_s, reading.charge_pct, reading.load_pct) == (None, None, None)
 
 
+def test_escaped_values_and_get_var(nut_server_factory: NutServerFactory) -> None:
+    """upsd escapes '"' and '\\' in values (and '#', which dummy-ups cannot carry: covered by
+    tests/unit/test_nut_answers.py): the strict reader takes them back exactly, in LIST VAR
+    and GET VAR alike; a variable the UPS lacks is upsd's refusal, not a value."""
+    tricky = 'rack "A" \\ B'
+    server = nut_server_factory(devices={UPS: {"ups.status": "OL", "ups.id": tricky}})
+    ups = client(server)
+    assert ups.read().extra["ups.id"] == tricky
+    assert ups.read_vars()["ups.id"] == tricky.encode()
+    assert ups.get_var("ups.id") == tricky.encode()
+    assert ups.get_var("ups.status") == b"OL"
+    with pytest.raises(UpsProtocolError, match="VAR-NOT-SUPPORTED"):
+        ups.get_var("battery.voltage.nominal")
+
+
 # -- communication failures ------------------------------------------------------------------
 
 
@@ -417,7 +432,7 @@ def test_server_hanging_up(
     handler: Callable[[socket.socket, threading.Event], None],
     with_credentials: bool,
 ) -> None:
-    """A server that hangs up: an error at once (pynutclient alone spins forever on EOF)."""
+    """A server that hangs up: an error at once (pynutclient, used before, spun forever on EOF)."""
     user, password = ("hecate", WRONG_PASSWORD) if with_credentials else (None, None)
     ups = NutClient(parse_target(fake_server(handler)), user, password, timeout_s=3.0)
     started = time.monotonic()
