@@ -39,7 +39,7 @@ _UNESCAPE: Final = re.compile(rb'\\(["\\#])')
 _ERR: Final = re.compile(rb"ERR ([A-Z0-9][A-Z0-9-]*)(?: [ -~]*)?")
 _VAR: Final = re.compile(rb"VAR (" + _WORD + rb") (" + _WORD + rb") " + _QUOTED)
 _UPS: Final = re.compile(rb"UPS (" + _WORD + rb") " + _QUOTED)
-_OK: Final = re.compile(rb"OK(?: [!-~]+)?")
+_OK: Final = re.compile(rb"OK(?: [!-~]+)*")
 
 
 class ProtocolViolation(Exception):  # noqa: N818  # a condition of the answer, not a bug
@@ -96,7 +96,8 @@ def raise_if_err(line: bytes) -> None:
 
 
 def expect_ok(line: bytes) -> bytes:
-    """`OK` or `OK <WORD>` (PRIMARY-GRANTED, TRACKING <id>, ...); ERR raises ErrAnswer."""
+    """`OK`, or `OK` and words (`OK PRIMARY-GRANTED`, `OK TRACKING <id>`); ERR raises
+    ErrAnswer."""
     raise_if_err(line)
     if _OK.fullmatch(line) is None:
         raise ProtocolViolation("not an OK answer", line)

@@ -178,6 +178,12 @@ def test_escaped_values_and_get_var(nut_server_factory: NutServerFactory) -> Non
         ups.get_var("battery.voltage.nominal")
 
 
+def test_ups_name_in_another_case(shared: NutServer) -> None:
+    """upsd finds a UPS whatever the case of its name and repeats the name as asked in every
+    line: the strict check (every line names the UPS asked for) holds for it."""
+    assert client(shared, "PyrPhoros").read().on_mains
+
+
 # -- communication failures ------------------------------------------------------------------
 
 

@@ -458,6 +458,27 @@ def test_handshake_answers(script: dict[str, Answer], expect: type[Exception] | 
         assert polled.kind in {UpsProtocolError: "protocol", UpsTimeoutError: "timeout"}[expect]
 
 
+@pytest.mark.parametrize(
+    ("raw", "ok"),
+    [
+        (b"OK\n", True),
+        (b"OK TRACKING 1bd31808-cb49-4aec-9d75-d056e6f018d2\n", True),  # TRACKING enabled
+        (b"OKAY\n", False),
+        (b"OK \n", False),
+        (b"ERR CMD-NOT-SUPPORTED\n", False),
+        (b"ERR INSTCMD-FAILED\n", False),
+    ],
+)
+def test_instant_command_answers(raw: bytes, ok: bool) -> None:
+    with FakeUpsd({f"INSTCMD {UPS} shutdown.return": raw}) as upsd:
+        client = NutClient(parse_target(upsd.target()), "hecate", PASSWORD, timeout_s=0.5)
+        if ok:
+            client.instant_command("shutdown.return")
+        else:
+            with pytest.raises(UpsProtocolError):
+                client.instant_command("shutdown.return")
+
+
 def test_what_the_client_sends() -> None:
     """Credentials are quoted and escaped as upsd parses them (a '#' would start a comment)."""
     with FakeUpsd({f"LIST VAR {UPS}": answer(*ON_MAINS)}) as upsd:
