@@ -21,7 +21,7 @@ from hecate.nut import (
     read_password_file,
     reading_from_vars,
 )
-from hecate.readings import CommError, UpsReading
+from hecate.readings import CommError, PowerSource, UpsReading
 from tests.testbed.nut import DDL_DIR, parse_dump
 
 DUMPS = sorted(DDL_DIR.glob("**/*.dev"))
@@ -192,6 +192,29 @@ def test_big_runtime_and_overload_are_kept() -> None:
     reading = reading_from_vars({"battery.runtime": "96840", "ups.load": "120"})
     assert reading.runtime_s == 96840.0
     assert reading.load_pct == 120.0
+
+
+def test_values_that_are_not_utf8_are_unknown() -> None:
+    """As upsd sends them, values are bytes; bytes that are not UTF-8 are unknown for their
+    variable, as if absent (README, "Readings are made sane once"): no flag is guessed from
+    part of a status (main read b"OB \\xff" as on battery), and a status that is unknown is an
+    empty status, so no data."""
+    reading = reading_from_vars(
+        {
+            "ups.status": b"OB \xff",
+            "battery.charge": b"5\xe9",
+            "battery.runtime": "120",
+            "ups.model": b"Onduleur \xe9",
+            "ups.id": "Zasilacz \u00b1".encode(),
+        }
+    )
+    assert reading.status == frozenset()
+    assert reading.power_source is PowerSource.NO_DATA
+    assert not reading.on_battery
+    assert reading.charge_pct is None
+    assert reading.runtime_s == 120.0
+    assert reading.extra == {"ups.id": "Zasilacz \u00b1"}
+    assert reading_from_vars({"ups.status": b"OB LB"}).status == {"OB", "LB"}
 
 
 # -- every real device dump ------------------------------------------------------------------
