@@ -8,15 +8,22 @@ even part of one. The real upsd's answers are covered by tests/integration/test_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
+from hecate.config import parse_config
+from hecate.daemon.service import Daemon
 from hecate.errors import UpsDriverDownError, UpsTimeoutError, UpsUnreachableError
+from hecate.flows.context import FlowContext
 from hecate.nut import NutClient, Ups, UpsProtocolError, parse_target
 from hecate.policy import step
 from hecate.policy_types import PolicyParams, initial_state
@@ -368,6 +375,33 @@ def test_the_foreign_lines_never_reach_the_policy() -> None:
             names += [event.event for event in events]
     assert "trigger_shutdown" not in names
     assert names == ["comm_lost"]
+
+
+def test_the_daemon_counts_them_and_never_shuts_down(tmp_path: Path) -> None:
+    """The daemon on the real port: foreign `OB LB` lines decide nothing and are counted as
+    failed polls of kind `protocol` in the metrics."""
+    config = parse_config(
+        {"state_dir": str(tmp_path / "state"), "nodes": {"servers": ["s1"], "agents": []}}
+    )
+    now = [1_000_000.0]
+
+    @contextlib.contextmanager
+    def no_flow(cancel: threading.Event) -> Iterator[FlowContext]:
+        raise AssertionError("a flow was started")
+        yield  # pragma: no cover
+
+    with FakeUpsd({f"LIST VAR {UPS}": answer(*ON_MAINS, var("ups.status", "OB LB", OTHER))}) as u:
+        ups = Ups(NutClient(parse_target(u.target()), timeout_s=1.0, auth_check="none"))
+        daemon = Daemon(config, reader=ups.poll, context_factory=no_flow, clock=lambda: now[0])
+        actions = []
+        for _ in range(6):
+            now[0] += 5
+            actions += daemon.poll_once()
+        assert daemon.wait_idle(10)
+    assert actions == []
+    text = generate_latest(daemon.metrics.registry).decode()
+    assert 'hecate_nut_errors_total{kind="protocol",ups="pyrphoros"} 6.0' in text
+    assert 'hecate_ups_readable{ups="pyrphoros"} 0.0' in text
 
 
 def test_rejected_answers_are_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
