@@ -6,6 +6,8 @@ handshake a client needs (USERNAME, PASSWORD, PRIMARY/LOGIN for the UPS) is answ
 scripted, LOGOUT closes, and anything else gets `ERR UNKNOWN-COMMAND`. An answer may also be a
 callable that takes the connection over (to trickle, to stream forever, to hang); the connection
 is closed when it returns. Every wait is bounded, and `close()` ends every thread.
+
+`var`, `answer`, `ON_MAINS` and `ON_BATTERY` build raw `LIST VAR` answers.
 """
 
 from __future__ import annotations
@@ -60,6 +62,37 @@ def stream(line: bytes) -> Answer:
             conn.sendall(chunk)
 
     return answer
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+def var(name: str, value: str, ups: str = DEFAULT_UPS) -> bytes:
+    """One `VAR` line (the value written as given: escape it yourself)."""
+    return f'VAR {ups} {name} "{value}"'.encode()
+
+
+def answer(*lines: bytes, begin: str = DEFAULT_UPS, end: str | None = DEFAULT_UPS) -> bytes:
+    """A `LIST VAR` answer: BEGIN, the lines, END (none when `end` is None)."""
+    body = [f"BEGIN LIST VAR {begin}".encode(), *lines]
+    if end is not None:
+        body.append(f"END LIST VAR {end}".encode())
+    return b"".join(line + b"\n" for line in body)
+
+
+# A UPS on mains and one on battery, as `VAR` lines.
+ON_MAINS = (
+    var("ups.status", "OL"),
+    var("battery.charge", "100"),
+    var("battery.runtime", "1800"),
+    var("ups.load", "20"),
+)
+ON_BATTERY = (
+    var("ups.status", "OB DISCHRG"),
+    var("battery.charge", "60"),
+    var("battery.runtime", "900"),
+    var("ups.load", "20"),
+)
 
 
 class FakeUpsd:
