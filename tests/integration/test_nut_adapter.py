@@ -163,27 +163,6 @@ def test_garbage_values_from_the_ups(nut_server: NutServer) -> None:
     assert (reading.runtime_s, reading.charge_pct, reading.load_pct) == (None, None, None)
 
 
-def test_escaped_values_and_get_var(nut_server_factory: NutServerFactory) -> None:
-    """upsd escapes '"' and '\\' in values (and '#', which dummy-ups cannot carry: covered by
-    tests/unit/test_nut_answers.py): the strict reader takes them back exactly, in LIST VAR
-    and GET VAR alike; a variable the UPS lacks is upsd's refusal, not a value."""
-    tricky = 'rack "A" \\ B'
-    server = nut_server_factory(devices={UPS: {"ups.status": "OL", "ups.id": tricky}})
-    ups = client(server)
-    assert ups.read().extra["ups.id"] == tricky
-    assert ups.read_vars()["ups.id"] == tricky.encode()
-    assert ups.get_var("ups.id") == tricky.encode()
-    assert ups.get_var("ups.status") == b"OL"
-    with pytest.raises(UpsProtocolError, match="VAR-NOT-SUPPORTED"):
-        ups.get_var("battery.voltage.nominal")
-
-
-def test_ups_name_in_another_case(shared: NutServer) -> None:
-    """upsd finds a UPS whatever the case of its name and repeats the name as asked in every
-    line: the strict check (every line names the UPS asked for) holds for it."""
-    assert client(shared, "PyrPhoros").read().on_mains
-
-
 # -- communication failures ------------------------------------------------------------------
 
 
