@@ -166,6 +166,7 @@ def test_the_idle_daemon_loads_no_http_client_stack_and_no_ansible() -> None:
         "urllib.request",
         "wsgiref",
         "gzip",
+        "http.client",  # and with it ssl and email: only a peer's request needs it
         "ansible_runner",
         "hecate.ansible_port",  # made on the first outage event, for the ssh warm-up
     }
