@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import json
 import logging
 import math
@@ -306,11 +305,17 @@ class CoordinatorClient:
             SIG_HEADER: sign(self.token, timestamp, method, path, body),
             "Content-Type": "application/json",
         }
+        # Imported here: http.client imports ssl and email, 2 MB the idle daemon does not need
+        # unless it has peers to ask (docs/benchmarks.md, "The daemon's idle RSS").
+        import http.client  # noqa: PLC0415
+
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
         try:
             conn.request(method, path, body=body or None, headers=headers)
             response = conn.getresponse()
             raw = response.read()
+        except http.client.HTTPException as exc:
+            raise OSError(f"bad HTTP answer: {exc}") from exc
         finally:
             conn.close()
         if response.status >= 300:
@@ -328,7 +333,7 @@ class CoordinatorClient:
                 if exc.code in (400, 401, 404):
                     raise HecateError(f"coordinator refused {path}: HTTP {exc.code}") from None
                 last = f"HTTP {exc.code}"
-            except (OSError, http.client.HTTPException, json.JSONDecodeError) as exc:
+            except (OSError, json.JSONDecodeError) as exc:
                 last = str(exc) or type(exc).__name__
             if attempt + 1 < self.attempts:
                 self.sleep(self.backoff_s * (2**attempt))

@@ -1,7 +1,7 @@
 """Bounded HTTP serving for the metrics and coordination ports (waitress underneath).
 
-Why waitress: it is a well-kept, pure-Python WSGI server that serves the WSGI app
-prometheus_client already provides, does all socket I/O in one non-blocking loop (a slow client
+Why waitress: it is a well-kept, pure-Python WSGI server that serves the metrics' WSGI app
+(hecate.metrics_exposition), does all socket I/O in one non-blocking loop (a slow client
 costs a file descriptor, never a thread), runs the application in a small fixed thread pool, and
 offers, as settings: a listen backlog, a cap on open connections, a bound on header and body
 size (answered 431/413), and quiet socket errors. It lacks two controls this daemon needs, so

@@ -18,10 +18,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from hecate import __version__
 from hecate.addresses import ListenAddress
 from hecate.battery import BatteryTruth
@@ -30,6 +26,16 @@ from hecate.httpserve import BoundedServer, Limits
 from hecate.intent import IntentState
 from hecate.metrics_drill_history import DrillHistoryCollector as DrillHistoryCollector
 from hecate.metrics_drill_history import drill_families as drill_families
+from hecate.metrics_exposition import (
+    Collector,
+    CollectorRegistry,
+    Counter,
+    CounterMetricFamily,
+    Family,
+    Gauge,
+    GaugeMetricFamily,
+    make_wsgi_app,
+)
 from hecate.readings import CommError, Poll, UpsReading
 from hecate.runs import Outcome
 from hecate.selfupdate import UpdateFailedCache
@@ -86,7 +92,7 @@ def reading_values(reading: UpsReading) -> dict[str, float | None]:
     }
 
 
-def ups_families(ups: str, poll: Poll | None, truth: BatteryTruth | None = None) -> list[Metric]:
+def ups_families(ups: str, poll: Poll | None, truth: BatteryTruth | None = None) -> list[Family]:
     """The UPS gauges for the last poll (None: not polled yet) and the battery truth learned
     from recorded outages. Pure: the collector's core."""
     readable = GaugeMetricFamily(
@@ -164,14 +170,14 @@ class UpsCollector(Collector):
         self.last: Poll | None = None
         self.truth: BatteryTruth | None = None
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self) -> Iterable[Family]:
         return ups_families(self.ups, self.last, self.truth)
 
 
 class CorruptStateCollector(Collector):
     """State files this process found unreadable and set aside, by file name."""
 
-    def collect(self) -> Iterable[CounterMetricFamily]:
+    def collect(self) -> Iterable[Family]:
         family = CounterMetricFamily(
             "hecate_state_corrupt_files",
             "State files found unreadable and set aside as NAME.corrupt-TIMESTAMP",
@@ -190,7 +196,7 @@ class SelfUpdateCollector(Collector):
     def __init__(self, failed: Callable[[], bool]) -> None:
         self.failed = failed
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[Family]:
         family = GaugeMetricFamily(
             "hecate_self_update_failed",
             "1 when the last hecate-update run failed (it could not or would not update)",

@@ -11,14 +11,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from hecate.drill_history import KNOWN_DRILLS, load_history
 from hecate.errors import StateError
+from hecate.metrics_exposition import (
+    Collector,
+    CounterMetricFamily,
+    Family,
+    GaugeMetricFamily,
+)
 
 
-def drill_families(history: list[dict[str, Any]], known: Iterable[str]) -> list[Metric]:
+def drill_families(history: list[dict[str, Any]], known: Iterable[str]) -> list[Family]:
     """Drill series from the drill history (pure)."""
     passed = GaugeMetricFamily(
         "hecate_drill_last_passed", "1 when the drill's last run passed", labels=["drill"]
@@ -81,7 +84,7 @@ class DrillHistoryCollector(Collector):
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self) -> Iterable[Family]:
         try:
             history = load_history(self.state_dir)
         except StateError:

@@ -9,8 +9,8 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from hecate.ansible_port import AnsiblePort
 from hecate.battery import BatteryTruth, corrected_threshold
 from hecate.budget import Budget, budget_from_config
 from hecate.clock import Clock
@@ -27,8 +27,6 @@ from hecate.coordination import (
 )
 from hecate.daemon.supervisor import Settings
 from hecate.errors import HecateError
-from hecate.flows.bootstrap_cache import refresh_cache
-from hecate.flows.context import FlowContext
 from hecate.flows.warmup import ConnectionWarmer
 from hecate.httpserve import Limits
 from hecate.intent import IntentState
@@ -40,9 +38,12 @@ from hecate.readings import CommError, Poll
 from hecate.sdnotify import SystemdNotifier
 from hecate.state import StateStore
 
+if TYPE_CHECKING:
+    from hecate.flows.context import FlowContext
+
 log = logging.getLogger("hecate.daemon")
 
-ContextFactory = Callable[[threading.Event], AbstractContextManager[FlowContext]]
+ContextFactory = Callable[[threading.Event], AbstractContextManager["FlowContext"]]
 COORDINATOR_PROBE_S = 30.0  # how often a peer checks that its coordinator answers (metric)
 
 
@@ -136,8 +137,9 @@ def close_warmers(warmers: list[ConnectionWarmer | None]) -> None:
             continue
         warmer.join(30)
         port = warmer.opened
-        if isinstance(port, AnsiblePort):
-            port.close()
+        close = getattr(port, "close", None)
+        if callable(close):
+            close()
 
 
 class CacheRefresher:
@@ -161,6 +163,8 @@ class CacheRefresher:
                     if not ctx.kube.readyz():
                         log.info("bootstrap cache not refreshed: API not ready")
                         return
+                    from hecate.flows.bootstrap_cache import refresh_cache  # noqa: PLC0415
+
                     problems = refresh_cache(ctx.kube, config)
             except HecateError as exc:
                 problems = [str(exc)]

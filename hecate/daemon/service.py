@@ -12,9 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hecate.ansible_port import AnsiblePort
 from hecate.battery import BatteryTruth, corrected_threshold
 from hecate.budget import Budget
 from hecate.clock import Clock, as_clock
@@ -57,10 +56,21 @@ from hecate.runs import Outcome
 from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
 from hecate.state import StateStore
 
+if TYPE_CHECKING:
+    from hecate.ansible_port import Ansible
+
 log = logging.getLogger("hecate.daemon")
 
 ACTIONS = (RunShutdown, RunStartup, CancelStartup, ForwardTrigger)
 OUTCOMES = {o: sv.FlowOutcome(o.value) for o in Outcome if o.value in set(sv.FlowOutcome)}
+
+
+def _ansible_port(config: HecateConfig) -> Ansible:
+    """The daemon's long-lived Ansible port, made on first use: the idle daemon never loads the
+    Ansible chain (ansible_runner, the batch planner: about 1 MB of its idle RSS)."""
+    from hecate.ansible_port import AnsiblePort  # noqa: PLC0415
+
+    return AnsiblePort.from_config(config)
 
 
 class Daemon:
@@ -86,7 +96,7 @@ class Daemon:
         self.warmer: ConnectionWarmer | None = None
         self._old_warmers: list[ConnectionWarmer] = []  # replaced on SIGHUP, closed at the end
         if context_factory is None:
-            self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(config))
+            self.warmer = ConnectionWarmer(lambda: _ansible_port(config))
         self.context_factory = context_factory or real_context_factory(
             config, reader, self.warmer, ups_command, clocks
         )
@@ -370,7 +380,7 @@ class Daemon:
                 # a new port for the new inventory; the old one may serve a running flow
                 if self.warmer is not None:
                     self._old_warmers.append(self.warmer)
-                self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(new))
+                self.warmer = ConnectionWarmer(lambda: _ansible_port(new))
                 self.context_factory = real_context_factory(
                     new, self.reader, self.warmer, self.ups_command, self.clocks
                 )

@@ -17,9 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from hecate.ansible_port import CONTROL_PERSIST_S, Ansible, PlaybookRequest
+from hecate.ansible_rundir import CONTROL_PERSIST_S
 from hecate.errors import HecateError
+
+if TYPE_CHECKING:
+    from hecate.ansible_port import Ansible
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,9 @@ class ConnectionWarmer:
             return True
 
     def _run(self) -> None:
+        # Imported here: the idle daemon never loads the Ansible chain (issue 23: idle RSS).
+        from hecate.ansible_port import PlaybookRequest  # noqa: PLC0415
+
         request = PlaybookRequest(CONNECT_PLAYBOOK, timeout_s=self.timeout_s)
         try:
             result = self.ansible.run(request)

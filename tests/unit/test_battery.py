@@ -7,7 +7,6 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
 
 from hecate.battery import (
     BatteryTruth,
@@ -17,6 +16,7 @@ from hecate.battery import (
     coverage,
 )
 from hecate.metrics import Metrics
+from hecate.metrics_exposition import render_text
 from hecate.readings import UpsReading
 from hecate.trace import TracePoint, parse_trace_lines
 from tests.unit.test_daemon import World
@@ -130,7 +130,7 @@ def test_the_metrics_export_the_correction_and_the_covered_runtime() -> None:
     m = Metrics(ups="u")
     m.observe_battery(BatteryTruth((), correction=0.5))
     m.observe_poll(UpsReading(frozenset({"OL"}), 1220.0, 100.0, 34.0))
-    text = generate_latest(m.registry).decode()
+    text = render_text(m.registry).decode()
     assert 'hecate_ups_runtime_correction_ratio{ups="u"} 0.5' in text
     assert 'hecate_ups_covered_runtime_seconds{ups="u"} 610.0' in text
     assert 'hecate_ups_outages_analysed{ups="u"} 0.0' in text
@@ -157,7 +157,7 @@ def test_learned_correction_raises_the_daemons_threshold(tmp_path: Path) -> None
     write_liar_trace(tmp_path / "state")
     learned = World(tmp_path, ups={"debounce_polls": 2, "runtime_correction": "learned"})
     assert abs(learned.daemon.params.threshold_s - 2 * learned.daemon.budget.threshold_s) < 1e-6
-    text = generate_latest(learned.daemon.metrics.registry).decode()
+    text = render_text(learned.daemon.metrics.registry).decode()
     assert f"hecate_shutdown_threshold_seconds {learned.daemon.params.threshold_s}" in text
 
 
@@ -174,5 +174,5 @@ def test_the_daemon_learns_from_an_outage_once_its_trace_closes(tmp_path: Path) 
         w.poll(UpsReading(frozenset({"OL"}), 2000, 90, 40), dt=5)
     assert w.daemon.battery.correction is not None
     assert abs(w.daemon.battery.correction - 1 / 3) < 1e-6
-    text = generate_latest(w.daemon.metrics.registry).decode()
+    text = render_text(w.daemon.metrics.registry).decode()
     assert 'hecate_ups_outages_analysed{ups="pyrphoros"} 1.0' in text

@@ -7,13 +7,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from prometheus_client import generate_latest
-
 from hecate.config import HecateConfig, parse_config
 from hecate.daemon.core import CancelStartup, ForwardTrigger, RunShutdown, RunStartup, actions_for
 from hecate.daemon.service import Daemon
 from hecate.flows.context import FlowContext
 from hecate.intent import IntentState
+from hecate.metrics_exposition import render_text
 from hecate.policy import Event
 from hecate.readings import CommError, Poll, UpsReading, parse_status
 from hecate.state import StateStore
@@ -120,7 +119,7 @@ def test_outage_then_power_return_runs_shutdown_then_startup(tmp_path: Path) -> 
     assert store.read_intent().state is IntentState.NORMAL
     kinds = [(rep.kind, rep.outcome.value) for rep in w.daemon.reports]
     assert kinds == [("shutdown", "success"), ("startup", "success")]
-    text = generate_latest(w.daemon.metrics.registry).decode()
+    text = render_text(w.daemon.metrics.registry).decode()
     assert 'hecate_runs_total{kind="shutdown",outcome="success"} 1.0' in text
     assert 'hecate_triggers_total{source="ups"} 1.0' in text
     assert 'hecate_intent_state{state="normal"} 1.0' in text
@@ -190,7 +189,7 @@ def test_comm_errors_never_crash_and_are_counted(tmp_path: Path) -> None:
     w = World(tmp_path)
     for _ in range(5):
         assert w.poll(CommError("driver not connected", "driver_down")) == []
-    text = generate_latest(w.daemon.metrics.registry).decode()
+    text = render_text(w.daemon.metrics.registry).decode()
     assert 'hecate_nut_errors_total{kind="driver_down",ups="pyrphoros"} 5.0' in text
     assert 'hecate_ups_readable{ups="pyrphoros"} 0.0' in text
 
@@ -275,5 +274,5 @@ def test_a_reader_crash_is_a_comm_error(tmp_path: Path) -> None:
 
     w.daemon.reader = broken
     assert w.poll(r("OL", 900)) == []
-    text = generate_latest(w.daemon.metrics.registry).decode()
+    text = render_text(w.daemon.metrics.registry).decode()
     assert 'hecate_nut_errors_total{kind="error",ups="pyrphoros"} 1.0' in text

@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
 
 from hecate.config import parse_config
 from hecate.daemon.service import Daemon
+from hecate.metrics_exposition import render_text
 from hecate.readings import CommError, Poll, UpsReading, parse_status
 from hecate.sdnotify import SystemdNotifier
 
@@ -58,7 +58,7 @@ def test_never_readable_warns_once_per_error_in_the_journal_and_status(
     assert "it serves: pyrphoros" in warnings[0].getMessage()
     assert notifier.statuses[0].startswith("WARNING: UPS never readable")
     assert "connection refused" in notifier.statuses[-1]
-    text = generate_latest(daemon.metrics.registry).decode()
+    text = render_text(daemon.metrics.registry).decode()
     assert 'hecate_ups_readable{ups="pyrphros"} 0.0' in text  # the misspelt name it was given
 
 

@@ -7,12 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import generate_latest
-
 from hecate.battery import BatteryTruth
 from hecate.budget import Budget
 from hecate.intent import IntentState
 from hecate.metrics import Metrics
+from hecate.metrics_exposition import render_text
 from hecate.readings import UpsReading
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "configs" / "grafana" / "hecate-dashboard.json"
@@ -43,7 +42,7 @@ def exported_names(tmp_path: Path) -> set[str]:
         metrics.observe_budget(Budget(300.0, 330.0, "fallback", 0))
         metrics.observe_intent(IntentState.NORMAL)
         metrics.last_run.labels("shutdown", "total").set(1)
-        text = generate_latest(metrics.registry).decode()
+        text = render_text(metrics.registry).decode()
         names |= set(re.findall(r"^(hecate_[a-z_]+)[{ ]", text, re.MULTILINE))
     (tmp_path / "drills.json").write_text(
         json.dumps({"drills": [{"drill": "power-outage", "passed": True, "started_at": 1.0,
@@ -51,7 +50,7 @@ def exported_names(tmp_path: Path) -> set[str]:
     )  # fmt: skip
     metrics = Metrics()
     metrics.watch_drills(tmp_path)
-    text = generate_latest(metrics.registry).decode()
+    text = render_text(metrics.registry).decode()
     names |= set(re.findall(r"^(hecate_drill_[a-z_]+)[{ ]", text, re.MULTILINE))
     return {name for name in names if not name.endswith("_created")}
 

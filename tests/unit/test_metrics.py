@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hecate.budget import Budget
@@ -27,6 +26,7 @@ from hecate.metrics import (
     plausible,
     ups_name,
 )
+from hecate.metrics_exposition import render_text
 from hecate.readings import CommError, UpsReading
 from hecate.runs import Outcome
 
@@ -34,7 +34,7 @@ Sample = tuple[str, tuple[tuple[str, str], ...], float]
 
 
 def samples(metrics: Metrics) -> list[Sample]:
-    text = generate_latest(metrics.registry).decode()
+    text = render_text(metrics.registry).decode()
     return [
         (s.name, tuple(sorted(s.labels.items())), s.value)
         for family in text_string_to_metric_families(text)
@@ -202,7 +202,7 @@ def full_exposition(tmp_path: Path, role: Role) -> str:
     m.last_run.labels("shutdown", "total").set(12.5)
     m.triggers.labels("ups").inc()
     m.rejected.labels("stale").inc()
-    return generate_latest(m.registry).decode()
+    return render_text(m.registry).decode()
 
 
 @pytest.mark.parametrize("role", ["coordinator", "peer"])

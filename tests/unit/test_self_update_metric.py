@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from prometheus_client import generate_latest
 
 from hecate import selfupdate
 from hecate.metrics import Metrics
+from hecate.metrics_exposition import render_text
 from hecate.selfupdate import UpdateFailedCache
 
 
 def test_failed_update_is_exported_as_one() -> None:
     metrics = Metrics(update_failed=lambda: True)
-    assert "hecate_self_update_failed 1.0" in generate_latest(metrics.registry).decode()
+    assert "hecate_self_update_failed 1.0" in render_text(metrics.registry).decode()
 
 
 def test_without_systemd_it_reads_zero() -> None:
     # this test machine runs no systemd for hecate-update: never "failed"
-    text = generate_latest(Metrics().registry).decode()
+    text = render_text(Metrics().registry).decode()
     assert "hecate_self_update_failed 0.0" in text
 
 

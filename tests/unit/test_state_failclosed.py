@@ -18,7 +18,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
 from hecate.cli import common
@@ -36,6 +35,7 @@ from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions
 from hecate.intent import IntentState
 from hecate.metrics import Metrics
+from hecate.metrics_exposition import render_text
 from hecate.readings import UpsReading, parse_status
 from hecate.runs import Outcome, RunRecord
 from hecate.startup_guards import guard_startup
@@ -138,10 +138,10 @@ def test_bad_drills_file_never_breaks_metrics(tmp_path: Path) -> None:
     (tmp_path / "drills.json").write_bytes(b"\x89\x00binary")
     metrics = Metrics()
     metrics.watch_drills(tmp_path)
-    text = generate_latest(metrics.registry).decode()  # a scrape: no exception, no 500
+    text = render_text(metrics.registry).decode()  # a scrape: no exception, no 500
     assert 'hecate_state_corrupt_files_total{file="drills.json"}' in text
     assert len(kept(tmp_path, "drills.json")) == 1
-    generate_latest(metrics.registry)  # and the next scrape too
+    render_text(metrics.registry)  # and the next scrape too
 
 
 def test_corrupt_ledger_never_delays_or_skips_a_node_stage(tmp_path: Path) -> None:
@@ -230,7 +230,7 @@ def test_daemon_survives_a_corrupt_shutdown_complete_intent(tmp_path: Path) -> N
     assert w.poll(r("OL", 900, 80)) == []
     assert w.poll(r("OL", 900, 80), dt=11) == ["RunStartup"]
     assert w.ansible.playbooks == []  # refused: nothing started
-    assert "hecate_state_corrupt_files_total" in generate_latest(w.daemon.metrics.registry).decode()
+    assert "hecate_state_corrupt_files_total" in render_text(w.daemon.metrics.registry).decode()
     # ...and it still protects the cluster on the UPS
     w.poll(r("OB DISCHRG", 100), dt=30)
     assert w.poll(r("OB DISCHRG", 90)) == ["RunShutdown"]
