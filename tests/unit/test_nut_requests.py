@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
 
 from hecate.config import parse_config
 from hecate.daemon.service import Daemon
 from hecate.errors import UpsDriverDownError, UpsTimeoutError, UpsUnreachableError
 from hecate.flows.context import FlowContext
+from hecate.metrics_exposition import render_text
 from hecate.nut import NutClient, Ups, UpsProtocolError, parse_target
 from hecate.policy import step
 from hecate.policy_types import PolicyParams, initial_state
@@ -84,7 +84,7 @@ def test_the_daemon_counts_them_and_never_shuts_down(tmp_path: Path) -> None:
             actions += daemon.poll_once()
         assert daemon.wait_idle(10)
     assert actions == []
-    text = generate_latest(daemon.metrics.registry).decode()
+    text = render_text(daemon.metrics.registry).decode()
     assert 'hecate_nut_errors_total{kind="protocol",ups="pyrphoros"} 6.0' in text
     assert 'hecate_ups_readable{ups="pyrphoros"} 0.0' in text
 
