@@ -342,3 +342,20 @@ def test_an_executed_run_never_probes(tmp_path: Path, monkeypatch: pytest.Monkey
     result = runner.invoke(app, ["shutdown", "-c", str(config), "--execute"])
     assert result.exit_code == 0, result.output
     assert "would" not in result.output
+
+
+def test_an_ssh_config_file_is_followed_as_ssh_would(
+    tmp_path: Path, sshds: dict[str, Listener]
+) -> None:
+    # names resolved by `ssh -G` (no connection made), as the run's ssh resolves them; the
+    # port stays Hecate's (the inventory's ansible_port wins over the file's Port, as here)
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        "Host alpha beta\n  HostName 127.0.0.1\n  Port 1\nHost gamma\n  ProxyJump bastion.invalid\n"
+    )
+    hosts = {"alpha": f"alpha:{sshds['alpha'].port}", "beta": f"beta:{closed_port()}"}
+    data = config_data(tmp_path, hosts, closed_port(), ssh_config_file=str(ssh_config))
+    probes, _ = probe_cluster(parse_config(data), read_ups=None)
+    assert probes.nodes["alpha"].ok is True, probes.nodes["alpha"]
+    assert probes.nodes["beta"].ok is False and "connection refused" in probes.nodes["beta"].detail
+    assert probes.nodes["gamma"].ok is None and "bastion.invalid" in probes.nodes["gamma"].detail
