@@ -132,6 +132,10 @@ def startup_command(
     coordination.peer_hosts is starting or shutting down, or while the UPS of the peer whose
     trigger shut the cluster down is not back. The same guards as the daemon's and
     the boot unit's startups, checked once inside the startup's lock. Dry-run unless --execute.
+
+    The dry run first probes the API, each node's SSH port and the UPS (3 s at most, all at
+    once) and marks each stage that would be skipped, warn or fail, and why; it exits 1 when
+    one would fail, else 0 (--no-probe: the plan alone, for offline planning).
     """
     cfg = load(config)
     overrides = StartupOverrides(
@@ -237,6 +241,10 @@ def shutdown_command(
 
     Flux suspended, nodes cordoned, k3s-agent stopped on agents, k3s on servers, then hardware
     poweroff (in poweroff mode). The plan shows the nodes, the stages and the estimated duration.
+
+    The dry run first probes the API, each node's SSH port and the UPS (3 s at most, all at
+    once) and marks each stage that would be skipped, warn or fail, and why; it exits 1 when
+    one would fail, else 0 (--no-probe: the plan alone, for offline planning).
     """
     cfg = load(config)
     try:
