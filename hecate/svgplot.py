@@ -259,16 +259,22 @@ def _marks(
 ) -> None:
     # The lines first, then the markers: a marker stacked above another draws its line through
     # the lower one's place, and the line must pass under that marker, not over its number.
+    # The trigger's line last: a decision at the same moment must not paint over the red one.
     lines = ET.SubElement(chart, "g", {"class": "event-lines"})
+    for trigger in (False, True):
+        for event, x, row in zip(events, xs, rows, strict=True):
+            if (event.event == "trigger_shutdown") is trigger:
+                color = COLORS["threshold"] if trigger else COLORS["event"]
+                ET.SubElement(
+                    lines,
+                    "line",
+                    {**_line(x, MARKER_Y - row * MARKER_PITCH, x, bottom), "stroke": color}
+                    | {"stroke-width": "1.5"},
+                )
     marks = ET.SubElement(chart, "g", {"class": "events"})
     for number, (event, x, row) in enumerate(zip(events, xs, rows, strict=True), start=1):
         color = COLORS["threshold"] if event.event == "trigger_shutdown" else COLORS["event"]
         cy = MARKER_Y - row * MARKER_PITCH
-        ET.SubElement(
-            lines,
-            "line",
-            {**_line(x, cy, x, bottom), "stroke": color, "stroke-width": "1.5"},
-        )
         mark = ET.SubElement(marks, "g", {"class": f"event event-{event.event}"})
         mark.append(_title(f"{number}. t={event.t:g}s {event.event}: {event.reason}"))
         ET.SubElement(

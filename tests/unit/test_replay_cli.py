@@ -192,3 +192,12 @@ def test_marker_rows_reuse_a_row_once_far_enough() -> None:
     assert marker_rows([100.0, 100.0, 100.0]) == [0, 1, 2]
     assert marker_rows([100.0, 100.0 + MARKER_PITCH, 100.0 + 2 * MARKER_PITCH]) == [0, 0, 0]
     assert marker_rows([100.0, 105.0, 130.0, 131.0]) == [0, 1, 0, 1]
+
+
+def test_the_trigger_line_is_drawn_over_its_neighbours_lines() -> None:
+    points = load_trace(BUNDLED_TRACES_DIR / "blip.jsonl")
+    names = ["condition_met", "trigger_shutdown", "condition_met"]
+    events = [Event(t=5.0, event=n, reason="", threshold_s=330.0, runtime_s=None) for n in names]
+    root = ET.fromstring(render_outage_svg(points, events, 330.0, "t"))  # noqa: S314
+    lines = root.findall(".//s:g[@class='event-lines']/s:line", NS)
+    assert [line.get("stroke") for line in lines][-1] == "#c62828"  # red, painted last
