@@ -3,11 +3,13 @@ the run alike), as text lines and as JSON. Pure."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from hecate import flow_plans as plans
 from hecate.config import HecateConfig
 from hecate.flow_plans import FlowPlan, ShutdownMode, ShutdownOptions, StageSpec, StartupOptions
+from hecate.plan_marks import StageMark
 
 __all__ = [
     "PLAN_ONLY_STEPS",
@@ -35,16 +37,22 @@ def _batch_of_step(plan: FlowPlan) -> dict[int, int]:
     }
 
 
-def plan_lines(title: str, plan: FlowPlan) -> list[str]:
+def plan_lines(
+    title: str, plan: FlowPlan, marks: Mapping[str, StageMark] | None = None
+) -> list[str]:
     """The numbered steps, each with its nodes, and why a stage will be skipped; after each
     run of stages that share one ansible-playbook, a line saying so (a host that a failure
-    kept out of a later stage gets it in one more run)."""
+    kept out of a later stage gets it in one more run). `marks` (the dry run's probes,
+    hecate/plan_marks.py): a line under a step that would be skipped, warn or fail, and why."""
     lines = [title]
+    marks = marks or {}
     batch_of = _batch_of_step(plan)
     for number, stage in enumerate(plan.steps, start=1):
         nodes = f"  [{', '.join(stage.nodes)}]" if stage.nodes else ""
         skip = f"  (skipped: {stage.skip})" if stage.skip is not None else ""
         lines.append(f"  {number:>2}. {stage.name:<16} {stage.description}{nodes}{skip}")
+        if stage.name in marks:
+            lines.append(f"      ! {marks[stage.name].text}")
         batch = batch_of.get(number - 1)
         if batch is not None and batch_of.get(number) != batch:
             first = min(i for i, b in batch_of.items() if b == batch) + 1
@@ -52,11 +60,13 @@ def plan_lines(title: str, plan: FlowPlan) -> list[str]:
     return lines
 
 
-def plan_json(plan: FlowPlan) -> list[dict[str, Any]]:
+def plan_json(plan: FlowPlan, marks: Mapping[str, StageMark] | None = None) -> list[dict[str, Any]]:
     """One entry per step; `stage`: it is a stage of the run's report (in the same order);
-    `batch`: the steps with the same number run as one ansible-playbook (null: alone)."""
+    `batch`: the steps with the same number run as one ansible-playbook (null: alone);
+    `mark`: what the dry run's probes say of it, {kind, reason} (null: nothing, or no probes)."""
     reported = set(plan.stage_names)
     batch_of = _batch_of_step(plan)
+    marks = marks or {}
     return [
         {
             "name": s.name,
@@ -65,6 +75,11 @@ def plan_json(plan: FlowPlan) -> list[dict[str, Any]]:
             "stage": s.name in reported,
             "skip": s.skip,
             "batch": batch_of.get(index),
+            "mark": (
+                {"kind": marks[s.name].kind.value, "reason": marks[s.name].reason}
+                if s.name in marks
+                else None
+            ),
         }
         for index, s in enumerate(plan.steps)
     ]

@@ -29,6 +29,12 @@ COLORS = {
     "lost": "#eceff1",
     "event": "#6a1b9a",
 }
+# Decision markers: circles of radius MARKER_R in a row just above the plot; markers too close
+# to tell apart stack upwards one MARKER_PITCH apart (marker_rows), and the chart moves down
+# to make room.
+MARKER_R = 9
+MARKER_PITCH = 2 * MARKER_R + 2
+MARKER_Y = PLOT_TOP - 10
 BAND_NAMES = {"mains": "on mains", "battery": "on battery", "lost": "lost contact"}
 
 
@@ -124,7 +130,6 @@ def render_outage_svg(
     y_ticks = nice_ticks(0, top, cover=True)
     y_max = y_ticks[-1] if y_ticks[-1] > 0 else 1.0
     list_top = PLOT_TOP + PLOT_HEIGHT + 110
-    height = list_top + 22 * max(len(events), 1) + 30
 
     def x_of(t: float) -> float:
         return PLOT_LEFT + (t - t0) / (t1 - t0) * (PLOT_RIGHT - PLOT_LEFT)
@@ -132,6 +137,10 @@ def render_outage_svg(
     def y_of(value: float, scale: float) -> float:
         return PLOT_TOP + PLOT_HEIGHT - min(value, scale) / scale * PLOT_HEIGHT
 
+    xs = [x_of(e.t) for e in events]
+    rows = marker_rows(xs)
+    lift = MARKER_PITCH * max(rows, default=0)  # room above the plot for stacked markers
+    height = lift + list_top + 22 * max(len(events), 1) + 30
     svg = ET.Element(
         "svg",
         {
@@ -145,8 +154,10 @@ def render_outage_svg(
     ET.SubElement(svg, "title").text = title
     ET.SubElement(svg, "rect", {"width": "100%", "height": "100%", "fill": "white"})
     _text(svg, PLOT_LEFT, 30, title, **{"font-size": "18", "font-weight": "bold"})
+    # Everything under the title, moved down by the room the stacked markers need.
+    chart = ET.SubElement(svg, "g", {"class": "chart", "transform": f"translate(0 {lift})"})
 
-    band_group = ET.SubElement(svg, "g", {"class": "bands"})
+    band_group = ET.SubElement(chart, "g", {"class": "bands"})
     for band in bands(points):
         x = x_of(band.start)
         ET.SubElement(
@@ -162,7 +173,7 @@ def render_outage_svg(
             },
         ).append(_title(f"{BAND_NAMES[band.kind]}: {band.start:g}s to {band.end:g}s"))
 
-    axes = ET.SubElement(svg, "g", {"class": "axes", "stroke": "#555", "fill": "none"})
+    axes = ET.SubElement(chart, "g", {"class": "axes", "stroke": "#555", "fill": "none"})
     bottom = PLOT_TOP + PLOT_HEIGHT
     ET.SubElement(
         axes,
@@ -170,7 +181,7 @@ def render_outage_svg(
         {"x": str(PLOT_LEFT), "y": str(PLOT_TOP), "width": str(PLOT_RIGHT - PLOT_LEFT)}
         | {"height": str(PLOT_HEIGHT)},
     )
-    labels = ET.SubElement(svg, "g", {"class": "tick-labels", "fill": "#333"})
+    labels = ET.SubElement(chart, "g", {"class": "tick-labels", "fill": "#333"})
     for offset in time_ticks(t1 - t0):
         x = x_of(t0 + offset)
         ET.SubElement(axes, "line", _line(x, bottom, x, bottom + 5))
@@ -205,7 +216,7 @@ def render_outage_svg(
 
     y_threshold = y_of(threshold_s, y_max)
     ET.SubElement(
-        svg,
+        chart,
         "line",
         {
             **_line(PLOT_LEFT, y_threshold, PLOT_RIGHT, y_threshold),
@@ -216,37 +227,65 @@ def render_outage_svg(
         },
     )
     _series(
-        svg, "runtime", [None if v is None else (x_of(t), y_of(v, y_max)) for t, v in runtime_at]
+        chart, "runtime", [None if v is None else (x_of(t), y_of(v, y_max)) for t, v in runtime_at]
     )
-    _series(svg, "charge", [None if v is None else (x_of(t), y_of(v, 100)) for t, v in charge_at])
+    _series(chart, "charge", [None if v is None else (x_of(t), y_of(v, 100)) for t, v in charge_at])
 
-    _marks(svg, events, [x_of(e.t) for e in events], bottom)
-    _legend(svg, bottom + 70, threshold_s)
-    _event_list(svg, list_top, events)
+    _marks(chart, events, xs, rows, bottom)
+    _legend(chart, bottom + 70, threshold_s)
+    _event_list(chart, list_top, events)
     ET.indent(svg)
     return ET.tostring(svg, encoding="unicode") + "\n"
 
 
-def _marks(svg: ET.Element, events: Sequence[Event], xs: list[float], bottom: float) -> None:
-    marks = ET.SubElement(svg, "g", {"class": "events"})
-    for number, (event, x) in enumerate(zip(events, xs, strict=True), start=1):
-        mark = ET.SubElement(marks, "g", {"class": f"event event-{event.event}"})
+def marker_rows(xs: Sequence[float], gap: float = MARKER_PITCH) -> list[int]:
+    """A row for each marker (0 next to the plot, 1 above it, ...) so that two markers in one
+    row are at least `gap` apart: markers at the same moment, or too close to tell apart at
+    this scale, stack instead of hiding each other. Each keeps its own x (its moment)."""
+    last_x: list[float] = []  # per row, the x of its rightmost marker
+    rows = []
+    for x in xs:
+        row = next((r for r, prev in enumerate(last_x) if abs(x - prev) >= gap), len(last_x))
+        if row == len(last_x):
+            last_x.append(x)
+        else:
+            last_x[row] = x
+        rows.append(row)
+    return rows
+
+
+def _marks(
+    chart: ET.Element, events: Sequence[Event], xs: list[float], rows: list[int], bottom: float
+) -> None:
+    # The lines first, then the markers: a marker stacked above another draws its line through
+    # the lower one's place, and the line must pass under that marker, not over its number.
+    # The trigger's line last: a decision at the same moment must not paint over the red one.
+    lines = ET.SubElement(chart, "g", {"class": "event-lines"})
+    for trigger in (False, True):
+        for event, x, row in zip(events, xs, rows, strict=True):
+            if (event.event == "trigger_shutdown") is trigger:
+                color = COLORS["threshold"] if trigger else COLORS["event"]
+                ET.SubElement(
+                    lines,
+                    "line",
+                    {**_line(x, MARKER_Y - row * MARKER_PITCH, x, bottom), "stroke": color}
+                    | {"stroke-width": "1.5"},
+                )
+    marks = ET.SubElement(chart, "g", {"class": "events"})
+    for number, (event, x, row) in enumerate(zip(events, xs, rows, strict=True), start=1):
         color = COLORS["threshold"] if event.event == "trigger_shutdown" else COLORS["event"]
+        cy = MARKER_Y - row * MARKER_PITCH
+        mark = ET.SubElement(marks, "g", {"class": f"event event-{event.event}"})
         mark.append(_title(f"{number}. t={event.t:g}s {event.event}: {event.reason}"))
         ET.SubElement(
             mark,
-            "line",
-            {**_line(x, PLOT_TOP, x, bottom), "stroke": color, "stroke-width": "1.5"},
-        )
-        ET.SubElement(
-            mark,
             "circle",
-            {"cx": f"{x:.1f}", "cy": str(PLOT_TOP - 10), "r": "9", "fill": color},
+            {"cx": f"{x:.1f}", "cy": f"{cy:.1f}", "r": str(MARKER_R), "fill": color},
         )
         _text(
             mark,
             x,
-            PLOT_TOP - 6,
+            cy + 4,
             str(number),
             **{"fill": "white", "text-anchor": "middle", "font-size": "11"},
         )

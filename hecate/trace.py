@@ -124,6 +124,53 @@ def parse_point(data: Any, where: str) -> TracePoint:
     return TracePoint(t, reading, mono)
 
 
+# The traces shipped with Hecate (package data), replayed by name: `hecate replay blip`.
+BUNDLED_TRACES_DIR = Path(__file__).resolve().parent / "data" / "traces"
+TRACE_SUFFIX = ".jsonl"
+
+
+@dataclass(frozen=True)
+class BundledTrace:
+    name: str  # the file name without .jsonl
+    path: Path
+    about: str  # the trace's first `#` comment line ("" when it has none)
+
+
+def bundled_traces(directory: Path = BUNDLED_TRACES_DIR) -> list[BundledTrace]:
+    """The shipped traces, by name (sorted)."""
+    found = []
+    for path in sorted(directory.glob(f"*{TRACE_SUFFIX}")):
+        about = ""
+        try:
+            with path.open(encoding="utf-8") as handle:
+                first = handle.readline().strip()
+        except OSError:
+            continue
+        if first.startswith("#"):
+            about = first.lstrip("#").strip()
+        found.append(BundledTrace(path.name.removesuffix(TRACE_SUFFIX), path, about))
+    return found
+
+
+def find_trace(given: str, directory: Path = BUNDLED_TRACES_DIR) -> Path:
+    """The trace `given` names: a file that exists, else a shipped trace of that name (with or
+    without `.jsonl`). A file wins over a shipped trace of the same name, so a trace of one's
+    own is never shadowed."""
+    path = Path(given)
+    if path.exists():
+        return path
+    if "/" not in given:
+        names = {t.name: t.path for t in bundled_traces(directory)}
+        found = names.get(given.removesuffix(TRACE_SUFFIX))
+        if found is not None:
+            return found
+    raise TraceError(
+        f"{given}: no such file, and no shipped trace of that name (shipped: "
+        f"{', '.join(t.name for t in bundled_traces(directory)) or 'none'}; "
+        "`hecate replay --list` describes them)"
+    )
+
+
 def load_trace(path: Path) -> list[TracePoint]:
     try:
         text = path.read_text(encoding="utf-8")

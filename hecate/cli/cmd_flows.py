@@ -9,6 +9,7 @@ import typer
 
 from hecate.budget import budget_from_config
 from hecate.cli.common import (
+    EXIT_FAILED,
     EXIT_OK,
     EXIT_REFUSED,
     ConfigOpt,
@@ -20,18 +21,28 @@ from hecate.cli.common import (
 )
 from hecate.cli.execute import execute_flow, exit_code_for_report
 from hecate.cli.peers import ask_coordinator_to_start
-from hecate.config import DEFAULT_CONFIG_PATH
+from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.errors import StateError
 from hecate.flow_plans import FlowPlan, shutdown_plan, startup_plan
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.guards import Refusal, StartupOverrides
 from hecate.plan import plan_json, plan_lines
+from hecate.plan_marks import Probes, StageMark, plan_marks, would_fail
+from hecate.readings import Poll
 from hecate.startup_guards import StartupRefusedError, startup_facts
 from hecate.state import StateStore
 
 ExecuteOpt = Annotated[
     bool, typer.Option("--execute", help="Really do it. Without it only the plan is printed.")
+]
+NoProbeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-probe",
+        help="Dry run: print the plan without first probing the API, SSH and the UPS "
+        "(offline planning).",
+    ),
 ]
 
 
@@ -40,10 +51,44 @@ class Mode(StrEnum):
     cluster_only = "cluster-only"
 
 
-def _print_plan(title: str, plan: FlowPlan, footer: str) -> None:
-    for line in plan_lines(title, plan):
+def _print_plan(
+    title: str, plan: FlowPlan, footer: str, marks: dict[str, StageMark] | None = None
+) -> None:
+    for line in plan_lines(title, plan, marks):
         typer.echo(line)
     typer.echo(footer)
+
+
+def _probe(cfg: HecateConfig, *, ups: bool) -> tuple[Probes, Poll | None]:
+    """The dry run's look before it plans (hecate/plan_probes.py): bounded, in parallel."""
+    from hecate.plan_probes import probe_cluster  # noqa: PLC0415 - only for a probing dry run
+
+    return probe_cluster(cfg, read_ups=(lambda: read_ups_or_error(cfg)) if ups else None)
+
+
+def _dry_run_exit(marks: dict[str, StageMark]) -> None:
+    """A dry run exits 1 when the probes say a stage would fail (the run would not succeed),
+    else 0: skips and warnings are what a run on that cluster would do, and still succeed."""
+    if would_fail(marks):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _probe_lines(probes: Probes | None, marks: dict[str, StageMark]) -> list[str]:
+    from hecate.plan_probes import probes_summary  # noqa: PLC0415
+
+    if probes is None:
+        return ["not probed (--no-probe): nothing says which stages would be skipped or fail"]
+    if would_fail(marks):
+        verdict = "a stage would fail (marked !): the run would not end in success"
+    else:
+        verdict = "no stage would fail" + (" (see the marks !)" if marks else "")
+    return [f"probed: {probes_summary(probes)}", f"  {verdict}"]
+
+
+def _probes_json(probes: Probes | None) -> dict[str, object] | None:
+    from hecate.plan_probes import probes_json  # noqa: PLC0415
+
+    return probes_json(probes) if probes is not None else None
 
 
 def startup_command(
@@ -76,6 +121,7 @@ def startup_command(
         ),
     ] = False,
     as_json: JsonOpt = False,
+    no_probe: NoProbeOpt = False,
 ) -> None:
     """Bring the cluster up in stages (dry run unless --execute).
 
@@ -86,6 +132,10 @@ def startup_command(
     coordination.peer_hosts is starting or shutting down, or while the UPS of the peer whose
     trigger shut the cluster down is not back. The same guards as the daemon's and
     the boot unit's startups, checked once inside the startup's lock. Dry-run unless --execute.
+
+    The dry run first probes the API, each node's SSH port and the UPS (3 s at most, all at
+    once) and marks each stage that would be skipped, warn or fail, and why; it exits 1 when
+    one would fail, else 0 (--no-probe: the plan alone, for offline planning).
     """
     cfg = load(config)
     overrides = StartupOverrides(
@@ -112,23 +162,52 @@ def startup_command(
             _refused(exc.refusals, plan, execute=True, as_json=as_json)
         raise typer.Exit(exit_code_for_report(report))
     store = StateStore(cfg.state_dir)
-    refusals = startup_facts(cfg, store, lambda: read_ups_or_error(cfg), now(), overrides)
-    if refusals:
-        _refused(refusals, plan, execute=False, as_json=as_json)
-    if as_json:
-        emit_json({"command": "startup", "execute": False, "refused": [], "plan": plan_json(plan)})
+    probes: Probes | None = None
+    marks: dict[str, StageMark] = {}
+    if no_probe:
+        refusals = startup_facts(cfg, store, lambda: read_ups_or_error(cfg), now(), overrides)
     else:
-        _print_plan("startup plan:", plan, "dry run: add --execute to start up")
+        # One UPS reading, taken with the other probes, for the guards and the marks alike.
+        probes, poll = _probe(cfg, ups=True)
+        marks = plan_marks(cfg, plan, probes)
+        refusals = startup_facts(cfg, store, lambda: poll or read_ups_or_error(cfg), now(),
+                                 overrides)  # fmt: skip
+    if refusals:
+        _refused(refusals, plan, execute=False, as_json=as_json, marks=marks)
+    if as_json:
+        emit_json(
+            {
+                "command": "startup",
+                "execute": False,
+                "refused": [],
+                "plan": plan_json(plan, marks),
+                "probes": _probes_json(probes),
+                "would_fail": would_fail(marks),
+            }
+        )
+    else:
+        _print_plan("startup plan:", plan, "", marks)
+        for line in _probe_lines(probes, marks):
+            typer.echo(line)
+        typer.echo("dry run: add --execute to start up")
+    _dry_run_exit(marks)
 
 
-def _refused(refusals: list[Refusal], plan: FlowPlan, *, execute: bool, as_json: bool) -> NoReturn:
+def _refused(
+    refusals: list[Refusal],
+    plan: FlowPlan,
+    *,
+    execute: bool,
+    as_json: bool,
+    marks: dict[str, StageMark] | None = None,
+) -> NoReturn:
     if as_json:
         emit_json(
             {
                 "command": "startup",
                 "execute": execute,
                 "refused": [{"guard": r.guard, "message": r.message} for r in refusals],
-                "plan": plan_json(plan),
+                "plan": plan_json(plan, marks),
             }
         )
     else:
@@ -156,11 +235,16 @@ def shutdown_command(
         bool, typer.Option("--skip-etcd-snapshot", help="Do not take an etcd snapshot first.")
     ] = False,
     as_json: JsonOpt = False,
+    no_probe: NoProbeOpt = False,
 ) -> None:
     """Shut the cluster down in stages (dry run unless --execute).
 
     Flux suspended, nodes cordoned, k3s-agent stopped on agents, k3s on servers, then hardware
     poweroff (in poweroff mode). The plan shows the nodes, the stages and the estimated duration.
+
+    The dry run first probes the API, each node's SSH port and the UPS (3 s at most, all at
+    once) and marks each stage that would be skipped, warn or fail, and why; it exits 1 when
+    one would fail, else 0 (--no-probe: the plan alone, for offline planning).
     """
     cfg = load(config)
     try:
@@ -173,7 +257,22 @@ def shutdown_command(
     # One options value for the dry run and the run: the plan printed is the plan walked.
     options = ShutdownOptions(mode.value, reason, skip_drain, skip_etcd_snapshot)
     plan = shutdown_plan(cfg, options)
-    if as_json and not execute:
+    title = (
+        f"shutdown plan ({mode.value}, estimated {budget.estimate_s:.0f}s from {budget.source}):"
+    )
+    if execute:
+        # no probes here: the run's stages check what they need as they go
+        if not as_json:
+            _print_plan(title, plan, "")
+        report = execute_flow(cfg, lambda ctx: run_shutdown(ctx, options), as_json=as_json)
+        raise typer.Exit(exit_code_for_report(report))
+    probes: Probes | None = None
+    marks: dict[str, StageMark] = {}
+    if not no_probe:
+        needs_ups = any(s.name == "ups_kill_power" for s in plan.stages)
+        probes, _ = _probe(cfg, ups=needs_ups)
+        marks = plan_marks(cfg, plan, probes)
+    if as_json:
         emit_json(
             {
                 "command": "shutdown",
@@ -181,16 +280,14 @@ def shutdown_command(
                 "mode": mode.value,
                 "reason": reason,
                 "estimated_duration_s": budget.estimate_s,
-                "plan": plan_json(plan),
+                "plan": plan_json(plan, marks),
+                "probes": _probes_json(probes),
+                "would_fail": would_fail(marks),
             }
         )
-    elif not as_json:
-        _print_plan(
-            f"shutdown plan ({mode.value}, estimated {budget.estimate_s:.0f}s from "
-            f"{budget.source}):",
-            plan,
-            "" if execute else "dry run: add --execute to shut down",
-        )
-    if execute:
-        report = execute_flow(cfg, lambda ctx: run_shutdown(ctx, options), as_json=as_json)
-        raise typer.Exit(exit_code_for_report(report))
+    else:
+        _print_plan(title, plan, "", marks)
+        for line in _probe_lines(probes, marks):
+            typer.echo(line)
+        typer.echo("dry run: add --execute to shut down")
+    _dry_run_exit(marks)

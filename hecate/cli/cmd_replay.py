@@ -10,44 +10,105 @@ import typer
 
 from hecate.budget import budget_from_config
 from hecate.cli.cmd_outage import SvgOpt, write_svg
-from hecate.cli.common import ConfigOpt, JsonOpt, strict_json
+from hecate.cli.common import JsonOpt, strict_json
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config
-from hecate.errors import StateError
+from hecate.errors import StateError, TraceError
 from hecate.policy import params_from_config
 from hecate.replay import replay_with_state
 from hecate.state import StateStore
-from hecate.trace import load_trace
+from hecate.trace import bundled_traces, find_trace, load_trace
+
+NO_CONFIG = "no config: using the defaults"
+
+
+def _defaults() -> HecateConfig:
+    # A replay reads no UPS: the target is named so that the defaults stand even if the
+    # config stops giving `ups.target` a default of its own.
+    return HecateConfig.model_validate({"ups": {"target": "replay@localhost"}})
+
+
+def _config(path: Path | None, use_defaults: bool) -> HecateConfig:
+    """The config replay decides with. Only the policy and budget settings matter, so without
+    a config (none given and none at the default path) it runs on the defaults and says so;
+    a config named with --config must load."""
+    if use_defaults:
+        return _defaults()
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            typer.echo(f"{NO_CONFIG} ({DEFAULT_CONFIG_PATH} does not exist)", err=True)
+            return _defaults()
+        path = DEFAULT_CONFIG_PATH
+    return load_config(path)
+
+
+def _list_traces(as_json: bool) -> None:
+    shipped = bundled_traces()
+    if as_json:
+        for t in shipped:
+            typer.echo(json.dumps({"name": t.name, "about": t.about, "path": str(t.path)}))
+        return
+    width = max((len(t.name) for t in shipped), default=0)
+    for t in shipped:
+        typer.echo(f"{t.name:<{width}}  {t.about}".rstrip())
 
 
 def replay_command(
-    trace: Annotated[Path, typer.Argument(help="JSON-lines UPS trace (see README).")],
-    config: ConfigOpt = DEFAULT_CONFIG_PATH,
+    trace: Annotated[
+        str | None,
+        typer.Argument(
+            help="A JSON-lines UPS trace file (see README), or the name of a shipped trace "
+            "(hecate replay --list).",
+            show_default=False,
+            metavar="TRACE",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help=f"Hecate config file (default {DEFAULT_CONFIG_PATH}; without one, the "
+            "built-in defaults, said on stderr).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     use_default_config: Annotated[
-        bool, typer.Option("--default-config", help="Ignore --config; use built-in defaults.")
+        bool,
+        typer.Option("--default-config", help="Ignore any config file; use the built-in defaults."),
+    ] = False,
+    list_traces: Annotated[
+        bool, typer.Option("--list", help="List the shipped traces (names for TRACE) and exit.")
     ] = False,
     svg: SvgOpt = None,
 ) -> None:
     """Feed a recorded UPS trace through the shutdown policy and print each decision change.
 
-    The budget comes from the state_dir's run history when there is one, else from
-    default_budget_seconds. Time is the trace's monotonic `mono` field when it has one (the
-    daemon's traces do), else `t`. With --json each line is an object with t, event, reason,
-    threshold_s, runtime_s, charge_pct and count; the event names are listed in the README
-    ("Replaying traces").
+    TRACE is a file or the name of a shipped trace (`hecate replay --list`). The settings come
+    from --config, else /etc/hecate/hecate.yaml, else (no config there) the built-in defaults,
+    as --default-config asks outright. The budget comes from the state_dir's run history when
+    there is one, else from default_budget_seconds. Time is the trace's monotonic `mono` field
+    when it has one (the daemon's traces do), else `t`. With --json each line is an object with
+    t, event, reason, threshold_s, runtime_s, charge_pct and count; the event names are listed
+    in the README ("Replaying traces").
     """
-    cfg = HecateConfig() if use_default_config else load_config(config)
+    if list_traces:
+        _list_traces(as_json)
+        return
+    if trace is None:
+        raise TraceError("give a TRACE: a file, or a shipped trace's name (hecate replay --list)")
+    trace_path = find_trace(trace)
+    cfg = _config(config, use_default_config)
     try:
         runs = StateStore(cfg.state_dir).load_runs()
     except StateError as exc:
         typer.echo(f"warning: {exc}; using the fallback budget", err=True)
         runs = []
     budget = budget_from_config(cfg, runs)
-    points = load_trace(trace)
+    points = load_trace(trace_path)
     params = params_from_config(cfg, budget.threshold_s)
     events, final = replay_with_state(points, params)
     if svg is not None:
-        write_svg(svg, points, events, budget.threshold_s, f"Replay of {trace.name}")
+        write_svg(svg, points, events, budget.threshold_s, f"Replay of {trace_path.name}")
     if not as_json:
         typer.echo(
             f"budget {budget.estimate_s:.0f}s ({budget.source}, {budget.samples} sample(s)), "

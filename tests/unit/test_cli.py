@@ -151,7 +151,7 @@ def test_status_reports_stale_intent(config_file: Path, ups: list[Poll], tmp_pat
 
 
 def test_startup_dry_run_prints_plan(config_file: Path, ups: list[Poll]) -> None:
-    result = runner.invoke(app, ["startup", "--config", str(config_file)])
+    result = runner.invoke(app, ["startup", "--config", str(config_file), "--no-probe"])
     assert result.exit_code == 0, result.output
     assert "start_servers" in result.output
     assert "dry run" in result.output
@@ -190,12 +190,21 @@ def test_startup_guards_refuse_with_exit_3(
 
 def test_startup_overrides(config_file: Path, ups: list[Poll]) -> None:
     ups[0] = UpsReading(parse_status("OB DISCHRG"), 1200, 90)
-    result = runner.invoke(app, ["startup", "--config", str(config_file), "--allow-on-battery"])
+    result = runner.invoke(
+        app, ["startup", "--config", str(config_file), "--allow-on-battery", "--no-probe"]
+    )
     assert result.exit_code == 0, result.output
     _peer(config_file)
     result = runner.invoke(
         app,
-        ["startup", "--config", str(config_file), "--allow-on-battery", "--allow-peer-startup"],
+        [
+            "startup",
+            "-c",
+            str(config_file),
+            "--allow-on-battery",
+            "--allow-peer-startup",
+            "--no-probe",
+        ],
     )
     assert result.exit_code == 0, result.output
 

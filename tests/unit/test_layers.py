@@ -21,6 +21,7 @@ PURE_CORE = (
     "hecate.readings",
     "hecate.intent",
     "hecate.plan",
+    "hecate.plan_marks",
     "hecate.guards",
     "hecate.battery",
     "hecate.replay",

@@ -62,7 +62,8 @@ def _data(state: Path, agents: list[str], **sections: dict[str, Any]) -> dict[st
 def _dry_run(tmp: Path, data: dict[str, Any], args: list[str]) -> list[dict[str, Any]]:
     path = tmp / "hecate.yaml"
     path.write_text(yaml.safe_dump(data))
-    result = runner.invoke(app, [*args, "--config", str(path), "--json"])
+    # --no-probe: the plan alone (the probes annotate it and never change it: test_plan_marks)
+    result = runner.invoke(app, [*args, "--config", str(path), "--json", "--no-probe"])
     assert result.exit_code in (0, 3), result.output  # 3: a startup guard refused (no UPS)
     plan: list[dict[str, Any]] = json.loads(result.output)["plan"]
     return plan

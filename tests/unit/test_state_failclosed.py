@@ -203,7 +203,7 @@ def test_cli_truncated_intent_refuses_startup_every_time_until_reset(
     reset = runner.invoke(app, ["state", "reset", "--intent", "-c", str(config), "--json"])
     assert reset.exit_code == 0, reset.output
     assert json.loads(reset.stdout)["kept_copies"][0].startswith(str(state / "intent.json"))
-    assert runner.invoke(app, ["startup", "-c", str(config)]).exit_code == 0
+    assert runner.invoke(app, ["startup", "-c", str(config), "--no-probe"]).exit_code == 0
 
 
 def test_dry_run_shutdown_moves_nothing_and_says_so(tmp_path: Path) -> None:
