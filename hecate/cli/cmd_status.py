@@ -9,7 +9,15 @@ import typer
 
 from hecate.budget import Budget, budget_from_config
 from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
-from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
+from hecate.cli.common import (
+    EXIT_UNPROTECTED,
+    ConfigOpt,
+    JsonOpt,
+    emit_json,
+    load,
+    now,
+    read_ups_or_error,
+)
 from hecate.cli.doctor_file import last_result
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.daemon.awaiting import load_awaiting
@@ -17,7 +25,7 @@ from hecate.errors import StateError
 from hecate.flows.report import load_progress, load_report
 from hecate.intent import Intent, IntentState, is_stale
 from hecate.policy import params_from_config, pending_startup_wait
-from hecate.readings import CommError
+from hecate.readings import CommError, Poll, PowerSource, UpsReading
 from hecate.runs import RunRecord
 from hecate.selfupdate import SelfUpdate, self_update, update_failed
 from hecate.state import StateStore
@@ -91,7 +99,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     else:
         ups = {
             "readable": True,
-            "status": " ".join(sorted(poll.status)),
+            "status": poll.status_text,
             "on_battery": poll.on_battery,
             "runtime_s": poll.runtime_s,
             "charge_pct": poll.charge_pct,
@@ -127,7 +135,12 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             "(journalctl -u hecate-update.service says why)"
         )
     doctor = last_result(cfg.state_dir)
+    unprotected = not_protected_reasons(poll, doctor)
+    if isinstance(poll, UpsReading) and unprotected:  # a CommError is in problems already
+        problems.extend(r for r in unprotected if r.startswith("UPS"))
     report = {
+        "protected": not unprotected,
+        "not_protected": unprotected,
         "intent": intent_json,
         "budget": {
             "estimate_s": budget.estimate_s,
@@ -148,23 +161,42 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     }
     if as_json:
         emit_json(report)
-        return
-    _print_text(
-        intent_state=intent_state,
-        stale=stale,
-        stamp=stamp,
-        progress=progress,
-        budget=budget,
-        ups=ups,
-        waits_for=waits_for,
-        battery=battery,
-        runs=runs,
-        update=update,
-        reports=reports,
-        state_dir=cfg.state_dir,
-        doctor=doctor,
-        problems=problems,
-    )
+    else:
+        _print_text(
+            intent_state=intent_state,
+            stale=stale,
+            stamp=stamp,
+            progress=progress,
+            budget=budget,
+            ups=ups,
+            waits_for=waits_for,
+            battery=battery,
+            runs=runs,
+            update=update,
+            reports=reports,
+            state_dir=cfg.state_dir,
+            doctor=doctor,
+            problems=problems,
+        )
+
+    if unprotected:  # scripts: `hecate status || alert` (README, Command line)
+        raise typer.Exit(EXIT_UNPROTECTED)
+
+
+def not_protected_reasons(poll: Poll, doctor: dict[str, Any] | None) -> list[str]:
+    """Why the cluster is not protected right now (empty: protected as far as status knows).
+
+    The daemon cannot see an outage without a reading, or with a reading that carries no data
+    (an empty status, WAIT, NOCOMM); the last `hecate doctor` run may have found a hole."""
+    reasons: list[str] = []
+    if isinstance(poll, CommError):
+        reasons.append(f"UPS not readable: {poll.message}")
+    elif poll.power_source is PowerSource.NO_DATA:
+        shown = poll.status_text or "empty"
+        reasons.append(f"UPS gives no data (status {shown}), the cluster is not protected")
+    if doctor is not None and doctor.get("protected") is False:
+        reasons.append("the last `hecate doctor` found the cluster not protected")
+    return reasons
 
 
 def _print_text(

@@ -11,13 +11,28 @@ from typing import Annotated, Any
 
 import typer
 
-from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from hecate.cli.exits import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNPROTECTED,
+    EXIT_USAGE,
+)
+from hecate.cli.failure import note_json_printed
 from hecate.config import HecateConfig, load_config
 from hecate.errors import HecateError
 from hecate.nut import Ups
 from hecate.readings import CommError, Poll
 
-__all__ = ["EXIT_CODES_HELP", "EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE"]
+__all__ = [
+    "EXIT_CODES_HELP",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_UNPROTECTED",
+    "EXIT_USAGE",
+]
 
 ConfigOpt = Annotated[
     Path,
@@ -45,6 +60,7 @@ def emit_json(data: Any) -> None:
     """Print strict JSON (RFC 8259: no Infinity, no NaN)."""
     text = json.dumps(strict_json(data), indent=2, sort_keys=True, default=str, allow_nan=False)
     typer.echo(text)
+    note_json_printed()  # the command's own JSON: no error object after it
 
 
 def _read_ups_from_nut(config: HecateConfig) -> Poll:
