@@ -112,7 +112,9 @@ def startup_command(
             _refused(exc.refusals, plan, execute=True, as_json=as_json)
         raise typer.Exit(exit_code_for_report(report))
     store = StateStore(cfg.state_dir)
-    refusals = startup_facts(cfg, store, lambda: read_ups_or_error(cfg), now(), overrides)
+    refusals = startup_facts(
+        cfg, store, lambda: read_ups_or_error(cfg), now(), overrides, move=False
+    )
     if refusals:
         _refused(refusals, plan, execute=False, as_json=as_json)
     if as_json:

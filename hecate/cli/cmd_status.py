@@ -78,14 +78,15 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     cfg = load(config)
     store = StateStore(cfg.state_dir)
     stamp = now()
+    # Read-only: a corrupt file is reported, never moved or blocked (the daemon does that).
     problems: list[str] = []
     try:
-        intent_state = store.read_intent(stamp)
+        intent_state = store.read_intent(stamp, move=False)
     except StateError as exc:  # an unknown intent is shown, never a crash
         problems.append(str(exc))
         intent_state = None
     try:
-        runs = store.load_runs()
+        runs = store.load_runs(move=False)
     except StateError as exc:
         problems.append(str(exc))
         runs = []
@@ -266,7 +267,7 @@ def startup_progress(
     state_dir: Path, intent_state: str, run_id: str | None, stamp: float
 ) -> dict[str, Any] | None:
     """Which stage (gate) a startup under way is in, and since when (None otherwise)."""
-    data = load_progress(state_dir)
+    data = load_progress(state_dir, move=False)
     if intent_state != "startup_in_progress" or data is None or data.get("run_id") != run_id:
         return None
     since = float(data.get("since", stamp))
