@@ -50,7 +50,7 @@ def _unreachable_config(tmp_path: Path) -> Path:
 def _error_object(done: subprocess.CompletedProcess[str], code: int) -> dict[str, Any]:
     assert done.returncode == code, (done.stdout, done.stderr)
     assert done.stdout.strip(), f"nothing on stdout; stderr: {done.stderr}"
-    data = json.loads(done.stdout)
+    data: dict[str, Any] = json.loads(done.stdout)
     assert data["ok"] is False
     assert data["exit_code"] == code
     assert data["message"]
