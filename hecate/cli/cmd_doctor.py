@@ -18,6 +18,7 @@ from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
 from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
 from hecate.cli.doctor_file import DOCTOR_FILE, last_result
+from hecate.cli.style import BAD, GOOD, NOTE, paint
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config, secret_file_warnings
 from hecate.coordination import CoordinatorClient, read_token
 from hecate.doctor import Finding, fail, ok, warn
@@ -80,8 +81,15 @@ def _emit(findings: list[Finding], config: str, as_json: bool) -> None:
         emit_json(doctor.report_json(findings, time.time(), config))
         return
     for line in doctor.render(findings):
-        typer.echo(line)
-    typer.echo(doctor.summary(findings))
+        typer.echo(_coloured_finding(line))
+    verdict = doctor.summary(findings)
+    typer.echo(paint(verdict, GOOD if doctor.protected(findings) else BAD, bold=True))
+
+
+def _coloured_finding(line: str) -> str:
+    """`ok  `, `WARN` or `FAIL` at the start of a rendered finding, coloured."""
+    colour = {"ok  ": GOOD, "WARN": NOTE, "FAIL": BAD}.get(line[:4])
+    return paint(line[:4], colour) + line[4:] if colour else line
 
 
 def _save(cfg: HecateConfig, findings: list[Finding], config: str) -> Finding | None:

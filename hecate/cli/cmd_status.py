@@ -19,6 +19,7 @@ from hecate.cli.common import (
     read_ups_or_error,
 )
 from hecate.cli.doctor_file import last_result
+from hecate.cli.style import BAD, paint
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.daemon.awaiting import load_awaiting
 from hecate.errors import StateError
@@ -228,7 +229,7 @@ def _print_text(
         f"budget:  {budget.estimate_s:.0f}s from {budget.source} ({budget.samples} sample(s)); "
         f"shutdown when runtime < {budget.threshold_s:.0f}s"
     )
-    typer.echo(_ups_line(ups))
+    typer.echo(paint(_ups_line(ups), None if ups["readable"] else BAD))
     if waits_for is not None:
         typer.echo(f"startup: pending; waits for {waits_for}")
     for line in ups_report_lines(battery):
@@ -239,9 +240,10 @@ def _print_text(
     typer.echo(f"update:  {update.text}")
     for line in _report_lines(reports, state_dir):
         typer.echo(line)
-    typer.echo(doctor_line(doctor, stamp))
+    line = doctor_line(doctor, stamp)
+    typer.echo(paint(line, BAD) if "NOT PROTECTED" in line else line)
     for problem in problems:
-        typer.echo(f"problem: {problem}", err=True)
+        typer.echo(f"{paint('problem:', BAD, err=True)} {problem}", err=True)
 
 
 REPORT_KINDS = ("startup", "shutdown")

@@ -23,6 +23,7 @@ from typer.core import TyperCommand, TyperGroup
 from hecate import __version__
 from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE
 from hecate.cli.failure import CliError, output, print_error_object, wants_json
+from hecate.cli.style import BAD, paint
 from hecate.errors import ConfigError, GuardRefusedError, HecateError, TraceError
 
 
@@ -206,6 +207,10 @@ def exit_code_for(error: HecateError) -> int:
     return EXIT_FAILED
 
 
+def _error_word() -> str:
+    return paint("error:", BAD, err=True, bold=True)
+
+
 def _param_key(exc: Exception) -> str | None:
     """The option or argument a usage error is about (`--mode`), for the JSON error object."""
     name = getattr(exc, "option_name", None)
@@ -226,7 +231,7 @@ def _usage_error(exc: typer.TyperException, as_json: bool) -> int:
     if callable(show):
         show()
     else:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"{_error_word()} {exc}", err=True)
     if as_json:
         format_message = getattr(exc, "format_message", None)
         text = format_message() if callable(format_message) else str(exc)
@@ -264,14 +269,14 @@ def _failed(exc: Exception, as_json: bool) -> int:
         typer.echo("aborted", err=True)
         return _json_failure(as_json, EXIT_FAILED, "aborted")
     if isinstance(exc, CliError):
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"{_error_word()} {exc.message}", err=True)
         return _json_failure(as_json, exc.exit_code, exc.message, key=exc.key)
     if isinstance(exc, ConfigError):
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"{_error_word()} {exc.message}", err=True)
         for problem in exc.problems:
             typer.echo(f"  - {problem}", err=True)
         return _json_failure(as_json, EXIT_USAGE, exc.message, exc.problems)
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(f"{_error_word()} {exc}", err=True)
     code = exit_code_for(exc) if isinstance(exc, HecateError) else EXIT_FAILED
     return _json_failure(as_json, code, str(exc))
 
