@@ -14,20 +14,22 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import NoReturn
+
+import typer
+
+from hecate.cli.style import BAD, paint
 
 # "ups.debounce_polls: Input should be ..." -> key, message (config problems name their field).
 _KEYED = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_.\[\]-]*): (?P<message>.+)", re.DOTALL)
 
 
-class CliError(Exception):
-    """A command gives up with `message` and `exit_code` (raised by command code; the entry
-    point prints `error: message` on stderr and, under --json, the error object on stdout)."""
-
-    def __init__(self, message: str, exit_code: int, key: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-        self.key = key
+def fail(message: str, exit_code: int, key: str | None = None) -> NoReturn:
+    """Give up: `error: message` on stderr, exit `exit_code`; under --json the entry point
+    prints the error object with this message and `key` (the option it is about)."""
+    typer.echo(f"{paint('error:', BAD, err=True, bold=True)} {message}", err=True)
+    output.last_error = (message, key)
+    raise typer.Exit(exit_code)
 
 
 @dataclass
@@ -35,9 +37,16 @@ class _Output:
     """Whether the running command already printed JSON on stdout (set by `emit_json`)."""
 
     json_printed: bool = False
+    last_error: tuple[str, str | None] | None = None  # what `fail` said, for the object
 
 
 output = _Output()
+
+
+def reset() -> None:
+    """A new command starts: nothing printed, no error said yet."""
+    output.json_printed = False
+    output.last_error = None
 
 
 def note_json_printed() -> None:

@@ -22,7 +22,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from hecate import __version__
 from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE
-from hecate.cli.failure import CliError, output, print_error_object, wants_json
+from hecate.cli.failure import output, print_error_object, reset, wants_json
 from hecate.cli.style import BAD, paint
 from hecate.errors import ConfigError, GuardRefusedError, HecateError, TraceError
 
@@ -249,14 +249,17 @@ def run(argv: list[str] | None = None) -> int:
     unless the command printed its own JSON report."""
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = wants_json(args)
-    output.json_printed = False
+    reset()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name="hecate", standalone_mode=False)
-    except (typer.Abort, typer.TyperException, CliError, HecateError) as exc:
+    except (typer.Abort, typer.TyperException, HecateError) as exc:
         return _failed(exc, as_json)
     code = int(result) if isinstance(result, int) else 0
-    if code != 0:  # typer.Exit(code): the command said why on stderr, or printed its JSON
+    if code != 0:  # typer.Exit(code): the command said why (`fail`), or printed its JSON
+        said = output.last_error
+        if said is not None:
+            return _json_failure(as_json, code, said[0], key=said[1])
         return _json_failure(as_json, code, f"failed with exit code {code} (stderr says why)")
     return code
 
@@ -268,9 +271,6 @@ def _failed(exc: Exception, as_json: bool) -> int:
     if isinstance(exc, typer.Abort):
         typer.echo("aborted", err=True)
         return _json_failure(as_json, EXIT_FAILED, "aborted")
-    if isinstance(exc, CliError):
-        typer.echo(f"{_error_word()} {exc.message}", err=True)
-        return _json_failure(as_json, exc.exit_code, exc.message, key=exc.key)
     if isinstance(exc, ConfigError):
         typer.echo(f"{_error_word()} {exc.message}", err=True)
         for problem in exc.problems:
