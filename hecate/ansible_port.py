@@ -649,9 +649,8 @@ class AnsiblePort:
             if mapped.status != "started":
                 timing = timing_from_runner(event, mapped.status)
             collect(event, mapped, timing)
-            # One log line per event: a caller's callback reports it (a flow's ctx.progress,
-            # which the daemon logs and the CLI prints); logging it here as well wrote every
-            # node line twice. Without a callback the port logs it itself.
+            # One log line per event: a caller's callback reports it (a flow's progress, which
+            # the daemon logs); logging it here too wrote each node line twice.
             callback = on_event if on_event is not None else log_event
             try:
                 callback(mapped)
