@@ -189,7 +189,8 @@ def _root(
         help="Print the Hecate version and exit.",
     ),
 ) -> None:
-    # A callback keeps `app` a group although only `version` is registered eagerly.
+    # A callback keeps `app` a group although only `version` is registered eagerly; it also
+    # carries the group's own option, --version.
     pass
 
 
@@ -226,7 +227,8 @@ def _usage_error(exc: typer.TyperException, as_json: bool) -> int:
     # its own wording ("Value error, 'x' is not one of ..."): an operator needs only the rest.
     message = getattr(exc, "message", None)
     if isinstance(message, str):
-        exc.message = _LIBRARY_PREFIX.sub("", message)
+        message = _LIBRARY_PREFIX.sub("", message)
+        exc.message = _PYDANTIC_TYPE.sub(lambda m: f"expected {_a(m['type'])}", message)
     show = getattr(exc, "show", None)
     if callable(show):
         show()
@@ -240,6 +242,12 @@ def _usage_error(exc: typer.TyperException, as_json: bool) -> int:
 
 
 _LIBRARY_PREFIX = re.compile(r"\b(?:Value|Assertion) error, ")
+# "Input should be a valid integer, unable to parse string as an integer" -> "expected an integer"
+_PYDANTIC_TYPE = re.compile(r"Input should be a valid (?P<type>\w+)(?:, [^.]*)?")
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
 
 
 def run(argv: list[str] | None = None) -> int:

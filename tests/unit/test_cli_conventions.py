@@ -168,6 +168,10 @@ def test_usage_errors_carry_no_library_wording() -> None:
     assert done.returncode == 2
     assert "'foo' is not one of 'poweroff', 'cluster-only'" in done.stderr
     assert "Value error" not in done.stderr
+    number = hecate("daemon", "--max-polls", "abc")
+    assert number.returncode == 2
+    assert "'--max-polls': expected an integer" in number.stderr
+    assert "Input should be" not in number.stderr and "parse string" not in number.stderr
 
 
 def test_flags_keep_nuts_order() -> None:
