@@ -649,13 +649,13 @@ class AnsiblePort:
             if mapped.status != "started":
                 timing = timing_from_runner(event, mapped.status)
             collect(event, mapped, timing)
-            for callback in (log_event, on_event):
-                if callback is None:
-                    continue
-                try:
-                    callback(mapped)
-                except Exception:
-                    log.exception("on_event callback failed for %s", mapped)
+            # One log line per event: a caller's callback reports it (a flow's progress, which
+            # the daemon logs); logging it here too wrote each node line twice.
+            callback = on_event if on_event is not None else log_event
+            try:
+                callback(mapped)
+            except Exception:
+                log.exception("on_event callback failed for %s", mapped)
             return True
 
         cmdline = ["--check"] if request is not None and request.check else []

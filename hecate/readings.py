@@ -92,6 +92,16 @@ class UpsReading:
     charge_pct: float | None = None
     load_pct: float | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
+    # The flags in the order upsd sent them ("OB DISCHRG"), for people: `status` is a set.
+    flag_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def status_text(self) -> str:
+        """The flags as NUT shows them: upsd's order, else the order NUT documents them in."""
+        if self.flag_order:
+            return " ".join(self.flag_order)
+        known = [flag for flag in STATUS_FLAGS if flag in self.status]
+        return " ".join([*known, *sorted(self.status - set(known))])
 
     @property
     def power_source(self) -> PowerSource:
@@ -141,6 +151,11 @@ Poll = UpsReading | CommError
 def parse_status(raw: str) -> frozenset[str]:
     """Split NUT's space-separated `ups.status` into upper-case flags."""
     return frozenset(flag.upper() for flag in raw.split() if flag)
+
+
+def status_order(raw: str) -> tuple[str, ...]:
+    """`parse_status`'s flags in the order they came, each once."""
+    return tuple(dict.fromkeys(flag.upper() for flag in raw.split() if flag))
 
 
 def parse_number(raw: object) -> float | None:
@@ -204,8 +219,10 @@ def parse_reading(values: Mapping[str, object], *, keep_extra: bool = True) -> U
             name, text = _text(key), _text(value)
             if name is not None and text is not None and name not in PARSED_VARS:
                 extra[name] = text
+    status_raw = _text(values.get(STATUS_VAR)) or ""
     return UpsReading(
-        status=parse_status(_text(values.get(STATUS_VAR)) or ""),
+        status=parse_status(status_raw),
+        flag_order=status_order(status_raw),
         runtime_s=sane_runtime(parse_number(values.get(RUNTIME_VAR))),
         charge_pct=sane_charge(parse_number(values.get(CHARGE_VAR))),
         load_pct=sane_load(parse_number(values.get(LOAD_VAR))),

@@ -38,11 +38,14 @@ def startup_facts(
     now: float,
     overrides: StartupOverrides,
     peers: Peers | None = None,
+    *,
+    move: bool = True,
 ) -> list[Refusal]:
-    """Every refusal right now; the UPS is read once and each peer asked once."""
+    """Every refusal right now; the UPS is read once and each peer asked once. A dry run
+    passes move=False: a corrupt intent refuses but is left as it is."""
     unknown: list[Refusal] = []
     try:
-        intent = store.read_intent(now)
+        intent = store.read_intent(now, move=move)
     except IntentCorruptError as exc:  # fail closed: an unknown intent refuses the startup
         intent = initial_intent(now, store.host)
         unknown = [Refusal("intent", str(exc))]

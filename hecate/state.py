@@ -62,19 +62,30 @@ class StateStore:
             "`hecate state reset --intent`"
         )
 
-    def read_intent(self, now: float | None = None) -> Intent:
+    def read_intent(self, now: float | None = None, *, move: bool = True) -> Intent:
         """The recorded intent; `normal` when none was ever written.
 
         IntentCorruptError when the file is corrupt (it is set aside and the intent blocked)
-        or was found corrupt earlier and not reset since.
+        or was found corrupt earlier and not reset since. With move=False (a read-only look:
+        `hecate status`, a dry run) a corrupt file is reported and left as it is, unblocked:
+        the next run that acts on the intent sets it aside.
         """
         if self.blocked_path.exists():
             raise self._blocked_error()
         try:
             intent = load_state(
-                self.intent_path, lambda data: Intent.from_json(data, str(self.intent_path))
+                self.intent_path,
+                lambda data: Intent.from_json(data, str(self.intent_path)),
+                move=move,
             )
         except StateCorruptError as exc:
+            if not move:
+                raise IntentCorruptError(
+                    f"the intent is unknown ({self.intent_path.name} is unreadable: "
+                    f"{exc.reason}; left in place); startup stays refused: check the cluster "
+                    "and the file, then run `hecate state reset --intent`",
+                    reason=exc.reason,
+                ) from None
             where = f"; moved to {exc.kept}" if exc.kept is not None else ""
             self._block(f"{exc.reason}{where}")
             raise self._blocked_error() from None

@@ -18,10 +18,18 @@ from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
 from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
 from hecate.cli.doctor_file import DOCTOR_FILE, last_result
+from hecate.cli.style import BAD, GOOD, NOTE, paint
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config, secret_file_warnings
 from hecate.coordination import CoordinatorClient, read_token
 from hecate.doctor import Finding, fail, ok, warn
-from hecate.errors import ConfigError, HecateError, KubeError, UpsAuthError, UpsError
+from hecate.errors import (
+    ConfigError,
+    HecateError,
+    KubeError,
+    UpsAuthError,
+    UpsDriverDownError,
+    UpsError,
+)
 from hecate.kube import Kube, KubeNotFoundError
 from hecate.nut import NutClient, Ups, UpsUnknownError, parse_target
 from hecate.statefiles import atomic_write_json
@@ -73,8 +81,15 @@ def _emit(findings: list[Finding], config: str, as_json: bool) -> None:
         emit_json(doctor.report_json(findings, time.time(), config))
         return
     for line in doctor.render(findings):
-        typer.echo(line)
-    typer.echo(doctor.summary(findings))
+        typer.echo(_coloured_finding(line))
+    verdict = doctor.summary(findings)
+    typer.echo(paint(verdict, GOOD if doctor.protected(findings) else BAD, bold=True))
+
+
+def _coloured_finding(line: str) -> str:
+    """`ok  `, `WARN` or `FAIL` at the start of a rendered finding, coloured."""
+    colour = {"ok  ": GOOD, "WARN": NOTE, "FAIL": BAD}.get(line[:4])
+    return paint(line[:4], colour) + line[4:] if colour else line
 
 
 def _save(cfg: HecateConfig, findings: list[Finding], config: str) -> Finding | None:
@@ -170,15 +185,15 @@ def _ups_read(cfg: HecateConfig) -> list[Finding]:
         ]
     except UpsUnknownError as exc:
         return [fail("ups.read", str(exc), "check ups.target")]
+    except UpsDriverDownError as exc:
+        return [fail("ups.read", str(exc), driver_fix(cfg.ups.target))]
     except UpsError as exc:
-        return [
-            fail("ups.read", str(exc), "check the UPS cable and driver (upsdrvctl status)"),
-        ]
+        return [fail("ups.read", str(exc), f"check that upsd answers: upsc {cfg.ups.target}")]
     if cfg.ups.password_file is not None:
         findings.append(
             ok("ups.auth", f"user {cfg.ups.user!r} accepted (auth_check {cfg.ups.auth_check})")
         )
-    status = " ".join(sorted(reading.status)) or "(empty)"
+    status = reading.status_text or "(empty)"
     if reading.on_battery:
         findings.append(warn("ups.read", f"the UPS is on battery ({status})", "restore mains"))
     else:
@@ -186,6 +201,17 @@ def _ups_read(cfg: HecateConfig) -> list[Finding]:
             ok("ups.read", f"{status}, runtime {reading.runtime_s}s, charge {reading.charge_pct}%")
         )
     return findings
+
+
+def driver_fix(target: str) -> str:
+    """What to run when upsd answers but the UPS driver does not: commands every NUT since
+    2.7 on systemd accepts (NUT 2.8.0, Debian 12, has no `upsdrvctl status`; its drivers run
+    as nut-driver@UPS.service, 2.7's as nut-driver.service: the glob names both)."""
+    return (
+        "check the UPS cable, then the driver on the NUT host: systemctl status 'nut-driver*' "
+        "(journalctl -u 'nut-driver*' says why it stopped; upsdrvctl start starts it where "
+        f"systemd does not); upsc {target} answers once it runs"
+    )
 
 
 # --------------------------------------------------------------------------- Kubernetes

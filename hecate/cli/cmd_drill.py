@@ -10,6 +10,7 @@ import typer
 
 from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, load, read_ups
 from hecate.cli.execute import StageProgress
+from hecate.cli.failure import fail
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.drills.base import DrillEnv, record, run_drill
 from hecate.drills.catalog import DRILLS, get_drill
@@ -60,14 +61,14 @@ def run(
     drill = get_drill(name)
     if execute and not yes:
         if not sys.stdin.isatty():
-            typer.echo(
-                "error: --execute needs a confirmation: run on a terminal or add --yes", err=True
+            fail(
+                "--execute needs a confirmation: run on a terminal or add --yes",
+                EXIT_USAGE,
+                key="--yes",
             )
-            raise typer.Exit(EXIT_USAGE)
         typed = typer.prompt(f"This breaks the cluster on purpose. Type {name!r} to go on")
         if typed.strip() != name:
-            typer.echo("not confirmed; nothing done", err=True)
-            raise typer.Exit(EXIT_USAGE)
+            fail("not confirmed; nothing done", EXIT_USAGE)
     log = (lambda text: typer.echo(text, err=True)) if as_json else typer.echo
     with Kube(cfg.kubeconfig) as kube:
         env = DrillEnv(

@@ -165,13 +165,16 @@ def startup_command(
     probes: Probes | None = None
     marks: dict[str, StageMark] = {}
     if no_probe:
-        refusals = startup_facts(cfg, store, lambda: read_ups_or_error(cfg), now(), overrides)
+        refusals = startup_facts(
+            cfg, store, lambda: read_ups_or_error(cfg), now(), overrides, move=False
+        )
     else:
         # One UPS reading, taken with the other probes, for the guards and the marks alike.
         probes, poll = _probe(cfg, ups=True)
         marks = plan_marks(cfg, plan, probes)
-        refusals = startup_facts(cfg, store, lambda: poll or read_ups_or_error(cfg), now(),
-                                 overrides)  # fmt: skip
+        refusals = startup_facts(
+            cfg, store, lambda: poll or read_ups_or_error(cfg), now(), overrides, move=False
+        )
     if refusals:
         _refused(refusals, plan, execute=False, as_json=as_json, marks=marks)
     if as_json:

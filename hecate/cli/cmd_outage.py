@@ -38,7 +38,7 @@ SvgOpt = Annotated[
 
 def threshold_for(cfg: HecateConfig) -> float:
     try:
-        runs = StateStore(cfg.state_dir).load_runs()
+        runs = StateStore(cfg.state_dir).load_runs(move=False)  # read-only: nothing moved
     except StateError as exc:
         typer.echo(f"warning: {exc}; using the fallback budget", err=True)
         runs = []

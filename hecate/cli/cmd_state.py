@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, load, now
+from hecate.cli.failure import fail
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import StateError
 from hecate.intent import IntentState
@@ -45,8 +46,7 @@ def reset(
     then run this with --to saying what is true now. Kept copies are never deleted.
     """
     if not intent:
-        typer.echo("error: say what to reset: hecate state reset --intent", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        fail("say what to reset: hecate state reset --intent", EXIT_USAGE, "--intent")
     cfg = load(config)
     store = StateStore(cfg.state_dir)
     with exclusive_lock(cfg.state_dir, "state reset"):

@@ -9,15 +9,24 @@ import typer
 
 from hecate.budget import Budget, budget_from_config
 from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
-from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
+from hecate.cli.common import (
+    EXIT_UNPROTECTED,
+    ConfigOpt,
+    JsonOpt,
+    emit_json,
+    load,
+    now,
+    read_ups_or_error,
+)
 from hecate.cli.doctor_file import last_result
+from hecate.cli.style import BAD, paint
 from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.daemon.awaiting import load_awaiting
 from hecate.errors import StateError
 from hecate.flows.report import load_progress, load_report
 from hecate.intent import Intent, IntentState, is_stale
 from hecate.policy import params_from_config, pending_startup_wait
-from hecate.readings import CommError
+from hecate.readings import CommError, Poll, PowerSource, UpsReading
 from hecate.runs import RunRecord
 from hecate.selfupdate import SelfUpdate, self_update, update_failed
 from hecate.state import StateStore
@@ -70,14 +79,15 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     cfg = load(config)
     store = StateStore(cfg.state_dir)
     stamp = now()
+    # Read-only: a corrupt file is reported, never moved or blocked (the daemon does that).
     problems: list[str] = []
     try:
-        intent_state = store.read_intent(stamp)
+        intent_state = store.read_intent(stamp, move=False)
     except StateError as exc:  # an unknown intent is shown, never a crash
         problems.append(str(exc))
         intent_state = None
     try:
-        runs = store.load_runs()
+        runs = store.load_runs(move=False)
     except StateError as exc:
         problems.append(str(exc))
         runs = []
@@ -91,7 +101,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     else:
         ups = {
             "readable": True,
-            "status": " ".join(sorted(poll.status)),
+            "status": poll.status_text,
             "on_battery": poll.on_battery,
             "runtime_s": poll.runtime_s,
             "charge_pct": poll.charge_pct,
@@ -127,7 +137,12 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             "(journalctl -u hecate-update.service says why)"
         )
     doctor = last_result(cfg.state_dir)
+    unprotected = not_protected_reasons(poll, doctor)
+    if isinstance(poll, UpsReading) and unprotected:  # a CommError is in problems already
+        problems.extend(r for r in unprotected if r.startswith("UPS"))
     report = {
+        "protected": not unprotected,
+        "not_protected": unprotected,
         "intent": intent_json,
         "budget": {
             "estimate_s": budget.estimate_s,
@@ -148,23 +163,42 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     }
     if as_json:
         emit_json(report)
-        return
-    _print_text(
-        intent_state=intent_state,
-        stale=stale,
-        stamp=stamp,
-        progress=progress,
-        budget=budget,
-        ups=ups,
-        waits_for=waits_for,
-        battery=battery,
-        runs=runs,
-        update=update,
-        reports=reports,
-        state_dir=cfg.state_dir,
-        doctor=doctor,
-        problems=problems,
-    )
+    else:
+        _print_text(
+            intent_state=intent_state,
+            stale=stale,
+            stamp=stamp,
+            progress=progress,
+            budget=budget,
+            ups=ups,
+            waits_for=waits_for,
+            battery=battery,
+            runs=runs,
+            update=update,
+            reports=reports,
+            state_dir=cfg.state_dir,
+            doctor=doctor,
+            problems=problems,
+        )
+
+    if unprotected:  # scripts: `hecate status || alert` (README, Command line)
+        raise typer.Exit(EXIT_UNPROTECTED)
+
+
+def not_protected_reasons(poll: Poll, doctor: dict[str, Any] | None) -> list[str]:
+    """Why the cluster is not protected right now (empty: protected as far as status knows).
+
+    The daemon cannot see an outage without a reading, or with a reading that carries no data
+    (an empty status, WAIT, NOCOMM); the last `hecate doctor` run may have found a hole."""
+    reasons: list[str] = []
+    if isinstance(poll, CommError):
+        reasons.append(f"UPS not readable: {poll.message}")
+    elif poll.power_source is PowerSource.NO_DATA:
+        shown = poll.status_text or "empty"
+        reasons.append(f"UPS gives no data (status {shown}), the cluster is not protected")
+    if doctor is not None and doctor.get("protected") is False:
+        reasons.append("the last `hecate doctor` found the cluster not protected")
+    return reasons
 
 
 def _print_text(
@@ -195,7 +229,7 @@ def _print_text(
         f"budget:  {budget.estimate_s:.0f}s from {budget.source} ({budget.samples} sample(s)); "
         f"shutdown when runtime < {budget.threshold_s:.0f}s"
     )
-    typer.echo(_ups_line(ups))
+    typer.echo(paint(_ups_line(ups), None if ups["readable"] else BAD))
     if waits_for is not None:
         typer.echo(f"startup: pending; waits for {waits_for}")
     for line in ups_report_lines(battery):
@@ -206,9 +240,10 @@ def _print_text(
     typer.echo(f"update:  {update.text}")
     for line in _report_lines(reports, state_dir):
         typer.echo(line)
-    typer.echo(doctor_line(doctor, stamp))
+    line = doctor_line(doctor, stamp)
+    typer.echo(paint(line, BAD) if "NOT PROTECTED" in line else line)
     for problem in problems:
-        typer.echo(f"problem: {problem}", err=True)
+        typer.echo(f"{paint('problem:', BAD, err=True)} {problem}", err=True)
 
 
 REPORT_KINDS = ("startup", "shutdown")
@@ -234,7 +269,7 @@ def startup_progress(
     state_dir: Path, intent_state: str, run_id: str | None, stamp: float
 ) -> dict[str, Any] | None:
     """Which stage (gate) a startup under way is in, and since when (None otherwise)."""
-    data = load_progress(state_dir)
+    data = load_progress(state_dir, move=False)
     if intent_state != "startup_in_progress" or data is None or data.get("run_id") != run_id:
         return None
     since = float(data.get("since", stamp))

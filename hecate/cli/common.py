@@ -6,18 +6,34 @@ import json
 import math
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from hecate.cli.exits import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNPROTECTED,
+    EXIT_USAGE,
+)
+from hecate.cli.failure import note_json_printed
 from hecate.config import HecateConfig, load_config
 from hecate.errors import HecateError
 from hecate.nut import Ups
 from hecate.readings import CommError, Poll
 
-__all__ = ["EXIT_CODES_HELP", "EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE"]
+__all__ = [
+    "EXIT_CODES_HELP",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_UNPROTECTED",
+    "EXIT_USAGE",
+]
 
 ConfigOpt = Annotated[
     Path,
@@ -41,10 +57,45 @@ def strict_json(data: Any) -> Any:
     return data
 
 
+# Wall-clock times the CLI's JSON carries as epoch seconds (documented field names scripts
+# and tests read). Each also gets an ISO 8601 twin, `<name>_iso` (UTC, "Z"), for people and
+# for tools that want a calendar time; the epoch field itself is unchanged.
+EPOCH_KEYS = frozenset({"since", "started_at", "ended_at", "checked_at", "start_t"})
+_EARLIEST_EPOCH = 1e9  # 2001: smaller numbers are offsets (a replayed trace's t), not times
+
+
+def iso_time(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def with_iso_times(data: Any) -> Any:
+    """`data` with an ISO 8601 `<key>_iso` beside every epoch time in EPOCH_KEYS."""
+    if isinstance(data, dict):
+        out = {key: with_iso_times(value) for key, value in data.items()}
+        for key, value in data.items():
+            if (
+                key in EPOCH_KEYS
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and _EARLIEST_EPOCH <= value < 1e11
+            ):
+                out.setdefault(f"{key}_iso", iso_time(float(value)))
+        return out
+    if isinstance(data, list | tuple):
+        return [with_iso_times(value) for value in data]
+    return data
+
+
 def emit_json(data: Any) -> None:
-    """Print strict JSON (RFC 8259: no Infinity, no NaN)."""
-    text = json.dumps(strict_json(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    """Print strict JSON (RFC 8259: no Infinity, no NaN), times also in ISO 8601."""
+    text = json.dumps(
+        strict_json(with_iso_times(data)), indent=2, sort_keys=True, default=str, allow_nan=False
+    )
     typer.echo(text)
+    note_json_printed()  # the command's own JSON: no error object after it
 
 
 def _read_ups_from_nut(config: HecateConfig) -> Poll:

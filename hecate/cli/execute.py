@@ -9,10 +9,12 @@ from collections.abc import Callable
 import typer
 
 from hecate.cli.common import EXIT_FAILED, EXIT_OK, emit_json, read_ups
+from hecate.cli.style import paint_status
 from hecate.config import HecateConfig
 from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
 from hecate.flows.wiring import open_flow_context
+from hecate.progress_names import stage_label
 from hecate.runs import Outcome
 
 
@@ -27,8 +29,9 @@ class StageProgress:
         elapsed = time.monotonic() - self.start
         if status in ("ok", "changed") and not self.tty and ":" in detail:
             return  # per-task lines only on a TTY; logs get the stage summaries
-        text = f"[{elapsed:7.1f}s] {stage:<16} {status:<11} {detail}".rstrip()
-        typer.echo(text, err=True)
+        label = stage_label(stage)
+        text = f"[{elapsed:7.1f}s] {label:<22} {paint_status(status, 11, err=True)} {detail}"
+        typer.echo(text.rstrip(), err=True)
 
 
 def execute_flow(
@@ -47,12 +50,13 @@ def execute_flow(
         emit_json(report.to_json())
     else:
         typer.echo(
-            f"{report.kind} {report.outcome.value} in {report.duration_s:.1f}s "
+            f"{report.kind} {paint_status(report.outcome.value)} in {report.duration_s:.1f}s "
             f"(run {report.run_id})"
         )
         for stage in report.stages:
             typer.echo(
-                f"  {stage.name:<16} {stage.status:<8} {stage.duration_s:6.1f}s  {stage.detail}"
+                f"  {stage.name:<16} {paint_status(stage.status, 8)} {stage.duration_s:6.1f}s  "
+                f"{stage.detail}"
             )
         if report.fallbacks:
             typer.echo(f"  fallbacks used: {', '.join(report.fallbacks)}")

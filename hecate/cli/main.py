@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from typer.core import TyperCommand, TyperGroup
 
 from hecate import __version__
 from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE
+from hecate.cli.failure import output, print_error_object, reset, wants_json
+from hecate.cli.style import BAD, paint
 from hecate.errors import ConfigError, GuardRefusedError, HecateError, TraceError
 
 
@@ -162,14 +165,32 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # typer's --install-completion / --show-completion (bash, zsh, fish): the shell asks
+    # `hecate` itself, so completion knows every command and option (LazyGroup lists them).
+    add_completion=True,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
-    # A callback keeps `app` a group although only `version` is registered eagerly.
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_print_version,
+        help="Print the Hecate version and exit.",
+    ),
+) -> None:
+    # A callback keeps `app` a group although only `version` is registered eagerly; it also
+    # carries the group's own option, --version.
     pass
 
 
@@ -187,32 +208,97 @@ def exit_code_for(error: HecateError) -> int:
     return EXIT_FAILED
 
 
+def _error_word() -> str:
+    return paint("error:", BAD, err=True, bold=True)
+
+
+def _param_key(exc: Exception) -> str | None:
+    """The option or argument a usage error is about (`--mode`), for the JSON error object."""
+    name = getattr(exc, "option_name", None)
+    if isinstance(name, str):
+        return name
+    param = getattr(exc, "param", None)
+    opts = getattr(param, "opts", None)
+    return str(opts[0]) if opts else None
+
+
+def _usage_error(exc: typer.TyperException, as_json: bool) -> int:
+    # typer validates enum and number options through pydantic, whose messages start with
+    # its own wording ("Value error, 'x' is not one of ..."): an operator needs only the rest.
+    message = getattr(exc, "message", None)
+    if isinstance(message, str):
+        message = _LIBRARY_PREFIX.sub("", message)
+        exc.message = _PYDANTIC_TYPE.sub(lambda m: f"expected {_a(m['type'])}", message)
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    else:
+        typer.echo(f"{_error_word()} {exc}", err=True)
+    if as_json:
+        format_message = getattr(exc, "format_message", None)
+        text = format_message() if callable(format_message) else str(exc)
+        print_error_object(EXIT_USAGE, text, key=_param_key(exc))
+    return EXIT_USAGE
+
+
+_LIBRARY_PREFIX = re.compile(r"\b(?:Value|Assertion) error, ")
+# "Input should be a valid integer, unable to parse string as an integer" -> "expected an integer"
+_PYDANTIC_TYPE = re.compile(r"Input should be a valid (?P<type>\w+)(?:, [^.]*)?")
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
 def run(argv: list[str] | None = None) -> int:
-    """Console-script entry: the single edge where errors turn into messages and exit codes."""
+    """Console-script entry: the single edge where errors turn into messages and exit codes.
+
+    Under `--json` a failure also prints the JSON error object on stdout (hecate.cli.failure)
+    unless the command printed its own JSON report."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = wants_json(args)
+    reset()
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="hecate", standalone_mode=False)
-    except typer.Exit as exc:
-        return int(exc.exit_code)
-    except typer.Abort:
+        result = command.main(args=args, prog_name="hecate", standalone_mode=False)
+    except (typer.Abort, typer.TyperException, HecateError) as exc:
+        return _failed(exc, as_json)
+    code = int(result) if isinstance(result, int) else 0
+    if code != 0:  # typer.Exit(code): the command said why (`fail`), or printed its JSON
+        said = output.last_error
+        if said is not None:
+            return _json_failure(as_json, code, said[0], key=said[1])
+        return _json_failure(as_json, code, f"failed with exit code {code} (stderr says why)")
+    return code
+
+
+def _failed(exc: Exception, as_json: bool) -> int:
+    """An error's `error:` lines on stderr (and the JSON object under --json); its exit code."""
+    if isinstance(exc, typer.TyperException):  # usage errors: bad option, missing argument
+        return _usage_error(exc, as_json)
+    if isinstance(exc, typer.Abort):
         typer.echo("aborted", err=True)
-        return EXIT_FAILED
-    except typer.TyperException as exc:  # usage errors: bad option, missing argument, ...
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            typer.echo(f"error: {exc}", err=True)
-        return EXIT_USAGE
-    except ConfigError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        return _json_failure(as_json, EXIT_FAILED, "aborted")
+    if isinstance(exc, ConfigError):
+        typer.echo(f"{_error_word()} {exc.message}", err=True)
         for problem in exc.problems:
             typer.echo(f"  - {problem}", err=True)
-        return EXIT_USAGE
-    except HecateError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return exit_code_for(exc)
-    return int(result) if isinstance(result, int) else 0
+        return _json_failure(as_json, EXIT_USAGE, exc.message, exc.problems)
+    typer.echo(f"{_error_word()} {exc}", err=True)
+    code = exit_code_for(exc) if isinstance(exc, HecateError) else EXIT_FAILED
+    return _json_failure(as_json, code, str(exc))
+
+
+def _json_failure(
+    as_json: bool,
+    code: int,
+    message: str,
+    problems: list[str] | None = None,
+    key: str | None = None,
+) -> int:
+    if as_json:
+        print_error_object(code, message, problems, key)
+    return code
 
 
 def main() -> None:

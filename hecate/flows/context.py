@@ -14,6 +14,7 @@ from hecate.config import HecateConfig
 from hecate.errors import HecateError
 from hecate.flow_plans import StageStatus
 from hecate.inventory import node_problems
+from hecate.progress_names import node_line
 from hecate.readings import Poll
 from hecate.runs import StageRecord
 from hecate.state import StateStore
@@ -183,7 +184,11 @@ def run_playbook(
 
     def on_event(event: Any) -> None:
         if event.status in ("ok", "changed", "failed", "unreachable"):
-            ctx.progress(stage.name, event.status, f"{event.host}: {event.task}")
+            ctx.progress(
+                stage.name,
+                event.status,
+                node_line(stage.name, event.host, event.task, event.status),
+            )
 
     result = ctx.ansible.run(request, on_event=on_event, cancel=ctx.cancel)
     if result.canceled:
@@ -251,7 +256,7 @@ def run_playbook_batch(
             if on_stage_start is not None:
                 on_stage_start(name)
         if event.status in ("ok", "changed", "failed", "unreachable"):
-            ctx.progress(name, event.status, f"{event.host}: {event.task}")
+            ctx.progress(name, event.status, node_line(name, event.host, event.task, event.status))
 
     results = (
         ctx.ansible.run_batch(requests, on_event=on_event, cancel=ctx.cancel) if owners else []

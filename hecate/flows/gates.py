@@ -19,6 +19,7 @@ from hecate.errors import HecateError, KubeError
 from hecate.flows.context import FlowContext, Stage, check_cancel, wait_until
 from hecate.kube import FluxKind, Readiness, VolumeAttachmentInfo
 from hecate.probes import ProbeResult, probe_once, run_probe
+from hecate.progress_names import node_line
 
 # Task names of roles/time_sync: the gate reads their results from the task events.
 TASK_NTP = "Read the NTP synchronisation state"
@@ -145,7 +146,11 @@ def _read_clocks(ctx: FlowContext, nodes: list[str]) -> dict[str, ClockVerdict |
     def on_event(event: TaskEvent) -> None:
         collector(event)
         if event.status in ("ok", "failed", "unreachable"):
-            ctx.progress("time_sync", event.status, f"{event.host}: {event.task}")
+            ctx.progress(
+                "time_sync",
+                event.status,
+                node_line("time_sync", event.host, event.task, event.status),
+            )
 
     result = ctx.ansible.run(request, on_event=on_event, cancel=ctx.cancel)
     if result.canceled:

@@ -101,7 +101,7 @@ def save_report(state_dir: Path, report: FlowReport) -> None:
 def load_report(state_dir: Path, kind: str) -> dict[str, Any] | None:
     """The last kept report, or None (missing or unreadable: status says so, never raises)."""
     try:
-        data = read_json(report_path(state_dir, kind))
+        data = read_json(report_path(state_dir, kind), move=False)  # a look: nothing moved
     except (OSError, ValueError, HecateError):
         return None
     return data if isinstance(data, dict) else None
@@ -130,9 +130,9 @@ def save_progress(
         )
 
 
-def load_progress(state_dir: Path) -> dict[str, Any] | None:
+def load_progress(state_dir: Path, *, move: bool = True) -> dict[str, Any] | None:
     try:
-        data = read_json(state_dir / PROGRESS_FILE)
+        data = read_json(state_dir / PROGRESS_FILE, move=move)
     except (OSError, ValueError, HecateError):
         return None
     return data if isinstance(data, dict) else None

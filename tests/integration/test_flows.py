@@ -258,7 +258,7 @@ def test_sigkill_mid_shutdown_then_rerun(
             assert proc.stderr is not None
             deadline = time.monotonic() + 120
             for line in proc.stderr:
-                if "stop_agents" in line and "running" in line:
+                if "stop k3s on agents" in line and "running" in line:  # its progress line
                     break
                 assert time.monotonic() < deadline
             os.killpg(proc.pid, signal.SIGKILL)
