@@ -1,5 +1,5 @@
 """`python -m hecate` runs the CLI."""
 
-from hecate.cli.main import main
+from hecate.cli.entry import main
 
 main()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -21,10 +20,10 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from hecate import __version__
-from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE
+from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE, error_report
 from hecate.cli.failure import output, print_error_object, reset, wants_json
 from hecate.cli.style import BAD, paint
-from hecate.errors import ConfigError, GuardRefusedError, HecateError, TraceError
+from hecate.errors import ConfigError, HecateError
 
 
 @dataclass(frozen=True)
@@ -200,14 +199,6 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def exit_code_for(error: HecateError) -> int:
-    if isinstance(error, ConfigError | TraceError):
-        return EXIT_USAGE
-    if isinstance(error, GuardRefusedError):
-        return EXIT_REFUSED
-    return EXIT_FAILED
-
-
 def _error_word() -> str:
     return paint("error:", BAD, err=True, bold=True)
 
@@ -279,14 +270,15 @@ def _failed(exc: Exception, as_json: bool) -> int:
     if isinstance(exc, typer.Abort):
         typer.echo("aborted", err=True)
         return _json_failure(as_json, EXIT_FAILED, "aborted")
-    if isinstance(exc, ConfigError):
-        typer.echo(f"{_error_word()} {exc.message}", err=True)
-        for problem in exc.problems:
-            typer.echo(f"  - {problem}", err=True)
-        return _json_failure(as_json, EXIT_USAGE, exc.message, exc.problems)
+    if isinstance(exc, HecateError):
+        code, lines = error_report(exc, _error_word())
+        for line in lines:
+            typer.echo(line, err=True)
+        if isinstance(exc, ConfigError):
+            return _json_failure(as_json, code, exc.message, exc.problems)
+        return _json_failure(as_json, code, str(exc))
     typer.echo(f"{_error_word()} {exc}", err=True)
-    code = exit_code_for(exc) if isinstance(exc, HecateError) else EXIT_FAILED
-    return _json_failure(as_json, code, str(exc))
+    return _json_failure(as_json, EXIT_FAILED, str(exc))
 
 
 def _json_failure(
@@ -299,11 +291,3 @@ def _json_failure(
     if as_json:
         print_error_object(code, message, problems, key)
     return code
-
-
-def main() -> None:
-    # Hecate uses no pydantic plugins. Looking for them reads every installed distribution's
-    # entry points when the first validator is built (about 2 % of `hecate status`), and would
-    # let any package installed beside Hecate hook into config validation.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    sys.exit(run())

@@ -142,7 +142,7 @@ def test_console_script_turns_pydantic_plugins_off() -> None:
     body = (
         "import os\n"
         "os.environ.pop('PYDANTIC_DISABLE_PLUGINS', None)\n"
-        "from hecate.cli import main as entry\n"
+        "from hecate.cli import entry\n"
         "entry.sys.argv = ['hecate', 'version']\n"
         "try:\n"
         "    entry.main()\n"

@@ -1,0 +1,31 @@
+"""The `hecate` console script (and `python -m hecate`).
+
+A plain `hecate daemon ...` runs without importing typer (hecate.cli.daemon_run says why);
+everything else is the typer CLI in hecate.cli.main. This module imports nothing else at start.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+
+
+def main() -> None:
+    # Hecate uses no pydantic plugins. Looking for them reads every installed distribution's
+    # entry points when the first validator is built (about 2 % of `hecate status`), and would
+    # let any package installed beside Hecate hook into config validation.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    argv = sys.argv[1:]
+    if argv[:1] == ["daemon"]:
+        from hecate.cli import daemon_run  # noqa: PLC0415
+
+        args = daemon_run.parse_daemon_argv(argv)
+        if args is not None:
+            # the objects start-up made live as long as the process: out of the collector's
+            # sight, as hecate.cli.main does for every command (`_load_frozen`)
+            gc.freeze()
+            sys.exit(daemon_run.main(args))
+    from hecate.cli.main import run  # noqa: PLC0415
+
+    sys.exit(run())
