@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from hecate.ansible_port import AnsiblePort
 from hecate.battery import BatteryTruth, corrected_threshold
 from hecate.budget import Budget
 from hecate.clock import Clock, as_clock
@@ -33,7 +32,9 @@ from hecate.daemon.background import (
     CoordinatorProbe,
     ReadableWatch,
     ask_peers,
-    close_warmers,
+    cancel_warmups,
+    close_chores,
+    daemon_warmer,
     forward_trigger,
     initial_policy,
     learn_battery,
@@ -43,6 +44,7 @@ from hecate.daemon.background import (
     settings_from,
     spawn,
 )
+from hecate.daemon.chores import ChoreWatch
 from hecate.daemon.core import Action, CancelStartup, ForwardTrigger, RunShutdown, RunStartup
 from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
@@ -81,21 +83,20 @@ class Daemon:
         self.clock = clocks.wall  # intents, run records, file names
         self.mono = clocks.monotonic  # every interval: policy, retries
         self.ups_command = ups_command  # the UPS port's instant command (its credentials read once)
+        self.metrics = metrics or Metrics(
+            ups=ups_name(config.ups.target), role=config.coordination.role
+        )
+        self.chores = ChoreWatch(self.metrics)  # no background thread dies of an exception
         # One long-lived Ansible port: its ssh masters are opened when an outage begins, so the
         # shutdown's first stage pays no connection set-up (flows/warmup.py).
-        self.warmer: ConnectionWarmer | None = None
+        self.warmer = daemon_warmer(config, self.chores) if context_factory is None else None
         self._old_warmers: list[ConnectionWarmer] = []  # replaced on SIGHUP, closed at the end
-        if context_factory is None:
-            self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(config))
         self.context_factory = context_factory or real_context_factory(
             config, reader, self.warmer, ups_command, clocks
         )
         self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
         self._reload_from: Callable[[], HecateConfig] | None = None
         self._reload_requested = threading.Event()
-        self.metrics = metrics or Metrics(
-            ups=ups_name(config.ups.target), role=config.coordination.role
-        )
         self.metrics.watch_drills(config.state_dir)
         self.notifier = notifier or SystemdNotifier()
         self.store = StateStore(config.state_dir)
@@ -106,8 +107,8 @@ class Daemon:
         self._cancel = threading.Event()
         self._worker_kind: sv.FlowKind | None = None
         self.reports: list[FlowReport] = []
-        self.cache = CacheRefresher()
-        self.probe = CoordinatorProbe(self.metrics)
+        self.cache = CacheRefresher(self.chores)
+        self.probe = CoordinatorProbe(self.metrics, self.chores)
         self.readable = ReadableWatch(str(config.ups.target), self.notifier)
         self.budget = self._budget()
         self.battery = self._battery_truth()
@@ -248,7 +249,7 @@ class Daemon:
             except HecateError as exc:
                 log.error("cannot record the peers the startup waits for: %s", exc)
         elif isinstance(effect, sv.AskPeers):
-            spawn("ask-peers", self._ask_peers)
+            spawn("ask-peers", self.chores.guarded("ask_peers", self._ask_peers))
         elif isinstance(effect, CancelStartup):
             log.info("action=CancelStartup reason=%s", effect.reason)
             with self._lock:  # never waits: the poll and HTTP threads must not block
@@ -259,7 +260,7 @@ class Daemon:
             log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
             self._start_flow(kind, effect.reason)
         elif isinstance(effect, ForwardTrigger):
-            spawn("forward", lambda: self._forward(effect.reason))
+            spawn("forward", self.chores.guarded("forward", lambda: self._forward(effect.reason)))
 
     def _start_flow(self, kind: sv.FlowKind, reason: str) -> None:
         cancel = threading.Event()
@@ -370,7 +371,7 @@ class Daemon:
                 # a new port for the new inventory; the old one may serve a running flow
                 if self.warmer is not None:
                     self._old_warmers.append(self.warmer)
-                self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(new))
+                self.warmer = daemon_warmer(new, self.chores)
                 self.context_factory = real_context_factory(
                     new, self.reader, self.warmer, self.ups_command, self.clocks
                 )
@@ -400,15 +401,14 @@ class Daemon:
 
     def close(self) -> None:
         self.notifier.stopping()
+        cancel_warmups(warmers := [*self._old_warmers, self.warmer])  # at once: never waited for
         with self._lock:
             if self.sup.running is sv.FlowKind.STARTUP:
                 self._cancel.set()  # a half-done startup is resumed by the next run
         # A running shutdown is allowed to finish: stopping it halfway helps nobody.
         self.wait_idle(timeout_s=600)
-        if self._cache_thread is not None:
-            self._cache_thread.join(30)
         if self.server is not None:
             self.server.close()
-        close_warmers([*self._old_warmers, self.warmer])
+        close_chores(warmers, self._cache_thread)
         self.metrics.close()
         self.recorder.close()
