@@ -4,7 +4,6 @@ Ansible (silent SSH nodes), its warm-up, trace, intent, runs, ledger and Ansible
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
