@@ -26,7 +26,7 @@ from hecate.coordination import (
     peers_from_config,
     read_token,
 )
-from hecate.daemon.chores import ChoreWatch
+from hecate.daemon.chores import ChoreWatch, describe
 from hecate.daemon.supervisor import Settings
 from hecate.errors import HecateError
 from hecate.flows.bootstrap_cache import refresh_cache
@@ -302,6 +302,10 @@ def forward_trigger(
     except HecateError as exc:
         metrics.observe_coordinator(True)
         log.error("coordinator refused the trigger: %s", exc)
+    except Exception as exc:  # never lose a trigger to a bug: the supervisor retries or falls back
+        metrics.background_failures.labels("forward").inc()
+        log.error("cannot forward the trigger: %s", describe(exc))
+        return False
     return True
 
 

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from hecate.config import parse_config
+from hecate.daemon.background import forward_trigger
 from hecate.daemon.chores import ChoreWatch
 from hecate.daemon.service import Daemon
 from hecate.metrics import BACKGROUND_CHORES, Metrics
@@ -100,3 +101,16 @@ def test_the_daemons_warmup_on_a_broken_state_dir_is_a_counted_chore_failure(
     assert failures(daemon.metrics, "warmup") == 3.0
     text = generate_latest(daemon.metrics.registry).decode()
     assert 'hecate_background_failures_total{chore="warmup"} 3.0' in text
+
+
+def test_a_forward_that_breaks_is_a_failed_forward_never_a_lost_trigger() -> None:
+    """The supervisor hears ForwardFailed (it retries, or falls back to a local shutdown)."""
+
+    class Broken:
+        def send_trigger(self, peer: str, reason: str) -> str:
+            raise ValueError("a bug in the client")
+
+    metrics = Metrics(role="peer")
+    sent = forward_trigger(Broken(), "peer-1", "LB", metrics)  # type: ignore[arg-type]
+    assert sent is False
+    assert failures(metrics, "forward") == 1.0
