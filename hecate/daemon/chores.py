@@ -1,12 +1,13 @@
 """The daemon's background chores and their failures.
 
 A chore (the ssh warm-up, the bootstrap cache refresh, the coordinator probe, asking the peers,
-forwarding a trigger) runs in its own thread and none of them may end that thread with an
-uncaught exception: the daemon's job is the UPS, and a chore that breaks (a full or read-only
-state disk, a bug) must neither print a traceback nor go unnoticed. Every failure is counted
+forwarding a trigger) runs in its own thread, and none of them may end that thread with an
+uncaught exception; the outage trace, written from the poll loop, may not end the loop either.
+The daemon's job is the UPS: a chore that breaks (a full or read-only state disk, a bug) must
+neither print a traceback nor go unnoticed. Every failure is counted
 (`hecate_background_failures_total{chore}`); the first of a run of failures is logged at error
-level, the repetitions only at debug level (a warm-up repeats every 90 s of an outage), and the
-chore's next success says it works again.
+level, the repetitions only at debug level (a warm-up repeats every 90 s of an outage, a trace
+is written at every poll), and the chore's next success says it works again.
 """
 
 from __future__ import annotations
@@ -67,15 +68,20 @@ class ChoreWatch:
         with self._lock:
             return dict(self._failing)
 
+    def attempt(self, chore: str, target: Callable[[], None]) -> bool:
+        """Run `target` here and now as `chore`; False (counted, logged once) if it failed."""
+        try:
+            target()
+        except Exception as exc:  # the calling loop (the UPS poll) must go on
+            self.outcome(chore, exc)
+            return False
+        self.outcome(chore, None)
+        return True
+
     def guarded(self, chore: str, target: Callable[[], None]) -> Callable[[], None]:
         """`target` for a thread: any exception is this chore's failure, never the thread's."""
 
         def run() -> None:
-            try:
-                target()
-            except Exception as exc:  # the thread must not die: count, log once, carry on
-                self.outcome(chore, exc)
-            else:
-                self.outcome(chore, None)
+            self.attempt(chore, target)  # the thread must not die: count, log once, carry on
 
         return run

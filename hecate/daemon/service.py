@@ -198,10 +198,8 @@ class Daemon:
         self.readable.observe(poll)
         effects = self._feed(sv.Polled(poll, m, self.params))
         recording = self.recorder.current
-        try:
-            self.recorder.observe(t, poll, active=sv.trace_active(self.state), mono=m)
-        except OSError as exc:
-            log.error("cannot record the outage trace: %s", exc)
+        active = sv.trace_active(self.state)  # a trace that cannot be written: logged once
+        self.chores.attempt("trace", lambda: self.recorder.observe(t, poll, active=active, mono=m))
         if recording is not None and self.recorder.current is None:
             self.battery = self._battery_truth()  # an outage ended: learn from it
         self.metrics.debounce.set(self.state.critical_count)

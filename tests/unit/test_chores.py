@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,26 @@ def test_a_forward_that_breaks_is_a_failed_forward_never_a_lost_trigger() -> Non
     sent = forward_trigger(Broken(), "peer-1", "LB", metrics)  # type: ignore[arg-type]
     assert sent is False
     assert failures(metrics, "forward") == 1.0
+
+
+def test_an_outage_trace_that_cannot_be_written_is_logged_once_not_at_every_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "traces").write_text("in the way\n")  # as a full or read-only disk refuses it
+    config = parse_config(
+        {
+            "state_dir": str(state),
+            "nodes": {"servers": ["s1"]},
+            "ups": {"target": "pyrphoros@127.0.0.1:9"},
+        }
+    )
+    on_battery = UpsReading(parse_status("OB DISCHRG"), 1800, 90)
+    daemon = Daemon(config, reader=lambda: on_battery, context_factory=lambda _c: nullcontext())  # type: ignore[arg-type,return-value]
+    with caplog.at_level(logging.INFO, logger="hecate.daemon"):
+        for _ in range(5):
+            daemon.poll_once()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1 and "background chore trace failed" in errors[0], errors
+    assert failures(daemon.metrics, "trace") == 5.0
