@@ -81,6 +81,7 @@ from hecate.ansible_rundir import (
 from hecate.config import HecateConfig
 from hecate.errors import AnsibleRunError
 from hecate.inventory import dump_inventory, inventory_hosts
+from hecate.private_files import private_umask
 from hecate.ssh_preflight import JumpCheck, check_jump_host, prepare_inventory
 
 log = logging.getLogger(__name__)
@@ -543,7 +544,6 @@ class AnsiblePort:
 
         inventory = batch_inventory(self.inventory, stages)
         members = group_members(inventory)
-
         order = [stage.index for stage in stages]
 
         def play_started(event: dict[str, Any]) -> None:
@@ -630,10 +630,9 @@ class AnsiblePort:
             settings=runner_settings(timeout_s),
             extravars=extravars,
             state_dir=self.state_dir,
+            batch=batch,
         )
-        if batch is not None:
-            path = run_dir / "batch.yml"
-            path.write_text(batch)
+        path = run_dir / "batch.yml" if batch is not None else path
         if path is None:
             raise PlaybookError(f"{name}: neither a playbook nor a batch to run")
 
@@ -661,24 +660,25 @@ class AnsiblePort:
         cmdline = ["--check"] if request is not None and request.check else []
         import ansible_runner  # noqa: PLC0415 - only a flow needs it (daemon idle RSS)
 
-        try:
-            runner = ansible_runner.run(
-                private_data_dir=str(run_dir),
-                project_dir=str(path.parent),
-                playbook=str(path),
-                ident="run",
-                limit=",".join(limit) if limit is not None else None,
-                tags=",".join(request.tags) or None if request is not None else None,
-                skip_tags=",".join(request.skip_tags) or None if request is not None else None,
-                cmdline=" ".join(cmdline) or None,
-                event_handler=handle,
-                cancel_callback=stop,
-                quiet=True,
-            )
-        except Exception as exc:
-            raise AnsibleRunError(f"{name}: ansible-runner could not run: {exc}") from exc
-        finally:
-            self.rotate()
+        with private_umask():  # runner writes some artifacts by the umask: hold it at 077
+            try:
+                runner = ansible_runner.run(
+                    private_data_dir=str(run_dir),
+                    project_dir=str(path.parent),
+                    playbook=str(path),
+                    ident="run",
+                    limit=",".join(limit) if limit is not None else None,
+                    tags=",".join(request.tags) or None if request is not None else None,
+                    skip_tags=",".join(request.skip_tags) or None if request is not None else None,
+                    cmdline=" ".join(cmdline) or None,
+                    event_handler=handle,
+                    cancel_callback=stop,
+                    quiet=True,
+                )
+            except Exception as exc:
+                raise AnsibleRunError(f"{name}: ansible-runner could not run: {exc}") from exc
+            finally:
+                self.rotate()
         artifacts = Path(runner.config.artifact_dir)
         return _RunnerDone(
             run_status(runner.status),

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hecate.errors import AnsibleRunError
+from hecate.private_files import private_dir, write_private_text
 
 ARTIFACTS_DIRNAME = "ansible-artifacts"
 DEFAULT_REMOTE_TMP = "~/.ansible/tmp"
@@ -106,11 +107,14 @@ def short_tmp_dir(prefix: str) -> Path:
 
 def new_run_dir(artifacts_root: Path, playbook: str, now: datetime) -> Path:
     """A fresh, private run dir named by time, playbook and a random suffix."""
-    artifacts_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = now.strftime("%Y%m%dT%H%M%S.%fZ")
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(playbook).stem) or "playbook"
     run_dir = artifacts_root / f"{stamp}-{stem}-{uuid.uuid4().hex[:8]}"
-    run_dir.mkdir(mode=0o700)
+    try:
+        private_dir(artifacts_root)
+        run_dir.mkdir(mode=0o700)
+    except OSError as exc:  # a full or read-only state disk: the run cannot start
+        raise AnsibleRunError(f"cannot make a run dir in {artifacts_root}: {_why(exc)}") from None
     return run_dir
 
 
@@ -122,20 +126,34 @@ def write_private_data_dir(
     settings: Mapping[str, Any],
     extravars: Mapping[str, Any],
     state_dir: Path,
+    batch: str | None = None,
 ) -> None:
-    """Lay out ansible-runner's private data dir for one run."""
-    (run_dir / "inventory").mkdir(mode=0o700)
-    (run_dir / "env").mkdir(mode=0o700)
-    (run_dir / "inventory" / "hosts").write_text(inventory_text)
-    (run_dir / "ansible.cfg").write_text(
-        "# Hecate sets every option through env/envvars; this file only hides\n"
-        "# ./ansible.cfg and /etc/ansible/ansible.cfg from the run.\n[defaults]\n"
-    )
-    (run_dir / "env" / "envvars").write_text(json.dumps(dict(envvars), indent=1))
-    (run_dir / "env" / "settings").write_text(json.dumps(dict(settings), indent=1))
-    (run_dir / "env" / "extravars").write_text(json.dumps(dict(extravars), indent=1))
-    for sub in _STATE_SUBDIRS:
-        (state_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Lay out ansible-runner's private data dir for one run (owner-only: it holds the
+    environment and the inventory); `batch`, a combined playbook, goes to `batch.yml`."""
+    files = {
+        "inventory/hosts": inventory_text,
+        "ansible.cfg": "# Hecate sets every option through env/envvars; this file only hides\n"
+        "# ./ansible.cfg and /etc/ansible/ansible.cfg from the run.\n[defaults]\n",
+        "env/envvars": json.dumps(dict(envvars), indent=1),
+        "env/settings": json.dumps(dict(settings), indent=1),
+        "env/extravars": json.dumps(dict(extravars), indent=1),
+    }
+    if batch is not None:
+        files["batch.yml"] = batch
+    try:
+        (run_dir / "inventory").mkdir(mode=0o700)
+        (run_dir / "env").mkdir(mode=0o700)
+        for name, text in files.items():
+            write_private_text(run_dir / name, text)
+        for sub in _STATE_SUBDIRS:
+            private_dir(state_dir / sub)
+    except OSError as exc:
+        raise AnsibleRunError(f"cannot write the run dir {run_dir}: {_why(exc)}") from None
+
+
+def _why(exc: OSError) -> str:
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def rotate_run_dirs(artifacts_root: Path, keep: int) -> list[Path]:

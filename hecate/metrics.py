@@ -60,6 +60,8 @@ NUT_ERROR_KINDS = (
 )
 # hecate.coordination's rejection reasons.
 REJECT_REASONS = ("malformed", "unsigned", "bad_timestamp", "stale", "bad_signature", "replayed")
+# The daemon's background chores (hecate.daemon.chores), each failure counted.
+BACKGROUND_CHORES = ("warmup", "cache", "probe", "ask_peers", "forward", "trace")
 QUANTITIES = ("runtime", "charge", "load")
 # Plausible ranges: beyond them a reading is firmware garbage (real dumps hold loads of 1e126,
 # charges of 255) and is exported as unknown rather than drawn or alerted on.
@@ -289,6 +291,14 @@ class Metrics:
         )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
+        self.background_failures = Counter(
+            "hecate_background_failures",
+            "Failed runs of a background chore (warm-up, cache, probe, peers, forward, trace)",
+            ["chore"],
+            registry=r,
+        )
+        for chore in BACKGROUND_CHORES:
+            self.background_failures.labels(chore)
         self._server: BoundedServer | None = None
         r.register(CorruptStateCollector())
         r.register(SelfUpdateCollector(update_failed or UpdateFailedCache()))

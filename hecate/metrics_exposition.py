@@ -83,6 +83,19 @@ class CollectorRegistry:
         for collector in collectors:
             yield from collector.collect()
 
+    def get_sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        """The value of one exported sample (`x_total` for a counter), or None: for tests and
+        checks, as prometheus_client's registry offers."""
+        wanted = labels or {}
+        for family in self.collect():
+            sample_name = family.name + "_total" if family.type == "counter" else family.name
+            if sample_name != name:
+                continue
+            for values, value in family.samples:
+                if dict(zip(family.labels, values, strict=True)) == wanted:
+                    return value
+        return None
+
 
 class _Value:
     def __init__(self, lock: threading.Lock) -> None:

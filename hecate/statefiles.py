@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hecate.errors import IntentLockedError, StateCorruptError, StateError
+from hecate.private_files import open_private, private_dir
 
 LOCK_NAME = "hecate.lock"
 
@@ -64,7 +65,7 @@ def _dumps(data: Any) -> str:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically: temp file, fsync, rename, fsync of the directory."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)  # 0700 whatever the umask; mkstemp's file is 0600
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise StateError(f"cannot write {path}: {exc.strerror}") from None
@@ -220,8 +221,8 @@ def write_lock(state_dir: Path, timeout_s: float = 10.0) -> Iterator[None]:
             depth[key] -= 1
         return
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(state_dir / WRITE_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        private_dir(state_dir)
+        fd = open_private(state_dir / WRITE_LOCK_NAME, os.O_RDWR)
     except OSError as exc:
         raise StateError(f"cannot lock {state_dir}: {exc.strerror}") from None
     try:
@@ -253,9 +254,9 @@ def exclusive_lock(state_dir: Path, purpose: str) -> Iterator[None]:
     Non-blocking: when another process holds it, IntentLockedError names the holder, so two
     Hecate processes never run startup or shutdown at the same time.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     lock_path = state_dir / LOCK_NAME
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+    fd = open_private(lock_path, os.O_RDWR)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

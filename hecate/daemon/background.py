@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from hecate.coordination import (
     peers_from_config,
     read_token,
 )
+from hecate.daemon.chores import ChoreWatch, describe
 from hecate.daemon.supervisor import Settings
 from hecate.errors import HecateError
 from hecate.flows.warmup import ConnectionWarmer
@@ -39,6 +41,7 @@ from hecate.sdnotify import SystemdNotifier
 from hecate.state import StateStore
 
 if TYPE_CHECKING:
+    from hecate.ansible_port import Ansible
     from hecate.flows.context import FlowContext
 
 log = logging.getLogger("hecate.daemon")
@@ -131,21 +134,58 @@ def learn_battery(config: HecateConfig, budget: Budget, metrics: Metrics) -> Bat
     return truth
 
 
-def close_warmers(warmers: list[ConnectionWarmer | None]) -> None:
+def _ansible_port(config: HecateConfig) -> Ansible:
+    """The daemon's long-lived Ansible port, made on first use: the idle daemon never loads the
+    Ansible chain (ansible_runner, the batch planner: about 1 MB of its idle RSS)."""
+    from hecate.ansible_port import AnsiblePort  # noqa: PLC0415
+
+    return AnsiblePort.from_config(config)
+
+
+def daemon_warmer(config: HecateConfig, chores: ChoreWatch) -> ConnectionWarmer:
+    """The daemon's warmer: its port built on first use, its failures a chore's."""
+    return ConnectionWarmer(
+        lambda: _ansible_port(config),
+        on_outcome=lambda exc: chores.outcome("warmup", exc),
+    )
+
+
+def cancel_warmups(warmers: Sequence[ConnectionWarmer | None]) -> None:
+    """Cancel every warm-up at once (the port kills its ansible-playbook); start no other."""
+    for warmer in warmers:
+        if warmer is not None:
+            warmer.stop(0.0)
+
+
+def close_chores(
+    warmers: Sequence[ConnectionWarmer | None],
+    cache: threading.Thread | None,
+    timeout_s: float = 1.5,
+) -> None:
+    """Wait a moment, never more, for the cancelled warm-ups and a cache refresh, then close
+    the ports. Both run in daemon threads: one still building its port (a jump-host preflight)
+    or reading the API is left behind (it starts nothing once stopped; the cache files are
+    written atomically), so a daemon told to stop exits within 2 s when no flow runs."""
+    deadline = time.monotonic() + timeout_s
+    cancel_warmups(warmers)
     for warmer in warmers:
         if warmer is None:
             continue
-        warmer.join(30)
+        if not warmer.stop(max(0.0, deadline - time.monotonic())):
+            log.warning("an ssh warm-up did not stop in time; not waiting for it")
         port = warmer.opened
         close = getattr(port, "close", None)
         if callable(close):
             close()
+    if cache is not None:
+        cache.join(max(0.0, deadline - time.monotonic()))
 
 
 class CacheRefresher:
     """Keep the Gitea bootstrap cache fresh while the cluster is healthy (in the background)."""
 
-    def __init__(self) -> None:
+    def __init__(self, chores: ChoreWatch) -> None:
+        self.chores = chores
         self.thread: threading.Thread | None = None
         self.next_at = 0.0
 
@@ -158,30 +198,27 @@ class CacheRefresher:
         self.next_at = now + startup.bootstrap_cache_refresh_seconds
 
         def refresh() -> None:
-            try:
-                with factory(threading.Event()) as ctx:
-                    if not ctx.kube.readyz():
-                        log.info("bootstrap cache not refreshed: API not ready")
-                        return
-                    from hecate.flows.bootstrap_cache import refresh_cache  # noqa: PLC0415
+            with factory(threading.Event()) as ctx:
+                if not ctx.kube.readyz():
+                    log.info("bootstrap cache not refreshed: API not ready")
+                    return
+                from hecate.flows.bootstrap_cache import refresh_cache  # noqa: PLC0415
 
-                    problems = refresh_cache(ctx.kube, config)
-            except HecateError as exc:
-                problems = [str(exc)]
-            for problem in problems:
-                log.warning("bootstrap cache: %s", problem)
-            if not problems:
-                log.info("bootstrap cache refreshed")
+                problems = refresh_cache(ctx.kube, config)
+            if problems:  # a failure of the chore: logged once while it lasts, counted
+                raise HecateError(f"bootstrap cache: {'; '.join(problems)}")
+            log.info("bootstrap cache refreshed")
 
-        self.thread = spawn("cache", refresh)
+        self.thread = spawn("cache", self.chores.guarded("cache", refresh))
 
 
 class CoordinatorProbe:
     """A peer asks its coordinator for its intent now and then, in the background, so that
     `hecate_coordinator_reachable` says whether a trigger could be forwarded right now."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, chores: ChoreWatch) -> None:
         self.metrics = metrics
+        self.chores = chores
         self.thread: threading.Thread | None = None
         self.next_at = 0.0
 
@@ -201,7 +238,7 @@ class CoordinatorProbe:
             except HecateError:
                 self.metrics.observe_coordinator(True)  # it answered, with a refusal
 
-        self.thread = spawn("probe", probe)
+        self.thread = spawn("probe", self.chores.guarded("probe", probe))
 
 
 class ReadableWatch:
@@ -278,6 +315,10 @@ def forward_trigger(
     except HecateError as exc:
         metrics.observe_coordinator(True)
         log.error("coordinator refused the trigger: %s", exc)
+    except Exception as exc:  # never lose a trigger to a bug: the supervisor retries or falls back
+        metrics.background_failures.labels("forward").inc()
+        log.error("cannot forward the trigger: %s", describe(exc))
+        return False
     return True
 
 

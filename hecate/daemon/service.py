@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hecate.battery import BatteryTruth, corrected_threshold
 from hecate.budget import Budget
@@ -32,7 +32,9 @@ from hecate.daemon.background import (
     CoordinatorProbe,
     ReadableWatch,
     ask_peers,
-    close_warmers,
+    cancel_warmups,
+    close_chores,
+    daemon_warmer,
     forward_trigger,
     initial_policy,
     learn_battery,
@@ -42,6 +44,7 @@ from hecate.daemon.background import (
     settings_from,
     spawn,
 )
+from hecate.daemon.chores import ChoreWatch
 from hecate.daemon.core import Action, CancelStartup, ForwardTrigger, RunShutdown, RunStartup
 from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
@@ -56,21 +59,10 @@ from hecate.runs import Outcome
 from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
 from hecate.state import StateStore
 
-if TYPE_CHECKING:
-    from hecate.ansible_port import Ansible
-
 log = logging.getLogger("hecate.daemon")
 
 ACTIONS = (RunShutdown, RunStartup, CancelStartup, ForwardTrigger)
 OUTCOMES = {o: sv.FlowOutcome(o.value) for o in Outcome if o.value in set(sv.FlowOutcome)}
-
-
-def _ansible_port(config: HecateConfig) -> Ansible:
-    """The daemon's long-lived Ansible port, made on first use: the idle daemon never loads the
-    Ansible chain (ansible_runner, the batch planner: about 1 MB of its idle RSS)."""
-    from hecate.ansible_port import AnsiblePort  # noqa: PLC0415
-
-    return AnsiblePort.from_config(config)
 
 
 class Daemon:
@@ -91,21 +83,20 @@ class Daemon:
         self.clock = clocks.wall  # intents, run records, file names
         self.mono = clocks.monotonic  # every interval: policy, retries
         self.ups_command = ups_command  # the UPS port's instant command (its credentials read once)
+        self.metrics = metrics or Metrics(
+            ups=ups_name(config.ups.target), role=config.coordination.role
+        )
+        self.chores = ChoreWatch(self.metrics)  # no background thread dies of an exception
         # One long-lived Ansible port: its ssh masters are opened when an outage begins, so the
         # shutdown's first stage pays no connection set-up (flows/warmup.py).
-        self.warmer: ConnectionWarmer | None = None
+        self.warmer = daemon_warmer(config, self.chores) if context_factory is None else None
         self._old_warmers: list[ConnectionWarmer] = []  # replaced on SIGHUP, closed at the end
-        if context_factory is None:
-            self.warmer = ConnectionWarmer(lambda: _ansible_port(config))
         self.context_factory = context_factory or real_context_factory(
             config, reader, self.warmer, ups_command, clocks
         )
         self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
         self._reload_from: Callable[[], HecateConfig] | None = None
         self._reload_requested = threading.Event()
-        self.metrics = metrics or Metrics(
-            ups=ups_name(config.ups.target), role=config.coordination.role
-        )
         self.metrics.watch_drills(config.state_dir)
         self.notifier = notifier or SystemdNotifier()
         self.store = StateStore(config.state_dir)
@@ -116,8 +107,8 @@ class Daemon:
         self._cancel = threading.Event()
         self._worker_kind: sv.FlowKind | None = None
         self.reports: list[FlowReport] = []
-        self.cache = CacheRefresher()
-        self.probe = CoordinatorProbe(self.metrics)
+        self.cache = CacheRefresher(self.chores)
+        self.probe = CoordinatorProbe(self.metrics, self.chores)
         self.readable = ReadableWatch(str(config.ups.target), self.notifier)
         self.budget = self._budget()
         self.battery = self._battery_truth()
@@ -207,10 +198,8 @@ class Daemon:
         self.readable.observe(poll)
         effects = self._feed(sv.Polled(poll, m, self.params))
         recording = self.recorder.current
-        try:
-            self.recorder.observe(t, poll, active=sv.trace_active(self.state), mono=m)
-        except OSError as exc:
-            log.error("cannot record the outage trace: %s", exc)
+        active = sv.trace_active(self.state)  # a trace that cannot be written: logged once
+        self.chores.attempt("trace", lambda: self.recorder.observe(t, poll, active=active, mono=m))
         if recording is not None and self.recorder.current is None:
             self.battery = self._battery_truth()  # an outage ended: learn from it
         self.metrics.debounce.set(self.state.critical_count)
@@ -258,7 +247,7 @@ class Daemon:
             except HecateError as exc:
                 log.error("cannot record the peers the startup waits for: %s", exc)
         elif isinstance(effect, sv.AskPeers):
-            spawn("ask-peers", self._ask_peers)
+            spawn("ask-peers", self.chores.guarded("ask_peers", self._ask_peers))
         elif isinstance(effect, CancelStartup):
             log.info("action=CancelStartup reason=%s", effect.reason)
             with self._lock:  # never waits: the poll and HTTP threads must not block
@@ -269,7 +258,7 @@ class Daemon:
             log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
             self._start_flow(kind, effect.reason)
         elif isinstance(effect, ForwardTrigger):
-            spawn("forward", lambda: self._forward(effect.reason))
+            spawn("forward", self.chores.guarded("forward", lambda: self._forward(effect.reason)))
 
     def _start_flow(self, kind: sv.FlowKind, reason: str) -> None:
         cancel = threading.Event()
@@ -380,7 +369,7 @@ class Daemon:
                 # a new port for the new inventory; the old one may serve a running flow
                 if self.warmer is not None:
                     self._old_warmers.append(self.warmer)
-                self.warmer = ConnectionWarmer(lambda: _ansible_port(new))
+                self.warmer = daemon_warmer(new, self.chores)
                 self.context_factory = real_context_factory(
                     new, self.reader, self.warmer, self.ups_command, self.clocks
                 )
@@ -410,15 +399,14 @@ class Daemon:
 
     def close(self) -> None:
         self.notifier.stopping()
+        cancel_warmups(warmers := [*self._old_warmers, self.warmer])  # at once: never waited for
         with self._lock:
             if self.sup.running is sv.FlowKind.STARTUP:
                 self._cancel.set()  # a half-done startup is resumed by the next run
         # A running shutdown is allowed to finish: stopping it halfway helps nobody.
         self.wait_idle(timeout_s=600)
-        if self._cache_thread is not None:
-            self._cache_thread.join(30)
         if self.server is not None:
             self.server.close()
-        close_warmers([*self._old_warmers, self.warmer])
+        close_chores(warmers, self._cache_thread)
         self.metrics.close()
         self.recorder.close()

@@ -8,9 +8,11 @@ poll: never goes back). `hecate replay` times everything on `mono`, as the daemo
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+from hecate.private_files import open_private, private_dir
 from hecate.readings import Poll
 from hecate.trace import encode_point
 
@@ -38,13 +40,14 @@ class TraceRecorder:
         if self.current is None:
             return
         # Opened per poll: nothing stays open between polls, and a crash loses at most one line.
-        with self.current.open("a", encoding="utf-8") as handle:
+        fd = open_private(self.current, os.O_WRONLY | os.O_APPEND)  # owner-only, any umask
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write(encode_point(t - self._start, poll, m - self._mono_start) + "\n")
         if not active and self._tail <= 0:
             self.close()
 
     def _open(self, t: float, mono: float) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))
         self.current = self.directory / f"outage-{stamp}.jsonl"
         self._start = t

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hecate.errors import HecateError, StateError
 from hecate.flow_plans import StageStatus
-from hecate.runs import Outcome, RunRecord
+from hecate.intent import Intent, IntentState
+from hecate.runs import Outcome, RunKind, RunRecord
 from hecate.statefiles import atomic_write_json, read_json
 
 if TYPE_CHECKING:  # only for annotations: status reads reports without the flow machinery
@@ -58,21 +60,32 @@ def outcome_of(stages: list[StageResult]) -> Outcome:
     return Outcome.SUCCESS
 
 
-def record_interrupted(ctx: FlowContext, run_id: str, since: float, kind: str) -> None:
-    """A run that a crash cut short is recorded as interrupted (never counted in the budget)."""
-    known = {r.run_id for r in ctx.store.load_runs()}
-    if run_id not in known:
-        ctx.store.record_run(
-            RunRecord(
-                run_id,
-                "shutdown" if kind == "shutdown" else "startup",
-                since,
-                ctx.clock(),
-                Outcome.INTERRUPTED,
-                "found unfinished at the next run",
-            ),
-            keep=ctx.config.shutdown.runs_kept,
-        )
+# The intent states a run leaves behind while it is under way, and the run's kind.
+_UNDER_WAY: dict[IntentState, RunKind] = {
+    IntentState.SHUTTING_DOWN: "shutdown",
+    IntentState.STARTUP_IN_PROGRESS: "startup",
+}
+
+
+def interrupted_run(previous: Intent | None, known: Iterable[str], now: float) -> RunRecord | None:
+    """The run the intent says was under way and that no record covers: a crash or SIGKILL cut
+    it short. Whichever flow runs next records it (a shutdown after a cut-short startup, a
+    startup after a cut-short shutdown), or it would never be."""
+    if previous is None or previous.run_id is None or previous.run_id in set(known):
+        return None
+    kind = _UNDER_WAY.get(previous.state)
+    if kind is None:
+        return None
+    reason = "found unfinished at the next run"
+    return RunRecord(previous.run_id, kind, previous.since, now, Outcome.INTERRUPTED, reason)
+
+
+def record_interrupted(ctx: FlowContext, previous: Intent | None) -> None:
+    """Record the run `previous` (the intent found at the start) left unfinished, if any; it
+    is never counted in the budget."""
+    run = interrupted_run(previous, (r.run_id for r in ctx.store.load_runs()), ctx.clock())
+    if run is not None:
+        ctx.store.record_run(run, keep=ctx.config.shutdown.runs_kept)
 
 
 def now_rfc3339(now: float) -> str:

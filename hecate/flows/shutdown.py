@@ -45,8 +45,7 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
         # An unknown (corrupt) intent never keeps a shutdown from running: it is always safe.
         previous = ctx.store.intent_or_none(started)
         run_id = new_run_id("shutdown", started)
-        if previous and previous.state is IntentState.SHUTTING_DOWN and previous.run_id:
-            record_interrupted(ctx, previous.run_id, previous.since, "shutdown")
+        record_interrupted(ctx, previous)  # a shutdown or a startup a crash cut short
         ctx.store.set_intent(
             IntentState.SHUTTING_DOWN, reason=options.reason, run_id=run_id, now=started
         )

@@ -49,8 +49,7 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
             )
         started = ctx.clock()
         previous = ctx.store.read_intent(started)
-        if previous.state is IntentState.STARTUP_IN_PROGRESS and previous.run_id:
-            record_interrupted(ctx, previous.run_id, previous.since, "startup")
+        record_interrupted(ctx, previous)  # a startup or a shutdown a crash cut short
         run_id = new_run_id("startup", started)
         ctx.store.set_intent(
             IntentState.STARTUP_IN_PROGRESS, reason=options.reason, run_id=run_id, now=started

@@ -8,8 +8,11 @@ window) and keeps them fresh while it lasts; a CLI flow starts it as the context
 background, while the flow's API stages run.
 
 Whether to warm is a pure decision (:func:`warm_due`); the warmer only carries it out, in a
-thread, never blocking the caller. A failed warm-up is logged and changes nothing: the stages
-connect on their own as before.
+thread, never blocking the caller. A failed warm-up is reported (`on_outcome`: the daemon logs
+it once and counts it; by default a warning) and changes nothing: the stages connect on their own
+as before. :meth:`ConnectionWarmer.stop` cancels a running warm-up: the port kills its
+ansible-playbook (ansible-runner's cancel callback), so a daemon told to stop never waits for
+a node that does not answer.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hecate.ansible_rundir import CONTROL_PERSIST_S
-from hecate.errors import HecateError
 
 if TYPE_CHECKING:
     from hecate.ansible_port import Ansible
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONNECT_PLAYBOOK = "connect"
+# A warm-up's end: None when it ran (whatever the nodes said), else why it could not run.
+Outcome = Callable[[Exception | None], None]
+
 # Refresh well before they expire, so a trigger late in a long outage still finds them open.
 REFRESH_S = CONTROL_PERSIST_S * 0.75
 
@@ -45,12 +50,20 @@ class ConnectionWarmer:
     port that exists already.
     """
 
-    def __init__(self, factory: Callable[[], Ansible], *, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Ansible],
+        *,
+        timeout_s: float = 60.0,
+        on_outcome: Outcome | None = None,
+    ) -> None:
         self._factory = factory
+        self._on_outcome = on_outcome or _warn
         self._ansible: Ansible | None = None
         self.timeout_s = timeout_s
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # set once: no warm-up starts or keeps running after it
         self.last_warm: float | None = None
         self.runs = 0
 
@@ -69,6 +82,8 @@ class ConnectionWarmer:
     def warm(self, now: float, *, force: bool = False) -> bool:
         """Start a warm-up unless one runs or the last one is recent; True if one started."""
         with self._lock:
+            if self._stop.is_set():
+                return False
             if self._thread is not None and self._thread.is_alive():
                 return False
             if not force and not warm_due(self.last_warm, now):
@@ -84,11 +99,15 @@ class ConnectionWarmer:
 
         request = PlaybookRequest(CONNECT_PLAYBOOK, timeout_s=self.timeout_s)
         try:
-            result = self.ansible.run(request)
-        except HecateError as exc:
-            log.warning("ssh warm-up could not run: %s", exc)
+            result = self.ansible.run(request, cancel=self._stop)
+        except Exception as exc:  # never kills its thread: a warm-up is optional
+            self._on_outcome(exc)
             return
+        self._on_outcome(None)
         self.runs += 1
+        if result.canceled:
+            log.info("ssh warm-up stopped")
+            return
         if result.ok:
             log.info("ssh connections open to %d node(s)", len(result.succeeded_hosts))
         else:
@@ -98,3 +117,16 @@ class ConnectionWarmer:
         thread = self._thread
         if thread is not None:
             thread.join(timeout_s)
+
+    def stop(self, timeout_s: float) -> bool:
+        """Cancel a running warm-up (its ansible-playbook is killed) and start no other; wait
+        at most `timeout_s` for it to end. True when no warm-up runs any more."""
+        self._stop.set()
+        self.join(timeout_s)
+        thread = self._thread
+        return thread is None or not thread.is_alive()
+
+
+def _warn(exc: Exception | None) -> None:
+    if exc is not None:
+        log.warning("ssh warm-up could not run: %s", exc)

@@ -172,3 +172,11 @@ def test_the_idle_daemon_loads_no_http_client_stack_and_no_ansible() -> None:
     }
     assert sorted(loaded & unwanted) == []
     assert "waitress" in loaded  # the check sees what the daemon does load
+
+
+def test_one_sample_can_be_read_back_by_name_and_labels() -> None:
+    registry = CollectorRegistry()
+    Counter("hecate_x", "x", ["chore"], registry=registry).labels("warmup").inc(2)
+    assert registry.get_sample_value("hecate_x_total", {"chore": "warmup"}) == 2.0
+    assert registry.get_sample_value("hecate_x_total", {"chore": "cache"}) is None
+    assert registry.get_sample_value("hecate_x", {"chore": "warmup"}) is None  # the sample's name

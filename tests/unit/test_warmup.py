@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hecate.ansible_port import CONTROL_PERSIST_S, Ansible
+from hecate.ansible_events import EventCallback
+from hecate.ansible_port import CONTROL_PERSIST_S, Ansible, PlaybookRequest, PlaybookResult
 from hecate.config import parse_config
 from hecate.errors import AnsibleRunError
 from hecate.flows.warmup import CONNECT_PLAYBOOK, REFRESH_S, ConnectionWarmer, warm_due
@@ -79,3 +82,60 @@ def test_a_flow_context_warms_only_when_asked(tmp_path: Path, warm: bool, runs: 
         assert ctx.ansible is fake
         warmer.join(5)
     assert [r.playbook for r in fake.requests] == [CONNECT_PLAYBOOK] * runs
+
+
+class BlockingAnsible(FakeAnsible):
+    """A warm-up that runs until cancelled (a node that never answers), as the real port does:
+    the cancel event is its cancel_callback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.cancel_seen: threading.Event | None = None
+
+    def run(
+        self,
+        request: PlaybookRequest,
+        *,
+        on_event: EventCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PlaybookResult:
+        self.requests.append(request)
+        self.cancel_seen = cancel
+        self.started.set()
+        assert cancel is not None, "a warm-up must be cancellable"
+        cancel.wait(30)
+        return PlaybookResult(request.playbook, "canceled", 254, {}, 0.0, [], None)
+
+
+def test_stop_cancels_a_running_warmup_and_starts_no_other() -> None:
+    port = BlockingAnsible()
+    outcomes: list[Exception | None] = []
+    warmer = ConnectionWarmer(lambda: port, on_outcome=outcomes.append)
+    assert warmer.warm(0.0)
+    assert port.started.wait(5)
+    started = time.monotonic()
+    assert warmer.stop(5.0)
+    assert time.monotonic() - started < 1.0  # the run was cancelled, not waited out
+    assert port.cancel_seen is not None and port.cancel_seen.is_set()
+    assert outcomes == [None]  # a cancelled warm-up is no failure
+    assert not warmer.warm(1e9, force=True)  # stopped for good
+    assert len(port.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OSError(28, "No space left on device"), RuntimeError("a bug"), AnsibleRunError("no run")],
+    ids=["OSError", "bug", "HecateError"],
+)
+def test_any_failure_of_a_warmup_is_reported_never_raised_in_its_thread(error: Exception) -> None:
+    class Failing(FakeAnsible):
+        def run(self, request: PlaybookRequest, **_: object) -> PlaybookResult:
+            raise error
+
+    outcomes: list[Exception | None] = []
+    warmer = ConnectionWarmer(Failing, on_outcome=outcomes.append)
+    assert warmer.warm(0.0)
+    warmer.join(5)
+    assert outcomes == [error]
+    assert warmer.runs == 0
