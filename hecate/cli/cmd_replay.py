@@ -11,7 +11,7 @@ import typer
 from hecate.budget import budget_from_config
 from hecate.cli.cmd_outage import SvgOpt, write_svg
 from hecate.cli.common import ConfigOpt, JsonOpt, strict_json
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config
+from hecate.config import DEFAULT_CONFIG_PATH, default_config, load_config
 from hecate.errors import StateError
 from hecate.policy import params_from_config
 from hecate.replay import replay_with_state
@@ -36,7 +36,7 @@ def replay_command(
     threshold_s, runtime_s, charge_pct and count; the event names are listed in the README
     ("Replaying traces").
     """
-    cfg = HecateConfig() if use_default_config else load_config(config)
+    cfg = default_config() if use_default_config else load_config(config)
     try:
         runs = StateStore(cfg.state_dir).load_runs()
     except StateError as exc:

@@ -104,7 +104,7 @@ def test_example_is_accepted() -> None:
 
 def test_no_nodes_is_refused_for_a_coordinator_file(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("state_dir: /tmp/x\n")
+    path.write_text("state_dir: /tmp/x\nups: {target: pyrphoros@localhost}\n")
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.problems == ["nodes.servers: a coordinator needs at least one server node"]

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 def write(tmp_path: Path, password_file: str | None) -> Path:
     path = tmp_path / "hecate.yaml"
-    data = {"nodes": {"servers": ["s1"]}, "ups": {"password_file": password_file}}
+    data = {"nodes": {"servers": ["s1"]}, "ups": {"target": "u@h", "password_file": password_file}}
     path.write_text(yaml.safe_dump(data))
     return path
 
