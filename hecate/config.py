@@ -31,8 +31,8 @@ from hecate.config_base import format_validation_error as _format_errors
 from hecate.config_checks import LOOSE_FILE_ADVICE as LOOSE_FILE_ADVICE
 from hecate.config_checks import LOOSE_FILE_BITS as LOOSE_FILE_BITS
 from hecate.config_checks import Resolver as Resolver
+from hecate.config_checks import file_use_problems as file_use_problems
 from hecate.config_checks import resolve_problems as resolve_problems
-from hecate.config_checks import secret_file_errors as secret_file_errors
 from hecate.config_checks import secret_file_warnings as secret_file_warnings
 from hecate.config_file import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES
 from hecate.config_file import MAX_YAML_DEPTH as MAX_YAML_DEPTH
