@@ -90,8 +90,9 @@ MAKE: Final = {
     "ssh_identity_file": "ssh-keygen -t ed25519 -N '' -C hecate -f {path} && "
     "chown hecate-daemon: {path} (or set ssh_identity_file: null to use ssh-agent)",
     "ssh_config_file": "write the ssh_config there, or set ssh_config_file: null",
-    "ups.password_file": "(umask 027; printf '%s\\n' 'THE-UPSD-PASSWORD' > {path}) && chgrp "
-    "hecate-daemon {path} (the password of ups.user in upsd.users), or set "
+    # read -s: the password never reaches the shell's history or the process list
+    "ups.password_file": "(umask 027; read -rsp 'password of ups.user in upsd.users: ' P && "
+    "printf '%s\\n' \"$P\" > {path}) && chgrp hecate-daemon {path}, or set "
     "ups.password_file: null for anonymous reads",
     "coordination.token_file": "(umask 027; head -c 32 /dev/urandom | base64 > {path}) && chgrp "
     "hecate-daemon {path}, the same token on every instance (or set token_file: null)",
