@@ -14,6 +14,15 @@ Grammar::
     ups@host      UPS@HOST[:PORT] (the port defaults to 3493), UPS = [A-Za-z0-9_][A-Za-z0-9_.+-]*
     listen        [HOST]:PORT, PORT 0..65535 (0 picks a free port), an empty HOST = every interface
 
+Names that reach a protocol, a command line or an API path (``parse_*`` below; no control
+character in any of them, nor in any config value)::
+
+    Kubernetes    namespace: RFC 1123 label (a-z, 0-9, '-', at most 63); object: RFC 1123 subdomain
+    NUT user      letters, digits and _ . @ + - (one protocol token, an upsd.users section)
+    NUT command   dot-separated words of letters, digits, _ and - (shutdown.return)
+    Linux user    letters, digits, _ . - (not starting with '-' or '.'), at most 32
+    git branch    git check-ref-format's rules
+
 A host name whose last label is all digits must be a valid IPv4 address (RFC 1123 2.1), so
 ``999.1.1.1`` is refused instead of being looked up as a name.
 

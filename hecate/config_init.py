@@ -213,10 +213,16 @@ def _plan_ups(found: Discovery, plan: InitPlan) -> None:
         plan.values[("ups", "target")] = found.ups_target
         plan.found.append(f"UPS: {found.ups_target} (from --ups-target)")
         return
+    kept = None if found.existing is None else _get(found.existing, ("ups", "target"))
+    if kept is not None and not found.ups_names:
+        # upsd said nothing: the existing config's UPS is the operator's word (never the
+        # example's: without either, `config init` asks for --ups-target)
+        plan.values[("ups", "target")] = kept
+        plan.found.append(f"UPS: {kept} (kept from the existing config)")
     if found.ups_names is None:
         plan.todo.append(
-            f"upsd at {found.nut_where} could not be asked ({found.nut_error}): set ups.target "
-            "by hand (UPSNAME@HOST[:PORT], `upsc -l` lists the names)"
+            f"upsd at {found.nut_where} could not be asked ({found.nut_error}): check ups.target "
+            "(UPSNAME@HOST[:PORT], `upsc -l` lists the names)"
         )
         return
     names = sorted(found.ups_names)

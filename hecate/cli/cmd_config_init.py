@@ -98,14 +98,14 @@ def init_command(
         raise typer.Exit(EXIT_USAGE) from None
     existing = _existing(config)
     discovery = _discover(kubeconfig.resolve(), nut, existing, flagged, target)
-    if discovery.ups_target is None and not discovery.ups_names:
+    plan = plan_config(discovery)
+    if ("ups", "target") not in plan.values:
         typer.echo(
             f"error: no UPS to write as ups.target (upsd at {discovery.nut_where}: "
             f"{discovery.nut_error or 'serves no UPS'}); pass --ups-target UPSNAME@HOST[:PORT]",
             err=True,
         )
         raise typer.Exit(EXIT_USAGE)
-    plan = plan_config(discovery)
     text = render_config(example_text(), plan.values)
     if config.exists():
         backup = config.with_name(config.name + ".bak")
