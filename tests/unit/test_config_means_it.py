@@ -411,3 +411,12 @@ def test_the_units_gate_refuses_only_what_stops_the_daemon(tmp_path: Path) -> No
     data["ups"]["password_file"] = str(tmp_path / "absent-too")
     assert check(data, tmp_path, "--daemon-start").exit_code == 2
     assert check(data, tmp_path).exit_code == 2
+
+
+def test_the_daemons_unit_gates_on_what_stops_the_daemon_only() -> None:
+    from tests.unit.test_unit_security import render  # noqa: PLC0415 - jinja2 only here
+
+    unit = render("hecate.service")
+    gates = [line for line in unit.splitlines() if line.startswith("Exec") and "config" in line]
+    assert len(gates) == 2  # ExecStartPre and ExecReload
+    assert all("config check --daemon-start" in line for line in gates), gates
