@@ -417,6 +417,6 @@ def test_the_daemons_unit_gates_on_what_stops_the_daemon_only() -> None:
     from tests.unit.test_unit_security import render  # noqa: PLC0415 - jinja2 only here
 
     unit = render("hecate.service")
-    gates = [line for line in unit.splitlines() if line.startswith("Exec") and "config" in line]
+    gates = [line for line in unit.splitlines() if line.startswith("Exec") and " check " in line]
     assert len(gates) == 2  # ExecStartPre and ExecReload
     assert all("config check --daemon-start" in line for line in gates), gates
