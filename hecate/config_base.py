@@ -153,8 +153,10 @@ def _all_keys(root: type[BaseModel], prefix: str = "") -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for name, field in root.model_fields.items():
         found.setdefault(name, []).append(prefix + name)
+        # an item of a list of sections: startup.probes.N.target
+        item = ".N" if typing.get_origin(field.annotation) is list else ""
         for model in _models_in(field.annotation):
-            for key, paths in _all_keys(model, f"{prefix}{name}.").items():
+            for key, paths in _all_keys(model, f"{prefix}{name}{item}.").items():
                 found.setdefault(key, []).extend(paths)
     return found
 
