@@ -201,6 +201,7 @@ def behaviour(twin: Twin, state: Path, strategy: str, workdir: Path) -> list[tup
             "ssh_identity_file": str(twin.ssh_key),
             "ssh_node_hosts": hosts,
             "ssh_connect_timeout_seconds": 10,
+            "ups": {"target": "pyrphoros@localhost"},
         }
     )
     with AnsiblePort.from_config(broken, extra_env=env) as port:

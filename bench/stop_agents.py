@@ -46,6 +46,7 @@ def make_config(twin: Twin, state_dir: Path) -> HecateConfig:
             "ssh_identity_file": str(twin.ssh_key),
             "ssh_node_hosts": twin.ssh_node_hosts(),
             "ssh_connect_timeout_seconds": 10,
+            "ups": {"target": "pyrphoros@localhost"},
         }
     )
 

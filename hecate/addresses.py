@@ -14,6 +14,15 @@ Grammar::
     ups@host      UPS@HOST[:PORT] (the port defaults to 3493), UPS = [A-Za-z0-9_][A-Za-z0-9_.+-]*
     listen        [HOST]:PORT, PORT 0..65535 (0 picks a free port), an empty HOST = every interface
 
+Names that reach a protocol, a command line or an API path (``parse_*`` below; no control
+character in any of them, nor in any config value)::
+
+    Kubernetes    namespace: RFC 1123 label (a-z, 0-9, '-', at most 63); object: RFC 1123 subdomain
+    NUT user      letters, digits and _ . @ + - (one protocol token, an upsd.users section)
+    NUT command   dot-separated words of letters, digits, _ and - (shutdown.return)
+    Linux user    letters, digits, _ . - (not starting with '-' or '.'), at most 32
+    git branch    git check-ref-format's rules
+
 A host name whose last label is all digits must be a valid IPv4 address (RFC 1123 2.1), so
 ``999.1.1.1`` is refused instead of being looked up as a name.
 
@@ -253,6 +262,88 @@ class ListenAddress(_Parsed):
             return False
         wildcard = {"", "0.0.0.0", "::"}  # noqa: S104 - compared, not bound
         return self.host in wildcard or other.host in wildcard or self.host == other.host
+
+
+# --------------------------------------------------------------------------- names
+
+# C0 and C1 control characters, DEL and the Unicode line separators: a newline in a value that
+# reaches the NUT protocol (one command a line), a command line or an inventory smuggles in more.
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_KUBE_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_KUBE_NAME: Final = re.compile(rf"{_NODE_LABEL}(?:\.{_NODE_LABEL})*")
+_NUT_USER: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,63}")
+_NUT_COMMAND: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9][A-Za-z0-9_-]*)*")
+_USER_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}\$?")
+_GIT_REF_BAD: Final = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$|/\.")
+
+
+def control_problem(text: str) -> str | None:
+    """Why `text` cannot be a config value (a control character), or None."""
+    found = _CONTROL.search(text)
+    if found:
+        return f"contains a control character ({found.group()!a}); none is allowed"
+    return None
+
+
+def _named(text: str, pattern: re.Pattern[str], what: str) -> str:
+    problem = control_problem(text)
+    if problem:
+        raise AddressError(problem)
+    if not pattern.fullmatch(text):
+        raise AddressError(f"{text!r} is not {what}")
+    return text
+
+
+def parse_kube_label(text: str) -> str:
+    """A Kubernetes namespace: an RFC 1123 label (lower case, digits, '-'; at most 63)."""
+    return _named(
+        text, _KUBE_LABEL, "a Kubernetes namespace (RFC 1123 label: a-z, 0-9, '-', at most 63)"
+    )
+
+
+def parse_kube_name(text: str) -> str:
+    """A Kubernetes object name: an RFC 1123 subdomain (labels joined by dots, at most 253)."""
+    if len(text) > MAX_HOST_NAME:
+        raise AddressError(f"longer than {MAX_HOST_NAME} characters")
+    return _named(
+        text,
+        _KUBE_NAME,
+        "a Kubernetes name (RFC 1123: a-z, 0-9, '-' and '.', no label starts or ends with '-')",
+    )
+
+
+def parse_nut_user(text: str) -> str:
+    """A upsd user name (a section of upsd.users, sent as one protocol token)."""
+    return _named(text, _NUT_USER, "a NUT user name (letters, digits and _ . @ + -)")
+
+
+def parse_nut_command(text: str) -> str:
+    """A NUT instant command name (`shutdown.return`, `load.off.delay`)."""
+    return _named(
+        text, _NUT_COMMAND, "a NUT command name (dot-separated words of letters, digits, _ -)"
+    )
+
+
+def parse_user_name(text: str) -> str:
+    """A Linux user name as SSH logs in with it (never starting with '-': not an option)."""
+    return _named(
+        text,
+        _USER_NAME,
+        "a Linux user name (letters, digits, _ . -, not starting with '-' or '.', at most 32)",
+    )
+
+
+def parse_git_branch(text: str) -> str:
+    """A git branch name (git check-ref-format's rules)."""
+    problem = control_problem(text)
+    if problem:
+        raise AddressError(problem)
+    if _GIT_REF_BAD.search(text):
+        raise AddressError(
+            f"{text!r} is not a git branch name (no spaces, ~ ^ : ? * [ \\, '..', '@{{', '//'; "
+            "not starting with '-', '/' or '.', not ending with '/', '.' or '.lock')"
+        )
+    return text
 
 
 def _represent(dumper: yaml.SafeDumper, value: _Parsed) -> yaml.Node:

@@ -7,49 +7,75 @@ Secrets never live in this file: they are read from files named here (`*_file` k
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from hecate.addresses import Address, HostPort, ListenAddress, UpsTarget
+from hecate.addresses import (
+    Address,
+    HostPort,
+    ListenAddress,
+    UpsTarget,
+)
+from hecate.config_base import Node as Node
 
 # Split into sibling modules to stay small; every name stays importable from hecate.config.
-from hecate.config_base import Node as Node
+from hecate.config_base import (
+    NutCommand,
+    NutUser,
+    UserName,
+    at,
+)
 from hecate.config_base import StrictModel as _Strict
+from hecate.config_base import format_validation_error as _format_errors
 from hecate.config_checks import LOOSE_FILE_ADVICE as LOOSE_FILE_ADVICE
 from hecate.config_checks import LOOSE_FILE_BITS as LOOSE_FILE_BITS
 from hecate.config_checks import Resolver as Resolver
+from hecate.config_checks import file_use_problems as file_use_problems
 from hecate.config_checks import resolve_problems as resolve_problems
-from hecate.config_checks import secret_file_errors as secret_file_errors
 from hecate.config_checks import secret_file_warnings as secret_file_warnings
 from hecate.config_file import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES
 from hecate.config_file import MAX_YAML_DEPTH as MAX_YAML_DEPTH
 from hecate.config_file import MAX_YAML_NODES as MAX_YAML_NODES
 from hecate.config_file import parse_yaml as parse_yaml
 from hecate.config_file import read_config_text as read_config_text
+from hecate.config_startup import FoundationWorkload as FoundationWorkload
+from hecate.config_startup import StartupConfig as StartupConfig
+from hecate.config_startup import StartupProbe as StartupProbe
+from hecate.config_startup import StorageWorkload as StorageWorkload
 from hecate.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/hecate/hecate.yaml")
 
 
+def _twice(names: list[str]) -> list[str]:
+    return sorted({name for name in names if names.count(name) > 1})
+
+
+# Cross-field checks are field validators on the last field they read (info.data holds the
+# fields before it that validated), never model validators: a model validator runs only once
+# every field is valid, so its error would show only on the run after the field errors are fixed.
 class Nodes(_Strict):
     servers: list[Node] = Field(default_factory=list, description="k3s server node names")
-    agents: list[Node] = Field(default_factory=list, description="k3s agent node names")
+    agents: list[Node] = Field(
+        default_factory=list, description="k3s agent node names", validate_default=True
+    )
 
-    @model_validator(mode="after")
-    def _unique(self) -> Nodes:
-        seen: set[str] = set()
-        for name in [*self.servers, *self.agents]:
-            if name in seen:
-                raise ValueError(f"node {name!r} is listed twice")
-            seen.add(name)
-        return self
+    @field_validator("servers")
+    @classmethod
+    def _servers_unique(cls, value: list[str]) -> list[str]:
+        for name in _twice(value):
+            raise ValueError(f"node {name!r} is listed twice")
+        return value
 
     @field_validator("agents")
     @classmethod
     def _agents_need_a_server(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        if value and info.data.get("servers") == []:
+        servers = info.data.get("servers")
+        if value and servers == []:
             raise ValueError("agents need at least one server in nodes.servers")
+        for name in _twice([*value, *(servers or [])]):
+            raise ValueError(f"node {name!r} is listed twice")
         return value
 
     @property
@@ -58,10 +84,9 @@ class Nodes(_Strict):
 
 
 class UpsConfig(_Strict):
-    target: UpsTarget = Field(
-        UpsTarget.parse("pyrphoros@localhost"), description="ups@host[:port] as upsc takes it"
-    )
-    user: str = "monuser"
+    # No default: a config must name its UPS (README, "Upgrading").
+    target: UpsTarget = Field(description="ups@host[:port] as upsc takes it")
+    user: NutUser = "monuser"
     password_file: Path | None = None
     poll_interval_seconds: float = Field(5.0, gt=0, le=300)
     debounce_polls: int = Field(3, ge=1, le=100)
@@ -90,16 +115,19 @@ class UpsConfig(_Strict):
     # learned: the shutdown threshold is raised by the learned correction (never lowered).
     runtime_correction: Literal["off", "learned"] = "off"
 
-    @model_validator(mode="after")
-    def _window_fits_debounce(self) -> UpsConfig:
-        window = self.critical_window_seconds
-        needed = (self.debounce_polls - 1) * self.poll_interval_seconds
-        if window is not None and window <= needed:
+    @field_validator("critical_window_seconds")
+    @classmethod
+    def _window_fits_debounce(cls, window: float | None, info: ValidationInfo) -> float | None:
+        polls, interval = info.data.get("debounce_polls"), info.data.get("poll_interval_seconds")
+        if window is None or polls is None or interval is None:
+            return window
+        needed = (polls - 1) * interval
+        if window <= needed:
             raise ValueError(
                 f"critical_window_seconds ({window:g}) must be longer than (debounce_polls - 1)"
                 f" x poll_interval_seconds ({needed:g}), or no shutdown could ever trigger"
             )
-        return self
+        return window
 
 
 class ShutdownConfig(_Strict):
@@ -119,7 +147,7 @@ class ShutdownConfig(_Strict):
     poweroff_local_host: bool = False
     ups_kill_power: bool = False
     # The NUT instant command sent when ups_kill_power is on.
-    ups_kill_command: str = "shutdown.return"
+    ups_kill_command: NutCommand = "shutdown.return"
     runs_kept: int = Field(200, ge=1)
 
     @field_validator("min_samples")
@@ -134,111 +162,11 @@ class ShutdownConfig(_Strict):
         return value
 
 
-class FoundationWorkload(_Strict):
-    """A workload the cluster needs before anything else (storage, DNS, ingress)."""
-
-    kind: Literal["deployment", "statefulset"] = "deployment"
-    namespace: str
-    name: str
-    replicas: int = Field(1, ge=1, description="replicas to restore when found at 0")
-    timeout_seconds: float = Field(120.0, gt=0)
-
-
-class StorageWorkload(_Strict):
-    """A workload volumes depend on (Longhorn's or a CSI driver's DaemonSet/Deployment)."""
-
-    kind: Literal["daemonset", "deployment", "statefulset"] = "daemonset"
-    namespace: str
-    name: str
-
-
-class StartupProbe(_Strict):
-    """A check run from the Hecate host after Flux is Ready: an HTTP(S) URL or a TCP host:port.
-
-    `target` is parsed here: `http://` or `https://` makes an HTTP probe (`expected_status`
-    applies), anything else must be HOST:PORT (a TCP connect)."""
-
-    name: str | None = None
-    target: str
-    expected_status: int = Field(200, ge=100, le=599)
-    timeout_seconds: float = Field(5.0, gt=0, le=300)
-    retries: int = Field(3, ge=0, le=100)
-    retry_interval_seconds: float = Field(5.0, ge=0, le=600)
-    # HTTPS only: check the certificate against the system CAs (a self-signed ingress: false).
-    verify_tls: bool = True
-
-    @field_validator("target")
-    @classmethod
-    def _target_shape(cls, value: str) -> str:
-        if value.startswith(("http://", "https://")):
-            if len(value.split("://", 1)[1]) == 0:
-                raise ValueError("an http(s):// URL needs a host")
-            return value
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be an http(s):// URL or HOST:PORT")
-        return value
-
-    @property
-    def kind(self) -> Literal["http", "tcp"]:
-        return "http" if self.target.startswith(("http://", "https://")) else "tcp"
-
-    @property
-    def label(self) -> str:
-        return self.name or self.target
-
-
-class StartupConfig(_Strict):
-    power_stable_seconds: float = Field(60.0, ge=0)
-    min_battery_charge: float = Field(50.0, ge=0, le=100)
-    # When the charge cannot be read: startup also waits for the runtime on mains to reach the
-    # shutdown threshold, or this long beyond power_stable_seconds, whichever comes first.
-    charge_unknown_wait_seconds: float = Field(1800.0, ge=0)
-    api_timeout_seconds: float = Field(300.0, gt=0)
-    nodes_ready_timeout_seconds: float = Field(300.0, gt=0)
-    flux_namespace: str = "flux-system"
-    flux_git_repository: str = "flux-system"
-    gitea_namespace: str = "gitea"
-    gitea_workload: str = "deployment/gitea"
-    gitea_replicas: int = Field(1, ge=1)
-    gitea_bootstrap_manifests: list[Path] = Field(default_factory=list)
-    # How often the daemon refreshes state_dir/bootstrap-cache from the live objects.
-    bootstrap_cache_refresh_seconds: float = Field(3600.0, gt=0)
-    flux_ready_timeout_seconds: float = Field(180.0, gt=0)
-    force_flux_branch: str | None = None
-    # Brought back one by one, in this order, right after the nodes are Ready.
-    foundation_workloads: list[FoundationWorkload] = Field(default_factory=list)
-    # Gate: before k3s starts, every node's clock is synchronised (timedatectl NTPSynchronized)
-    # and within max_clock_skew_seconds of this host. unsynced: wait (up to
-    # time_sync_timeout_seconds, then stop the startup before k3s starts) or start_anyway
-    # (report the nodes and go on).
-    time_sync_check: bool = True
-    max_clock_skew_seconds: float = Field(5.0, gt=0)
-    time_sync_timeout_seconds: float = Field(300.0, gt=0)
-    time_sync_unsynced: Literal["wait", "start_anyway"] = "wait"
-    # Gate: after the nodes are Ready, these are Ready (and, optionally, no VolumeAttachment
-    # is stuck) before Flux brings back the workloads that need them.
-    storage_workloads: list[StorageWorkload] = Field(default_factory=list)
-    storage_check_volume_attachments: bool = False
-    storage_timeout_seconds: float = Field(300.0, gt=0)
-    # Gate: checks run from this host after Flux is Ready; a failing one makes the run partial.
-    probes: list[StartupProbe] = Field(default_factory=list)
-    # Gate: the run ends only after the cluster stayed healthy this long (0: no soak).
-    soak_seconds: float = Field(0.0, ge=0)
-    soak_interval_seconds: float = Field(10.0, gt=0)
-
-    @field_validator("gitea_workload")
-    @classmethod
-    def _workload_kind(cls, value: str) -> str:
-        kind, sep, name = value.partition("/")
-        if not sep or not name or kind not in {"deployment", "statefulset"}:
-            raise ValueError("must be deployment/NAME or statefulset/NAME")
-        return value
-
-
 class CoordinationConfig(_Strict):
     role: Literal["coordinator", "peer"] = "coordinator"
-    coordinator_address: Address | None = Field(None, description="host:port of the coordinator")
+    coordinator_address: Address | None = Field(
+        None, description="host:port of the coordinator", validate_default=True
+    )
     peer_hosts: list[Address] = Field(default_factory=list)
     # peers reach it only on an address named on purpose
     listen: ListenAddress = ListenAddress.parse("127.0.0.1:9561")
@@ -256,11 +184,12 @@ class CoordinationConfig(_Strict):
             raise ValueError(f"{value}: the coordination endpoint listens on IPv4 only")
         return value
 
-    @model_validator(mode="after")
-    def _peer_needs_coordinator(self) -> CoordinationConfig:
-        if self.role == "peer" and not self.coordinator_address:
+    @field_validator("coordinator_address")
+    @classmethod
+    def _peer_needs_coordinator(cls, value: Address | None, info: ValidationInfo) -> Address | None:
+        if info.data.get("role") == "peer" and not value:
             raise ValueError("a peer needs coordination.coordinator_address")
-        return self
+        return value
 
 
 class MetricsConfig(_Strict):
@@ -275,14 +204,14 @@ class HecateConfig(_Strict):
     state_dir: Path = Path("/var/lib/hecate")
     nodes: Nodes = Field(default_factory=Nodes)
 
-    ssh_user: str = "root"
+    ssh_user: UserName = "root"
     ssh_port: int = Field(22, gt=0, lt=65536)
     ssh_config_file: Path | None = None
     ssh_identity_file: Path | None = None
     ssh_jump_host: HostPort | None = None
-    ssh_jump_user: str | None = None
+    ssh_jump_user: UserName | None = None
     ssh_node_hosts: dict[Node, HostPort] = Field(default_factory=dict)
-    ssh_node_users: dict[Node, str] = Field(default_factory=dict)
+    ssh_node_users: dict[Node, UserName] = Field(default_factory=dict)
     ssh_managed_nodes: list[Node] | None = None
     ssh_connect_timeout_seconds: int = Field(10, gt=0, le=300)
     # sudo_command: the SSH user runs `sudo -n systemctl ...` with narrow sudoers rules;
@@ -296,30 +225,61 @@ class HecateConfig(_Strict):
             raise ValueError("ssh_jump_user is set but ssh_jump_host is not")
         return value
 
-    ups: UpsConfig = Field(default_factory=UpsConfig)
+    @field_validator("ssh_node_hosts", "ssh_node_users", "ssh_managed_nodes")
+    @classmethod
+    def _known_nodes(cls, value: Any, info: ValidationInfo) -> Any:
+        nodes = info.data.get("nodes")
+        if nodes is None or not value:
+            return value  # nodes invalid: its own error says so
+        unknown = sorted(set(value) - set(nodes.all))
+        if unknown:
+            raise ValueError(
+                f"{info.field_name} names nodes not in nodes.servers/agents: {unknown}"
+            )
+        return value
+
+    # No default: a config names its UPS (ups.target); a missing section reports that key.
+    ups: UpsConfig
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     startup: StartupConfig = Field(default_factory=StartupConfig)
-    coordination: CoordinationConfig = Field(default_factory=CoordinationConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    coordination: CoordinationConfig = Field(
+        default_factory=CoordinationConfig, validate_default=True
+    )
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, validate_default=True)
 
-    @model_validator(mode="after")
-    def _known_nodes(self) -> HecateConfig:
-        known = set(self.nodes.all)
-        for key, names in (
-            ("ssh_node_hosts", list(self.ssh_node_hosts)),
-            ("ssh_node_users", list(self.ssh_node_users)),
-            ("ssh_managed_nodes", self.ssh_managed_nodes or []),
-        ):
-            unknown = sorted(set(names) - known)
-            if unknown:
-                raise ValueError(f"{key} names nodes not in nodes.servers/agents: {unknown}")
-        metrics, coordination = self.metrics.listen, self.coordination.listen
-        if self.coordination.role == "coordinator" and metrics.overlaps(coordination):
-            raise ValueError(
-                f"metrics.listen ({metrics}) and coordination.listen ({coordination}) "
-                "use the same port: give each its own"
+    @model_validator(mode="before")
+    @classmethod
+    def _ups_section(cls, data: Any) -> Any:
+        # `ups:` absent or empty: validate it as {} so the error names ups.target itself
+        if isinstance(data, dict) and data.get("ups") is None:
+            return {**data, "ups": {}}
+        return data
+
+    @field_validator("coordination")
+    @classmethod
+    def _coordinator_has_servers(
+        cls, value: CoordinationConfig, info: ValidationInfo
+    ) -> CoordinationConfig:
+        # A config file must have servers; a partial config (tests, drills) may leave them out.
+        nodes = info.data.get("nodes")
+        is_file = isinstance(info.context, dict) and info.context.get("file")
+        if is_file and nodes is not None and value.role == "coordinator" and not nodes.servers:
+            raise at("a coordinator needs at least one server node", "nodes.servers", absolute=True)
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _own_port(cls, value: MetricsConfig, info: ValidationInfo) -> MetricsConfig:
+        coordination = info.data.get("coordination")
+        if coordination is None or coordination.role != "coordinator":
+            return value
+        if value.listen.overlaps(coordination.listen):
+            raise at(
+                f"metrics.listen ({value.listen}) and coordination.listen "
+                f"({coordination.listen}) use the same port: give each its own",
+                "listen",
             )
-        return self
+        return value
 
     def secret_files(self) -> dict[str, Path]:
         """Config keys that name secret files, for permission checks."""
@@ -338,43 +298,37 @@ class HecateConfig(_Strict):
 
 
 def format_validation_error(error: ValidationError) -> list[str]:
-    """One line per problem, each starting with its dotted field path."""
-    lines = []
-    for item in error.errors():
-        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling against configs/hecate.example.yaml)"
-        lines.append(f"{path}: {message}")
-    return lines
+    """One line per problem, each starting with the dotted path of the key itself."""
+    return _format_errors(error, HecateConfig)
 
 
-def parse_config(data: object, source: str = "<config>") -> HecateConfig:
-    """Validate already-loaded YAML data."""
+def parse_config(data: object, source: str = "<config>", *, file: bool = False) -> HecateConfig:
+    """Validate already-loaded YAML data: every problem, field and cross-field, in one pass.
+    `file`: what a config file must have that a partial config (tests, drills) may leave out.
+    Pure: no file the config names is looked at (`hecate.config_checks` does that)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping", [])
     try:
-        return HecateConfig.model_validate(data)
+        return HecateConfig.model_validate(data, context={"file": file})
     except ValidationError as exc:
         problems = format_validation_error(exc)
         raise ConfigError(f"{source}: {len(problems)} invalid field(s)", problems) from None
-
-
-def file_problems(config: HecateConfig) -> list[str]:
-    """What a config file must have that a partial config (tests, drills) may leave out."""
-    if config.coordination.role == "coordinator" and not config.nodes.servers:
-        return ["nodes.servers: a coordinator needs at least one server node"]
-    return []
 
 
 def load_config(path: Path) -> HecateConfig:
     """Read and validate a config file; raises ConfigError with every problem listed."""
     source = str(path)
     data = parse_yaml(read_config_text(path), source)
-    config = parse_config(data, source)
-    problems = file_problems(config)
-    if problems:
-        raise ConfigError(f"{source}: {len(problems)} invalid field(s)", problems)
-    return config
+    return parse_config(data, source, file=True)
+
+
+# A UPS name for what never reads one (`replay --default-config`): ups.target has no default.
+NO_UPS_TARGET = UpsTarget.parse("none@localhost")
+
+
+def default_config() -> HecateConfig:
+    """Every default, with NO_UPS_TARGET for the UPS: for what replays a trace and never
+    reads a UPS."""
+    return HecateConfig(ups=UpsConfig(target=NO_UPS_TARGET))

@@ -59,6 +59,10 @@ class Discovery:
     nut_error: str = ""
     api_server: str = ""
     existing: Mapping[str, Any] | None = None  # an existing valid config, as data
+    # Where the nodes came from: "" the cluster; else the flags, and why (the cluster's error)
+    nodes_from_flags: str = ""
+    ups_target: str | None = None  # --ups-target: the operator's word over upsd's list
+    cluster_error: str = ""  # why the cluster could not be read ("": it was)
 
 
 @dataclass
@@ -98,8 +102,9 @@ def plan_config(found: Discovery) -> InitPlan:
     agents = sorted(n.name for n in found.nodes if not is_server(n))
     values[("nodes", "servers")] = servers
     values[("nodes", "agents")] = agents
+    where = f"from {found.nodes_from_flags}" if found.nodes_from_flags else "from the cluster"
     plan.found.append(
-        f"nodes: {len(servers)} server(s) {', '.join(servers) or '-'}; "
+        f"nodes ({where}): {len(servers)} server(s) {', '.join(servers) or '-'}; "
         f"{len(agents)} agent(s) {', '.join(agents) or '-'}"
     )
     if not servers:
@@ -110,9 +115,9 @@ def plan_config(found: Discovery) -> InitPlan:
     hosts = {n.name: n.internal_ip for n in found.nodes if n.internal_ip}
     values[("ssh_node_hosts",)] = dict(sorted(hosts.items()))
     missing_ip = sorted(n.name for n in found.nodes if not n.internal_ip)
+    source = "the flags' addresses" if found.nodes_from_flags else "the nodes' InternalIP"
     plan.found.append(
-        "ssh_node_hosts from the nodes' InternalIP: "
-        + ", ".join(f"{k}={v}" for k, v in sorted(hosts.items()))
+        f"ssh_node_hosts from {source}: " + ", ".join(f"{k}={v}" for k, v in sorted(hosts.items()))
     )
     if missing_ip:
         plan.todo.append(f"no InternalIP for {', '.join(missing_ip)}: they are reached by name")
@@ -125,9 +130,16 @@ def plan_config(found: Discovery) -> InitPlan:
             f"the kubeconfig's server is {found.api_server}: from another host it must be a "
             "server's address (edit its server: line)"
         )
-    _plan_flux(found, plan)
-    _plan_gitea(found, plan)
-    _plan_foundation(found, plan)
+    if found.cluster_error:
+        plan.found.append(f"the cluster could not be read: {found.cluster_error}")
+        plan.todo.append(
+            "startup.flux_*, startup.gitea_* and startup.foundation_workloads keep the "
+            "example's values (the cluster could not be read): check them"
+        )
+    else:
+        _plan_flux(found, plan)
+        _plan_gitea(found, plan)
+        _plan_foundation(found, plan)
     _plan_ups(found, plan)
     if found.existing is not None:
         carried = []
@@ -197,10 +209,20 @@ def _plan_foundation(found: Discovery, plan: InitPlan) -> None:
 
 
 def _plan_ups(found: Discovery, plan: InitPlan) -> None:
+    if found.ups_target is not None:
+        plan.values[("ups", "target")] = found.ups_target
+        plan.found.append(f"UPS: {found.ups_target} (from --ups-target)")
+        return
+    kept = None if found.existing is None else _get(found.existing, ("ups", "target"))
+    if kept is not None and not found.ups_names:
+        # upsd said nothing: the existing config's UPS is the operator's word (never the
+        # example's: without either, `config init` asks for --ups-target)
+        plan.values[("ups", "target")] = kept
+        plan.found.append(f"UPS: {kept} (kept from the existing config)")
     if found.ups_names is None:
         plan.todo.append(
-            f"upsd at {found.nut_where} could not be asked ({found.nut_error}): set ups.target "
-            "by hand (UPSNAME@HOST[:PORT], `upsc -l` lists the names)"
+            f"upsd at {found.nut_where} could not be asked ({found.nut_error}): check ups.target "
+            "(UPSNAME@HOST[:PORT], `upsc -l` lists the names)"
         )
         return
     names = sorted(found.ups_names)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -10,15 +10,30 @@ from hecate.cli.cmd_config_init import init_command
 from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, flat_help
 from hecate.config import (
     DEFAULT_CONFIG_PATH,
+    file_use_problems,
     load_config,
     resolve_problems,
-    secret_file_errors,
     secret_file_warnings,
 )
 from hecate.errors import ConfigError
 
 app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
 app.command("init", help=flat_help(init_command))(init_command)
+
+
+# The files the daemon cannot start without (it reads the NUT password once at start and exits
+# without it). `--daemon-start` refuses only these; the rest of the file checks are warnings.
+START_FILES = ("ups.password_file",)
+
+
+def _refuse(message: str, problems: list[str], as_json: bool) -> NoReturn:
+    if as_json:
+        emit_json({"valid": False, "error": message, "problems": problems})
+    else:
+        typer.echo(f"error: {message}", err=True)
+        for problem in problems:
+            typer.echo(f"  - {problem}", err=True)
+    raise typer.Exit(EXIT_USAGE)
 
 
 @app.command("check")
@@ -33,43 +48,45 @@ def check(
             "machine can bind them (run it on the machine that runs the daemon).",
         ),
     ] = False,
+    daemon_start: Annotated[
+        bool,
+        typer.Option(
+            "--daemon-start",
+            help="The unit's gate before the daemon starts or reloads: refuse only what the "
+            "daemon cannot run with (an invalid config, a missing ups.password_file); other "
+            "file problems are warnings, so a missing kubeconfig or SSH key never keeps the "
+            "daemon from watching the UPS.",
+        ),
+    ] = False,
 ) -> None:
-    """Validate a config file; list every invalid field by its path (exit 2 when invalid).
+    """Validate a config file and the files it names; list every problem by the key that holds
+    it (exit 2 when any).
 
-    Refuses what would fail later: addresses and ports outside the grammar, node names that are
-    not RFC 1123 host names, duplicate YAML keys, booleans given as numbers, .inf/.nan, empty
-    values, metrics and coordination on the same port, min_samples above history_window, and a
-    missing ups.password_file (the daemon cannot start without it). Warns when a secret file
-    (ups.password_file, coordination.token_file) is open to others or group-writable, or when
-    coordination.token_file is missing.
+    Refuses what would fail later: addresses, ports and names outside their grammar (node and
+    Kubernetes names, NUT user and command, Linux user, git branch; no control character
+    anywhere), unknown keys (with the key meant), duplicate YAML keys, booleans given as
+    numbers, .inf/.nan, empty values, a missing ups.target, cross-field conflicts, and every
+    file the config names (kubeconfig, ssh_identity_file, ssh_config_file, ups.password_file,
+    coordination.token_file, startup.gitea_bootstrap_manifests) that is missing, not a regular
+    file, empty when it holds a secret, or unreadable by the daemon's user (run as root: the
+    state dir's owner, judged by the modes as `hecate doctor` does). Warns when a secret file
+    is open to others or group-writable.
     """
     try:
         loaded = load_config(config)
-        if resolve:
-            problems = resolve_problems(loaded)
-            if problems:
-                raise ConfigError(
-                    f"{config}: {len(problems)} listen address(es) unusable", problems
-                )
     except ConfigError as exc:
-        if as_json:
-            emit_json({"valid": False, "error": exc.message, "problems": exc.problems})
-        else:
-            typer.echo(f"error: {exc.message}", err=True)
-            for problem in exc.problems:
-                typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    errors = secret_file_errors(loaded)
+        _refuse(exc.message, exc.problems, as_json)
+    files = file_use_problems(loaded)
+    listens = resolve_problems(loaded) if resolve else []
+    if daemon_start:
+        errors = listens + [f for f in files if f.startswith(START_FILES)]
+        warnings = [f for f in files if not f.startswith(START_FILES)]
+    else:
+        errors, warnings = [*listens, *files], []
+    named = {problem.split(":", 1)[0] for problem in files}
+    warnings += [w for w in secret_file_warnings(loaded) if w.split(":", 1)[0] not in named]
     if errors:
-        message = f"{config}: {len(errors)} missing secret file(s)"
-        if as_json:
-            emit_json({"valid": False, "error": message, "problems": errors})
-        else:
-            typer.echo(f"error: {message}", err=True)
-            for problem in errors:
-                typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(EXIT_USAGE)
-    warnings = secret_file_warnings(loaded)
+        _refuse(f"{config}: {len(errors)} problem(s)", errors, as_json)
     if as_json:
         emit_json({"valid": True, "warnings": warnings, "config": loaded.model_dump(mode="json")})
         return

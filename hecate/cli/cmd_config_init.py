@@ -11,14 +11,16 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from hecate.addresses import HostPort, NodeName, UpsTarget
 from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
-from hecate.config import DEFAULT_CONFIG_PATH, load_config
-from hecate.config_init import Discovery, FluxSource, plan_config, render_config
+from hecate.config import DEFAULT_CONFIG_PATH, file_use_problems, load_config, parse_config
+from hecate.config_init import SERVER_ROLES, Discovery, FluxSource, plan_config, render_config
 from hecate.errors import ConfigError, HecateError, KubeError, UpsError
-from hecate.kube import Kube
+from hecate.kube import Kube, NodeDetails
 from hecate.nut import DEFAULT_PORT, NutClient, NutTarget
 
 EXAMPLE_NAME = "hecate.example.yaml"
+DEFAULT_KUBECONFIG = Path("/etc/hecate/kubeconfig.yaml")
 
 
 def example_text() -> str:
@@ -30,6 +32,16 @@ def example_text() -> str:
     raise HecateError(f"cannot find {EXAMPLE_NAME} (looked in configs/ and hecate/data/)")
 
 
+NodeFlag = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="NAME[=ADDRESS] (repeat it): the nodes when the cluster cannot be read, or to "
+        "override what it says; ADDRESS (HOST or HOST:PORT) becomes ssh_node_hosts.",
+        show_default=False,
+    ),
+]
+
+
 def init_command(
     kubeconfig: Annotated[
         Path,
@@ -38,12 +50,22 @@ def init_command(
             help="A kubeconfig for the cluster, e.g. /etc/rancher/k3s/k3s.yaml copied from a "
             "server with its server: line set to that server's address.",
         ),
-    ],
+    ] = DEFAULT_KUBECONFIG,
     config: ConfigOpt = DEFAULT_CONFIG_PATH,
     nut: Annotated[
         str,
         typer.Option("--nut", help="upsd to ask for its UPS names (HOST or HOST:PORT)."),
     ] = "localhost",
+    ups_target: Annotated[
+        str | None,
+        typer.Option(
+            "--ups-target",
+            help="UPSNAME@HOST[:PORT]: the UPS to watch, without asking upsd.",
+            show_default=False,
+        ),
+    ] = None,
+    server: NodeFlag = None,
+    agent: NodeFlag = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing config (kept as FILE.bak).")
     ] = False,
@@ -53,10 +75,13 @@ def init_command(
     master role labels), their InternalIP addresses (ssh_node_hosts), Flux's GitRepository, a
     Gitea workload if there is one, and the UPS names the local upsd serves (`upsc -l`).
 
-    Every key keeps its comment from the example. Settings the cluster cannot tell (SSH user
-    and key, NUT user and password file, state_dir) are kept from an existing valid config.
-    An existing file is never replaced without --force. Prints what was found and what is left
-    to decide; then run `hecate doctor`.
+    With no reachable cluster, the nodes come from --server/--agent NAME[=ADDRESS] (given,
+    they win over the cluster's); --ups-target names the UPS without asking upsd. Every key
+    keeps its comment from the example. Settings the cluster cannot tell (SSH user and key,
+    NUT user and password file, state_dir) are kept from an existing valid config. An
+    existing file is never replaced without --force. Then the written config is checked as
+    `hecate config check` does: each file it names that is missing or unusable is listed with
+    the command that makes it.
     """
     if config.exists() and not force:
         typer.echo(
@@ -65,32 +90,64 @@ def init_command(
             err=True,
         )
         raise typer.Exit(EXIT_USAGE)
+    try:
+        flagged = _flag_nodes(server or [], agent or [])
+        target = None if ups_target is None else str(UpsTarget.parse(ups_target))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     existing = _existing(config)
-    discovery = _discover(kubeconfig.resolve(), nut, existing)
+    discovery = _discover(kubeconfig.resolve(), nut, existing, flagged, target)
     plan = plan_config(discovery)
+    if ("ups", "target") not in plan.values:
+        typer.echo(
+            f"error: no UPS to write as ups.target (upsd at {discovery.nut_where}: "
+            f"{discovery.nut_error or 'serves no UPS'}); pass --ups-target UPSNAME@HOST[:PORT]",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USAGE)
     text = render_config(example_text(), plan.values)
     if config.exists():
         backup = config.with_name(config.name + ".bak")
         backup.write_bytes(config.read_bytes())
         backup.chmod(0o640)
     _write(config, text)
+    files = file_use_problems(parse_config(yaml.safe_load(text), str(config), file=True))
     if as_json:
         emit_json(
             {
                 "written": str(config),
                 "found": plan.found,
                 "todo": plan.todo,
+                "files": files,
                 "values": {".".join(k): v for k, v in plan.values.items()},
             }
         )
         return
     typer.echo(f"wrote {config}")
-    typer.echo("found:")
-    for line in plan.found:
-        typer.echo(f"  - {line}")
-    typer.echo("still to decide (edit the file):")
-    for line in plan.todo:
-        typer.echo(f"  - {line}")
+    for title, lines in (
+        ("found:", plan.found),
+        ("still to decide (edit the file):", plan.todo),
+        ("files to make before `hecate config check` accepts it:", files),
+    ):
+        if lines:
+            typer.echo(title)
+            for line in lines:
+                typer.echo(f"  - {line}")
+    if not files:
+        typer.echo("every file it names is in place: `hecate config check` accepts it")
+
+
+def _flag_nodes(servers: list[str], agents: list[str]) -> list[NodeDetails]:
+    """--server/--agent NAME[=ADDRESS] as the Nodes the cluster would have shown."""
+    nodes = []
+    for flags, labels in ((servers, {SERVER_ROLES[0]: "true"}), (agents, {})):
+        for flag in flags:
+            name, _, address = flag.partition("=")
+            node = NodeName.parse(name)
+            host = str(HostPort.parse(address)) if address else None
+            nodes.append(NodeDetails(str(node), labels, host))
+    return nodes
 
 
 def _existing(config: Path) -> dict[str, Any] | None:
@@ -104,35 +161,52 @@ def _existing(config: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _discover(kubeconfig: Path, nut: str, existing: dict[str, Any] | None) -> Discovery:
+def _read_cluster(kubeconfig: Path) -> tuple[list[NodeDetails], str, list[FluxSource], list[Any]]:
+    with Kube(kubeconfig, timeout_s=10.0) as kube:
+        nodes = kube.node_details()
+        server = kube.server
+        try:
+            sources = [FluxSource(o.namespace, o.name) for o in kube.flux_objects("GitRepository")]
+        except KubeError:
+            sources = []  # no Flux CRDs: no Flux
+        workloads = [*kube.workloads("deployment"), *kube.workloads("statefulset")]
+    return list(nodes), server, sources, workloads
+
+
+def _discover(
+    kubeconfig: Path,
+    nut: str,
+    existing: dict[str, Any] | None,
+    flagged: list[NodeDetails],
+    ups_target: str | None,
+) -> Discovery:
+    cluster_error = ""
     try:
-        with Kube(kubeconfig, timeout_s=10.0) as kube:
-            nodes = kube.node_details()
-            server = kube.server
-            try:
-                sources = [
-                    FluxSource(o.namespace, o.name) for o in kube.flux_objects("GitRepository")
-                ]
-            except KubeError:
-                sources = []  # no Flux CRDs: no Flux
-            workloads = [*kube.workloads("deployment"), *kube.workloads("statefulset")]
-    except KubeError as exc:
-        raise HecateError(f"cannot read the cluster: {exc}") from None
-    host, _, port_text = nut.partition(":")
-    where = nut if port_text else host
+        nodes, server, sources, workloads = _read_cluster(kubeconfig)
+    except (KubeError, OSError) as exc:
+        if not flagged:
+            raise HecateError(
+                f"cannot read the cluster: {exc}; without it, give the nodes: --server "
+                "NAME[=ADDRESS] and --agent NAME[=ADDRESS] (repeat them)"
+            ) from None
+        nodes, server, sources, workloads = [], "", [], []
+        cluster_error = str(exc)
     names: list[str] | None = None
     error = ""
-    try:
-        port = int(port_text) if port_text else DEFAULT_PORT
-        client = NutClient(NutTarget("list", host, port), timeout_s=5.0, auth_check="none")
-        names = list(client.ups_names())
-    except ValueError:
-        error = f"--nut {nut!r}: expected HOST or HOST:PORT"
-    except (ConfigError, UpsError) as exc:
-        error = str(exc)
+    host, _, port_text = nut.partition(":")
+    where = nut if port_text else host
+    if ups_target is None:
+        try:
+            port = int(port_text) if port_text else DEFAULT_PORT
+            client = NutClient(NutTarget("list", host, port), timeout_s=5.0, auth_check="none")
+            names = list(client.ups_names())
+        except ValueError:
+            error = f"--nut {nut!r}: expected HOST or HOST:PORT"
+        except (ConfigError, UpsError) as exc:
+            error = str(exc)
     return Discovery(
         kubeconfig=str(kubeconfig),
-        nodes=nodes,
+        nodes=flagged or nodes,
         git_repositories=sources,
         workloads=workloads,
         ups_names=names,
@@ -140,6 +214,9 @@ def _discover(kubeconfig: Path, nut: str, existing: dict[str, Any] | None) -> Di
         nut_error=error,
         api_server=server,
         existing=existing,
+        nodes_from_flags="--server/--agent" if flagged else "",
+        ups_target=ups_target,
+        cluster_error=cluster_error,
     )
 
 

@@ -4,48 +4,13 @@ hecate.doctor_daemon_files'."""
 
 from __future__ import annotations
 
-import os
-import pwd
 from pathlib import Path
 
 from hecate import doctor
 from hecate.config import HecateConfig
+from hecate.config_checks import daemon_user, path_chain
 from hecate.doctor import Finding
 from hecate.inventory import known_hosts_path
-
-
-def daemon_user(state_dir: Path) -> doctor.DaemonUser | None:
-    """hecate.service's user: the owner of the state dir (the installer makes it
-    hecate-daemon). None when that is root or whoever runs doctor (nothing to tell apart)."""
-    try:
-        uid = state_dir.stat().st_uid
-    except OSError:
-        return None
-    if uid in (0, os.geteuid()):
-        return None
-    try:
-        entry = pwd.getpwuid(uid)
-    except KeyError:
-        return None
-    gids = frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid))
-    return doctor.DaemonUser(entry.pw_name, uid, gids)
-
-
-def path_chain(path: Path) -> list[doctor.PathMode]:
-    """The modes of `path`'s directories from / down, then of the file; [] when it is missing
-    (the checks of that file say so)."""
-    try:
-        target = path.resolve(strict=True)
-    except (OSError, RuntimeError):
-        return []
-    chain = []
-    for step in [*reversed(target.parents), target]:
-        try:
-            info = step.stat()
-        except OSError:
-            return []
-        chain.append(doctor.PathMode(str(step), info.st_uid, info.st_gid, info.st_mode))
-    return chain
 
 
 def daemon_read_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:

@@ -11,7 +11,7 @@ import typer
 from hecate.budget import budget_from_config
 from hecate.cli.cmd_outage import SvgOpt, write_svg
 from hecate.cli.common import JsonOpt, strict_json
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config
+from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, default_config, load_config
 from hecate.errors import StateError, TraceError
 from hecate.policy import params_from_config
 from hecate.replay import replay_with_state
@@ -21,22 +21,16 @@ from hecate.trace import bundled_traces, find_trace, load_trace
 NO_CONFIG = "no config: using the defaults"
 
 
-def _defaults() -> HecateConfig:
-    # A replay reads no UPS: the target is named so that the defaults stand even if the
-    # config stops giving `ups.target` a default of its own.
-    return HecateConfig.model_validate({"ups": {"target": "replay@localhost"}})
-
-
 def _config(path: Path | None, use_defaults: bool) -> HecateConfig:
     """The config replay decides with. Only the policy and budget settings matter, so without
     a config (none given and none at the default path) it runs on the defaults and says so;
     a config named with --config must load."""
     if use_defaults:
-        return _defaults()
+        return default_config()
     if path is None:
         if not DEFAULT_CONFIG_PATH.exists():
             typer.echo(f"{NO_CONFIG} ({DEFAULT_CONFIG_PATH} does not exist)", err=True)
-            return _defaults()
+            return default_config()
         path = DEFAULT_CONFIG_PATH
     return load_config(path)
 

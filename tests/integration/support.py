@@ -36,6 +36,7 @@ def twin_config_data(
         },
         "metrics": {"listen": "127.0.0.1:0"},
         "coordination": {"listen": "127.0.0.1:0"},
+        "ups": {"target": "pyrphoros@localhost"},  # no default: a config names its UPS
     }
     if nut is not None:
         data["ups"] = {

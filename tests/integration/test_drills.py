@@ -152,7 +152,9 @@ def test_drill_recovers_and_is_scored(twin: Twin, drill_config: Path, name: str)
     history = json.loads((drill_config.parent / "state" / "drills.json").read_text())
     assert history["drills"][-1]["drill"] == name
     # the drill history is exposed as metrics
-    config = parse_config({"state_dir": str(drill_config.parent / "state")})
+    config = parse_config(
+        {"state_dir": str(drill_config.parent / "state"), "ups": {"target": "pyrphoros@localhost"}}
+    )
     metrics = Metrics()
     metrics.watch_drills(config.state_dir)
     port = metrics.serve("127.0.0.1:0")

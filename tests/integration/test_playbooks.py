@@ -32,6 +32,7 @@ def twin_config(twin: Twin, state_dir: Path, **overrides: object) -> HecateConfi
         "ssh_identity_file": str(twin.ssh_key),
         "ssh_node_hosts": twin.ssh_node_hosts(),
         "ssh_connect_timeout_seconds": 5,
+        "ups": {"target": "pyrphoros@localhost"},
     }
     data.update(overrides)
     return parse_config(data)

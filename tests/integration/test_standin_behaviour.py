@@ -257,6 +257,7 @@ def test_hecate_drains_every_agent_at_once_past_pdbs_and_stuck_terminating_pods(
                 "kubeconfig": str(cluster.kubeconfig),
                 "state_dir": str(tmp_path / "hecate"),
                 "nodes": {"servers": ["s1"], "agents": ["a1", "a2"]},
+                "ups": {"target": "pyrphoros@localhost"},
                 "shutdown": {"drain": True, "drain_timeout_seconds": timeout},
             }
         )

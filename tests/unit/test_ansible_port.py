@@ -431,6 +431,7 @@ def test_from_config_falls_back_and_warns(tmp_path: Path) -> None:
     config = parse_config(
         {
             "nodes": {"servers": ["s1"], "agents": ["a1"]},
+            "ups": {"target": "pyrphoros@localhost"},
             "state_dir": str(tmp_path / "st"),
             "ssh_jump_host": "gw",
             "ssh_connect_timeout_seconds": 7,

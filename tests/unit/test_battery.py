@@ -155,7 +155,10 @@ def test_the_daemon_is_advisory_unless_learned_is_chosen(tmp_path: Path) -> None
 
 def test_learned_correction_raises_the_daemons_threshold(tmp_path: Path) -> None:
     write_liar_trace(tmp_path / "state")
-    learned = World(tmp_path, ups={"debounce_polls": 2, "runtime_correction": "learned"})
+    learned = World(
+        tmp_path,
+        ups={"target": "pyrphoros@localhost", "debounce_polls": 2, "runtime_correction": "learned"},
+    )
     assert abs(learned.daemon.params.threshold_s - 2 * learned.daemon.budget.threshold_s) < 1e-6
     text = render_text(learned.daemon.metrics.registry).decode()
     assert f"hecate_shutdown_threshold_seconds {learned.daemon.params.threshold_s}" in text

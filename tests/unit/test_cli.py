@@ -17,6 +17,7 @@ from hecate.intent import IntentState
 from hecate.readings import CommError, Poll, UpsReading, parse_status
 from hecate.runs import Outcome, RunRecord
 from hecate.state import StateStore
+from tests.unit.config_files import secret
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "configs" / "hecate.example.yaml"
@@ -41,6 +42,8 @@ def config_file(tmp_path: Path) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
     data["state_dir"] = str(tmp_path / "state")
     data["ups"]["password_file"] = None
+    for key, name in (("kubeconfig", "kubeconfig.yaml"), ("ssh_identity_file", "id_ed25519")):
+        data[key] = secret(tmp_path / name, "stand-in\n")  # `config check` wants them real
     path = tmp_path / "hecate.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

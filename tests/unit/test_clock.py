@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hecate.clock import Clock, as_clock
-from hecate.config import HecateConfig
+from hecate.config import default_config
 from hecate.daemon.service import Daemon
 from hecate.errors import TraceError
 from hecate.policy import initial_state, params_from_config, step
@@ -97,7 +97,7 @@ def test_a_wall_clock_step_back_is_replayable_and_replays_the_same(tmp_path: Pat
 
 
 def test_a_gap_much_longer_than_the_poll_interval_is_not_observed() -> None:
-    params = params_from_config(HecateConfig(), 330)
+    params = params_from_config(default_config(), 330)
     assert params.max_gap_s == 20  # 3 x 5 s + 5 s timeout
     state = initial_state(startup_pending=True)
     names = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,7 +25,7 @@ def test_example_config_is_valid_and_sets_documented_defaults() -> None:
 
 
 def test_defaults_match_the_brief() -> None:
-    config = HecateConfig()
+    config = parse_config({"ups": {"target": "u@h"}})
     assert config.state_dir == Path("/var/lib/hecate")
     assert config.ups.poll_interval_seconds == 5
     assert config.ups.comm_loss_dead_seconds == 30
@@ -77,7 +78,10 @@ def test_example_sets_every_key_and_comments_each_one() -> None:
         ),
     ],
 )
-def test_every_bad_field_is_named_by_its_path(data: object, expected_paths: list[str]) -> None:
+def test_every_bad_field_is_named_by_its_path(
+    data: dict[str, Any], expected_paths: list[str]
+) -> None:
+    data = {**data, "ups": {"target": "u@h", **data.get("ups", {})}}  # ups.target is required
     with pytest.raises(ConfigError) as info:
         parse_config(data)
     paths = [problem.split(":", 1)[0] for problem in info.value.problems]
@@ -102,10 +106,15 @@ def test_duplicate_node_names_are_rejected() -> None:
 
 
 def test_managed_nodes_default_to_all_and_narrow_in_order() -> None:
-    config = parse_config({"nodes": {"servers": ["s"], "agents": ["a1", "a2"]}})
+    ups = {"target": "u@h"}
+    config = parse_config({"nodes": {"servers": ["s"], "agents": ["a1", "a2"]}, "ups": ups})
     assert config.managed_nodes() == ["s", "a1", "a2"]
     narrowed = parse_config(
-        {"nodes": {"servers": ["s"], "agents": ["a1", "a2"]}, "ssh_managed_nodes": ["a2", "s"]}
+        {
+            "nodes": {"servers": ["s"], "agents": ["a1", "a2"]},
+            "ssh_managed_nodes": ["a2", "s"],
+            "ups": ups,
+        }
     )
     assert narrowed.managed_nodes() == ["s", "a2"]
 
@@ -127,7 +136,7 @@ def test_secret_file_permissions_are_checked(tmp_path: Path) -> None:
     secret = tmp_path / "nut-password"
     secret.write_text("s3cret\n")
     secret.chmod(0o644)
-    config = parse_config({"ups": {"password_file": str(secret)}})
+    config = parse_config({"ups": {"target": "u@h", "password_file": str(secret)}})
     warnings = secret_file_warnings(config)
     assert len(warnings) == 1
     assert "ups.password_file" in warnings[0]
@@ -141,7 +150,9 @@ def test_secret_file_permissions_are_checked(tmp_path: Path) -> None:
     for loose in (0o660, 0o650, 0o604):  # a group that may write or run it, or others
         secret.chmod(loose)
         assert len(secret_file_warnings(config)) == 1, oct(loose)
-    missing = parse_config({"coordination": {"token_file": str(tmp_path / "none")}})
+    missing = parse_config(
+        {"ups": {"target": "u@h"}, "coordination": {"token_file": str(tmp_path / "none")}}
+    )
     assert "does not exist" in secret_file_warnings(missing)[0]
 
 

@@ -35,6 +35,7 @@ from hecate.coordination import CoordinatorClient
 from hecate.errors import ConfigError
 from hecate.inventory import build_inventory, jump_preflight_argv, node_target
 from hecate.nut import NutTarget
+from tests.unit.config_files import with_files
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "hecate.example.yaml"
 BASE: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
@@ -104,7 +105,7 @@ def test_example_is_accepted() -> None:
 
 def test_no_nodes_is_refused_for_a_coordinator_file(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("state_dir: /tmp/x\n")
+    path.write_text("state_dir: /tmp/x\nups: {target: pyrphoros@localhost}\n")
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.problems == ["nodes.servers: a coordinator needs at least one server node"]
@@ -232,11 +233,8 @@ def test_resolve_checks_listen_addresses() -> None:
 
 def test_config_check_resolve_flag(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    data = with_value("metrics.listen", "192.0.2.1:9560")
-    password = tmp_path / "nut.password"  # a missing password file is an error of its own
-    password.write_text("secret\n")
-    password.chmod(0o600)
-    data["ups"]["password_file"] = str(password)
+    # the files it names are real: a missing one is an error of its own
+    data = with_files(with_value("metrics.listen", "192.0.2.1:9560"), tmp_path)
     path.write_text(yaml.safe_dump(data))
     plain = runner.invoke(app, ["config", "check", "-c", str(path)])
     assert plain.exit_code == 0, plain.output
@@ -260,7 +258,7 @@ def test_json_output_is_strict(tmp_path: Path) -> None:
     }
     # the example's password file does not exist here (an error of its own): anonymous reads
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(with_value("ups.password_file", None)))
+    path.write_text(yaml.safe_dump(with_files(with_value("ups.password_file", None), tmp_path)))
     result = runner.invoke(app, ["config", "check", "-c", str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert _strict_loads(result.output)

@@ -9,13 +9,15 @@ import yaml
 from typer.testing import CliRunner
 
 from hecate.cli.main import app
+from tests.unit.config_files import with_files
 
 runner = CliRunner()
 
 
 def write(tmp_path: Path, password_file: str | None) -> Path:
     path = tmp_path / "hecate.yaml"
-    data = {"nodes": {"servers": ["s1"]}, "ups": {"password_file": password_file}}
+    data = with_files({"nodes": {"servers": ["s1"]}, "ups": {"target": "u@h"}}, tmp_path)
+    data["ups"]["password_file"] = password_file  # the other files it names are real
     path.write_text(yaml.safe_dump(data))
     return path
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from hecate.cli.cmd_config_init import _write
-from hecate.cli.main import run
+from hecate.cli.main import app, run
 from hecate.config import parse_config
 from hecate.config_init import Discovery, FluxSource, plan_config, render_config
 from hecate.errors import HecateError
@@ -178,3 +181,96 @@ def test_the_written_config_keeps_the_group_the_daemon_reads_it_through(tmp_path
     os.chown(replaced, 1234, 0)
     _write(replaced, "again: true\n")
     assert (replaced.stat().st_uid, replaced.stat().st_gid) == (1234, 0)
+
+
+# --------------------------------------------------------------------------- issue 23, item 6
+
+
+def _init(tmp_path: Path, *args: str) -> Any:
+    """`config init` with no reachable cluster (the kubeconfig does not exist) nor upsd."""
+    return CliRunner().invoke(
+        app,
+        [
+            "config", "init", "--config", str(tmp_path / "hecate.yaml"),
+            "--kubeconfig", str(tmp_path / "kubeconfig.yaml"), "--nut", "127.0.0.1:1", *args,
+        ],
+    )  # fmt: skip
+
+
+FLAGS = ("--server", "cp-1=10.0.0.1", "--agent", "w-1=10.0.0.11:2222", "--agent", "w-2")
+
+
+def test_with_no_cluster_the_nodes_come_from_flags_and_it_says_so(tmp_path: Path) -> None:
+    result = _init(tmp_path, *FLAGS, "--ups-target", "eaton@10.0.0.5")
+    assert result.exit_code == 0, result.output
+    assert "nodes (from --server/--agent): 1 server(s) cp-1; 2 agent(s) w-1, w-2" in result.output
+    assert "the cluster could not be read" in result.output
+    cfg = parse_config(yaml.safe_load((tmp_path / "hecate.yaml").read_text()))
+    assert (cfg.nodes.servers, cfg.nodes.agents) == (["cp-1"], ["w-1", "w-2"])
+    assert cfg.ssh_node_hosts == {"cp-1": "10.0.0.1", "w-1": "10.0.0.11:2222"}
+    assert str(cfg.ups.target) == "eaton@10.0.0.5"
+
+
+def test_with_no_cluster_and_no_flags_it_says_which_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(
+        ["config", "init", "--config", str(tmp_path / "hecate.yaml"), "--kubeconfig",
+         str(tmp_path / "absent.yaml"), "--ups-target", "eaton@10.0.0.5"]
+    )  # fmt: skip
+    assert code != 0
+    assert "--server NAME[=ADDRESS]" in capsys.readouterr().err
+    assert not (tmp_path / "hecate.yaml").exists()
+
+
+def test_without_a_ups_it_asks_for_one_instead_of_the_examples(tmp_path: Path) -> None:
+    result = _init(tmp_path, *FLAGS)  # upsd cannot be asked: never the example's pyrphoros
+    assert result.exit_code == 2
+    assert "--ups-target" in result.output
+    assert not (tmp_path / "hecate.yaml").exists()
+
+
+@pytest.mark.parametrize("flag", ["--server=Bad_Name", "--agent=w-1=10.0.0.1:99999"])
+def test_bad_node_flags_are_refused(tmp_path: Path, flag: str) -> None:
+    result = _init(tmp_path, flag, "--ups-target", "eaton@10.0.0.5")
+    assert result.exit_code == 2
+    assert not (tmp_path / "hecate.yaml").exists()
+
+
+def test_the_files_it_lists_are_what_config_check_then_accepts(tmp_path: Path) -> None:
+    # an existing valid config gives the operator's paths (kept over the example's)
+    config = tmp_path / "hecate.yaml"
+    key, password, state = tmp_path / "id_ed25519", tmp_path / "nut-password", tmp_path / "st"
+    state.mkdir()
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "nodes": {"servers": ["old"]},
+                "ups": {"target": "old@localhost", "password_file": str(password)},
+                "ssh_identity_file": str(key),
+                "state_dir": str(state),
+            }
+        )
+    )
+    result = _init(tmp_path, *FLAGS, "--ups-target", "eaton@10.0.0.5", "--force", "--json")
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert [line.split(": ", 1)[0] for line in files] == [
+        "kubeconfig",
+        "ssh_identity_file",
+        "ups.password_file",
+    ]
+    assert "ssh-keygen -t ed25519" in files[1] and str(key) in files[1]
+    assert "read -rsp" in files[2] and str(password) in files[2]
+    check = CliRunner().invoke(app, ["config", "check", "-c", str(config), "--json"])
+    assert check.exit_code == 2
+    assert json.loads(check.stdout)["problems"] == files  # the same list, word for word
+    for path, text in ((tmp_path / "kubeconfig.yaml", "apiVersion: v1\n"), (key, "K\n")):
+        path.write_text(text)
+    password.write_text("s3cret\n")
+    for path in (tmp_path / "kubeconfig.yaml", key, password):
+        path.chmod(0o600)
+    check = CliRunner().invoke(app, ["config", "check", "-c", str(config)])
+    assert check.exit_code == 0, check.output
+    again = _init(tmp_path, *FLAGS, "--ups-target", "eaton@10.0.0.5", "--force")
+    assert "`hecate config check` accepts it" in again.output

@@ -60,7 +60,12 @@ class World:
             "state_dir": str(tmp_path / "state"),
             "nodes": {"servers": ["s1"], "agents": ["a1"]},
             # polls come every 5-11 s of fake time: no observation gap below 30 s
-            "ups": {"debounce_polls": 2, "poll_interval_seconds": 1, "max_poll_gap_seconds": 30},
+            "ups": {
+                "target": "pyrphoros@localhost",
+                "debounce_polls": 2,
+                "poll_interval_seconds": 1,
+                "max_poll_gap_seconds": 30,
+            },
             "startup": {
                 "power_stable_seconds": 10,
                 "min_battery_charge": 50,

@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(**data: Any) -> HecateConfig:
-    base: dict[str, Any] = {"nodes": {"servers": ["s1"], "agents": ["a1", "a2"]}}
+    base: dict[str, Any] = {
+        "nodes": {"servers": ["s1"], "agents": ["a1", "a2"]},
+        "ups": {"target": "pyrphoros@localhost"},
+    }
     base.update(data)
     return parse_config(base)
 

@@ -34,6 +34,7 @@ def _config(tmp_path: Path, **extra: object) -> HecateConfig:
     data: dict[str, object] = {
         "state_dir": str(tmp_path / "state"),
         "nodes": {"servers": ["s1"], "agents": ["a1", "a2"]},
+        "ups": {"target": "pyrphoros@localhost"},
         "startup": {
             "flux_ready_timeout_seconds": 2,
             "nodes_ready_timeout_seconds": 2,

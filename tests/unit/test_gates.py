@@ -57,6 +57,7 @@ def _config(tmp_path: Path, **startup: object) -> HecateConfig:
         {
             "state_dir": str(tmp_path / "state"),
             "nodes": {"servers": ["s1"], "agents": ["a1"]},
+            "ups": {"target": "pyrphoros@localhost"},
             "startup": base,
         }
     )
@@ -336,7 +337,7 @@ def test_probe_sleeps_only_between_attempts(web: str) -> None:
     ],
 )
 def test_probe_target_grammar(target: str, valid: bool) -> None:
-    data = {"startup": {"probes": [{"target": target}]}}
+    data = {"ups": {"target": "pyrphoros@localhost"}, "startup": {"probes": [{"target": target}]}}
     if valid:
         assert parse_config(data).startup.probes[0].target == target
     else:

@@ -30,7 +30,11 @@ NODES = {"servers": ["s1", "s2"], "agents": ["a1", "a2"]}
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> HecateConfig:
-    data: dict[str, Any] = {"nodes": NODES, "state_dir": str(tmp_path / "state")}
+    data: dict[str, Any] = {
+        "nodes": NODES,
+        "ups": {"target": "pyrphoros@localhost"},
+        "state_dir": str(tmp_path / "state"),
+    }
     data.update(overrides)
     return parse_config(data)
 

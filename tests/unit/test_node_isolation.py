@@ -79,7 +79,7 @@ def test_unreachable_or_changed_host_key_node_never_stops_the_others(tmp_path: P
 def test_inventory_command_warns_about_left_out_nodes(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(
-        "nodes: {servers: [s1], agents: [a1, a2]}\n"
+        "nodes: {servers: [s1], agents: [a1, a2]}\nups: {target: pyrphoros@localhost}\n"
         f"state_dir: {tmp_path / 'state'}\n"
         "ssh_node_hosts: {a1: 10.0.0.9, a2: 10.0.0.9}\n"
     )

@@ -340,7 +340,9 @@ def test_startup_with_the_gitea_fallback_still_walks_its_plan(tmp_path: Path) ->
 
 def test_the_plans_are_pure_and_stable() -> None:
     """Same inputs, same plan (frozen data): the dry run can be printed twice, or compared."""
-    config = parse_config({"nodes": {"servers": ["s1"], "agents": ["a1"]}})
+    config = parse_config(
+        {"nodes": {"servers": ["s1"], "agents": ["a1"]}, "ups": {"target": "pyrphoros@localhost"}}
+    )
     assert shutdown_plan(config, ShutdownOptions()) == shutdown_plan(config, ShutdownOptions())
     assert startup_plan(config, StartupOptions()) == startup_plan(config, StartupOptions())
     with pytest.raises(AttributeError):
@@ -376,6 +378,7 @@ def test_what_the_run_learns_of_the_cluster_changes_only_skips(
     before servers, poweroff after every stop, the UPS kill last."""
     data: dict[str, Any] = {
         "nodes": {"servers": ["s1"], "agents": agents},
+        "ups": {"target": "pyrphoros@localhost"},
         "shutdown": {"drain": drain, "etcd_snapshot": snapshot, "ups_kill_power": kill_power},
     }
     if managed is not None:  # (the config refuses names that are not nodes)

@@ -75,7 +75,11 @@ def test_batches_hold_only_playbook_or_skipped_stages_and_start_and_end_runnable
 
 def _config(tmp_path: Path) -> HecateConfig:
     return parse_config(
-        {"state_dir": str(tmp_path / "s"), "nodes": {"servers": ["s1"], "agents": ["a1"]}}
+        {
+            "state_dir": str(tmp_path / "s"),
+            "nodes": {"servers": ["s1"], "agents": ["a1"]},
+            "ups": {"target": "pyrphoros@localhost"},
+        }
     )
 
 

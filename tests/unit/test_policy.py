@@ -369,7 +369,7 @@ def test_a_ups_critical_over_a_window_always_triggers(
 
 
 def test_params_from_config_reads_the_new_keys() -> None:
-    base = {"nodes": {"servers": ["s1"], "agents": []}}
+    base = {"nodes": {"servers": ["s1"], "agents": []}, "ups": {"target": "pyrphoros@localhost"}}
     default = params_from_config(parse_config(base), 330)
     assert (default.honor_fsd, default.lb_confirm_polls, default.min_charge_on_battery) == (
         True,
@@ -379,6 +379,7 @@ def test_params_from_config_reads_the_new_keys() -> None:
     assert default.critical_window_s == 60  # max(60, 2 x 3 x 5)
     assert default.max_gap_s == 20  # 3 x 5 + 5
     ups = {
+        "target": "pyrphoros@localhost",
         "debounce_polls": 10,
         "poll_interval_seconds": 10,
         "honor_fsd": False,

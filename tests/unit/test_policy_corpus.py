@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from hecate.config import HecateConfig
+from hecate.config import default_config
 from hecate.policy import PolicyParams, initial_state, params_from_config, step
 from hecate.readings import CommError, Poll, UpsReading, parse_reading
 
-DEFAULT = params_from_config(HecateConfig(), 330.0)
+DEFAULT = params_from_config(default_config(), 330.0)
 ERR = CommError("connection refused")
 NO_FSD = replace(DEFAULT, honor_fsd=False)
 

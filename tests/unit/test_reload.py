@@ -22,7 +22,7 @@ from tests.unit.test_daemon import World
 
 BASE: dict[str, Any] = {
     "nodes": {"servers": ["s1"], "agents": ["a1"]},
-    "ups": {"debounce_polls": 2, "poll_interval_seconds": 1},
+    "ups": {"target": "pyrphoros@localhost", "debounce_polls": 2, "poll_interval_seconds": 1},
     "startup": {
         "power_stable_seconds": 10,
         "min_battery_charge": 50,

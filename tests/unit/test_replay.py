@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hecate.config import HecateConfig
+from hecate.config import default_config
 from hecate.errors import TraceError
 from hecate.policy import params_from_config
 from hecate.readings import CommError, UpsReading
@@ -14,7 +14,7 @@ from hecate.replay import replay
 from hecate.trace import encode_point, load_trace, parse_trace_lines
 
 TRACES = Path(__file__).resolve().parents[2] / "hecate" / "data" / "traces"
-DEFAULT = params_from_config(HecateConfig(), 330)  # the default config, as the README says
+DEFAULT = params_from_config(default_config(), 330)  # the default config, as the README says
 
 # What the README documents for the default config (fallback budget 300 s, threshold 330 s).
 EXPECTED = {

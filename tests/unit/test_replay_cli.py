@@ -158,12 +158,12 @@ def overlapping(boxes: list[tuple[float, float, float, float]]) -> list[tuple[in
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_traces_draw_markers_that_do_not_overlap(name: str) -> None:
-    from hecate.config import HecateConfig  # noqa: PLC0415
+    from hecate.config import default_config  # noqa: PLC0415
     from hecate.policy import params_from_config  # noqa: PLC0415
     from hecate.replay import replay  # noqa: PLC0415
 
     points = load_trace(BUNDLED_TRACES_DIR / f"{name}.jsonl")
-    events = replay(points, params_from_config(HecateConfig(), 330.0))
+    events = replay(points, params_from_config(default_config(), 330.0))
     boxes = marker_boxes(render_outage_svg(points, events, 330.0, name))
     assert len(boxes) == len(events)
     assert overlapping(boxes) == []

@@ -35,7 +35,11 @@ class FakeTime:
 
 def _config(tmp_path: Path) -> HecateConfig:
     return parse_config(
-        {"state_dir": str(tmp_path / "state"), "nodes": {"servers": ["s1"], "agents": ["a1"]}}
+        {
+            "state_dir": str(tmp_path / "state"),
+            "nodes": {"servers": ["s1"], "agents": ["a1"]},
+            "ups": {"target": "pyrphoros@localhost"},
+        }
     )
 
 

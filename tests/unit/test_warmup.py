@@ -74,7 +74,11 @@ def test_a_flow_context_warms_only_when_asked(tmp_path: Path, warm: bool, runs: 
     connections (warming beside a CLI shutdown measured worse on 2 cores), and the daemon
     warms on battery, before the decision."""
     config = parse_config(
-        {"state_dir": str(tmp_path / "s"), "nodes": {"servers": ["s1"], "agents": []}}
+        {
+            "state_dir": str(tmp_path / "s"),
+            "nodes": {"servers": ["s1"], "agents": []},
+            "ups": {"target": "pyrphoros@localhost"},
+        }
     )
     fake = FakeAnsible()
     warmer = ConnectionWarmer(lambda: fake)
