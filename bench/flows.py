@@ -43,19 +43,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hecate.ansible_port import (
+from hecate.adapters.ansible.port import (
     Ansible,
     EventCallback,
     PlaybookRequest,
     PlaybookResult,
     open_port,
 )
-from hecate.config import HecateConfig
+from hecate.config.model import HecateConfig
+from hecate.core.run_history import Outcome
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
 from hecate.flows.warmup import ConnectionWarmer
 from hecate.flows.wiring import open_flow_context
-from hecate.runs import Outcome
 from tests.integration.support import twin_config
 from tests.testbed.image import ensure_image
 from tests.testbed.twin import Twin, TwinNode

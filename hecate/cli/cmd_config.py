@@ -8,13 +8,8 @@ import typer
 
 from hecate.cli.cmd_config_init import init_command
 from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, flat_help
-from hecate.config import (
-    DEFAULT_CONFIG_PATH,
-    load_config,
-    resolve_problems,
-    secret_file_errors,
-    secret_file_warnings,
-)
+from hecate.config.checks import resolve_problems, secret_file_errors, secret_file_warnings
+from hecate.config.model import DEFAULT_CONFIG_PATH, load_config
 from hecate.errors import ConfigError
 
 app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)

@@ -11,12 +11,12 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from hecate.adapters.kube import Kube
+from hecate.adapters.nut import DEFAULT_PORT, NutClient, NutTarget
 from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
-from hecate.config import DEFAULT_CONFIG_PATH, load_config
-from hecate.config_init import Discovery, FluxSource, plan_config, render_config
+from hecate.cli.config_init_text import Discovery, FluxSource, plan_config, render_config
+from hecate.config.model import DEFAULT_CONFIG_PATH, load_config
 from hecate.errors import ConfigError, HecateError, KubeError, UpsError
-from hecate.kube import Kube
-from hecate.nut import DEFAULT_PORT, NutClient, NutTarget
 
 EXAMPLE_NAME = "hecate.example.yaml"
 

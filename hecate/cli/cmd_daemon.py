@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
+from hecate.adapters.nut import Ups
 from hecate.cli.common import ConfigOpt, load
-from hecate.config import DEFAULT_CONFIG_PATH
+from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.daemon.service import Daemon
-from hecate.nut import Ups
 
 
 def setup_logging(verbose: bool) -> None:

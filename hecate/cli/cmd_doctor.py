@@ -1,7 +1,7 @@
 """`hecate doctor`: is the cluster really protected? Every probe, then one line per check.
 
-The probes (thin, each bounded) live here; what their outcomes mean is `hecate.doctor` (pure).
-The last result is kept in `state_dir/doctor.json` for `hecate status`.
+The probes (thin, each bounded) live here; what their outcomes mean is `hecate.core.doctor.cluster`
+(pure). The last result is kept in `state_dir/doctor.json` for `hecate status`.
 """
 
 from __future__ import annotations
@@ -13,18 +13,19 @@ import time
 
 import typer
 
-from hecate import doctor
+from hecate.adapters.kube import Kube, KubeNotFoundError
+from hecate.adapters.nut import NutClient, Ups, UpsUnknownError, parse_target
+from hecate.adapters.peers.http import CoordinatorClient, read_token
+from hecate.adapters.statedir.files import atomic_write_json
 from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
 from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
 from hecate.cli.doctor_file import DOCTOR_FILE, last_result
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config, secret_file_warnings
-from hecate.coordination import CoordinatorClient, read_token
-from hecate.doctor import Finding, fail, ok, warn
+from hecate.config.checks import secret_file_warnings
+from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, load_config
+from hecate.core.doctor import cluster as doctor
+from hecate.core.doctor.cluster import Finding, fail, ok, warn
 from hecate.errors import ConfigError, HecateError, KubeError, UpsAuthError, UpsError
-from hecate.kube import Kube, KubeNotFoundError
-from hecate.nut import NutClient, Ups, UpsUnknownError, parse_target
-from hecate.statefiles import atomic_write_json
 
 __all__ = ["DOCTOR_FILE", "doctor_command", "last_result"]
 

@@ -1,6 +1,6 @@
 """`hecate doctor`'s daemon.reads.* checks, the I/O side: who hecate.service runs as (the state
 dir's owner) and the modes of each file it must read and of its directories; the verdict is
-hecate.doctor_daemon_files'."""
+hecate.core.doctor.daemon_files'."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import os
 import pwd
 from pathlib import Path
 
-from hecate import doctor
-from hecate.config import HecateConfig
-from hecate.doctor import Finding
-from hecate.inventory import known_hosts_path
+from hecate.adapters.ansible.inventory import known_hosts_path
+from hecate.config.model import HecateConfig
+from hecate.core.doctor import cluster as doctor
+from hecate.core.doctor.cluster import Finding
 
 
 def daemon_user(state_dir: Path) -> doctor.DaemonUser | None:

@@ -1,5 +1,5 @@
 """`hecate doctor`'s node probes: one bounded SSH session per node (in parallel) running the
-probe script; `hecate.doctor_nodes` says what the outcome means."""
+probe script; `hecate.core.doctor.nodes` says what the outcome means."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hecate import doctor
-from hecate.config import HecateConfig
-from hecate.doctor import Finding, fail, ok
-from hecate.inventory import known_hosts_path, node_target, proxy_jump_spec
+from hecate.adapters.ansible.inventory import known_hosts_path, node_target, proxy_jump_spec
+from hecate.config.model import HecateConfig
+from hecate.core.doctor import cluster as doctor
+from hecate.core.doctor.cluster import Finding, fail, ok
 
 
 def node_checks(cfg: HecateConfig) -> list[Finding]:

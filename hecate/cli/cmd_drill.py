@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
+from hecate.adapters.kube import Kube
 from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, load, read_ups
 from hecate.cli.execute import StageProgress
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.drills.base import DrillEnv, record, run_drill
 from hecate.drills.catalog import DRILLS, get_drill
 from hecate.flows.context import FlowContext
 from hecate.flows.wiring import open_flow_context
-from hecate.kube import Kube
 
 app = typer.Typer(
     help="Disruptive drills: break the cluster on purpose and prove Hecate recovers it. "

@@ -7,7 +7,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from hecate.budget import budget_from_config
+from hecate.adapters.statedir.store import StateStore
 from hecate.cli.common import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -19,16 +19,16 @@ from hecate.cli.common import (
     read_ups_or_error,
 )
 from hecate.cli.execute import execute_flow, exit_code_for_report
-from hecate.cli.peers import ask_coordinator_to_start
-from hecate.config import DEFAULT_CONFIG_PATH
+from hecate.cli.peer_startup import ask_coordinator_to_start
+from hecate.cli.plan_text import plan_json, plan_lines
+from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.core.budget import budget_from_config
+from hecate.core.plans import FlowPlan, shutdown_plan, startup_plan
+from hecate.core.startup_refusals import Refusal, StartupOverrides
 from hecate.errors import StateError
-from hecate.flow_plans import FlowPlan, shutdown_plan, startup_plan
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
 from hecate.flows.startup import StartupOptions, run_startup
-from hecate.guards import Refusal, StartupOverrides
-from hecate.plan import plan_json, plan_lines
-from hecate.startup_guards import StartupRefusedError, startup_facts
-from hecate.state import StateStore
+from hecate.flows.startup_guard import StartupRefusedError, startup_facts
 
 ExecuteOpt = Annotated[
     bool, typer.Option("--execute", help="Really do it. Without it only the plan is printed.")
@@ -105,7 +105,7 @@ def startup_command(
     if execute:
         if not as_json:
             _print_plan("startup plan:", plan, "")
-        # The guards are evaluated once, inside the startup's lock (hecate/startup_guards.py).
+        # The guards are evaluated once, inside the startup's lock (hecate/flows/startup_guard.py).
         try:
             report = execute_flow(cfg, lambda ctx: run_startup(ctx, options), as_json=as_json)
         except StartupRefusedError as exc:

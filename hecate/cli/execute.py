@@ -9,11 +9,11 @@ from collections.abc import Callable
 import typer
 
 from hecate.cli.common import EXIT_FAILED, EXIT_OK, emit_json, read_ups
-from hecate.config import HecateConfig
+from hecate.config.model import HecateConfig
+from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
 from hecate.flows.wiring import open_flow_context
-from hecate.runs import Outcome
 
 
 class StageProgress:

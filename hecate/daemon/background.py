@@ -10,12 +10,10 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 
-from hecate.ansible_port import AnsiblePort
-from hecate.battery import BatteryTruth, corrected_threshold
-from hecate.budget import Budget, budget_from_config
-from hecate.clock import Clock
-from hecate.config import HecateConfig
-from hecate.coordination import (
+from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.http_server import Limits
+from hecate.adapters.metrics.registry import Metrics
+from hecate.adapters.peers.http import (
     MAX_BODY,
     SEEN_FILE,
     CoordinatorClient,
@@ -25,20 +23,22 @@ from hecate.coordination import (
     peers_from_config,
     read_token,
 )
-from hecate.daemon.supervisor import Settings
+from hecate.adapters.statedir.outages import load_battery_truth
+from hecate.adapters.statedir.store import StateStore
+from hecate.adapters.systemd.notify import SystemdNotifier
+from hecate.config.model import HecateConfig
+from hecate.core.battery import BatteryTruth, corrected_threshold
+from hecate.core.budget import Budget, budget_from_config
+from hecate.core.clock import Clock
+from hecate.core.intent import IntentState
+from hecate.core.peers import PeerIntent
+from hecate.core.policy.step import PolicyState, initial_state
+from hecate.core.readings import CommError, Poll
+from hecate.core.supervisor import Settings
 from hecate.errors import HecateError
 from hecate.flows.bootstrap_cache import refresh_cache
 from hecate.flows.context import FlowContext
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.httpserve import Limits
-from hecate.intent import IntentState
-from hecate.metrics import Metrics
-from hecate.outages import load_battery_truth
-from hecate.peers_port import PeerIntent
-from hecate.policy import PolicyState, initial_state
-from hecate.readings import CommError, Poll
-from hecate.sdnotify import SystemdNotifier
-from hecate.state import StateStore
 
 log = logging.getLogger("hecate.daemon")
 

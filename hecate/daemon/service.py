@@ -14,19 +14,33 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from hecate.ansible_port import AnsiblePort
-from hecate.battery import BatteryTruth, corrected_threshold
-from hecate.budget import Budget
-from hecate.clock import Clock, as_clock
-from hecate.config import HecateConfig
-from hecate.coordination import (
+from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.http_server import Limits, connection_cap, reserve_file_descriptors
+from hecate.adapters.metrics.registry import Metrics, ups_name
+from hecate.adapters.peers.http import (
     CoordinatorClient,
     CoordinatorHandlers,
     CoordinatorServer,
     TriggerRequest,
 )
-from hecate.daemon import supervisor as sv
-from hecate.daemon.awaiting import awaiting_at_start, save_awaiting
+from hecate.adapters.statedir.awaiting import awaiting_at_start, save_awaiting
+from hecate.adapters.statedir.store import StateStore
+from hecate.adapters.systemd.notify import SystemdNotifier, watchdog_interval_s
+from hecate.config.model import HecateConfig
+from hecate.core import supervisor as sv
+from hecate.core.battery import BatteryTruth, corrected_threshold
+from hecate.core.budget import Budget
+from hecate.core.clock import Clock, as_clock
+from hecate.core.daemon_actions import (
+    Action,
+    CancelStartup,
+    ForwardTrigger,
+    RunShutdown,
+    RunStartup,
+)
+from hecate.core.policy.step import PolicyParams, PolicyState, params_from_config
+from hecate.core.readings import CommError, Poll
+from hecate.core.run_history import Outcome
 from hecate.daemon.background import (
     CacheRefresher,
     ContextFactory,
@@ -43,19 +57,11 @@ from hecate.daemon.background import (
     settings_from,
     spawn,
 )
-from hecate.daemon.core import Action, CancelStartup, ForwardTrigger, RunShutdown, RunStartup
 from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
 from hecate.flows.report import FlowReport
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
-from hecate.metrics import Metrics, ups_name
-from hecate.policy import PolicyParams, PolicyState, params_from_config
-from hecate.readings import CommError, Poll
-from hecate.runs import Outcome
-from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
-from hecate.state import StateStore
 
 log = logging.getLogger("hecate.daemon")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from hecate.readings import Poll
-from hecate.trace import encode_point
+from hecate.core.readings import Poll
+from hecate.core.trace import encode_point
 
 
 class TraceRecorder:

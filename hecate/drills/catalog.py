@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hecate.adapters.kube import FluxObject, WorkloadKind
+from hecate.adapters.statedir.store import StateStore
+from hecate.core.intent import IntentState
+from hecate.core.run_history import Outcome
+from hecate.core.startup_refusals import StartupOverrides
 from hecate.drills.base import Check, Drill, DrillEnv, DrillFailedError, wait_for
 from hecate.drills.base import cluster_checks as _cluster_checks
 from hecate.drills.daemon_run import DaemonRun
@@ -13,11 +18,6 @@ from hecate.errors import ConfigError, KubeError
 from hecate.flows.ledger import load_ledger, save_ledger
 from hecate.flows.report import FlowReport
 from hecate.flows.startup import StartupOptions, run_startup, source_ready
-from hecate.guards import StartupOverrides
-from hecate.intent import IntentState
-from hecate.kube import FluxObject, WorkloadKind
-from hecate.runs import Outcome
-from hecate.state import StateStore
 
 
 def _gitea(env: DrillEnv) -> tuple[WorkloadKind, str, str]:

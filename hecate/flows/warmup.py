@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from hecate.ansible_port import CONTROL_PERSIST_S, Ansible, PlaybookRequest
+from hecate.adapters.ansible.port import CONTROL_PERSIST_S, Ansible, PlaybookRequest
 from hecate.errors import HecateError
 
 log = logging.getLogger(__name__)

@@ -12,16 +12,16 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hecate.ansible_port import open_port
-from hecate.clock import Clock
-from hecate.config import HecateConfig
+from hecate.adapters.ansible.port import open_port
+from hecate.adapters.kube import Kube, UnavailableKube
+from hecate.adapters.nut import Ups
+from hecate.adapters.statedir.store import StateStore
+from hecate.config.model import HecateConfig
+from hecate.core.clock import Clock
+from hecate.core.readings import Poll
 from hecate.errors import KubeError
 from hecate.flows.context import FlowContext, KubeApi, ProgressFn, no_progress
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.kube import Kube, UnavailableKube
-from hecate.nut import Ups
-from hecate.readings import Poll
-from hecate.state import StateStore
 
 SYSTEMCTL = "/usr/bin/systemctl"
 

@@ -1,4 +1,5 @@
-"""The NUT adapter (hecate/nut/) against a real upsd + dummy-ups, and against broken servers."""
+"""The NUT adapter (hecate/adapters/nut/) against a real upsd + dummy-ups, and against broken
+servers."""
 
 from __future__ import annotations
 
@@ -16,16 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hecate.config import parse_config
-from hecate.errors import (
-    ConfigError,
-    UpsAuthError,
-    UpsDriverDownError,
-    UpsError,
-    UpsTimeoutError,
-    UpsUnreachableError,
-)
-from hecate.nut import (
+from hecate.adapters.nut import (
     AuthCheck,
     NutClient,
     Ups,
@@ -37,7 +29,16 @@ from hecate.nut import (
     poll_config,
     reading_from_vars,
 )
-from hecate.readings import CommError, UpsReading
+from hecate.config.model import parse_config
+from hecate.core.readings import CommError, UpsReading
+from hecate.errors import (
+    ConfigError,
+    UpsAuthError,
+    UpsDriverDownError,
+    UpsError,
+    UpsTimeoutError,
+    UpsUnreachableError,
+)
 from tests.testbed.nut import (
     DDL_DIR,
     NutServer,

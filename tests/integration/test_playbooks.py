@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hecate.ansible_port import AnsiblePort, Playbook, PlaybookRequest, PlaybookResult
-from hecate.config import HecateConfig, parse_config
+from hecate.adapters.ansible.port import AnsiblePort, Playbook, PlaybookRequest, PlaybookResult
+from hecate.config.model import HecateConfig, parse_config
 from tests.testbed.twin import Twin, TwinNode, wait_until
 
 pytestmark = pytest.mark.integration

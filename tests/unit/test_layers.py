@@ -16,16 +16,16 @@ import pytest
 IO_LIBRARIES = ("ansible_runner", "ansible", "lightkube", "PyNUTClient", "waitress", "httpx2")
 
 PURE_CORE = (
-    "hecate.policy",
-    "hecate.budget",
-    "hecate.readings",
-    "hecate.intent",
-    "hecate.plan",
-    "hecate.guards",
-    "hecate.battery",
-    "hecate.replay",
-    "hecate.doctor",
-    "hecate.daemon.core",
+    "hecate.core.policy.step",
+    "hecate.core.budget",
+    "hecate.core.readings",
+    "hecate.core.intent",
+    "hecate.cli.plan_text",
+    "hecate.core.startup_refusals",
+    "hecate.core.battery",
+    "hecate.core.replay",
+    "hecate.core.doctor.cluster",
+    "hecate.core.daemon_actions",
 )
 
 
@@ -51,7 +51,7 @@ def test_the_pure_core_loads_no_io_library(module: str) -> None:
 
 
 def test_the_metrics_load_neither_ansible_nor_lightkube() -> None:
-    loaded = loaded_after_import("hecate.metrics")
+    loaded = loaded_after_import("hecate.adapters.metrics.registry")
     assert "prometheus_client" in loaded  # the check sees what metrics do load ...
     # ... and not what only the drills and the flows need
     assert [lib for lib in ("ansible_runner", "ansible", "lightkube") if lib in loaded] == []
@@ -59,5 +59,5 @@ def test_the_metrics_load_neither_ansible_nor_lightkube() -> None:
 
 def test_the_ports_load_their_library() -> None:
     """The counterpart, so the checks above cannot pass by looking at nothing."""
-    assert "PyNUTClient" in loaded_after_import("hecate.nut")
-    assert "lightkube" in loaded_after_import("hecate.kube")
+    assert "PyNUTClient" in loaded_after_import("hecate.adapters.nut")
+    assert "lightkube" in loaded_after_import("hecate.adapters.kube")
