@@ -52,11 +52,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
+
 from bench.stop_agents import check_stopped, make_config, start_agents
-from hecate.ansible_port import AnsiblePort, Playbook, PlaybookRequest, PlaybookResult
-from hecate.ansible_rundir import new_run_dir, runner_settings, write_private_data_dir
-from hecate.config import parse_config
-from hecate.inventory import dump_inventory
+from hecate.adapters.ansible.assets import Playbook
+from hecate.adapters.ansible.inventory import dump_inventory
+from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.ansible.rundir import new_run_dir, runner_settings, write_private_data_dir
+from hecate.config.model import parse_config
 from tests.testbed.twin import Twin
 
 RUN_TIMEOUT_S = 180.0

@@ -43,19 +43,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hecate.ansible_port import (
-    Ansible,
-    EventCallback,
-    PlaybookRequest,
-    PlaybookResult,
-    open_port,
-)
-from hecate.config import HecateConfig
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
+from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
+
+from hecate.adapters.ansible.events import EventCallback
+from hecate.adapters.ansible.port import open_port
+from hecate.config.model import HecateConfig
+from hecate.core.plans import ShutdownOptions, StartupOptions
+from hecate.core.run_history import Outcome
+from hecate.flows.open_context import open_flow_context
+from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.flows.wiring import open_flow_context
-from hecate.runs import Outcome
 from tests.integration.support import twin_config
 from tests.testbed.image import ensure_image
 from tests.testbed.twin import Twin, TwinNode

@@ -29,8 +29,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hecate.ansible_port import AnsiblePort, Playbook, PlaybookRequest
-from hecate.config import HecateConfig, parse_config
+from hecate.adapters.ansible.protocol import PlaybookRequest
+
+from hecate.adapters.ansible.assets import Playbook
+from hecate.adapters.ansible.port import AnsiblePort
+from hecate.config.model import HecateConfig, parse_config
 from tests.testbed.twin import Twin, TwinNode
 
 

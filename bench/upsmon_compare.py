@@ -3,8 +3,8 @@
 Two real upsd + dummy-ups servers (tests/testbed/nut.py) are fed the same readings at the same
 moments. `/lib/nut/upsmon` runs for real as a primary on server B (its own mount namespace, so
 its pid file in /run/nut cannot clash; SHUTDOWNCMD only writes a file). Hecate's NUT adapter polls
-server A and feeds the pure policy (`hecate.policy.step`) on a monotonic clock. Two servers,
-because a primary upsmon sets FSD on its upsd when it decides, and Hecate honours FSD: on a
+server A and feeds the pure policy (`hecate.core.policy.step.step`) on a monotonic clock. Two
+servers, because a primary upsmon sets FSD on its upsd when it decides, and Hecate honours FSD: on a
 shared server the first to decide would decide for both.
 
 Both poll every second; dead time 6 s on both sides (DEADTIME / comm_loss_dead_seconds); Hecate's
@@ -33,8 +33,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hecate.nut import NutClient, parse_target, poll
-from hecate.policy import PolicyParams, initial_state, step
+from hecate.adapters.nut.client import NutClient
+from hecate.adapters.nut.port import poll
+from hecate.adapters.nut.target import parse_target
+from hecate.core.policy.step import step
+from hecate.core.policy.values import PolicyParams, initial_state
 from tests.testbed.nut import NutServer
 
 UPSMON = Path("/lib/nut/upsmon")

@@ -11,13 +11,22 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from hecate.addresses import HostPort, NodeName, UpsTarget
-from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
-from hecate.config import DEFAULT_CONFIG_PATH, file_use_problems, load_config, parse_config
-from hecate.config_init import SERVER_ROLES, Discovery, FluxSource, plan_config, render_config
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.kube.types import NodeDetails
+from hecate.adapters.nut.client import NutClient
+from hecate.adapters.nut.target import DEFAULT_PORT, NutTarget
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
+from hecate.cli.config_init_text import (
+    SERVER_ROLES,
+    Discovery,
+    FluxSource,
+    plan_config,
+    render_config,
+)
+from hecate.cli.exits import EXIT_USAGE
+from hecate.config.addresses import HostPort, NodeName, UpsTarget
+from hecate.config.model import DEFAULT_CONFIG_PATH, file_use_problems, load_config, parse_config
 from hecate.errors import ConfigError, HecateError, KubeError, UpsError
-from hecate.kube import Kube, NodeDetails
-from hecate.nut import DEFAULT_PORT, NutClient, NutTarget
 
 EXAMPLE_NAME = "hecate.example.yaml"
 DEFAULT_KUBECONFIG = Path("/etc/hecate/kubeconfig.yaml")

@@ -8,7 +8,7 @@ import typer
 
 from hecate.cli.common import ConfigOpt
 from hecate.cli.daemon_run import DaemonArgs, run_daemon
-from hecate.config import DEFAULT_CONFIG_PATH
+from hecate.config.model import DEFAULT_CONFIG_PATH
 
 
 def daemon_command(

@@ -1,6 +1,6 @@
 """`hecate doctor`: is the cluster really protected? Every probe, then one line per check.
 
-The probes (thin, each bounded) live here; what their outcomes mean is `hecate.doctor` (pure).
+The probes (thin, each bounded) live here; what their outcomes mean is `hecate.core.doctor.cluster` (pure).
 The last result is kept in `state_dir/doctor.json` for `hecate status`.
 """
 
@@ -13,15 +13,32 @@ import time
 
 import typer
 
-from hecate import doctor
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.kube.types import KubeNotFoundError
+from hecate.adapters.nut.client import NutClient, UpsUnknownError
+from hecate.adapters.nut.port import Ups
+from hecate.adapters.nut.target import parse_target
+from hecate.adapters.peers.http import CoordinatorClient, read_token
+from hecate.adapters.statedir.files import atomic_write_json
 from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
-from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
 from hecate.cli.doctor_file import DOCTOR_FILE, last_result
+from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
 from hecate.cli.style import BAD, GOOD, NOTE, paint
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config, secret_file_warnings
-from hecate.coordination import CoordinatorClient, read_token
-from hecate.doctor import Finding, fail, ok, warn
+from hecate.config.checks import secret_file_warnings
+from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, load_config
+from hecate.core.doctor import cluster as doctor
+from hecate.core.doctor.findings import (
+    Finding,
+    fail,
+    ok,
+    protected,
+    render,
+    report_json,
+    summary,
+    warn,
+)
 from hecate.errors import (
     ConfigError,
     HecateError,
@@ -30,9 +47,6 @@ from hecate.errors import (
     UpsDriverDownError,
     UpsError,
 )
-from hecate.kube import Kube, KubeNotFoundError
-from hecate.nut import NutClient, Ups, UpsUnknownError, parse_target
-from hecate.statefiles import atomic_write_json
 
 __all__ = ["DOCTOR_FILE", "doctor_command", "last_result"]
 
@@ -72,18 +86,18 @@ def doctor_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     if saved is not None:
         findings.append(saved)
     _emit(findings, str(config), as_json)
-    if not doctor.protected(findings):
+    if not protected(findings):
         raise typer.Exit(EXIT_FAILED)
 
 
 def _emit(findings: list[Finding], config: str, as_json: bool) -> None:
     if as_json:
-        emit_json(doctor.report_json(findings, time.time(), config))
+        emit_json(report_json(findings, time.time(), config))
         return
-    for line in doctor.render(findings):
+    for line in render(findings):
         typer.echo(_coloured_finding(line))
-    verdict = doctor.summary(findings)
-    typer.echo(paint(verdict, GOOD if doctor.protected(findings) else BAD, bold=True))
+    verdict = summary(findings)
+    typer.echo(paint(verdict, GOOD if protected(findings) else BAD, bold=True))
 
 
 def _coloured_finding(line: str) -> str:
@@ -95,7 +109,7 @@ def _coloured_finding(line: str) -> str:
 def _save(cfg: HecateConfig, findings: list[Finding], config: str) -> Finding | None:
     path = cfg.state_dir / DOCTOR_FILE
     try:
-        atomic_write_json(path, doctor.report_json(findings, time.time(), config))
+        atomic_write_json(path, report_json(findings, time.time(), config))
     except HecateError as exc:
         return warn("doctor.saved", str(exc), "run hecate doctor as root (or the hecate user)")
     return None

@@ -1,16 +1,16 @@
 """`hecate doctor`'s daemon.reads.* checks, the I/O side: who hecate.service runs as (the state
 dir's owner) and the modes of each file it must read and of its directories; the verdict is
-hecate.doctor_daemon_files'."""
+hecate.core.doctor.daemon_files'."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hecate import doctor
-from hecate.config import HecateConfig
-from hecate.config_checks import daemon_user, path_chain
-from hecate.doctor import Finding
-from hecate.inventory import known_hosts_path
+from hecate.adapters.ansible.inventory import known_hosts_path
+from hecate.config.checks import daemon_user, path_chain
+from hecate.config.model import HecateConfig
+from hecate.core.doctor.daemon_files import daemon_read_findings
+from hecate.core.doctor.findings import Finding
 
 
 def daemon_read_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
@@ -26,4 +26,4 @@ def daemon_read_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
         **cfg.secret_files(),
     }
     chains = {key: path_chain(path) for key, path in files.items() if path is not None}
-    return doctor.daemon_read_findings(user, chains)
+    return daemon_read_findings(user, chains)

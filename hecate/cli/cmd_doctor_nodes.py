@@ -1,5 +1,5 @@
 """`hecate doctor`'s node probes: one bounded SSH session per node (in parallel) running the
-probe script; `hecate.doctor_nodes` says what the outcome means."""
+probe script; `hecate.core.doctor.nodes` says what the outcome means."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hecate import doctor
-from hecate.config import HecateConfig
-from hecate.doctor import Finding, fail, ok
-from hecate.inventory import known_hosts_path, node_target, proxy_jump_spec
+from hecate.adapters.ansible.inventory import known_hosts_path, node_target, proxy_jump_spec
+from hecate.config.model import HecateConfig
+from hecate.core.doctor import cluster as doctor
+from hecate.core.doctor.findings import Finding, fail, ok
+from hecate.core.doctor.nodes import (
+    SshOutcome,
+    node_findings,
+    node_unit,
+    probe_script,
+    sudo_commands,
+)
 
 
 def node_checks(cfg: HecateConfig) -> list[Finding]:
@@ -77,7 +84,7 @@ def _probe_node(cfg: HecateConfig, node: str, known: Path) -> list[Finding]:
     jump = proxy_jump_spec(cfg)
     if jump:
         argv += ["-o", f"ProxyJump={jump}"]
-    script = doctor.probe_script(doctor.sudo_commands(cfg, node), doctor.node_unit(cfg, node))
+    script = probe_script(sudo_commands(cfg, node), node_unit(cfg, node))
     argv += [f"{target.user}@{target.host}", script]
     where = f"{target.host}:{target.port}"
     started = time.time()
@@ -100,5 +107,5 @@ def _probe_node(cfg: HecateConfig, node: str, known: Path) -> list[Finding]:
         ]
     except OSError as exc:
         return [fail(f"node.{node}.ssh", f"cannot run ssh: {exc}", "apt install openssh-client")]
-    outcome = doctor.SshOutcome(done.returncode, done.stdout, done.stderr, started, time.time())
-    return doctor.node_findings(cfg, node, where, outcome, known_hosts=str(known))
+    outcome = SshOutcome(done.returncode, done.stdout, done.stderr, started, time.time())
+    return node_findings(cfg, node, where, outcome, known_hosts=str(known))

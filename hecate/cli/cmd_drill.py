@@ -8,15 +8,16 @@ from typing import Annotated
 
 import typer
 
-from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, load, read_ups
+from hecate.adapters.kube.client import Kube
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, read_ups
 from hecate.cli.execute import StageProgress
+from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
 from hecate.cli.failure import fail
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.drills.base import DrillEnv, record, run_drill
 from hecate.drills.catalog import DRILLS, get_drill
 from hecate.flows.context import FlowContext
-from hecate.flows.wiring import open_flow_context
-from hecate.kube import Kube
+from hecate.flows.open_context import open_flow_context
 
 app = typer.Typer(
     help="Disruptive drills: break the cluster on purpose and prove Hecate recovers it. "

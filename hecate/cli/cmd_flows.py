@@ -7,31 +7,22 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from hecate.budget import budget_from_config
-from hecate.cli.common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_REFUSED,
-    ConfigOpt,
-    JsonOpt,
-    emit_json,
-    load,
-    now,
-    read_ups_or_error,
-)
+from hecate.adapters.statedir.store import StateStore
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.cli.execute import execute_flow, exit_code_for_report
-from hecate.cli.peers import ask_coordinator_to_start
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
+from hecate.cli.peer_startup import ask_coordinator_to_start
+from hecate.cli.plan_text import plan_json, plan_lines
+from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.core.budget import budget_from_config
+from hecate.core.plan_marks import Probes, StageMark, plan_marks, would_fail
+from hecate.core.plans import FlowPlan, ShutdownOptions, StartupOptions, shutdown_plan, startup_plan
+from hecate.core.readings import Poll
+from hecate.core.startup_refusals import Refusal, StartupOverrides
 from hecate.errors import StateError
-from hecate.flow_plans import FlowPlan, shutdown_plan, startup_plan
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
-from hecate.guards import Refusal, StartupOverrides
-from hecate.plan import plan_json, plan_lines
-from hecate.plan_marks import Probes, StageMark, plan_marks, would_fail
-from hecate.readings import Poll
-from hecate.startup_guards import StartupRefusedError, startup_facts
-from hecate.state import StateStore
+from hecate.flows.guard_facts import StartupRefusedError, startup_facts
+from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 
 ExecuteOpt = Annotated[
     bool, typer.Option("--execute", help="Really do it. Without it only the plan is printed.")
@@ -60,8 +51,8 @@ def _print_plan(
 
 
 def _probe(cfg: HecateConfig, *, ups: bool) -> tuple[Probes, Poll | None]:
-    """The dry run's look before it plans (hecate/plan_probes.py): bounded, in parallel."""
-    from hecate.plan_probes import probe_cluster  # noqa: PLC0415 - only for a probing dry run
+    """The dry run's look before it plans (hecate/cli/plan_probes.py): bounded, in parallel."""
+    from hecate.cli.plan_probes import probe_cluster  # noqa: PLC0415 - only for a probing dry run
 
     return probe_cluster(cfg, read_ups=(lambda: read_ups_or_error(cfg)) if ups else None)
 
@@ -74,7 +65,7 @@ def _dry_run_exit(marks: dict[str, StageMark]) -> None:
 
 
 def _probe_lines(probes: Probes | None, marks: dict[str, StageMark]) -> list[str]:
-    from hecate.plan_probes import probes_summary  # noqa: PLC0415
+    from hecate.cli.plan_probes import probes_summary  # noqa: PLC0415
 
     if probes is None:
         return ["not probed (--no-probe): nothing says which stages would be skipped or fail"]
@@ -86,7 +77,7 @@ def _probe_lines(probes: Probes | None, marks: dict[str, StageMark]) -> list[str
 
 
 def _probes_json(probes: Probes | None) -> dict[str, object] | None:
-    from hecate.plan_probes import probes_json  # noqa: PLC0415
+    from hecate.cli.plan_probes import probes_json  # noqa: PLC0415
 
     return probes_json(probes) if probes is not None else None
 
@@ -155,7 +146,7 @@ def startup_command(
     if execute:
         if not as_json:
             _print_plan("startup plan:", plan, "")
-        # The guards are evaluated once, inside the startup's lock (hecate/startup_guards.py).
+        # The guards are evaluated once, inside the startup's lock (hecate/flows/guard_facts.py).
         try:
             report = execute_flow(cfg, lambda ctx: run_startup(ctx, options), as_json=as_json)
         except StartupRefusedError as exc:

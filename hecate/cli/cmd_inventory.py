@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
+from hecate.adapters.ansible.inventory import dump_inventory
+from hecate.adapters.ansible.ssh_preflight import prepare_inventory
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load
-from hecate.config import DEFAULT_CONFIG_PATH
-from hecate.inventory import dump_inventory
-from hecate.ssh_preflight import prepare_inventory
+from hecate.config.model import DEFAULT_CONFIG_PATH
 
 
 def inventory_command(

@@ -7,17 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from hecate.battery import battery_truth, coverage
-from hecate.budget import budget_from_config
+from hecate.adapters.statedir.outages import find_outage, load_recorded, outage_id, trace_paths
+from hecate.adapters.statedir.store import StateStore
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, read_ups_or_error
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.core.battery import battery_truth, coverage
+from hecate.core.budget import budget_from_config
+from hecate.core.policy.values import Event, params_from_config
+from hecate.core.readings import Poll, UpsReading
+from hecate.core.replay import replay
+from hecate.core.trace import TracePoint, load_trace
 from hecate.errors import StateError
-from hecate.outages import find_outage, load_recorded, outage_id, trace_paths
-from hecate.policy import Event, params_from_config
-from hecate.readings import Poll, UpsReading
-from hecate.replay import replay
-from hecate.state import StateStore
-from hecate.trace import TracePoint, load_trace
 
 outage_app = typer.Typer(
     help="Recorded outages (state_dir/traces): list them, show one, draw it as SVG.",
@@ -49,7 +49,7 @@ def write_svg(
     path: Path, points: list[TracePoint], events: list[Event], threshold_s: float, title: str
 ) -> None:
     """Draw the trace to `path` (the CLI's one file write for pictures)."""
-    from hecate.svgplot import render_outage_svg  # noqa: PLC0415 - xml.etree: not for status
+    from hecate.cli.outage_svg import render_outage_svg  # noqa: PLC0415 - xml.etree: not for status
 
     svg = render_outage_svg(points, events, threshold_s, title)
     try:

@@ -8,15 +8,15 @@ from typing import Annotated
 
 import typer
 
-from hecate.budget import budget_from_config
+from hecate.adapters.statedir.store import StateStore
 from hecate.cli.cmd_outage import SvgOpt, write_svg
 from hecate.cli.common import JsonOpt, strict_json
-from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, default_config, load_config
+from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, default_config, load_config
+from hecate.core.budget import budget_from_config
+from hecate.core.policy.values import params_from_config
+from hecate.core.replay import replay_with_state
+from hecate.core.trace import bundled_traces, find_trace, load_trace
 from hecate.errors import StateError, TraceError
-from hecate.policy import params_from_config
-from hecate.replay import replay_with_state
-from hecate.state import StateStore
-from hecate.trace import bundled_traces, find_trace, load_trace
 
 NO_CONFIG = "no config: using the defaults"
 

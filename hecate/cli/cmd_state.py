@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, load, now
+from hecate.adapters.statedir.files import exclusive_lock
+from hecate.adapters.statedir.store import StateStore
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now
+from hecate.cli.exits import EXIT_USAGE
 from hecate.cli.failure import fail
-from hecate.config import DEFAULT_CONFIG_PATH
+from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.core.intent import IntentState
 from hecate.errors import StateError
-from hecate.intent import IntentState
-from hecate.state import StateStore
-from hecate.statefiles import exclusive_lock
 
 app = typer.Typer(help="Inspect and repair the state directory.", no_args_is_help=True)
 

@@ -7,7 +7,9 @@ from typing import Any
 
 import typer
 
-from hecate.budget import Budget, budget_from_config
+from hecate.adapters.statedir.awaiting import load_awaiting
+from hecate.adapters.statedir.store import StateStore
+from hecate.adapters.systemd.selfupdate import SelfUpdate, self_update, update_failed
 from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
 from hecate.cli.common import (
     EXIT_UNPROTECTED,
@@ -20,16 +22,15 @@ from hecate.cli.common import (
 )
 from hecate.cli.doctor_file import last_result
 from hecate.cli.style import BAD, paint
-from hecate.config import DEFAULT_CONFIG_PATH
-from hecate.daemon.awaiting import load_awaiting
+from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.core.budget import Budget, budget_from_config
+from hecate.core.intent import Intent, IntentState, is_stale
+from hecate.core.policy.rules import pending_startup_wait
+from hecate.core.policy.values import params_from_config
+from hecate.core.readings import CommError, Poll, PowerSource, UpsReading
+from hecate.core.run_history import RunRecord
 from hecate.errors import StateError
 from hecate.flows.report import load_progress, load_report
-from hecate.intent import Intent, IntentState, is_stale
-from hecate.policy import params_from_config, pending_startup_wait
-from hecate.readings import CommError, Poll, PowerSource, UpsReading
-from hecate.runs import RunRecord
-from hecate.selfupdate import SelfUpdate, self_update, update_failed
-from hecate.state import StateStore
 
 
 def _intent_json(

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hecate.adapters.nut.port import Ups
 from hecate.cli.exits import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -21,10 +22,9 @@ from hecate.cli.exits import (
     EXIT_USAGE,
 )
 from hecate.cli.failure import note_json_printed
-from hecate.config import HecateConfig, load_config
+from hecate.config.model import HecateConfig, load_config
+from hecate.core.readings import CommError, Poll
 from hecate.errors import HecateError
-from hecate.nut import Ups
-from hecate.readings import CommError, Poll
 
 __all__ = [
     "EXIT_CODES_HELP",

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from hecate.adapters.nut.port import Ups
 from hecate.cli.exits import EXIT_OK, error_report
-from hecate.config import DEFAULT_CONFIG_PATH, load_config
+from hecate.config.model import DEFAULT_CONFIG_PATH, load_config
 from hecate.daemon.service import Daemon
 from hecate.errors import HecateError
-from hecate.nut import Ups
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,15 @@ from collections.abc import Callable
 
 import typer
 
-from hecate.cli.common import EXIT_FAILED, EXIT_OK, emit_json, read_ups
+from hecate.cli.common import emit_json, read_ups
+from hecate.cli.exits import EXIT_FAILED, EXIT_OK
 from hecate.cli.style import paint_status
-from hecate.config import HecateConfig
+from hecate.config.model import HecateConfig
+from hecate.core.progress_names import stage_label
+from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext
+from hecate.flows.open_context import open_flow_context
 from hecate.flows.report import FlowReport
-from hecate.flows.wiring import open_flow_context
-from hecate.progress_names import stage_label
-from hecate.runs import Outcome
 
 
 class StageProgress:

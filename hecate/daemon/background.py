@@ -12,11 +12,9 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from hecate.battery import BatteryTruth, corrected_threshold
-from hecate.budget import Budget, budget_from_config
-from hecate.clock import Clock
-from hecate.config import HecateConfig
-from hecate.coordination import (
+from hecate.adapters.http_server import Limits
+from hecate.adapters.metrics.registry import Metrics
+from hecate.adapters.peers.http import (
     MAX_BODY,
     SEEN_FILE,
     CoordinatorClient,
@@ -26,22 +24,24 @@ from hecate.coordination import (
     peers_from_config,
     read_token,
 )
-from hecate.daemon.chores import ChoreWatch, describe
-from hecate.daemon.supervisor import Settings
+from hecate.adapters.statedir.outages import load_battery_truth
+from hecate.adapters.statedir.store import StateStore
+from hecate.adapters.systemd.notify import SystemdNotifier
+from hecate.config.model import HecateConfig
+from hecate.core.battery import BatteryTruth, corrected_threshold
+from hecate.core.budget import Budget, budget_from_config
+from hecate.core.clock import Clock
+from hecate.core.intent import IntentState
+from hecate.core.peers import PeerIntent
+from hecate.core.policy.values import PolicyState, initial_state
+from hecate.core.readings import CommError, Poll
+from hecate.core.supervisor import Settings
+from hecate.daemon.chore_watch import ChoreWatch, describe
 from hecate.errors import HecateError
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.httpserve import Limits
-from hecate.intent import IntentState
-from hecate.metrics import Metrics
-from hecate.outages import load_battery_truth
-from hecate.peers_port import PeerIntent
-from hecate.policy import PolicyState, initial_state
-from hecate.readings import CommError, Poll
-from hecate.sdnotify import SystemdNotifier
-from hecate.state import StateStore
 
 if TYPE_CHECKING:
-    from hecate.ansible_port import Ansible
+    from hecate.adapters.ansible.protocol import Ansible
     from hecate.flows.context import FlowContext
 
 log = logging.getLogger("hecate.daemon")
@@ -64,7 +64,7 @@ def real_context_factory(
     clock: Clock | None = None,
 ) -> ContextFactory:
     def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
-        from hecate.flows.wiring import open_flow_context  # noqa: PLC0415 - idle RSS (issue 16)
+        from hecate.flows.open_context import open_flow_context  # noqa: PLC0415 - idle RSS (issue 16)
 
         return open_flow_context(
             config,
@@ -137,7 +137,7 @@ def learn_battery(config: HecateConfig, budget: Budget, metrics: Metrics) -> Bat
 def _ansible_port(config: HecateConfig) -> Ansible:
     """The daemon's long-lived Ansible port, made on first use: the idle daemon never loads the
     Ansible chain (ansible_runner, the batch planner: about 1 MB of its idle RSS)."""
-    from hecate.ansible_port import AnsiblePort  # noqa: PLC0415
+    from hecate.adapters.ansible.port import AnsiblePort  # noqa: PLC0415
 
     return AnsiblePort.from_config(config)
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from hecate.config import HecateConfig
+from hecate.config.model import HecateConfig
 from hecate.errors import HecateError
 
 log = logging.getLogger("hecate.daemon")

@@ -14,21 +14,51 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from hecate.battery import BatteryTruth, corrected_threshold
-from hecate.budget import Budget
-from hecate.clock import Clock, as_clock
-from hecate.config import HecateConfig
-from hecate.coordination import (
+from hecate.adapters.http_server import Limits, connection_cap, reserve_file_descriptors
+from hecate.adapters.metrics.registry import Metrics, ups_name
+from hecate.adapters.peers.http import (
     CoordinatorClient,
     CoordinatorHandlers,
     CoordinatorServer,
     TriggerRequest,
 )
-from hecate.daemon import supervisor as sv
-from hecate.daemon.awaiting import awaiting_at_start, save_awaiting
+from hecate.adapters.statedir.awaiting import awaiting_at_start, save_awaiting
+from hecate.adapters.statedir.store import StateStore
+from hecate.adapters.systemd.notify import SystemdNotifier, watchdog_interval_s
+from hecate.config.model import HecateConfig
+from hecate.core import supervisor as sv
+from hecate.core.battery import BatteryTruth, corrected_threshold
+from hecate.core.budget import Budget
+from hecate.core.clock import Clock, as_clock
+from hecate.core.daemon_actions import Action
+from hecate.core.policy.rules import trace_active
+from hecate.core.policy.values import PolicyParams, PolicyState, params_from_config
+from hecate.core.readings import CommError, Poll
+from hecate.core.run_history import Outcome
+from hecate.core.supervisor_vocabulary import (
+    Answer,
+    AskPeers,
+    CancelStartup,
+    Effect,
+    Event,
+    FlowFinished,
+    FlowKind,
+    FlowOutcome,
+    ForwardFailed,
+    ForwardTrigger,
+    PeerReported,
+    PeerTriggered,
+    Polled,
+    Record,
+    RetryAt,
+    RunShutdown,
+    RunStartup,
+    SaveAwaiting,
+    ShutdownOwed,
+    StartupRequested,
+)
 from hecate.daemon.background import (
     CacheRefresher,
-    ContextFactory,
     CoordinatorProbe,
     ReadableWatch,
     ask_peers,
@@ -36,33 +66,28 @@ from hecate.daemon.background import (
     close_chores,
     daemon_warmer,
     forward_trigger,
+    spawn,
+)
+from hecate.daemon.chore_watch import ChoreWatch
+from hecate.daemon.reload import validated_reload
+from hecate.daemon.trace_recorder import TraceRecorder
+from hecate.daemon.wiring import (
+    ContextFactory,
     initial_policy,
     learn_battery,
     load_budget,
     real_context_factory,
     serve_coordination,
     settings_from,
-    spawn,
 )
-from hecate.daemon.chores import ChoreWatch
-from hecate.daemon.core import Action, CancelStartup, ForwardTrigger, RunShutdown, RunStartup
-from hecate.daemon.reload import validated_reload
-from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
 from hecate.flows.report import FlowReport
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.httpserve import Limits, connection_cap, reserve_file_descriptors
-from hecate.metrics import Metrics, ups_name
-from hecate.policy import PolicyParams, PolicyState, params_from_config
-from hecate.readings import CommError, Poll
-from hecate.runs import Outcome
-from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
-from hecate.state import StateStore
 
 log = logging.getLogger("hecate.daemon")
 
 ACTIONS = (RunShutdown, RunStartup, CancelStartup, ForwardTrigger)
-OUTCOMES = {o: sv.FlowOutcome(o.value) for o in Outcome if o.value in set(sv.FlowOutcome)}
+OUTCOMES = {o: FlowOutcome(o.value) for o in Outcome if o.value in set(FlowOutcome)}
 
 
 class Daemon:
@@ -105,7 +130,7 @@ class Daemon:
         self._lock = threading.Lock()  # guards self.sup and the worker handles
         self._worker: threading.Thread | None = None
         self._cancel = threading.Event()
-        self._worker_kind: sv.FlowKind | None = None
+        self._worker_kind: FlowKind | None = None
         self.reports: list[FlowReport] = []
         self.cache = CacheRefresher(self.chores)
         self.probe = CoordinatorProbe(self.metrics, self.chores)
@@ -196,9 +221,9 @@ class Daemon:
             poll = CommError(f"UPS read failed: {exc}", "error")
         self.metrics.observe_poll(poll)
         self.readable.observe(poll)
-        effects = self._feed(sv.Polled(poll, m, self.params))
+        effects = self._feed(Polled(poll, m, self.params))
         recording = self.recorder.current
-        active = sv.trace_active(self.state)  # a trace that cannot be written: logged once
+        active = trace_active(self.state)  # a trace that cannot be written: logged once
         self.chores.attempt("trace", lambda: self.recorder.observe(t, poll, active=active, mono=m))
         if recording is not None and self.recorder.current is None:
             self.battery = self._battery_truth()  # an outage ended: learn from it
@@ -208,9 +233,9 @@ class Daemon:
             self.warmer.warm(self.mono())
         self.probe.maybe(self.client, m)  # an interval: on the monotonic clock
         actions: list[Action] = [
-            RunShutdown(e.reason) if isinstance(e, sv.ShutdownOwed) else e
+            RunShutdown(e.reason) if isinstance(e, ShutdownOwed) else e
             for e in effects
-            if isinstance(e, (*ACTIONS, sv.ShutdownOwed))
+            if isinstance(e, (*ACTIONS, ShutdownOwed))
         ]
         s = self.state
         if not actions and idle and not (s.on_battery or s.startup_pending):
@@ -227,40 +252,40 @@ class Daemon:
 
     # --- effects: the supervisor decides, the shell carries out ------------------------------
 
-    def _feed(self, event: sv.Event) -> list[sv.Effect]:
+    def _feed(self, event: Event) -> list[Effect]:
         with self._lock:
             self.sup, effects = sv.decide(self.sup, event)
         for effect in effects:
             self._carry_out(effect)
         return effects
 
-    def _carry_out(self, effect: sv.Effect) -> None:
-        if isinstance(effect, sv.Record):
+    def _carry_out(self, effect: Effect) -> None:
+        if isinstance(effect, Record):
             log.log(effect.level, "%s", effect.message)
             if effect.counter is not None:
                 self.metrics.triggers.labels(effect.counter.split(":")[1]).inc()
-        elif isinstance(effect, sv.RetryAt):
+        elif isinstance(effect, RetryAt):
             log.warning("%s will be retried in %.0fs", effect.kind.value, effect.at - self.mono())
-        elif isinstance(effect, sv.SaveAwaiting):
+        elif isinstance(effect, SaveAwaiting):
             try:
                 save_awaiting(self.config.state_dir, effect.names)
             except HecateError as exc:
                 log.error("cannot record the peers the startup waits for: %s", exc)
-        elif isinstance(effect, sv.AskPeers):
+        elif isinstance(effect, AskPeers):
             spawn("ask-peers", self.chores.guarded("ask_peers", self._ask_peers))
         elif isinstance(effect, CancelStartup):
             log.info("action=CancelStartup reason=%s", effect.reason)
             with self._lock:  # never waits: the poll and HTTP threads must not block
-                if self._worker_kind is sv.FlowKind.STARTUP:  # not a shutdown started since
+                if self._worker_kind is FlowKind.STARTUP:  # not a shutdown started since
                     self._cancel.set()
         elif isinstance(effect, RunShutdown | RunStartup):
-            kind = sv.FlowKind.SHUTDOWN if isinstance(effect, RunShutdown) else sv.FlowKind.STARTUP
+            kind = FlowKind.SHUTDOWN if isinstance(effect, RunShutdown) else FlowKind.STARTUP
             log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
             self._start_flow(kind, effect.reason)
         elif isinstance(effect, ForwardTrigger):
             spawn("forward", self.chores.guarded("forward", lambda: self._forward(effect.reason)))
 
-    def _start_flow(self, kind: sv.FlowKind, reason: str) -> None:
+    def _start_flow(self, kind: FlowKind, reason: str) -> None:
         cancel = threading.Event()
         worker = threading.Thread(
             target=self._flow_thread, args=(kind, reason, cancel), name=f"hecate-{kind.value}"
@@ -270,26 +295,30 @@ class Daemon:
         worker.start()
         self.notifier.status(f"{kind.value} running: {reason}")
 
-    def _flow_thread(self, kind: sv.FlowKind, reason: str, cancel: threading.Event) -> None:
-        outcome = sv.FlowOutcome.ERROR
+    def _flow_thread(self, kind: FlowKind, reason: str, cancel: threading.Event) -> None:
+        outcome = FlowOutcome.ERROR
         try:
             # The flows load Ansible and lightkube: imported with the first flow (idle RSS,
             # #16), inside the try: an import that fails is a flow that could not run (retried),
             # never a worker that dies without telling the supervisor.
-            from hecate.flows.shutdown import ShutdownOptions, run_shutdown  # noqa: PLC0415
-            from hecate.flows.startup import StartupOptions, run_startup  # noqa: PLC0415
+            from hecate.core.plans import (
+                ShutdownOptions,  # noqa: PLC0415
+                StartupOptions,  # noqa: PLC0415
+            )
+            from hecate.flows.shutdown import run_shutdown
+            from hecate.flows.startup import run_startup
 
             with self.context_factory(cancel) as ctx:
-                if kind is sv.FlowKind.SHUTDOWN:
+                if kind is FlowKind.SHUTDOWN:
                     options = ShutdownOptions(mode=self.config.shutdown.ups_mode, reason=reason)
                     report = run_shutdown(ctx, options)
                 else:
                     report = run_startup(ctx, StartupOptions(reason=reason))
             self._finished(report)
-            outcome = OUTCOMES.get(report.outcome, sv.FlowOutcome.FAILED)
+            outcome = OUTCOMES.get(report.outcome, FlowOutcome.FAILED)
         except GuardRefusedError as exc:
             log.warning("startup refused: %s", exc)
-            outcome = sv.FlowOutcome.REFUSED
+            outcome = FlowOutcome.REFUSED
         except Exception as exc:
             log.error("%s could not run: %s", kind.value, exc)
             self.metrics.runs.labels(kind.value, "failed").inc()
@@ -299,7 +328,7 @@ class Daemon:
             except HecateError as exc:
                 log.error("intent unreadable: %s", exc)
             self.notifier.status("watching the UPS")
-            self._feed(sv.FlowFinished(kind, outcome, reason, self.mono()))
+            self._feed(FlowFinished(kind, outcome, reason, self.mono()))
 
     def _finished(self, report: FlowReport) -> None:
         self.reports.append(report)
@@ -313,25 +342,23 @@ class Daemon:
 
     def _forward(self, reason: str) -> None:
         if not forward_trigger(self.client, self.peer_name, reason, self.metrics):
-            self._feed(sv.ForwardFailed(reason, self.mono()))
+            self._feed(ForwardFailed(reason, self.mono()))
 
     def _ask_peers(self) -> None:
         for intent in ask_peers(self.config):
-            self._feed(sv.PeerReported(intent, self.mono()))
+            self._feed(PeerReported(intent, self.mono()))
 
     # --- coordination handlers (called from the HTTP server's threads) ----------------------
 
-    def _answer(self, event: sv.Event) -> str:
-        answers = [e.text for e in self._feed(event) if isinstance(e, sv.Answer)]
+    def _answer(self, event: Event) -> str:
+        answers = [e.text for e in self._feed(event) if isinstance(e, Answer)]
         return answers[0] if answers else ""
 
     def _peer_trigger(self, request: TriggerRequest) -> bool:
-        return (
-            self._answer(sv.PeerTriggered(request.peer, request.reason, self.mono())) == "started"
-        )
+        return self._answer(PeerTriggered(request.peer, request.reason, self.mono())) == "started"
 
     def _peer_startup_request(self, peer: str) -> str:
-        return self._answer(sv.StartupRequested(peer, self.mono()))
+        return self._answer(StartupRequested(peer, self.mono()))
 
     def _intent_json(self) -> dict[str, Any]:
         ups = {"name": str(self.config.ups.target), "back": self.sup.ups_back}
@@ -401,7 +428,7 @@ class Daemon:
         self.notifier.stopping()
         cancel_warmups(warmers := [*self._old_warmers, self.warmer])  # at once: never waited for
         with self._lock:
-            if self.sup.running is sv.FlowKind.STARTUP:
+            if self.sup.running is FlowKind.STARTUP:
                 self._cancel.set()  # a half-done startup is resumed by the next run
         # A running shutdown is allowed to finish: stopping it halfway helps nobody.
         self.wait_idle(timeout_s=600)

@@ -12,9 +12,9 @@ import os
 import time
 from pathlib import Path
 
-from hecate.private_files import open_private, private_dir
-from hecate.readings import Poll
-from hecate.trace import encode_point
+from hecate.adapters.statedir.private_files import open_private, private_dir
+from hecate.core.readings import Poll
+from hecate.core.trace import encode_point
 
 
 class TraceRecorder:

@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hecate.config import HecateConfig
-from hecate.drill_history import DRILLS_FILE, load_history
+from hecate.adapters.statedir.drill_history import DRILLS_FILE, load_history
+from hecate.adapters.statedir.files import atomic_write_json, write_lock
+from hecate.config.model import HecateConfig
+from hecate.core.readings import Poll
 from hecate.errors import HecateError, KubeError, StateCorruptError, StateError
 from hecate.flows.context import FlowContext, KubeApi
 from hecate.flows.report import FlowReport
-from hecate.readings import Poll
-from hecate.statefiles import atomic_write_json, write_lock
 
 HISTORY_KEPT = 200
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hecate.adapters.kube.types import FluxObject, WorkloadKind
+from hecate.adapters.statedir.store import StateStore
+from hecate.core.intent import IntentState
+from hecate.core.plans import StartupOptions
+from hecate.core.run_history import Outcome
+from hecate.core.startup_refusals import StartupOverrides
 from hecate.drills.base import Check, Drill, DrillEnv, DrillFailedError, wait_for
 from hecate.drills.base import cluster_checks as _cluster_checks
 from hecate.drills.daemon_run import DaemonRun
@@ -12,12 +18,7 @@ from hecate.drills.simulated_ups import SimulatedUps
 from hecate.errors import ConfigError, KubeError
 from hecate.flows.ledger import load_ledger, save_ledger
 from hecate.flows.report import FlowReport
-from hecate.flows.startup import StartupOptions, run_startup, source_ready
-from hecate.guards import StartupOverrides
-from hecate.intent import IntentState
-from hecate.kube import FluxObject, WorkloadKind
-from hecate.runs import Outcome
-from hecate.state import StateStore
+from hecate.flows.startup import run_startup, source_ready
 
 
 def _gitea(env: DrillEnv) -> tuple[WorkloadKind, str, str]:

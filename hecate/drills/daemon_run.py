@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from hecate.config import CoordinationConfig, HecateConfig, MetricsConfig
+from hecate.config.model import CoordinationConfig, HecateConfig, MetricsConfig
 from hecate.daemon.service import Daemon
 from hecate.drills.base import DrillEnv
 from hecate.drills.simulated_ups import SimulatedUps

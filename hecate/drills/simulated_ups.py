@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from hecate.readings import Poll, UpsReading, parse_status
+from hecate.core.readings import Poll, UpsReading, parse_status
 
 
 class SimulatedUps:

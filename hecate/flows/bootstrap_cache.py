@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from hecate.config import HecateConfig
+from hecate.adapters.statedir.files import atomic_write_text, corrupt, write_lock
+from hecate.config.model import HecateConfig
 from hecate.errors import KubeError
 from hecate.flows.context import KubeApi
-from hecate.statefiles import atomic_write_text, corrupt, write_lock
 
 CACHE_DIR = "bootstrap-cache"
 

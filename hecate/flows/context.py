@@ -9,18 +9,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from hecate.ansible_port import Ansible, PlaybookRequest, PlaybookResult, TaskEvent
-from hecate.config import HecateConfig
+from hecate.adapters.ansible.events import TaskEvent
+from hecate.adapters.ansible.inventory import node_problems
+from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
+from hecate.adapters.statedir.store import StateStore
+from hecate.config.model import HecateConfig
+from hecate.core.plans import StageStatus
+from hecate.core.progress_names import node_line
+from hecate.core.readings import Poll
+from hecate.core.run_history import StageRecord
 from hecate.errors import HecateError
-from hecate.flow_plans import StageStatus
-from hecate.inventory import node_problems
-from hecate.progress_names import node_line
-from hecate.readings import Poll
-from hecate.runs import StageRecord
-from hecate.state import StateStore
 
 if TYPE_CHECKING:  # annotations only: the idle daemon does not load lightkube (issue 16)
-    from hecate.kube import (
+    from hecate.adapters.kube.types import (
         FluxKind,
         FluxObject,
         NodeInfo,
@@ -38,7 +39,7 @@ class FlowAbortedError(HecateError):
 
 
 class KubeApi(Protocol):
-    """The Kubernetes calls the flows make (hecate.kube.Kube implements it).
+    """The Kubernetes calls the flows make (hecate.adapters.kube.client.Kube implements it).
 
     `available` is False when no client could be made (`reason` says why): the port says so
     itself, callers never check its type.

@@ -8,9 +8,9 @@ import contextlib
 from collections.abc import Callable
 from functools import partial
 
+from hecate.adapters.kube.types import PodRef
 from hecate.errors import KubeError
 from hecate.flows.context import FlowContext, KubeApi, Stage, wait_until
-from hecate.kube import PodRef
 
 # The grace a plain delete (the second step) gives a pod: at most this, and at most half the
 # step, so a pod that honours it is seen gone within the step; one that does not (a hung

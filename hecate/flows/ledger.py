@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hecate.adapters.statedir.files import atomic_write_json, load_state, write_lock
 from hecate.errors import StateCorruptError
-from hecate.statefiles import atomic_write_json, load_state, write_lock
 
 LEDGER_FILE = "ledger.json"
 

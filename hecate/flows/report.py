@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hecate.adapters.statedir.files import atomic_write_json, read_json
+from hecate.core.intent import Intent, IntentState
+from hecate.core.plans import StageStatus
+from hecate.core.run_history import Outcome, RunKind, RunRecord
 from hecate.errors import HecateError, StateError
-from hecate.flow_plans import StageStatus
-from hecate.intent import Intent, IntentState
-from hecate.runs import Outcome, RunKind, RunRecord
-from hecate.statefiles import atomic_write_json, read_json
 
 if TYPE_CHECKING:  # only for annotations: status reads reports without the flow machinery
     from hecate.flows.context import FlowContext, StageResult

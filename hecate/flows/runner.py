@@ -1,4 +1,4 @@
-"""The one runner of both flows: it walks a plan's stages in order (hecate/flow_plans.py, the
+"""The one runner of both flows: it walks a plan's stages in order (hecate/core/plans.py, the
 list the dry run prints), records each stage, honours cancellation between stages, and turns
 what happened into the run's outcome, its record in runs.json and its kept `--json` report.
 
@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
+from hecate.core.plans import FlowKind, FlowPlan, StageSpec, StageStatus, playbook_batches
+from hecate.core.run_history import Outcome, RunRecord
 from hecate.errors import HecateError
-from hecate.flow_plans import FlowKind, FlowPlan, StageSpec, StageStatus, playbook_batches
 from hecate.flows.context import (
     BatchEntry,
     FlowAbortedError,
@@ -25,7 +26,6 @@ from hecate.flows.context import (
     run_playbook_batch,
 )
 from hecate.flows.report import FlowReport, outcome_of, save_report
-from hecate.runs import Outcome, RunRecord
 
 StepFn = Callable[[Stage, StageSpec], object]  # what a step returns is not used
 # A PlaybookStep is data, not code: the runner runs it (and its PlaybookStep neighbours in one

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hecate.config import HecateConfig
-from hecate.errors import HecateError, KubeError
-from hecate.flow_plans import (
+from hecate.adapters.kube.types import FluxKind, FluxObject
+from hecate.adapters.statedir.files import exclusive_lock
+from hecate.config.model import HecateConfig
+from hecate.core.intent import IntentState
+from hecate.core.plans import (
     ClusterView,
     FlowPlan,
     ShutdownOptions,
@@ -16,6 +18,8 @@ from hecate.flow_plans import (
     StageStatus,
     shutdown_plan,
 )
+from hecate.core.run_history import Outcome
+from hecate.errors import HecateError, KubeError
 from hecate.flows.context import (
     FlowContext,
     KubeApi,
@@ -29,10 +33,6 @@ from hecate.flows.each_node import for_each_node
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
 from hecate.flows.report import FlowReport, record_interrupted
 from hecate.flows.runner import StepFn, StepTable, run_flow
-from hecate.intent import IntentState
-from hecate.kube import FluxKind, FluxObject
-from hecate.runs import Outcome
-from hecate.statefiles import exclusive_lock
 
 __all__ = ["ShutdownOptions", "run_shutdown"]
 

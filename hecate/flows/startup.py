@@ -8,10 +8,14 @@ from typing import cast
 
 import yaml
 
-from hecate.config import HecateConfig
-from hecate.daemon.awaiting import load_awaiting, save_awaiting
+from hecate.adapters.kube.types import FluxKind, WorkloadKind
+from hecate.adapters.statedir.awaiting import load_awaiting, save_awaiting
+from hecate.adapters.statedir.files import exclusive_lock
+from hecate.config.model import HecateConfig
+from hecate.core.intent import IntentState
+from hecate.core.plans import FlowPlan, StageStatus, StartupOptions, startup_plan
+from hecate.core.run_history import Outcome
 from hecate.errors import HecateError, KubeError
-from hecate.flow_plans import FlowPlan, StageStatus, StartupOptions, startup_plan
 from hecate.flows.bootstrap_cache import cached_or_configured
 from hecate.flows.context import (
     FlowContext,
@@ -23,15 +27,11 @@ from hecate.flows.context import (
     wait_until,
 )
 from hecate.flows.each_node import for_each_node
-from hecate.flows.gates import probes_gate, soak_gate, storage_gate, time_sync_gate
+from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
 from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
-from hecate.intent import IntentState
-from hecate.kube import FluxKind, WorkloadKind
-from hecate.runs import Outcome
-from hecate.startup_guards import guard_startup
-from hecate.statefiles import exclusive_lock
+from hecate.flows.startup_gates import probes_gate, soak_gate, storage_gate, time_sync_gate
 
 __all__ = ["StartupOptions", "run_startup", "source_ready"]
 
@@ -39,7 +39,7 @@ __all__ = ["StartupOptions", "run_startup", "source_ready"]
 def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
     config = ctx.config
     with exclusive_lock(config.state_dir, "startup"):
-        guard_startup(ctx, options.overrides)  # the one guard set (hecate/startup_guards.py)
+        guard_startup(ctx, options.overrides)  # the one guard set (hecate/flows/guard_facts.py)
         if not ctx.kube.available:
             # A shutdown can go on without the API; a startup cannot: say so before touching
             # anything instead of waiting out api_timeout_seconds.

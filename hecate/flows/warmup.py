@@ -22,10 +22,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from hecate.ansible_rundir import CONTROL_PERSIST_S
+from hecate.adapters.ansible.rundir import CONTROL_PERSIST_S
 
 if TYPE_CHECKING:
-    from hecate.ansible_port import Ansible
+    from hecate.adapters.ansible.protocol import Ansible
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class ConnectionWarmer:
 
     def _run(self) -> None:
         # Imported here: the idle daemon never loads the Ansible chain (issue 23: idle RSS).
-        from hecate.ansible_port import PlaybookRequest  # noqa: PLC0415
+        from hecate.adapters.ansible.protocol import PlaybookRequest  # noqa: PLC0415
 
         request = PlaybookRequest(CONNECT_PLAYBOOK, timeout_s=self.timeout_s)
         try:

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from hecate.config import HecateConfig, parse_config
+from hecate.config.model import HecateConfig, parse_config
 from tests.testbed.nut import NutServer
 from tests.testbed.twin import Twin
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from hecate.cli.main import run
-from hecate.config import load_config
+from hecate.config.model import load_config
 from tests.testbed.nut import NutServer
 from tests.testbed.twin import Twin
 

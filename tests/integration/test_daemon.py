@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from hecate.config import HecateConfig, parse_config
-from hecate.coordination import CoordinatorClient
+from hecate.adapters.nut.port import client_from_config, poll
+from hecate.adapters.peers.http import CoordinatorClient
+from hecate.adapters.statedir.store import StateStore
+from hecate.config.model import HecateConfig, parse_config
+from hecate.core.intent import IntentState
+from hecate.core.run_history import Outcome
 from hecate.daemon.service import Daemon
 from hecate.errors import HecateError
-from hecate.intent import IntentState
-from hecate.nut import client_from_config, poll
-from hecate.runs import Outcome
-from hecate.state import StateStore
 from tests.integration.support import twin_config_data
 from tests.testbed.nut import NutServer
 from tests.testbed.pytest_nut import NutServerFactory

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hecate.intent import IntentState
-from hecate.runs import Outcome
-from hecate.state import StateStore
+from hecate.adapters.statedir.store import StateStore
+from hecate.core.intent import IntentState
+from hecate.core.run_history import Outcome
 from tests.integration.daemon_process import (
     DaemonProcess,
     SilentSsh,

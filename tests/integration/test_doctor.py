@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from hecate.adapters.peers.http import CoordinatorHandlers, CoordinatorServer
 from hecate.cli.main import run
-from hecate.coordination import CoordinatorHandlers, CoordinatorServer
 from tests.integration.support import twin_config_data, write_config
 from tests.testbed.nut import DEFAULT_UPS, NutServer
 from tests.testbed.twin import Twin
@@ -274,7 +274,8 @@ def test_the_example_placeholder_nodes_are_named(
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
     # The example's node names; their addresses point at a closed local port (test traffic
-    # stays on 127.0.0.1: the example's own addresses are covered by tests/unit/test_doctor.py).
+    # stays on 127.0.0.1: the example's own addresses are covered by
+    # tests/unit/core/test_doctor.py).
     names = [*example["nodes"]["servers"], *example["nodes"]["agents"]]
     hosts = dict.fromkeys(names, f"127.0.0.1:{closed}")
     code, report = doctor(

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hecate.config import parse_config
-from hecate.metrics import Metrics
+from hecate.adapters.metrics.registry import Metrics
+from hecate.config.model import parse_config
 from tests.integration.support import twin_config_data, write_config
 from tests.testbed.nut import NutServer
 from tests.testbed.twin import Twin

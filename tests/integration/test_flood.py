@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from hecate.coordination import CoordinatorClient
-from hecate.runs import Outcome
-from hecate.state import StateStore
+from hecate.adapters.peers.http import CoordinatorClient
+from hecate.adapters.statedir.store import StateStore
+from hecate.core.run_history import Outcome
 from tests.integration.support import twin_config_data, write_config
 from tests.testbed.nut import NutServer, free_port
 from tests.testbed.pytest_twin import TwinFactory

@@ -15,17 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from hecate.ansible_port import AnsiblePort
-from hecate.config import HecateConfig
+from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.nut.port import client_from_config, poll
+from hecate.adapters.statedir.store import StateStore
+from hecate.config.model import HecateConfig
+from hecate.core.intent import IntentState
+from hecate.core.plans import ShutdownOptions, StartupOptions
+from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
-from hecate.intent import IntentState
-from hecate.kube import Kube
-from hecate.nut import client_from_config, poll
-from hecate.runs import Outcome
-from hecate.state import StateStore
+from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 from tests.integration.support import twin_config, twin_config_data, write_config
 from tests.testbed.nut import NutServer
 from tests.testbed.pytest_twin import TwinFactory

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from hecate.adapters.statedir.store import StateStore
+from hecate.core.intent import IntentState
+from hecate.core.run_history import Outcome
 from hecate.flows.report import load_report
-from hecate.intent import IntentState
-from hecate.runs import Outcome
-from hecate.state import StateStore
 from tests.integration.support import twin_config
 from tests.integration.test_flows import shutdown, startup
 from tests.testbed.nut import NutServer

@@ -314,7 +314,7 @@ def test_install_starts_the_daemon_on_the_dummy_ups(installed: Installed) -> Non
     assert 'hecate_ups_readable{ups="pyrphoros"} 1.0' in served
     assert 'hecate_ups_status{flag="OL",ups="pyrphoros"} 1.0' in served
     # the daemon's playbooks and roles come with the package, not from the checkout
-    where = "from hecate.ansible_port import assets_dir; print(assets_dir())"
+    where = "from hecate.adapters.ansible.port import assets_dir; print(assets_dir())"
     assets = run(node, f"/opt/hecate/bin/python -c {shlex.quote(where)}").stdout.strip()
     assert assets.startswith("/opt/hecate/lib/") and assets.endswith("/hecate/data"), assets
     assert exists(node, f"{assets}/playbooks/k3s_service.yml")

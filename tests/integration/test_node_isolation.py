@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from hecate.ansible_port import AnsiblePort
+from hecate.adapters.ansible.inventory import known_hosts_path
+from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.statedir.store import StateStore
+from hecate.core.plans import ShutdownOptions
+from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.inventory import known_hosts_path
-from hecate.kube import Kube
-from hecate.runs import Outcome
-from hecate.state import StateStore
+from hecate.flows.shutdown import run_shutdown
 from tests.integration.support import twin_config
 from tests.testbed.pytest_twin import TwinFactory
 

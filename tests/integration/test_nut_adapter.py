@@ -1,4 +1,5 @@
-"""The NUT adapter (hecate/nut/) against a real upsd + dummy-ups, and against broken servers."""
+"""The NUT adapter (hecate/adapters/nut/) against a real upsd + dummy-ups, and against broken
+servers."""
 
 from __future__ import annotations
 
@@ -16,7 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from hecate.config import parse_config
+from hecate.adapters.nut.client import (
+    AuthCheck,
+    NutClient,
+    UpsProtocolError,
+    UpsUnknownError,
+    reading_from_vars,
+)
+from hecate.adapters.nut.port import Ups, client_from_config, poll, poll_config
+from hecate.adapters.nut.target import parse_target
+from hecate.config.model import parse_config
+from hecate.core.readings import CommError, UpsReading
 from hecate.errors import (
     ConfigError,
     UpsAuthError,
@@ -25,19 +36,6 @@ from hecate.errors import (
     UpsTimeoutError,
     UpsUnreachableError,
 )
-from hecate.nut import (
-    AuthCheck,
-    NutClient,
-    Ups,
-    UpsProtocolError,
-    UpsUnknownError,
-    client_from_config,
-    parse_target,
-    poll,
-    poll_config,
-    reading_from_vars,
-)
-from hecate.readings import CommError, UpsReading
 from tests.testbed.nut import (
     DDL_DIR,
     NutServer,

@@ -1,13 +1,14 @@
 """The strict NUT reader against a real upsd + dummy-ups: what upsd really sends passes.
 
-The adversarial answers a real upsd never gives are in tests/unit/test_nut_answers.py.
+The adversarial answers a real upsd never gives are in tests/unit/adapters/nut/test_nut_answers.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from hecate.nut import NutClient, UpsProtocolError, parse_target
+from hecate.adapters.nut.client import NutClient, UpsProtocolError
+from hecate.adapters.nut.target import parse_target
 from tests.testbed.nut import NutServer
 from tests.testbed.pytest_nut import NutServerFactory
 
@@ -22,7 +23,7 @@ def client(server: NutServer, ups: str = UPS) -> NutClient:
 
 def test_escaped_values_and_get_var(nut_server_factory: NutServerFactory) -> None:
     """upsd escapes '"' and '\\' in values (and '#', which dummy-ups cannot carry: covered by
-    tests/unit/test_nut_answers.py): the strict reader takes them back exactly, in LIST VAR
+    tests/unit/adapters/nut/test_nut_answers.py): the strict reader takes them back exactly, in LIST VAR
     and GET VAR alike; a variable the UPS lacks is upsd's refusal, not a value."""
     tricky = 'rack "A" \\ B'
     server = nut_server_factory(devices={UPS: {"ups.status": "OL", "ups.id": tricky}})

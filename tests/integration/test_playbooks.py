@@ -11,9 +11,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 
-from hecate.ansible_port import AnsiblePort, Playbook, PlaybookRequest, PlaybookResult
-from hecate.config import HecateConfig, parse_config
+from hecate.adapters.ansible.assets import Playbook
+from hecate.adapters.ansible.port import AnsiblePort
+from hecate.config.model import HecateConfig, parse_config
 from tests.testbed.twin import Twin, TwinNode, wait_until
 
 pytestmark = pytest.mark.integration

@@ -16,11 +16,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from hecate.adapters.statedir.awaiting import load_awaiting
+from hecate.adapters.statedir.store import StateStore
 from hecate.cli.main import app
-from hecate.config import parse_config
-from hecate.daemon.awaiting import load_awaiting
-from hecate.runs import Outcome
-from hecate.state import StateStore
+from hecate.config.model import parse_config
+from hecate.core.run_history import Outcome
 from tests.integration.support import twin_config_data
 from tests.integration.test_daemon import FAST, Running, make_daemon, wait_for
 from tests.testbed.pytest_nut import NutServerFactory

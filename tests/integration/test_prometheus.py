@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hecate.runs import Outcome
+from hecate.core.run_history import Outcome
 from tests.integration.test_daemon import (
     Running,
     _peer_config,

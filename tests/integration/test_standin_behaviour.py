@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from hecate.ansible_port import AnsiblePort
-from hecate.config import parse_config
+from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.kube.types import KubeUnavailableError, PodRef
+from hecate.adapters.statedir.store import StateStore
+from hecate.config.model import parse_config
 from hecate.errors import KubeError
 from hecate.flows.context import FlowContext, Stage
 from hecate.flows.drain import drain
-from hecate.kube import Kube, KubeUnavailableError, PodRef
-from hecate.state import StateStore
 from tests.testbed import schemas
 from tests.testbed.standin_host import LocalCluster, wait_for
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hecate.runs import Outcome
+from hecate.core.run_history import Outcome
 from tests.integration.support import twin_config
 from tests.integration.test_flows import shutdown, startup
 from tests.testbed.nut import NutServer

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from hecate.cli.cmd_doctor import ups_checks
-from hecate.config import load_config
+from hecate.config.model import load_config
 from tests.testbed.nut import DEFAULT_UPS, NutServer
 from tests.testbed.pytest_nut import NutServerFactory
 

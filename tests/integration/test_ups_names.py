@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hecate.adapters.nut.client import NutClient, UpsUnknownError
+from hecate.adapters.nut.target import parse_target
 from hecate.cli.main import run
-from hecate.nut import NutClient, UpsUnknownError, parse_target
 from tests.testbed.pytest_nut import NutServerFactory
 
 pytestmark = pytest.mark.integration

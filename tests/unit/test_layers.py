@@ -16,17 +16,17 @@ import pytest
 IO_LIBRARIES = ("ansible_runner", "ansible", "lightkube", "waitress", "httpx2")
 
 PURE_CORE = (
-    "hecate.policy",
-    "hecate.budget",
-    "hecate.readings",
-    "hecate.intent",
-    "hecate.plan",
-    "hecate.plan_marks",
-    "hecate.guards",
-    "hecate.battery",
-    "hecate.replay",
-    "hecate.doctor",
-    "hecate.daemon.core",
+    "hecate.core.policy.step",
+    "hecate.core.budget",
+    "hecate.core.readings",
+    "hecate.core.intent",
+    "hecate.cli.plan_text",
+    "hecate.core.plan_marks",
+    "hecate.core.startup_refusals",
+    "hecate.core.battery",
+    "hecate.core.replay",
+    "hecate.core.doctor.cluster",
+    "hecate.core.daemon_actions",
 )
 
 
@@ -52,7 +52,7 @@ def test_the_pure_core_loads_no_io_library(module: str) -> None:
 
 
 def test_the_metrics_load_neither_ansible_nor_lightkube() -> None:
-    loaded = loaded_after_import("hecate.metrics")
+    loaded = loaded_after_import("hecate.adapters.metrics.registry")
     assert "waitress" in loaded  # the check sees what metrics do load ...
     # ... and not what only the drills and the flows need
     assert [lib for lib in ("ansible_runner", "ansible", "lightkube") if lib in loaded] == []
@@ -60,4 +60,4 @@ def test_the_metrics_load_neither_ansible_nor_lightkube() -> None:
 
 def test_the_ports_load_their_library() -> None:
     """The counterpart, so the checks above cannot pass by looking at nothing."""
-    assert "lightkube" in loaded_after_import("hecate.kube")
+    assert "lightkube" in loaded_after_import("hecate.adapters.kube")

@@ -1,0 +1,1 @@
+"""The Ansible port and what it needs: assets, run dirs, events, the inventory, SSH preflight."""

@@ -1,0 +1,1 @@
+"""Prometheus metrics: the daemon's registry and the drill series."""

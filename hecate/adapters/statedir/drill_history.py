@@ -1,0 +1,39 @@
+"""The drill history file, `state_dir/drills.json`: read by the drills and by the metrics.
+
+It lives outside `hecate.drills` so that the metrics (imported by the daemon) do not pull in the
+drills, which import the daemon.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hecate.adapters.statedir.files import load_state
+from hecate.errors import StateCorruptError
+
+DRILLS_FILE = "drills.json"
+
+# The drills Hecate ships (hecate.drills.catalog defines them; a unit test keeps both in step).
+# Metrics create their counters at 0 for these names.
+KNOWN_DRILLS: tuple[str, ...] = (
+    "flux-gitea-deadlock",
+    "foundation-recovery",
+    "reconciliation-resume",
+    "power-outage",
+    "second-outage-during-startup",
+    "clock-skew",
+    "storage-scaled-to-zero",
+    "probe-failing",
+)
+
+
+def _decode_history(data: object) -> list[dict[str, Any]]:
+    if not isinstance(data, dict) or not isinstance(data.get("drills"), list):
+        raise StateCorruptError("expected an object with a 'drills' list")
+    return [d for d in data["drills"] if isinstance(d, dict)]
+
+
+def load_history(state_dir: Path) -> list[dict[str, Any]]:
+    """The drill history; StateCorruptError (the file set aside) when it cannot be read."""
+    return load_state(state_dir / DRILLS_FILE, _decode_history) or []

@@ -1,0 +1,167 @@
+"""The state directory: intent.json and runs.json, read and written through statefiles.
+
+A corrupt intent fails closed: the file is set aside and a marker (`intent.json.blocked`) is
+written next to it. While the marker exists the intent is unknown: reads raise
+IntentCorruptError, so startup stays refused (a shutdown may still run: it is always safe),
+until the operator checks the cluster and runs `hecate state reset --intent`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from hecate.adapters.statedir.files import (
+    atomic_write_json,
+    atomic_write_text,
+    load_state,
+    write_lock,
+)
+from hecate.core.intent import Intent, IntentState, initial_intent, transition
+from hecate.core.run_history import RunRecord, append_bounded, encode_runs, parse_runs
+from hecate.errors import IntentCorruptError, StateCorruptError, StateError
+
+INTENT_FILE = "intent.json"
+RUNS_FILE = "runs.json"
+BLOCKED_FILE = "intent.json.blocked"
+WRITE_LOCK = ".write.lock"
+
+# Always allowed, even while the intent is unknown: protecting the hardware comes first.
+_SAFE_WHEN_UNKNOWN = frozenset({IntentState.SHUTTING_DOWN, IntentState.SHUTDOWN_COMPLETE})
+
+
+class StateStore:
+    def __init__(self, state_dir: Path, *, host: str | None = None) -> None:
+        self.state_dir = state_dir
+        self.host = host or socket.gethostname()
+
+    @property
+    def intent_path(self) -> Path:
+        return self.state_dir / INTENT_FILE
+
+    @property
+    def runs_path(self) -> Path:
+        return self.state_dir / RUNS_FILE
+
+    @property
+    def blocked_path(self) -> Path:
+        return self.state_dir / BLOCKED_FILE
+
+    @contextlib.contextmanager
+    def _write_lock(self, timeout_s: float = 10.0) -> Iterator[None]:
+        with write_lock(self.state_dir, timeout_s):
+            yield
+
+    def _blocked_error(self) -> IntentCorruptError:
+        try:
+            detail = self.blocked_path.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            detail = ""
+        kept = f": {detail}" if detail else ""
+        return IntentCorruptError(
+            f"the intent is unknown ({self.intent_path.name} was unreadable{kept}); startup "
+            "stays refused: check the cluster and the kept copy, then run "
+            "`hecate state reset --intent`"
+        )
+
+    def read_intent(self, now: float | None = None, *, move: bool = True) -> Intent:
+        """The recorded intent; `normal` when none was ever written.
+
+        IntentCorruptError when the file is corrupt (it is set aside and the intent blocked)
+        or was found corrupt earlier and not reset since. With move=False (a read-only look:
+        `hecate status`, a dry run) a corrupt file is reported and left as it is, unblocked:
+        the next run that acts on the intent sets it aside.
+        """
+        if self.blocked_path.exists():
+            raise self._blocked_error()
+        try:
+            intent = load_state(
+                self.intent_path,
+                lambda data: Intent.from_json(data, str(self.intent_path)),
+                move=move,
+            )
+        except StateCorruptError as exc:
+            if not move:
+                raise IntentCorruptError(
+                    f"the intent is unknown ({self.intent_path.name} is unreadable: "
+                    f"{exc.reason}; left in place); startup stays refused: check the cluster "
+                    "and the file, then run `hecate state reset --intent`",
+                    reason=exc.reason,
+                ) from None
+            where = f"; moved to {exc.kept}" if exc.kept is not None else ""
+            self._block(f"{exc.reason}{where}")
+            raise self._blocked_error() from None
+        if intent is None:
+            return initial_intent(now if now is not None else time.time(), self.host)
+        return intent
+
+    def _block(self, detail: str) -> None:
+        atomic_write_text(self.blocked_path, detail + "\n")
+
+    def intent_or_none(self, now: float | None = None) -> Intent | None:
+        """The intent, or None when it is unknown (corrupt); other errors still raise."""
+        try:
+            return self.read_intent(now)
+        except IntentCorruptError:
+            return None
+
+    def set_intent(
+        self, new: IntentState, *, reason: str, run_id: str | None, now: float | None = None
+    ) -> Intent:
+        """Move the intent along the transition table and persist it atomically.
+
+        While the intent is unknown only shutdown states may be written, and the block stays.
+        """
+        stamp = now if now is not None else time.time()
+        with self._write_lock():
+            current = self.intent_or_none(stamp)
+            if current is None:
+                if new not in _SAFE_WHEN_UNKNOWN:
+                    raise self._blocked_error()
+                nxt = Intent(new, stamp, reason, self.host, run_id)
+            else:
+                nxt = transition(
+                    current, new, now=stamp, reason=reason, host=self.host, run_id=run_id
+                )
+            atomic_write_json(self.intent_path, nxt.to_json())
+            return nxt
+
+    def reset_intent(
+        self, state: IntentState = IntentState.NORMAL, *, reason: str, now: float | None = None
+    ) -> Intent:
+        """The operator's reset: clear the block and record `state` (corrupt copies are kept)."""
+        stamp = now if now is not None else time.time()
+        with self._write_lock():
+            fresh = Intent(state, stamp, reason, self.host, None)
+            atomic_write_json(self.intent_path, fresh.to_json())
+            try:
+                self.blocked_path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise StateError(f"cannot remove {self.blocked_path}: {exc.strerror}") from None
+            return fresh
+
+    def load_runs(self, *, move: bool = True) -> list[RunRecord]:
+        """The run history; StateCorruptError (file set aside unless move=False) when corrupt."""
+        runs = load_state(
+            self.runs_path, lambda data: parse_runs(data, str(self.runs_path)), move=move
+        )
+        return runs or []
+
+    def record_run(self, run: RunRecord, keep: int) -> None:
+        """Append a run. A corrupt history is set aside and a new one started: never lost."""
+        with self._write_lock():
+            try:
+                runs = self.load_runs()
+            except StateCorruptError:
+                runs = []
+            atomic_write_json(self.runs_path, encode_runs(append_bounded(runs, run, keep)))
+
+    def kept_copies(self) -> list[Path]:
+        """Every `*.corrupt-*` file in the state directory, oldest name first."""
+        try:
+            return sorted(self.state_dir.glob("*.corrupt-*"))
+        except OSError:
+            return []

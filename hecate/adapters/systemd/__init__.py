@@ -1,0 +1,1 @@
+"""systemd: the notify protocol and what the self-update timer left behind."""

@@ -1,0 +1,1 @@
+"""The configuration: its model, how a file is read, its checks against this machine, addresses."""

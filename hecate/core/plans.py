@@ -1,0 +1,271 @@
+"""What a shutdown or a startup will do, as data: the one list of stages the dry run prints and
+the run walks (hecate/flows/runner.py). Pure: built from the config, the options and what is
+known of the cluster; no I/O, no clock, no adapter.
+
+A stage the plan already knows cannot do anything (no agents to stop, no managed node to power
+off, the API down for the API stages) stays in the plan, marked `skip` with the reason: the run
+records it as `skipped` with that reason, so the dry run and the report name the same stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from hecate.config.model import HecateConfig
+from hecate.core.startup_refusals import StartupOverrides
+
+ShutdownMode = Literal["poweroff", "cluster-only"]
+FlowKind = Literal["shutdown", "startup"]
+
+
+class StageStatus(StrEnum):
+    """A stage's outcome; the values are the strings of the `--json` report and runs.json."""
+
+    OK = "ok"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class ShutdownOptions:
+    mode: ShutdownMode = "poweroff"
+    reason: str = "manual"
+    skip_drain: bool = False
+    skip_etcd_snapshot: bool = False
+
+
+@dataclass(frozen=True)
+class StartupOptions:
+    force_flux_branch: str | None = None
+    overrides: StartupOverrides = field(default_factory=StartupOverrides)
+    reason: str = "manual"
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What is known of the cluster when the plan is made. `api_up=None`: not asked (the dry
+    run); False: the API did not answer, so the stages that need it are skipped."""
+
+    api_up: bool | None = None
+
+
+UNKNOWN_CLUSTER = ClusterView()
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One step of a plan. `skip`: the run records the stage `skipped` with this detail
+    instead of running it (None: it runs). `playbook`: the stage is that one playbook run on
+    its nodes and nothing else, so it may share one ansible-playbook with its neighbours of the
+    same kind (:func:`playbook_batches`)."""
+
+    name: str
+    description: str
+    nodes: tuple[str, ...] = ()
+    skip: str | None = None
+    playbook: str | None = None
+
+
+@dataclass(frozen=True)
+class FlowPlan:
+    """`stages` are what the run walks and reports, in order; `before` and `after` are the
+    steps around them (guards, intent, the run's record) that the dry run also shows."""
+
+    kind: FlowKind
+    before: tuple[StageSpec, ...]
+    stages: tuple[StageSpec, ...]
+    after: tuple[StageSpec, ...]
+
+    @property
+    def steps(self) -> tuple[StageSpec, ...]:
+        return self.before + self.stages + self.after
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages)
+
+
+API_DOWN = "API unreachable"
+
+
+def playbook_batches(stages: tuple[StageSpec, ...]) -> list[tuple[int, int]]:
+    """The (start, end) index ranges of `stages` that run as one ansible-playbook: two or more
+    playbook stages in a row that will run (skipped stages between them belong to the range,
+    at its ends they do not). Python decides nothing between them, so nothing is lost by
+    running them together; each is still recorded and judged on its own."""
+    ranges: list[tuple[int, int]] = []
+    index = 0
+    while index < len(stages):
+        if stages[index].playbook is None or stages[index].skip is not None:
+            index += 1
+            continue
+        runnable, end = 0, index
+        for later in range(index, len(stages)):
+            spec = stages[later]
+            if spec.skip is not None:
+                continue
+            if spec.playbook is None:
+                break
+            runnable, end = runnable + 1, later + 1
+        if runnable >= 2:
+            ranges.append((index, end))
+        index = end
+    return ranges
+
+
+def shutdown_plan(
+    config: HecateConfig, options: ShutdownOptions, cluster: ClusterView = UNKNOWN_CLUSTER
+) -> FlowPlan:
+    servers, agents = tuple(config.nodes.servers), tuple(config.nodes.agents)
+    managed = set(config.managed_nodes())
+    api_skip = API_DOWN if cluster.api_up is False else None
+    stages = [
+        StageSpec("flux_suspend", "suspend Flux Kustomizations and HelmReleases", skip=api_skip),
+        StageSpec("cordon", "cordon every node", servers + agents, skip=api_skip),
+    ]
+    if config.shutdown.drain and not options.skip_drain and agents:
+        stages.append(
+            StageSpec("drain", "drain agents (evict, delete, force-delete)", agents, api_skip)
+        )
+    if config.shutdown.etcd_snapshot and not options.skip_etcd_snapshot and servers:
+        stages.append(
+            StageSpec("etcd_snapshot", "k3s etcd-snapshot save (never blocks)", servers[:1])
+        )
+    stages += [
+        StageSpec(
+            "stop_agents",
+            "stop k3s-agent on agents in parallel",
+            agents,
+            skip=None if agents else "no agents",
+            playbook="stop_agents",
+        ),
+        StageSpec(
+            "stop_servers",
+            "stop k3s on servers",
+            servers,
+            skip=None if servers else "no servers",
+            playbook="stop_servers",
+        ),
+    ]
+    if options.mode == "poweroff":
+        how = " (marker file only)" if config.shutdown.poweroff_method == "marker" else ""
+        for name, group in (("poweroff_agents", agents), ("poweroff_servers", servers)):
+            targets = tuple(n for n in group if n in managed)
+            stages.append(
+                StageSpec(
+                    name,
+                    f"power off managed {name.removeprefix('poweroff_')}{how}",
+                    targets,
+                    skip=None if targets else "no managed nodes",
+                    playbook="poweroff",
+                )
+            )
+        if config.shutdown.ups_kill_power:
+            stages.append(
+                StageSpec(
+                    "ups_kill_power",
+                    f"NUT instant command {config.shutdown.ups_kill_command} (the UPS cuts its "
+                    "output after its delay, restores it when mains returns)",
+                )
+            )
+    record = "record the run; intent shutdown_complete"
+    if options.mode == "poweroff" and config.shutdown.poweroff_local_host:
+        record += "; then power off this host"
+    return FlowPlan(
+        "shutdown",
+        before=(
+            StageSpec("intent", "record intent shutting_down (refuses a concurrent shutdown)"),
+        ),
+        stages=tuple(stages),
+        after=(StageSpec("record", record),),
+    )
+
+
+def startup_plan(
+    config: HecateConfig, options: StartupOptions, cluster: ClusterView = UNKNOWN_CLUSTER
+) -> FlowPlan:
+    """The startup's stages; the gates (time_sync, storage, probes, soak) only when configured."""
+    del cluster  # a startup needs the API for every stage after start_servers; nothing to skip
+    servers, agents = tuple(config.nodes.servers), tuple(config.nodes.agents)
+    startup = config.startup
+    branch = options.force_flux_branch or startup.force_flux_branch
+    flux = "resume what Hecate suspended, request a reconcile"
+    if branch:
+        flux = f"set the GitRepository branch to {branch!r}; " + flux
+    no_agents = None if agents else "no agents"
+    stages: list[StageSpec] = []
+    if startup.time_sync_check:
+        on_fail = (
+            "start anyway, naming the nodes"
+            if startup.time_sync_unsynced == "start_anyway"
+            else "stop before k3s starts"
+        )
+        stages.append(
+            StageSpec(
+                "time_sync",
+                f"gate: clocks NTP-synchronised and within {startup.max_clock_skew_seconds:g}s "
+                f"of this host (wait up to {startup.time_sync_timeout_seconds:.0f}s, then "
+                f"{on_fail})",
+                servers + agents,
+            )
+        )
+    stages += [
+        StageSpec(
+            "start_servers",
+            "start k3s on all servers together (etcd quorum)",
+            servers,
+            playbook="start_servers",
+        ),
+        StageSpec("wait_api", "wait for the API (/readyz)"),
+        StageSpec("start_agents", "start k3s-agent on agents", agents, no_agents, "start_agents"),
+        StageSpec("nodes_ready", "wait for Nodes Ready; uncordon", servers + agents),
+    ]
+    if startup.storage_workloads or startup.storage_check_volume_attachments:
+        what = [f"{w.kind}/{w.namespace}/{w.name}" for w in startup.storage_workloads]
+        if startup.storage_check_volume_attachments:
+            what.append("no VolumeAttachment stuck")
+        stages.append(
+            StageSpec(
+                "storage",
+                f"gate: storage Ready before Flux resumes (up to "
+                f"{startup.storage_timeout_seconds:.0f}s, then stop): {', '.join(what)}",
+            )
+        )
+    if startup.foundation_workloads:
+        names = ", ".join(f"{w.kind}/{w.namespace}/{w.name}" for w in startup.foundation_workloads)
+        stages.append(StageSpec("foundation", f"bring back in order: {names}"))
+    stages += [
+        StageSpec("flux_resume", flux),
+        StageSpec(
+            "flux_ready",
+            "wait for Flux's source Ready; if it stays down: bring Gitea up outside Flux",
+        ),
+    ]
+    if startup.probes:
+        labels = ", ".join(p.label for p in startup.probes)
+        stages.append(StageSpec("probes", f"gate: probes from this host pass: {labels}"))
+    if startup.soak_seconds > 0:
+        stages.append(
+            StageSpec(
+                "soak",
+                f"gate: nodes Ready, no Flux object failing, probes passing for "
+                f"{startup.soak_seconds:.0f}s",
+            )
+        )
+    return FlowPlan(
+        "startup",
+        before=(
+            StageSpec(
+                "guards",
+                "one guard set, inside the lock: peer role, intent, UPS readable, battery, "
+                "charge, peers busy, triggering peer's UPS back",
+            ),
+            StageSpec("intent", "record intent startup_in_progress"),
+        ),
+        stages=tuple(stages),
+        after=(StageSpec("record", "record the run; intent normal"),),
+    )

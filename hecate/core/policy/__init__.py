@@ -1,0 +1,1 @@
+"""The UPS policy: its values, its judgements of one reading, and its step function."""

@@ -1,0 +1,361 @@
+"""Dry runs look before they plan (issue 23, item 8): the probes against real sockets on
+127.0.0.1 (an SSH-speaking listener, a silent one, closed ports, a kubeconfig whose server is
+not listening), and `hecate shutdown` / `hecate startup` dry runs that mark what would fail."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hecate.cli import cmd_flows, common
+from hecate.cli.main import app
+from hecate.cli.plan_probes import api_probe, probe_cluster, tcp_reach
+from hecate.config.model import HecateConfig, parse_config
+from hecate.core.readings import CommError, Poll, UpsReading, parse_status
+from hecate.core.run_history import Outcome
+
+runner = CliRunner()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that greets each connection with `greeting` (nothing: it
+    stays silent) and holds it open until closed."""
+
+    def __init__(self, greeting: bytes) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port: int = self.sock.getsockname()[1]
+        self.sock.settimeout(0.1)  # so that the serving thread sees `stop` soon
+        self.greeting = greeting
+        self.held: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self.greeting:
+                conn.sendall(self.greeting)
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.fixture
+def sshd() -> Iterator[Listener]:
+    listener = Listener(b"SSH-2.0-OpenSSH_9.2 test\r\n")
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def sshds() -> Iterator[dict[str, Listener]]:
+    """One SSH-speaking listener per node (each node its own address, as the inventory
+    demands)."""
+    listeners = {n: Listener(b"SSH-2.0-OpenSSH_9.2 test\r\n") for n in ("alpha", "beta", "gamma")}
+    yield listeners
+    for listener in listeners.values():
+        listener.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[Listener]:
+    listener = Listener(b"")
+    yield listener
+    listener.close()
+
+
+def kubeconfig(path: Path, port: int) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{port}",
+                            "insecure-skip-tls-verify": True,
+                        },
+                    }
+                ],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
+    return path
+
+
+def config_data(tmp: Path, hosts: dict[str, str], api_port: int, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "state_dir": str(tmp / "state"),
+        "kubeconfig": str(kubeconfig(tmp / "kubeconfig", api_port)),
+        "ups": {"target": f"ups@127.0.0.1:{closed_port()}", "timeout_seconds": 1},
+        "nodes": {"servers": ["alpha"], "agents": ["beta", "gamma"]},
+        "ssh_node_hosts": hosts,
+    }
+    data.update(extra)
+    return data
+
+
+def write(tmp: Path, data: dict[str, Any]) -> Path:
+    path = tmp / "hecate.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def ups_on_mains(monkeypatch: pytest.MonkeyPatch) -> None:
+    def reader(_: HecateConfig) -> Poll:
+        return UpsReading(parse_status("OL"), 1800, 100)
+
+    monkeypatch.setattr(common, "ups_reader", reader)
+
+
+# --- the probes -------------------------------------------------------------------------
+
+
+def test_tcp_reach_tells_ssh_from_closed_and_silent(sshd: Listener, silent: Listener) -> None:
+    assert tcp_reach("127.0.0.1", sshd.port, ssh=True).ok is True
+    port = closed_port()
+    refused = tcp_reach("127.0.0.1", port, ssh=True)
+    assert refused.ok is False
+    assert refused.detail == f"ssh port {port} closed on 127.0.0.1 (connection refused)"
+    quiet = tcp_reach("127.0.0.1", silent.port, 0.3, ssh=True)
+    assert quiet.ok is False and "says nothing" in quiet.detail
+    assert tcp_reach("127.0.0.1", silent.port, ssh=False).ok is True
+
+
+def test_api_probe_says_refused_and_no_client(tmp_path: Path) -> None:
+    port = closed_port()
+    cfg = parse_config({"kubeconfig": str(kubeconfig(tmp_path / "kc", port))})
+    probe = api_probe(cfg)
+    assert probe.state == "down"
+    assert probe.detail == f"API https://127.0.0.1:{port} refused connection"
+    missing = api_probe(parse_config({"kubeconfig": str(tmp_path / "nope")}))
+    assert missing.state == "no_client" and "nope" in missing.detail
+
+
+def test_api_probe_names_a_server_that_answers_but_is_not_ready(
+    tmp_path: Path, silent: Listener
+) -> None:
+    cfg = parse_config({"kubeconfig": str(kubeconfig(tmp_path / "kc", silent.port))})
+    probe = api_probe(cfg)
+    assert probe.state == "down"
+    assert "answers but is not ready" in probe.detail
+
+
+def test_the_probes_run_together_and_within_their_deadline(
+    tmp_path: Path, silent: Listener
+) -> None:
+    # every probe as slow as it gets: silent SSH ports, a silent API, a UPS that never answers
+    quiet = {n: Listener(b"") for n in ("alpha", "beta", "gamma")}
+    hosts = {n: f"127.0.0.1:{listener.port}" for n, listener in quiet.items()}
+    cfg = parse_config(config_data(tmp_path, hosts, silent.port))
+
+    release = threading.Event()
+
+    def hanging_ups() -> Poll:
+        release.wait(30)
+        return CommError("late")
+
+    started = time.monotonic()
+    probes, poll = probe_cluster(cfg, read_ups=hanging_ups, deadline_s=2.5)
+    elapsed = time.monotonic() - started
+    release.set()
+    for listener in quiet.values():
+        listener.close()
+    assert elapsed < 3.5  # in parallel: 3 nodes x 2 s of silence + a 30 s UPS would be 36 s
+    assert isinstance(poll, CommError) and "no answer within 2.5s" in poll.message
+    assert probes.ups is not None and probes.ups.ok is False
+    assert set(probes.nodes) == set(hosts)
+    assert all(r.ok is False and "says nothing" in r.detail for r in probes.nodes.values())
+
+
+def test_placeholder_addresses_are_never_dialled(tmp_path: Path) -> None:
+    hosts = {"alpha": "192.168.10.10", "beta": "192.168.10.11", "gamma": "192.168.10.12"}
+    cfg = parse_config(config_data(tmp_path, hosts, closed_port()))
+    probes, _ = probe_cluster(cfg, read_ups=None)
+    assert all(r.ok is None and "placeholder" in r.detail for r in probes.nodes.values())
+
+
+# --- the dry runs -------------------------------------------------------------------------
+
+
+def test_shutdown_dry_run_with_the_api_and_every_node_down_says_so_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    api = closed_port()
+    ports = {n: closed_port() for n in ("alpha", "beta", "gamma")}
+    config = write(
+        tmp_path,
+        config_data(tmp_path, {n: f"127.0.0.1:{p}" for n, p in ports.items()}, api),
+    )
+    started = time.monotonic()
+    result = runner.invoke(app, ["shutdown", "-c", str(config)])
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 1, result.output  # main printed a clean plan and exited 0
+    out = result.output
+    assert f"would be skipped: API https://127.0.0.1:{api} refused connection" in out
+    assert f"would fail: alpha: ssh port {ports['alpha']} closed on 127.0.0.1" in out
+    assert "a stage would fail" in out
+    assert "dry run: add --execute" in out
+
+
+def test_shutdown_dry_run_json_carries_the_marks_and_the_probes(
+    tmp_path: Path, sshds: dict[str, Listener]
+) -> None:
+    api = closed_port()
+    hosts = {n: f"127.0.0.1:{sshds[n].port}" for n in ("alpha", "gamma")}
+    hosts["beta"] = f"127.0.0.1:{closed_port()}"
+    config = write(tmp_path, config_data(tmp_path, hosts, api))
+    result = runner.invoke(app, ["shutdown", "-c", str(config), "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["would_fail"] is True
+    marks = {step["name"]: step["mark"] for step in report["plan"]}
+    assert marks["flux_suspend"]["kind"] == "would_skip"
+    assert marks["stop_servers"] is None  # alpha answers
+    assert marks["stop_agents"]["kind"] == "would_fail"
+    assert "beta:" in marks["stop_agents"]["reason"]
+    assert "alpha" not in marks["stop_agents"]["reason"]
+    assert report["probes"]["api"]["state"] == "down"
+    assert report["probes"]["ssh"]["alpha"]["ok"] is True
+
+
+def test_shutdown_dry_run_with_only_the_api_down_exits_0(
+    tmp_path: Path, sshds: dict[str, Listener]
+) -> None:
+    hosts = {n: f"127.0.0.1:{listener.port}" for n, listener in sshds.items()}
+    config = write(tmp_path, config_data(tmp_path, hosts, closed_port()))
+    result = runner.invoke(app, ["shutdown", "-c", str(config)])
+    assert result.exit_code == 0, result.output  # the API stages skip; the run still succeeds
+    assert "would be skipped: API" in result.output
+    assert "! would fail" not in result.output
+    assert "no stage would fail" in result.output
+
+
+def test_no_probe_prints_the_plan_unmarked_and_exits_0(tmp_path: Path) -> None:
+    hosts = {n: f"127.0.0.1:{closed_port()}" for n in ("alpha", "beta", "gamma")}
+    config = write(tmp_path, config_data(tmp_path, hosts, closed_port()))
+    result = runner.invoke(app, ["shutdown", "-c", str(config), "--no-probe"])
+    assert result.exit_code == 0, result.output
+    assert "not probed (--no-probe)" in result.output
+    assert "would" not in result.output.replace("would be skipped or fail", "")
+    as_json = runner.invoke(app, ["shutdown", "-c", str(config), "--no-probe", "--json"])
+    report = json.loads(as_json.stdout)
+    assert report["probes"] is None and report["would_fail"] is False
+    assert all(step["mark"] is None for step in report["plan"])
+
+
+def test_startup_dry_run_marks_the_stages_that_cannot_start(
+    tmp_path: Path, sshds: dict[str, Listener], ups_on_mains: None
+) -> None:
+    hosts = {n: f"127.0.0.1:{sshds[n].port}" for n in ("beta", "gamma")}
+    hosts["alpha"] = f"127.0.0.1:{closed_port()}"  # the only server: k3s cannot be started
+    config = write(tmp_path, config_data(tmp_path, hosts, closed_port()))
+    result = runner.invoke(app, ["startup", "-c", str(config), "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    marks = {step["name"]: step["mark"] for step in report["plan"]}
+    assert marks["start_servers"]["kind"] == "would_fail"
+    assert "SSH reaches no server" in marks["wait_api"]["reason"]
+    assert marks["start_agents"] is None
+    assert marks["time_sync"]["kind"] == "would_fail"  # alpha's clock cannot be read
+    assert report["refused"] == []
+
+
+def test_startup_dry_run_with_servers_reachable_and_the_api_down_is_fine(
+    tmp_path: Path, sshds: dict[str, Listener], ups_on_mains: None
+) -> None:
+    hosts = {n: f"127.0.0.1:{listener.port}" for n, listener in sshds.items()}
+    config = write(tmp_path, config_data(tmp_path, hosts, closed_port()))
+    result = runner.invoke(app, ["startup", "-c", str(config)])
+    assert result.exit_code == 0, result.output  # the startup brings the API up itself
+    assert "no stage would fail" in result.output
+
+
+def test_startup_dry_run_reads_the_ups_once_for_guards_and_marks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[float] = []
+
+    def reader(_: HecateConfig) -> Poll:
+        reads.append(time.monotonic())
+        return CommError("connection refused")
+
+    monkeypatch.setattr(common, "ups_reader", reader)
+    hosts = {n: f"127.0.0.1:{closed_port()}" for n in ("alpha", "beta", "gamma")}
+    config = write(tmp_path, config_data(tmp_path, hosts, closed_port()))
+    result = runner.invoke(app, ["startup", "-c", str(config), "--json"])
+    assert result.exit_code == 3, result.output  # the guards still refuse first
+    assert [r["guard"] for r in json.loads(result.stdout)["refused"]] == ["ups"]
+    assert len(reads) == 1
+
+
+def test_an_executed_run_never_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hecate.cli.plan_probes  # noqa: PLC0415
+
+    def no_probe(*_: object, **__: object) -> object:
+        raise AssertionError("an --execute run probed")
+
+    monkeypatch.setattr(hecate.cli.plan_probes, "probe_cluster", no_probe)
+    # No cluster can run here: the run itself is stood in for; what is checked is that the
+    # dry run's probing is not on its path.
+    monkeypatch.setattr(
+        cmd_flows, "execute_flow", lambda *_, **__: SimpleNamespace(outcome=Outcome.SUCCESS)
+    )
+    hosts = {n: f"127.0.0.1:{closed_port()}" for n in ("alpha", "beta", "gamma")}
+    config = write(tmp_path, config_data(tmp_path, hosts, closed_port()))
+    result = runner.invoke(app, ["shutdown", "-c", str(config), "--execute"])
+    assert result.exit_code == 0, result.output
+    assert "would" not in result.output
+
+
+def test_an_ssh_config_file_is_followed_as_ssh_would(
+    tmp_path: Path, sshds: dict[str, Listener]
+) -> None:
+    # names resolved by `ssh -G` (no connection made), as the run's ssh resolves them; the
+    # port stays Hecate's (the inventory's ansible_port wins over the file's Port, as here)
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        "Host alpha beta\n  HostName 127.0.0.1\n  Port 1\nHost gamma\n  ProxyJump bastion.invalid\n"
+    )
+    hosts = {"alpha": f"alpha:{sshds['alpha'].port}", "beta": f"beta:{closed_port()}"}
+    data = config_data(tmp_path, hosts, closed_port(), ssh_config_file=str(ssh_config))
+    probes, _ = probe_cluster(parse_config(data), read_ups=None)
+    assert probes.nodes["alpha"].ok is True, probes.nodes["alpha"]
+    assert probes.nodes["beta"].ok is False and "connection refused" in probes.nodes["beta"].detail
+    assert probes.nodes["gamma"].ok is None and "bastion.invalid" in probes.nodes["gamma"].detail
