@@ -43,17 +43,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hecate.adapters.ansible.port import (
-    Ansible,
-    EventCallback,
-    PlaybookRequest,
-    PlaybookResult,
-    open_port,
-)
+from hecate.adapters.ansible.events import EventCallback
+from hecate.adapters.ansible.port import Ansible, PlaybookRequest, PlaybookResult, open_port
 from hecate.config.model import HecateConfig
+from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.run_history import Outcome
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 from hecate.flows.warmup import ConnectionWarmer
 from hecate.flows.wiring import open_flow_context
 from tests.integration.support import twin_config

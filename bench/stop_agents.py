@@ -29,7 +29,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hecate.adapters.ansible.port import AnsiblePort, Playbook, PlaybookRequest
+from hecate.adapters.ansible.assets import Playbook
+from hecate.adapters.ansible.port import AnsiblePort, PlaybookRequest
 from hecate.config.model import HecateConfig, parse_config
 from tests.testbed.twin import Twin, TwinNode
 

@@ -33,8 +33,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hecate.adapters.nut import NutClient, parse_target, poll
-from hecate.core.policy.step import PolicyParams, initial_state, step
+from hecate.adapters.nut.client import NutClient
+from hecate.adapters.nut.port import poll
+from hecate.adapters.nut.target import parse_target
+from hecate.core.policy.step import step
+from hecate.core.policy.values import PolicyParams, initial_state
 from tests.testbed.nut import NutServer
 
 UPSMON = Path("/lib/nut/upsmon")

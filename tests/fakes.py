@@ -10,15 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hecate.adapters.ansible.port import (
-    EventCallback,
-    HostStats,
-    PlaybookRequest,
-    PlaybookResult,
-    RunStatus,
-    TaskEvent,
-)
-from hecate.adapters.kube import (
+from hecate.adapters.ansible.events import EventCallback, HostStats, RunStatus, TaskEvent
+from hecate.adapters.ansible.port import PlaybookRequest, PlaybookResult
+from hecate.adapters.kube.types import (
     FluxKind,
     FluxObject,
     NodeInfo,

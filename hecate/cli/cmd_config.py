@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from hecate.cli.cmd_config_init import init_command
-from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, flat_help
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, flat_help
+from hecate.cli.exits import EXIT_USAGE
 from hecate.config.checks import resolve_problems, secret_file_errors, secret_file_warnings
 from hecate.config.model import DEFAULT_CONFIG_PATH, load_config
 from hecate.errors import ConfigError

@@ -11,10 +11,12 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from hecate.adapters.kube import Kube
-from hecate.adapters.nut import DEFAULT_PORT, NutClient, NutTarget
-from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.nut.client import NutClient
+from hecate.adapters.nut.target import DEFAULT_PORT, NutTarget
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
 from hecate.cli.config_init_text import Discovery, FluxSource, plan_config, render_config
+from hecate.cli.exits import EXIT_USAGE
 from hecate.config.model import DEFAULT_CONFIG_PATH, load_config
 from hecate.errors import ConfigError, HecateError, KubeError, UpsError
 

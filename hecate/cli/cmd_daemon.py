@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from hecate.adapters.nut import Ups
+from hecate.adapters.nut.port import Ups
 from hecate.cli.common import ConfigOpt, load
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.daemon.service import Daemon

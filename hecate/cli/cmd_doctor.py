@@ -13,21 +13,40 @@ import time
 
 import typer
 
-from hecate.adapters.kube import Kube, KubeNotFoundError
-from hecate.adapters.nut import NutClient, Ups, UpsUnknownError, parse_target
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.kube.types import KubeNotFoundError
+from hecate.adapters.nut.client import NutClient, UpsUnknownError
+from hecate.adapters.nut.port import Ups
+from hecate.adapters.nut.target import parse_target
 from hecate.adapters.peers.http import CoordinatorClient, read_token
 from hecate.adapters.statedir.files import atomic_write_json
 from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
-from hecate.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, emit_json
-from hecate.cli.doctor_file import DOCTOR_FILE, last_result
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
+from hecate.cli.doctor_file import DOCTOR_FILE
+from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
 from hecate.config.checks import secret_file_warnings
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, load_config
-from hecate.core.doctor import cluster as doctor
-from hecate.core.doctor.cluster import Finding, fail, ok, warn
+from hecate.core.doctor.cluster import (
+    flux_finding,
+    gitea_finding,
+    nodes_in_cluster_findings,
+    placeholder_findings,
+    ups_name_finding,
+)
+from hecate.core.doctor.findings import (
+    Finding,
+    fail,
+    ok,
+    protected,
+    render,
+    report_json,
+    summary,
+    warn,
+)
 from hecate.errors import ConfigError, HecateError, KubeError, UpsAuthError, UpsError
 
-__all__ = ["DOCTOR_FILE", "doctor_command", "last_result"]
+__all__ = ["doctor_command"]
 
 GITEA_HINT = "gitea"
 
@@ -65,23 +84,23 @@ def doctor_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     if saved is not None:
         findings.append(saved)
     _emit(findings, str(config), as_json)
-    if not doctor.protected(findings):
+    if not protected(findings):
         raise typer.Exit(EXIT_FAILED)
 
 
 def _emit(findings: list[Finding], config: str, as_json: bool) -> None:
     if as_json:
-        emit_json(doctor.report_json(findings, time.time(), config))
+        emit_json(report_json(findings, time.time(), config))
         return
-    for line in doctor.render(findings):
+    for line in render(findings):
         typer.echo(line)
-    typer.echo(doctor.summary(findings))
+    typer.echo(summary(findings))
 
 
 def _save(cfg: HecateConfig, findings: list[Finding], config: str) -> Finding | None:
     path = cfg.state_dir / DOCTOR_FILE
     try:
-        atomic_write_json(path, doctor.report_json(findings, time.time(), config))
+        atomic_write_json(path, report_json(findings, time.time(), config))
     except HecateError as exc:
         return warn("doctor.saved", str(exc), "run hecate doctor as root (or the hecate user)")
     return None
@@ -100,7 +119,7 @@ def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
         warn("config.secrets", text, "see README: Configuration")
         for text in secret_file_warnings(cfg)
     ]
-    findings += doctor.placeholder_findings(cfg)
+    findings += placeholder_findings(cfg)
     findings += daemon_read_checks(cfg, config_path)
     findings += ups_checks(cfg)
     findings += kube_checks(cfg)
@@ -130,7 +149,7 @@ def ups_checks(cfg: HecateConfig) -> list[Finding]:
                 f"start upsd (systemctl status nut-server) or fix the host in ups.target ({where})",
             )
         ]
-    name = doctor.ups_name_finding(target.ups, served, where)
+    name = ups_name_finding(target.ups, served, where)
     if name.status != "ok":
         return [name]
     findings = [name]
@@ -228,7 +247,7 @@ def kube_checks(cfg: HecateConfig) -> list[Finding]:
             )
             for d in details
         }
-        findings += doctor.nodes_in_cluster_findings(cfg, cluster)
+        findings += nodes_in_cluster_findings(cfg, cluster)
         findings.append(_flux(kube, cfg))
         findings.append(_gitea(kube, cfg))
     return findings
@@ -241,14 +260,14 @@ def _flux(kube: Kube, cfg: HecateConfig) -> Finding:
     except KubeNotFoundError:
         pass
     except KubeError as exc:
-        return doctor.flux_finding(ns, name, False, [], str(exc))
+        return flux_finding(ns, name, False, [], str(exc))
     else:
-        return doctor.flux_finding(ns, name, True, [])
+        return flux_finding(ns, name, True, [])
     try:
         others = [f"{o.namespace}/{o.name}" for o in kube.flux_objects("GitRepository")]
     except KubeError as exc:
-        return doctor.flux_finding(ns, name, False, [], str(exc))
-    return doctor.flux_finding(ns, name, False, sorted(others))
+        return flux_finding(ns, name, False, [], str(exc))
+    return flux_finding(ns, name, False, sorted(others))
 
 
 def _gitea(kube: Kube, cfg: HecateConfig) -> Finding:
@@ -259,7 +278,7 @@ def _gitea(kube: Kube, cfg: HecateConfig) -> Finding:
     except KubeError:
         pass
     else:
-        return doctor.gitea_finding(cfg.startup.gitea_workload, ns, True, [])
+        return gitea_finding(cfg.startup.gitea_workload, ns, True, [])
     candidates: list[str] = []
     for kind_name in ("deployment", "statefulset"):
         try:
@@ -269,7 +288,7 @@ def _gitea(kube: Kube, cfg: HecateConfig) -> Finding:
         candidates += [
             f"{w.namespace}/{kind_name}/{w.name}" for w in found if GITEA_HINT in w.name.lower()
         ]
-    return doctor.gitea_finding(cfg.startup.gitea_workload, ns, False, sorted(candidates))
+    return gitea_finding(cfg.startup.gitea_workload, ns, False, sorted(candidates))
 
 
 # --------------------------------------------------------------------------- coordination

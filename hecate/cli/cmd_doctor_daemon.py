@@ -10,11 +10,11 @@ from pathlib import Path
 
 from hecate.adapters.ansible.inventory import known_hosts_path
 from hecate.config.model import HecateConfig
-from hecate.core.doctor import cluster as doctor
-from hecate.core.doctor.cluster import Finding
+from hecate.core.doctor.daemon_files import DaemonUser, PathMode, daemon_read_findings
+from hecate.core.doctor.findings import Finding
 
 
-def daemon_user(state_dir: Path) -> doctor.DaemonUser | None:
+def daemon_user(state_dir: Path) -> DaemonUser | None:
     """hecate.service's user: the owner of the state dir (the installer makes it
     hecate-daemon). None when that is root or whoever runs doctor (nothing to tell apart)."""
     try:
@@ -28,10 +28,10 @@ def daemon_user(state_dir: Path) -> doctor.DaemonUser | None:
     except KeyError:
         return None
     gids = frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid))
-    return doctor.DaemonUser(entry.pw_name, uid, gids)
+    return DaemonUser(entry.pw_name, uid, gids)
 
 
-def path_chain(path: Path) -> list[doctor.PathMode]:
+def path_chain(path: Path) -> list[PathMode]:
     """The modes of `path`'s directories from / down, then of the file; [] when it is missing
     (the checks of that file say so)."""
     try:
@@ -44,7 +44,7 @@ def path_chain(path: Path) -> list[doctor.PathMode]:
             info = step.stat()
         except OSError:
             return []
-        chain.append(doctor.PathMode(str(step), info.st_uid, info.st_gid, info.st_mode))
+        chain.append(PathMode(str(step), info.st_uid, info.st_gid, info.st_mode))
     return chain
 
 
@@ -61,4 +61,4 @@ def daemon_read_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
         **cfg.secret_files(),
     }
     chains = {key: path_chain(path) for key, path in files.items() if path is not None}
-    return doctor.daemon_read_findings(user, chains)
+    return daemon_read_findings(user, chains)

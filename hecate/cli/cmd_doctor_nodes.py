@@ -10,8 +10,15 @@ from pathlib import Path
 
 from hecate.adapters.ansible.inventory import known_hosts_path, node_target, proxy_jump_spec
 from hecate.config.model import HecateConfig
-from hecate.core.doctor import cluster as doctor
-from hecate.core.doctor.cluster import Finding, fail, ok
+from hecate.core.doctor.cluster import EXAMPLE_ADDRESSES, EXAMPLE_NODES
+from hecate.core.doctor.findings import Finding, fail, ok
+from hecate.core.doctor.nodes import (
+    SshOutcome,
+    node_findings,
+    node_unit,
+    probe_script,
+    sudo_commands,
+)
 
 
 def node_checks(cfg: HecateConfig) -> list[Finding]:
@@ -35,8 +42,8 @@ def node_checks(cfg: HecateConfig) -> list[Finding]:
     probed = [
         n
         for n in cfg.nodes.all
-        if n not in doctor.EXAMPLE_NODES
-        and cfg.ssh_node_hosts.get(n, n).split(":")[0] not in doctor.EXAMPLE_ADDRESSES
+        if n not in EXAMPLE_NODES
+        and cfg.ssh_node_hosts.get(n, n).split(":")[0] not in EXAMPLE_ADDRESSES
     ]
     findings += [
         fail(
@@ -49,8 +56,8 @@ def node_checks(cfg: HecateConfig) -> list[Finding]:
         return findings
     with ThreadPoolExecutor(max_workers=min(16, len(probed))) as pool:
         results = list(pool.map(lambda node: _probe_node(cfg, node, known), probed))
-    for node_findings in results:
-        findings += node_findings
+    for per_node in results:
+        findings += per_node
     return findings
 
 
@@ -77,7 +84,7 @@ def _probe_node(cfg: HecateConfig, node: str, known: Path) -> list[Finding]:
     jump = proxy_jump_spec(cfg)
     if jump:
         argv += ["-o", f"ProxyJump={jump}"]
-    script = doctor.probe_script(doctor.sudo_commands(cfg, node), doctor.node_unit(cfg, node))
+    script = probe_script(sudo_commands(cfg, node), node_unit(cfg, node))
     argv += [f"{target.user}@{target.host}", script]
     where = f"{target.host}:{target.port}"
     started = time.time()
@@ -100,5 +107,5 @@ def _probe_node(cfg: HecateConfig, node: str, known: Path) -> list[Finding]:
         ]
     except OSError as exc:
         return [fail(f"node.{node}.ssh", f"cannot run ssh: {exc}", "apt install openssh-client")]
-    outcome = doctor.SshOutcome(done.returncode, done.stdout, done.stderr, started, time.time())
-    return doctor.node_findings(cfg, node, where, outcome, known_hosts=str(known))
+    outcome = SshOutcome(done.returncode, done.stdout, done.stderr, started, time.time())
+    return node_findings(cfg, node, where, outcome, known_hosts=str(known))

@@ -8,26 +8,18 @@ from typing import Annotated, NoReturn
 import typer
 
 from hecate.adapters.statedir.store import StateStore
-from hecate.cli.common import (
-    EXIT_OK,
-    EXIT_REFUSED,
-    ConfigOpt,
-    JsonOpt,
-    emit_json,
-    load,
-    now,
-    read_ups_or_error,
-)
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
 from hecate.cli.execute import execute_flow, exit_code_for_report
+from hecate.cli.exits import EXIT_OK, EXIT_REFUSED
 from hecate.cli.peer_startup import ask_coordinator_to_start
 from hecate.cli.plan_text import plan_json, plan_lines
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.core.budget import budget_from_config
-from hecate.core.plans import FlowPlan, shutdown_plan, startup_plan
+from hecate.core.plans import FlowPlan, ShutdownOptions, StartupOptions, shutdown_plan, startup_plan
 from hecate.core.startup_refusals import Refusal, StartupOverrides
 from hecate.errors import StateError
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 from hecate.flows.startup_guard import StartupRefusedError, startup_facts
 
 ExecuteOpt = Annotated[

@@ -13,7 +13,7 @@ from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, read_ups_or_e
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.core.battery import battery_truth, coverage
 from hecate.core.budget import budget_from_config
-from hecate.core.policy.step import Event, params_from_config
+from hecate.core.policy.values import Event, params_from_config
 from hecate.core.readings import Poll, UpsReading
 from hecate.core.replay import replay
 from hecate.core.trace import TracePoint, load_trace

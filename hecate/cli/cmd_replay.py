@@ -13,7 +13,7 @@ from hecate.cli.cmd_outage import SvgOpt, write_svg
 from hecate.cli.common import ConfigOpt, JsonOpt, strict_json
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, load_config
 from hecate.core.budget import budget_from_config
-from hecate.core.policy.step import params_from_config
+from hecate.core.policy.values import params_from_config
 from hecate.core.replay import replay_with_state
 from hecate.core.trace import load_trace
 from hecate.errors import StateError

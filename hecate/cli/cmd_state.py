@@ -9,7 +9,8 @@ import typer
 
 from hecate.adapters.statedir.files import exclusive_lock
 from hecate.adapters.statedir.store import StateStore
-from hecate.cli.common import EXIT_USAGE, ConfigOpt, JsonOpt, emit_json, load, now
+from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now
+from hecate.cli.exits import EXIT_USAGE
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.core.intent import IntentState
 from hecate.errors import StateError

@@ -16,7 +16,8 @@ from hecate.cli.doctor_file import last_result
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.core.budget import Budget, budget_from_config
 from hecate.core.intent import Intent, IntentState, is_stale
-from hecate.core.policy.step import params_from_config, pending_startup_wait
+from hecate.core.policy.rules import pending_startup_wait
+from hecate.core.policy.values import params_from_config
 from hecate.core.readings import CommError
 from hecate.core.run_history import RunRecord
 from hecate.errors import StateError

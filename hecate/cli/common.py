@@ -11,13 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
-from hecate.adapters.nut import Ups
-from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from hecate.adapters.nut.port import Ups
 from hecate.config.model import HecateConfig, load_config
 from hecate.core.readings import CommError, Poll
 from hecate.errors import HecateError
-
-__all__ = ["EXIT_CODES_HELP", "EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE"]
 
 ConfigOpt = Annotated[
     Path,

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import yaml
 
-from hecate.adapters.kube import NodeDetails, WorkloadInfo
+from hecate.adapters.kube.types import NodeDetails, WorkloadInfo
 from hecate.config.model import parse_config
 from hecate.errors import ConfigError, HecateError
 

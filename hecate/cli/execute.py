@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import typer
 
-from hecate.cli.common import EXIT_FAILED, EXIT_OK, emit_json, read_ups
+from hecate.cli.common import emit_json, read_ups
+from hecate.cli.exits import EXIT_FAILED, EXIT_OK
 from hecate.config.model import HecateConfig
 from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext

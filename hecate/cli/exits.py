@@ -1,5 +1,5 @@
 """Exit codes, in a module of their own so the entry point can name them without importing
-the config models (hecate.cli.common re-exports them)."""
+the config models (the commands import them from here)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hecate.core.policy.step import Event
+from hecate.core.policy.values import Event
 from hecate.core.readings import CommError, UpsReading
 from hecate.core.trace import TracePoint
 

@@ -3,7 +3,6 @@
 Secrets never live in this file: they are read from files named here (`*_file` keys).
 """
 
-# ruff: noqa: PLC0414 - `import X as X` is the explicit re-export mypy --strict needs
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,14 +11,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from hecate.config.addresses import Address, HostPort, ListenAddress, UpsTarget
-from hecate.config.load import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES
-from hecate.config.load import MAX_YAML_DEPTH as MAX_YAML_DEPTH
-from hecate.config.load import MAX_YAML_NODES as MAX_YAML_NODES
-from hecate.config.load import parse_yaml as parse_yaml
-from hecate.config.load import read_config_text as read_config_text
-
-# Split into sibling modules to stay small; every name stays importable from hecate.config.
-from hecate.config.strict import Node as Node
+from hecate.config.load import parse_yaml, read_config_text
+from hecate.config.strict import Node
 from hecate.config.strict import StrictModel as _Strict
 from hecate.errors import ConfigError
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from hecate.core.policy.step import Event
+from hecate.core.policy.values import Event
 
 Role = Literal["coordinator", "peer"]
 Running = Literal["startup", "shutdown"] | None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hecate.core.policy.step import Event, PolicyParams, PolicyState, initial_state, step
+from hecate.core.policy.step import step
+from hecate.core.policy.values import Event, PolicyParams, PolicyState, initial_state
 from hecate.core.trace import TracePoint
 
 

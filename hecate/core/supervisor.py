@@ -24,7 +24,8 @@ from hecate.core.daemon_actions import (
     actions_for,
 )
 from hecate.core.peers import PeerIntent
-from hecate.core.policy.step import PolicyParams, PolicyState, keep_startup_pending, latch, step
+from hecate.core.policy.step import keep_startup_pending, latch, step
+from hecate.core.policy.values import PolicyParams, PolicyState
 from hecate.core.readings import Poll
 
 STARTUP_RETRY_S = 60.0

@@ -32,7 +32,7 @@ from hecate.core.budget import Budget, budget_from_config
 from hecate.core.clock import Clock
 from hecate.core.intent import IntentState
 from hecate.core.peers import PeerIntent
-from hecate.core.policy.step import PolicyState, initial_state
+from hecate.core.policy.values import PolicyState, initial_state
 from hecate.core.readings import CommError, Poll
 from hecate.core.supervisor import Settings
 from hecate.errors import HecateError

@@ -38,7 +38,8 @@ from hecate.core.daemon_actions import (
     RunShutdown,
     RunStartup,
 )
-from hecate.core.policy.step import PolicyParams, PolicyState, params_from_config
+from hecate.core.plans import ShutdownOptions, StartupOptions
+from hecate.core.policy.values import PolicyParams, PolicyState, params_from_config
 from hecate.core.readings import CommError, Poll
 from hecate.core.run_history import Outcome
 from hecate.daemon.background import (
@@ -283,8 +284,8 @@ class Daemon:
             # The flows load Ansible and lightkube: imported with the first flow (idle RSS,
             # #16), inside the try: an import that fails is a flow that could not run (retried),
             # never a worker that dies without telling the supervisor.
-            from hecate.flows.shutdown import ShutdownOptions, run_shutdown  # noqa: PLC0415
-            from hecate.flows.startup import StartupOptions, run_startup  # noqa: PLC0415
+            from hecate.flows.shutdown import run_shutdown  # noqa: PLC0415
+            from hecate.flows.startup import run_startup  # noqa: PLC0415
 
             with self.context_factory(cancel) as ctx:
                 if kind is sv.FlowKind.SHUTDOWN:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hecate.adapters.kube import FluxObject, WorkloadKind
+from hecate.adapters.kube.types import FluxObject, WorkloadKind
 from hecate.adapters.statedir.store import StateStore
 from hecate.core.intent import IntentState
+from hecate.core.plans import StartupOptions
 from hecate.core.run_history import Outcome
 from hecate.core.startup_refusals import StartupOverrides
 from hecate.drills.base import Check, Drill, DrillEnv, DrillFailedError, wait_for
@@ -17,7 +18,7 @@ from hecate.drills.simulated_ups import SimulatedUps
 from hecate.errors import ConfigError, KubeError
 from hecate.flows.ledger import load_ledger, save_ledger
 from hecate.flows.report import FlowReport
-from hecate.flows.startup import StartupOptions, run_startup, source_ready
+from hecate.flows.startup import run_startup, source_ready
 
 
 def _gitea(env: DrillEnv) -> tuple[WorkloadKind, str, str]:

@@ -12,22 +12,18 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hecate.adapters.ansible.port import (
-    Ansible,
-    EventCallback,
-    PlaybookRequest,
-    PlaybookResult,
-    TaskEvent,
-)
-from hecate.adapters.kube import WorkloadKind
+from hecate.adapters.ansible.events import EventCallback, TaskEvent
+from hecate.adapters.ansible.port import Ansible, PlaybookRequest, PlaybookResult
+from hecate.adapters.kube.types import WorkloadKind
 from hecate.config.model import StartupConfig, StartupProbe, StorageWorkload
+from hecate.core.plans import StartupOptions
 from hecate.core.run_history import Outcome
 from hecate.core.startup_refusals import StartupOverrides
 from hecate.drills.base import Check, DrillEnv, cluster_checks, wait_for
 from hecate.errors import KubeError
 from hecate.flows.context import FlowContext, StageResult
 from hecate.flows.report import FlowReport
-from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.startup import run_startup
 from hecate.flows.startup_gates import TASK_CLOCK, parse_epoch
 
 # How long the held startup's gate waits, at most, before it gives up (the operator's own bound

@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from hecate.adapters.ansible.events import TaskEvent
 from hecate.adapters.ansible.inventory import node_problems
-from hecate.adapters.ansible.port import Ansible, PlaybookRequest, PlaybookResult, TaskEvent
+from hecate.adapters.ansible.port import Ansible, PlaybookRequest, PlaybookResult
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig
 from hecate.core.plans import StageStatus
@@ -19,7 +20,7 @@ from hecate.core.run_history import StageRecord
 from hecate.errors import HecateError
 
 if TYPE_CHECKING:  # annotations only: the idle daemon does not load lightkube (issue 16)
-    from hecate.adapters.kube import (
+    from hecate.adapters.kube.types import (
         FluxKind,
         FluxObject,
         NodeInfo,
@@ -37,7 +38,7 @@ class FlowAbortedError(HecateError):
 
 
 class KubeApi(Protocol):
-    """The Kubernetes calls the flows make (hecate.adapters.kube.Kube implements it).
+    """The Kubernetes calls the flows make (hecate.adapters.kube.client.Kube implements it).
 
     `available` is False when no client could be made (`reason` says why): the port says so
     itself, callers never check its type.

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Callable
 from functools import partial
 
-from hecate.adapters.kube import PodRef
+from hecate.adapters.kube.types import PodRef
 from hecate.errors import KubeError
 from hecate.flows.context import FlowContext, KubeApi, Stage, wait_until
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hecate.adapters.kube import FluxKind, FluxObject
+from hecate.adapters.kube.types import FluxKind, FluxObject
 from hecate.adapters.statedir.files import exclusive_lock
 from hecate.config.model import HecateConfig
 from hecate.core.intent import IntentState
@@ -34,7 +34,7 @@ from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
 from hecate.flows.report import FlowReport, record_interrupted
 from hecate.flows.runner import StepFn, StepTable, run_flow
 
-__all__ = ["ShutdownOptions", "run_shutdown"]
+__all__ = ["run_shutdown"]
 
 
 def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:

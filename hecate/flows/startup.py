@@ -8,7 +8,7 @@ from typing import cast
 
 import yaml
 
-from hecate.adapters.kube import FluxKind, WorkloadKind
+from hecate.adapters.kube.types import FluxKind, WorkloadKind
 from hecate.adapters.statedir.awaiting import load_awaiting, save_awaiting
 from hecate.adapters.statedir.files import exclusive_lock
 from hecate.config.model import HecateConfig
@@ -33,7 +33,7 @@ from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
 from hecate.flows.startup_gates import probes_gate, soak_gate, storage_gate, time_sync_gate
 from hecate.flows.startup_guard import guard_startup
 
-__all__ = ["StartupOptions", "run_startup", "source_ready"]
+__all__ = ["run_startup", "source_ready"]
 
 
 def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:

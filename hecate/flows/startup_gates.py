@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from hecate.adapters.ansible.port import PlaybookRequest, TaskEvent
-from hecate.adapters.kube import FluxKind, Readiness, VolumeAttachmentInfo
+from hecate.adapters.ansible.events import TaskEvent
+from hecate.adapters.ansible.port import PlaybookRequest
+from hecate.adapters.kube.types import FluxKind, Readiness, VolumeAttachmentInfo
 from hecate.adapters.probes import ProbeResult, probe_once, run_probe
 from hecate.config.model import HecateConfig, StartupProbe
 from hecate.errors import HecateError, KubeError

@@ -18,7 +18,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from hecate.adapters.ansible.port import CONTROL_PERSIST_S, Ansible, PlaybookRequest
+from hecate.adapters.ansible.port import Ansible, PlaybookRequest
+from hecate.adapters.ansible.rundir import CONTROL_PERSIST_S
 from hecate.errors import HecateError
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hecate.adapters.ansible.port import open_port
-from hecate.adapters.kube import Kube, UnavailableKube
-from hecate.adapters.nut import Ups
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.kube.unavailable import UnavailableKube
+from hecate.adapters.nut.port import Ups
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig
 from hecate.core.clock import Clock

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hecate.adapters.nut import client_from_config, poll
+from hecate.adapters.nut.port import client_from_config, poll
 from hecate.adapters.peers.http import CoordinatorClient
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig, parse_config

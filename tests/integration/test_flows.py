@@ -16,16 +16,17 @@ from pathlib import Path
 import pytest
 
 from hecate.adapters.ansible.port import AnsiblePort
-from hecate.adapters.kube import Kube
-from hecate.adapters.nut import client_from_config, poll
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.nut.port import client_from_config, poll
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig
 from hecate.core.intent import IntentState
+from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 from tests.integration.support import twin_config, twin_config_data, write_config
 from tests.testbed.nut import NutServer
 from tests.testbed.pytest_twin import TwinFactory

@@ -11,11 +11,12 @@ import pytest
 
 from hecate.adapters.ansible.inventory import known_hosts_path
 from hecate.adapters.ansible.port import AnsiblePort
-from hecate.adapters.kube import Kube
+from hecate.adapters.kube.client import Kube
 from hecate.adapters.statedir.store import StateStore
+from hecate.core.plans import ShutdownOptions
 from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
+from hecate.flows.shutdown import run_shutdown
 from tests.integration.support import twin_config
 from tests.testbed.pytest_twin import TwinFactory
 

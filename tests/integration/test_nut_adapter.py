@@ -17,18 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from hecate.adapters.nut import (
+from hecate.adapters.nut.client import (
     AuthCheck,
     NutClient,
-    Ups,
     UpsProtocolError,
     UpsUnknownError,
-    client_from_config,
-    parse_target,
-    poll,
-    poll_config,
     reading_from_vars,
 )
+from hecate.adapters.nut.port import Ups, client_from_config, poll, poll_config
+from hecate.adapters.nut.target import parse_target
 from hecate.config.model import parse_config
 from hecate.core.readings import CommError, UpsReading
 from hecate.errors import (

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from hecate.adapters.ansible.port import AnsiblePort
-from hecate.adapters.kube import Kube, KubeUnavailableError, PodRef
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.kube.types import KubeUnavailableError, PodRef
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import parse_config
 from hecate.errors import KubeError

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hecate.adapters.nut import NutClient, UpsUnknownError, parse_target
+from hecate.adapters.nut.client import NutClient, UpsUnknownError
+from hecate.adapters.nut.target import parse_target
 from hecate.cli.main import run
 from tests.testbed.pytest_nut import NutServerFactory
 

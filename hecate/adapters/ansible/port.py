@@ -2,7 +2,7 @@
 
 This is the only module that imports ``ansible_runner``. Flows depend on the small
 :class:`Ansible` protocol, so they can be unit-tested with a fake that records requests.
-The other jobs live beside it (the names flows use are re-exported):
+The other jobs live beside it, each name in its own module:
 :mod:`hecate.adapters.ansible.events` (pure mapping of runner events and stats),
 :mod:`hecate.adapters.ansible.assets` (where playbooks and roles are; which file and extra vars a
 playbook name runs), :mod:`hecate.adapters.ansible.rundir` (each run's private data dir, kept for
@@ -31,7 +31,6 @@ from typing import Any, Protocol
 
 from hecate.adapters.ansible.assets import (
     BATCHABLE_FILES,
-    Playbook,
     PlaybookError,
     assets_dir,
     playbook_extravars,
@@ -69,7 +68,6 @@ from hecate.adapters.ansible.events import (
 from hecate.adapters.ansible.inventory import dump_inventory, inventory_hosts
 from hecate.adapters.ansible.rundir import (
     ARTIFACTS_DIRNAME,
-    CONTROL_PERSIST_S,
     DEFAULT_REMOTE_TMP,
     RunEnv,
     new_run_dir,
@@ -708,25 +706,3 @@ def open_port(config: HecateConfig, **kwargs: Any) -> Iterator[AnsiblePort]:
         yield port
     finally:
         port.close()
-
-
-__all__ = [
-    "CONTROL_PERSIST_S",
-    "Ansible",
-    "AnsiblePort",
-    "EventCallback",
-    "HostStats",
-    "JumpCheck",
-    "Playbook",
-    "PlaybookError",
-    "PlaybookRequest",
-    "PlaybookResult",
-    "RunStatus",
-    "TaskEvent",
-    "TaskTiming",
-    "assets_dir",
-    "check_jump_host",
-    "log_event",
-    "open_port",
-    "prepare_inventory",
-]

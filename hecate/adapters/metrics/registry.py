@@ -10,7 +10,6 @@ Rules the series follow, so that alerts and `increase()` work (README, "Metrics"
 - UPS series carry a `ups` label (the NUT UPS name), as the common NUT exporters do.
 """
 
-# ruff: noqa: PLC0414 - `import X as X` is the explicit re-export mypy --strict needs
 from __future__ import annotations
 
 import math
@@ -24,8 +23,7 @@ from prometheus_client.registry import Collector
 
 from hecate import __version__
 from hecate.adapters.http_server import BoundedServer, Limits
-from hecate.adapters.metrics.drill_series import DrillHistoryCollector as DrillHistoryCollector
-from hecate.adapters.metrics.drill_series import drill_families as drill_families
+from hecate.adapters.metrics.drill_series import DrillHistoryCollector
 from hecate.adapters.statedir.files import corrupt_counts
 from hecate.adapters.systemd.selfupdate import UpdateFailedCache
 from hecate.config.addresses import ListenAddress

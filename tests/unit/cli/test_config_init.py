@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hecate.adapters.kube import NodeDetails, WorkloadInfo
+from hecate.adapters.kube.types import NodeDetails, WorkloadInfo
 from hecate.cli.cmd_config_init import _write
 from hecate.cli.config_init_text import Discovery, FluxSource, plan_config, render_config
 from hecate.cli.main import run

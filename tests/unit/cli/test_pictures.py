@@ -13,7 +13,7 @@ from hecate.cli import common
 from hecate.cli.main import run
 from hecate.cli.outage_svg import fmt_time, nice_ticks, render_outage_svg, time_ticks
 from hecate.config.model import HecateConfig
-from hecate.core.policy.step import Event
+from hecate.core.policy.values import Event
 from hecate.core.readings import Poll, UpsReading, parse_status
 from hecate.core.trace import load_trace
 from tests.unit.cli.test_cli import config_file  # noqa: F401 - a fixture

@@ -22,18 +22,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hecate.adapters.ansible.inventory import build_inventory, jump_preflight_argv, node_target
-from hecate.adapters.nut import NutTarget
+from hecate.adapters.nut.target import NutTarget
 from hecate.adapters.peers.http import CoordinatorClient
 from hecate.cli.common import strict_json
 from hecate.cli.main import app, run
 from hecate.config.checks import resolve_problems
-from hecate.config.model import (
-    MAX_CONFIG_BYTES,
-    HecateConfig,
-    load_config,
-    parse_config,
-    parse_yaml,
-)
+from hecate.config.load import MAX_CONFIG_BYTES, parse_yaml
+from hecate.config.model import HecateConfig, load_config, parse_config
 from hecate.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "configs" / "hecate.example.yaml"

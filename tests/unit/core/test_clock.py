@@ -11,7 +11,8 @@ import pytest
 
 from hecate.config.model import HecateConfig
 from hecate.core.clock import Clock, as_clock
-from hecate.core.policy.step import initial_state, params_from_config, step
+from hecate.core.policy.step import step
+from hecate.core.policy.values import initial_state, params_from_config
 from hecate.core.readings import CommError, Poll
 from hecate.core.replay import replay
 from hecate.core.trace import load_trace, parse_trace_lines

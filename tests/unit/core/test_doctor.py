@@ -16,7 +16,36 @@ from hypothesis import strategies as st
 
 from hecate.cli import cmd_doctor_daemon
 from hecate.config.model import HecateConfig, parse_config
-from hecate.core.doctor import cluster as doctor
+from hecate.core.doctor.cluster import (
+    EXAMPLE_ADDRESSES,
+    EXAMPLE_NODES,
+    flux_finding,
+    gitea_finding,
+    nodes_in_cluster_findings,
+    placeholder_findings,
+    ups_name_finding,
+)
+from hecate.core.doctor.daemon_files import DaemonUser, PathMode, daemon_read_findings
+from hecate.core.doctor.findings import (
+    Finding,
+    fail,
+    ok,
+    protected,
+    render,
+    report_json,
+    summary,
+    warn,
+)
+from hecate.core.doctor.nodes import (
+    BROAD_PROBE,
+    SUDOERS_FILE,
+    SshOutcome,
+    node_findings,
+    parse_probe,
+    probe_script,
+    skew_finding,
+    sudo_commands,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,35 +59,35 @@ def config(**data: Any) -> HecateConfig:
 def test_the_placeholders_are_those_of_the_shipped_example() -> None:
     example = yaml.safe_load((ROOT / "configs/hecate.example.yaml").read_text())
     names = example["nodes"]["servers"] + example["nodes"]["agents"]
-    assert tuple(names) == doctor.EXAMPLE_NODES
-    assert tuple(example["ssh_node_hosts"].values()) == doctor.EXAMPLE_ADDRESSES
-    found = doctor.placeholder_findings(parse_config(example))
+    assert tuple(names) == EXAMPLE_NODES
+    assert tuple(example["ssh_node_hosts"].values()) == EXAMPLE_ADDRESSES
+    found = placeholder_findings(parse_config(example))
     assert [f.status for f in found] == ["fail"]
     assert "titan-0" in found[0].detail
     assert "192.168.10.10" in found[0].detail
 
 
 def test_real_nodes_are_no_placeholders() -> None:
-    found = doctor.placeholder_findings(config(ssh_node_hosts={"s1": "10.0.0.5:22"}))
+    found = placeholder_findings(config(ssh_node_hosts={"s1": "10.0.0.5:22"}))
     assert [f.status for f in found] == ["ok"]
 
 
 def test_one_left_over_address_is_enough() -> None:
     # a real node name, but the example's address (with a port) kept
-    found = doctor.placeholder_findings(config(ssh_node_hosts={"a1": "192.168.10.11:2222"}))
+    found = placeholder_findings(config(ssh_node_hosts={"a1": "192.168.10.11:2222"}))
     assert found[0].status == "fail"
     assert "192.168.10.11:2222" in found[0].detail
 
 
 def test_sudo_commands_follow_the_role_and_the_shutdown_settings() -> None:
     cfg = config()
-    assert doctor.sudo_commands(cfg, "s1") == [
+    assert sudo_commands(cfg, "s1") == [
         "systemctl stop k3s",
         "systemctl start k3s",
         "/usr/local/bin/k3s etcd-snapshot save --name hecate",
         "systemctl poweroff",
     ]
-    assert doctor.sudo_commands(cfg, "a1") == [
+    assert sudo_commands(cfg, "a1") == [
         "systemctl stop k3s-agent",
         "systemctl start k3s-agent",
         "systemctl poweroff",
@@ -66,20 +95,20 @@ def test_sudo_commands_follow_the_role_and_the_shutdown_settings() -> None:
     narrow = config(
         shutdown={"etcd_snapshot": False, "use_killall": True, "poweroff_method": "marker"}
     )
-    assert doctor.sudo_commands(narrow, "s1") == [
+    assert sudo_commands(narrow, "s1") == [
         "systemctl stop k3s",
         "systemctl start k3s",
         "/usr/local/bin/k3s-killall.sh",
     ]
     # a node outside ssh_managed_nodes is never powered off
     unmanaged = config(ssh_managed_nodes=["s1"])
-    assert "systemctl poweroff" not in doctor.sudo_commands(unmanaged, "a1")
+    assert "systemctl poweroff" not in sudo_commands(unmanaged, "a1")
 
 
 def test_the_probe_script_asks_sudo_for_each_command_and_a_shell_last() -> None:
-    script = doctor.probe_script(["systemctl stop k3s"], "k3s")
+    script = probe_script(["systemctl stop k3s"], "k3s")
     assert "sudo -n -l systemctl stop k3s" in script
-    assert f"sudo -n -l {doctor.BROAD_PROBE}" in script
+    assert f"sudo -n -l {BROAD_PROBE}" in script
     assert "LoadState --value k3s.service" in script
 
 
@@ -91,7 +120,7 @@ def probe_output(*sudo: bool, time: str = "1000.5", unit: str = "loaded", uid: s
 
 
 def test_parse_probe_reads_its_own_lines_only() -> None:
-    probe = doctor.parse_probe(probe_output(True, False))
+    probe = parse_probe(probe_output(True, False))
     assert probe.remote_time == 1000.5
     assert probe.uid == 1000
     assert probe.unit_state == "loaded"
@@ -101,27 +130,27 @@ def test_parse_probe_reads_its_own_lines_only() -> None:
 def test_parse_probe_drops_non_numbers() -> None:
     # busybox date prints a literal %N; nan/inf are no times
     for text in ("nan", "inf", "1000.%N", "-"):
-        assert doctor.parse_probe(probe_output(time=text)).remote_time is None
+        assert parse_probe(probe_output(time=text)).remote_time is None
 
 
 @given(st.text())
 def test_parse_probe_never_raises(text: str) -> None:
-    probe = doctor.parse_probe(text)
+    probe = parse_probe(text)
     assert all(isinstance(k, int) for k in probe.sudo)
 
 
-def outcome(stdout: str, rc: int = 0, stderr: str = "") -> doctor.SshOutcome:
-    return doctor.SshOutcome(rc, stdout, stderr, started=1000.0, ended=1001.0)
+def outcome(stdout: str, rc: int = 0, stderr: str = "") -> SshOutcome:
+    return SshOutcome(rc, stdout, stderr, started=1000.0, ended=1001.0)
 
 
-def by_check(findings: list[doctor.Finding]) -> dict[str, doctor.Finding]:
+def by_check(findings: list[Finding]) -> dict[str, Finding]:
     return {f.check: f for f in findings}
 
 
 def test_a_healthy_agent_is_all_ok() -> None:
     cfg = config()
     found = by_check(
-        doctor.node_findings(
+        node_findings(
             cfg, "a1", "h:22", outcome(probe_output(*[True] * 3, False)), known_hosts="kh"
         )
     )
@@ -136,33 +165,33 @@ def test_a_healthy_agent_is_all_ok() -> None:
 def test_a_missing_sudo_rule_is_named() -> None:
     cfg = config()
     out = probe_output(True, False, True, False)  # start k3s-agent refused
-    found = by_check(doctor.node_findings(cfg, "a1", "h:22", outcome(out), known_hosts="kh"))
+    found = by_check(node_findings(cfg, "a1", "h:22", outcome(out), known_hosts="kh"))
     assert found["node.a1.sudo"].status == "fail"
     assert "systemctl start k3s-agent" in found["node.a1.sudo"].detail
     assert "systemctl stop k3s-agent" not in found["node.a1.sudo"].detail
-    assert doctor.SUDOERS_FILE in found["node.a1.sudo"].fix
+    assert SUDOERS_FILE in found["node.a1.sudo"].fix
 
 
 def test_sudo_wider_than_needed_is_a_warning() -> None:
     cfg = config()
     out = probe_output(True, True, True, True)  # /bin/sh allowed too
-    found = by_check(doctor.node_findings(cfg, "a1", "h:22", outcome(out), known_hosts="kh"))
+    found = by_check(node_findings(cfg, "a1", "h:22", outcome(out), known_hosts="kh"))
     assert found["node.a1.sudo"].status == "warn"
 
 
 def test_become_needs_full_sudo_and_root_needs_none() -> None:
     become = config(node_privilege="become")
     narrow = probe_output(True, True, True, False)
-    found = by_check(doctor.node_findings(become, "a1", "h:22", outcome(narrow), known_hosts="k"))
+    found = by_check(node_findings(become, "a1", "h:22", outcome(narrow), known_hosts="k"))
     assert found["node.a1.sudo"].status == "fail"
     root = probe_output(False, False, False, False, uid="0")
-    found = by_check(doctor.node_findings(config(), "a1", "h:22", outcome(root), known_hosts="k"))
+    found = by_check(node_findings(config(), "a1", "h:22", outcome(root), known_hosts="k"))
     assert found["node.a1.sudo"].status == "ok"
 
 
 def test_a_missing_unit_fails() -> None:
     out = probe_output(True, True, True, False, unit="not-found")
-    found = by_check(doctor.node_findings(config(), "s1", "h:22", outcome(out), known_hosts="k"))
+    found = by_check(node_findings(config(), "s1", "h:22", outcome(out), known_hosts="k"))
     assert found["node.s1.unit"].status == "fail"
     assert "k3s.service" in found["node.s1.unit"].detail
 
@@ -177,7 +206,7 @@ def test_ssh_failures_say_what_to_do() -> None:
     }
     cfg = config(ssh_identity_file="/k")
     for stderr, expected in cases.items():
-        [finding] = doctor.node_findings(
+        [finding] = node_findings(
             cfg, "a1", "10.0.0.5:2222", outcome("", 255, stderr), known_hosts="kh"
         )
         assert finding.status == "fail"
@@ -186,68 +215,68 @@ def test_ssh_failures_say_what_to_do() -> None:
 
 def test_clock_skew_counts_the_ssh_round_trip_as_slack() -> None:
     # the probe ran between 1000 and 1001: remote 1003 is 2.5 s off, within 2 s + 0.5 s slack
-    assert doctor.skew_finding("n", 1003.0, 1000.0, 1001.0).status == "ok"
-    assert doctor.skew_finding("n", 1003.1, 1000.0, 1001.0).status == "warn"
-    assert doctor.skew_finding("n", 990.0, 1000.0, 1001.0).status == "warn"
-    assert doctor.skew_finding("n", None, 1000.0, 1001.0).status == "warn"
+    assert skew_finding("n", 1003.0, 1000.0, 1001.0).status == "ok"
+    assert skew_finding("n", 1003.1, 1000.0, 1001.0).status == "warn"
+    assert skew_finding("n", 990.0, 1000.0, 1001.0).status == "warn"
+    assert skew_finding("n", None, 1000.0, 1001.0).status == "warn"
 
 
 def test_a_wrong_ups_name_lists_what_upsd_serves() -> None:
     served = {"pyrphoros": "Eaton", "other": ""}
-    finding = doctor.ups_name_finding("pyrphros", served, "127.0.0.1:3493")
+    finding = ups_name_finding("pyrphros", served, "127.0.0.1:3493")
     assert finding.status == "fail"
     assert "other, pyrphoros" in finding.detail
     assert "@127.0.0.1:3493" in finding.fix
-    assert doctor.ups_name_finding("pyrphoros", served, "h:1").status == "ok"
-    assert doctor.ups_name_finding("x", {}, "h:1").status == "fail"
+    assert ups_name_finding("pyrphoros", served, "h:1").status == "ok"
+    assert ups_name_finding("x", {}, "h:1").status == "fail"
 
 
 def test_nodes_against_the_cluster() -> None:
     cfg = config()
     cluster = {"s1": frozenset({"control-plane", "master"}), "a1": frozenset(), "a3": frozenset()}
-    found = by_check(doctor.nodes_in_cluster_findings(cfg, cluster))
+    found = by_check(nodes_in_cluster_findings(cfg, cluster))
     assert found["kube.nodes"].status == "fail"
     assert "a2" in found["kube.nodes"].detail
     assert found["kube.nodes.extra"].status == "warn"
     swapped = {"s1": frozenset(), "a1": frozenset({"control-plane"}), "a2": frozenset()}
-    found = by_check(doctor.nodes_in_cluster_findings(cfg, swapped))
+    found = by_check(nodes_in_cluster_findings(cfg, swapped))
     assert found["kube.nodes"].status == "ok"
     assert "s1" in found["kube.nodes.roles"].detail
     assert "a1" in found["kube.nodes.roles"].detail
 
 
 def test_flux_and_gitea_outcomes() -> None:
-    assert doctor.flux_finding("f", "f", True, []).status == "ok"
-    assert doctor.flux_finding("f", "x", False, ["f/f"]).status == "fail"
-    assert doctor.flux_finding("f", "x", False, []).status == "warn"  # no Flux at all
-    assert doctor.gitea_finding("deployment/g", "g", False, ["g/deployment/gitea"]).status == "fail"
-    assert doctor.gitea_finding("deployment/g", "g", False, []).status == "warn"
+    assert flux_finding("f", "f", True, []).status == "ok"
+    assert flux_finding("f", "x", False, ["f/f"]).status == "fail"
+    assert flux_finding("f", "x", False, []).status == "warn"  # no Flux at all
+    assert gitea_finding("deployment/g", "g", False, ["g/deployment/gitea"]).status == "fail"
+    assert gitea_finding("deployment/g", "g", False, []).status == "warn"
 
 
 def test_protected_only_without_failures_and_the_report_says_so() -> None:
-    findings = [doctor.ok("a", "fine"), doctor.warn("b", "hm", "look")]
-    assert doctor.protected(findings)
-    report = doctor.report_json(findings, 5.0, "/c")
+    findings = [ok("a", "fine"), warn("b", "hm", "look")]
+    assert protected(findings)
+    report = report_json(findings, 5.0, "/c")
     assert report["protected"] is True
     assert report["warnings"] == 1
-    findings.append(doctor.fail("c", "broken", "do this"))
-    assert not doctor.protected(findings)
-    lines = doctor.render(findings)
+    findings.append(fail("c", "broken", "do this"))
+    assert not protected(findings)
+    lines = render(findings)
     assert any(line.startswith("FAIL  c") for line in lines)
     assert any("fix: do this" in line for line in lines)
-    assert doctor.summary(findings).startswith("NOT PROTECTED: 1 problem(s)")
+    assert summary(findings).startswith("NOT PROTECTED: 1 problem(s)")
 
 
 # --------------------------------------------------------------------------- the daemon's files
 
-DAEMON = doctor.DaemonUser("hecate-daemon", 990, frozenset({990}))
-ROOT_DIR = doctor.PathMode("/", 0, 0, 0o40755)
-ETC = doctor.PathMode("/etc", 0, 0, 0o40755)
-ETC_HECATE = doctor.PathMode("/etc/hecate", 0, 990, 0o40750)
+DAEMON = DaemonUser("hecate-daemon", 990, frozenset({990}))
+ROOT_DIR = PathMode("/", 0, 0, 0o40755)
+ETC = PathMode("/etc", 0, 0, 0o40755)
+ETC_HECATE = PathMode("/etc/hecate", 0, 990, 0o40750)
 
 
-def key(uid: int, gid: int, mode: int) -> list[doctor.PathMode]:
-    return [ROOT_DIR, ETC, ETC_HECATE, doctor.PathMode("/etc/hecate/id_ed25519", uid, gid, mode)]
+def key(uid: int, gid: int, mode: int) -> list[PathMode]:
+    return [ROOT_DIR, ETC, ETC_HECATE, PathMode("/etc/hecate/id_ed25519", uid, gid, mode)]
 
 
 def test_the_daemon_reads_through_its_group_owner_or_others_bits() -> None:
@@ -262,8 +291,8 @@ def test_the_daemon_reads_through_its_group_owner_or_others_bits() -> None:
         ((990, 0, 0o100044), False),  # the owner's bits count for the owner, not the group's
     ]
     for (uid, gid, mode), readable in corpus:
-        found = doctor.daemon_read_findings(DAEMON, {"ssh_identity_file": key(uid, gid, mode)})
-        assert doctor.protected(found) is readable, (uid, gid, oct(mode), found)
+        found = daemon_read_findings(DAEMON, {"ssh_identity_file": key(uid, gid, mode)})
+        assert protected(found) is readable, (uid, gid, oct(mode), found)
         if not readable:
             assert found[0].check == "daemon.reads.ssh_identity_file"
             # the key becomes the daemon's own: ssh run by root (doctor) refuses a root key
@@ -274,15 +303,15 @@ def test_the_daemon_reads_through_its_group_owner_or_others_bits() -> None:
 
 
 def test_a_directory_the_daemon_cannot_search_is_named() -> None:
-    closed = doctor.PathMode("/root", 0, 0, 0o40700)
-    chain = [ROOT_DIR, closed, doctor.PathMode("/root/kubeconfig", 0, 990, 0o100640)]
-    [finding] = doctor.daemon_read_findings(DAEMON, {"kubeconfig": chain, "config": []})
+    closed = PathMode("/root", 0, 0, 0o40700)
+    chain = [ROOT_DIR, closed, PathMode("/root/kubeconfig", 0, 990, 0o100640)]
+    [finding] = daemon_read_findings(DAEMON, {"kubeconfig": chain, "config": []})
     assert finding.status == "fail"
     assert "directory /root is 0700" in finding.detail
     assert finding.fix.startswith("chgrp hecate-daemon /root && chmod g+x /root")
     # missing files (empty chains) are other checks' business; all readable: one ok line
-    good = doctor.daemon_read_findings(DAEMON, {"kubeconfig": key(0, 990, 0o100640), "x": []})
-    other = doctor.daemon_read_findings(DAEMON, {"kubeconfig": key(0, 0, 0o100600)})
+    good = daemon_read_findings(DAEMON, {"kubeconfig": key(0, 990, 0o100640), "x": []})
+    other = daemon_read_findings(DAEMON, {"kubeconfig": key(0, 0, 0o100600)})
     assert other[0].fix.endswith("&& chmod 640 /etc/hecate/id_ed25519")  # group read suffices
     assert [(f.check, f.status) for f in good] == [("daemon.reads", "ok")]
     assert good[0].detail == "hecate-daemon (hecate.service) can read kubeconfig"
@@ -295,14 +324,14 @@ def test_a_directory_the_daemon_cannot_search_is_named() -> None:
 )
 def test_the_mode_decision_matches_the_kernels_rule(uid: int, gid: int, mode: int) -> None:
     # the classic rule: exactly one class of bits applies (owner, else group, else others)
-    found = doctor.daemon_read_findings(DAEMON, {"f": key(uid, gid, 0o100000 | mode)})
+    found = daemon_read_findings(DAEMON, {"f": key(uid, gid, 0o100000 | mode)})
     if uid == DAEMON.uid:
         bits = mode >> 6
     elif gid in DAEMON.gids:
         bits = mode >> 3
     else:
         bits = mode
-    assert doctor.protected(found) is bool(bits & 4)
+    assert protected(found) is bool(bits & 4)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="files of another user need root")

@@ -8,15 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hecate.config.model import parse_config
-from hecate.core.policy.step import (
-    PolicyParams,
-    PolicyState,
-    initial_state,
-    is_critical,
-    latch,
-    params_from_config,
-    step,
-)
+from hecate.core.policy.rules import is_critical
+from hecate.core.policy.step import latch, step
+from hecate.core.policy.values import PolicyParams, PolicyState, initial_state, params_from_config
 from hecate.core.readings import CommError, Poll, UpsReading, parse_status
 
 P = PolicyParams(

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from hecate.config.model import HecateConfig
-from hecate.core.policy.step import PolicyParams, initial_state, params_from_config, step
+from hecate.core.policy.step import step
+from hecate.core.policy.values import PolicyParams, initial_state, params_from_config
 from hecate.core.readings import CommError, Poll, UpsReading, parse_reading
 
 DEFAULT = params_from_config(HecateConfig(), 330.0)

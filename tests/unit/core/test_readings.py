@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hecate.adapters.nut import reading_from_vars
+from hecate.adapters.nut.client import reading_from_vars
 from hecate.core.readings import STATUS_FLAGS, PowerSource, UpsReading, parse_status
 from hecate.core.trace import parse_trace_lines
 

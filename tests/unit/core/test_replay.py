@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hecate.config.model import HecateConfig
-from hecate.core.policy.step import params_from_config
+from hecate.core.policy.values import params_from_config
 from hecate.core.readings import CommError, UpsReading
 from hecate.core.replay import replay
 from hecate.core.trace import encode_point, load_trace, parse_trace_lines

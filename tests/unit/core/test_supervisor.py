@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hecate.core.daemon_actions import CancelStartup, ForwardTrigger, RunShutdown, RunStartup
 from hecate.core.peers import PeerIntent, PeerUps
-from hecate.core.policy.step import PolicyParams, PolicyState
+from hecate.core.policy.values import PolicyParams, PolicyState
 from hecate.core.readings import CommError, Poll, UpsReading, parse_status
 from hecate.core.supervisor import (
     MAX_SHUTDOWN_ATTEMPTS,

@@ -20,7 +20,7 @@ from hecate.core.daemon_actions import (
     actions_for,
 )
 from hecate.core.intent import IntentState
-from hecate.core.policy.step import Event
+from hecate.core.policy.values import Event
 from hecate.core.readings import CommError, Poll, UpsReading, parse_status
 from hecate.core.trace import load_trace
 from hecate.daemon.service import Daemon

@@ -14,19 +14,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hecate.adapters.ansible.port import EventCallback, PlaybookRequest, PlaybookResult
-from hecate.adapters.kube import UnavailableKube, clean_manifest
+from hecate.adapters.ansible.events import EventCallback
+from hecate.adapters.ansible.port import PlaybookRequest, PlaybookResult
+from hecate.adapters.kube.manifests import clean_manifest
+from hecate.adapters.kube.unavailable import UnavailableKube
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig, parse_config
 from hecate.core.intent import IntentState
+from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.readings import UpsReading, parse_status
 from hecate.core.run_history import Outcome
 from hecate.errors import GuardRefusedError, KubeError, UpsError
 from hecate.flows.bootstrap_cache import cached_or_configured, refresh_cache
 from hecate.flows.context import FlowContext
 from hecate.flows.ledger import load_ledger
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 from tests.fakes import FakeAnsible, FakeKube, write
 
 

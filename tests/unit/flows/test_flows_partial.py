@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hecate.adapters.kube import FluxKind, PodRef
+from hecate.adapters.kube.types import FluxKind, PodRef
 from hecate.adapters.statedir.awaiting import load_awaiting, save_awaiting
+from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.run_history import Outcome
 from hecate.core.startup_refusals import StartupOverrides
 from hecate.errors import GuardRefusedError, KubeError
@@ -20,8 +21,8 @@ from hecate.flows.context import Stage
 from hecate.flows.drain import drain
 from hecate.flows.each_node import for_each_node
 from hecate.flows.ledger import load_ledger
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 from tests.fakes import FakeAnsible, FakeKube
 from tests.unit.flows.test_flows import _cluster, _config, _ctx
 

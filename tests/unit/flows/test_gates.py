@@ -17,20 +17,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hecate.adapters.kube import Readiness, VolumeAttachmentInfo
+from hecate.adapters.kube.types import Readiness, VolumeAttachmentInfo
 from hecate.adapters.probes import probe_once, run_probe
 from hecate.adapters.statedir.store import StateStore
 from hecate.cli.cmd_status import report_summary, startup_progress
 from hecate.cli.plan_text import PLAN_ONLY_STEPS, startup_plan
 from hecate.config.model import HecateConfig, StartupProbe, parse_config
 from hecate.core.intent import IntentState
+from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.readings import UpsReading, parse_status
 from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext
 from hecate.flows.ledger import load_ledger
 from hecate.flows.report import load_progress, load_report
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 from hecate.flows.startup_gates import (
     ClockReading,
     clock_verdict,

@@ -18,8 +18,9 @@ from hecate.adapters.ansible.inventory import (
     plan_inventory,
 )
 from hecate.cli.main import app
+from hecate.core.plans import ShutdownOptions
 from hecate.core.run_history import Outcome
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
+from hecate.flows.shutdown import run_shutdown
 from tests.fakes import FakeAnsible
 from tests.unit.flows.test_flows import _cluster, _config, _ctx
 

@@ -27,13 +27,21 @@ from typer.testing import CliRunner
 from hecate.adapters.statedir.store import StateStore
 from hecate.cli.main import app
 from hecate.config.model import HecateConfig, parse_config
-from hecate.core.plans import API_DOWN, ClusterView, StageStatus, shutdown_plan, startup_plan
+from hecate.core.plans import (
+    API_DOWN,
+    ClusterView,
+    ShutdownOptions,
+    StageStatus,
+    StartupOptions,
+    shutdown_plan,
+    startup_plan,
+)
 from hecate.core.readings import UpsReading, parse_status
 from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext
 from hecate.flows.report import FlowReport
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions, run_startup
+from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 from tests.fakes import FakeAnsible, FakeKube
 
 runner = CliRunner()

@@ -12,17 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from hecate.adapters.ansible.assets import assets_candidates, assets_dir
+from hecate.adapters.ansible.assets import Playbook, PlaybookError, assets_candidates, assets_dir
 from hecate.adapters.ansible.events import HostStats, TaskEvent, parse_stats, task_event_from_runner
-from hecate.adapters.ansible.port import (
-    Ansible,
-    AnsiblePort,
-    JumpCheck,
-    Playbook,
-    PlaybookError,
-    PlaybookRequest,
-    PlaybookResult,
-)
+from hecate.adapters.ansible.port import Ansible, AnsiblePort, PlaybookRequest, PlaybookResult
+from hecate.adapters.ansible.ssh_preflight import JumpCheck
 from hecate.config.model import HecateConfig, parse_config
 from hecate.errors import AnsibleRunError
 

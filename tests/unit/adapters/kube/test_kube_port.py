@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hecate.adapters.kube import Kube, KubeUnavailableError, UnavailableKube
+from hecate.adapters.kube.client import Kube
+from hecate.adapters.kube.types import KubeUnavailableError
+from hecate.adapters.kube.unavailable import UnavailableKube
 from hecate.errors import KubeError
 
 TOKEN = secrets.token_hex(16)

@@ -8,18 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from hecate.adapters.nut import (
-    DEFAULT_PORT,
+from hecate.adapters.nut.client import (
     NutClient,
-    NutTarget,
     UpsProtocolError,
     UpsUnknownError,
-    comm_error_kind,
-    parse_target,
-    poll,
-    read_password_file,
     reading_from_vars,
 )
+from hecate.adapters.nut.port import comm_error_kind, poll, read_password_file
+from hecate.adapters.nut.target import DEFAULT_PORT, NutTarget, parse_target
 from hecate.core.readings import CommError, UpsReading
 from hecate.errors import ConfigError, UpsAuthError, UpsDriverDownError, UpsError
 from tests.testbed.nut import DDL_DIR, parse_dump

@@ -33,6 +33,7 @@ from hecate.adapters.statedir.store import StateStore
 from hecate.cli import common
 from hecate.cli.main import app
 from hecate.core.intent import IntentState
+from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.readings import UpsReading, parse_status
 from hecate.core.run_history import Outcome, RunRecord
 from hecate.errors import (
@@ -43,8 +44,7 @@ from hecate.errors import (
 )
 from hecate.flows.bootstrap_cache import cache_dir, cached_or_configured
 from hecate.flows.ledger import LEDGER_FILE, load_ledger
-from hecate.flows.shutdown import ShutdownOptions, run_shutdown
-from hecate.flows.startup import StartupOptions
+from hecate.flows.shutdown import run_shutdown
 from hecate.flows.startup_guard import guard_startup
 from tests.fakes import FakeAnsible
 from tests.unit.daemon.test_daemon import World, r
