@@ -13,10 +13,10 @@ import yaml
 
 from hecate.adapters.kube.client import Kube
 from hecate.adapters.nut.client import NutClient
-from hecate.adapters.nut.target import DEFAULT_PORT, NutTarget
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
 from hecate.cli.config_init_text import Discovery, FluxSource, plan_config, render_config
 from hecate.cli.exits import EXIT_USAGE
+from hecate.config.addresses import NUT_DEFAULT_PORT, AddressError, UpsTarget
 from hecate.config.model import DEFAULT_CONFIG_PATH, load_config
 from hecate.errors import ConfigError, HecateError, KubeError, UpsError
 
@@ -125,9 +125,11 @@ def _discover(kubeconfig: Path, nut: str, existing: dict[str, Any] | None) -> Di
     names: list[str] | None = None
     error = ""
     try:
-        port = int(port_text) if port_text else DEFAULT_PORT
-        client = NutClient(NutTarget("list", host, port), timeout_s=5.0, auth_check="none")
+        port = int(port_text) if port_text else NUT_DEFAULT_PORT
+        client = NutClient(UpsTarget.at("list", host, port), timeout_s=5.0, auth_check="none")
         names = list(client.ups_names())
+    except AddressError as exc:  # a ValueError too: the host or port is not one
+        error = str(exc)
     except ValueError:
         error = f"--nut {nut!r}: expected HOST or HOST:PORT"
     except (ConfigError, UpsError) as exc:

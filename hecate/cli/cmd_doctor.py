@@ -17,7 +17,6 @@ from hecate.adapters.kube.client import Kube
 from hecate.adapters.kube.types import KubeNotFoundError
 from hecate.adapters.nut.client import NutClient, UpsUnknownError
 from hecate.adapters.nut.port import Ups
-from hecate.adapters.nut.target import parse_target
 from hecate.adapters.peers.http import CoordinatorClient, read_token
 from hecate.adapters.statedir.files import atomic_write_json
 from hecate.cli.cmd_doctor_daemon import daemon_read_checks
@@ -133,10 +132,7 @@ def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
 
 
 def ups_checks(cfg: HecateConfig) -> list[Finding]:
-    try:
-        target = parse_target(cfg.ups.target)
-    except ConfigError as exc:
-        return [fail("ups.target", str(exc), "ups.target looks like UPSNAME@HOST[:PORT]")]
+    target = cfg.ups.target  # parsed with the config
     where = f"{target.host}:{target.port}"
     anonymous = NutClient(target, timeout_s=cfg.ups.timeout_seconds, auth_check="none")
     try:

@@ -1,11 +1,11 @@
 """The NUT adapter: one port (`Ups`) to one UPS on upsd, through pynutclient.
 
-- `hecate.adapters.nut.target`: `parse_target` turns `ups@host[:port]` into a `NutTarget` (pure);
 - `hecate.adapters.nut.session`: pynutclient, hardened (one deadline per session, always closed);
 - `hecate.adapters.nut.client`: `NutClient`, the protocol client (read, `LIST UPS`, instant
   command), every failure a `UpsError` subclass (see its module doc);
 - `hecate.adapters.nut.port`: `Ups`, the port the daemon, the CLI and the flows use, built once
   with its credentials; `poll()` returns a `CommError` instead of raising.
 
-Each name is imported from its own module (this package re-exports nothing).
+Where a UPS is, is `hecate.config.addresses.UpsTarget`, parsed with the config. Each name is
+imported from its own module (this package re-exports nothing).
 """

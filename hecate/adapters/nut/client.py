@@ -38,7 +38,7 @@ from hecate.adapters.nut.session import (
     decode,
     pynut_supported,
 )
-from hecate.adapters.nut.target import NutTarget
+from hecate.config.addresses import UpsTarget
 from hecate.core.readings import UpsReading, parse_reading
 from hecate.errors import (
     ConfigError,
@@ -100,7 +100,7 @@ class NutClient:
 
     def __init__(
         self,
-        target: NutTarget,
+        target: UpsTarget,
         user: str | None = None,
         password: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -129,7 +129,7 @@ class NutClient:
         self._auth_check: AuthCheck = auth_check
 
     @property
-    def target(self) -> NutTarget:
+    def target(self) -> UpsTarget:
         return self._target
 
     @property
@@ -142,7 +142,7 @@ class NutClient:
 
     def __repr__(self) -> str:
         return (
-            f"NutClient(target={str(self._target)!r}, user={self._user!r},"
+            f"NutClient(target={self._target.canonical!r}, user={self._user!r},"
             f" timeout_s={self._timeout_s!r}, auth_check={self._auth_check!r})"
         )
 
@@ -153,7 +153,7 @@ class NutClient:
     def read_vars(self) -> dict[str, str]:
         """All variables of the UPS as text, as upsd serves them."""
         target = self._target
-        log.debug("reading %s as %s", target, self._user or "(anonymous)")
+        log.debug("reading %s as %s", target.canonical, self._user or "(anonymous)")
         try:
             with self._session() as session:
                 if self._user is not None and self._auth_check == "primary":
@@ -186,7 +186,7 @@ class NutClient:
             raise ConfigError("an instant command needs ups.user and ups.password_file")
         if not _INSTCMD.fullmatch(command):
             raise ConfigError(f"invalid NUT instant command {command!r}")
-        log.info("sending instant command %s to %s", command, self._target)
+        log.info("sending instant command %s to %s", command, self._target.canonical)
         with self._session() as session:
             session.instant_command(self._target.ups, command)
 
@@ -217,7 +217,7 @@ class NutClient:
         return text.replace(self._password, "***") if self._password else text
 
     def _translate(self, exc: Exception) -> UpsError:
-        where = str(self._target)
+        where = self._target.canonical
         if isinstance(exc, PyNUTError):
             return self._translate_answer(self._redact(decode(exc.args[0] if exc.args else "")))
         if isinstance(exc, TimeoutError):
@@ -240,7 +240,7 @@ class NutClient:
         return f"cannot reach upsd ({exc.strerror or type(exc).__name__})"
 
     def _translate_answer(self, answer: str) -> UpsError:
-        where = str(self._target)
+        where = self._target.canonical
         words = answer.split()
         code = words[1] if len(words) >= 2 and words[0] == "ERR" else None
         if code in _DRIVER_DOWN_ERRORS:

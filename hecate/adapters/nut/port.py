@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
 from hecate.adapters.nut.client import NutClient, UpsProtocolError, UpsUnknownError
-from hecate.adapters.nut.target import NutTarget
+from hecate.config.addresses import UpsTarget
 from hecate.config.checks import LOOSE_FILE_ADVICE, LOOSE_FILE_BITS
 from hecate.core.readings import CommError, Poll, UpsReading
 from hecate.errors import (
@@ -123,7 +123,7 @@ class Ups:
         return self._client
 
     @property
-    def target(self) -> NutTarget:
+    def target(self) -> UpsTarget:
         return self._client.target
 
     def __repr__(self) -> str:
@@ -150,7 +150,7 @@ class Ups:
 def client_from_config(config: HecateConfig) -> NutClient:
     """The NutClient a config describes. Without `ups.password_file` the read is anonymous."""
     ups = config.ups
-    target = NutTarget(ups=ups.target.ups, host=ups.target.host, port=ups.target.port)
+    target = ups.target
     if ups.password_file is None:
         return NutClient(target, timeout_s=ups.timeout_seconds, auth_check="none")
     password = read_password_file(ups.password_file)
