@@ -1,4 +1,4 @@
-"""Shared CLI pieces: exit codes, common options, output and the injectable UPS source."""
+"""Shared CLI pieces: exit codes, common options, output and reading the UPS."""
 
 from __future__ import annotations
 
@@ -44,16 +44,9 @@ def emit_json(data: Any) -> None:
     typer.echo(text)
 
 
-def _read_ups_from_nut(config: HecateConfig) -> Poll:
-    return Ups.from_config(config).poll()
-
-
-# The UPS source is injectable so guards can be tested without a NUT server.
-ups_reader: Callable[[HecateConfig], Poll] = _read_ups_from_nut
-
-
 def read_ups(config: HecateConfig) -> Poll:
-    return ups_reader(config)
+    """The UPS the config names, read once through the NUT port (`Ups.from_config`)."""
+    return Ups.from_config(config).poll()
 
 
 def read_ups_or_error(config: HecateConfig) -> Poll:

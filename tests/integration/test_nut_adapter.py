@@ -24,10 +24,10 @@ from hecate.adapters.nut.client import (
     UpsUnknownError,
     reading_from_vars,
 )
-from hecate.adapters.nut.port import Ups, client_from_config, poll, poll_config
+from hecate.adapters.nut.port import Ups, poll
 from hecate.config.addresses import UpsTarget
-from hecate.config.model import parse_config
-from hecate.core.readings import CommError, UpsReading
+from hecate.config.model import HecateConfig, parse_config
+from hecate.core.readings import CommError, Poll, UpsReading
 from hecate.errors import (
     ConfigError,
     UpsAuthError,
@@ -236,6 +236,11 @@ def test_unknown_ups(shared: NutServer, auth_check: AuthCheck) -> None:
     assert polled.kind == "unknown_ups"
 
 
+def _poll_config(config: HecateConfig) -> Poll:
+    """What the CLI does with a config: the one port built from it, polled."""
+    return Ups.from_config(config).poll()
+
+
 def test_poll_config(shared: NutServer, tmp_path: Path) -> None:
     """The CLI's entry point: target, user, password file and timeout from the config."""
     ups = {
@@ -244,27 +249,27 @@ def test_poll_config(shared: NutServer, tmp_path: Path) -> None:
         "password_file": str(shared.password_file),
         "timeout_seconds": 3,
     }
-    polled = poll_config(parse_config({"ups": ups}))
+    polled = _poll_config(parse_config({"ups": ups}))
     assert isinstance(polled, UpsReading)
     assert polled.on_mains
-    assert shared.password not in repr(client_from_config(parse_config({"ups": ups})))
+    assert shared.password not in repr(Ups.from_config(parse_config({"ups": ups})).client)
 
     wrong = tmp_path / "wrong"
     wrong.write_text(WRONG_PASSWORD + "\n")
     wrong.chmod(0o600)
-    polled = poll_config(parse_config({"ups": {**ups, "password_file": str(wrong)}}))
+    polled = _poll_config(parse_config({"ups": {**ups, "password_file": str(wrong)}}))
     assert isinstance(polled, CommError)
     assert polled.kind == "auth"
 
     # Without a password file the read is anonymous (no access check).
     anonymous = {key: value for key, value in ups.items() if key != "password_file"}
-    assert isinstance(poll_config(parse_config({"ups": anonymous})), UpsReading)
+    assert isinstance(_poll_config(parse_config({"ups": anonymous})), UpsReading)
 
     # A config problem is not a communication loss: it raises.
     with pytest.raises(ConfigError, match="password file"):
-        poll_config(parse_config({"ups": {**ups, "password_file": str(tmp_path / "none")}}))
+        _poll_config(parse_config({"ups": {**ups, "password_file": str(tmp_path / "none")}}))
     with pytest.raises(ConfigError, match="target"):
-        poll_config(parse_config({"ups": {**ups, "target": "pyrphoros@host:port"}}))
+        _poll_config(parse_config({"ups": {**ups, "target": "pyrphoros@host:port"}}))
 
 
 def test_ups_port_reads_its_password_once(nut_server: NutServer, tmp_path: Path) -> None:

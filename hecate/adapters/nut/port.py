@@ -115,8 +115,22 @@ class Ups:
 
     @classmethod
     def from_config(cls, config: HecateConfig) -> Ups:
-        """The UPS a config names. Raises ConfigError for an unreadable password file."""
-        return cls(client_from_config(config))
+        """The UPS a config names: the one way to reach it from a config (the daemon, the CLI
+        and the flows all build it here). Without `ups.password_file` the read is anonymous.
+        Raises ConfigError for an unreadable password file."""
+        ups = config.ups
+        if ups.password_file is None:
+            return cls(NutClient(ups.target, timeout_s=ups.timeout_seconds, auth_check="none"))
+        password = read_password_file(ups.password_file)
+        return cls(
+            NutClient(
+                ups.target,
+                ups.user,
+                password,
+                timeout_s=ups.timeout_seconds,
+                auth_check=ups.auth_check,
+            )
+        )
 
     @property
     def client(self) -> NutClient:
@@ -145,25 +159,3 @@ class Ups:
     def ups_names(self) -> dict[str, str]:
         """The UPSes the same upsd serves (name -> description)."""
         return self._client.ups_names()
-
-
-def client_from_config(config: HecateConfig) -> NutClient:
-    """The NutClient a config describes. Without `ups.password_file` the read is anonymous."""
-    ups = config.ups
-    target = ups.target
-    if ups.password_file is None:
-        return NutClient(target, timeout_s=ups.timeout_seconds, auth_check="none")
-    password = read_password_file(ups.password_file)
-    return NutClient(
-        target, ups.user, password, timeout_s=ups.timeout_seconds, auth_check=ups.auth_check
-    )
-
-
-def ups_from_config(config: HecateConfig) -> Ups:
-    """`Ups.from_config`: the one port, built once with its credentials."""
-    return Ups.from_config(config)
-
-
-def poll_config(config: HecateConfig) -> Poll:
-    """poll() the UPS the config names. Config problems raise ConfigError, not a CommError."""
-    return Ups.from_config(config).poll()
