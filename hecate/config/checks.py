@@ -3,6 +3,7 @@ bound, secret files that exist and are private."""
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
 from collections.abc import Callable
@@ -46,6 +47,17 @@ LOOSE_FILE_BITS = stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP
 LOOSE_FILE_ADVICE = "chmod 600 {path}, or chmod 640 with the daemon's group (chgrp hecate-daemon)"
 
 
+def loose_reason(mode: int, owner: int, reader_uid: int) -> str | None:
+    """Why a secret file with this mode and owner, read by `reader_uid`, is loose (None: it is
+    not): someone else owns it, or others have any access or its group may write or run it.
+    The one rule of hecate/adapters/secret_file.py. Pure."""
+    if owner not in (0, reader_uid):
+        return f"is owned by uid {owner}, neither root nor the reading user ({reader_uid})"
+    if mode & LOOSE_FILE_BITS:
+        return f"is accessible by others or writable by its group (mode {stat.S_IMODE(mode):04o})"
+    return None
+
+
 def secret_file_warnings(config: HecateConfig) -> list[str]:
     """Warnings for secret files that are missing, or open to others or to a group's writes
     (a group that only reads is how the installed daemon reads them)."""
@@ -69,11 +81,24 @@ def secret_file_warnings(config: HecateConfig) -> list[str]:
 
 def secret_file_errors(config: HecateConfig) -> list[str]:
     """Secret files the daemon cannot start without: a missing ups.password_file (the daemon
-    reads it once at start and exits). `config check` reports these as errors."""
+    reads it once at start and exits), a loose coordination.token_file (refused: see
+    hecate/adapters/secret_file.py). `config check` reports these as errors."""
+    errors = []
     path = config.ups.password_file
-    if path is None or path.exists():
-        return []
-    return [
-        f"ups.password_file: {path} does not exist; write the upsd user's password there "
-        f"(chmod 600 {path}), or set ups.password_file: null for anonymous reads"
-    ]
+    if path is not None and not path.exists():
+        errors.append(
+            f"ups.password_file: {path} does not exist; write the upsd user's password there "
+            f"(chmod 600 {path}), or set ups.password_file: null for anonymous reads"
+        )
+    token = config.coordination.token_file
+    try:
+        st = token.stat() if token is not None else None
+    except OSError:
+        st = None  # missing or unreadable: secret_file_warnings says so
+    reason = None if st is None else loose_reason(st.st_mode, st.st_uid, os.geteuid())
+    if token is not None and reason is not None:
+        errors.append(
+            f"coordination.token_file: {token} {reason}: the daemon refuses it; run: "
+            f"{LOOSE_FILE_ADVICE.format(path=token)}"
+        )
+    return errors

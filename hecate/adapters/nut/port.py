@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 from os import PathLike
-from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
 from hecate.adapters.nut.client import NutClient, UpsProtocolError, UpsUnknownError
+from hecate.adapters.secret_file import read_secret_file
 from hecate.config.addresses import UpsTarget
-from hecate.config.checks import LOOSE_FILE_ADVICE, LOOSE_FILE_BITS
 from hecate.core.readings import CommError, Poll, UpsReading
 from hecate.errors import (
     ConfigError,
@@ -80,25 +79,18 @@ def poll(client: UpsReader) -> Poll:
 def read_password_file(path: str | PathLike[str]) -> str:
     """The password in `path`: the first line, without its line ending.
 
-    Raises ConfigError (naming the file, never its content) when it is unreadable or empty.
-    Warns when the file is open to others or writable by its group (LOOSE_FILE_BITS).
+    Read by the one secret-file rule (hecate/adapters/secret_file.py): refused (ConfigError
+    naming the file, never its content) when unreadable, not a regular file or empty; a loose
+    file (open to others, writable by its group, someone else's) is read with a warning.
     """
-    file = Path(path)
+    data = read_secret_file(path, "NUT password file", loose="warn")
     try:
-        mode = file.stat().st_mode
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"cannot read NUT password file {file}: {reason}") from None
-    if mode & LOOSE_FILE_BITS:
-        log.warning(
-            "NUT password file %s is accessible to others or writable by its group (%s)",
-            file,
-            LOOSE_FILE_ADVICE.format(path=file),
-        )
+        text = data.decode("utf-8")
+    except UnicodeError:
+        raise ConfigError(f"cannot read NUT password file {path}: not UTF-8 text") from None
     password = text.split("\n", 1)[0].rstrip("\r")
     if not password:
-        raise ConfigError(f"NUT password file {file} is empty")
+        raise ConfigError(f"NUT password file {path} is empty")
     return password
 
 
