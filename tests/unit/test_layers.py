@@ -59,5 +59,5 @@ def test_the_metrics_load_neither_ansible_nor_lightkube() -> None:
 
 def test_the_ports_load_their_library() -> None:
     """The counterpart, so the checks above cannot pass by looking at nothing."""
-    assert "PyNUTClient" in loaded_after_import("hecate.adapters.nut")
-    assert "lightkube" in loaded_after_import("hecate.adapters.kube")
+    assert "PyNUTClient" in loaded_after_import("hecate.adapters.nut.port")
+    assert "lightkube" in loaded_after_import("hecate.adapters.kube.client")
