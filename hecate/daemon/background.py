@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from typing import Any
 
 from hecate.adapters.ansible.port import AnsiblePort
 from hecate.adapters.http_server import Limits
@@ -38,6 +40,7 @@ from hecate.core.supervisor import Settings
 from hecate.errors import HecateError
 from hecate.flows.bootstrap_cache import refresh_cache
 from hecate.flows.context import FlowContext
+from hecate.flows.report import FlowReport
 from hecate.flows.warmup import ConnectionWarmer
 
 log = logging.getLogger("hecate.daemon")
@@ -285,3 +288,50 @@ def ask_peers(config: HecateConfig) -> list[PeerIntent]:
     except HecateError as exc:
         log.error("cannot ask the peers for their UPS: %s", exc)
         return []
+
+
+def own_flow_ports(
+    config: HecateConfig,
+    reader: Callable[[], Poll],
+    ups_command: Callable[[str], None] | None,
+    clocks: Clock,
+) -> tuple[ConnectionWarmer, ContextFactory]:
+    """The daemon's own Ansible port (its ssh masters warmed when an outage begins) and the
+    context factory its flows run on; made again with the config on SIGHUP."""
+    warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(config))
+    return warmer, real_context_factory(config, reader, warmer, ups_command, clocks)
+
+
+def record_report(metrics: Metrics, report: FlowReport) -> None:
+    """A finished flow's outcome and durations, as metrics."""
+    metrics.runs.labels(report.kind, report.outcome.value).inc()
+    metrics.last_run.labels(report.kind, "total").set(report.duration_s)
+    for stage in report.stages:
+        metrics.last_run.labels(report.kind, stage.name).set(stage.duration_s)
+
+
+def intent_answer(store: StateStore, now: float, extra: dict[str, Any]) -> dict[str, Any]:
+    """What GET /v1/intent answers: the intent and `extra`; "unknown" (which peers treat as
+    busy: no startup from them) when it cannot be read."""
+    try:
+        intent = store.read_intent(now)
+    except HecateError as exc:
+        return {"state": "unknown", "error": str(exc), **extra}
+    return {**intent.to_json(), **extra}
+
+
+def wait_for_worker(
+    current: Callable[[], threading.Thread | None], lock: threading.Lock, timeout_s: float
+) -> bool:
+    """Wait for the running flow, and for one it started on its way out (an owed shutdown)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with lock:
+            worker = current()
+        if worker is None:
+            return True
+        worker.join(max(0.0, deadline - time.monotonic()))
+        with lock:
+            same = worker is current()
+        if worker.is_alive() or same:
+            return not worker.is_alive()

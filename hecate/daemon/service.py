@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from hecate.adapters.ansible.port import AnsiblePort
 from hecate.adapters.http_server import Limits, connection_cap, reserve_file_descriptors
 from hecate.adapters.metrics.registry import Metrics, ups_name
 from hecate.adapters.peers.http import (
@@ -27,21 +26,16 @@ from hecate.adapters.statedir.awaiting import awaiting_at_start, save_awaiting
 from hecate.adapters.statedir.store import StateStore
 from hecate.adapters.systemd.notify import SystemdNotifier, watchdog_interval_s
 from hecate.config.model import HecateConfig
-from hecate.core import supervisor as sv
+from hecate.core import supervisor_vocabulary as sv
 from hecate.core.battery import BatteryTruth, corrected_threshold
 from hecate.core.budget import Budget
 from hecate.core.clock import Clock, as_clock
-from hecate.core.daemon_actions import (
-    Action,
-    CancelStartup,
-    ForwardTrigger,
-    RunShutdown,
-    RunStartup,
-)
 from hecate.core.plans import ShutdownOptions, StartupOptions
+from hecate.core.policy.rules import trace_active
 from hecate.core.policy.values import PolicyParams, PolicyState, params_from_config
 from hecate.core.readings import CommError, Poll
 from hecate.core.run_history import Outcome
+from hecate.core.supervisor import SupervisorState, decide
 from hecate.daemon.background import (
     CacheRefresher,
     ContextFactory,
@@ -51,12 +45,15 @@ from hecate.daemon.background import (
     close_warmers,
     forward_trigger,
     initial_policy,
+    intent_answer,
     learn_battery,
     load_budget,
-    real_context_factory,
+    own_flow_ports,
+    record_report,
     serve_coordination,
     settings_from,
     spawn,
+    wait_for_worker,
 )
 from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
@@ -66,7 +63,7 @@ from hecate.flows.warmup import ConnectionWarmer
 
 log = logging.getLogger("hecate.daemon")
 
-ACTIONS = (RunShutdown, RunStartup, CancelStartup, ForwardTrigger)
+FLOW_EFFECTS = (sv.RunShutdown, sv.RunStartup, sv.CancelStartup, sv.ForwardTrigger)
 OUTCOMES = {o: sv.FlowOutcome(o.value) for o in Outcome if o.value in set(sv.FlowOutcome)}
 
 
@@ -93,10 +90,8 @@ class Daemon:
         self.warmer: ConnectionWarmer | None = None
         self._old_warmers: list[ConnectionWarmer] = []  # replaced on SIGHUP, closed at the end
         if context_factory is None:
-            self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(config))
-        self.context_factory = context_factory or real_context_factory(
-            config, reader, self.warmer, ups_command, clocks
-        )
+            self.warmer, context_factory = own_flow_ports(config, reader, ups_command, clocks)
+        self.context_factory = context_factory
         self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
         self._reload_from: Callable[[], HecateConfig] | None = None
         self._reload_requested = threading.Event()
@@ -118,7 +113,7 @@ class Daemon:
         self.readable = ReadableWatch(str(config.ups.target), self.notifier)
         self.budget = self._budget()
         self.battery = self._battery_truth()
-        self.sup = sv.SupervisorState(
+        self.sup = SupervisorState(
             policy=initial_policy(self.store, self.clock(), self.metrics),
             settings=settings_from(config),
             awaiting=awaiting_at_start(config.state_dir, config.coordination.peer_hosts),
@@ -192,7 +187,7 @@ class Daemon:
         finally:
             self.close()
 
-    def poll_once(self) -> list[Action]:
+    def poll_once(self) -> list[sv.Effect]:
         """One poll through the supervisor; the actions it decided (an owed shutdown counts)."""
         t = self.clock()
         m = self.mono()
@@ -205,7 +200,7 @@ class Daemon:
         effects = self._feed(sv.Polled(poll, m, self.params))
         recording = self.recorder.current
         try:
-            self.recorder.observe(t, poll, active=sv.trace_active(self.state), mono=m)
+            self.recorder.observe(t, poll, active=trace_active(self.state), mono=m)
         except OSError as exc:
             log.error("cannot record the outage trace: %s", exc)
         if recording is not None and self.recorder.current is None:
@@ -215,10 +210,10 @@ class Daemon:
         if self.warmer is not None and self.state.on_battery and idle:
             self.warmer.warm(self.mono())
         self.probe.maybe(self.client, m)  # an interval: on the monotonic clock
-        actions: list[Action] = [
-            RunShutdown(e.reason) if isinstance(e, sv.ShutdownOwed) else e
+        actions: list[sv.Effect] = [
+            sv.RunShutdown(e.reason) if isinstance(e, sv.ShutdownOwed) else e
             for e in effects
-            if isinstance(e, (*ACTIONS, sv.ShutdownOwed))
+            if isinstance(e, (*FLOW_EFFECTS, sv.ShutdownOwed))
         ]
         s = self.state
         if not actions and idle and not (s.on_battery or s.startup_pending):
@@ -237,7 +232,7 @@ class Daemon:
 
     def _feed(self, event: sv.Event) -> list[sv.Effect]:
         with self._lock:
-            self.sup, effects = sv.decide(self.sup, event)
+            self.sup, effects = decide(self.sup, event)
         for effect in effects:
             self._carry_out(effect)
         return effects
@@ -256,16 +251,18 @@ class Daemon:
                 log.error("cannot record the peers the startup waits for: %s", exc)
         elif isinstance(effect, sv.AskPeers):
             spawn("ask-peers", self._ask_peers)
-        elif isinstance(effect, CancelStartup):
+        elif isinstance(effect, sv.CancelStartup):
             log.info("action=CancelStartup reason=%s", effect.reason)
             with self._lock:  # never waits: the poll and HTTP threads must not block
                 if self._worker_kind is sv.FlowKind.STARTUP:  # not a shutdown started since
                     self._cancel.set()
-        elif isinstance(effect, RunShutdown | RunStartup):
-            kind = sv.FlowKind.SHUTDOWN if isinstance(effect, RunShutdown) else sv.FlowKind.STARTUP
+        elif isinstance(effect, sv.RunShutdown | sv.RunStartup):
+            kind = (
+                sv.FlowKind.SHUTDOWN if isinstance(effect, sv.RunShutdown) else sv.FlowKind.STARTUP
+            )
             log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
             self._start_flow(kind, effect.reason)
-        elif isinstance(effect, ForwardTrigger):
+        elif isinstance(effect, sv.ForwardTrigger):
             spawn("forward", lambda: self._forward(effect.reason))
 
     def _start_flow(self, kind: sv.FlowKind, reason: str) -> None:
@@ -312,10 +309,7 @@ class Daemon:
     def _finished(self, report: FlowReport) -> None:
         self.reports.append(report)
         log.info("%s finished: %s in %.1fs", report.kind, report.outcome.value, report.duration_s)
-        self.metrics.runs.labels(report.kind, report.outcome.value).inc()
-        self.metrics.last_run.labels(report.kind, "total").set(report.duration_s)
-        for stage in report.stages:
-            self.metrics.last_run.labels(report.kind, stage.name).set(stage.duration_s)
+        record_report(self.metrics, report)
         self.budget = self._budget()
         self.battery = self._battery_truth()
 
@@ -345,11 +339,7 @@ class Daemon:
         ups = {"name": str(self.config.ups.target), "back": self.sup.ups_back}
         ups_json = {**ups, "detail": self.sup.ups_detail}  # what a coordinator waits for
         extra = {"running": self._running, "name": self.peer_name, "ups": ups_json}
-        try:
-            intent = self.store.read_intent(self.clock())
-        except HecateError as exc:  # peers treat "unknown" as busy: no startup from them
-            return {"state": "unknown", "error": str(exc), **extra}
-        return {**intent.to_json(), **extra}
+        return intent_answer(self.store, self.clock(), extra)
 
     @property
     def _running(self) -> str | None:
@@ -377,9 +367,8 @@ class Daemon:
                 # a new port for the new inventory; the old one may serve a running flow
                 if self.warmer is not None:
                     self._old_warmers.append(self.warmer)
-                self.warmer = ConnectionWarmer(lambda: AnsiblePort.from_config(new))
-                self.context_factory = real_context_factory(
-                    new, self.reader, self.warmer, self.ups_command, self.clocks
+                self.warmer, self.context_factory = own_flow_ports(
+                    new, self.reader, self.ups_command, self.clocks
                 )
         self.budget = self._budget()
         log.info("configuration reloaded")
@@ -393,17 +382,7 @@ class Daemon:
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait for the running flow, and for one it started on its way out (an owed shutdown)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with self._lock:
-                worker = self._worker
-            if worker is None:
-                return True
-            worker.join(max(0.0, deadline - time.monotonic()))
-            with self._lock:
-                same = worker is self._worker
-            if worker.is_alive() or same:
-                return not worker.is_alive()
+        return wait_for_worker(lambda: self._worker, self._lock, timeout_s)
 
     def close(self) -> None:
         self.notifier.stopping()

@@ -25,7 +25,7 @@ PURE_CORE = (
     "hecate.core.battery",
     "hecate.core.replay",
     "hecate.core.doctor.cluster",
-    "hecate.core.daemon_actions",
+    "hecate.core.supervisor",
 )
 
 

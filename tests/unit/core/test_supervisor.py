@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hecate.core.daemon_actions import CancelStartup, ForwardTrigger, RunShutdown, RunStartup
 from hecate.core.peers import PeerIntent, PeerUps
+from hecate.core.policy.rules import own_ups
 from hecate.core.policy.values import PolicyParams, PolicyState
 from hecate.core.readings import CommError, Poll, UpsReading, parse_status
 from hecate.core.supervisor import (
@@ -19,26 +19,31 @@ from hecate.core.supervisor import (
     PEER_ASK_S,
     SHUTDOWN_RETRY_S,
     STARTUP_RETRY_S,
+    Settings,
+    SupervisorState,
+    decide,
+)
+from hecate.core.supervisor_vocabulary import (
     Answer,
     AskPeers,
+    CancelStartup,
     Effect,
     Event,
     FlowFinished,
     FlowKind,
     FlowOutcome,
     ForwardFailed,
+    ForwardTrigger,
     PeerReported,
     PeerTriggered,
     Polled,
     RetryAt,
+    RunShutdown,
+    RunStartup,
     SaveAwaiting,
-    Settings,
     ShutdownOwed,
     StartupRequested,
-    SupervisorState,
     Tick,
-    decide,
-    own_ups,
 )
 
 PARAMS = PolicyParams(
