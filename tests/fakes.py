@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hecate.adapters.ansible.events import EventCallback, HostStats, RunStatus, TaskEvent
-from hecate.adapters.ansible.port import PlaybookRequest, PlaybookResult
+from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 from hecate.adapters.kube.types import (
     FluxKind,
     FluxObject,

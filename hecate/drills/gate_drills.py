@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hecate.adapters.ansible.events import EventCallback, TaskEvent
-from hecate.adapters.ansible.port import Ansible, PlaybookRequest, PlaybookResult
+from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
 from hecate.adapters.kube.types import WorkloadKind
 from hecate.config.model import StartupConfig, StartupProbe, StorageWorkload
 from hecate.core.plans import StartupOptions

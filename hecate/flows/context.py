@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hecate.adapters.ansible.events import TaskEvent
 from hecate.adapters.ansible.inventory import node_problems
-from hecate.adapters.ansible.port import Ansible, PlaybookRequest, PlaybookResult
+from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig
 from hecate.core.plans import StageStatus

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hecate.adapters.ansible.events import TaskEvent
-from hecate.adapters.ansible.port import PlaybookRequest
+from hecate.adapters.ansible.protocol import PlaybookRequest
 from hecate.adapters.kube.types import FluxKind, Readiness, VolumeAttachmentInfo
 from hecate.adapters.probes import ProbeResult, probe_once, run_probe
 from hecate.config.model import HecateConfig, StartupProbe

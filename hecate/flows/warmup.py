@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from hecate.adapters.ansible.port import Ansible, PlaybookRequest
+from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest
 from hecate.adapters.ansible.rundir import CONTROL_PERSIST_S
 from hecate.errors import HecateError
 

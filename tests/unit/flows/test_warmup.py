@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hecate.adapters.ansible.port import Ansible
+from hecate.adapters.ansible.protocol import Ansible
 from hecate.adapters.ansible.rundir import CONTROL_PERSIST_S
 from hecate.config.model import parse_config
 from hecate.errors import AnsibleRunError
