@@ -26,6 +26,7 @@ PURE_CORE = (
     "hecate.core.replay",
     "hecate.core.doctor.cluster",
     "hecate.core.supervisor",
+    "hecate.core.batch_planner",
 )
 
 
