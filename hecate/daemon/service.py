@@ -36,22 +36,16 @@ from hecate.core.policy.values import PolicyParams, PolicyState, params_from_con
 from hecate.core.readings import CommError, Poll
 from hecate.core.run_history import Outcome
 from hecate.core.supervisor import SupervisorState, decide
+from hecate.daemon import wiring
 from hecate.daemon.background import (
     CacheRefresher,
-    ContextFactory,
     CoordinatorProbe,
     ReadableWatch,
     ask_peers,
     close_warmers,
     forward_trigger,
-    initial_policy,
     intent_answer,
-    learn_battery,
-    load_budget,
-    own_flow_ports,
     record_report,
-    serve_coordination,
-    settings_from,
     spawn,
     wait_for_worker,
 )
@@ -74,7 +68,7 @@ class Daemon:
         *,
         reader: Callable[[], Poll],
         ups_command: Callable[[str], None] | None = None,
-        context_factory: ContextFactory | None = None,
+        context_factory: wiring.ContextFactory | None = None,
         metrics: Metrics | None = None,
         notifier: SystemdNotifier | None = None,
         clock: Clock | Callable[[], float] = time.time,
@@ -89,10 +83,12 @@ class Daemon:
         # shutdown's first stage pays no connection set-up (flows/warmup.py).
         self.warmer: ConnectionWarmer | None = None
         self._old_warmers: list[ConnectionWarmer] = []  # replaced on SIGHUP, closed at the end
-        if context_factory is None:
-            self.warmer, context_factory = own_flow_ports(config, reader, ups_command, clocks)
-        self.context_factory = context_factory
         self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
+        if context_factory is None:
+            self.warmer, context_factory = wiring.own_flow_ports(
+                config, reader, ups_command, clocks
+            )
+        self.context_factory = context_factory
         self._reload_from: Callable[[], HecateConfig] | None = None
         self._reload_requested = threading.Event()
         self.metrics = metrics or Metrics(
@@ -114,8 +110,8 @@ class Daemon:
         self.budget = self._budget()
         self.battery = self._battery_truth()
         self.sup = SupervisorState(
-            policy=initial_policy(self.store, self.clock(), self.metrics),
-            settings=settings_from(config),
+            policy=wiring.initial_policy(self.store, self.clock(), self.metrics),
+            settings=wiring.settings_from(config),
             awaiting=awaiting_at_start(config.state_dir, config.coordination.peer_hosts),
         )
         self.recorder = TraceRecorder(config.state_dir / "traces")
@@ -126,10 +122,10 @@ class Daemon:
     # --- set-up -----------------------------------------------------------------------------
 
     def _budget(self) -> Budget:
-        return load_budget(self.config, self.store, self.metrics)
+        return wiring.load_budget(self.config, self.store, self.metrics)
 
     def _battery_truth(self) -> BatteryTruth:
-        return learn_battery(self.config, self.budget, self.metrics)
+        return wiring.learn_battery(self.config, self.budget, self.metrics)
 
     @property
     def params(self) -> PolicyParams:
@@ -158,7 +154,7 @@ class Daemon:
             intent=self._intent_json,
             on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
         )
-        self.server, self.client = serve_coordination(self.config, limits, handlers)
+        self.server, self.client = wiring.serve_coordination(self.config, limits, handlers)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -362,12 +358,12 @@ class Daemon:
             return False
         with self._lock:
             self.config = new
-            self.sup = replace(self.sup, settings=settings_from(new))
+            self.sup = replace(self.sup, settings=wiring.settings_from(new))
             if self._own_factory:
                 # a new port for the new inventory; the old one may serve a running flow
                 if self.warmer is not None:
                     self._old_warmers.append(self.warmer)
-                self.warmer, self.context_factory = own_flow_ports(
+                self.warmer, self.context_factory = wiring.own_flow_ports(
                     new, self.reader, self.ups_command, self.clocks
                 )
         self.budget = self._budget()
