@@ -49,10 +49,10 @@ from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookR
 from hecate.config.model import HecateConfig
 from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.run_history import Outcome
+from hecate.flows.open_context import open_flow_context
 from hecate.flows.shutdown import run_shutdown
 from hecate.flows.startup import run_startup
 from hecate.flows.warmup import ConnectionWarmer
-from hecate.flows.wiring import open_flow_context
 from tests.integration.support import twin_config
 from tests.testbed.image import ensure_image
 from tests.testbed.twin import Twin, TwinNode

@@ -16,7 +16,7 @@ from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.drills.base import DrillEnv, record, run_drill
 from hecate.drills.catalog import DRILLS, get_drill
 from hecate.flows.context import FlowContext
-from hecate.flows.wiring import open_flow_context
+from hecate.flows.open_context import open_flow_context
 
 app = typer.Typer(
     help="Disruptive drills: break the cluster on purpose and prove Hecate recovers it. "

@@ -18,9 +18,9 @@ from hecate.core.budget import budget_from_config
 from hecate.core.plans import FlowPlan, ShutdownOptions, StartupOptions, shutdown_plan, startup_plan
 from hecate.core.startup_refusals import Refusal, StartupOverrides
 from hecate.errors import StateError
+from hecate.flows.guard_facts import StartupRefusedError, startup_facts
 from hecate.flows.shutdown import run_shutdown
 from hecate.flows.startup import run_startup
-from hecate.flows.startup_guard import StartupRefusedError, startup_facts
 
 ExecuteOpt = Annotated[
     bool, typer.Option("--execute", help="Really do it. Without it only the plan is printed.")
@@ -97,7 +97,7 @@ def startup_command(
     if execute:
         if not as_json:
             _print_plan("startup plan:", plan, "")
-        # The guards are evaluated once, inside the startup's lock (hecate/flows/startup_guard.py).
+        # The guards are evaluated once, inside the startup's lock (hecate/flows/guard_facts.py).
         try:
             report = execute_flow(cfg, lambda ctx: run_startup(ctx, options), as_json=as_json)
         except StartupRefusedError as exc:

@@ -13,8 +13,8 @@ from hecate.cli.exits import EXIT_FAILED, EXIT_OK
 from hecate.config.model import HecateConfig
 from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext
+from hecate.flows.open_context import open_flow_context
 from hecate.flows.report import FlowReport
-from hecate.flows.wiring import open_flow_context
 
 
 class StageProgress:

@@ -49,7 +49,7 @@ def real_context_factory(
     clock: Clock | None = None,
 ) -> ContextFactory:
     def factory(cancel: threading.Event) -> AbstractContextManager[FlowContext]:
-        from hecate.flows.wiring import open_flow_context  # noqa: PLC0415 - idle RSS (issue 16)
+        from hecate.flows.open_context import open_flow_context  # noqa: PLC0415 - idle RSS (issue 16)
 
         return open_flow_context(
             config,

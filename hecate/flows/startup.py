@@ -27,11 +27,11 @@ from hecate.flows.context import (
     wait_until,
 )
 from hecate.flows.each_node import for_each_node
+from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
 from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
 from hecate.flows.startup_gates import probes_gate, soak_gate, storage_gate, time_sync_gate
-from hecate.flows.startup_guard import guard_startup
 
 __all__ = ["run_startup", "source_ready"]
 
@@ -39,7 +39,7 @@ __all__ = ["run_startup", "source_ready"]
 def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
     config = ctx.config
     with exclusive_lock(config.state_dir, "startup"):
-        guard_startup(ctx, options.overrides)  # the one guard set (hecate/flows/startup_guard.py)
+        guard_startup(ctx, options.overrides)  # the one guard set (hecate/flows/guard_facts.py)
         if not ctx.kube.available:
             # A shutdown can go on without the API; a startup cannot: say so before touching
             # anything instead of waiting out api_timeout_seconds.

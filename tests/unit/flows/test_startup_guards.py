@@ -29,7 +29,7 @@ from hecate.core.peers import PeerIntent, PeerUps, parse_peer_intent
 from hecate.core.readings import Poll, UpsReading, parse_status
 from hecate.core.startup_refusals import StartupOverrides, peer_refusals, peer_ups_refusals
 from hecate.flows.context import FlowContext
-from hecate.flows.startup_guard import StartupRefusedError, guard_startup
+from hecate.flows.guard_facts import StartupRefusedError, guard_startup
 from tests.fakes import FakeAnsible, FakeKube, reads_ups
 from tests.unit.daemon.test_daemon import World, r
 

@@ -12,8 +12,8 @@ from hecate.adapters.ansible.protocol import Ansible
 from hecate.adapters.ansible.rundir import CONTROL_PERSIST_S
 from hecate.config.model import parse_config
 from hecate.errors import AnsibleRunError
+from hecate.flows.open_context import open_flow_context
 from hecate.flows.warmup import CONNECT_PLAYBOOK, REFRESH_S, ConnectionWarmer, warm_due
-from hecate.flows.wiring import open_flow_context
 from tests.fakes import FakeAnsible
 
 

@@ -42,9 +42,9 @@ from hecate.errors import (
     StateError,
 )
 from hecate.flows.bootstrap_cache import cache_dir, cached_or_configured
+from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import LEDGER_FILE, load_ledger
 from hecate.flows.shutdown import run_shutdown
-from hecate.flows.startup_guard import guard_startup
 from tests.fakes import FakeAnsible, reads_ups
 from tests.unit.daemon.test_daemon import World, r
 from tests.unit.flows.test_flows import _cluster, _config, _ctx
