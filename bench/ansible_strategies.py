@@ -52,12 +52,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
-
 from bench.stop_agents import check_stopped, make_config, start_agents
 from hecate.adapters.ansible.assets import Playbook
 from hecate.adapters.ansible.inventory import dump_inventory
 from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 from hecate.adapters.ansible.rundir import new_run_dir, runner_settings, write_private_data_dir
 from hecate.config.model import parse_config
 from tests.testbed.twin import Twin

@@ -43,10 +43,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
-
 from hecate.adapters.ansible.events import EventCallback
 from hecate.adapters.ansible.port import open_port
+from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
 from hecate.config.model import HecateConfig
 from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.run_history import Outcome

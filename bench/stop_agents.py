@@ -29,10 +29,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hecate.adapters.ansible.protocol import PlaybookRequest
-
 from hecate.adapters.ansible.assets import Playbook
 from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.ansible.protocol import PlaybookRequest
 from hecate.config.model import HecateConfig, parse_config
 from tests.testbed.twin import Twin, TwinNode
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from hecate.adapters.nut.client import NutClient
 from hecate.adapters.nut.port import poll
-from hecate.adapters.nut.target import parse_target
+from hecate.config.addresses import UpsTarget
 from hecate.core.policy.step import step
 from hecate.core.policy.values import PolicyParams, initial_state
 from tests.testbed.nut import NutServer
@@ -201,7 +201,7 @@ class HecateWatcher:
 
     def __init__(self, server: NutServer) -> None:
         self.client = NutClient(
-            parse_target(server.target()), server.user, server.password, timeout_s=2.0
+            UpsTarget.parse(server.target()), server.user, server.password, timeout_s=2.0
         )
         self.stop = threading.Event()
         self.triggered_at: float | None = None  # wall time

@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
-
 from hecate.adapters.ansible.events import EventCallback, HostStats, RunStatus, TaskEvent
+from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 from hecate.adapters.kube.types import (
     FluxKind,
     FluxObject,
@@ -24,6 +23,9 @@ from hecate.adapters.kube.types import (
     WorkloadInfo,
     WorkloadKind,
 )
+from hecate.adapters.nut.port import Ups
+from hecate.config.model import HecateConfig
+from hecate.core.readings import Poll
 from hecate.errors import KubeError
 from hecate.flows.startup_gates import TASK_CLOCK, TASK_NTP
 
@@ -212,3 +214,24 @@ class FakeKube:
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def reads_ups(monkeypatch: Any, reader: Callable[[HecateConfig], Poll]) -> None:
+    """Every `Ups` built from a config (the CLI's one way to the UPS) reads `reader` instead of
+    upsd; instant commands still go to the real port, as before."""
+    real = Ups.from_config.__func__  # type: ignore[attr-defined]
+
+    class ReadOnlyFake:
+        def __init__(self, config: HecateConfig) -> None:
+            self.config = config
+
+        def poll(self) -> Poll:
+            return reader(self.config)
+
+        def read(self) -> Poll:
+            return reader(self.config)
+
+        def instant_command(self, command: str) -> None:
+            real(Ups, self.config).instant_command(command)
+
+    monkeypatch.setattr(Ups, "from_config", classmethod(lambda _cls, config: ReadOnlyFake(config)))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx2
 
-from hecate.config.model import StartupProbe
+from hecate.config.startup import StartupProbe
 
 
 @dataclass(frozen=True)

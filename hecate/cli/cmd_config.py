@@ -8,9 +8,10 @@ import typer
 
 from hecate.cli.cmd_config_init import init_command
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, flat_help
+from hecate.cli.config_files import file_use_problems
 from hecate.cli.exits import EXIT_USAGE
 from hecate.config.checks import resolve_problems, secret_file_warnings
-from hecate.config.model import DEFAULT_CONFIG_PATH, file_use_problems, load_config
+from hecate.config.model import DEFAULT_CONFIG_PATH, load_config
 from hecate.errors import ConfigError
 
 app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)

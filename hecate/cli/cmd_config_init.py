@@ -14,8 +14,8 @@ import yaml
 from hecate.adapters.kube.client import Kube
 from hecate.adapters.kube.types import NodeDetails
 from hecate.adapters.nut.client import NutClient
-from hecate.adapters.nut.target import DEFAULT_PORT, NutTarget
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
+from hecate.cli.config_files import file_use_problems
 from hecate.cli.config_init_text import (
     SERVER_ROLES,
     Discovery,
@@ -24,8 +24,8 @@ from hecate.cli.config_init_text import (
     render_config,
 )
 from hecate.cli.exits import EXIT_USAGE
-from hecate.config.addresses import HostPort, NodeName, UpsTarget
-from hecate.config.model import DEFAULT_CONFIG_PATH, file_use_problems, load_config, parse_config
+from hecate.config.addresses import NUT_DEFAULT_PORT, AddressError, HostPort, NodeName, UpsTarget
+from hecate.config.model import DEFAULT_CONFIG_PATH, load_config, parse_config
 from hecate.errors import ConfigError, HecateError, KubeError, UpsError
 
 EXAMPLE_NAME = "hecate.example.yaml"
@@ -206,9 +206,11 @@ def _discover(
     where = nut if port_text else host
     if ups_target is None:
         try:
-            port = int(port_text) if port_text else DEFAULT_PORT
-            client = NutClient(NutTarget("list", host, port), timeout_s=5.0, auth_check="none")
+            port = int(port_text) if port_text else NUT_DEFAULT_PORT
+            client = NutClient(UpsTarget.at("list", host, port), timeout_s=5.0, auth_check="none")
             names = list(client.ups_names())
+        except AddressError as exc:  # a ValueError too: the host or port is not one
+            error = str(exc)
         except ValueError:
             error = f"--nut {nut!r}: expected HOST or HOST:PORT"
         except (ConfigError, UpsError) as exc:

@@ -1,6 +1,7 @@
 """`hecate doctor`: is the cluster really protected? Every probe, then one line per check.
 
-The probes (thin, each bounded) live here; what their outcomes mean is `hecate.core.doctor.cluster` (pure).
+The probes (thin, each bounded) live here; what their outcomes mean is `hecate.core.doctor.cluster`
+(pure).
 The last result is kept in `state_dir/doctor.json` for `hecate status`.
 """
 
@@ -17,18 +18,23 @@ from hecate.adapters.kube.client import Kube
 from hecate.adapters.kube.types import KubeNotFoundError
 from hecate.adapters.nut.client import NutClient, UpsUnknownError
 from hecate.adapters.nut.port import Ups
-from hecate.adapters.nut.target import parse_target
 from hecate.adapters.peers.http import CoordinatorClient, read_token
 from hecate.adapters.statedir.files import atomic_write_json
 from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
-from hecate.cli.doctor_file import DOCTOR_FILE, last_result
+from hecate.cli.doctor_file import DOCTOR_FILE
 from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
 from hecate.cli.style import BAD, GOOD, NOTE, paint
 from hecate.config.checks import secret_file_warnings
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, load_config
-from hecate.core.doctor import cluster as doctor
+from hecate.core.doctor.cluster import (
+    flux_finding,
+    gitea_finding,
+    nodes_in_cluster_findings,
+    placeholder_findings,
+    ups_name_finding,
+)
 from hecate.core.doctor.findings import (
     Finding,
     fail,
@@ -48,7 +54,7 @@ from hecate.errors import (
     UpsError,
 )
 
-__all__ = ["DOCTOR_FILE", "doctor_command", "last_result"]
+__all__ = ["doctor_command"]
 
 GITEA_HINT = "gitea"
 
@@ -128,7 +134,7 @@ def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
         warn("config.secrets", text, "see README: Configuration")
         for text in secret_file_warnings(cfg)
     ]
-    findings += doctor.placeholder_findings(cfg)
+    findings += placeholder_findings(cfg)
     findings += daemon_read_checks(cfg, config_path)
     findings += ups_checks(cfg)
     findings += kube_checks(cfg)
@@ -142,10 +148,7 @@ def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
 
 
 def ups_checks(cfg: HecateConfig) -> list[Finding]:
-    try:
-        target = parse_target(cfg.ups.target)
-    except ConfigError as exc:
-        return [fail("ups.target", str(exc), "ups.target looks like UPSNAME@HOST[:PORT]")]
+    target = cfg.ups.target  # parsed with the config
     where = f"{target.host}:{target.port}"
     anonymous = NutClient(target, timeout_s=cfg.ups.timeout_seconds, auth_check="none")
     try:
@@ -158,7 +161,7 @@ def ups_checks(cfg: HecateConfig) -> list[Finding]:
                 f"start upsd (systemctl status nut-server) or fix the host in ups.target ({where})",
             )
         ]
-    name = doctor.ups_name_finding(target.ups, served, where)
+    name = ups_name_finding(target.ups, served, where)
     if name.status != "ok":
         return [name]
     findings = [name]
@@ -267,7 +270,7 @@ def kube_checks(cfg: HecateConfig) -> list[Finding]:
             )
             for d in details
         }
-        findings += doctor.nodes_in_cluster_findings(cfg, cluster)
+        findings += nodes_in_cluster_findings(cfg, cluster)
         findings.append(_flux(kube, cfg))
         findings.append(_gitea(kube, cfg))
     return findings
@@ -280,14 +283,14 @@ def _flux(kube: Kube, cfg: HecateConfig) -> Finding:
     except KubeNotFoundError:
         pass
     except KubeError as exc:
-        return doctor.flux_finding(ns, name, False, [], str(exc))
+        return flux_finding(ns, name, False, [], str(exc))
     else:
-        return doctor.flux_finding(ns, name, True, [])
+        return flux_finding(ns, name, True, [])
     try:
         others = [f"{o.namespace}/{o.name}" for o in kube.flux_objects("GitRepository")]
     except KubeError as exc:
-        return doctor.flux_finding(ns, name, False, [], str(exc))
-    return doctor.flux_finding(ns, name, False, sorted(others))
+        return flux_finding(ns, name, False, [], str(exc))
+    return flux_finding(ns, name, False, sorted(others))
 
 
 def _gitea(kube: Kube, cfg: HecateConfig) -> Finding:
@@ -298,7 +301,7 @@ def _gitea(kube: Kube, cfg: HecateConfig) -> Finding:
     except KubeError:
         pass
     else:
-        return doctor.gitea_finding(cfg.startup.gitea_workload, ns, True, [])
+        return gitea_finding(cfg.startup.gitea_workload, ns, True, [])
     candidates: list[str] = []
     for kind_name in ("deployment", "statefulset"):
         try:
@@ -308,7 +311,7 @@ def _gitea(kube: Kube, cfg: HecateConfig) -> Finding:
         candidates += [
             f"{w.namespace}/{kind_name}/{w.name}" for w in found if GITEA_HINT in w.name.lower()
         ]
-    return doctor.gitea_finding(cfg.startup.gitea_workload, ns, False, sorted(candidates))
+    return gitea_finding(cfg.startup.gitea_workload, ns, False, sorted(candidates))
 
 
 # --------------------------------------------------------------------------- coordination

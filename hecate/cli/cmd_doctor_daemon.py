@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hecate.adapters.ansible.inventory import known_hosts_path
-from hecate.config.checks import daemon_user, path_chain
+from hecate.cli.config_files import daemon_user, path_chain
 from hecate.config.model import HecateConfig
 from hecate.core.doctor.daemon_files import daemon_read_findings
 from hecate.core.doctor.findings import Finding

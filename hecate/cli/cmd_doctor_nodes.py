@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hecate.adapters.ansible.inventory import known_hosts_path, node_target, proxy_jump_spec
 from hecate.config.model import HecateConfig
-from hecate.core.doctor import cluster as doctor
+from hecate.core.doctor.cluster import EXAMPLE_ADDRESSES, EXAMPLE_NODES
 from hecate.core.doctor.findings import Finding, fail, ok
 from hecate.core.doctor.nodes import (
     SshOutcome,
@@ -42,8 +42,8 @@ def node_checks(cfg: HecateConfig) -> list[Finding]:
     probed = [
         n
         for n in cfg.nodes.all
-        if n not in doctor.EXAMPLE_NODES
-        and cfg.ssh_node_hosts.get(n, n).split(":")[0] not in doctor.EXAMPLE_ADDRESSES
+        if n not in EXAMPLE_NODES
+        and cfg.ssh_node_hosts.get(n, n).split(":")[0] not in EXAMPLE_ADDRESSES
     ]
     findings += [
         fail(
@@ -56,8 +56,8 @@ def node_checks(cfg: HecateConfig) -> list[Finding]:
         return findings
     with ThreadPoolExecutor(max_workers=min(16, len(probed))) as pool:
         results = list(pool.map(lambda node: _probe_node(cfg, node, known), probed))
-    for node_findings in results:
-        findings += node_findings
+    for per_node in results:
+        findings += per_node
     return findings
 
 

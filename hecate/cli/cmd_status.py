@@ -12,7 +12,6 @@ from hecate.adapters.statedir.store import StateStore
 from hecate.adapters.systemd.selfupdate import SelfUpdate, self_update, update_failed
 from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
 from hecate.cli.common import (
-    EXIT_UNPROTECTED,
     ConfigOpt,
     JsonOpt,
     emit_json,
@@ -21,6 +20,7 @@ from hecate.cli.common import (
     read_ups_or_error,
 )
 from hecate.cli.doctor_file import last_result
+from hecate.cli.exits import EXIT_UNPROTECTED
 from hecate.cli.style import BAD, paint
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.core.budget import Budget, budget_from_config

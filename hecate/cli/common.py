@@ -1,4 +1,4 @@
-"""Shared CLI pieces: exit codes, common options, output and the injectable UPS source."""
+"""Shared CLI pieces: exit codes, common options, output and reading the UPS."""
 
 from __future__ import annotations
 
@@ -13,27 +13,10 @@ from typing import Annotated, Any
 import typer
 
 from hecate.adapters.nut.port import Ups
-from hecate.cli.exits import (
-    EXIT_CODES_HELP,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_REFUSED,
-    EXIT_UNPROTECTED,
-    EXIT_USAGE,
-)
 from hecate.cli.failure import note_json_printed
 from hecate.config.model import HecateConfig, load_config
 from hecate.core.readings import CommError, Poll
 from hecate.errors import HecateError
-
-__all__ = [
-    "EXIT_CODES_HELP",
-    "EXIT_FAILED",
-    "EXIT_OK",
-    "EXIT_REFUSED",
-    "EXIT_UNPROTECTED",
-    "EXIT_USAGE",
-]
 
 ConfigOpt = Annotated[
     Path,
@@ -98,16 +81,9 @@ def emit_json(data: Any) -> None:
     note_json_printed()  # the command's own JSON: no error object after it
 
 
-def _read_ups_from_nut(config: HecateConfig) -> Poll:
-    return Ups.from_config(config).poll()
-
-
-# The UPS source is injectable so guards can be tested without a NUT server.
-ups_reader: Callable[[HecateConfig], Poll] = _read_ups_from_nut
-
-
 def read_ups(config: HecateConfig) -> Poll:
-    return ups_reader(config)
+    """The UPS the config names, read once through the NUT port (`Ups.from_config`)."""
+    return Ups.from_config(config).poll()
 
 
 def read_ups_or_error(config: HecateConfig) -> Poll:

@@ -14,7 +14,6 @@ from hecate.core.plans import FlowPlan, ShutdownMode, ShutdownOptions, StageSpec
 __all__ = [
     "PLAN_ONLY_STEPS",
     "PlannedStage",
-    "ShutdownMode",
     "plan_json",
     "plan_lines",
     "shutdown_plan",

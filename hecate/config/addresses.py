@@ -41,6 +41,8 @@ import yaml
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
+from hecate.errors import ConfigError
+
 NUT_DEFAULT_PORT: Final = 3493
 MAX_HOST_NAME: Final = 253
 
@@ -52,8 +54,9 @@ _UPS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 _DIGITS = re.compile(r"[0-9]{1,5}")
 
 
-class AddressError(ValueError):
-    """A host, port, address or name that does not follow the grammar."""
+class AddressError(ConfigError, ValueError):
+    """A host, port, address or name that does not follow the grammar: a ConfigError for Hecate,
+    a ValueError for pydantic (which reports it under the field's path)."""
 
 
 def parse_host(text: str) -> str:
@@ -206,7 +209,11 @@ class Address(_Parsed):
 
 
 class UpsTarget(_Parsed):
-    """``UPS@HOST[:PORT]`` as upsc takes it; the port defaults to 3493."""
+    """``UPS@HOST[:PORT]`` as upsc takes it; the port defaults to 3493. The one UPS address type:
+    the config holds it, the NUT client is given it.
+
+    Two targets are equal when they name the same UPS on the same upsd, however written
+    (``ups@host`` is ``ups@host:3493``); compared with a plain string, the text counts."""
 
     __slots__ = ("host", "port", "ups")
     example = "pyrphoros@localhost"
@@ -231,6 +238,32 @@ class UpsTarget(_Parsed):
         made.host = parse_host(host)
         made.port = NUT_DEFAULT_PORT if port is None else parse_port(port)
         return made
+
+    @classmethod
+    def at(cls, ups: str, host: str, port: int = NUT_DEFAULT_PORT) -> UpsTarget:
+        """The target of a UPS on a host and port, validated by the same grammar (AddressError)."""
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise AddressError(f"port {port!r} must be a number 1..65535")
+        where = f"[{host}]" if ":" in host else host
+        return cls.parse(f"{ups}@{where}:{port}")
+
+    @property
+    def canonical(self) -> str:
+        """``ups@host:port``, the port always written (IPv6 in brackets): how NUT's messages
+        name it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.ups}@{host}:{self.port}"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, UpsTarget):
+            return (self.ups, self.host, self.port) == (other.ups, other.host, other.port)
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.canonical)
 
 
 class ListenAddress(_Parsed):

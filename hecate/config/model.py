@@ -3,7 +3,6 @@
 Secrets never live in this file: they are read from files named here (`*_file` keys).
 """
 
-# ruff: noqa: PLC0414 - `import X as X` is the explicit re-export mypy --strict needs
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,31 +10,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from hecate.config.addresses import (
-    Address,
-    HostPort,
-    ListenAddress,
-    UpsTarget,
-)
-from hecate.config.checks import LOOSE_FILE_ADVICE as LOOSE_FILE_ADVICE
-from hecate.config.checks import LOOSE_FILE_BITS as LOOSE_FILE_BITS
-from hecate.config.checks import Resolver as Resolver
-from hecate.config.checks import file_use_problems as file_use_problems
-from hecate.config.checks import resolve_problems as resolve_problems
-from hecate.config.checks import secret_file_warnings as secret_file_warnings
-from hecate.config.load import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES
-from hecate.config.load import MAX_YAML_DEPTH as MAX_YAML_DEPTH
-from hecate.config.load import MAX_YAML_NODES as MAX_YAML_NODES
-from hecate.config.load import parse_yaml as parse_yaml
-from hecate.config.load import read_config_text as read_config_text
-from hecate.config.startup import FoundationWorkload as FoundationWorkload
-from hecate.config.startup import StartupConfig as StartupConfig
-from hecate.config.startup import StartupProbe as StartupProbe
-from hecate.config.startup import StorageWorkload as StorageWorkload
-from hecate.config.strict import Node as Node
-
-# Split into sibling modules to stay small; every name stays importable from hecate.config.
+from hecate.config.addresses import Address, HostPort, ListenAddress, UpsTarget
+from hecate.config.load import parse_yaml, read_config_text
+from hecate.config.startup import StartupConfig
 from hecate.config.strict import (
+    Node,
     NutCommand,
     NutUser,
     UserName,

@@ -108,7 +108,8 @@ STARTUP_API_STAGES = frozenset(
 def ssh_problems(probes: Probes, nodes: tuple[str, ...]) -> dict[str, str]:
     """The nodes among `nodes` the run's SSH would not reach, with why. Through a jump host
     that answers, the nodes are reached from it, so what this host sees of them tells nothing;
-    when it does not answer, the inventory falls back to direct SSH (hecate.adapters.ansible.inventory)."""
+    when it does not answer, the inventory falls back to direct SSH
+    (hecate.adapters.ansible.inventory)."""
     found: dict[str, str] = {}
     jump_down = probes.jump is not None and probes.jump.ok is False
     for node in nodes:

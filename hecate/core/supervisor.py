@@ -11,21 +11,36 @@ happened back as events. Times are the monotonic clock's; nothing here reads a c
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 
-from hecate.core.daemon_actions import actions_for
-from hecate.core.peers import PeerIntent
+from hecate.core.policy.rules import own_ups
 from hecate.core.policy.step import keep_startup_pending, latch, step
-from hecate.core.policy.values import PolicyParams, PolicyState
-from hecate.core.readings import Poll
+from hecate.core.policy.values import Event as PolicyEvent
+from hecate.core.policy.values import PolicyState
 from hecate.core.supervisor_vocabulary import (
+    Answer,
+    AskPeers,
     CancelStartup,
+    Effect,
+    Event,
+    FlowFinished,
+    FlowKind,
+    FlowOutcome,
+    ForwardFailed,
     ForwardTrigger,
+    PeerReported,
+    PeerTriggered,
+    Polled,
+    Record,
+    RetryAt,
     Role,
     Running,
     RunShutdown,
     RunStartup,
+    SaveAwaiting,
+    ShutdownOwed,
+    StartupRequested,
 )
 
 STARTUP_RETRY_S = 60.0
@@ -34,131 +49,33 @@ MAX_SHUTDOWN_ATTEMPTS = 5
 PEER_ASK_S = 10.0  # how often a pending startup asks the peers it waits for
 
 
-class FlowKind(StrEnum):
-    STARTUP = "startup"
-    SHUTDOWN = "shutdown"
+def effects_for(events: Sequence[PolicyEvent], role: Role, running: Running) -> list[Effect]:
+    """The flows a batch of policy events (from one poll) calls for.
 
-
-class FlowOutcome(StrEnum):
-    SUCCESS = "success"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    ABORTED = "aborted"
-    REFUSED = "refused"  # a startup guard said no (nothing was touched)
-    ERROR = "error"  # the flow could not run at all (lock held, no context)
-
-
-# --- events -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Polled:
-    """One UPS poll: the reading, when (monotonic), and the policy's parameters."""
-
-    poll: Poll
-    now: float
-    params: PolicyParams
-
-
-@dataclass(frozen=True)
-class FlowFinished:
-    kind: FlowKind
-    outcome: FlowOutcome
-    reason: str
-    now: float
-
-
-@dataclass(frozen=True)
-class PeerTriggered:
-    peer: str
-    reason: str
-    now: float
-
-
-@dataclass(frozen=True)
-class StartupRequested:
-    peer: str
-    now: float
-
-
-@dataclass(frozen=True)
-class PeerReported:
-    intent: PeerIntent
-    now: float
-
-
-@dataclass(frozen=True)
-class ForwardFailed:
-    """The coordinator could not be reached with a forwarded trigger."""
-
-    reason: str
-    now: float
-
-
-@dataclass(frozen=True)
-class Tick:
-    now: float
-
-
-Event = (
-    Polled | FlowFinished | PeerTriggered | StartupRequested | PeerReported | ForwardFailed | Tick
-)
-
-
-# --- effects (RunShutdown, RunStartup, CancelStartup, ForwardTrigger come from core) ------------
-
-
-@dataclass(frozen=True)
-class ShutdownOwed:
-    """A shutdown is wanted while another flow runs: it starts once that flow has stopped."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class AskPeers:
-    names: frozenset[str]
-
-
-@dataclass(frozen=True)
-class SaveAwaiting:
-    """Persist the peers whose UPS a pending startup waits for (for a restart and `status`)."""
-
-    names: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Record:
-    message: str
-    level: int = logging.INFO
-    counter: str | None = None  # a metric to count: "trigger:ups", "trigger:peer"
-
-
-@dataclass(frozen=True)
-class RetryAt:
-    kind: FlowKind
-    at: float
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The reply to a synchronous request (a peer's trigger or startup request)."""
-
-    text: str
-
-
-Effect = (
-    RunShutdown
-    | RunStartup
-    | CancelStartup
-    | ForwardTrigger
-    | ShutdownOwed
-    | AskPeers
-    | SaveAwaiting
-    | Record
-    | RetryAt
-    | Answer
-)
+    - A trigger: the coordinator shuts down (stopping a running startup first); a peer forwards.
+    - A new outage while startup runs: startup stops and shutdown takes over at once, since the
+      battery has not recovered from the last outage and the cluster is half up.
+    - Power back for good: the coordinator starts up (peers leave that to the coordinator).
+    """
+    effects: list[Effect] = []
+    for event in events:
+        if event.event == "trigger_shutdown":
+            if role == "peer":
+                effects.append(ForwardTrigger(event.reason))
+                continue
+            if running == "startup":
+                effects.append(CancelStartup("shutdown triggered during startup"))
+            if running != "shutdown":
+                effects.append(RunShutdown(f"UPS: {event.reason}"))
+                running = "shutdown"
+        elif event.event == "on_battery" and running == "startup" and role == "coordinator":
+            effects.append(CancelStartup("power failed again during startup"))
+            effects.append(RunShutdown("UPS: power failed again during startup"))
+            running = "shutdown"
+        elif event.event == "startup_allowed" and role == "coordinator" and running is None:
+            effects.append(RunStartup(f"power restored: {event.reason}"))
+            running = "startup"
+    return effects
 
 
 # --- state ------------------------------------------------------------------------------------
@@ -212,7 +129,7 @@ def _polled(state: SupervisorState, event: Polled) -> Step:
         counter = "trigger:ups" if e.event == "trigger_shutdown" else None
         effects.append(Record(f"event={e.event} t={e.t:.1f} reason={e.reason}", counter=counter))
     started = False
-    for action in actions_for(verdict, s.settings.role, _running(s.running)):
+    for action in effects_for(verdict, s.settings.role, _running(s.running)):
         if isinstance(action, RunShutdown):
             s, more = _want_shutdown(replace(s, policy=latch(s.policy)), action.reason)
             effects += more
@@ -236,27 +153,6 @@ def _running(kind: FlowKind | None) -> Running:
     if kind is FlowKind.STARTUP:
         return "startup"
     return "shutdown" if kind is FlowKind.SHUTDOWN else None
-
-
-def trace_active(s: PolicyState) -> bool:
-    """Whether the polls are recorded as an outage trace right now."""
-    episode = s.outage_start is not None  # an outage episode, mains flickers included
-    return episode or s.on_battery or s.latched or s.startup_pending or s.critical_count > 0
-
-
-def own_ups(policy: PolicyState, now: float, params: PolicyParams) -> tuple[bool, str]:
-    """Whether this UPS is back on mains and stable, as peers are told (their coordinator's
-    startup waits for it after this instance's trigger shut the cluster down)."""
-    if policy.comm_lost:
-        return False, "the UPS does not answer"
-    if policy.on_battery or policy.mains_since is None:
-        return False, "mains to return"
-    if policy.startup_pending:
-        return False, policy.startup_wait or "the startup gate"
-    stable = now - policy.mains_since
-    if stable < params.power_stable_s:
-        return False, f"mains stable {stable:.0f}s < {params.power_stable_s:.0f}s"
-    return True, f"on mains, stable {stable:.0f}s"
 
 
 def _want_shutdown(s: SupervisorState, reason: str) -> Step:

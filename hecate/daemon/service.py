@@ -26,37 +26,33 @@ from hecate.adapters.statedir.awaiting import awaiting_at_start, save_awaiting
 from hecate.adapters.statedir.store import StateStore
 from hecate.adapters.systemd.notify import SystemdNotifier, watchdog_interval_s
 from hecate.config.model import HecateConfig
-from hecate.core import supervisor as sv
+from hecate.core import supervisor_vocabulary as sv
 from hecate.core.battery import BatteryTruth, corrected_threshold
 from hecate.core.budget import Budget
 from hecate.core.clock import Clock, as_clock
-from hecate.core.daemon_actions import Action
+from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.policy.rules import trace_active
 from hecate.core.policy.values import PolicyParams, PolicyState, params_from_config
 from hecate.core.readings import CommError, Poll
 from hecate.core.run_history import Outcome
+from hecate.core.supervisor import SupervisorState, decide
 from hecate.core.supervisor_vocabulary import (
     Answer,
-    AskPeers,
-    CancelStartup,
     Effect,
     Event,
     FlowFinished,
     FlowKind,
     FlowOutcome,
     ForwardFailed,
-    ForwardTrigger,
     PeerReported,
     PeerTriggered,
     Polled,
     Record,
     RetryAt,
-    RunShutdown,
-    RunStartup,
     SaveAwaiting,
-    ShutdownOwed,
     StartupRequested,
 )
+from hecate.daemon import wiring
 from hecate.daemon.background import (
     CacheRefresher,
     CoordinatorProbe,
@@ -64,30 +60,23 @@ from hecate.daemon.background import (
     ask_peers,
     cancel_warmups,
     close_chores,
-    daemon_warmer,
     forward_trigger,
+    intent_answer,
+    record_report,
     spawn,
+    wait_for_worker,
 )
 from hecate.daemon.chore_watch import ChoreWatch
 from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
-from hecate.daemon.wiring import (
-    ContextFactory,
-    initial_policy,
-    learn_battery,
-    load_budget,
-    real_context_factory,
-    serve_coordination,
-    settings_from,
-)
 from hecate.errors import GuardRefusedError, HecateError
 from hecate.flows.report import FlowReport
 from hecate.flows.warmup import ConnectionWarmer
 
 log = logging.getLogger("hecate.daemon")
 
-ACTIONS = (RunShutdown, RunStartup, CancelStartup, ForwardTrigger)
-OUTCOMES = {o: FlowOutcome(o.value) for o in Outcome if o.value in set(FlowOutcome)}
+FLOW_EFFECTS = (sv.RunShutdown, sv.RunStartup, sv.CancelStartup, sv.ForwardTrigger)
+OUTCOMES = {o: sv.FlowOutcome(o.value) for o in Outcome if o.value in set(sv.FlowOutcome)}
 
 
 class Daemon:
@@ -97,7 +86,7 @@ class Daemon:
         *,
         reader: Callable[[], Poll],
         ups_command: Callable[[str], None] | None = None,
-        context_factory: ContextFactory | None = None,
+        context_factory: wiring.ContextFactory | None = None,
         metrics: Metrics | None = None,
         notifier: SystemdNotifier | None = None,
         clock: Clock | Callable[[], float] = time.time,
@@ -114,12 +103,14 @@ class Daemon:
         self.chores = ChoreWatch(self.metrics)  # no background thread dies of an exception
         # One long-lived Ansible port: its ssh masters are opened when an outage begins, so the
         # shutdown's first stage pays no connection set-up (flows/warmup.py).
-        self.warmer = daemon_warmer(config, self.chores) if context_factory is None else None
+        self.warmer: ConnectionWarmer | None = None
         self._old_warmers: list[ConnectionWarmer] = []  # replaced on SIGHUP, closed at the end
-        self.context_factory = context_factory or real_context_factory(
-            config, reader, self.warmer, ups_command, clocks
-        )
         self._own_factory = context_factory is None  # rebuilt with the config on SIGHUP
+        if context_factory is None:
+            self.warmer, context_factory = wiring.own_flow_ports(
+                config, reader, ups_command, clocks, self.chores
+            )
+        self.context_factory = context_factory
         self._reload_from: Callable[[], HecateConfig] | None = None
         self._reload_requested = threading.Event()
         self.metrics.watch_drills(config.state_dir)
@@ -137,9 +128,9 @@ class Daemon:
         self.readable = ReadableWatch(str(config.ups.target), self.notifier)
         self.budget = self._budget()
         self.battery = self._battery_truth()
-        self.sup = sv.SupervisorState(
-            policy=initial_policy(self.store, self.clock(), self.metrics),
-            settings=settings_from(config),
+        self.sup = SupervisorState(
+            policy=wiring.initial_policy(self.store, self.clock(), self.metrics),
+            settings=wiring.settings_from(config),
             awaiting=awaiting_at_start(config.state_dir, config.coordination.peer_hosts),
         )
         self.recorder = TraceRecorder(config.state_dir / "traces")
@@ -150,10 +141,10 @@ class Daemon:
     # --- set-up -----------------------------------------------------------------------------
 
     def _budget(self) -> Budget:
-        return load_budget(self.config, self.store, self.metrics)
+        return wiring.load_budget(self.config, self.store, self.metrics)
 
     def _battery_truth(self) -> BatteryTruth:
-        return learn_battery(self.config, self.budget, self.metrics)
+        return wiring.learn_battery(self.config, self.budget, self.metrics)
 
     @property
     def params(self) -> PolicyParams:
@@ -182,7 +173,7 @@ class Daemon:
             intent=self._intent_json,
             on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
         )
-        self.server, self.client = serve_coordination(self.config, limits, handlers)
+        self.server, self.client = wiring.serve_coordination(self.config, limits, handlers)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -211,7 +202,7 @@ class Daemon:
         finally:
             self.close()
 
-    def poll_once(self) -> list[Action]:
+    def poll_once(self) -> list[sv.Effect]:
         """One poll through the supervisor; the actions it decided (an owed shutdown counts)."""
         t = self.clock()
         m = self.mono()
@@ -232,10 +223,10 @@ class Daemon:
         if self.warmer is not None and self.state.on_battery and idle:
             self.warmer.warm(self.mono())
         self.probe.maybe(self.client, m)  # an interval: on the monotonic clock
-        actions: list[Action] = [
-            RunShutdown(e.reason) if isinstance(e, ShutdownOwed) else e
+        actions: list[sv.Effect] = [
+            sv.RunShutdown(e.reason) if isinstance(e, sv.ShutdownOwed) else e
             for e in effects
-            if isinstance(e, (*ACTIONS, ShutdownOwed))
+            if isinstance(e, (*FLOW_EFFECTS, sv.ShutdownOwed))
         ]
         s = self.state
         if not actions and idle and not (s.on_battery or s.startup_pending):
@@ -254,7 +245,7 @@ class Daemon:
 
     def _feed(self, event: Event) -> list[Effect]:
         with self._lock:
-            self.sup, effects = sv.decide(self.sup, event)
+            self.sup, effects = decide(self.sup, event)
         for effect in effects:
             self._carry_out(effect)
         return effects
@@ -271,18 +262,20 @@ class Daemon:
                 save_awaiting(self.config.state_dir, effect.names)
             except HecateError as exc:
                 log.error("cannot record the peers the startup waits for: %s", exc)
-        elif isinstance(effect, AskPeers):
+        elif isinstance(effect, sv.AskPeers):
             spawn("ask-peers", self.chores.guarded("ask_peers", self._ask_peers))
-        elif isinstance(effect, CancelStartup):
+        elif isinstance(effect, sv.CancelStartup):
             log.info("action=CancelStartup reason=%s", effect.reason)
             with self._lock:  # never waits: the poll and HTTP threads must not block
                 if self._worker_kind is FlowKind.STARTUP:  # not a shutdown started since
                     self._cancel.set()
-        elif isinstance(effect, RunShutdown | RunStartup):
-            kind = FlowKind.SHUTDOWN if isinstance(effect, RunShutdown) else FlowKind.STARTUP
+        elif isinstance(effect, sv.RunShutdown | sv.RunStartup):
+            kind = (
+                sv.FlowKind.SHUTDOWN if isinstance(effect, sv.RunShutdown) else sv.FlowKind.STARTUP
+            )
             log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
             self._start_flow(kind, effect.reason)
-        elif isinstance(effect, ForwardTrigger):
+        elif isinstance(effect, sv.ForwardTrigger):
             spawn("forward", self.chores.guarded("forward", lambda: self._forward(effect.reason)))
 
     def _start_flow(self, kind: FlowKind, reason: str) -> None:
@@ -301,12 +294,8 @@ class Daemon:
             # The flows load Ansible and lightkube: imported with the first flow (idle RSS,
             # #16), inside the try: an import that fails is a flow that could not run (retried),
             # never a worker that dies without telling the supervisor.
-            from hecate.core.plans import (
-                ShutdownOptions,  # noqa: PLC0415
-                StartupOptions,  # noqa: PLC0415
-            )
-            from hecate.flows.shutdown import run_shutdown
-            from hecate.flows.startup import run_startup
+            from hecate.flows.shutdown import run_shutdown  # noqa: PLC0415
+            from hecate.flows.startup import run_startup  # noqa: PLC0415
 
             with self.context_factory(cancel) as ctx:
                 if kind is FlowKind.SHUTDOWN:
@@ -333,10 +322,7 @@ class Daemon:
     def _finished(self, report: FlowReport) -> None:
         self.reports.append(report)
         log.info("%s finished: %s in %.1fs", report.kind, report.outcome.value, report.duration_s)
-        self.metrics.runs.labels(report.kind, report.outcome.value).inc()
-        self.metrics.last_run.labels(report.kind, "total").set(report.duration_s)
-        for stage in report.stages:
-            self.metrics.last_run.labels(report.kind, stage.name).set(stage.duration_s)
+        record_report(self.metrics, report)
         self.budget = self._budget()
         self.battery = self._battery_truth()
 
@@ -364,11 +350,7 @@ class Daemon:
         ups = {"name": str(self.config.ups.target), "back": self.sup.ups_back}
         ups_json = {**ups, "detail": self.sup.ups_detail}  # what a coordinator waits for
         extra = {"running": self._running, "name": self.peer_name, "ups": ups_json}
-        try:
-            intent = self.store.read_intent(self.clock())
-        except HecateError as exc:  # peers treat "unknown" as busy: no startup from them
-            return {"state": "unknown", "error": str(exc), **extra}
-        return {**intent.to_json(), **extra}
+        return intent_answer(self.store, self.clock(), extra)
 
     @property
     def _running(self) -> str | None:
@@ -391,14 +373,13 @@ class Daemon:
             return False
         with self._lock:
             self.config = new
-            self.sup = replace(self.sup, settings=settings_from(new))
+            self.sup = replace(self.sup, settings=wiring.settings_from(new))
             if self._own_factory:
                 # a new port for the new inventory; the old one may serve a running flow
                 if self.warmer is not None:
                     self._old_warmers.append(self.warmer)
-                self.warmer = daemon_warmer(new, self.chores)
-                self.context_factory = real_context_factory(
-                    new, self.reader, self.warmer, self.ups_command, self.clocks
+                self.warmer, self.context_factory = wiring.own_flow_ports(
+                    new, self.reader, self.ups_command, self.clocks, self.chores
                 )
         self.budget = self._budget()
         log.info("configuration reloaded")
@@ -412,17 +393,7 @@ class Daemon:
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait for the running flow, and for one it started on its way out (an owed shutdown)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with self._lock:
-                worker = self._worker
-            if worker is None:
-                return True
-            worker.join(max(0.0, deadline - time.monotonic()))
-            with self._lock:
-                same = worker is self._worker
-            if worker.is_alive() or same:
-                return not worker.is_alive()
+        return wait_for_worker(lambda: self._worker, self._lock, timeout_s)
 
     def close(self) -> None:
         self.notifier.stopping()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from hecate.adapters.ansible.events import EventCallback, TaskEvent
 from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
 from hecate.adapters.kube.types import WorkloadKind
-from hecate.config.model import StartupConfig, StartupProbe, StorageWorkload
+from hecate.config.startup import StartupConfig, StartupProbe, StorageWorkload
 from hecate.core.plans import StartupOptions
 from hecate.core.run_history import Outcome
 from hecate.core.startup_refusals import StartupOverrides

@@ -34,7 +34,7 @@ from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
 from hecate.flows.report import FlowReport, record_interrupted
 from hecate.flows.runner import StepFn, StepTable, run_flow
 
-__all__ = ["ShutdownOptions", "run_shutdown"]
+__all__ = ["run_shutdown"]
 
 
 def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:

@@ -33,7 +33,7 @@ from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, sav
 from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
 from hecate.flows.startup_gates import probes_gate, soak_gate, storage_gate, time_sync_gate
 
-__all__ = ["StartupOptions", "run_startup", "source_ready"]
+__all__ = ["run_startup", "source_ready"]
 
 
 def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:

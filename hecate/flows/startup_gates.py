@@ -17,7 +17,8 @@ from hecate.adapters.ansible.events import TaskEvent
 from hecate.adapters.ansible.protocol import PlaybookRequest
 from hecate.adapters.kube.types import FluxKind, Readiness, VolumeAttachmentInfo
 from hecate.adapters.probes import ProbeResult, probe_once, run_probe
-from hecate.config.model import HecateConfig, StartupProbe
+from hecate.config.model import HecateConfig
+from hecate.config.startup import StartupProbe
 from hecate.core.progress_names import node_line
 from hecate.errors import HecateError, KubeError
 from hecate.flows.context import FlowContext, Stage, check_cancel, wait_until

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hecate.adapters.nut.port import client_from_config, poll
+from hecate.adapters.nut.port import Ups, poll
 from hecate.adapters.peers.http import CoordinatorClient
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig, parse_config
@@ -69,7 +69,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def make_daemon(config: HecateConfig) -> Daemon:
-    client = client_from_config(config)
+    client = Ups.from_config(config).client
     return Daemon(config, reader=lambda: poll(client))
 
 

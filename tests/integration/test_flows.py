@@ -17,7 +17,7 @@ import pytest
 
 from hecate.adapters.ansible.port import AnsiblePort
 from hecate.adapters.kube.client import Kube
-from hecate.adapters.nut.port import client_from_config, poll
+from hecate.adapters.nut.port import Ups, poll
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig
 from hecate.core.intent import IntentState
@@ -40,7 +40,7 @@ HECATE = [sys.executable, "-m", "hecate"]
 @contextmanager
 def flow_context(config: HecateConfig) -> Iterator[FlowContext]:
     with AnsiblePort.from_config(config) as ansible, Kube(config.kubeconfig) as kube:
-        client = client_from_config(config)
+        client = Ups.from_config(config).client
         yield FlowContext(
             config,
             ansible,

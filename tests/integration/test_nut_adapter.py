@@ -24,10 +24,10 @@ from hecate.adapters.nut.client import (
     UpsUnknownError,
     reading_from_vars,
 )
-from hecate.adapters.nut.port import Ups, client_from_config, poll, poll_config
-from hecate.adapters.nut.target import parse_target
-from hecate.config.model import parse_config
-from hecate.core.readings import CommError, UpsReading
+from hecate.adapters.nut.port import Ups, poll
+from hecate.config.addresses import UpsTarget
+from hecate.config.model import HecateConfig, parse_config
+from hecate.core.readings import CommError, Poll, UpsReading
 from hecate.errors import (
     ConfigError,
     UpsAuthError,
@@ -75,7 +75,7 @@ def client(
 ) -> NutClient:
     """A client for `server` with its primary user unless told otherwise."""
     return NutClient(
-        parse_target(server.target(ups)),
+        UpsTarget.parse(server.target(ups)),
         user if user is not None else server.user,
         password if password is not None else server.password,
         timeout_s=timeout_s,
@@ -223,7 +223,7 @@ def test_auth_check_modes(shared: NutServer) -> None:
     # Without a check, upsd never looks at the password for reads.
     assert client(shared, password=WRONG_PASSWORD, auth_check="none").read().on_mains
     # Anonymous reads work too.
-    assert NutClient(parse_target(shared.target(UPS)), timeout_s=3.0).read().on_mains
+    assert NutClient(UpsTarget.parse(shared.target(UPS)), timeout_s=3.0).read().on_mains
 
 
 @pytest.mark.parametrize("auth_check", ["primary", "login", "none"])
@@ -236,6 +236,11 @@ def test_unknown_ups(shared: NutServer, auth_check: AuthCheck) -> None:
     assert polled.kind == "unknown_ups"
 
 
+def _poll_config(config: HecateConfig) -> Poll:
+    """What the CLI does with a config: the one port built from it, polled."""
+    return Ups.from_config(config).poll()
+
+
 def test_poll_config(shared: NutServer, tmp_path: Path) -> None:
     """The CLI's entry point: target, user, password file and timeout from the config."""
     ups = {
@@ -244,27 +249,27 @@ def test_poll_config(shared: NutServer, tmp_path: Path) -> None:
         "password_file": str(shared.password_file),
         "timeout_seconds": 3,
     }
-    polled = poll_config(parse_config({"ups": ups}))
+    polled = _poll_config(parse_config({"ups": ups}))
     assert isinstance(polled, UpsReading)
     assert polled.on_mains
-    assert shared.password not in repr(client_from_config(parse_config({"ups": ups})))
+    assert shared.password not in repr(Ups.from_config(parse_config({"ups": ups})).client)
 
     wrong = tmp_path / "wrong"
     wrong.write_text(WRONG_PASSWORD + "\n")
     wrong.chmod(0o600)
-    polled = poll_config(parse_config({"ups": {**ups, "password_file": str(wrong)}}))
+    polled = _poll_config(parse_config({"ups": {**ups, "password_file": str(wrong)}}))
     assert isinstance(polled, CommError)
     assert polled.kind == "auth"
 
     # Without a password file the read is anonymous (no access check).
     anonymous = {key: value for key, value in ups.items() if key != "password_file"}
-    assert isinstance(poll_config(parse_config({"ups": anonymous})), UpsReading)
+    assert isinstance(_poll_config(parse_config({"ups": anonymous})), UpsReading)
 
     # A config problem is not a communication loss: it raises.
     with pytest.raises(ConfigError, match="password file"):
-        poll_config(parse_config({"ups": {**ups, "password_file": str(tmp_path / "none")}}))
+        _poll_config(parse_config({"ups": {**ups, "password_file": str(tmp_path / "none")}}))
     with pytest.raises(ConfigError, match="target"):
-        poll_config(parse_config({"ups": {**ups, "target": "pyrphoros@host:port"}}))
+        _poll_config(parse_config({"ups": {**ups, "target": "pyrphoros@host:port"}}))
 
 
 def test_ups_port_reads_its_password_once(nut_server: NutServer, tmp_path: Path) -> None:
@@ -301,7 +306,7 @@ def test_ups_port_reads_its_password_once(nut_server: NutServer, tmp_path: Path)
 
 
 def test_unresolvable_host() -> None:
-    ups = NutClient(parse_target("pyrphoros@no-such-host.invalid"), timeout_s=3.0)
+    ups = NutClient(UpsTarget.parse("pyrphoros@no-such-host.invalid"), timeout_s=3.0)
     with pytest.raises(UpsUnreachableError, match="resolve"):
         ups.read()
 
@@ -364,7 +369,7 @@ def silent_target() -> Iterator[str]:
 def test_silent_server_times_out(silent_target: str, with_credentials: bool) -> None:
     secret = distinct("silent")
     user, password = ("hecate", secret) if with_credentials else (None, None)
-    ups = NutClient(parse_target(silent_target), user, password, timeout_s=0.5)
+    ups = NutClient(UpsTarget.parse(silent_target), user, password, timeout_s=0.5)
     started = time.monotonic()
     with pytest.raises(UpsTimeoutError) as caught:
         ups.read()
@@ -388,7 +393,7 @@ def test_trickling_server_times_out(
             except OSError:
                 return
 
-    ups = NutClient(parse_target(fake_server(trickle)), "hecate", WRONG_PASSWORD, timeout_s=0.5)
+    ups = NutClient(UpsTarget.parse(fake_server(trickle)), "hecate", WRONG_PASSWORD, timeout_s=0.5)
     started = time.monotonic()
     with pytest.raises(UpsTimeoutError):
         ups.read()
@@ -417,7 +422,7 @@ def test_server_hanging_up(
 ) -> None:
     """A server that hangs up: an error at once (pynutclient, used before, spun forever on EOF)."""
     user, password = ("hecate", WRONG_PASSWORD) if with_credentials else (None, None)
-    ups = NutClient(parse_target(fake_server(handler)), user, password, timeout_s=3.0)
+    ups = NutClient(UpsTarget.parse(fake_server(handler)), user, password, timeout_s=3.0)
     started = time.monotonic()
     with pytest.raises(UpsUnreachableError, match="closed the connection"):
         ups.read()
@@ -435,7 +440,7 @@ def test_not_a_nut_server(
         conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n\xff\xfe")
 
     user, password = ("hecate", WRONG_PASSWORD) if with_credentials else (None, None)
-    ups = NutClient(parse_target(fake_server(http)), user, password, timeout_s=3.0)
+    ups = NutClient(UpsTarget.parse(fake_server(http)), user, password, timeout_s=3.0)
     with pytest.raises(UpsProtocolError, match="NUT server"):
         ups.read()
     polled = poll(ups)
@@ -462,7 +467,7 @@ def test_server_echoing_the_password(
                 conn.sendall(answer + b"\n")
 
     secret = distinct("echoed")
-    ups = NutClient(parse_target(fake_server(echo)), "hecate", secret, timeout_s=3.0)
+    ups = NutClient(UpsTarget.parse(fake_server(echo)), "hecate", secret, timeout_s=3.0)
     with pytest.raises(UpsError) as caught:
         ups.read()
     assert secret not in "".join(traceback.format_exception(caught.value))
@@ -495,8 +500,8 @@ def test_every_outcome_closes_its_socket(shared: NutServer, silent_target: str) 
         client(shared, password=WRONG_PASSWORD),
         client(shared, "nosuchups"),
         client(shared, auth_check="login"),
-        NutClient(parse_target(refused_target), timeout_s=1.0),
-        NutClient(parse_target(silent_target), timeout_s=0.2),
+        NutClient(UpsTarget.parse(refused_target), timeout_s=1.0),
+        NutClient(UpsTarget.parse(silent_target), timeout_s=0.2),
     ]
     for ups in clients:  # warm up (imports, resolver) before counting
         poll(ups)

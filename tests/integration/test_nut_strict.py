@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from hecate.adapters.nut.client import NutClient, UpsProtocolError
-from hecate.adapters.nut.target import parse_target
+from hecate.config.addresses import UpsTarget
 from tests.testbed.nut import NutServer
 from tests.testbed.pytest_nut import NutServerFactory
 
@@ -18,12 +18,15 @@ UPS = "pyrphoros"
 
 
 def client(server: NutServer, ups: str = UPS) -> NutClient:
-    return NutClient(parse_target(server.target(ups)), server.user, server.password, timeout_s=3.0)
+    return NutClient(
+        UpsTarget.parse(server.target(ups)), server.user, server.password, timeout_s=3.0
+    )
 
 
 def test_escaped_values_and_get_var(nut_server_factory: NutServerFactory) -> None:
     """upsd escapes '"' and '\\' in values (and '#', which dummy-ups cannot carry: covered by
-    tests/unit/adapters/nut/test_nut_answers.py): the strict reader takes them back exactly, in LIST VAR
+    tests/unit/adapters/nut/test_nut_answers.py): the strict reader takes them back exactly, in
+    LIST VAR
     and GET VAR alike; a variable the UPS lacks is upsd's refusal, not a value."""
     tricky = 'rack "A" \\ B'
     server = nut_server_factory(devices={UPS: {"ups.status": "OL", "ups.id": tricky}})

@@ -11,10 +11,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 
 from hecate.adapters.ansible.assets import Playbook
 from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 from hecate.config.model import HecateConfig, parse_config
 from tests.testbed.twin import Twin, TwinNode, wait_until
 

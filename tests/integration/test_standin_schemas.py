@@ -1,9 +1,10 @@
 """The stand-in and Hecate's Kubernetes calls, held to the published schemas.
 
 Every object the stand-in serves and every object or patch Hecate sends (through the real
-adapter, hecate.adapters.kube.client.Kube) is checked against Kubernetes' schemas (kubernetes-validate, the
-versions in schemas.K8S_VERSIONS) and Flux's CRD schemas (@kubernetes-models/flux-cd). The
-stand-in runs as local processes (tests/testbed/standin_host.py): no podman, no lock needed.
+adapter, hecate.adapters.kube.client.Kube) is checked against Kubernetes' schemas
+(kubernetes-validate, the versions in schemas.K8S_VERSIONS) and Flux's CRD schemas
+(@kubernetes-models/flux-cd). The stand-in runs as local processes (tests/testbed/standin_host.py):
+no podman, no lock needed.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from hecate.adapters.nut.client import NutClient, UpsUnknownError
-from hecate.adapters.nut.target import parse_target
 from hecate.cli.main import run
+from hecate.config.addresses import UpsTarget
 from tests.testbed.pytest_nut import NutServerFactory
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ def test_a_wrong_name_lists_the_served_ones(
 ) -> None:
     nut = nut_server_factory(["eaton", "pyrphoros"])
     target = f"pyrphros@{nut.host}:{nut.port}"
-    client = NutClient(parse_target(target), nut.user, nut.password, timeout_s=3.0)
+    client = NutClient(UpsTarget.parse(target), nut.user, nut.password, timeout_s=3.0)
     with pytest.raises(UpsUnknownError, match="it serves: eaton, pyrphoros"):
         client.read()
     assert sorted(client.ups_names()) == ["eaton", "pyrphoros"]

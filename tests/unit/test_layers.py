@@ -26,7 +26,8 @@ PURE_CORE = (
     "hecate.core.battery",
     "hecate.core.replay",
     "hecate.core.doctor.cluster",
-    "hecate.core.daemon_actions",
+    "hecate.core.supervisor",
+    "hecate.core.batch_planner",
 )
 
 
@@ -60,4 +61,4 @@ def test_the_metrics_load_neither_ansible_nor_lightkube() -> None:
 
 def test_the_ports_load_their_library() -> None:
     """The counterpart, so the checks above cannot pass by looking at nothing."""
-    assert "lightkube" in loaded_after_import("hecate.adapters.kube")
+    assert "lightkube" in loaded_after_import("hecate.adapters.kube.client")

@@ -75,6 +75,15 @@ _RESOLVED: Mapping[Playbook, ResolvedPlaybook] = MappingProxyType(
 BATCHABLE_FILES = frozenset({f"{K3S_SERVICE_PLAYBOOK}.yml", "poweroff.yml"})
 
 
+def batch_group(file: str, extravars: Mapping[str, Any]) -> str:
+    """The inventory group a batchable playbook's play runs on (its hosts line is
+    ``GROUP:&{{ hecate_stage_group ... }}``): ``managed`` for poweroff, ``k3s_service_group``
+    for k3s_service. A batched stage's hosts are its limit within that group."""
+    if file == "poweroff.yml":
+        return "managed"
+    return str(extravars.get("k3s_service_group", ""))
+
+
 def resolve_playbook(name: str) -> ResolvedPlaybook:
     """The file (relative to ``playbooks/``) and implied extra vars of a bare playbook name.
 

@@ -24,18 +24,19 @@ hosts (power off an agent whose k3s-agent would not stop). So:
 * after each stage a play on that stage's group clears its host errors (``meta:
   clear_host_errors``): a host that failed a stage goes on to the later ones in the same run, in
   the plan's order;
-* what that cannot bring back (an unreachable host, a run that ended early) :func:`pending_hosts`
-  names, and the port runs the remaining stages again for just those hosts. Each attempt retires
-  its first stage (whatever it did not reach is failed, with the run's output), so there are at
-  most as many attempts as stages;
-* every stage keeps its own time bound: the port stops a run whose current stage is over it,
-  marks that stage ``timeout`` and runs the stages after it again, so one stuck stage never
-  eats the budget of the poweroffs after it.
+* what that cannot bring back (an unreachable host, a run that ended early), and each stage's
+  own time bound, the pure planner decides (hecate/core/batch_planner.py): the port runs the
+  remaining stages again for just those hosts, and stops a run whose current stage is over its
+  bound (that stage is ``timeout``).
+
+A stage's hosts are those its plays run on, known to Python before the run (the request's limit
+within the group its playbook targets, from the inventory Python generated): which hosts a play
+selected is never read back out of an Ansible host pattern.
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +45,10 @@ from typing import Any
 import yaml
 
 from hecate.adapters.ansible.events import HostStats, RunStatus, TaskEvent, TaskTiming
+from hecate.core.batch_planner import BatchStep, pending_steps
 
 STAGE_GROUP_VAR = "hecate_stage_group"
 STAGE_GROUP_PREFIX = "hecate_stage_"
-# A stage's play intersects its hosts with its group (`...:&hecate_stage_3`); the group alone is
-# the pattern of the play between stages that clears their host errors, which is no stage.
-_STAGE_IN_PATTERN = re.compile(rf":&{STAGE_GROUP_PREFIX}(\d+)(?=$|[:&!,\s])")
 # ansible-playbook's exit codes for "a host failed" and "a host was unreachable"
 RC_FAILED_HOSTS = 2
 RC_UNREACHABLE = 4
@@ -60,15 +59,25 @@ def stage_group(index: int) -> str:
     return f"{STAGE_GROUP_PREFIX}{index}"
 
 
+def _stage_index(group: str) -> int | None:
+    """The index of a stage group's name (``hecate_stage_3`` -> 3), None for any other name."""
+    digits = group.removeprefix(STAGE_GROUP_PREFIX)
+    if digits == group or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(digits)
+
+
 def stage_of(play_pattern: object) -> int | None:
-    """The stage a play belongs to, from its templated hosts pattern (None: not a batch play)."""
+    """The stage a play belongs to: the stage group Hecate put in its templated hosts pattern
+    (``...:&hecate_stage_3``); None: not a batch play."""
     if not isinstance(play_pattern, str):
         return None
-    found = _STAGE_IN_PATTERN.search(play_pattern)
-    return int(found.group(1)) if found else None
-
-
-_CLEAR_PATTERN = re.compile(rf"{STAGE_GROUP_PREFIX}(\d+)")
+    for part in play_pattern.split(":&")[1:]:
+        end = next((i for i, c in enumerate(part) if c in ":&!, \t\n"), len(part))
+        index = _stage_index(part[:end])
+        if index is not None:
+            return index
+    return None
 
 
 def clear_play_stage(event: Mapping[str, Any]) -> int | None:
@@ -78,8 +87,7 @@ def clear_play_stage(event: Mapping[str, Any]) -> int | None:
         return None
     data = event.get("event_data")
     pattern = data.get("play_pattern") if isinstance(data, Mapping) else None
-    found = _CLEAR_PATTERN.fullmatch(pattern) if isinstance(pattern, str) else None
-    return int(found.group(1)) if found else None
+    return _stage_index(pattern) if isinstance(pattern, str) else None
 
 
 def play_start_stage(event: Mapping[str, Any]) -> tuple[int, str] | None:
@@ -93,43 +101,6 @@ def play_start_stage(event: Mapping[str, Any]) -> tuple[int, str] | None:
     pattern = data.get("play_pattern")
     stage = stage_of(pattern)
     return None if stage is None or not isinstance(pattern, str) else (stage, pattern)
-
-
-_GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-def group_members(inventory: Mapping[str, Any]) -> dict[str, set[str]]:
-    """Every group of a YAML inventory and the hosts in it (children included); `all` is
-    every host."""
-    members: dict[str, set[str]] = {}
-
-    def walk(name: str, group: object) -> set[str]:
-        hosts: set[str] = set()
-        if isinstance(group, Mapping):
-            own = group.get("hosts")
-            if isinstance(own, Mapping):
-                hosts |= {str(h) for h in own}
-            children = group.get("children")
-            if isinstance(children, Mapping):
-                for child, data in children.items():
-                    hosts |= walk(str(child), data)
-        members[name] = members.get(name, set()) | hosts
-        return hosts
-
-    walk("all", inventory.get("all"))
-    return members
-
-
-def matched_hosts(pattern: str, members: Mapping[str, set[str]]) -> set[str] | None:
-    """The hosts a play's pattern selects, for the patterns the batchable playbooks use
-    (``GROUP:&GROUP...``); None for any other pattern (then every host is expected)."""
-    parts = pattern.split(":&")
-    if not all(_GROUP_NAME.fullmatch(part) and part in members for part in parts):
-        return None
-    selected = set(members[parts[0]])
-    for part in parts[1:]:
-        selected &= members[part]
-    return selected
 
 
 def event_stage(event: Mapping[str, Any]) -> int | None:
@@ -149,10 +120,18 @@ class BatchStage:
     extravars: Mapping[str, Any]
     hosts: tuple[str, ...]
     timeout_s: float
+    # the hosts its plays run on (its limit within its playbook's group); None: all of `hosts`
+    targets: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.hosts:
             raise ValueError(f"batch stage {self.index} ({self.playbook}) has no hosts")
+
+    @property
+    def step(self) -> BatchStep:
+        """The stage as the planner sees it."""
+        targets = self.hosts if self.targets is None else self.targets
+        return BatchStep(self.index, targets, self.timeout_s)
 
 
 def batch_playbook(stages: Sequence[BatchStage]) -> list[dict[str, Any]]:
@@ -239,8 +218,6 @@ class BatchCollector:
     counts: dict[int, dict[str, _Counts]] = field(default_factory=dict)
     timings: dict[int, list[TaskTiming]] = field(default_factory=dict)
     started_at: dict[int, float] = field(default_factory=dict)  # monotonic, the port's clock
-    # the hosts each stage's play selected (None: a pattern this module cannot evaluate)
-    selected: dict[int, set[str] | None] = field(default_factory=dict)
     ended_at: dict[int, float] = field(default_factory=dict)  # its clearing play began
 
     def stage_ended(self, stage: int, at: float) -> None:
@@ -256,13 +233,10 @@ class BatchCollector:
         end = self.ended_at.get(stage, min(later, default=run_end))
         return max(0.0, end - start)
 
-    def play_started(
-        self, stage: int, at: float | None = None, selected: set[str] | None = None
-    ) -> None:
+    def play_started(self, stage: int, at: float | None = None) -> None:
         self.started.add(stage)
         if at is not None:
             self.started_at.setdefault(stage, at)
-        self.selected.setdefault(stage, selected)
 
     @property
     def current(self) -> int | None:
@@ -368,36 +342,14 @@ def stage_outcomes(
 def pending_hosts(
     stages: Sequence[BatchStage], collected: BatchCollector, *, budget_hit: int | None = None
 ) -> list[BatchStage]:
-    """The stages again, each with only the hosts the run did not reach (stages with none left
-    are dropped): every host of a stage whose play never started (the run ended early, or was
-    stopped at `budget_hit`, whose own stage is not run again), and the hosts a started play
-    selected but never reached (ansible dropped them after they were unreachable in an earlier
-    stage, or the play was aborted). A host its play did not select (not in the play's group)
-    is not pending: a separate run would not have run it either."""
-    again: list[BatchStage] = []
-    for stage in stages:
-        if stage.index == budget_hit:
-            continue
-        seen = collected.counts.get(stage.index, {})
-        ran = stage.index in collected.started and (budget_hit is None or stage.index < budget_hit)
-        selected = collected.selected.get(stage.index) if ran else None
-        missing = tuple(
-            host
-            for host in stage.hosts
-            if host not in seen and (selected is None or host in selected)
-        )
-        if missing:
-            again.append(
-                BatchStage(
-                    stage.index,
-                    stage.playbook,
-                    stage.path,
-                    stage.extravars,
-                    missing,
-                    stage.timeout_s,
-                )
-            )
-    return again
+    """The stages again, each with only the hosts its plays run on that the run did not reach
+    (the planner's :func:`~hecate.core.batch_planner.pending_steps` on what `collected` saw)."""
+    by_index = {stage.index: stage for stage in stages}
+    reached = {index: set(hosts) for index, hosts in collected.counts.items()}
+    again = pending_steps([s.step for s in stages], reached, over_bound=budget_hit)
+    return [
+        dataclasses.replace(by_index[step.index], hosts=step.hosts, targets=None) for step in again
+    ]
 
 
 def merge_outcomes(first: StageOutcome, later: StageOutcome) -> StageOutcome:
@@ -436,29 +388,3 @@ def not_reached(outcome: StageOutcome, hosts: Sequence[str], why: str) -> StageO
         outcome.duration_s,
         detail,
     )
-
-
-__all__ = [
-    "RC_FAILED_HOSTS",
-    "RC_UNREACHABLE",
-    "STAGE_GROUP_PREFIX",
-    "STAGE_GROUP_VAR",
-    "BatchCollector",
-    "BatchStage",
-    "StageOutcome",
-    "batch_inventory",
-    "batch_limit",
-    "batch_playbook",
-    "batch_playbook_text",
-    "clear_play_stage",
-    "event_stage",
-    "group_members",
-    "matched_hosts",
-    "merge_outcomes",
-    "not_reached",
-    "pending_hosts",
-    "play_start_stage",
-    "stage_group",
-    "stage_of",
-    "stage_outcomes",
-]

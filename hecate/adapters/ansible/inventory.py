@@ -25,6 +25,7 @@ The jump-host preflight itself (it runs ``ssh``) lives in
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,24 @@ def inventory_hosts(data: dict[str, Any]) -> set[str]:
 
     for top in data.values():
         walk(top or {})
+    return found
+
+
+def group_hosts(data: Mapping[str, Any], group: str) -> set[str]:
+    """The hosts of `group` (its children's included) in an inventory dict Hecate generated."""
+    found: set[str] = set()
+
+    def walk(name: str, node: object, inside: bool) -> None:
+        if not isinstance(node, Mapping):
+            return
+        inside = inside or name == group
+        if inside:
+            found.update(str(host) for host in node.get("hosts") or {})
+        for child, below in (node.get("children") or {}).items():
+            walk(str(child), below, inside)
+
+    for name, top in data.items():
+        walk(str(name), top, False)
     return found
 
 

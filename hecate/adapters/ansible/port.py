@@ -2,11 +2,12 @@
 
 This is the only module that imports ``ansible_runner``. Flows depend on the small
 :class:`Ansible` protocol, so they can be unit-tested with a fake that records requests.
-The other jobs live beside it (the names flows use are re-exported): :mod:`hecate.adapters.ansible.events`
-(pure mapping of runner events and stats), :mod:`hecate.adapters.ansible.assets` (where playbooks and
-roles are; which file and extra vars a playbook name runs), :mod:`hecate.adapters.ansible.rundir` (each
-run's private data dir, kept for post-mortems, rotated) and :mod:`hecate.adapters.ansible.ssh_preflight` (the
-jump-host check that picks the inventory). Playbooks run in place from the assets dir.
+The other jobs live beside it, each name in its own module:
+:mod:`hecate.adapters.ansible.events` (pure mapping of runner events and stats),
+:mod:`hecate.adapters.ansible.assets` (where playbooks and roles are; which file and extra vars a
+playbook name runs), :mod:`hecate.adapters.ansible.rundir` (each run's private data dir, kept for
+post-mortems, rotated) and :mod:`hecate.adapters.ansible.ssh_preflight` (the jump-host check that
+picks the inventory). Playbooks run in place from the assets dir.
 
 Results are judged from runner's status, rc and ``runner.stats`` (never from scraping stdout):
 an unreachable host shows up in :attr:`PlaybookResult.unreachable_hosts` while the other hosts
@@ -23,41 +24,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from hecate.adapters.ansible.assets import (
-    BATCHABLE_FILES,
-    Playbook,
     PlaybookError,
     assets_dir,
     playbook_extravars,
     resolve_playbook,
 )
 from hecate.adapters.ansible.batch import (
-    RC_FAILED_HOSTS,
-    BatchCollector,
-    BatchStage,
-    StageOutcome,
-    batch_inventory,
-    batch_limit,
-    batch_playbook_text,
-    clear_play_stage,
     event_stage,
-    group_members,
-    matched_hosts,
-    merge_outcomes,
-    not_reached,
-    pending_hosts,
-    play_start_stage,
-    stage_outcomes,
 )
 from hecate.adapters.ansible.events import (
     EventCallback,
-    HostStats,
-    RunStatus,
     TaskEvent,
     TaskTiming,
     parse_stats,
@@ -66,9 +47,9 @@ from hecate.adapters.ansible.events import (
     timing_from_runner,
 )
 from hecate.adapters.ansible.inventory import dump_inventory, inventory_hosts
+from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult, RunnerDone
 from hecate.adapters.ansible.rundir import (
     ARTIFACTS_DIRNAME,
-    CONTROL_PERSIST_S,
     DEFAULT_REMOTE_TMP,
     RunEnv,
     new_run_dir,
@@ -88,101 +69,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_KEEP_RUNS = 50
 DEFAULT_TIMEOUT_S = 600.0
-
-
-@dataclass(frozen=True)
-class PlaybookRequest:
-    """One playbook run.
-
-    ``limit=None`` targets every host the playbook's plays select; an empty limit runs nothing
-    (status ``skipped``), so "stop these 0 agents" is a no-op, never "stop everything".
-    """
-
-    playbook: str
-    limit: Sequence[str] | None = None
-    extravars: Mapping[str, Any] = field(default_factory=dict)
-    timeout_s: float | None = None
-    check: bool = False
-    tags: Sequence[str] = ()
-    skip_tags: Sequence[str] = ()
-
-    def __post_init__(self) -> None:
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-        if isinstance(self.limit, str):
-            raise TypeError("limit is a list of host names, not a string")
-
-
-@dataclass(frozen=True)
-class PlaybookResult:
-    playbook: str
-    status: RunStatus
-    rc: int
-    hosts: dict[str, HostStats]
-    duration_s: float
-    tasks: list[TaskTiming]
-    artifacts_dir: Path | None
-    limit: tuple[str, ...] | None = None
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("successful", "skipped")
-
-    @property
-    def timed_out(self) -> bool:
-        return self.status == "timeout"
-
-    @property
-    def canceled(self) -> bool:
-        return self.status == "canceled"
-
-    @property
-    def failed_hosts(self) -> list[str]:
-        return sorted(h for h, s in self.hosts.items() if s.failed)
-
-    @property
-    def unreachable_hosts(self) -> list[str]:
-        return sorted(h for h, s in self.hosts.items() if s.unreachable)
-
-    @property
-    def changed_hosts(self) -> list[str]:
-        return sorted(h for h, s in self.hosts.items() if s.changed)
-
-    @property
-    def succeeded_hosts(self) -> list[str]:
-        """Hosts that ran the play with no failure and no unreachability."""
-        return sorted(h for h, s in self.hosts.items() if not s.failed and not s.unreachable)
-
-    def summary(self) -> str:
-        parts = [f"{self.playbook}: {self.status} (rc {self.rc}, {self.duration_s:.1f}s)"]
-        if self.failed_hosts:
-            parts.append(f"failed: {', '.join(self.failed_hosts)}")
-        if self.unreachable_hosts:
-            parts.append(f"unreachable: {', '.join(self.unreachable_hosts)}")
-        return "; ".join(parts)
-
-
-class Ansible(Protocol):
-    """What flows need from Ansible (fakes in tests implement just this)."""
-
-    def run(
-        self,
-        request: PlaybookRequest,
-        *,
-        on_event: EventCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> PlaybookResult: ...
-
-    def run_batch(
-        self,
-        requests: Sequence[PlaybookRequest],
-        *,
-        on_event: EventCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> list[PlaybookResult]:
-        """Several playbooks in order, one result each (AnsiblePort: one ansible-playbook)."""
-        ...
 
 
 def log_event(event: TaskEvent) -> None:
@@ -322,7 +208,7 @@ class AnsiblePort:
 
     # ------------------------------------------------------------------ running
 
-    def _checked_limit(self, name: str, request: PlaybookRequest) -> tuple[str, ...] | None:
+    def checked_limit(self, name: str, request: PlaybookRequest) -> tuple[str, ...] | None:
         limit = tuple(request.limit) if request.limit is not None else None
         if limit is not None:
             unknown = sorted(set(limit) - self.hosts)
@@ -342,7 +228,7 @@ class AnsiblePort:
         name = Path(request.playbook).stem
         path = self.playbook_path(request.playbook)
         extravars = self.extravars(request)  # a contradiction is refused before anything runs
-        limit = self._checked_limit(name, request)
+        limit = self.checked_limit(name, request)
         if limit is not None and not limit:
             return PlaybookResult(name, "skipped", 0, {}, 0.0, [], None, limit, "empty limit")
         if cancel is not None and cancel.is_set():
@@ -356,7 +242,7 @@ class AnsiblePort:
                 timings.append(timing)
 
         log.info("ansible: %s limit=%s timeout=%ss", name, ",".join(limit or ["all"]), timeout_s)
-        done = self._run_runner(
+        done = self.run_runner(
             name,
             path,
             inventory=self.inventory,
@@ -395,216 +281,14 @@ class AnsiblePort:
         on_event: EventCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> list[PlaybookResult]:
-        """Run several playbooks, in order, as the plays of one ``ansible-playbook`` (see
-        :mod:`hecate.adapters.ansible.batch`); one result per request, as :meth:`run` would return it.
-        Hosts that ansible dropped after a failure in an earlier play get the later stages in
-        one more run, so a node's failure never keeps it (or the others) from a later stage.
-        Every request is checked before anything runs; ``check``, ``tags`` and ``skip_tags``
-        are not batched (those requests are refused: run them alone)."""
-        names = [Path(r.playbook).stem for r in requests]
-        stages: list[BatchStage] = []
-        results: dict[int, PlaybookResult] = {}
-        for index, (name, request) in enumerate(zip(names, requests, strict=True)):
-            if request.check or request.tags or request.skip_tags:
-                raise PlaybookError(f"{name}: check mode and tags are not batched; run it alone")
-            # Only the shipped playbooks that intersect their hosts with their stage's group: a
-            # playbook by path could run its plays on the other stages' hosts.
-            batchable = resolve_playbook(request.playbook).file in BATCHABLE_FILES
-            if Path(request.playbook).is_absolute() or not batchable:
-                raise PlaybookError(f"{name}: its playbook does not take a stage group")
-            path = self.playbook_path(request.playbook)
-            extravars = self.extravars(request)
-            limit = self._checked_limit(name, request)
-            if limit is None:
-                raise PlaybookError(f"{name}: a batched stage needs its hosts (a limit)")
-            if not limit:
-                results[index] = PlaybookResult(
-                    name, "skipped", 0, {}, 0.0, [], None, limit, "empty limit"
-                )
-                continue
-            timeout_s = request.timeout_s or self.default_timeout_s
-            stages.append(BatchStage(index, name, path, extravars, limit, timeout_s))
-        if cancel is not None and cancel.is_set():
-            stages, canceled = [], stages
-            for stage in canceled:
-                results[stage.index] = PlaybookResult(
-                    stage.playbook, "canceled", 254, {}, 0.0, [], None, stage.hosts, "canceled"
-                )
-        if len(stages) == 1:  # nothing to share: the plain run, its events still tagged
-            only = stages[0]
+        """Run several playbooks, in order, as the plays of one ``ansible-playbook``
+        (hecate/adapters/ansible/batch_run.py); one result per request, as :meth:`run` would
+        return it."""
+        from hecate.adapters.ansible.batch_run import run_batch  # noqa: PLC0415 - a cycle
 
-            def tagged(event: TaskEvent) -> None:
-                if on_event is not None:
-                    on_event(dataclasses.replace(event, stage=only.index))
+        return run_batch(self, requests, on_event=on_event, cancel=cancel)
 
-            results[only.index] = self.run(requests[only.index], on_event=tagged, cancel=cancel)
-            stages = []
-        outcomes, artifacts = self._run_stages(stages, on_event=on_event, cancel=cancel)
-        for stage in stages:
-            outcome = outcomes[stage.index]
-            results[stage.index] = PlaybookResult(
-                playbook=stage.playbook,
-                status=outcome.status,
-                rc=outcome.rc,
-                hosts=outcome.hosts,
-                duration_s=outcome.duration_s,
-                tasks=outcome.tasks,
-                artifacts_dir=artifacts,
-                limit=stage.hosts,
-                detail=outcome.detail,
-            )
-            log.info("ansible: %s", results[stage.index].summary())
-        return [results[index] for index in range(len(requests))]
-
-    def _run_stages(
-        self,
-        stages: Sequence[BatchStage],
-        *,
-        on_event: EventCallback | None,
-        cancel: threading.Event | None,
-    ) -> tuple[dict[int, StageOutcome], Path | None]:
-        """Run the batch, then again for the hosts a run left out (hecate/adapters/ansible/batch.py).
-        Each attempt retires its first stage, so there are at most as many attempts as stages;
-        a later attempt that cannot run fails what it would have run, and keeps what ran."""
-        outcomes: dict[int, StageOutcome] = {}
-        unreached: dict[int, tuple[tuple[str, ...], str]] = {}
-        artifacts: Path | None = None
-        todo = list(stages)
-        for attempt in range(len(stages)):
-            if not todo:
-                break
-            collected = BatchCollector()
-            try:
-                done, budget_hit, run_end = self._run_batch_once(todo, collected, on_event, cancel)
-            except AnsibleRunError as exc:
-                if attempt == 0:
-                    raise
-                for stage in todo:
-                    unreached[stage.index] = (stage.hosts, str(exc))
-                todo = []
-                break
-            artifacts = done.artifacts
-            ran = stage_outcomes(
-                todo,
-                collected,
-                done.status,
-                done.rc,
-                timeout_s=sum(s.timeout_s for s in todo),
-                budget_hit=budget_hit,
-                run_end=run_end,
-            )
-            for outcome in ran:
-                earlier = outcomes.get(outcome.index)
-                outcomes[outcome.index] = (
-                    outcome if earlier is None else merge_outcomes(earlier, outcome)
-                )
-            if done.status in ("timeout", "canceled") and budget_hit is None:
-                todo = []  # cancelled, or the whole run's bound: nothing more to run
-                break
-            pending = pending_hosts(todo, collected, budget_hit=budget_hit)
-            why = stdout_tail(done.artifacts / "stdout") if done.status == "failed" else ""
-            for stage in pending:
-                if stage.index == todo[0].index:  # retired: no attempt runs it again
-                    unreached[stage.index] = (stage.hosts, why)
-            todo = [stage for stage in pending if stage.index != todo[0].index]
-            if todo:
-                log.info(
-                    "ansible: batch again for hosts the run left out: %s",
-                    "; ".join(f"{s.playbook} {','.join(s.hosts)}" for s in todo),
-                )
-        for stage in todo:  # only if the bound was reached
-            unreached[stage.index] = (stage.hosts, "too many attempts")
-        final: dict[int, StageOutcome] = {}
-        for stage in stages:
-            outcome = outcomes.get(stage.index) or StageOutcome(
-                stage.index, "failed", RC_FAILED_HOSTS, {}, [], 0.0
-            )
-            hosts, why = unreached.get(stage.index, ((), ""))
-            final[stage.index] = not_reached(outcome, hosts, why)
-        return final, artifacts
-
-    def _run_batch_once(
-        self,
-        stages: Sequence[BatchStage],
-        collected: BatchCollector,
-        on_event: EventCallback | None,
-        cancel: threading.Event | None,
-    ) -> tuple[_RunnerDone, int | None, float]:
-        """One ansible-playbook for `stages`. Returns how it ended; when the port stopped it
-        because its current stage was over that stage's own bound, which stage that was; and
-        when it ended (monotonic)."""
-        label = "+".join(stage.playbook for stage in stages)
-        budgets = {stage.index: stage.timeout_s for stage in stages}
-        launched = time.monotonic()
-        hit: list[int] = []
-
-        def collect(event: dict[str, Any], mapped: TaskEvent, timing: TaskTiming | None) -> None:
-            if mapped.stage is not None:
-                collected.add(mapped.stage, mapped, timing)
-
-        inventory = batch_inventory(self.inventory, stages)
-        members = group_members(inventory)
-        order = [stage.index for stage in stages]
-
-        def play_started(event: dict[str, Any]) -> None:
-            started = play_start_stage(event)
-            if started is not None:
-                stage, pattern = started
-                collected.play_started(stage, time.monotonic(), matched_hosts(pattern, members))
-                return
-            ended = clear_play_stage(event)
-            if ended is not None:
-                collected.stage_ended(ended, time.monotonic())
-
-        def stop() -> bool:
-            if cancel is not None and cancel.is_set():
-                return True
-            now = time.monotonic()
-            current = collected.current
-            if current is None:  # the first stage's bound covers the process start-up
-                index, since = order[0], launched
-            elif current in collected.ended_at:  # between stages: the next one's clock runs
-                later = order[order.index(current) + 1 :]
-                if not later:
-                    return False
-                index, since = later[0], collected.ended_at[current]
-            else:
-                index = current
-                since = launched if index == order[0] else collected.started_at[index]
-            if now - since > budgets[index]:
-                if not hit:
-                    hit.append(index)
-                    log.warning(
-                        "ansible: stage %d of batch %s over its %gs bound: stopped",
-                        index,
-                        label,
-                        budgets[index],
-                    )
-                return True
-            return False
-
-        limit = batch_limit(stages)
-        # the whole run's own bound: never before the stages' own (they add up to it)
-        timeout_s = sum(budgets.values()) + 30
-        log.info("ansible: batch %s limit=%s timeout=%ss", label, ",".join(limit), timeout_s)
-        done = self._run_runner(
-            "batch",
-            None,
-            inventory=inventory,
-            extravars={},
-            limit=limit,
-            timeout_s=timeout_s,
-            request=None,
-            collect=collect,
-            on_event=on_event,
-            stop=stop,
-            batch=batch_playbook_text(stages),
-            on_play=play_started,
-        )
-        user_cancel = cancel is not None and cancel.is_set()
-        return done, hit[0] if hit and not user_cancel else None, time.monotonic()
-
-    def _run_runner(
+    def run_runner(
         self,
         name: str,
         path: Path | None,
@@ -619,7 +303,7 @@ class AnsiblePort:
         stop: Callable[[], bool] | None,
         batch: str | None = None,
         on_play: Callable[[dict[str, Any]], None] | None = None,
-    ) -> _RunnerDone:
+    ) -> RunnerDone:
         """One ansible-runner run in a new private data dir (kept, rotated): `path` is the
         playbook, or `batch` the combined playbook written into the run dir."""
         run_dir = new_run_dir(self.artifacts_root, name, datetime.now(UTC))
@@ -680,22 +364,12 @@ class AnsiblePort:
             finally:
                 self.rotate()
         artifacts = Path(runner.config.artifact_dir)
-        return _RunnerDone(
+        return RunnerDone(
             run_status(runner.status),
             int(runner.rc) if runner.rc is not None else -1,
             runner.stats,
             artifacts,
         )
-
-
-@dataclass(frozen=True)
-class _RunnerDone:
-    """What one ansible-runner run ended with (judged by status, rc and stats)."""
-
-    status: RunStatus
-    rc: int
-    stats: Mapping[str, Any] | None
-    artifacts: Path
 
 
 @contextmanager
@@ -706,25 +380,3 @@ def open_port(config: HecateConfig, **kwargs: Any) -> Iterator[AnsiblePort]:
         yield port
     finally:
         port.close()
-
-
-__all__ = [
-    "CONTROL_PERSIST_S",
-    "Ansible",
-    "AnsiblePort",
-    "EventCallback",
-    "HostStats",
-    "JumpCheck",
-    "Playbook",
-    "PlaybookError",
-    "PlaybookRequest",
-    "PlaybookResult",
-    "RunStatus",
-    "TaskEvent",
-    "TaskTiming",
-    "assets_dir",
-    "check_jump_host",
-    "log_event",
-    "open_port",
-    "prepare_inventory",
-]

@@ -1,6 +1,7 @@
 """The drill series (`hecate_drill_*`), read from the drill history file at each scrape.
 
-Only `hecate.adapters.statedir.drill_history` (the file) is imported, never `hecate.drills`: the daemon's metrics
+Only `hecate.adapters.statedir.drill_history` (the file) is imported, never `hecate.drills`: the
+daemon's metrics
 must not load Ansible or lightkube (an import-linter contract in pyproject.toml checks it).
 """
 

@@ -2,7 +2,8 @@
 
 Why not prometheus_client: importing it imports its push-gateway client and its own HTTP
 servers too (`http.server`, `urllib.request`, `wsgiref`, `gzip`, `ssl`), none of which Hecate
-uses (waitress serves `/metrics`, see hecate.adapters.http_server). Measured on the idle daemon: 3.3 MB of
+uses (waitress serves `/metrics`, see hecate.adapters.http_server). Measured on the idle daemon:
+3.3 MB of
 its 38 MB budget (docs/benchmarks.md, "The daemon's idle RSS"). What Hecate needs is small:
 labelled counters and gauges, collectors that compute their series at scrape time, and the text
 format. The names and behaviour follow prometheus_client's (a counter `x` is exported as

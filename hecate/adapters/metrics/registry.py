@@ -10,7 +10,6 @@ Rules the series follow, so that alerts and `increase()` work (README, "Metrics"
 - UPS series carry a `ups` label (the NUT UPS name), as the common NUT exporters do.
 """
 
-# ruff: noqa: PLC0414 - `import X as X` is the explicit re-export mypy --strict needs
 from __future__ import annotations
 
 import math
@@ -20,8 +19,7 @@ from typing import Literal
 
 from hecate import __version__
 from hecate.adapters.http_server import BoundedServer, Limits
-from hecate.adapters.metrics.drill_series import DrillHistoryCollector as DrillHistoryCollector
-from hecate.adapters.metrics.drill_series import drill_families as drill_families
+from hecate.adapters.metrics.drill_series import DrillHistoryCollector
 from hecate.adapters.metrics.exposition import (
     Collector,
     CollectorRegistry,
@@ -45,9 +43,11 @@ Role = Literal["coordinator", "peer"]
 
 UPS_FLAGS = ("OL", "OB", "LB", "FSD", "CHRG", "DISCHRG", "BYPASS", "RB", "OVER", "TRIM", "BOOST")
 RUN_KINDS = ("shutdown", "startup")
-# The state files a corrupt copy can be set aside from (hecate.adapters.statedir.store, flows.ledger, drills).
+# The state files a corrupt copy can be set aside from (hecate.adapters.statedir.store,
+# flows.ledger, drills).
 KNOWN_STATE_FILES = ("intent.json", "runs.json", "ledger.json", "drills.json")
-# CommError kinds the adapters produce (hecate.adapters.nut's KIND_*, "error" for a reader that raised,
+# CommError kinds the adapters produce (hecate.adapters.nut's KIND_*, "error" for a reader that
+# raised,
 # "unknown_status" when the policy cannot read a status); others are counted when they occur.
 NUT_ERROR_KINDS = (
     "unreachable",
@@ -331,7 +331,8 @@ class Metrics:
             self.coordinator_reachable.set(1 if reachable else 0)
 
     def serve(self, listen: ListenAddress | str, limits: Limits | None = None) -> int:
-        """Serve /metrics on `[host]:port` (bounded: see hecate.adapters.http_server); the bound port (0
+        """Serve /metrics on `[host]:port` (bounded: see hecate.adapters.http_server); the bound
+        port (0
         picks a free one). An empty host means every interface, named on purpose."""
         app = make_wsgi_app(self.registry)
         self._server = BoundedServer(listen, app, name="metrics", limits=limits or Limits())

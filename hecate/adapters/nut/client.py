@@ -11,7 +11,8 @@
 - `UpsUnknownError`: upsd does not serve a UPS of that name;
 - `UpsProtocolError`: the peer answered something that is not the NUT protocol, or an answer
   that breaks its grammar for this request (a line naming another UPS or another variable, bad
-  quoting, a list that never ends, ...: see `hecate.adapters.nut.protocol`). Such an answer is never a
+  quoting, a list that never ends, ...: see `hecate.adapters.nut.protocol`). Such an answer is
+  never a
   reading, not even in part.
 
 upsd accepts any `USERNAME`/`PASSWORD` and only checks them on privileged commands, so when
@@ -34,7 +35,7 @@ from typing import Final, Literal
 
 from hecate.adapters.nut.protocol import ErrAnswer, ProtocolViolation, as_text, cut
 from hecate.adapters.nut.session import PeerClosedError, UpsdSession
-from hecate.adapters.nut.target import NutTarget
+from hecate.config.addresses import UpsTarget
 from hecate.core.readings import UpsReading, parse_reading
 from hecate.errors import (
     ConfigError,
@@ -102,7 +103,7 @@ class NutClient:
 
     def __init__(
         self,
-        target: NutTarget,
+        target: UpsTarget,
         user: str | None = None,
         password: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -129,7 +130,7 @@ class NutClient:
         self._auth_check: AuthCheck = auth_check
 
     @property
-    def target(self) -> NutTarget:
+    def target(self) -> UpsTarget:
         return self._target
 
     @property
@@ -142,7 +143,7 @@ class NutClient:
 
     def __repr__(self) -> str:
         return (
-            f"NutClient(target={str(self._target)!r}, user={self._user!r},"
+            f"NutClient(target={self._target.canonical!r}, user={self._user!r},"
             f" timeout_s={self._timeout_s!r}, auth_check={self._auth_check!r})"
         )
 
@@ -153,7 +154,7 @@ class NutClient:
     def read_vars(self) -> dict[str, bytes]:
         """All variables of the UPS, values as upsd serves them (unescaped bytes)."""
         target = self._target
-        log.debug("reading %s as %s", target, self._user or "(anonymous)")
+        log.debug("reading %s as %s", target.canonical, self._user or "(anonymous)")
         try:
             with self._session() as session:
                 self._check_access(session)
@@ -202,7 +203,7 @@ class NutClient:
             raise ConfigError("an instant command needs ups.user and ups.password_file")
         if not _INSTCMD.fullmatch(command):
             raise ConfigError(f"invalid NUT instant command {command!r}")
-        log.info("sending instant command %s to %s", command, self._target)
+        log.info("sending instant command %s to %s", command, self._target.canonical)
         with self._session() as session:
             session.instant_command(self._target.ups, command)
 
@@ -236,7 +237,7 @@ class NutClient:
         return text.replace(self._password, "***") if self._password else text
 
     def _translate(self, exc: Exception) -> UpsError:
-        where = str(self._target)
+        where = self._target.canonical
         if isinstance(exc, ErrAnswer):
             return self._translate_answer(exc.code, self._redact(exc.text))
         if isinstance(exc, ProtocolViolation):
@@ -265,7 +266,7 @@ class NutClient:
         return f"cannot reach upsd ({exc.strerror or type(exc).__name__})"
 
     def _translate_answer(self, code: str, answer: str) -> UpsError:
-        where = str(self._target)
+        where = self._target.canonical
         if code in _DRIVER_DOWN_ERRORS:
             return UpsDriverDownError(f"{where}: upsd has no data from the UPS driver ({answer})")
         if code in _AUTH_ERRORS:

@@ -11,12 +11,11 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from os import PathLike
-from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
 from hecate.adapters.nut.client import NutClient, UpsProtocolError, UpsUnknownError
-from hecate.adapters.nut.target import NutTarget
-from hecate.config.checks import LOOSE_FILE_ADVICE, LOOSE_FILE_BITS
+from hecate.adapters.secret_file import read_secret_file
+from hecate.config.addresses import UpsTarget
 from hecate.core.readings import CommError, Poll, UpsReading
 from hecate.errors import (
     ConfigError,
@@ -85,25 +84,18 @@ def poll(client: UpsReader) -> Poll:
 def read_password_file(path: str | PathLike[str]) -> str:
     """The password in `path`: the first line, without its line ending.
 
-    Raises ConfigError (naming the file, never its content) when it is unreadable or empty.
-    Warns when the file is open to others or writable by its group (LOOSE_FILE_BITS).
+    Read by the one secret-file rule (hecate/adapters/secret_file.py): refused (ConfigError
+    naming the file, never its content) when unreadable, not a regular file or empty; a loose
+    file (open to others, writable by its group, someone else's) is read with a warning.
     """
-    file = Path(path)
+    data = read_secret_file(path, "NUT password file", loose="warn")
     try:
-        mode = file.stat().st_mode
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"cannot read NUT password file {file}: {reason}") from None
-    if mode & LOOSE_FILE_BITS:
-        log.warning(
-            "NUT password file %s is accessible to others or writable by its group (%s)",
-            file,
-            LOOSE_FILE_ADVICE.format(path=file),
-        )
+        text = data.decode("utf-8")
+    except UnicodeError:
+        raise ConfigError(f"cannot read NUT password file {path}: not UTF-8 text") from None
     password = text.split("\n", 1)[0].rstrip("\r")
     if not password:
-        raise ConfigError(f"NUT password file {file} is empty")
+        raise ConfigError(f"NUT password file {path} is empty")
     return password
 
 
@@ -121,15 +113,29 @@ class Ups:
 
     @classmethod
     def from_config(cls, config: HecateConfig) -> Ups:
-        """The UPS a config names. Raises ConfigError for an unreadable password file."""
-        return cls(client_from_config(config))
+        """The UPS a config names: the one way to reach it from a config (the daemon, the CLI
+        and the flows all build it here). Without `ups.password_file` the read is anonymous.
+        Raises ConfigError for an unreadable password file."""
+        ups = config.ups
+        if ups.password_file is None:
+            return cls(NutClient(ups.target, timeout_s=ups.timeout_seconds, auth_check="none"))
+        password = read_password_file(ups.password_file)
+        return cls(
+            NutClient(
+                ups.target,
+                ups.user,
+                password,
+                timeout_s=ups.timeout_seconds,
+                auth_check=ups.auth_check,
+            )
+        )
 
     @property
     def client(self) -> NutClient:
         return self._client
 
     @property
-    def target(self) -> NutTarget:
+    def target(self) -> UpsTarget:
         return self._client.target
 
     def __repr__(self) -> str:
@@ -173,25 +179,3 @@ class Ups:
     def ups_names(self) -> dict[str, str]:
         """The UPSes the same upsd serves (name -> description)."""
         return self._client.ups_names()
-
-
-def client_from_config(config: HecateConfig) -> NutClient:
-    """The NutClient a config describes. Without `ups.password_file` the read is anonymous."""
-    ups = config.ups
-    target = NutTarget(ups=ups.target.ups, host=ups.target.host, port=ups.target.port)
-    if ups.password_file is None:
-        return NutClient(target, timeout_s=ups.timeout_seconds, auth_check="none")
-    password = read_password_file(ups.password_file)
-    return NutClient(
-        target, ups.user, password, timeout_s=ups.timeout_seconds, auth_check=ups.auth_check
-    )
-
-
-def ups_from_config(config: HecateConfig) -> Ups:
-    """`Ups.from_config`: the one port, built once with its credentials."""
-    return Ups.from_config(config)
-
-
-def poll_config(config: HecateConfig) -> Poll:
-    """poll() the UPS the config names. Config problems raise ConfigError, not a CommError."""
-    return Ups.from_config(config).poll()

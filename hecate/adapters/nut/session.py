@@ -1,7 +1,9 @@
 """One upsd session over a plain socket: one deadline, bounded reads, always closed.
 
-Private to the NUT adapter: `hecate.adapters.nut.client.NutClient` is the only user. Each answer is read
-by the strict grammar in `hecate.adapters.nut.protocol`; this module only moves bytes, within bounds:
+Private to the NUT adapter: `hecate.adapters.nut.client.NutClient` is the only user. Each answer is
+read
+by the strict grammar in `hecate.adapters.nut.protocol`; this module only moves bytes, within
+bounds:
 
 - one deadline for the whole session (connect, every send, every read): a server that trickles
   bytes or never ends a list is cut off when it passes;

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hecate.adapters.http_server import BoundedServer, Limits
+from hecate.adapters.secret_file import read_secret_file
 from hecate.adapters.statedir.files import atomic_write_json, read_json
 from hecate.config.addresses import Address, ListenAddress
 from hecate.core.peers import NoPeers, PeerIntent, Peers, parse_peer_intent
@@ -47,13 +48,10 @@ class CoordinatorUnreachableError(HecateError):
 
 
 def read_token(path: Path) -> bytes:
-    try:
-        token = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read coordination token file {path}: {exc.strerror}") from None
-    if len(token) < 16:
-        raise ConfigError(f"coordination token in {path} is shorter than 16 bytes")
-    return token
+    """The coordination token in `path` (surrounding blanks removed), read by the one
+    secret-file rule (hecate/adapters/secret_file.py): a loose token file (readable by others,
+    writable by its group, someone else's) is refused, as is a token shorter than 16 bytes."""
+    return read_secret_file(path, "coordination token file", loose="refuse", min_bytes=16).strip()
 
 
 def sign(token: bytes, timestamp: str, method: str, path: str, body: bytes) -> str:

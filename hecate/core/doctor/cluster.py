@@ -6,44 +6,13 @@ check name, ok / warn / fail, what was seen and, for anything not ok, what to do
 protected (exit 0) only when no finding fails.
 """
 
-# ruff: noqa: PLC0414 - `import X as X` is the explicit re-export mypy --strict needs
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Final
 
 from hecate.config.model import HecateConfig
-
-# Findings, and the node checks, live in sibling modules; re-exported here.
-from hecate.core.doctor.daemon_files import OWNER_ONLY_FILES as OWNER_ONLY_FILES
-from hecate.core.doctor.daemon_files import DaemonUser as DaemonUser
-from hecate.core.doctor.daemon_files import PathMode as PathMode
-from hecate.core.doctor.daemon_files import daemon_read_findings as daemon_read_findings
-from hecate.core.doctor.findings import Finding as Finding
-from hecate.core.doctor.findings import Status as Status
-from hecate.core.doctor.findings import fail as fail
-from hecate.core.doctor.findings import ok as ok
-from hecate.core.doctor.findings import protected as protected
-from hecate.core.doctor.findings import render as render
-from hecate.core.doctor.findings import report_json as report_json
-from hecate.core.doctor.findings import summary as summary
-from hecate.core.doctor.findings import warn as warn
-from hecate.core.doctor.nodes import BROAD_PROBE as BROAD_PROBE
-from hecate.core.doctor.nodes import K3S_BIN as K3S_BIN
-from hecate.core.doctor.nodes import KILLALL as KILLALL
-from hecate.core.doctor.nodes import MARK as MARK
-from hecate.core.doctor.nodes import SKEW_WARN_S as SKEW_WARN_S
-from hecate.core.doctor.nodes import SUDOERS_FILE as SUDOERS_FILE
-from hecate.core.doctor.nodes import NodeProbe as NodeProbe
-from hecate.core.doctor.nodes import SshOutcome as SshOutcome
-from hecate.core.doctor.nodes import node_findings as node_findings
-from hecate.core.doctor.nodes import node_unit as node_unit
-from hecate.core.doctor.nodes import parse_probe as parse_probe
-from hecate.core.doctor.nodes import probe_script as probe_script
-from hecate.core.doctor.nodes import skew_finding as skew_finding
-from hecate.core.doctor.nodes import ssh_failure as ssh_failure
-from hecate.core.doctor.nodes import sudo_commands as sudo_commands
-from hecate.core.doctor.nodes import sudo_findings as sudo_findings
+from hecate.core.doctor.findings import Finding, fail, ok, warn
 
 # The example config's stand-in values (configs/hecate.example.yaml): a config still holding
 # them was copied and never edited. tests/unit/core/test_doctor.py keeps these in step with the

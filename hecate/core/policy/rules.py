@@ -6,7 +6,7 @@ charge-drain estimate), and is power back for good (`startup_gate`, `charge_gate
 
 from __future__ import annotations
 
-from hecate.core.policy.values import PolicyParams
+from hecate.core.policy.values import PolicyParams, PolicyState
 from hecate.core.readings import CommError, Poll, PowerSource, UpsReading
 
 # Seconds of charge history needed before a drain rate is trusted.
@@ -126,3 +126,24 @@ def pending_startup_wait(reading: Poll, params: PolicyParams) -> str:
     if ok:
         return f"{stable} ({why}: met)"
     return f"{stable} and {why}"
+
+
+def trace_active(s: PolicyState) -> bool:
+    """Whether the polls are recorded as an outage trace right now."""
+    episode = s.outage_start is not None  # an outage episode, mains flickers included
+    return episode or s.on_battery or s.latched or s.startup_pending or s.critical_count > 0
+
+
+def own_ups(policy: PolicyState, now: float, params: PolicyParams) -> tuple[bool, str]:
+    """Whether this UPS is back on mains and stable, as peers are told (their coordinator's
+    startup waits for it after this instance's trigger shut the cluster down)."""
+    if policy.comm_lost:
+        return False, "the UPS does not answer"
+    if policy.on_battery or policy.mains_since is None:
+        return False, "mains to return"
+    if policy.startup_pending:
+        return False, policy.startup_wait or "the startup gate"
+    stable = now - policy.mains_since
+    if stable < params.power_stable_s:
+        return False, f"mains stable {stable:.0f}s < {params.power_stable_s:.0f}s"
+    return True, f"on mains, stable {stable:.0f}s"

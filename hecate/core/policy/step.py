@@ -31,30 +31,15 @@ it caused. The README's "What Hecate decides, and how" explains the reasoning; i
   otherwise `charge_unknown_wait_s` more seconds of stable mains do (a bounded recharge wait).
 
 The parameters, the state and the events live in `hecate.core.policy.values`, the judgements of one
-reading (critical evidence, the startup gate) in `hecate.core.policy.rules`; every name is
-importable from here as well.
+reading (critical evidence, the startup gate) in `hecate.core.policy.rules`.
 """
 
-# ruff: noqa: PLC0414 - `import X as X` is the explicit re-export mypy --strict needs
 from __future__ import annotations
 
 from dataclasses import replace
 
-# The values and the one-reading judgements live in sibling modules; re-exported here.
-from hecate.core.policy.rules import DRAIN_MIN_SPAN_S as DRAIN_MIN_SPAN_S
-from hecate.core.policy.rules import charge_gate as charge_gate
-from hecate.core.policy.rules import drain_runtime as drain_runtime
-from hecate.core.policy.rules import is_critical as is_critical
-from hecate.core.policy.rules import pending_startup_wait as pending_startup_wait
-from hecate.core.policy.rules import startup_gate as startup_gate
-from hecate.core.policy.values import EVENT_NAMES as EVENT_NAMES
-from hecate.core.policy.values import Event as Event
-from hecate.core.policy.values import PolicyParams as PolicyParams
-from hecate.core.policy.values import PolicyState as PolicyState
-from hecate.core.policy.values import critical_window_from_config as critical_window_from_config
-from hecate.core.policy.values import initial_state as initial_state
-from hecate.core.policy.values import max_gap_from_config as max_gap_from_config
-from hecate.core.policy.values import params_from_config as params_from_config
+from hecate.core.policy.rules import drain_runtime, is_critical, startup_gate
+from hecate.core.policy.values import Event, PolicyParams, PolicyState
 from hecate.core.readings import CommError, Poll, PowerSource, UpsReading
 
 

@@ -11,13 +11,13 @@ import yaml
 from typer.testing import CliRunner
 
 from hecate.adapters.statedir.store import StateStore
-from hecate.cli import common
 from hecate.cli.main import app, run
 from hecate.config.model import HecateConfig
 from hecate.core.intent import IntentState
 from hecate.core.readings import CommError, Poll, UpsReading, parse_status
 from hecate.core.run_history import Outcome, RunRecord
 from tests.config_files import secret
+from tests.fakes import reads_ups
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "configs" / "hecate.example.yaml"
@@ -33,7 +33,7 @@ def ups(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Poll]]:
     def reader(_: HecateConfig) -> Poll:
         return current[0]
 
-    monkeypatch.setattr(common, "ups_reader", reader)
+    reads_ups(monkeypatch, reader)
     yield current
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from hecate.cli import common
 from hecate.cli.main import run
 from hecate.cli.outage_svg import fmt_time, nice_ticks, render_outage_svg, time_ticks
 from hecate.config.model import HecateConfig
 from hecate.core.policy.values import Event
 from hecate.core.readings import Poll, UpsReading, parse_status
 from hecate.core.trace import load_trace
+from tests.fakes import reads_ups
 from tests.unit.cli.test_cli import config_file  # noqa: F401 - a fixture
 from tests.unit.core.test_battery import write_liar_trace
 
@@ -30,7 +30,7 @@ def ups(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Poll]]:
     def reader(_: HecateConfig) -> Poll:
         return current[0]
 
-    monkeypatch.setattr(common, "ups_reader", reader)
+    reads_ups(monkeypatch, reader)
     yield current
 
 

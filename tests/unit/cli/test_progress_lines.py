@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hecate.adapters.ansible.protocol import PlaybookRequest
-from hecate.daemon.wiring import log_progress
 
 from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.ansible.protocol import PlaybookRequest
 from hecate.core.progress_names import node_line, stage_label, step_label
+from hecate.daemon.wiring import log_progress
 from tests.unit.adapters.ansible.test_ansible_port import FAIL_PLAYBOOK, make_port
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hecate.adapters.ansible.inventory import build_inventory, jump_preflight_argv, node_target
-from hecate.adapters.nut.target import NutTarget
 from hecate.adapters.peers.http import CoordinatorClient
 from hecate.cli.common import strict_json
 from hecate.cli.main import app, run
+from hecate.config.addresses import UpsTarget
 from hecate.config.checks import resolve_problems
 from hecate.config.load import MAX_CONFIG_BYTES, parse_yaml
 from hecate.config.model import HecateConfig, load_config, parse_config
@@ -297,7 +297,7 @@ def works_downstream(config: HecateConfig) -> None:
     if config.ssh_jump_host:
         jump_preflight_argv(config)
     ups = config.ups.target
-    NutTarget(ups=ups.ups, host=ups.host, port=ups.port)
+    UpsTarget.at(ups.ups, ups.host, ups.port)
     for address in [*config.coordination.peer_hosts, config.coordination.coordinator_address]:
         if address is not None:
             CoordinatorClient(address, b"x" * 32)

@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 from hecate.cli import cmd_doctor_daemon
 from hecate.config.model import HecateConfig, parse_config
-from hecate.core.doctor import cluster as doctor
+from hecate.core.doctor.cluster import (
+    EXAMPLE_ADDRESSES,
+    EXAMPLE_NODES,
+    flux_finding,
+    gitea_finding,
+    nodes_in_cluster_findings,
+    placeholder_findings,
+    ups_name_finding,
+)
 from hecate.core.doctor.daemon_files import DaemonUser, PathMode, daemon_read_findings
 from hecate.core.doctor.findings import (
     Finding,
@@ -54,22 +62,22 @@ def config(**data: Any) -> HecateConfig:
 def test_the_placeholders_are_those_of_the_shipped_example() -> None:
     example = yaml.safe_load((ROOT / "configs/hecate.example.yaml").read_text())
     names = example["nodes"]["servers"] + example["nodes"]["agents"]
-    assert tuple(names) == doctor.EXAMPLE_NODES
-    assert tuple(example["ssh_node_hosts"].values()) == doctor.EXAMPLE_ADDRESSES
-    found = doctor.placeholder_findings(parse_config(example))
+    assert tuple(names) == EXAMPLE_NODES
+    assert tuple(example["ssh_node_hosts"].values()) == EXAMPLE_ADDRESSES
+    found = placeholder_findings(parse_config(example))
     assert [f.status for f in found] == ["fail"]
     assert "titan-0" in found[0].detail
     assert "192.168.10.10" in found[0].detail
 
 
 def test_real_nodes_are_no_placeholders() -> None:
-    found = doctor.placeholder_findings(config(ssh_node_hosts={"s1": "10.0.0.5:22"}))
+    found = placeholder_findings(config(ssh_node_hosts={"s1": "10.0.0.5:22"}))
     assert [f.status for f in found] == ["ok"]
 
 
 def test_one_left_over_address_is_enough() -> None:
     # a real node name, but the example's address (with a port) kept
-    found = doctor.placeholder_findings(config(ssh_node_hosts={"a1": "192.168.10.11:2222"}))
+    found = placeholder_findings(config(ssh_node_hosts={"a1": "192.168.10.11:2222"}))
     assert found[0].status == "fail"
     assert "192.168.10.11:2222" in found[0].detail
 
@@ -218,34 +226,34 @@ def test_clock_skew_counts_the_ssh_round_trip_as_slack() -> None:
 
 def test_a_wrong_ups_name_lists_what_upsd_serves() -> None:
     served = {"pyrphoros": "Eaton", "other": ""}
-    finding = doctor.ups_name_finding("pyrphros", served, "127.0.0.1:3493")
+    finding = ups_name_finding("pyrphros", served, "127.0.0.1:3493")
     assert finding.status == "fail"
     assert "other, pyrphoros" in finding.detail
     assert "@127.0.0.1:3493" in finding.fix
-    assert doctor.ups_name_finding("pyrphoros", served, "h:1").status == "ok"
-    assert doctor.ups_name_finding("x", {}, "h:1").status == "fail"
+    assert ups_name_finding("pyrphoros", served, "h:1").status == "ok"
+    assert ups_name_finding("x", {}, "h:1").status == "fail"
 
 
 def test_nodes_against_the_cluster() -> None:
     cfg = config()
     cluster = {"s1": frozenset({"control-plane", "master"}), "a1": frozenset(), "a3": frozenset()}
-    found = by_check(doctor.nodes_in_cluster_findings(cfg, cluster))
+    found = by_check(nodes_in_cluster_findings(cfg, cluster))
     assert found["kube.nodes"].status == "fail"
     assert "a2" in found["kube.nodes"].detail
     assert found["kube.nodes.extra"].status == "warn"
     swapped = {"s1": frozenset(), "a1": frozenset({"control-plane"}), "a2": frozenset()}
-    found = by_check(doctor.nodes_in_cluster_findings(cfg, swapped))
+    found = by_check(nodes_in_cluster_findings(cfg, swapped))
     assert found["kube.nodes"].status == "ok"
     assert "s1" in found["kube.nodes.roles"].detail
     assert "a1" in found["kube.nodes.roles"].detail
 
 
 def test_flux_and_gitea_outcomes() -> None:
-    assert doctor.flux_finding("f", "f", True, []).status == "ok"
-    assert doctor.flux_finding("f", "x", False, ["f/f"]).status == "fail"
-    assert doctor.flux_finding("f", "x", False, []).status == "warn"  # no Flux at all
-    assert doctor.gitea_finding("deployment/g", "g", False, ["g/deployment/gitea"]).status == "fail"
-    assert doctor.gitea_finding("deployment/g", "g", False, []).status == "warn"
+    assert flux_finding("f", "f", True, []).status == "ok"
+    assert flux_finding("f", "x", False, ["f/f"]).status == "fail"
+    assert flux_finding("f", "x", False, []).status == "warn"  # no Flux at all
+    assert gitea_finding("deployment/g", "g", False, ["g/deployment/gitea"]).status == "fail"
+    assert gitea_finding("deployment/g", "g", False, []).status == "warn"
 
 
 def test_protected_only_without_failures_and_the_report_says_so() -> None:

@@ -7,6 +7,22 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hecate.core.peers import PeerIntent, PeerUps
+from hecate.core.policy.rules import own_ups
+from hecate.core.policy.values import PolicyParams, PolicyState
+from hecate.core.readings import CommError, Poll, UpsReading, parse_status
+from hecate.core.supervisor import (
+    MAX_SHUTDOWN_ATTEMPTS,
+    PEER_ASK_S,
+    SHUTDOWN_RETRY_S,
+    STARTUP_RETRY_S,
+    Settings,
+    SupervisorState,
+    decide,
+)
 from hecate.core.supervisor_vocabulary import (
     Answer,
     AskPeers,
@@ -28,22 +44,6 @@ from hecate.core.supervisor_vocabulary import (
     ShutdownOwed,
     StartupRequested,
     Tick,
-)
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from hecate.core.peers import PeerIntent, PeerUps
-from hecate.core.policy.rules import own_ups
-from hecate.core.policy.values import PolicyParams, PolicyState
-from hecate.core.readings import CommError, Poll, UpsReading, parse_status
-from hecate.core.supervisor import (
-    MAX_SHUTDOWN_ATTEMPTS,
-    PEER_ASK_S,
-    SHUTDOWN_RETRY_S,
-    STARTUP_RETRY_S,
-    Settings,
-    SupervisorState,
-    decide,
 )
 
 PARAMS = PolicyParams(

@@ -7,16 +7,15 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from hecate.core.supervisor_vocabulary import CancelStartup, ForwardTrigger, RunShutdown, RunStartup
-
 from hecate.adapters.metrics.exposition import render_text
 from hecate.adapters.statedir.files import exclusive_lock
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig, parse_config
-from hecate.core.daemon_actions import actions_for
 from hecate.core.intent import IntentState
 from hecate.core.policy.values import Event
 from hecate.core.readings import CommError, Poll, UpsReading, parse_status
+from hecate.core.supervisor import effects_for
+from hecate.core.supervisor_vocabulary import CancelStartup, ForwardTrigger, RunShutdown, RunStartup
 from hecate.core.trace import load_trace
 from hecate.daemon.service import Daemon
 from hecate.flows.context import FlowContext
@@ -28,22 +27,22 @@ def ev(name: str) -> Event:
 
 
 def test_actions_table() -> None:
-    assert actions_for([ev("trigger_shutdown")], "coordinator", None) == [RunShutdown("UPS: why")]
-    assert actions_for([ev("trigger_shutdown")], "peer", None) == [ForwardTrigger("why")]
-    assert actions_for([ev("trigger_shutdown")], "coordinator", "shutdown") == []
-    assert actions_for([ev("trigger_shutdown")], "coordinator", "startup") == [
+    assert effects_for([ev("trigger_shutdown")], "coordinator", None) == [RunShutdown("UPS: why")]
+    assert effects_for([ev("trigger_shutdown")], "peer", None) == [ForwardTrigger("why")]
+    assert effects_for([ev("trigger_shutdown")], "coordinator", "shutdown") == []
+    assert effects_for([ev("trigger_shutdown")], "coordinator", "startup") == [
         CancelStartup("shutdown triggered during startup"),
         RunShutdown("UPS: why"),
     ]
-    assert actions_for([ev("on_battery")], "coordinator", "startup")[0] == CancelStartup(
+    assert effects_for([ev("on_battery")], "coordinator", "startup")[0] == CancelStartup(
         "power failed again during startup"
     )
-    assert actions_for([ev("on_battery")], "coordinator", None) == []
-    assert actions_for([ev("startup_allowed")], "coordinator", None) == [
+    assert effects_for([ev("on_battery")], "coordinator", None) == []
+    assert effects_for([ev("startup_allowed")], "coordinator", None) == [
         RunStartup("power restored: why")
     ]
-    assert actions_for([ev("startup_allowed")], "peer", None) == []
-    assert actions_for([ev("comm_lost"), ev("condition_met")], "coordinator", None) == []
+    assert effects_for([ev("startup_allowed")], "peer", None) == []
+    assert effects_for([ev("comm_lost"), ev("condition_met")], "coordinator", None) == []
 
 
 class Clock:

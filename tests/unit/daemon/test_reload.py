@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from hecate.config.model import load_config, parse_config
+from hecate.core.readings import CommError
 from hecate.daemon.reload import RESTART_FIELDS, restart_needed
 from tests.unit.daemon.test_daemon import World
 
@@ -146,3 +147,21 @@ def test_sighup_reloads_a_running_daemon_and_sigterm_stops_it(tmp_path: Path) ->
         reader.join(10)
         proc.stderr.close()
     assert not any("Traceback" in line for line in lines)
+
+
+def test_a_daemon_on_its_own_ports_gets_new_ones_for_a_new_config(tmp_path: Path) -> None:
+    """Built without a context factory, the daemon owns its Ansible port: a reload makes a new
+    one for the new inventory (the old one kept for a running flow, closed at the end)."""
+    from hecate.daemon.service import Daemon  # noqa: PLC0415
+
+    config = parse_config(base(tmp_path))
+    daemon = Daemon(config, reader=lambda: CommError("no UPS here"))
+    try:
+        first, factory = daemon.warmer, daemon.context_factory
+        path = write(tmp_path / "new.yaml", base(tmp_path, nodes={"agents": ["a1", "a2"]}))
+        daemon.request_reload(lambda: load_config(path))
+        assert daemon.reload()
+        assert daemon.warmer is not None and daemon.warmer is not first
+        assert daemon.context_factory is not factory
+    finally:
+        daemon.close()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 
 from hecate.adapters.ansible.events import EventCallback
+from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 from hecate.adapters.kube.manifests import clean_manifest
 from hecate.adapters.kube.unavailable import UnavailableKube
 from hecate.adapters.statedir.store import StateStore

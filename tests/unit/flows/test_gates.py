@@ -22,7 +22,8 @@ from hecate.adapters.probes import probe_once, run_probe
 from hecate.adapters.statedir.store import StateStore
 from hecate.cli.cmd_status import report_summary, startup_progress
 from hecate.cli.plan_text import PLAN_ONLY_STEPS, startup_plan
-from hecate.config.model import HecateConfig, StartupProbe, parse_config
+from hecate.config.model import HecateConfig, parse_config
+from hecate.config.startup import StartupProbe
 from hecate.core.intent import IntentState
 from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.readings import UpsReading, parse_status

@@ -22,7 +22,6 @@ from hecate.adapters.statedir.awaiting import (
     save_awaiting,
 )
 from hecate.adapters.statedir.store import StateStore
-from hecate.cli import common
 from hecate.cli.main import app
 from hecate.config.model import HecateConfig
 from hecate.core.intent import IntentState
@@ -31,7 +30,7 @@ from hecate.core.readings import Poll, UpsReading, parse_status
 from hecate.core.startup_refusals import StartupOverrides, peer_refusals, peer_ups_refusals
 from hecate.flows.context import FlowContext
 from hecate.flows.guard_facts import StartupRefusedError, guard_startup
-from tests.fakes import FakeAnsible, FakeKube
+from tests.fakes import FakeAnsible, FakeKube, reads_ups
 from tests.unit.daemon.test_daemon import World, r
 
 TOKEN = secrets.token_hex(24).encode()
@@ -194,7 +193,7 @@ def test_cli_startup_execute_is_refused_inside_the_lock_with_one_ups_read(
         reads.append(1)
         return UpsReading(parse_status("OL"), 1800, 100)
 
-    monkeypatch.setattr(common, "ups_reader", reader)
+    reads_ups(monkeypatch, reader)
     example = Path(__file__).resolve().parents[3] / "configs" / "hecate.example.yaml"
     data = yaml.safe_load(example.read_text())
     data["state_dir"] = str(tmp_path / "state")
@@ -277,7 +276,7 @@ def test_cli_and_boot_startup_wait_for_the_triggering_peers_ups(
     """`hecate startup --execute` (also what hecate-bootstrap.service runs at a cold boot) is
     held by the same rule as the daemon: the peer whose trigger shut the cluster down must
     report its own UPS back; --allow-peer-ups-down is the operator's way past it."""
-    monkeypatch.setattr(common, "ups_reader", lambda _: UpsReading(parse_status("OL"), 1800, 100))
+    reads_ups(monkeypatch, lambda _: UpsReading(parse_status("OL"), 1800, 100))
     example = Path(__file__).resolve().parents[3] / "configs" / "hecate.example.yaml"
     data = yaml.safe_load(example.read_text())
     data["state_dir"] = str(tmp_path / "state")

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hecate.adapters.ansible.events import EventCallback
+from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
 from hecate.adapters.ansible.rundir import CONTROL_PERSIST_S
 from hecate.config.model import parse_config
 from hecate.errors import AnsibleRunError

@@ -6,6 +6,7 @@ test_flows.py."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hecate.adapters.ansible.assets import BATCHABLE_FILES, assets_dir
+from hecate.adapters.ansible.assets import BATCHABLE_FILES, assets_dir, batch_group
 from hecate.adapters.ansible.batch import (
     STAGE_GROUP_VAR,
     BatchCollector,
@@ -24,8 +25,6 @@ from hecate.adapters.ansible.batch import (
     batch_limit,
     batch_playbook,
     clear_play_stage,
-    group_members,
-    matched_hosts,
     merge_outcomes,
     not_reached,
     pending_hosts,
@@ -35,6 +34,7 @@ from hecate.adapters.ansible.batch import (
     stage_outcomes,
 )
 from hecate.adapters.ansible.events import TaskEvent, TaskTiming
+from hecate.adapters.ansible.inventory import group_hosts
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -185,9 +185,10 @@ def test_pending_hosts_are_those_the_run_left_out() -> None:
 def test_a_host_its_play_did_not_match_is_not_pending() -> None:
     """poweroff's play is on `managed` only: an unmanaged host of its limit gets no event, as
     in a run of its own, and is not run again."""
-    stages = [stage(0, "a1", "a2"), stage(1, "a1", "a2", playbook="poweroff")]
+    poweroff = dataclasses.replace(stage(1, "a1", "a2", playbook="poweroff"), targets=("a1",))
+    stages = [stage(0, "a1", "a2"), poweroff]  # managed:&hecate_stage_1: a1 is managed, a2 not
     got = collector((0, "a1", "ok", 0, 1), (0, "a2", "ok", 0, 1))
-    got.play_started(1, selected={"a1"})  # managed:&hecate_stage_1 selected a1 only
+    got.play_started(1)
     event, timing = ev(1, "a1", "ok", 1, 1)
     got.add(1, event, timing)
     assert pending_hosts(stages, got) == []
@@ -240,7 +241,7 @@ def test_a_host_its_play_selected_but_never_reached_is_pending() -> None:
     """The play was aborted (a fatal error on another host) before it reached a2."""
     stages = [stage(0, "a1", "a2")]
     got = BatchCollector()
-    got.play_started(0, selected={"a1", "a2"})
+    got.play_started(0)
     event, timing = ev(0, "a1", "failed", 0, 1)
     got.add(0, event, timing)
     assert [s.hosts for s in pending_hosts(stages, got)] == [("a2",)]
@@ -262,29 +263,24 @@ INVENTORY = {
 }
 
 
-def test_group_members_follow_children() -> None:
-    members = group_members(INVENTORY)
-    assert members["k3s_cluster"] == {"s1", "a1", "a2"}
-    assert members["all"] == {"s1", "a1", "a2"}
-    assert members["managed"] == {"a1", "s1"}
+def test_a_group_s_hosts_follow_its_children() -> None:
+    assert group_hosts(INVENTORY, "k3s_cluster") == {"s1", "a1", "a2"}
+    assert group_hosts(INVENTORY, "all") == {"s1", "a1", "a2"}
+    assert group_hosts(INVENTORY, "managed") == {"a1", "s1"}
+    assert group_hosts(INVENTORY, "nosuch") == set()
 
 
-# (pattern, selected, why)
-SELECTIONS = [
-    ("agent:&hecate_stage_0", {"a1", "a2"}, "the agents' stop play"),
-    ("managed:&hecate_stage_0", {"a1"}, "poweroff: only the managed ones of the stage"),
-    ("server:&hecate_stage_0", set(), "no server in the stage"),
-    ("agent", {"a1", "a2"}, "a group alone"),
-    ("agent,server", None, "a union: not evaluated, every host expected"),
-    ("agent:!managed", None, "an exclusion: not evaluated"),
-    ("agen*", None, "a wildcard: not evaluated"),
-    ("nosuch:&hecate_stage_0", None, "an unknown group: not evaluated"),
-]
-
-
-@pytest.mark.parametrize(("pattern", "selected", "why"), SELECTIONS, ids=[s[2] for s in SELECTIONS])
-def test_matched_hosts(pattern: str, selected: set[str] | None, why: str) -> None:
-    assert matched_hosts(pattern, group_members(INVENTORY)) == selected, why
+def test_each_batchable_playbook_s_group_is_the_one_its_plays_name() -> None:
+    """A batched stage's hosts are its limit within its playbook's group (batch_group): the
+    group must be the one the playbook's hosts line intersects with the stage group."""
+    for name in sorted(BATCHABLE_FILES):
+        plays = yaml.safe_load((assets_dir() / "playbooks" / name).read_text())
+        for play in plays:
+            group = play["hosts"].split(":&")[0]
+            if group == "{{ k3s_service_group }}":
+                assert batch_group(name, {"k3s_service_group": "agent"}) == "agent", name
+            else:
+                assert batch_group(name, {}) == group, name
 
 
 def test_a_stage_s_clock_runs_from_its_play_to_its_clearing_play_or_the_next_stage() -> None:

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from hecate.adapters.ansible.protocol import PlaybookRequest
 
 from hecate.adapters.ansible.assets import PlaybookError
+from hecate.adapters.ansible.protocol import PlaybookRequest
 from hecate.adapters.ansible.rundir import ARTIFACTS_DIRNAME
 from tests.unit.adapters.ansible.test_node_roles_local import Node, make_port, power, wait_for_call
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import yaml
-from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
 
 from hecate.adapters.ansible.assets import Playbook, PlaybookError, assets_candidates, assets_dir
 from hecate.adapters.ansible.events import HostStats, TaskEvent, parse_stats, task_event_from_runner
 from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
 from hecate.adapters.ansible.ssh_preflight import JumpCheck
 from hecate.config.model import HecateConfig, parse_config
 from hecate.errors import AnsibleRunError

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 
 from hecate.adapters.ansible.port import AnsiblePort
+from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 
 SYSTEMCTL = """#!/bin/sh
 # unit states in $FAKE_STATE/UNIT (active|inactive); every call is recorded

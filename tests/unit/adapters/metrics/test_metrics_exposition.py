@@ -1,6 +1,7 @@
 """Hecate's own text exposition, read back with prometheus_client's reference parser.
 
-The format is written by hand (hecate/adapters/metrics/exposition.py says why); these tests hold it to the
+The format is written by hand (hecate/adapters/metrics/exposition.py says why); these tests hold it
+to the
 reference parser, on fixed cases and on arbitrary label values and help texts (hypothesis), and
 check what the idle daemon imports.
 """

@@ -19,7 +19,7 @@ import pytest
 
 from hecate.adapters.nut.client import NutClient
 from hecate.adapters.nut.port import Ups
-from hecate.adapters.nut.target import parse_target
+from hecate.config.addresses import UpsTarget
 from hecate.core.readings import CommError, PowerSource, UpsReading
 from tests.testbed.fake_upsd import (
     ON_BATTERY,
@@ -321,7 +321,7 @@ CORPUS = [
 @pytest.mark.parametrize("case", CORPUS, ids=[case.id for case in CORPUS])
 def test_corpus(case: Case) -> None:
     with FakeUpsd({f"LIST VAR {UPS}": case.answer}) as upsd:
-        ups = Ups(NutClient(parse_target(upsd.target()), "hecate", PASSWORD, timeout_s=0.5))
+        ups = Ups(NutClient(UpsTarget.parse(upsd.target()), "hecate", PASSWORD, timeout_s=0.5))
         started = time.monotonic()
         polled = ups.poll()
         assert time.monotonic() - started < 2.0, case.why

@@ -15,7 +15,7 @@ from hecate.adapters.nut.client import (
     reading_from_vars,
 )
 from hecate.adapters.nut.port import comm_error_kind, poll, read_password_file
-from hecate.adapters.nut.target import DEFAULT_PORT, NutTarget, parse_target
+from hecate.config.addresses import NUT_DEFAULT_PORT, UpsTarget
 from hecate.core.readings import CommError, PowerSource, UpsReading
 from hecate.errors import ConfigError, UpsAuthError, UpsDriverDownError, UpsError
 from tests.testbed.nut import DDL_DIR, parse_dump
@@ -28,20 +28,20 @@ DUMPS = sorted(DDL_DIR.glob("**/*.dev"))
 @pytest.mark.parametrize(
     ("text", "ups", "host", "port"),
     [
-        ("pyrphoros@localhost", "pyrphoros", "localhost", DEFAULT_PORT),
+        ("pyrphoros@localhost", "pyrphoros", "localhost", NUT_DEFAULT_PORT),
         ("pyrphoros@127.0.0.1:3493", "pyrphoros", "127.0.0.1", 3493),
         ("pyrphoros@127.0.0.1:13493", "pyrphoros", "127.0.0.1", 13493),
         ("  ups-1.a_b@nut.example.org:1  ", "ups-1.a_b", "nut.example.org", 1),
         ("ups@[::1]:3494", "ups", "::1", 3494),
-        ("ups@[fe80::1]", "ups", "fe80::1", DEFAULT_PORT),
-        ("ups@::1", "ups", "::1", DEFAULT_PORT),
+        ("ups@[fe80::1]", "ups", "fe80::1", NUT_DEFAULT_PORT),
+        ("ups@::1", "ups", "::1", NUT_DEFAULT_PORT),
         ("ups@HOST:65535", "ups", "HOST", 65535),
     ],
 )
 def test_parse_target(text: str, ups: str, host: str, port: int) -> None:
-    target = parse_target(text)
-    assert target == NutTarget(ups=ups, host=host, port=port)
-    assert parse_target(str(target)) == target
+    target = UpsTarget.parse(text)
+    assert target == UpsTarget.at(ups, host, port)
+    assert UpsTarget.parse(str(target)) == target
 
 
 @pytest.mark.parametrize(
@@ -72,16 +72,16 @@ def test_parse_target(text: str, ups: str, host: str, port: int) -> None:
 )
 def test_parse_target_rejects(text: str) -> None:
     with pytest.raises(ConfigError):
-        parse_target(text)
+        UpsTarget.parse(text)
 
 
 def test_target_str_and_direct_validation() -> None:
-    assert str(NutTarget("pyrphoros", "localhost")) == "pyrphoros@localhost:3493"
-    assert str(NutTarget("u", "::1", 1)) == "u@[::1]:1"
+    assert str(UpsTarget.at("pyrphoros", "localhost")) == "pyrphoros@localhost:3493"
+    assert str(UpsTarget.at("u", "::1", 1)) == "u@[::1]:1"
     with pytest.raises(ConfigError):
-        NutTarget("bad name", "localhost")
+        UpsTarget.at("bad name", "localhost")
     with pytest.raises(ConfigError):
-        NutTarget("u", "localhost", 0)
+        UpsTarget.at("u", "localhost", 0)
 
 
 # -- variables -> reading --------------------------------------------------------------------
@@ -304,7 +304,7 @@ def test_poll_passes_readings_through() -> None:
 
 
 def test_client_repr_hides_the_password() -> None:
-    client = NutClient(parse_target("u@localhost"), "hecate", "hunter2-secret", timeout_s=1.5)
+    client = NutClient(UpsTarget.parse("u@localhost"), "hecate", "hunter2-secret", timeout_s=1.5)
     assert "hunter2-secret" not in repr(client)
     assert "hunter2-secret" not in str(client)
     assert repr(client).startswith("NutClient(target='u@localhost:3493', user='hecate'")
@@ -331,7 +331,7 @@ def test_client_rejects_bad_settings(
     user: str | None, password: str | None, timeout_s: float
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        NutClient(parse_target("u@localhost"), user, password, timeout_s=timeout_s)
+        NutClient(UpsTarget.parse("u@localhost"), user, password, timeout_s=timeout_s)
     if password:
         assert password not in str(caught.value)
 

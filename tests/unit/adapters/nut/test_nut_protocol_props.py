@@ -24,7 +24,7 @@ from hecate.adapters.nut.protocol import (
     read_get_var,
     read_list_var,
 )
-from hecate.adapters.nut.target import parse_target
+from hecate.config.addresses import UpsTarget
 from hecate.core.readings import CommError, UpsReading
 from tests.testbed.fake_upsd import FakeUpsd
 
@@ -156,7 +156,7 @@ def test_round_trip_through_the_client(upsd: FakeUpsd, variables: dict[str, byte
     upsd.answers["LIST VAR pyrphoros"] = b"".join(
         line + b"\n" for line in list_lines("pyrphoros", variables)
     )
-    client = NutClient(parse_target(upsd.target()), timeout_s=2.0, auth_check="none")
+    client = NutClient(UpsTarget.parse(upsd.target()), timeout_s=2.0, auth_check="none")
     assert client.read_vars() == variables
 
 
@@ -175,7 +175,7 @@ def test_no_reading_with_a_foreign_line_through_the_client(
     lines = list_lines("pyrphoros", variables)
     lines.insert(1 + where % (len(lines) - 1), var_line(other, "ups.status", status))
     upsd.answers["LIST VAR pyrphoros"] = b"".join(line + b"\n" for line in lines)
-    polled = Ups(NutClient(parse_target(upsd.target()), timeout_s=2.0, auth_check="none")).poll()
+    polled = Ups(NutClient(UpsTarget.parse(upsd.target()), timeout_s=2.0, auth_check="none")).poll()
     assert not isinstance(polled, UpsReading)
     assert isinstance(polled, CommError)
     assert polled.kind == "protocol"

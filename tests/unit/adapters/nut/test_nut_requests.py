@@ -18,7 +18,7 @@ import pytest
 from hecate.adapters.metrics.exposition import render_text
 from hecate.adapters.nut.client import NutClient, UpsProtocolError
 from hecate.adapters.nut.port import Ups
-from hecate.adapters.nut.target import parse_target
+from hecate.config.addresses import UpsTarget
 from hecate.config.model import parse_config
 from hecate.core.policy.step import step
 from hecate.core.policy.values import PolicyParams, initial_state
@@ -54,7 +54,7 @@ def test_the_foreign_lines_never_reach_the_policy() -> None:
         min_charge_pct=20.0,
     )
     with FakeUpsd({f"LIST VAR {UPS}": answer(*ON_MAINS, var("ups.status", "OB LB", OTHER))}) as u:
-        ups = Ups(NutClient(parse_target(u.target()), timeout_s=1.0, auth_check="none"))
+        ups = Ups(NutClient(UpsTarget.parse(u.target()), timeout_s=1.0, auth_check="none"))
         state = initial_state()
         names: list[str] = []
         for t in range(5):
@@ -78,7 +78,7 @@ def test_the_daemon_counts_them_and_never_shuts_down(tmp_path: Path) -> None:
         yield  # pragma: no cover
 
     with FakeUpsd({f"LIST VAR {UPS}": answer(*ON_MAINS, var("ups.status", "OB LB", OTHER))}) as u:
-        ups = Ups(NutClient(parse_target(u.target()), timeout_s=1.0, auth_check="none"))
+        ups = Ups(NutClient(UpsTarget.parse(u.target()), timeout_s=1.0, auth_check="none"))
         daemon = Daemon(config, reader=ups.poll, context_factory=no_flow, clock=lambda: now[0])
         actions = []
         for _ in range(6):
@@ -96,7 +96,7 @@ def test_rejected_answers_are_counted_and_logged(caplog: pytest.LogCaptureFixtur
     caplog.set_level(logging.WARNING, logger="hecate.adapters.nut")
     foreign = answer(*ON_MAINS, var("ups.status", "OB LB", OTHER))
     with FakeUpsd({f"LIST VAR {UPS}": foreign}) as upsd:
-        ups = Ups(NutClient(parse_target(upsd.target()), timeout_s=1.0, auth_check="none"))
+        ups = Ups(NutClient(UpsTarget.parse(upsd.target()), timeout_s=1.0, auth_check="none"))
         for _ in range(3):
             polled = ups.poll()
             assert isinstance(polled, CommError)
@@ -125,7 +125,7 @@ GET_CORPUS = [
 @pytest.mark.parametrize(("raw", "expect", "why"), GET_CORPUS, ids=[c[2] for c in GET_CORPUS])
 def test_get_var_corpus(raw: bytes, expect: bytes | str, why: str) -> None:
     with FakeUpsd({f"GET VAR {UPS} ups.status": raw}) as upsd:
-        client = NutClient(parse_target(upsd.target()), "hecate", PASSWORD, timeout_s=0.5)
+        client = NutClient(UpsTarget.parse(upsd.target()), "hecate", PASSWORD, timeout_s=0.5)
         if isinstance(expect, bytes):
             assert client.get_var("ups.status") == expect, why
             return
@@ -152,7 +152,7 @@ def test_get_var_corpus(raw: bytes, expect: bytes | str, why: str) -> None:
 )
 def test_list_ups(raw: bytes, expect: type[Exception] | None) -> None:
     with FakeUpsd({"LIST UPS": then_close(raw) if expect else raw}) as upsd:
-        client = NutClient(parse_target(upsd.target()), timeout_s=0.5)
+        client = NutClient(UpsTarget.parse(upsd.target()), timeout_s=0.5)
         if expect is None:
             assert client.ups_names() == {"pyrphoros": 'Main "rack"', "b": "x"}
         else:
@@ -170,7 +170,7 @@ def test_list_ups(raw: bytes, expect: type[Exception] | None) -> None:
 )
 def test_handshake_answers(script: dict[str, Answer], expect: type[Exception] | str) -> None:
     with FakeUpsd({**script, f"LIST VAR {UPS}": answer(*ON_MAINS)}) as upsd:
-        client = NutClient(parse_target(upsd.target()), "hecate", PASSWORD, timeout_s=0.5)
+        client = NutClient(UpsTarget.parse(upsd.target()), "hecate", PASSWORD, timeout_s=0.5)
         polled = Ups(client).poll()
     assert isinstance(polled, CommError)
     if isinstance(expect, str):
@@ -192,7 +192,7 @@ def test_handshake_answers(script: dict[str, Answer], expect: type[Exception] | 
 )
 def test_instant_command_answers(raw: bytes, ok: bool) -> None:
     with FakeUpsd({f"INSTCMD {UPS} shutdown.return": raw}) as upsd:
-        client = NutClient(parse_target(upsd.target()), "hecate", PASSWORD, timeout_s=0.5)
+        client = NutClient(UpsTarget.parse(upsd.target()), "hecate", PASSWORD, timeout_s=0.5)
         if ok:
             client.instant_command("shutdown.return")
         else:
@@ -203,7 +203,7 @@ def test_instant_command_answers(raw: bytes, ok: bool) -> None:
 def test_what_the_client_sends() -> None:
     """Credentials are quoted and escaped as upsd parses them (a '#' would start a comment)."""
     with FakeUpsd({f"LIST VAR {UPS}": answer(*ON_MAINS)}) as upsd:
-        client = NutClient(parse_target(upsd.target()), "he#cate", "p w#d", timeout_s=1.0)
+        client = NutClient(UpsTarget.parse(upsd.target()), "he#cate", "p w#d", timeout_s=1.0)
         assert client.read().on_mains
     assert upsd.commands == [
         'USERNAME "he\\#cate"',

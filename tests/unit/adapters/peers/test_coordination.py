@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from hecate.adapters.peers.http import (
     sign,
     verify,
 )
+from hecate.config.checks import secret_file_errors
+from hecate.config.model import parse_config
 from hecate.errors import ConfigError, HecateError
 
 TOKEN = b"0123456789abcdef-shared-secret"
@@ -60,7 +63,36 @@ def test_token_file_rules(tmp_path: Path) -> None:
         read_token(tmp_path / "missing")
     ok = tmp_path / "ok"
     ok.write_bytes(TOKEN + b"\n")
+    ok.chmod(0o600)  # a token others can read is refused (test_a_token_others_can_read_...)
     assert read_token(ok) == TOKEN
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660, 0o620, 0o666])
+def test_a_token_others_can_read_or_its_group_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """The one deliberate change of issue 24: the token signs every trigger, so a token file
+    others can read (or its group write) is refused with the fix, as config check says too."""
+    loose = tmp_path / "token"
+    loose.write_bytes(TOKEN + b"\n")
+    loose.chmod(mode)
+    with pytest.raises(ConfigError, match=r"accessible by others or writable by its group") as err:
+        read_token(loose)
+    assert f"chmod 600 {loose}" in str(err.value)
+    assert TOKEN.decode() not in str(err.value)
+    config = parse_config({"coordination": {"token_file": str(loose)}})
+    assert any("the daemon refuses it" in e for e in secret_file_errors(config))
+    loose.chmod(0o640)  # the installer's root:hecate-daemon 0640 is read by the group
+    assert read_token(loose) == TOKEN
+    assert secret_file_errors(config) == []
+
+
+@pytest.mark.timeout(20)
+def test_a_token_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_token(tmp_path)  # a directory
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)  # no writer: a blocking read would hang here
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_token(fifo)
 
 
 class Recorder:

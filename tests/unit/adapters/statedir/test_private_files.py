@@ -1,4 +1,5 @@
-"""Owner-only state whatever the umask (hecate/adapters/statedir/private_files.py, used by statefiles, the trace
+"""Owner-only state whatever the umask (hecate/adapters/statedir/private_files.py, used by
+statefiles, the trace
 recorder and Ansible's run dirs)."""
 
 from __future__ import annotations

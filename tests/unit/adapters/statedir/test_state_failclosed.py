@@ -30,7 +30,6 @@ from hecate.adapters.statedir.files import (
     read_json,
 )
 from hecate.adapters.statedir.store import StateStore
-from hecate.cli import common
 from hecate.cli.main import app
 from hecate.core.intent import IntentState
 from hecate.core.plans import ShutdownOptions, StartupOptions
@@ -46,7 +45,7 @@ from hecate.flows.bootstrap_cache import cache_dir, cached_or_configured
 from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import LEDGER_FILE, load_ledger
 from hecate.flows.shutdown import run_shutdown
-from tests.fakes import FakeAnsible
+from tests.fakes import FakeAnsible, reads_ups
 from tests.unit.daemon.test_daemon import World, r
 from tests.unit.flows.test_flows import _cluster, _config, _ctx
 
@@ -192,7 +191,7 @@ def _config_file(tmp_path: Path) -> Path:
 def test_cli_truncated_intent_refuses_startup_every_time_until_reset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(common, "ups_reader", lambda _: UpsReading(parse_status("OL"), 1800, 100))
+    reads_ups(monkeypatch, lambda _: UpsReading(parse_status("OL"), 1800, 100))
     config = _config_file(tmp_path)
     state = tmp_path / "state"
     StateStore(state).set_intent(IntentState.SHUTTING_DOWN, reason="ups", run_id="r")
