@@ -118,8 +118,8 @@ def test_a_configured_nut_is_found_with_every_sign(tmp_path: Path) -> None:
         "/etc/nut/upsd.users defines the user admin",
         "/etc/nut/upsd.conf has settings (LISTEN 0.0.0.0 3493 ...)",
         "/etc/nut/upsmon.conf monitors nas@localhost",
-        "upsd is running (pid 41)",
         "upsmon is running (pid 42)",
+        "upsd is running (pid 41)",
     ]
     assert found["ups_names"] == ["nas"]
     assert found["upsmon_in_use"] == [
@@ -183,11 +183,17 @@ def test_an_edited_file_without_the_marker_is_someone_elses(tmp_path: Path) -> N
     assert found["found"] == ["/etc/nut/upsd.users defines the user admin"]
 
 
-def test_an_upsmon_at_work_on_the_installers_nut_is_reported(tmp_path: Path) -> None:
-    etc_nut(tmp_path, OURS)
+def test_an_upsmon_added_to_the_installers_nut_is_at_work_but_no_other_nut(
+    tmp_path: Path,
+) -> None:
+    etc_nut(tmp_path, {**OURS, "upsmon.conf": "MONITOR pyrphoros@localhost 1 monuser x primary\n"})
     process(tmp_path, 5, "upsmon")
     found = run(tmp_path, "survey")
-    assert found["upsmon_in_use"] == ["upsmon is running (pid 5)"]
+    assert found["upsmon_in_use"] == [
+        "/etc/nut/upsmon.conf monitors pyrphoros@localhost",
+        "upsmon is running (pid 5)",
+    ]
+    assert (found["existing"], found["found"]) == (False, [])
 
 
 def test_usb_finds_only_upses_nut_knows(tmp_path: Path) -> None:

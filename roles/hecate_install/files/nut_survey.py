@@ -114,15 +114,17 @@ def survey(root):
         for line in settings(texts["upsmon.conf"])
         if line.split()[0] == "MONITOR" and len(line.split()) > 1
     ]
-    if monitors:
-        found.append(f"{NUT_DIR}/upsmon.conf monitors {', '.join(monitors)}")
     daemons = running(root)
-    for name, pids in sorted(daemons.items()):
-        # upsd of the installer's own set-up is no sign of another NUT
-        if name == "upsmon" or not ours["nut.conf"]:
-            found.append(f"{name} is running (pid {', '.join(map(str, pids))})")
-    # an upsmon at work (running, or set to watch a UPS) is never masked by the installer
-    upsmon = [line for line in found if line.startswith("upsmon ") or "upsmon.conf" in line]
+    # an upsmon at work (set to watch a UPS, or running) is never masked by the installer
+    upsmon = [f"{NUT_DIR}/upsmon.conf monitors {', '.join(monitors)}"] if monitors else []
+    if "upsmon" in daemons:
+        upsmon.append(f"upsmon is running (pid {', '.join(map(str, daemons['upsmon']))})")
+    if not ours["nut.conf"]:
+        # with the installer's own nut.conf, upsd is its own and an upsmon one added on top of
+        # it (never masked): neither makes it someone else's NUT
+        found += upsmon
+        if "upsd" in daemons:
+            found.append(f"upsd is running (pid {', '.join(map(str, daemons['upsd']))})")
     return {
         "existing": bool(found),
         "found": found,
