@@ -12,15 +12,23 @@
 #                                     only commits signed by these keys; without it (now or from an
 #                                     earlier run) the timer stays off
 #   HECATE_START_DAEMON=1|0           start hecate.service (it is enabled either way)
-#   HECATE_MANAGE_NUT=1|0             manage NUT (upsd, driver, monitor user) and the udev rule
+#   HECATE_MANAGE_NUT=auto|1|0        manage NUT (upsd, driver, monitor user) and the udev rule;
+#                                     auto (default): only where no other NUT is set up (a nut.conf
+#                                     MODE, a UPS, a user, a running upsd/upsmon: left alone, and
+#                                     said so); 1: always; 0: never. A replaced file is kept as
+#                                     FILE.hecate-backup-YYYYmmddTHHMMSSZ; an upsmon at work is
+#                                     never masked
 #   HECATE_INSTALL_PACKAGES=1|0       install missing system packages with apt
 #   HECATE_NUT_UPS_NAME=NAME          default: ups.target of the config before '@', else pyrphoros
 #   HECATE_NUT_DRIVER=DRIVER          usbhid-ups (default), dummy-ups (readings from NAME.dev), ...
-#   HECATE_NUT_VENDOR_ID=XXXX         USB vendor id, 4 hex digits (default 0764)
-#   HECATE_NUT_PRODUCT_ID=XXXX        USB product id, 4 hex digits (default 0601)
+#   HECATE_NUT_PORT=PORT              the driver's port: auto (default, USB), /dev/ttyS0 ...
+#   HECATE_NUT_VENDOR_ID=XXXX         USB vendor id, 4 hex digits, with HECATE_NUT_PRODUCT_ID=YYYY
+#                                     (`lsusb`: ID XXXX:YYYY); default: the one UPS NUT knows found
+#                                     on USB (none or several: the installer stops and says so)
 #   HECATE_NUT_MONITOR_USER=NAME      default: ups.user of the config, else monuser
 #   HECATE_NUT_MONITOR_PASSWORD=PW    default: kept from the password file, or generated once
-#   HECATE_NUT_MASK_UPSMON=1|0        mask nut-monitor.service (Hecate decides shutdowns)
+#   HECATE_NUT_MASK_UPSMON=1|0        mask nut-monitor.service (Hecate decides shutdowns) where
+#                                     NUT is managed and no upsmon is at work
 #   HECATE_VENV=DIR                   where Hecate is installed (default /opt/hecate)
 #   HECATE_WHEELHOUSE=DIR             install Python packages from these wheels only (offline;
 #                                     scripts/make-wheelhouse DIR builds it); apt is then not used
@@ -86,7 +94,7 @@ fi
 KNOWN_KNOBS=(
     HECATE_ENABLE_BOOTSTRAP HECATE_ENABLE_UPDATE HECATE_START_DAEMON HECATE_MANAGE_NUT
     HECATE_INSTALL_PACKAGES HECATE_NUT_UPS_NAME HECATE_NUT_DRIVER HECATE_NUT_VENDOR_ID
-    HECATE_NUT_PRODUCT_ID HECATE_NUT_MONITOR_USER HECATE_NUT_MONITOR_PASSWORD
+    HECATE_NUT_PRODUCT_ID HECATE_NUT_PORT HECATE_NUT_MONITOR_USER HECATE_NUT_MONITOR_PASSWORD
     HECATE_NUT_MASK_UPSMON HECATE_VENV HECATE_WHEELHOUSE HECATE_UPDATE_TRUSTED_KEYS
 )
 # HECATE_* variables that are not installer knobs (used by Hecate itself or its tests).
@@ -104,16 +112,23 @@ check_match() { # NAME REGEX WHAT
     [[ -z "$value" || "$value" =~ $2 ]] || bad "$1 must be $3, not '$value'"
 }
 
-case "${HECATE_ENABLE_BOOTSTRAP:-auto}" in
-    auto | 1 | 0) ;;
-    *) bad "HECATE_ENABLE_BOOTSTRAP must be auto, 1 or 0, not '${HECATE_ENABLE_BOOTSTRAP}'" ;;
-esac
-for knob in HECATE_ENABLE_UPDATE HECATE_START_DAEMON HECATE_MANAGE_NUT HECATE_INSTALL_PACKAGES \
+for knob in HECATE_ENABLE_BOOTSTRAP HECATE_MANAGE_NUT; do
+    case "${!knob:-auto}" in
+        auto | 1 | 0) ;;
+        *) bad "$knob must be auto, 1 or 0, not '${!knob}'" ;;
+    esac
+done
+for knob in HECATE_ENABLE_UPDATE HECATE_START_DAEMON HECATE_INSTALL_PACKAGES \
     HECATE_NUT_MASK_UPSMON; do
     check_bool "$knob"
 done
 check_match HECATE_NUT_VENDOR_ID '^[0-9A-Fa-f]{4}$' "4 hex digits (e.g. 0764)"
 check_match HECATE_NUT_PRODUCT_ID '^[0-9A-Fa-f]{4}$' "4 hex digits (e.g. 0601)"
+if [[ -n "${HECATE_NUT_VENDOR_ID:-}" && -z "${HECATE_NUT_PRODUCT_ID:-}" ||
+    -z "${HECATE_NUT_VENDOR_ID:-}" && -n "${HECATE_NUT_PRODUCT_ID:-}" ]]; then
+    bad "HECATE_NUT_VENDOR_ID and HECATE_NUT_PRODUCT_ID go together: give both or neither"
+fi
+check_match HECATE_NUT_PORT '^[A-Za-z0-9_./:-]+$' "a driver port (auto, /dev/ttyS0, ...)"
 check_match HECATE_NUT_UPS_NAME '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' \
     "a NUT UPS name (letters, digits, '_', '.', '-')"
 check_match HECATE_NUT_MONITOR_USER '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' \
@@ -219,12 +234,13 @@ out = {"hecate_install_source": env["HECATE_INSTALL_SOURCE"]}
 booleans = {
     "HECATE_ENABLE_UPDATE": "hecate_install_enable_update",
     "HECATE_START_DAEMON": "hecate_install_start_daemon",
-    "HECATE_MANAGE_NUT": "hecate_install_manage_nut",
     "HECATE_INSTALL_PACKAGES": "hecate_install_packages",
     "HECATE_NUT_MASK_UPSMON": "hecate_install_nut_mask_upsmon",
 }
 strings = {
     "HECATE_ENABLE_BOOTSTRAP": "hecate_install_enable_bootstrap",
+    "HECATE_MANAGE_NUT": "hecate_install_manage_nut",
+    "HECATE_NUT_PORT": "hecate_install_nut_port",
     "HECATE_NUT_UPS_NAME": "hecate_install_nut_ups_name",
     "HECATE_NUT_DRIVER": "hecate_install_nut_driver",
     "HECATE_NUT_VENDOR_ID": "hecate_install_nut_vendor_id",

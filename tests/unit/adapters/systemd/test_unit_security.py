@@ -29,6 +29,7 @@ def render(name: str, template: str | None = None, **extra: object) -> str:
         "ansible_managed": "Ansible managed",
         "hecate_install_source": "/opt/hecate-src",
         "hecate_install_resolved_state_dir": "/var/lib/hecate",
+        "hecate_install_resolved_manage_nut": True,
         **extra,
     }
     env = jinja2.Environment(
