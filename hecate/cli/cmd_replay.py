@@ -12,7 +12,7 @@ from hecate.budget import budget_from_config
 from hecate.cli.cmd_outage import SvgOpt, write_svg
 from hecate.cli.common import JsonOpt, strict_json
 from hecate.config import DEFAULT_CONFIG_PATH, HecateConfig, load_config
-from hecate.errors import StateError, TraceError
+from hecate.errors import ConfigError, StateError, TraceError
 from hecate.policy import params_from_config
 from hecate.replay import replay_with_state
 from hecate.state import StateStore
@@ -34,7 +34,17 @@ def _config(path: Path | None, use_defaults: bool) -> HecateConfig:
     if use_defaults:
         return _defaults()
     if path is None:
-        if not DEFAULT_CONFIG_PATH.exists():
+        try:
+            present = DEFAULT_CONFIG_PATH.exists()
+        except OSError as exc:
+            # /etc/hecate is 0750: a config that is there but unreadable is not "no config";
+            # replaying on the defaults would silently decide with other settings
+            why = exc.strerror or type(exc).__name__
+            raise ConfigError(
+                f"cannot read {DEFAULT_CONFIG_PATH} ({why.lower()}): pass --config or "
+                "--default-config"
+            ) from None
+        if not present:
             typer.echo(f"{NO_CONFIG} ({DEFAULT_CONFIG_PATH} does not exist)", err=True)
             return _defaults()
         path = DEFAULT_CONFIG_PATH
@@ -99,7 +109,7 @@ def replay_command(
     trace_path = find_trace(trace)
     cfg = _config(config, use_default_config)
     try:
-        runs = StateStore(cfg.state_dir).load_runs()
+        runs = StateStore(cfg.state_dir).load_runs(move=False)  # a read-only command
     except StateError as exc:
         typer.echo(f"warning: {exc}; using the fallback budget", err=True)
         runs = []
