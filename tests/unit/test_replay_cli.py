@@ -19,7 +19,7 @@ import pytest
 from hecate.cli import cmd_replay
 from hecate.cli.main import run
 from hecate.policy import Event
-from hecate.svgplot import MARKER_PITCH, marker_rows, render_outage_svg
+from hecate.svgplot import MARKER_PITCH, PLOT_LEFT, PLOT_RIGHT, marker_rows, render_outage_svg
 from hecate.trace import BUNDLED_TRACES_DIR, bundled_traces, load_trace
 
 NS = {"s": "http://www.w3.org/2000/svg"}
@@ -224,6 +224,10 @@ def test_shipped_traces_draw_markers_that_do_not_overlap(name: str) -> None:
     boxes = marker_boxes(render_outage_svg(points, events, 330.0, name))
     assert len(boxes) == len(events)
     assert overlapping(boxes) == []
+    # on the picture: the axis is the decisions' clock (clock-step's wall clock jumps 1 h back,
+    # which put every marker outside the plot when the axis was the wall clock)
+    centres = [(x0 + x1) / 2 for x0, _, x1, _ in boxes]
+    assert all(PLOT_LEFT <= cx <= PLOT_RIGHT for cx in centres), centres
 
 
 def test_markers_at_one_moment_stack_clear_of_each_other_and_of_the_title() -> None:
