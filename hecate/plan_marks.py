@@ -13,8 +13,10 @@ by stage, as the flows decide it:
   cannot reach (time_sync: stops the startup, or a warning with `start_anyway`); with the API
   down and no server reachable, every stage after start_servers that needs the API fails.
 
-A probe that could not tell (`Reach.ok is None`, e.g. nodes behind a reachable jump host) marks
-nothing: a dry run warns only on what it saw.
+A probe that could not tell (`Reach.ok is None`: nodes behind a jump host or a ProxyJump, a
+placeholder address, a probe that raised or ran out of time) marks nothing: a dry run warns only
+on what it saw. A jump host that does not answer makes each SSH stage warn (the run falls back
+to direct SSH, which the probes did not try).
 """
 
 from __future__ import annotations
@@ -53,19 +55,21 @@ class StageMark:
 @dataclass(frozen=True)
 class Reach:
     """One probe's answer. `ok`: True reached, False not reached, None could not tell (why in
-    `detail`)."""
+    `detail`; `why_untold` in a few words, for a summary: "placeholders", ...)."""
 
     ok: bool | None
     detail: str
+    why_untold: str = ""
 
 
-ApiState = Literal["up", "down", "no_client"]
+ApiState = Literal["up", "down", "no_client", "unknown"]
 
 
 @dataclass(frozen=True)
 class ApiProbe:
     """`up`: /readyz answered 200; `down`: it did not (detail: what was seen); `no_client`: the
-    kubeconfig gave no client (the flows' UnavailableKube)."""
+    kubeconfig gave no client (the flows' UnavailableKube); `unknown`: the probe could not
+    tell (it raised or ran out of time): no mark."""
 
     state: ApiState
     detail: str
@@ -73,7 +77,8 @@ class ApiProbe:
 
 @dataclass(frozen=True)
 class Probes:
-    """What the dry run saw. `nodes`: each node's SSH reach as this host dials it (directly);
+    """What the dry run saw. `nodes`: each node's SSH reach as this host dials it (directly;
+    None-ok, not dialled, behind a jump host or proxy);
     `jump`: the jump host's (None: none configured); `left_out`: nodes the inventory leaves out,
     with why (hecate.inventory.node_problems); `ups`: None when not probed."""
 
@@ -163,11 +168,18 @@ def plan_marks(config: HecateConfig, plan: FlowPlan, probes: Probes) -> dict[str
             problems = ssh_problems(probes, spec.nodes)
             if problems:
                 marks[spec.name] = _ssh_mark(config, spec, problems)
+            elif probes.jump is not None and probes.jump.ok is False and spec.nodes:
+                # the nodes behind it were not probed: the run's fallback is untested
+                marks[spec.name] = StageMark(
+                    MarkKind.WARN,
+                    f"jump host: {probes.jump.detail}; the run falls back to direct SSH "
+                    "(the nodes were not probed)",
+                )
         elif plan.kind == "shutdown" and spec.name in SHUTDOWN_API_STAGES:
-            if api.state != "up":
+            if api.state in ("down", "no_client"):
                 marks[spec.name] = StageMark(MarkKind.SKIP, api.detail)
         elif plan.kind == "startup" and spec.name in STARTUP_API_STAGES:
-            if api.state != "up" and servers_down:
+            if api.state == "down" and servers_down:
                 marks[spec.name] = StageMark(
                     MarkKind.FAIL, f"{api.detail}, and SSH reaches no server to start k3s on"
                 )

@@ -128,6 +128,18 @@ def test_behind_a_jump_host_that_answers_direct_failures_mean_nothing() -> None:
     assert "closed" in problems["a1"] and "bastion:22" in problems["a1"]
 
 
+def test_a_silent_jump_host_with_nodes_not_probed_warns_each_ssh_stage() -> None:
+    cfg = config()
+    nodes = dict.fromkeys(cfg.nodes.all, Reach(None, "not probed (reached through the jump host)"))
+    down = Probes(UP, nodes, jump=Reach(False, "ssh port 22 closed on bastion"))
+    marks = plan_marks(cfg, shutdown_plan(cfg, ShutdownOptions()), down)
+    assert {m.kind for m in marks.values()} == {MarkKind.WARN}
+    assert "stop_agents" in marks and "falls back to direct SSH" in marks["stop_agents"].reason
+    assert not would_fail(marks)
+    up = Probes(UP, nodes, jump=Reach(True, "ssh answers on bastion:22"))
+    assert plan_marks(cfg, shutdown_plan(cfg, ShutdownOptions()), up) == {}
+
+
 def test_a_node_left_out_of_the_inventory_fails_even_through_a_jump_host() -> None:
     cfg = config()
     probes = Probes(
@@ -194,3 +206,13 @@ def test_marks_annotate_the_plan_and_never_change_it() -> None:
     by_name = {e["name"]: e["mark"] for e in marked_json}
     assert by_name["cordon"] == {"kind": "would_skip", "reason": DOWN.detail}
     assert by_name["intent"] is None
+
+
+def test_an_api_probe_that_could_not_tell_marks_nothing() -> None:
+    cfg = config()
+    unknown = ApiProbe("unknown", "API https://10.0.0.1:6443: no answer within 3s: could not tell")
+    nodes = dict.fromkeys(cfg.nodes.all, OPEN)
+    assert plan_marks(cfg, shutdown_plan(cfg, ShutdownOptions()), Probes(unknown, nodes)) == {}
+    servers_down = {n: closed(n) if n.startswith("s") else OPEN for n in cfg.nodes.all}
+    marks = plan_marks(cfg, startup_plan(cfg, StartupOptions()), Probes(unknown, servers_down))
+    assert "wait_api" not in marks  # only an API seen down fails the stages after k3s starts
