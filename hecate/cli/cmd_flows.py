@@ -160,14 +160,21 @@ def startup_command(
             cfg, store, lambda: read_ups_or_error(cfg), now(), overrides, move=False
         )
     else:
-        # One UPS reading, taken with the other probes, for the guards and the marks alike.
+        # One UPS reading, taken with the other probes, for the guards and the marks alike;
+        # when the probe's read did not finish in time, the guards read the UPS as a run does
+        # (within ups.timeout_seconds): a probe's deadline is not the UPS's silence.
         probes, poll = _probe(cfg, ups=True)
         marks = plan_marks(cfg, plan, probes)
         refusals = startup_facts(
-            cfg, store, lambda: poll or read_ups_or_error(cfg), now(), overrides, move=False
+            cfg,
+            store,
+            lambda: poll if poll is not None else read_ups_or_error(cfg),
+            now(),
+            overrides,
+            move=False,
         )
     if refusals:
-        _refused(refusals, plan, execute=False, as_json=as_json, marks=marks)
+        _refused(refusals, plan, execute=False, as_json=as_json, marks=marks, probes=probes)
     if as_json:
         emit_json(
             {
@@ -194,14 +201,18 @@ def _refused(
     execute: bool,
     as_json: bool,
     marks: dict[str, StageMark] | None = None,
+    probes: Probes | None = None,
 ) -> NoReturn:
     if as_json:
+        # the dry run's keys whether refused or not: one shape for scripts
         emit_json(
             {
                 "command": "startup",
                 "execute": execute,
                 "refused": [{"guard": r.guard, "message": r.message} for r in refusals],
                 "plan": plan_json(plan, marks),
+                "probes": _probes_json(probes),
+                "would_fail": would_fail(marks or {}),
             }
         )
     else:

@@ -16,7 +16,7 @@ from hecate.core.budget import budget_from_config
 from hecate.core.policy.values import params_from_config
 from hecate.core.replay import replay_with_state
 from hecate.core.trace import bundled_traces, find_trace, load_trace
-from hecate.errors import StateError, TraceError
+from hecate.errors import ConfigError, StateError, TraceError
 
 NO_CONFIG = "no config: using the defaults"
 
@@ -28,7 +28,17 @@ def _config(path: Path | None, use_defaults: bool) -> HecateConfig:
     if use_defaults:
         return default_config()
     if path is None:
-        if not DEFAULT_CONFIG_PATH.exists():
+        try:
+            present = DEFAULT_CONFIG_PATH.exists()
+        except OSError as exc:
+            # /etc/hecate is 0750: a config that is there but unreadable is not "no config";
+            # replaying on the defaults would silently decide with other settings
+            why = exc.strerror or type(exc).__name__
+            raise ConfigError(
+                f"cannot read {DEFAULT_CONFIG_PATH} ({why.lower()}): pass --config or "
+                "--default-config"
+            ) from None
+        if not present:
             typer.echo(f"{NO_CONFIG} ({DEFAULT_CONFIG_PATH} does not exist)", err=True)
             return default_config()
         path = DEFAULT_CONFIG_PATH
@@ -93,7 +103,7 @@ def replay_command(
     trace_path = find_trace(trace)
     cfg = _config(config, use_default_config)
     try:
-        runs = StateStore(cfg.state_dir).load_runs()
+        runs = StateStore(cfg.state_dir).load_runs(move=False)  # a read-only command
     except StateError as exc:
         typer.echo(f"warning: {exc}; using the fallback budget", err=True)
         runs = []

@@ -46,10 +46,11 @@ class Band:
 
 
 def bands(points: Sequence[TracePoint]) -> list[Band]:
-    """Status stretches: each poll's status holds until the next poll."""
+    """Status stretches: each poll's status holds until the next poll (on the policy's clock,
+    TracePoint.clock, as the decisions are)."""
     found: list[Band] = []
     for here, after in zip(points, [*points[1:], None], strict=True):
-        end = after.t if after is not None else here.t
+        end = after.clock if after is not None else here.clock
         poll = here.poll
         if isinstance(poll, CommError):
             kind = "lost"
@@ -60,7 +61,7 @@ def bands(points: Sequence[TracePoint]) -> list[Band]:
         if found and found[-1].kind == kind:
             found[-1] = Band(kind, found[-1].start, end)
         else:
-            found.append(Band(kind, here.t, end))
+            found.append(Band(kind, here.clock, end))
     return found
 
 
@@ -116,14 +117,16 @@ def render_outage_svg(
     threshold_s: float,
     title: str,
 ) -> str:
-    """The SVG document for a trace and the decisions replayed from it."""
-    t0 = points[0].t
-    t1 = max(points[-1].t, t0 + 1.0)
+    """The SVG document for a trace and the decisions replayed from it. The time axis is the
+    policy's clock (`mono`, else `t`: TracePoint.clock), the one the decisions' times are on: a
+    wall clock that steps would put the polls and the decisions at different places."""
+    t0 = points[0].clock
+    t1 = max(points[-1].clock, t0 + 1.0)
     runtime_at = [
-        (p.t, p.poll.runtime_s if isinstance(p.poll, UpsReading) else None) for p in points
+        (p.clock, p.poll.runtime_s if isinstance(p.poll, UpsReading) else None) for p in points
     ]
     charge_at = [
-        (p.t, p.poll.charge_pct if isinstance(p.poll, UpsReading) else None) for p in points
+        (p.clock, p.poll.charge_pct if isinstance(p.poll, UpsReading) else None) for p in points
     ]
     runtimes = [(t, v) for t, v in runtime_at if v is not None]
     top = max([threshold_s * 1.2, *(v for _, v in runtimes)]) if runtimes else threshold_s * 2

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from hecate.errors import HecateError
 CONNECT_TIMEOUT_S = 2.0
 PROBE_DEADLINE_S = 3.0
 SSH_BANNER = b"SSH-"
+TOLD_NOTHING = "could not tell"  # Reach.why_untold of a probe that failed or ran out of time
 
 T = TypeVar("T")
 
@@ -51,21 +53,51 @@ def tcp_reach(host: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S, *, ssh
         what = "ssh port" if ssh else "port"
         return Reach(False, f"{what} {port} closed on {host} (connection refused)")
     except TimeoutError:
-        return Reach(False, f"no answer from {where} within {timeout_s:g}s")
+        # silence within the probe's bound is not a failure: the run waits longer
+        # (ssh_connect_timeout_seconds); no mark
+        return Reach(None, f"no answer from {where} within {timeout_s:g}s: could not tell",
+                     TOLD_NOTHING)  # fmt: skip
     except socket.gaierror:
         return Reach(False, f"cannot resolve {host}")
     except OSError as exc:
         return Reach(False, f"{where}: {exc.strerror or type(exc).__name__}")
 
 
-def _ssh_config_route(
-    config: HecateConfig, host: str, port: int, user: str
-) -> tuple[str, int, str]:
-    """(host, port, proxy) as `ssh -G` resolves them through ssh_config_file ("" when direct)."""
-    argv = ["ssh", "-G", "-F", str(config.ssh_config_file), "-p", str(port), "-l", user, host]
-    done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        argv, capture_output=True, text=True, timeout=CONNECT_TIMEOUT_S, check=False
-    )
+def ssh_route(
+    config: HecateConfig, host: str, port: int | None, user: str | None
+) -> tuple[str, int, str] | Reach:
+    """(host, port, proxy) as the run's ssh would dial them: `ssh -G` (no connection made)
+    reads the same files it does, ssh_config_file when set, else ~/.ssh/config and
+    /etc/ssh/ssh_config. proxy is the ProxyJump/ProxyCommand in force ("" when direct). A
+    Reach instead when the config cannot be resolved: ssh would fail on it (False), or it
+    could not be asked (None)."""
+    argv = ["ssh", "-G"]
+    if config.ssh_config_file is not None:
+        argv += ["-F", str(config.ssh_config_file)]
+    if port is not None:
+        argv += ["-p", str(port)]
+    if user:
+        argv += ["-l", user]
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [*argv, "--", host],
+            capture_output=True,
+            text=True,
+            timeout=CONNECT_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return Reach(
+            None, f"ssh -G gave no answer within {CONNECT_TIMEOUT_S:g}s: not probed", TOLD_NOTHING
+        )
+    except OSError as exc:
+        return Reach(None, f"cannot run ssh -G ({exc.strerror or exc}): not probed", TOLD_NOTHING)
+    if done.returncode != 0:
+        # every real ssh fails the same way on this config: say so rather than dial the host
+        where = "ssh_config_file" if config.ssh_config_file is not None else "ssh config"
+        lines = done.stderr.strip().splitlines()
+        return Reach(False, f"{where}: {lines[0] if lines else f'ssh -G exited {done.returncode}'}")
     seen: dict[str, str] = {}
     for line in done.stdout.splitlines():
         key, _, value = line.partition(" ")
@@ -73,23 +105,52 @@ def _ssh_config_route(
     proxy = next(
         (seen[k] for k in ("proxyjump", "proxycommand") if seen.get(k, "none") != "none"), ""
     )
-    return seen.get("hostname", host), int(seen.get("port", port)), proxy
+    try:
+        resolved_port = int(seen.get("port", port or 22))
+    except ValueError:
+        return Reach(None, f"ssh -G gave no usable port for {host}: not probed", TOLD_NOTHING)
+    return seen.get("hostname", host), resolved_port, proxy
+
+
+def _placeholder(host: str) -> Reach | None:
+    if host in EXAMPLE_ADDRESSES:
+        # as `doctor`: the example's addresses are nobody's nodes, never dialled
+        return Reach(None, f"{host} is a placeholder from the example: not probed", "placeholders")
+    return None
+
+
+def _dial(config: HecateConfig, host: str, port: int | None, user: str | None) -> Reach:
+    """Resolve as ssh would, then dial the SSH port, unless the result is a placeholder or
+    goes through a proxy (what sits behind one is not this host's to dial)."""
+    early = _placeholder(host)
+    if early is not None:
+        return early
+    route = ssh_route(config, host, port, user)
+    if isinstance(route, Reach):
+        return route
+    real_host, real_port, proxy = route
+    if proxy:
+        return Reach(None, f"not probed (reached through {proxy}, ssh config)", "behind a proxy")
+    # again after resolving: a HostName in an ssh config may point at the example's addresses
+    return _placeholder(real_host) or tcp_reach(real_host, real_port, ssh=True)
 
 
 def node_reach(config: HecateConfig, node: str) -> Reach:
+    if config.ssh_jump_host is not None:
+        # through the jump host, the nodes' addresses are the jump host's to reach: from here
+        # they may be other machines, or nothing (the jump host alone is probed)
+        return Reach(None, "not probed (reached through the jump host)", "behind the jump host")
     target = node_target(config, node)
-    host, port = target.host, target.port
-    if host in EXAMPLE_ADDRESSES:
-        # as `doctor`: the example's addresses are nobody's nodes, never dialled
-        return Reach(None, f"{host} is a placeholder from the example: not probed")
-    if config.ssh_config_file is not None:
-        try:
-            host, port, proxy = _ssh_config_route(config, host, port, target.user)
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            return Reach(None, f"ssh_config_file not resolved ({exc}): not probed")
-        if proxy:
-            return Reach(None, f"reached through {proxy} (ssh_config_file): not probed")
-    return tcp_reach(host, port, ssh=True)
+    return _dial(config, target.host, target.port, target.user)
+
+
+def jump_reach(config: HecateConfig) -> Reach | None:
+    """The jump host's SSH port, resolved as the run's preflight resolves it (None: no jump
+    host)."""
+    jump = config.ssh_jump_host
+    if jump is None:
+        return None
+    return _dial(config, jump.host, jump.port, config.ssh_jump_user)
 
 
 def api_probe(config: HecateConfig) -> ApiProbe:
@@ -103,19 +164,29 @@ def api_probe(config: HecateConfig) -> ApiProbe:
         return ApiProbe("no_client", str(exc))
     with kube:
         server = kube.server
-        if kube.readyz():
-            return ApiProbe("up", f"API {server} ready")
+        try:
+            ready = kube.readyz()
+        except Exception as exc:  # a probe reports, it never raises
+            return ApiProbe("unknown", f"API {server}: could not tell ({exc})")
+    return ApiProbe("up", f"API {server} ready") if ready else _api_not_ready(server)
+
+
+def _api_not_ready(server: str) -> ApiProbe:
+    """What a TCP connect to the server says about a /readyz that failed."""
     parts = urlsplit(server)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     reach = tcp_reach(parts.hostname or "", port, ssh=False)
     if reach.ok:
         return ApiProbe("down", f"API {server} answers but is not ready (/readyz)")
+    if reach.ok is None:
+        return ApiProbe("unknown", f"API {server}: {reach.detail}")
     if "connection refused" in reach.detail:
         return ApiProbe("down", f"API {server} refused connection")
     return ApiProbe("down", f"API {server}: {reach.detail}")
 
 
 def _ups_reach(config: HecateConfig, poll: Poll) -> Reach:
+    """What a UPS poll read in time says."""
     target = str(config.ups.target)
     if isinstance(poll, CommError):
         said = poll.message
@@ -129,12 +200,16 @@ class _Job(Generic[T]):
 
     def __init__(self, work: Callable[[], T]) -> None:
         self.result: T | None = None
+        self.error: str | None = None  # what the probe raised: it could not tell
         self._work = work
         self.thread = threading.Thread(target=self._run, daemon=True, name="hecate-dry-probe")
         self.thread.start()
 
     def _run(self) -> None:
-        self.result = self._work()
+        try:
+            self.result = self._work()
+        except Exception as exc:  # a probe reports, it never raises
+            self.error = f"could not tell: {str(exc) or type(exc).__name__}"
 
     def wait(self, deadline: float) -> T | None:
         self.thread.join(max(0.0, deadline - time.monotonic()))
@@ -147,6 +222,16 @@ def _bind(
     return lambda: probe(config, node)
 
 
+def _reach_of(job: _Job[Reach], deadline: float, late: str) -> Reach:
+    """A probe's answer; one that raised or missed the deadline could not tell (no mark)."""
+    result = job.wait(deadline)
+    if result is not None:
+        return result
+    if job.error is not None:
+        return Reach(None, job.error, TOLD_NOTHING)
+    return Reach(None, late, TOLD_NOTHING)
+
+
 def probe_cluster(
     config: HecateConfig,
     *,
@@ -154,29 +239,36 @@ def probe_cluster(
     deadline_s: float = PROBE_DEADLINE_S,
 ) -> tuple[Probes, Poll | None]:
     """Every probe at once, all answered within `deadline_s`. Returns what was seen and the UPS
-    poll itself (the startup's guards use that one reading; None when `read_ups` is None)."""
-    late = f"no answer within {deadline_s:g}s"
+    poll itself when it was read in time (the startup's guards use that one reading; None when
+    `read_ups` is None, raised or is still reading: the guards then read the UPS themselves,
+    within the UPS's own timeout, rather than take a probe's deadline for the UPS's silence).
+
+    A probe that misses the deadline could not tell: it marks nothing, as the run itself
+    waits longer (ssh_connect_timeout_seconds, the API's and the UPS's timeouts)."""
+    late = f"no answer within {deadline_s:g}s: could not tell"
     left_out = node_problems(config)
     nodes = [n for n in config.nodes.all if n not in left_out]
     api_job = _Job(lambda: api_probe(config))
     node_jobs = {n: _Job(_bind(node_reach, config, n)) for n in nodes}
-    jump = config.ssh_jump_host
-    jump_job = _Job(lambda: tcp_reach(jump.host, jump.port or 22, ssh=True)) if jump else None
+    jump_job = _Job(lambda: jump_reach(config)) if config.ssh_jump_host is not None else None
     ups_job = _Job(read_ups) if read_ups is not None else None
     deadline = time.monotonic() + deadline_s
-    api = api_job.wait(deadline) or ApiProbe("down", f"API: {late}")
-    reaches = {n: job.wait(deadline) or Reach(False, late) for n, job in node_jobs.items()}
-    jump_reach = (jump_job.wait(deadline) or Reach(False, late)) if jump_job else None
+    api = api_job.wait(deadline) or ApiProbe("unknown", f"API: {api_job.error or late}")
+    ssh_late = f"{late} (the run waits up to {config.ssh_connect_timeout_seconds}s)"
+    reaches = {n: _reach_of(job, deadline, ssh_late) for n, job in node_jobs.items()}
+    jump: Reach | None = None
+    if jump_job is not None:
+        jump = jump_job.wait(deadline) or Reach(None, jump_job.error or ssh_late, TOLD_NOTHING)
     poll: Poll | None = None
+    ups: Reach | None = None
     if ups_job is not None:
-        poll = ups_job.wait(deadline) or CommError(late, "timeout")
-    probes = Probes(
-        api=api,
-        nodes=reaches,
-        jump=jump_reach,
-        left_out=left_out,
-        ups=_ups_reach(config, poll) if poll is not None else None,
-    )
+        poll = ups_job.wait(deadline)
+        target = str(config.ups.target)
+        if poll is None:
+            ups = Reach(None, f"UPS {target}: {ups_job.error or late}", TOLD_NOTHING)
+        else:
+            ups = _ups_reach(config, poll)
+    probes = Probes(api=api, nodes=reaches, jump=jump, left_out=left_out, ups=ups)
     return probes, poll
 
 
@@ -197,8 +289,9 @@ def probes_summary(probes: Probes) -> str:
     """One line: what the probes saw."""
     answers = [r.ok for r in probes.nodes.values()]
     ssh = f"ssh {answers.count(True)}/{len(answers) - answers.count(None)} node(s) answer"
-    if None in answers:
-        ssh += f" ({answers.count(None)} not probed)"
+    untold = Counter(r.why_untold or TOLD_NOTHING for r in probes.nodes.values() if r.ok is None)
+    if untold:
+        ssh += " (" + ", ".join(f"{n} not probed ({why})" for why, n in untold.items()) + ")"
     parts = [probes.api.detail, ssh]
     if probes.jump is not None:
         parts.append(f"jump host: {probes.jump.detail}")

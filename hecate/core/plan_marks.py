@@ -11,10 +11,13 @@ by stage, as the flows decide it:
   `ups_kill_power` without the UPS end as warnings (neither blocks a shutdown);
 - startup: without a Kubernetes client nothing starts; a node stage fails on each node SSH
   cannot reach (time_sync: stops the startup, or a warning with `start_anyway`); with the API
-  down and no server reachable, every stage after start_servers that needs the API fails.
+  down and no server reachable, every stage after start_servers that needs the API fails; a
+  time_sync that fails stops the startup: every later stage is "not reached".
 
-A probe that could not tell (`Reach.ok is None`, e.g. nodes behind a reachable jump host) marks
-nothing: a dry run warns only on what it saw.
+A probe that could not tell (`Reach.ok is None`: nodes behind a jump host or a ProxyJump, a
+placeholder address, a probe that raised or ran out of time) marks nothing: a dry run warns only
+on what it saw. A jump host that does not answer makes each SSH stage warn (the run falls back
+to direct SSH, which the probes did not try).
 """
 
 from __future__ import annotations
@@ -53,19 +56,21 @@ class StageMark:
 @dataclass(frozen=True)
 class Reach:
     """One probe's answer. `ok`: True reached, False not reached, None could not tell (why in
-    `detail`)."""
+    `detail`; `why_untold` in a few words, for a summary: "placeholders", ...)."""
 
     ok: bool | None
     detail: str
+    why_untold: str = ""
 
 
-ApiState = Literal["up", "down", "no_client"]
+ApiState = Literal["up", "down", "no_client", "unknown"]
 
 
 @dataclass(frozen=True)
 class ApiProbe:
     """`up`: /readyz answered 200; `down`: it did not (detail: what was seen); `no_client`: the
-    kubeconfig gave no client (the flows' UnavailableKube)."""
+    kubeconfig gave no client (the flows' UnavailableKube); `unknown`: the probe could not
+    tell (it raised or ran out of time): no mark."""
 
     state: ApiState
     detail: str
@@ -73,7 +78,8 @@ class ApiProbe:
 
 @dataclass(frozen=True)
 class Probes:
-    """What the dry run saw. `nodes`: each node's SSH reach as this host dials it (directly);
+    """What the dry run saw. `nodes`: each node's SSH reach as this host dials it (directly;
+    None-ok, not dialled, behind a jump host or proxy);
     `jump`: the jump host's (None: none configured); `left_out`: nodes the inventory leaves out,
     with why (hecate.adapters.ansible.inventory.node_problems); `ups`: None when not probed."""
 
@@ -141,6 +147,35 @@ def _ssh_mark(config: HecateConfig, spec: StageSpec, problems: dict[str, str]) -
     return StageMark(MarkKind.FAIL, text)
 
 
+def _stage_mark(
+    config: HecateConfig, plan: FlowPlan, spec: StageSpec, probes: Probes, *, servers_down: bool
+) -> StageMark | None:
+    """One stage's mark, or None when the probes say it goes as planned."""
+    api = probes.api
+    if spec.name in SSH_STAGES:
+        problems = ssh_problems(probes, spec.nodes)
+        if problems:
+            return _ssh_mark(config, spec, problems)
+        if probes.jump is not None and probes.jump.ok is False and spec.nodes:
+            # the nodes behind it were not probed: the run's fallback is untested
+            return StageMark(
+                MarkKind.WARN,
+                f"jump host: {probes.jump.detail}; the run falls back to direct SSH "
+                "(the nodes were not probed)",
+            )
+    elif plan.kind == "shutdown" and spec.name in SHUTDOWN_API_STAGES:
+        if api.state in ("down", "no_client"):
+            return StageMark(MarkKind.SKIP, api.detail)
+    elif plan.kind == "startup" and spec.name in STARTUP_API_STAGES:
+        if api.state == "down" and servers_down:
+            return StageMark(
+                MarkKind.FAIL, f"{api.detail}, and SSH reaches no server to start k3s on"
+            )
+    elif spec.name == "ups_kill_power" and probes.ups is not None and not probes.ups.ok:
+        return StageMark(MarkKind.WARN, f"{probes.ups.detail} (the run sends the command anyway)")
+    return None
+
+
 def plan_marks(config: HecateConfig, plan: FlowPlan, probes: Probes) -> dict[str, StageMark]:
     """Step name -> its mark, for the steps the probes say would not go as planned. A step the
     plan already skips is left alone (the plan says why)."""
@@ -157,25 +192,20 @@ def plan_marks(config: HecateConfig, plan: FlowPlan, probes: Probes) -> dict[str
     if plan.kind == "startup":
         servers = tuple(config.nodes.servers)
         servers_down = bool(servers) and len(ssh_problems(probes, servers)) == len(servers)
+    stopped_at = ""  # a stage whose failure stops the run there (a startup gate)
     for spec in plan.stages:
         if spec.skip is not None:
             continue
-        if spec.name in SSH_STAGES:
-            problems = ssh_problems(probes, spec.nodes)
-            if problems:
-                marks[spec.name] = _ssh_mark(config, spec, problems)
-        elif plan.kind == "shutdown" and spec.name in SHUTDOWN_API_STAGES:
-            if api.state != "up":
-                marks[spec.name] = StageMark(MarkKind.SKIP, api.detail)
-        elif plan.kind == "startup" and spec.name in STARTUP_API_STAGES:
-            if api.state != "up" and servers_down:
-                marks[spec.name] = StageMark(
-                    MarkKind.FAIL, f"{api.detail}, and SSH reaches no server to start k3s on"
-                )
-        elif spec.name == "ups_kill_power" and probes.ups is not None and not probes.ups.ok:
-            marks[spec.name] = StageMark(
-                MarkKind.WARN, f"{probes.ups.detail} (the run sends the command anyway)"
-            )
+        if stopped_at:
+            reason = f"not reached: {stopped_at} would stop the {plan.kind}"
+            marks[spec.name] = StageMark(MarkKind.FAIL, reason)
+            continue
+        mark = _stage_mark(config, plan, spec, probes, servers_down=servers_down)
+        if mark is None:
+            continue
+        marks[spec.name] = mark
+        if spec.name == "time_sync" and mark.kind is MarkKind.FAIL:
+            stopped_at = spec.name  # hecate/flows/startup_gates.py: the startup stops there
     return marks
 
 

@@ -157,7 +157,7 @@ def find_trace(given: str, directory: Path = BUNDLED_TRACES_DIR) -> Path:
     without `.jsonl`). A file wins over a shipped trace of the same name, so a trace of one's
     own is never shadowed."""
     path = Path(given)
-    if path.exists():
+    if path.is_file():  # a directory of that name does not hide a shipped trace
         return path
     if "/" not in given:
         names = {t.name: t.path for t in bundled_traces(directory)}

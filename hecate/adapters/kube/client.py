@@ -121,6 +121,10 @@ class Kube:
             raise KubeUnavailableError(
                 f"{what}: the API at {self.server} is unreachable ({type(exc).__name__})"
             ) from None
+        except (LightkubeConfigError, OSError) as exc:
+            # the kubeconfig's credentials fail at request time (an exec plugin that exits
+            # non-zero or is missing): no call can reach the API, as with a network failure
+            raise KubeUnavailableError(f"{what}: no credentials for the API ({exc})") from None
 
     @property
     def server(self) -> str:
@@ -133,7 +137,9 @@ class Kube:
         """True when the API server answers /readyz with 200 (False when down)."""
         try:
             response = self._http.get("/readyz")
-        except httpx2.HTTPError:
+        except (httpx2.HTTPError, LightkubeConfigError, OSError):
+            # an exec plugin that fails (lightkube's ConfigError) or cannot be run (OSError)
+            # leaves the API as unreachable as a network failure does: not ready
             return False
         return response.status_code == 200
 

@@ -19,8 +19,10 @@ from typer.testing import CliRunner
 
 from hecate.cli import cmd_flows, common
 from hecate.cli.main import app
-from hecate.cli.plan_probes import api_probe, probe_cluster, tcp_reach
+from hecate.cli.plan_probes import api_probe, probe_cluster, probes_summary, tcp_reach
 from hecate.config.model import HecateConfig, parse_config
+from hecate.core.plan_marks import Reach, plan_marks
+from hecate.core.plans import ShutdownOptions, shutdown_plan
 from hecate.core.readings import CommError, Poll, UpsReading, parse_status
 from hecate.core.run_history import Outcome
 
@@ -198,8 +200,10 @@ def test_the_probes_run_together_and_within_their_deadline(
     for listener in quiet.values():
         listener.close()
     assert elapsed < 3.5  # in parallel: 3 nodes x 2 s of silence + a 30 s UPS would be 36 s
-    assert isinstance(poll, CommError) and "no answer within 2.5s" in poll.message
-    assert probes.ups is not None and probes.ups.ok is False
+    # a UPS read still under way is no reading: the guards read the UPS themselves
+    assert poll is None
+    assert probes.ups is not None and probes.ups.ok is None
+    assert "no answer within 2.5s: could not tell" in probes.ups.detail
     assert set(probes.nodes) == set(hosts)
     assert all(r.ok is False and "says nothing" in r.detail for r in probes.nodes.values())
 
@@ -209,6 +213,7 @@ def test_placeholder_addresses_are_never_dialled(tmp_path: Path) -> None:
     cfg = parse_config(config_data(tmp_path, hosts, closed_port()))
     probes, _ = probe_cluster(cfg, read_ups=None)
     assert all(r.ok is None and "placeholder" in r.detail for r in probes.nodes.values())
+    assert "ssh 0/0 node(s) answer (3 not probed (placeholders))" in probes_summary(probes)
 
 
 # --- the dry runs -------------------------------------------------------------------------
@@ -290,11 +295,20 @@ def test_startup_dry_run_marks_the_stages_that_cannot_start(
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     marks = {step["name"]: step["mark"] for step in report["plan"]}
+    # alpha's clock cannot be read: the time_sync gate stops the startup before k3s
+    assert marks["time_sync"]["kind"] == "would_fail"
+    assert marks["start_servers"]["reason"] == "not reached: time_sync would stop the startup"
+    assert report["refused"] == []
+    # told to start anyway, the run goes on to what the probes say of each stage
+    data = config_data(tmp_path, hosts, closed_port())
+    data["startup"] = {"time_sync_unsynced": "start_anyway"}
+    result = runner.invoke(app, ["startup", "-c", str(write(tmp_path, data)), "--json"])
+    assert result.exit_code == 1, result.output
+    marks = {step["name"]: step["mark"] for step in json.loads(result.stdout)["plan"]}
+    assert marks["time_sync"]["kind"] == "would_warn"
     assert marks["start_servers"]["kind"] == "would_fail"
     assert "SSH reaches no server" in marks["wait_api"]["reason"]
     assert marks["start_agents"] is None
-    assert marks["time_sync"]["kind"] == "would_fail"  # alpha's clock cannot be read
-    assert report["refused"] == []
 
 
 def test_startup_dry_run_with_servers_reachable_and_the_api_down_is_fine(
@@ -321,8 +335,11 @@ def test_startup_dry_run_reads_the_ups_once_for_guards_and_marks(
     config = write(tmp_path, config_data(tmp_path, hosts, closed_port()))
     result = runner.invoke(app, ["startup", "-c", str(config), "--json"])
     assert result.exit_code == 3, result.output  # the guards still refuse first
-    assert [r["guard"] for r in json.loads(result.stdout)["refused"]] == ["ups"]
+    report = json.loads(result.stdout)
+    assert [r["guard"] for r in report["refused"]] == ["ups"]
     assert len(reads) == 1
+    # refused or not, a dry run's report has the same keys
+    assert report["probes"]["ups"]["ok"] is False and report["would_fail"] is True
 
 
 def test_an_executed_run_never_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -359,3 +376,142 @@ def test_an_ssh_config_file_is_followed_as_ssh_would(
     assert probes.nodes["alpha"].ok is True, probes.nodes["alpha"]
     assert probes.nodes["beta"].ok is False and "connection refused" in probes.nodes["beta"].detail
     assert probes.nodes["gamma"].ok is None and "bastion.invalid" in probes.nodes["gamma"].detail
+
+
+# --- probes that fail, run late, or must not dial -------------------------------------------
+
+
+def test_a_probe_that_raises_could_not_tell_and_prints_no_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    hosts = {n: f"127.0.0.1:{closed_port()}" for n in ("alpha", "beta", "gamma")}
+    cfg = parse_config(config_data(tmp_path, hosts, closed_port()))
+
+    def broken_ups() -> Poll:
+        raise RuntimeError("the NUT binding fell over")
+
+    probes, poll = probe_cluster(cfg, read_ups=broken_ups)
+    assert poll is None  # no reading: the startup's guards read the UPS themselves
+    assert probes.ups is not None and probes.ups.ok is None
+    assert "could not tell: the NUT binding fell over" in probes.ups.detail
+    assert "Traceback" not in capfd.readouterr().err  # main: a thread traceback, then "late"
+
+
+def test_an_api_whose_credentials_plugin_fails_is_probed_not_raised(tmp_path: Path) -> None:
+    port = closed_port()
+    path = kubeconfig(tmp_path / "kc", port)
+    data = yaml.safe_load(path.read_text())
+    data["users"] = [{"name": "u", "user": {"exec": {"command": "/bin/false",
+                      "apiVersion": "client.authentication.k8s.io/v1beta1"}}}]  # fmt: skip
+    path.write_text(yaml.safe_dump(data))
+    probe = api_probe(parse_config({"kubeconfig": str(path)}))  # main: lightkube's ConfigError
+    assert probe.state == "down"
+    assert probe.detail == f"API https://127.0.0.1:{port} refused connection"
+
+
+def test_a_late_ups_probe_leaves_the_guards_their_own_read(
+    tmp_path: Path, sshds: dict[str, Listener], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the UPS answers, slower than the probes' 3 s but within ups.timeout_seconds: main took
+    # the probe's deadline for a UPS that does not answer and refused (exit 3)
+    reads: list[str] = []
+
+    def slow_then_quick(_: HecateConfig) -> Poll:
+        reads.append("read")
+        if len(reads) == 1:
+            time.sleep(4.0)
+        return UpsReading(parse_status("OL"), 1800, 100)
+
+    monkeypatch.setattr(common, "ups_reader", slow_then_quick)
+    hosts = {n: f"127.0.0.1:{listener.port}" for n, listener in sshds.items()}
+    data = config_data(tmp_path, hosts, closed_port())
+    data["ups"]["timeout_seconds"] = 10
+    result = runner.invoke(app, ["startup", "-c", str(write(tmp_path, data)), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["refused"] == []
+    assert report["probes"]["ups"]["ok"] is None
+    assert len(reads) == 2
+
+
+def test_probes_that_run_out_of_time_mark_nothing(tmp_path: Path) -> None:
+    # silent SSH ports: the banner is not read before the deadline; the run itself would wait
+    # ssh_connect_timeout_seconds, so this is no failure (main: "would fail")
+    quiet = {n: Listener(b"") for n in ("alpha", "beta", "gamma")}
+    try:
+        hosts = {n: f"127.0.0.1:{listener.port}" for n, listener in quiet.items()}
+        cfg = parse_config(config_data(tmp_path, hosts, closed_port()))
+        probes, _ = probe_cluster(cfg, read_ups=None, deadline_s=0.5)
+    finally:
+        for listener in quiet.values():
+            listener.close()
+    assert all(r.ok is None and "could not tell" in r.detail for r in probes.nodes.values())
+    plan = shutdown_plan(cfg, ShutdownOptions(mode="cluster-only"))
+    marks = plan_marks(cfg, plan, probes)
+    assert {n: m.kind.value for n, m in marks.items() if m.kind.value == "would_fail"} == {}
+
+
+def test_a_broken_ssh_config_file_fails_the_nodes_instead_of_dialling_around_it(
+    tmp_path: Path, sshds: dict[str, Listener]
+) -> None:
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host *\n  NoSuchOption yes\n")
+    hosts = {n: f"127.0.0.1:{listener.port}" for n, listener in sshds.items()}
+    data = config_data(tmp_path, hosts, closed_port(), ssh_config_file=str(ssh_config))
+    probes, _ = probe_cluster(parse_config(data), read_ups=None)
+    for reach in probes.nodes.values():  # main: ok True (the raw address was dialled)
+        assert reach.ok is False, reach
+        assert reach.detail.startswith("ssh_config_file: "), reach
+    assert all(not listener.held for listener in sshds.values())
+
+
+def test_behind_a_jump_host_only_the_jump_host_is_dialled(
+    tmp_path: Path, sshds: dict[str, Listener]
+) -> None:
+    # the nodes' addresses are the jump host's to reach: here they are live SSH servers that
+    # must not be dialled; the jump host is named through the ssh_config_file (main dialled
+    # "bastion" port 22 with a plain connect, ignoring the file)
+    bastion = Listener(b"SSH-2.0-OpenSSH_9.2 bastion\r\n")
+    try:
+        ssh_config = tmp_path / "ssh_config"
+        ssh_config.write_text(f"Host bastion\n  HostName 127.0.0.1\n  Port {bastion.port}\n")
+        hosts = {n: f"127.0.0.1:{listener.port}" for n, listener in sshds.items()}
+        data = config_data(
+            tmp_path, hosts, closed_port(), ssh_config_file=str(ssh_config),
+            ssh_jump_host="bastion",
+        )  # fmt: skip
+        probes, _ = probe_cluster(parse_config(data), read_ups=None)
+        time.sleep(0.2)  # let the listeners' threads accept whatever was dialled
+        assert probes.jump is not None and probes.jump.ok is True, probes.jump
+        assert len(bastion.held) == 1
+    finally:
+        bastion.close()
+    assert all(
+        r.ok is None and r.detail == "not probed (reached through the jump host)"
+        for r in probes.nodes.values()
+    )
+    assert all(not listener.held for listener in sshds.values())
+    assert "3 not probed (behind the jump host)" in probes_summary(probes)
+
+
+def test_an_ssh_config_hostname_on_an_example_address_is_not_dialled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hecate.cli.plan_probes  # noqa: PLC0415
+
+    dialled: list[tuple[str, int]] = []
+
+    def spy(host: str, port: int, *_: object, ssh: bool) -> Reach:
+        if ssh:  # recorded, never dialled: no address off 127.0.0.1
+            dialled.append((host, port))
+        return Reach(True, "spied")
+
+    monkeypatch.setattr(hecate.cli.plan_probes, "tcp_reach", spy)
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host alpha\n  HostName 192.168.10.10\nHost beta gamma\n"
+                          "  HostName 127.0.0.1\n")  # fmt: skip
+    hosts = {"alpha": "alpha:2201", "beta": "beta:2202", "gamma": "gamma:2203"}
+    data = config_data(tmp_path, hosts, closed_port(), ssh_config_file=str(ssh_config))
+    probes, _ = probe_cluster(parse_config(data), read_ups=None)
+    assert probes.nodes["alpha"].ok is None and "placeholder" in probes.nodes["alpha"].detail
+    assert sorted(dialled) == [("127.0.0.1", 2202), ("127.0.0.1", 2203)]

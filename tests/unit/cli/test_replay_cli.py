@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,7 +18,13 @@ import pytest
 
 from hecate.cli import cmd_replay
 from hecate.cli.main import run
-from hecate.cli.outage_svg import MARKER_PITCH, marker_rows, render_outage_svg
+from hecate.cli.outage_svg import (
+    MARKER_PITCH,
+    PLOT_LEFT,
+    PLOT_RIGHT,
+    marker_rows,
+    render_outage_svg,
+)
 from hecate.core.policy.values import Event
 from hecate.core.trace import BUNDLED_TRACES_DIR, bundled_traces, load_trace
 
@@ -52,6 +61,60 @@ def test_a_config_given_by_name_must_exist(
     captured = capsys.readouterr()
     assert "no such config file" in captured.err
     assert "using the defaults" not in captured.err
+
+
+UNREADABLE_PROBE = """
+import sys
+import tempfile
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from hecate.cli import cmd_replay
+from hecate.cli.main import run
+cmd_replay.DEFAULT_CONFIG_PATH = Path(sys.argv[2])
+sys.exit(run(["replay", "blip"]))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to drop to nobody"
+)
+def test_an_unreadable_default_config_is_an_error_not_the_defaults() -> None:
+    # as the installer leaves it: /etc/hecate 0750, entered by no one but root and hecate
+    base = Path(tempfile.mkdtemp(prefix="hecate-replay-"))
+    try:
+        base.chmod(0o755)
+        locked = base / "etc-hecate"
+        locked.mkdir()
+        (locked / "hecate.yaml").write_text("ups: {target: ups@localhost}\n")
+        locked.chmod(0)
+        as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        done = subprocess.run(
+            [*as_nobody, sys.executable, "-c", UNREADABLE_PROBE, str(REPO), str(locked / "x")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+            check=False,
+        )
+    finally:
+        (base / "etc-hecate").chmod(0o700)
+        shutil.rmtree(base)
+    # main: PermissionError traceback; a silent fallback would exit 0 on other settings
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "permission denied): pass --config or --default-config" in done.stderr
+    assert "using the defaults" not in done.stderr
+
+
+def test_a_directory_named_like_a_shipped_trace_does_not_hide_it(
+    no_config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "blip").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert run(["replay", "blip", "--json"]) == 0, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -167,6 +230,10 @@ def test_shipped_traces_draw_markers_that_do_not_overlap(name: str) -> None:
     boxes = marker_boxes(render_outage_svg(points, events, 330.0, name))
     assert len(boxes) == len(events)
     assert overlapping(boxes) == []
+    # on the picture: the axis is the decisions' clock (clock-step's wall clock jumps 1 h back,
+    # which put every marker outside the plot when the axis was the wall clock)
+    centres = [(x0 + x1) / 2 for x0, _, x1, _ in boxes]
+    assert all(PLOT_LEFT <= cx <= PLOT_RIGHT for cx in centres), centres
 
 
 def test_markers_at_one_moment_stack_clear_of_each_other_and_of_the_title() -> None:
@@ -201,3 +268,19 @@ def test_the_trigger_line_is_drawn_over_its_neighbours_lines() -> None:
     root = ET.fromstring(render_outage_svg(points, events, 330.0, "t"))  # noqa: S314
     lines = root.findall(".//s:g[@class='event-lines']/s:line", NS)
     assert [line.get("stroke") for line in lines][-1] == "#c62828"  # red, painted last
+
+
+def test_replay_leaves_a_corrupt_history_where_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a read-only command: it warns and uses the fallback budget, and moves nothing aside
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "runs.json").write_text("{not json")
+    config = tmp_path / "hecate.yaml"
+    config.write_text(
+        f"ups: {{target: ups@localhost}}\nstate_dir: {state}\nnodes: {{servers: [s1]}}\n"
+    )
+    assert run(["replay", "blip", "--config", str(config)]) == 0
+    assert "fallback budget" in capsys.readouterr().err
+    assert sorted(p.name for p in state.iterdir()) == ["runs.json"]

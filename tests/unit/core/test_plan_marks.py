@@ -128,6 +128,18 @@ def test_behind_a_jump_host_that_answers_direct_failures_mean_nothing() -> None:
     assert "closed" in problems["a1"] and "bastion:22" in problems["a1"]
 
 
+def test_a_silent_jump_host_with_nodes_not_probed_warns_each_ssh_stage() -> None:
+    cfg = config()
+    nodes = dict.fromkeys(cfg.nodes.all, Reach(None, "not probed (reached through the jump host)"))
+    down = Probes(UP, nodes, jump=Reach(False, "ssh port 22 closed on bastion"))
+    marks = plan_marks(cfg, shutdown_plan(cfg, ShutdownOptions()), down)
+    assert {m.kind for m in marks.values()} == {MarkKind.WARN}
+    assert "stop_agents" in marks and "falls back to direct SSH" in marks["stop_agents"].reason
+    assert not would_fail(marks)
+    up = Probes(UP, nodes, jump=Reach(True, "ssh answers on bastion:22"))
+    assert plan_marks(cfg, shutdown_plan(cfg, ShutdownOptions()), up) == {}
+
+
 def test_a_node_left_out_of_the_inventory_fails_even_through_a_jump_host() -> None:
     cfg = config()
     probes = Probes(
@@ -149,8 +161,11 @@ def test_startup_without_a_client_fails_before_its_first_stage() -> None:
     assert would_fail(marks)
 
 
+START_ANYWAY = {"time_sync_unsynced": "start_anyway"}  # time_sync warns and the run goes on
+
+
 def test_startup_with_the_api_down_is_normal_while_a_server_can_start() -> None:
-    cfg = config()
+    cfg = config(startup=START_ANYWAY)
     plan = startup_plan(cfg, StartupOptions())
     nodes = all_open(cfg) | {"s1": closed("s1")}
     marks = plan_marks(cfg, plan, Probes(DOWN, nodes))
@@ -164,7 +179,7 @@ def test_startup_with_the_api_down_is_normal_while_a_server_can_start() -> None:
 
 
 def test_startup_with_the_api_up_and_no_server_reachable_waits_for_nothing() -> None:
-    cfg = config()
+    cfg = config(startup=START_ANYWAY)
     nodes = all_open(cfg) | {"s1": closed("s1"), "s2": closed("s2")}
     marks = plan_marks(cfg, startup_plan(cfg, StartupOptions()), Probes(UP, nodes))
     assert "wait_api" not in marks  # already up
@@ -194,3 +209,25 @@ def test_marks_annotate_the_plan_and_never_change_it() -> None:
     by_name = {e["name"]: e["mark"] for e in marked_json}
     assert by_name["cordon"] == {"kind": "would_skip", "reason": DOWN.detail}
     assert by_name["intent"] is None
+
+
+def test_an_api_probe_that_could_not_tell_marks_nothing() -> None:
+    cfg = config(startup=START_ANYWAY)
+    unknown = ApiProbe("unknown", "API https://10.0.0.1:6443: no answer within 3s: could not tell")
+    nodes = dict.fromkeys(cfg.nodes.all, OPEN)
+    assert plan_marks(cfg, shutdown_plan(cfg, ShutdownOptions()), Probes(unknown, nodes)) == {}
+    servers_down = {n: closed(n) if n.startswith("s") else OPEN for n in cfg.nodes.all}
+    marks = plan_marks(cfg, startup_plan(cfg, StartupOptions()), Probes(unknown, servers_down))
+    assert "wait_api" not in marks  # only an API seen down fails the stages after k3s starts
+
+
+def test_a_time_sync_that_would_stop_the_startup_leaves_every_later_stage_not_reached() -> None:
+    # the time_sync gate raises and the startup stops there (hecate/flows/startup_gates.py): the later
+    # stages would not run, whatever their own probes say
+    cfg = config(startup={"time_sync_check": True, "time_sync_unsynced": "wait"})
+    plan = startup_plan(cfg, StartupOptions())
+    marks = plan_marks(cfg, plan, Probes(UP, all_open(cfg) | {"a1": closed("a1")}))
+    runnable = [s.name for s in plan.stages if s.skip is None]
+    later = runnable[runnable.index("time_sync") + 1 :]
+    assert later and marks["time_sync"].kind is MarkKind.FAIL
+    assert all(marks[n].reason == "not reached: time_sync would stop the startup" for n in later)

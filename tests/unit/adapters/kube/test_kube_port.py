@@ -110,3 +110,64 @@ def test_the_unavailable_port_says_so_and_why() -> None:
     with pytest.raises(KubeUnavailableError, match="not available: cannot load kubeconfig"):
         kube.nodes()
     kube.close()  # nothing to close, and no error
+
+
+def exec_kubeconfig(tmp_path: Path, server: str, command: str) -> Path:
+    """A kubeconfig whose credentials come from an exec plugin (run locally, at request time)."""
+    path = tmp_path / "kubeconfig-exec.yaml"
+    plugin = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": command}
+    data = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"exec": plugin}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("command", ["/bin/false", "/nonexistent/credential-helper"])
+def test_a_failing_exec_plugin_means_the_api_is_unreachable(
+    tmp_path: Path, api: tuple[str, list[tuple[str, str | None]]], command: str
+) -> None:
+    # lightkube raises its own ConfigError (or OSError) from the request: on main it escaped
+    # readyz() and a shutdown died before its first stage ("shutdown could not run")
+    url, seen = api
+    with Kube(exec_kubeconfig(tmp_path, url, command), timeout_s=3) as kube:
+        assert kube.readyz() is False
+        with pytest.raises(KubeUnavailableError, match="no credentials"):
+            kube.nodes()
+    assert seen == []  # nothing was sent without credentials
+
+
+def test_a_shutdown_with_a_failing_exec_plugin_skips_the_api_stages_and_runs_the_nodes(
+    tmp_path: Path, api: tuple[str, list[tuple[str, str | None]]]
+) -> None:
+    from hecate.adapters.statedir.store import StateStore  # noqa: PLC0415
+    from hecate.config.model import parse_config  # noqa: PLC0415
+    from hecate.core.plans import ShutdownOptions  # noqa: PLC0415
+    from hecate.core.readings import UpsReading, parse_status  # noqa: PLC0415
+    from hecate.flows.context import FlowContext  # noqa: PLC0415
+    from hecate.flows.shutdown import run_shutdown  # noqa: PLC0415
+    from tests.fakes import FakeAnsible  # noqa: PLC0415
+
+    url, _ = api
+    config = parse_config(
+        {"state_dir": str(tmp_path / "state"), "nodes": {"servers": ["s1"], "agents": ["a1"]}}
+    )
+    ansible = FakeAnsible()
+    with Kube(exec_kubeconfig(tmp_path, url, "/bin/false"), timeout_s=3) as kube:
+        ctx = FlowContext(
+            config=config,
+            ansible=ansible,
+            kube=kube,
+            store=StateStore(config.state_dir),
+            read_ups=lambda: UpsReading(parse_status("OL"), 1800, 100),
+            sleep=lambda _: None,
+        )
+        report = run_shutdown(ctx, ShutdownOptions(mode="cluster-only", skip_etcd_snapshot=True))
+    stages = {s.name: s for s in report.stages}
+    assert stages["flux_suspend"].status == "skipped", report.to_json()
+    assert [r.playbook for r in ansible.requests] == ["stop_agents", "stop_servers"]
