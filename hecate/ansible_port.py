@@ -70,13 +70,12 @@ from hecate.ansible_rundir import (
     CONTROL_PERSIST_S,
     DEFAULT_REMOTE_TMP,
     RunEnv,
-    new_run_dir,
+    prepare_run_dir,
     rotate_run_dirs,
     runner_envvars,
     runner_settings,
     short_tmp_dir,
     stdout_tail,
-    write_private_data_dir,
 )
 from hecate.config import HecateConfig
 from hecate.errors import AnsibleRunError
@@ -303,9 +302,9 @@ class AnsiblePort:
         """The request's extra vars plus those its playbook name implies (which must agree)."""
         return playbook_extravars(request.playbook, request.extravars)
 
-    def envvars(self, run_dir: Path) -> dict[str, str]:
+    def envvars(self, run_dir: Path, state_dir: Path | None = None) -> dict[str, str]:
         env = RunEnv(
-            state_dir=self.state_dir,
+            state_dir=state_dir or self.state_dir,
             control_dir=self.control_path_dir,
             roles_dir=self.assets / "roles",
             remote_tmp=self.remote_tmp,
@@ -622,18 +621,18 @@ class AnsiblePort:
     ) -> _RunnerDone:
         """One ansible-runner run in a new private data dir (kept, rotated): `path` is the
         playbook, or `batch` the combined playbook written into the run dir."""
-        run_dir = new_run_dir(self.artifacts_root, name, datetime.now(UTC))
-        write_private_data_dir(
-            run_dir,
+        run_dir = prepare_run_dir(
+            self.state_dir,
+            name,
+            datetime.now(UTC),
+            envvars=self.envvars,
             inventory_text=dump_inventory(dict(inventory)),
-            envvars=self.envvars(run_dir),
             settings=runner_settings(timeout_s),
             extravars=extravars,
-            state_dir=self.state_dir,
+            batch=batch,
         )
         if batch is not None:
             path = run_dir / "batch.yml"
-            path.write_text(batch)
         if path is None:
             raise PlaybookError(f"{name}: neither a playbook nor a batch to run")
 
@@ -678,7 +677,7 @@ class AnsiblePort:
         except Exception as exc:
             raise AnsibleRunError(f"{name}: ansible-runner could not run: {exc}") from exc
         finally:
-            self.rotate()
+            rotate_run_dirs(run_dir.parent, self.keep_runs)
         artifacts = Path(runner.config.artifact_dir)
         return _RunnerDone(
             run_status(runner.status),

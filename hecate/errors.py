@@ -46,6 +46,10 @@ class GuardRefusedError(HecateError):
     """A safety guard refused the requested action."""
 
 
+class StartupStateError(GuardRefusedError):
+    """A startup cannot read or write its intent (or take its lock): refused, exit 3."""
+
+
 class TraceError(HecateError):
     """A UPS trace file is malformed."""
 

@@ -34,6 +34,7 @@ from hecate.readings import CommError, Poll, UpsReading
 from hecate.runs import Outcome
 from hecate.selfupdate import UpdateFailedCache
 from hecate.statefiles import corrupt_counts
+from hecate.unsaved import write_failure_counts
 
 Role = Literal["coordinator", "peer"]
 
@@ -41,6 +42,15 @@ UPS_FLAGS = ("OL", "OB", "LB", "FSD", "CHRG", "DISCHRG", "BYPASS", "RB", "OVER",
 RUN_KINDS = ("shutdown", "startup")
 # The state files a corrupt copy can be set aside from (hecate.state, flows.ledger, drills).
 KNOWN_STATE_FILES = ("intent.json", "runs.json", "ledger.json", "drills.json")
+# The files a flow writes (hecate.statesave), whose refused writes are counted.
+FLOW_STATE_FILES = (
+    "intent.json",
+    "runs.json",
+    "ledger.json",
+    "last-shutdown-report.json",
+    "last-startup-report.json",
+    "hecate.lock",
+)
 # CommError kinds the adapters produce (hecate.nut's KIND_*, "error" for a reader that raised,
 # "unknown_status" when the policy cannot read a status); others are counted when they occur.
 NUT_ERROR_KINDS = (
@@ -184,6 +194,22 @@ class CorruptStateCollector(Collector):
         yield family
 
 
+class StateWriteFailuresCollector(Collector):
+    """Writes the state disk refused (kept in memory and the runtime dir until it allows)."""
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "hecate_state_write_failures",
+            "State file writes the disk refused (full, read-only, gone, failing); the content "
+            "is kept in memory and under the runtime directory until the disk allows",
+            labels=["file"],
+        )
+        counts = dict.fromkeys(FLOW_STATE_FILES, 0) | write_failure_counts()
+        for name, count in sorted(counts.items()):
+            family.add_metric([name], count)
+        yield family
+
+
 class SelfUpdateCollector(Collector):
     """1 while systemd shows hecate-update.service failed: Hecate is not updating itself."""
 
@@ -285,6 +311,7 @@ class Metrics:
             self.rejected.labels(reason)
         self._server: BoundedServer | None = None
         r.register(CorruptStateCollector())
+        r.register(StateWriteFailuresCollector())
         r.register(SelfUpdateCollector(update_failed or UpdateFailedCache()))
 
     def watch_drills(self, state_dir: Path) -> None:

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from hecate.config import HecateConfig
 from hecate.coordination import peers_from_config
 from hecate.daemon.awaiting import load_awaiting
-from hecate.errors import GuardRefusedError, HecateError, IntentCorruptError
+from hecate.errors import (
+    GuardRefusedError,
+    HecateError,
+    IntentCorruptError,
+    StartupStateError,
+    StateError,
+)
 from hecate.flows.context import FlowContext
 from hecate.guards import Refusal, StartupOverrides, startup_refusals
 from hecate.intent import initial_intent
@@ -46,6 +52,11 @@ def startup_facts(
     except IntentCorruptError as exc:  # fail closed: an unknown intent refuses the startup
         intent = initial_intent(now, store.host)
         unknown = [Refusal("intent", str(exc))]
+    except StateError as exc:  # cannot be read at all (a failing disk): one error, exit 3
+        raise StartupStateError(
+            f"startup refused: the intent cannot be read ({exc}); check the state "
+            "directory's disk and run it again"
+        ) from None
     ups: Poll | None = None
     if read_ups is not None:
         try:

@@ -9,6 +9,7 @@ until the operator checks the cluster and runs `hecate state reset --intent`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -17,12 +18,15 @@ from pathlib import Path
 from hecate.errors import IntentCorruptError, StateCorruptError, StateError
 from hecate.intent import Intent, IntentState, initial_intent, transition
 from hecate.runs import RunRecord, append_bounded, encode_runs, parse_runs
-from hecate.statefiles import atomic_write_json, atomic_write_text, load_state, write_lock
+from hecate.statefiles import atomic_write_text, load_state
+from hecate.statesave import save_json, save_json_strict, state_write_lock
 
 INTENT_FILE = "intent.json"
 RUNS_FILE = "runs.json"
 BLOCKED_FILE = "intent.json.blocked"
 WRITE_LOCK = ".write.lock"
+
+log = logging.getLogger("hecate.statefiles")
 
 # Always allowed, even while the intent is unknown: protecting the hardware comes first.
 _SAFE_WHEN_UNKNOWN = frozenset({IntentState.SHUTTING_DOWN, IntentState.SHUTDOWN_COMPLETE})
@@ -47,7 +51,7 @@ class StateStore:
 
     @contextlib.contextmanager
     def _write_lock(self, timeout_s: float = 10.0) -> Iterator[None]:
-        with write_lock(self.state_dir, timeout_s):
+        with state_write_lock(self.state_dir, timeout_s):
             yield
 
     def _blocked_error(self) -> IntentCorruptError:
@@ -83,25 +87,45 @@ class StateStore:
         return intent
 
     def _block(self, detail: str) -> None:
-        atomic_write_text(self.blocked_path, detail + "\n")
+        try:
+            atomic_write_text(self.blocked_path, detail + "\n")
+        except StateError as exc:  # the intent stays unknown all the same: it is read again
+            log.error("cannot record that the intent is unknown: %s", exc)
 
-    def intent_or_none(self, now: float | None = None) -> Intent | None:
-        """The intent, or None when it is unknown (corrupt); other errors still raise."""
+    def intent_or_none(
+        self, now: float | None = None, *, unreadable_is_unknown: bool = False
+    ) -> Intent | None:
+        """The intent, or None when it is unknown (corrupt; or, with `unreadable_is_unknown`,
+        when it cannot be read at all); other errors raise."""
         try:
             return self.read_intent(now)
         except IntentCorruptError:
             return None
+        except StateError as exc:
+            if not unreadable_is_unknown:
+                raise
+            log.error("the intent cannot be read (%s): taken as unknown", exc)
+            return None
 
     def set_intent(
-        self, new: IntentState, *, reason: str, run_id: str | None, now: float | None = None
+        self,
+        new: IntentState,
+        *,
+        reason: str,
+        run_id: str | None,
+        now: float | None = None,
+        keep_if_refused: bool = False,
     ) -> Intent:
         """Move the intent along the transition table and persist it atomically.
 
         While the intent is unknown only shutdown states may be written, and the block stays.
+        `keep_if_refused` (a shutdown: protection before bookkeeping): an intent the disk
+        refuses, or cannot give, does not raise; the new one is kept until the disk allows
+        (hecate.statesave). Without it, StateError when it cannot be written.
         """
         stamp = now if now is not None else time.time()
         with self._write_lock():
-            current = self.intent_or_none(stamp)
+            current = self.intent_or_none(stamp, unreadable_is_unknown=keep_if_refused)
             if current is None:
                 if new not in _SAFE_WHEN_UNKNOWN:
                     raise self._blocked_error()
@@ -110,7 +134,10 @@ class StateStore:
                 nxt = transition(
                     current, new, now=stamp, reason=reason, host=self.host, run_id=run_id
                 )
-            atomic_write_json(self.intent_path, nxt.to_json())
+            if keep_if_refused:
+                save_json(self.intent_path, nxt.to_json())
+            else:
+                save_json_strict(self.intent_path, nxt.to_json())
             return nxt
 
     def reset_intent(
@@ -120,7 +147,7 @@ class StateStore:
         stamp = now if now is not None else time.time()
         with self._write_lock():
             fresh = Intent(state, stamp, reason, self.host, None)
-            atomic_write_json(self.intent_path, fresh.to_json())
+            save_json_strict(self.intent_path, fresh.to_json())
             try:
                 self.blocked_path.unlink(missing_ok=True)
             except OSError as exc:
@@ -135,13 +162,17 @@ class StateStore:
         return runs or []
 
     def record_run(self, run: RunRecord, keep: int) -> None:
-        """Append a run. A corrupt history is set aside and a new one started: never lost."""
+        """Append a run. A corrupt history is set aside and a new one started: never lost.
+        A history the disk cannot give or take never stops a flow: the run is kept until the
+        disk allows (hecate.statesave)."""
         with self._write_lock():
             try:
                 runs = self.load_runs()
-            except StateCorruptError:
+            except StateError as exc:  # corrupt (set aside) or unreadable: a new history
+                if not isinstance(exc, StateCorruptError):
+                    log.error("the run history cannot be read (%s): a new one is started", exc)
                 runs = []
-            atomic_write_json(self.runs_path, encode_runs(append_bounded(runs, run, keep)))
+            save_json(self.runs_path, encode_runs(append_bounded(runs, run, keep)))
 
     def kept_copies(self) -> list[Path]:
         """Every `*.corrupt-*` file in the state directory, oldest name first."""

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hecate import unsaved
 from hecate.errors import IntentLockedError, StateCorruptError, StateError
 
 LOCK_NAME = "hecate.lock"
@@ -175,6 +176,9 @@ def load_state(path: Path, decode: Callable[[Any], T], *, move: bool = True) -> 
     regular file: the file is set aside as `NAME.corrupt-TIMESTAMP` (not with move=False, for
     dry runs), counted, logged, and StateCorruptError says where it went.
     """
+    kept = _kept(path, decode)
+    if kept is not None:
+        return kept
     try:
         raw = _read_bytes(path)
         if raw is None:
@@ -193,6 +197,20 @@ def load_state(path: Path, decode: Callable[[Any], T], *, move: bool = True) -> 
         return decode(data)
     except (StateCorruptError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise corrupt(path, f"wrong shape: {exc}", move=move) from None
+
+
+def _kept(path: Path, decode: Callable[[Any], T]) -> T | None:
+    """What the disk refused for `path` and is kept until it is saved (hecate.unsaved): newer
+    than the file on disk. A kept copy that cannot be read is dropped, and the disk read."""
+    text = unsaved.kept_text(path)
+    if text is None:
+        return None
+    try:
+        return decode(json.loads(text, parse_constant=_refuse_constant))
+    except (StateCorruptError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        log.error("dropping the unreadable unsaved copy of %s", path)
+        unsaved.drop_copy(path)
+        return None
 
 
 def read_json(path: Path, *, move: bool = True) -> Any | None:

@@ -21,6 +21,7 @@ from hecate.readings import CommError
 from hecate.runs import RunRecord
 from hecate.selfupdate import SelfUpdate, self_update, update_failed
 from hecate.state import StateStore
+from hecate.unsaved import unsaved_files
 
 
 def _intent_json(
@@ -127,6 +128,9 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             "(journalctl -u hecate-update.service says why)"
         )
     doctor = last_result(cfg.state_dir)
+    unsaved = unsaved_json(cfg.state_dir)
+    if unsaved:
+        problems.append(unsaved_problem(unsaved))
     report = {
         "intent": intent_json,
         "budget": {
@@ -145,6 +149,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         "startup_progress": progress,
         "reports": reports,
         "doctor": doctor,
+        "unsaved": unsaved,
     }
     if as_json:
         emit_json(report)
@@ -228,6 +233,29 @@ def _report_lines(reports: dict[str, dict[str, Any] | None], state_dir: Path) ->
             for stage in summary["not_ok"]
         )
     return lines
+
+
+def unsaved_json(state_dir: Path) -> list[dict[str, Any]]:
+    """The state files the disk refused and that are kept until it allows (hecate.unsaved)."""
+    return [
+        {
+            "file": f.name,
+            "error": f.error,
+            "since": f.since,
+            "kept_in": str(f.copy) if f.copy is not None else None,
+        }
+        for f in unsaved_files(state_dir)
+    ]
+
+
+def unsaved_problem(unsaved: list[dict[str, Any]]) -> str:
+    names = ", ".join(str(u["file"]) for u in unsaved)
+    kept = next((u["kept_in"] for u in unsaved if u["kept_in"]), None)
+    where = f"kept in {Path(kept).parent}" if kept else "kept in memory"
+    return (
+        f"state files not saved: {names} ({unsaved[0]['error']}); {where} and written when "
+        "the state disk allows (flows still run; a startup is refused until it can write)"
+    )
 
 
 def startup_progress(

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hecate.errors import StateCorruptError
-from hecate.statefiles import atomic_write_json, load_state, write_lock
+from hecate.errors import StateCorruptError, StateError
+from hecate.statefiles import load_state
+from hecate.statesave import save_json, state_write_lock
 
 LEDGER_FILE = "ledger.json"
 
@@ -55,17 +56,19 @@ def load_ledger(state_dir: Path) -> Ledger:
 def load_ledger_or_new(state_dir: Path) -> tuple[Ledger, str]:
     """The ledger, or a new one when it was corrupt (set aside); plus the problem, if any.
 
-    A corrupt ledger never delays or skips a stage: the flow goes on with a new one.
+    A corrupt or unreadable ledger never delays or skips a stage: the flow goes on with a new
+    one.
     """
     try:
         return load_ledger(state_dir), ""
-    except StateCorruptError as exc:
+    except StateError as exc:  # corrupt (set aside) or unreadable (a failing disk)
         return Ledger(), str(exc)
 
 
 def save_ledger(state_dir: Path, ledger: Ledger) -> None:
-    with write_lock(state_dir):
-        atomic_write_json(
+    """Written, or kept until the disk allows (hecate.statesave): never stops a stage."""
+    with state_write_lock(state_dir):
+        save_json(
             state_dir / LEDGER_FILE,
             {"suspended": ledger.suspended, "cordoned": ledger.cordoned, "run_id": ledger.run_id},
         )

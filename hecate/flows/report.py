@@ -12,6 +12,7 @@ from hecate.errors import HecateError, StateError
 from hecate.flow_plans import StageStatus
 from hecate.runs import Outcome, RunRecord
 from hecate.statefiles import atomic_write_json, read_json
+from hecate.statesave import save_json
 
 if TYPE_CHECKING:  # only for annotations: status reads reports without the flow machinery
     from hecate.flows.context import FlowContext, StageResult
@@ -92,7 +93,8 @@ def save_report(state_dir: Path, report: FlowReport) -> None:
         "ended_at": round(report.ended_at, 3),
     }
     try:
-        atomic_write_json(report_path(state_dir, report.kind), data)
+        # kept until the disk allows when it refuses it (hecate.statesave)
+        save_json(report_path(state_dir, report.kind), data)
     except StateError as exc:
         # The run itself is recorded; a report that cannot be kept must not undo it.
         report.message = f"{report.message}; {exc}" if report.message else str(exc)

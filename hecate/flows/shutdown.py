@@ -4,10 +4,11 @@ others; it makes the run's outcome partial."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from hecate.config import HecateConfig
-from hecate.errors import HecateError, KubeError
+from hecate.errors import HecateError, KubeError, StateError
 from hecate.flow_plans import (
     ClusterView,
     FlowPlan,
@@ -32,23 +33,35 @@ from hecate.flows.runner import StepFn, StepTable, run_flow
 from hecate.intent import IntentState
 from hecate.kube import FluxKind, FluxObject
 from hecate.runs import Outcome
-from hecate.statefiles import exclusive_lock
+from hecate.statesave import flow_lock
 
 __all__ = ["ShutdownOptions", "run_shutdown"]
+
+log = logging.getLogger("hecate.flows")
 
 
 def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
     """Carry out a shutdown under the state dir's exclusive lock; always records the run."""
     config = ctx.config
-    with exclusive_lock(config.state_dir, "shutdown"):
+    # Protection before bookkeeping: a state directory that is full, read-only, gone or
+    # failing never stops a shutdown. The lock falls back to the runtime directory and this
+    # process, the records are kept until the disk allows (hecate.statesave).
+    with flow_lock(config.state_dir, "shutdown"):
         started = ctx.clock()
-        # An unknown (corrupt) intent never keeps a shutdown from running: it is always safe.
-        previous = ctx.store.intent_or_none(started)
+        # An unknown (corrupt or unreadable) intent never keeps a shutdown from running.
+        previous = ctx.store.intent_or_none(started, unreadable_is_unknown=True)
         run_id = new_run_id("shutdown", started)
         if previous and previous.state is IntentState.SHUTTING_DOWN and previous.run_id:
-            record_interrupted(ctx, previous.run_id, previous.since, "shutdown")
+            try:
+                record_interrupted(ctx, previous.run_id, previous.since, "shutdown")
+            except StateError as exc:  # bookkeeping: never before the stages
+                log.error("cannot record the interrupted run %s: %s", previous.run_id, exc)
         ctx.store.set_intent(
-            IntentState.SHUTTING_DOWN, reason=options.reason, run_id=run_id, now=started
+            IntentState.SHUTTING_DOWN,
+            reason=options.reason,
+            run_id=run_id,
+            now=started,
+            keep_if_refused=True,
         )
         report = run_flow(
             ctx,
@@ -65,6 +78,7 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
                 reason=f"{options.reason} ({report.outcome.value})",
                 run_id=run_id,
                 now=report.ended_at,
+                keep_if_refused=True,
             )
             if options.mode == "poweroff" and config.shutdown.poweroff_local_host:
                 # Last of all, after the run is recorded: this host goes down with it.
