@@ -72,7 +72,11 @@ class StateStore:
         IntentCorruptError when the file is corrupt (it is set aside and the intent blocked)
         or was found corrupt earlier and not reset since.
         """
-        if self.blocked_path.exists():
+        try:
+            blocked = self.blocked_path.exists()
+        except OSError as exc:  # a failing disk (EIO): the intent cannot be read
+            raise StateError(f"cannot read {self.blocked_path}: {exc.strerror}") from None
+        if blocked:
             raise self._blocked_error()
         try:
             intent = load_state(

@@ -172,10 +172,20 @@ def _release(fd: int | None) -> None:
         os.close(fd)
 
 
+_fallback_held = threading.local()
+
+
 @contextlib.contextmanager
 def state_write_lock(state_dir: Path, timeout_s: float = 10.0) -> Iterator[None]:
     """statefiles.write_lock, or (when the state directory refuses it) the same lock under
-    the runtime directory, or this process's: a read-modify-write always gets a lock."""
+    the runtime directory, or this process's: a read-modify-write always gets a lock.
+    Re-entrant within a thread, as write_lock is."""
+    key = unsaved.dir_key(state_dir)
+    held: set[str] = getattr(_fallback_held, "keys", None) or set()
+    _fallback_held.keys = held
+    if key in held:
+        yield
+        return
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(write_lock(state_dir, timeout_s))
@@ -183,10 +193,12 @@ def state_write_lock(state_dir: Path, timeout_s: float = 10.0) -> Iterator[None]
             unsaved.note_failure(state_dir / ".write.lock", str(exc))
             stack.enter_context(_process_lock(_process_write_locks, state_dir))
             try:
-                fd = _runtime_flock(f"write-{unsaved.dir_key(state_dir)}.lock", wait_s=timeout_s)
+                fd = _runtime_flock(f"write-{key}.lock", wait_s=timeout_s)
             except IntentLockedError as locked:
                 raise StateError(f"{state_dir}: state files stayed locked ({locked})") from None
             stack.callback(_release, fd)
+            held.add(key)
+            stack.callback(held.discard, key)
         yield
 
 

@@ -135,7 +135,12 @@ def note_failure(path: Path, error: str) -> None:
         first = state_dir not in _failing
         _failing.add(state_dir)
     if first:
-        log.error("state directory unusable (%s: %s); flows go on", path, error)
+        log.error(
+            "state files cannot be written (%s): what flows record is kept until the disk "
+            "allows (under %s); flows go on",
+            error,
+            kept_dir(path.parent),
+        )
 
 
 def saved(path: Path) -> None:
