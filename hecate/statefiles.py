@@ -11,6 +11,9 @@ Every file under `state_dir` (intent, runs, ledger, drills, bootstrap cache) goe
   too large, not a regular file) into StateCorruptError, with the file set aside as
   `NAME.corrupt-TIMESTAMP`, logged, and counted for the `hecate_state_corrupt_files_total`
   metric. Nothing is ever silently replaced.
+
+A file the disk refuses is kept (hecate.unsaved) and read from there first; the flows write
+through hecate.statesave, which keeps instead of raising (protection before bookkeeping).
 """
 
 from __future__ import annotations
