@@ -264,3 +264,44 @@ def test_a_startup_that_cannot_read_or_write_its_intent_is_refused_in_one_line(
         assert len(lines) == 1 and lines[0].startswith("error: startup refused: "), err
         assert "Traceback" not in out + err
         assert "startup succeeded" not in out
+
+
+def test_the_daemon_shuts_down_on_a_full_state_disk_and_starts_up_once_it_has_room(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The issue's daemon run: the trigger's shutdown used to end before its first stage, five
+    times, and the supervisor gave up. Now it runs once, completely; the power-return startup
+    is refused while the disk is full (it needs its intent on disk) and runs once it has room,
+    which also writes what the shutdown kept."""
+    from tests.unit.test_daemon import World, r  # noqa: PLC0415
+
+    caplog.set_level(logging.INFO)
+    with diskfaults.tmpfs(tmp_path / "disk", size="256k") as mount:
+        w = World(mount)
+        state = w.config.state_dir
+        StateStore(state).set_intent(IntentState.NORMAL, reason="seed", run_id=None)
+        filler = diskfaults.fill(mount)
+        w.poll(r("OB DISCHRG", 100))
+        assert w.poll(r("OB DISCHRG", 100)) == ["RunShutdown"]
+        assert [(rep.kind, rep.outcome.value) for rep in w.daemon.reports] == [
+            ("shutdown", "success")
+        ]
+        assert [p for p, _ in w.ansible.playbooks][-2:] == ["poweroff", "poweroff"]
+        assert "could not run" not in caplog.text
+        text = generate_latest(w.daemon.metrics.registry).decode()
+        assert 'hecate_intent_state{state="shutdown_complete"} 1.0' in text
+        assert 'hecate_state_write_failures_total{file="intent.json"} 0.0' not in text
+        assert sum(ONCE in rec.getMessage() for rec in caplog.records) == 1
+        # power back: the startup is refused while the disk cannot take its intent
+        assert w.poll(r("OL CHRG", 900, 90)) == []
+        assert w.poll(r("OL CHRG", 900, 90), dt=11) == ["RunStartup"]
+        assert "startup refused: cannot write" in caplog.text
+        assert json.loads((state / "intent.json").read_text())["state"] == "normal"
+        filler.unlink()  # room again: the retried startup runs and the record is written
+        for _ in range(6):
+            w.poll(r("OL CHRG", 900, 90), dt=11)
+        assert [rep.kind for rep in w.daemon.reports] == ["shutdown", "startup"]
+        assert json.loads((state / "intent.json").read_text())["state"] == "normal"
+        runs = json.loads((state / "runs.json").read_text())["runs"]
+        assert [run["kind"] for run in runs] == ["shutdown", "startup"]
+        assert unsaved.unsaved_files(state) == []
