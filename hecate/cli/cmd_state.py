@@ -12,7 +12,7 @@ from hecate.config import DEFAULT_CONFIG_PATH
 from hecate.errors import StateError
 from hecate.intent import IntentState
 from hecate.state import StateStore
-from hecate.statefiles import exclusive_lock
+from hecate.statesave import flow_lock
 
 app = typer.Typer(help="Inspect and repair the state directory.", no_args_is_help=True)
 
@@ -49,7 +49,7 @@ def reset(
         raise typer.Exit(EXIT_USAGE)
     cfg = load(config)
     store = StateStore(cfg.state_dir)
-    with exclusive_lock(cfg.state_dir, "state reset"):
+    with flow_lock(cfg.state_dir, "state reset", required=True):  # apart from any flow
         try:
             previous = store.read_intent(now()).state.value
         except StateError:

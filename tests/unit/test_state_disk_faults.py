@@ -14,6 +14,8 @@ import contextlib
 import json
 import logging
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,10 +28,12 @@ from hecate.ansible_port import PlaybookRequest
 from hecate.cli import common
 from hecate.cli.main import run
 from hecate.config import HecateConfig, parse_config
+from hecate.errors import IntentLockedError, StartupStateError
 from hecate.flow_plans import ClusterView, shutdown_plan
 from hecate.flows import wiring
 from hecate.flows.context import FlowContext
 from hecate.flows.shutdown import ShutdownOptions, run_shutdown
+from hecate.flows.startup import StartupOptions, run_startup
 from hecate.intent import IntentState
 from hecate.metrics import Metrics
 from hecate.readings import Poll, UpsReading, parse_status
@@ -131,6 +135,8 @@ def test_a_shutdown_runs_every_stage_whatever_the_state_disk_does(
         assert report.outcome is Outcome.SUCCESS, report.to_json()
         assert ansible.batches == [NODE_BATCH]
         assert ("etcd_snapshot", ("s1",)) in ansible.playbooks
+        # no stage waited on the disk: the ones that write the ledger took no time to speak of
+        assert all(s.duration_s < 1.0 for s in report.stages), report.to_json()
         # logged once, counted, the intent readable from what is kept
         assert sum(ONCE in r.getMessage() for r in caplog.records) == 1
         assert _failures(metrics, "intent.json") >= 2  # shutting_down, shutdown_complete
@@ -305,3 +311,49 @@ def test_the_daemon_shuts_down_on_a_full_state_disk_and_starts_up_once_it_has_ro
         runs = json.loads((state / "runs.json").read_text())["runs"]
         assert [run["kind"] for run in runs] == ["shutdown", "startup"]
         assert unsaved.unsaved_files(state) == []
+
+
+def test_the_fallback_lock_keeps_two_processes_apart(tmp_path: Path) -> None:
+    """With the state dir gone for good, the flow lock is a flock under the runtime directory:
+    a second process's shutdown is refused while the first holds it, as with hecate.lock."""
+    with broken_state_dir("deleted", tmp_path) as (state, _heal):
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time\n"
+                "from pathlib import Path\n"
+                "from hecate.statesave import flow_lock\n"
+                "with flow_lock(Path(sys.argv[1]), 'shutdown'):\n"
+                "    print('held', flush=True)\n"
+                "    time.sleep(30)\n",
+                str(state),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            ansible = FakeAnsible()
+            with pytest.raises(IntentLockedError, match=r"flow-.*\.lock \(pid="):
+                run_shutdown(_ctx(_config(state), ansible), ShutdownOptions(reason="ups"))
+            assert ansible.requests == []
+        finally:
+            holder.kill()
+            holder.communicate()
+        report = run_shutdown(_ctx(_config(state), FakeAnsible()), ShutdownOptions())
+        assert report.outcome is Outcome.SUCCESS
+
+
+def test_without_any_lock_file_a_shutdown_runs_and_a_startup_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the state dir nor the runtime dir can hold a lock file: the shutdown still runs
+    (kept apart from this process's other flows only); a startup is refused (exit 3's error)."""
+    with broken_state_dir("deleted", tmp_path) as (state, _heal):
+        monkeypatch.setenv(unsaved.RUNTIME_DIR_ENV, str(state.parent / "run"))  # read-only too
+        report = run_shutdown(_ctx(_config(state), FakeAnsible()), ShutdownOptions())
+        assert report.outcome is Outcome.SUCCESS
+        assert StateStore(state).read_intent().state is IntentState.SHUTDOWN_COMPLETE
+        with pytest.raises(StartupStateError, match="startup refused: cannot open"):
+            run_startup(_ctx(_config(state), FakeAnsible()), StartupOptions())
