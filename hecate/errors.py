@@ -38,6 +38,10 @@ class IntentLockedError(StateError):
     """Another Hecate process holds the intent lock."""
 
 
+class StateBusyError(IntentLockedError):
+    """Another process holds the state files' write lock past the short wait."""
+
+
 class TransitionError(StateError):
     """The requested intent transition is not allowed from the current state."""
 

@@ -15,11 +15,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from hecate.errors import IntentCorruptError, StateCorruptError, StateError
+from hecate import unsaved
+from hecate.errors import IntentCorruptError, StateBusyError, StateCorruptError, StateError
 from hecate.intent import Intent, IntentState, initial_intent, transition
 from hecate.runs import RunRecord, append_bounded, encode_runs, parse_runs
-from hecate.statefiles import atomic_write_text, load_state
-from hecate.statesave import save_json, save_json_strict, state_write_lock
+from hecate.statefiles import _dumps, load_state
+from hecate.statesave import (
+    keep_unlocked,
+    replace_unreadable,
+    save_json,
+    save_json_strict,
+    save_text,
+    state_write_lock,
+)
 
 INTENT_FILE = "intent.json"
 RUNS_FILE = "runs.json"
@@ -50,16 +58,42 @@ class StateStore:
         return self.state_dir / BLOCKED_FILE
 
     @contextlib.contextmanager
-    def _write_lock(self, timeout_s: float = 10.0) -> Iterator[None]:
-        with state_write_lock(self.state_dir, timeout_s):
-            yield
+    def _write_lock(self, *, required: bool = True) -> Iterator[StateBusyError | None]:
+        """The write lock; without `required`, a lock another process holds past the short
+        wait yields why (the caller keeps its write instead: protection never waits)."""
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(state_write_lock(self.state_dir))
+            except StateBusyError as busy:
+                if required:
+                    raise
+                yield busy
+                return
+            yield None
 
-    def _blocked_error(self) -> IntentCorruptError:
+    def _marker(self) -> str | None:
+        """The block marker's text (kept or on disk); None when there is none. A kept marker
+        that cannot be read is a marker (fail closed)."""
         try:
-            detail = self.blocked_path.read_text(encoding="utf-8", errors="replace").strip()
-        except OSError:
-            detail = ""
-        kept = f": {detail}" if detail else ""
+            kept = unsaved.kept_text(self.blocked_path)
+        except StateCorruptError as exc:
+            return str(exc)
+        if kept is not None:
+            return kept
+        try:
+            return self.blocked_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # a failing disk (EIO): the intent cannot be read
+            raise StateError(f"cannot read {self.blocked_path}: {exc.strerror}") from None
+
+    def _blocked_error(self, detail: str | None = None) -> IntentCorruptError:
+        if detail is None:
+            try:
+                detail = self._marker()
+            except StateError:
+                detail = None
+        kept = f": {detail.strip()}" if detail and detail.strip() else ""
         return IntentCorruptError(
             f"the intent is unknown ({self.intent_path.name} was unreadable{kept}); startup "
             "stays refused: check the cluster and the kept copy, then run "
@@ -69,18 +103,18 @@ class StateStore:
     def read_intent(self, now: float | None = None) -> Intent:
         """The recorded intent; `normal` when none was ever written.
 
-        IntentCorruptError when the file is corrupt (it is set aside and the intent blocked)
-        or was found corrupt earlier and not reset since.
+        IntentCorruptError when the file (or its kept copy) is corrupt (the intent is then
+        blocked, and the file set aside once the block is on disk) or was found corrupt
+        earlier and not reset since.
         """
-        try:
-            blocked = self.blocked_path.exists()
-        except OSError as exc:  # a failing disk (EIO): the intent cannot be read
-            raise StateError(f"cannot read {self.blocked_path}: {exc.strerror}") from None
-        if blocked:
-            raise self._blocked_error()
+        marker = self._marker()
+        if marker is not None:
+            raise self._blocked_error(marker)
         try:
             intent = load_state(
-                self.intent_path, lambda data: Intent.from_json(data, str(self.intent_path))
+                self.intent_path,
+                lambda data: Intent.from_json(data, str(self.intent_path)),
+                before_move=self._block,
             )
         except StateCorruptError as exc:
             where = f"; moved to {exc.kept}" if exc.kept is not None else ""
@@ -90,11 +124,11 @@ class StateStore:
             return initial_intent(now if now is not None else time.time(), self.host)
         return intent
 
-    def _block(self, detail: str) -> None:
-        try:
-            atomic_write_text(self.blocked_path, detail + "\n")
-        except StateError as exc:  # the intent stays unknown all the same: it is read again
-            log.error("cannot record that the intent is unknown: %s", exc)
+    def _block(self, detail: str) -> bool:
+        """Record that the intent is unknown: on disk (True), else kept (memory and the
+        runtime directory). The corrupt intent is set aside only once this is on disk: a
+        kept marker is lost with a reboot, the corrupt file left in place is not."""
+        return save_text(self.blocked_path, detail + "\n")
 
     def intent_or_none(
         self, now: float | None = None, *, unreadable_is_unknown: bool = False
@@ -128,7 +162,8 @@ class StateStore:
         (hecate.statesave). Without it, StateError when it cannot be written.
         """
         stamp = now if now is not None else time.time()
-        with self._write_lock():
+        with self._write_lock(required=not keep_if_refused) as busy:
+            base = unsaved.identity(self.intent_path)
             current = self.intent_or_none(stamp, unreadable_is_unknown=keep_if_refused)
             if current is None:
                 if new not in _SAFE_WHEN_UNKNOWN:
@@ -138,7 +173,9 @@ class StateStore:
                 nxt = transition(
                     current, new, now=stamp, reason=reason, host=self.host, run_id=run_id
                 )
-            if keep_if_refused:
+            if busy is not None:  # a shutdown never waits on another process's write
+                keep_unlocked(self.intent_path, _dumps(nxt.to_json()), base, str(busy))
+            elif keep_if_refused:
                 save_json(self.intent_path, nxt.to_json())
             else:
                 save_json_strict(self.intent_path, nxt.to_json())
@@ -156,6 +193,7 @@ class StateStore:
                 self.blocked_path.unlink(missing_ok=True)
             except OSError as exc:
                 raise StateError(f"cannot remove {self.blocked_path}: {exc.strerror}") from None
+            unsaved.saved(self.blocked_path)  # a kept marker (any process's) goes too
             return fresh
 
     def load_runs(self, *, move: bool = True) -> list[RunRecord]:
@@ -168,15 +206,25 @@ class StateStore:
     def record_run(self, run: RunRecord, keep: int) -> None:
         """Append a run. A corrupt history is set aside and a new one started: never lost.
         A history the disk cannot give or take never stops a flow: the run is kept until the
-        disk allows (hecate.statesave)."""
-        with self._write_lock():
-            try:
-                runs = self.load_runs()
-            except StateError as exc:  # corrupt (set aside) or unreadable: a new history
-                if not isinstance(exc, StateCorruptError):
-                    log.error("the run history cannot be read (%s): a new one is started", exc)
-                runs = []
-            save_json(self.runs_path, encode_runs(append_bounded(runs, run, keep)))
+        disk allows (hecate.statesave); one that cannot be read is never written over."""
+        with self._write_lock(required=False) as busy:
+            base = unsaved.identity(self.runs_path)
+            runs: list[RunRecord] = []
+            for _ in range(3):  # a corrupt kept copy, then a corrupt file: each set aside
+                try:
+                    runs = self.load_runs()
+                    break
+                except StateCorruptError:
+                    runs = []
+                except StateError as exc:  # unreadable: never replaced by a shorter history
+                    text = _dumps(encode_runs(append_bounded([], run, keep)))
+                    replace_unreadable(self.runs_path, text, str(exc))
+                    return
+            text = _dumps(encode_runs(append_bounded(runs, run, keep)))
+            if busy is not None:
+                keep_unlocked(self.runs_path, text, base, str(busy))
+            else:
+                save_text(self.runs_path, text)
 
     def kept_copies(self) -> list[Path]:
         """Every `*.corrupt-*` file in the state directory, oldest name first."""

@@ -1,12 +1,15 @@
 """Protection before bookkeeping: state writes and locks that never stop a flow.
 
 - `save_json` writes a state file atomically (hecate.statefiles); when the disk refuses (full,
-  read-only, deleted, EIO) the content is kept (hecate.unsaved: memory and the runtime
-  directory), logged once, counted, and written at the next write, at the end of the flow, or
-  by a retry every RETRY_INTERVAL_S while anything is kept. A refused write costs a few failed
-  system calls: no stage waits for it.
-- `state_write_lock` is statefiles.write_lock when it can be taken; otherwise a lock under the
-  runtime directory, else one inside this process: a read-modify-write never fails for it.
+  read-only, deleted, EIO), or another process holds the write lock past a short wait, the
+  content is kept (hecate.unsaved: memory and the runtime directory), logged once, counted,
+  and written at the next write, at the end of the flow, or by a retry every
+  RETRY_INTERVAL_S while anything is kept: no stage waits for it. A kept copy is written only
+  while the disk file is the one it was kept over (hecate.unsaved): never over another
+  process's newer write.
+- `state_write_lock` is this process's lock, then a flock under the runtime directory, then
+  statefiles.write_lock, each waited for briefly: contention is StateBusyError (never a
+  weaker lock); a lock file that cannot be opened is skipped (logged once).
 - `flow_lock` is the flow's exclusive lock: held in this process AND, wherever each can be
   taken, as a flock under the runtime directory and as `state_dir/hecate.lock`. Every flow
   takes all it can, the runtime one first, so two Hecate processes never run flows at once
@@ -28,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from hecate import unsaved
-from hecate.errors import IntentLockedError, StateError
-from hecate.statefiles import LOCK_NAME, _dumps, atomic_write_text, write_lock
+from hecate.errors import IntentLockedError, StateBusyError, StateError
+from hecate.statefiles import LOCK_NAME, _dumps, atomic_write_text, set_aside, write_lock
 
 log = logging.getLogger("hecate.statefiles")
 
 RETRY_INTERVAL_S = 30.0
+LOCK_WAIT_S = 1.0  # a save waits no longer for another process's write: it is kept instead
 
 
 def _error_text(exc: BaseException) -> str:
@@ -55,26 +59,63 @@ def _try_write(path: Path, text: str) -> str | None:
     return None
 
 
+def _flush_locked(state_dir: Path) -> None:
+    for path, text in unsaved.to_flush(state_dir).items():
+        _try_write(path, text)
+
+
 def flush(state_dir: Path) -> bool:
-    """Write what this process keeps for `state_dir`; True when nothing is left kept."""
+    """Write what this process keeps for `state_dir` (what is still newer than the disk);
+    True when nothing is left to write."""
     if not unsaved.pending(state_dir):
         return True
-    with state_write_lock(state_dir):
-        left = False
-        for path, text in unsaved.pending(state_dir).items():
-            left = _try_write(path, text) is not None or left
-    return not left
+    try:
+        with state_write_lock(state_dir):
+            _flush_locked(state_dir)
+    except StateBusyError:
+        return False
+    return not unsaved.to_flush(state_dir)
+
+
+def take_over(state_dir: Path) -> list[str]:
+    """Adopt and write the copies processes that ended left under the runtime directory (a
+    daemon's start: nobody else would). The names adopted; never raises for the disk."""
+    try:
+        with state_write_lock(state_dir):
+            names = unsaved.adopt(state_dir)
+            _flush_locked(state_dir)
+    except StateError as exc:
+        log.warning("cannot take over the unsaved state files now: %s", exc)
+        return []
+    if names:
+        log.warning("took over unsaved state files: %s", ", ".join(names))
+    if unsaved.to_flush(state_dir):
+        _retry_later()
+    return names
+
+
+def keep_unlocked(path: Path, text: str, base: str, why: str) -> None:
+    """A read-modify-write that could not have its lock (StateBusyError): kept over the disk
+    file as it was read (`base`), written by the retry while that file is unchanged."""
+    unsaved.keep(path, text, why, base=base)
+    _retry_later()
 
 
 def save_text(path: Path, text: str) -> bool:
     """Write `text` to the state file `path`, or keep it until the disk allows (logged once,
     counted). True when it is on disk. Earlier kept files of the same directory go first."""
-    with state_write_lock(path.parent):
-        flush(path.parent)
-        error = _try_write(path, text)
-        if error is None:
-            return True
-        unsaved.keep(path, text, error)
+    try:
+        with state_write_lock(path.parent):
+            _flush_locked(path.parent)
+            if unsaved.is_held(path):  # the file there could not be read: never written over
+                unsaved.keep(path, text, "the file on disk could not be read", hold=True)
+                return False
+            error = _try_write(path, text)
+            if error is None:
+                return True
+            unsaved.keep(path, text, error)
+    except StateBusyError as exc:
+        unsaved.keep(path, text, str(exc))
     _retry_later()
     return False
 
@@ -86,41 +127,76 @@ def save_json(path: Path, data: Any) -> bool:
 
 def save_json_strict(path: Path, data: Any) -> None:
     """Write `path` or raise StateError (nothing kept): for what must be on disk before it is
-    acted on (a startup's intent, the operator's reset). A kept copy of `path` is superseded."""
+    acted on (a startup's intent, the operator's reset). A kept copy of `path` is superseded.
+    StateBusyError when another process holds the write lock."""
     text = _dumps(data)
     with state_write_lock(path.parent):
-        flush(path.parent)
+        _flush_locked(path.parent)
         error = _try_write(path, text)
     if error is not None:
         raise StateError(error)
 
 
+def replace_unreadable(path: Path, text: str, error: str) -> bool:
+    """`path` exists but could not be read (EIO, not corrupt): it is never written over. It
+    is renamed aside and `text` saved in its place; when even the rename fails, `text` is
+    kept (held: read by every process, written only once nothing is there). True on disk."""
+    try:
+        aside = set_aside(path, label="unreadable")
+    except OSError as exc:
+        log.error("%s cannot be read (%s) nor moved aside: kept apart", path, error)
+        unsaved.keep(path, text, f"{error}; {_error_text(exc)}", hold=True)
+        return False
+    log.error("%s cannot be read (%s): moved to %s, a new one is started", path, error, aside)
+    return save_text(path, text)
+
+
 _retry_lock = threading.Lock()
 _retry_thread: threading.Thread | None = None
+_retry_wake = threading.Event()
+_retry_stop = threading.Event()
 
 
 def _retry_later() -> None:
     """One daemon thread retries every kept file until all are written (never raises)."""
     global _retry_thread  # noqa: PLW0603 - one retry thread per process
     with _retry_lock:
-        if _retry_thread is not None and _retry_thread.is_alive():
+        if _retry_thread is not None or _retry_stop.is_set():
             return
         _retry_thread = threading.Thread(target=_retry_loop, name="hecate-state-retry")
         _retry_thread.daemon = True  # a CLI run ends without waiting for the disk
         _retry_thread.start()
 
 
+def retry_now() -> None:
+    """Wake the retry thread (a test; a caller that knows the disk is back)."""
+    _retry_wake.set()
+
+
+def stop_retries() -> None:
+    """The retry thread ends at its next wake-up; nobody waits for it (it is a daemon
+    thread: a disk that hangs keeps only it)."""
+    _retry_stop.set()
+    _retry_wake.set()
+
+
 def _retry_loop() -> None:
+    global _retry_thread  # noqa: PLW0603
     while True:
-        time.sleep(RETRY_INTERVAL_S)
-        dirs = unsaved.pending_dirs()
-        if not dirs:
-            return
-        for state_dir in dirs:
-            try:
-                flush(state_dir)
-            except Exception as exc:  # a retry never dies: it tries again later
-                log.debug("retrying the state files of %s: %s", state_dir, exc)
+        _retry_wake.wait(RETRY_INTERVAL_S)
+        _retry_wake.clear()
+        if not _retry_stop.is_set():
+            for state_dir in unsaved.pending_dirs():
+                try:
+                    flush(state_dir)
+                except Exception as exc:  # a retry never dies: it tries again later
+                    log.debug("retrying the state files of %s: %s", state_dir, exc)
+        # Decided under the lock _retry_later takes: a file kept after this check finds no
+        # thread and starts one; one kept before it is seen here.
+        with _retry_lock:
+            if _retry_stop.is_set() or not unsaved.pending_dirs():
+                _retry_thread = None
+                return
 
 
 # --- the short write lock -------------------------------------------------------------------
@@ -136,13 +212,22 @@ def _process_lock(table: dict[str, threading.RLock], state_dir: Path) -> threadi
 
 def _runtime_flock(name: str, *, wait_s: float) -> int | None:
     """An fd holding an exclusive flock on runtime_dir/name; None when the file cannot be
-    had. IntentLockedError when another process holds it past `wait_s`."""
+    had. IntentLockedError when another process holds it past `wait_s`. Made for the runtime
+    directory's owner when root; opened read-only when it cannot be opened for writing (a
+    lock file another user made can still be locked)."""
     path = unsaved.runtime_dir() / name
-    try:
+    fd: int | None = None
+    with contextlib.suppress(OSError):
         path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError:
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            fd = os.open(path, flags | os.O_CLOEXEC, 0o640)
+            break
+        except OSError:
+            continue
+    if fd is None:
         return None
+    unsaved.own(fd)
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -159,7 +244,7 @@ def _runtime_flock(name: str, *, wait_s: float) -> int | None:
                     f"another hecate process holds {path} ({holder or 'holder unknown'}); "
                     "wait for it to finish, or check it with `hecate status`"
                 ) from None
-            time.sleep(0.05)
+            time.sleep(0.02)
         except OSError:
             os.close(fd)
             return None
@@ -172,33 +257,41 @@ def _release(fd: int | None) -> None:
         os.close(fd)
 
 
-_fallback_held = threading.local()
+_held = threading.local()
 
 
 @contextlib.contextmanager
-def state_write_lock(state_dir: Path, timeout_s: float = 10.0) -> Iterator[None]:
-    """statefiles.write_lock, or (when the state directory refuses it) the same lock under
-    the runtime directory, or this process's: a read-modify-write always gets a lock.
-    Re-entrant within a thread, as write_lock is."""
+def state_write_lock(state_dir: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """The short lock around a read-modify-write: this process's, the runtime directory's
+    flock, statefiles.write_lock, in that order (as flow_lock), each waited for at most
+    `wait_s`. StateBusyError when another thread or process holds one (never a weaker lock
+    instead); a lock file that cannot be opened (a disk that refuses it) is skipped.
+    Re-entrant within a thread."""
     key = unsaved.dir_key(state_dir)
-    held: set[str] = getattr(_fallback_held, "keys", None) or set()
-    _fallback_held.keys = held
+    held: set[str] = getattr(_held, "keys", None) or set()
+    _held.keys = held
     if key in held:
         yield
         return
+    busy = f"{state_dir}: state files locked by another hecate process"
+    inner = _process_lock(_process_write_locks, state_dir)
+    if not inner.acquire(timeout=wait_s):
+        raise StateBusyError(f"{busy} (this one)")
     with contextlib.ExitStack() as stack:
+        stack.callback(inner.release)
         try:
-            stack.enter_context(write_lock(state_dir, timeout_s))
-        except StateError as exc:
+            fd = _runtime_flock(f"write-{key}.lock", wait_s=wait_s)
+        except IntentLockedError as exc:
+            raise StateBusyError(str(exc)) from None
+        stack.callback(_release, fd)
+        try:
+            stack.enter_context(write_lock(state_dir, wait_s))
+        except StateBusyError:
+            raise StateBusyError(f"{busy} ({state_dir / '.write.lock'})") from None
+        except StateError as exc:  # cannot be opened: the disk refuses it
             unsaved.note_failure(state_dir / ".write.lock", str(exc))
-            stack.enter_context(_process_lock(_process_write_locks, state_dir))
-            try:
-                fd = _runtime_flock(f"write-{key}.lock", wait_s=timeout_s)
-            except IntentLockedError as locked:
-                raise StateError(f"{state_dir}: state files stayed locked ({locked})") from None
-            stack.callback(_release, fd)
-            held.add(key)
-            stack.callback(held.discard, key)
+        held.add(key)
+        stack.callback(held.discard, key)
         yield
 
 

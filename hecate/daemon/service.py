@@ -56,6 +56,7 @@ from hecate.readings import CommError, Poll
 from hecate.runs import Outcome
 from hecate.sdnotify import SystemdNotifier, watchdog_interval_s
 from hecate.state import StateStore
+from hecate.statesave import take_over
 
 log = logging.getLogger("hecate.daemon")
 
@@ -161,6 +162,7 @@ class Daemon:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, max_polls: int | None = None) -> None:
+        take_over(self.config.state_dir)  # what a process that ended could not write
         self.start_services()
         self.notifier.ready()
         self.notifier.status("watching the UPS")

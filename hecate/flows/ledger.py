@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hecate.errors import StateCorruptError, StateError
-from hecate.statefiles import load_state
-from hecate.statesave import save_json, state_write_lock
+from hecate.statefiles import _dumps, load_state
+from hecate.statesave import replace_unreadable, save_json
 
 LEDGER_FILE = "ledger.json"
 
@@ -57,21 +57,28 @@ def load_ledger_or_new(state_dir: Path) -> tuple[Ledger, str]:
     """The ledger, or a new one when it was corrupt (set aside); plus the problem, if any.
 
     A corrupt or unreadable ledger never delays or skips a stage: the flow goes on with a new
-    one.
+    one. An unreadable one (a failing disk) is never written over: it is moved aside first,
+    or, when it cannot be, the new one is kept apart (hecate.statesave.replace_unreadable).
     """
-    try:
-        return load_ledger(state_dir), ""
-    except StateError as exc:  # corrupt (set aside) or unreadable (a failing disk)
-        return Ledger(), str(exc)
+    problem = ""
+    for _ in range(3):  # a corrupt kept copy, then a corrupt file: each set aside
+        try:
+            return load_ledger(state_dir), problem
+        except StateCorruptError as exc:
+            problem = str(exc)
+        except StateError as exc:  # unreadable: what it says is still to be undone
+            replace_unreadable(state_dir / LEDGER_FILE, _dumps(_encode(Ledger())), str(exc))
+            return Ledger(), str(exc)
+    return Ledger(), problem
+
+
+def _encode(ledger: Ledger) -> dict[str, object]:
+    return {"suspended": ledger.suspended, "cordoned": ledger.cordoned, "run_id": ledger.run_id}
 
 
 def save_ledger(state_dir: Path, ledger: Ledger) -> None:
     """Written, or kept until the disk allows (hecate.statesave): never stops a stage."""
-    with state_write_lock(state_dir):
-        save_json(
-            state_dir / LEDGER_FILE,
-            {"suspended": ledger.suspended, "cordoned": ledger.cordoned, "run_id": ledger.run_id},
-        )
+    save_json(state_dir / LEDGER_FILE, _encode(ledger))
 
 
 def _valid_key(key: object) -> bool:

@@ -68,8 +68,8 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
                 IntentState.STARTUP_IN_PROGRESS, reason=options.reason, run_id=run_id, now=started
             )
         except StateError as exc:
-            if isinstance(exc, IntentCorruptError | TransitionError):
-                raise
+            if isinstance(exc, IntentCorruptError | TransitionError | IntentLockedError):
+                raise  # their own message: not a disk to repair
             raise StartupStateError(f"startup refused: {_state_problem(exc)}") from None
         ctx = _with_progress_file(ctx, run_id)
         recorder = StageRecorder(ctx)
