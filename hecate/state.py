@@ -21,6 +21,8 @@ from hecate.intent import Intent, IntentState, initial_intent, transition
 from hecate.runs import RunRecord, append_bounded, encode_runs, parse_runs
 from hecate.statefiles import _dumps, load_state
 from hecate.statesave import (
+    LOCK_WAIT_S,
+    STRICT_LOCK_WAIT_S,
     keep_unlocked,
     replace_unreadable,
     save_json,
@@ -63,7 +65,8 @@ class StateStore:
         wait yields why (the caller keeps its write instead: protection never waits)."""
         with contextlib.ExitStack() as stack:
             try:
-                stack.enter_context(state_write_lock(self.state_dir))
+                wait_s = STRICT_LOCK_WAIT_S if required else LOCK_WAIT_S
+                stack.enter_context(state_write_lock(self.state_dir, wait_s))
             except StateBusyError as busy:
                 if required:
                     raise

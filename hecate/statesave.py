@@ -37,7 +37,8 @@ from hecate.statefiles import LOCK_NAME, _dumps, atomic_write_text, set_aside, w
 log = logging.getLogger("hecate.statefiles")
 
 RETRY_INTERVAL_S = 30.0
-LOCK_WAIT_S = 1.0  # a save waits no longer for another process's write: it is kept instead
+LOCK_WAIT_S = 0.5  # a save waits no longer for another process's write: it is kept instead
+STRICT_LOCK_WAIT_S = 5.0  # what must be on disk (a startup's intent, a reset) is not urgent
 
 
 def _error_text(exc: BaseException) -> str:

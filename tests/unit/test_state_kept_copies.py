@@ -333,3 +333,18 @@ def test_the_retry_writes_what_was_kept_once_the_disk_has_room(
         time.sleep(0.05)
     assert _disk_intent(disk) == "shutting_down"
     assert unsaved.unsaved_files(disk) == []
+
+
+def test_the_peers_a_startup_waits_for_are_kept_when_the_disk_is_full(disk: Path) -> None:
+    """startup-awaits.json goes through the same path: kept, read back, counted, written
+    once the disk has room. Before: save_awaiting raised (No space left on device)."""
+    from hecate.daemon.awaiting import load_awaiting, save_awaiting  # noqa: PLC0415
+
+    filler = diskfaults.fill(disk.parent)
+    save_awaiting(disk, frozenset({"@peer:9100"}))
+    assert load_awaiting(disk) == frozenset({"@peer:9100"})
+    assert unsaved.write_failure_counts()["startup-awaits.json"] == 1
+    assert {f.name for f in unsaved.unsaved_files(disk)} == {"startup-awaits.json"}
+    filler.unlink()
+    assert statesave.flush(disk)
+    assert json.loads((disk / "startup-awaits.json").read_text()) == {"peers": ["@peer:9100"]}
