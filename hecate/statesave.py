@@ -79,8 +79,21 @@ def flush(state_dir: Path) -> bool:
 
 
 def take_over(state_dir: Path) -> list[str]:
-    """Adopt and write the copies processes that ended left under the runtime directory (a
-    daemon's start: nobody else would). The names adopted; never raises for the disk."""
+    """Adopt and write the copies processes that ended left under the runtime directory (the
+    daemon: nobody else would), now and at every retry from then on (a root CLI run that
+    ended while the daemon runs). The names adopted now; never raises for the disk."""
+    with _retry_lock:
+        _owned.add(state_dir)
+    names = _adopt(state_dir)
+    if names:
+        log.warning("took over unsaved state files: %s", ", ".join(names))
+    _retry_later()
+    return names
+
+
+def _adopt(state_dir: Path) -> list[str]:
+    if not unsaved.leftovers(state_dir):
+        return []
     try:
         with state_write_lock(state_dir):
             names = unsaved.adopt(state_dir)
@@ -88,10 +101,6 @@ def take_over(state_dir: Path) -> list[str]:
     except StateError as exc:
         log.warning("cannot take over the unsaved state files now: %s", exc)
         return []
-    if names:
-        log.warning("took over unsaved state files: %s", ", ".join(names))
-    if unsaved.to_flush(state_dir):
-        _retry_later()
     return names
 
 
@@ -156,6 +165,7 @@ _retry_lock = threading.Lock()
 _retry_thread: threading.Thread | None = None
 _retry_wake = threading.Event()
 _retry_stop = threading.Event()
+_owned: set[Path] = set()  # state dirs whose leftover copies this process takes over
 
 
 def _retry_later() -> None:
@@ -167,6 +177,11 @@ def _retry_later() -> None:
         _retry_thread = threading.Thread(target=_retry_loop, name="hecate-state-retry")
         _retry_thread.daemon = True  # a CLI run ends without waiting for the disk
         _retry_thread.start()
+
+
+def reset_for_tests() -> None:
+    with _retry_lock:
+        _owned.clear()
 
 
 def retry_now() -> None:
@@ -187,6 +202,11 @@ def _retry_loop() -> None:
         _retry_wake.wait(RETRY_INTERVAL_S)
         _retry_wake.clear()
         if not _retry_stop.is_set():
+            with _retry_lock:
+                owned = sorted(_owned)
+            for state_dir in owned:
+                with contextlib.suppress(Exception):  # tried again at the next round
+                    _adopt(state_dir)
             for state_dir in unsaved.pending_dirs():
                 try:
                     flush(state_dir)
@@ -195,7 +215,7 @@ def _retry_loop() -> None:
         # Decided under the lock _retry_later takes: a file kept after this check finds no
         # thread and starts one; one kept before it is seen here.
         with _retry_lock:
-            if _retry_stop.is_set() or not unsaved.pending_dirs():
+            if _retry_stop.is_set() or not (_owned or unsaved.pending_dirs()):
                 _retry_thread = None
                 return
 

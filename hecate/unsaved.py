@@ -53,6 +53,7 @@ __all__ = [
     "keep",
     "kept_dir",
     "kept_text",
+    "leftovers",
     "note_failure",
     "own",
     "pending",
@@ -234,16 +235,18 @@ def _valid(entry: _Kept, disk: str) -> bool:
 
 
 def _current(path: Path) -> _Kept | None:
-    """This process's kept copy while still newer than the disk; a stale one is dropped."""
+    """This process's kept copy while still newer than the disk; a stale one is dropped.
+    The disk is asked outside the lock: a slow disk never holds up another thread here."""
     key = _key(path)
     with _lock:
         entry = _memory.get(key)
-        if entry is None or _valid(entry, identity(path)):
-            return entry
+    if entry is None or _valid(entry, identity(path)):
+        return entry
+    with _lock:
+        if _memory.get(key) is not entry:  # kept again meanwhile: that one is judged next time
+            return _memory.get(key)
         del _memory[key]
-    log.warning(
-        "%s was written by another process since it was kept: the kept copy is dropped", path
-    )
+    log.warning("%s was written by another process since: its kept copy is dropped", path)
     return None
 
 
@@ -283,6 +286,16 @@ def to_flush(state_dir: Path) -> dict[Path, str]:
         if entry is not None and (not entry.hold or identity(key) == ABSENT):
             out[key] = entry.text
     return out
+
+
+def leftovers(state_dir: Path) -> list[str]:
+    """Copies under the runtime directory for `state_dir` this process does not hold."""
+    try:
+        names = [c.name for c in kept_dir(state_dir).iterdir() if not c.name.startswith(".")]
+    except OSError:
+        return []
+    with _lock:
+        return sorted(n for n in names if _key(state_dir / n) not in _memory)
 
 
 def adopt(state_dir: Path) -> list[str]:

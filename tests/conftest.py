@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from hecate import unsaved  # noqa: E402
+from hecate import statesave, unsaved  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +27,7 @@ def _private_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
         yield path
     finally:
         unsaved.reset_for_tests()
+        statesave.reset_for_tests()
         if old is None:
             os.environ.pop(unsaved.RUNTIME_DIR_ENV, None)
         else:

@@ -182,6 +182,24 @@ def test_the_daemon_takes_over_copies_a_process_that_ended_left(disk: Path) -> N
     assert unsaved.unsaved_files(disk) == []
 
 
+def test_a_running_daemon_takes_over_what_a_cli_run_left_since(
+    disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon runs (it took over at its start); a CLI shutdown then keeps its records on
+    a full disk and ends: the daemon's retry writes them once the disk has room."""
+    monkeypatch.setattr(statesave, "RETRY_INTERVAL_S", 0.05)
+    assert statesave.take_over(disk) == []
+    filler = diskfaults.fill(disk.parent)
+    subprocess.run([sys.executable, "-c", KEEPER, str(disk), "exit"], check=True)
+    filler.unlink()
+    statesave.retry_now()
+    deadline = time.monotonic() + 10
+    while _disk_intent(disk) != "shutdown_complete" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _disk_intent(disk) == "shutdown_complete"
+    assert [r.run_id for r in StateStore(disk).load_runs()] == ["r1"]
+
+
 @pytest.fixture
 def daemon_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A runtime directory owned by the daemon's user (nobody here), as systemd makes it."""
