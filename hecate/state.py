@@ -60,12 +60,15 @@ class StateStore:
         return self.state_dir / BLOCKED_FILE
 
     @contextlib.contextmanager
-    def _write_lock(self, *, required: bool = True) -> Iterator[StateBusyError | None]:
+    def _write_lock(
+        self, *, required: bool = True, wait_s: float | None = None
+    ) -> Iterator[StateBusyError | None]:
         """The write lock; without `required`, a lock another process holds past the short
         wait yields why (the caller keeps its write instead: protection never waits)."""
+        if wait_s is None:
+            wait_s = STRICT_LOCK_WAIT_S if required else LOCK_WAIT_S
         with contextlib.ExitStack() as stack:
             try:
-                wait_s = STRICT_LOCK_WAIT_S if required else LOCK_WAIT_S
                 stack.enter_context(state_write_lock(self.state_dir, wait_s))
             except StateBusyError as busy:
                 if required:
@@ -210,7 +213,9 @@ class StateStore:
         """Append a run. A corrupt history is set aside and a new one started: never lost.
         A history the disk cannot give or take never stops a flow: the run is kept until the
         disk allows (hecate.statesave); one that cannot be read is never written over."""
-        with self._write_lock(required=False) as busy:
+        # After every stage: it may wait as long as a healthy writer takes (a snapshot kept
+        # over a history others append to would be dropped once they have written).
+        with self._write_lock(required=False, wait_s=STRICT_LOCK_WAIT_S) as busy:
             base = unsaved.identity(self.runs_path)
             runs: list[RunRecord] = []
             for _ in range(3):  # a corrupt kept copy, then a corrupt file: each set aside

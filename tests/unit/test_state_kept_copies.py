@@ -257,7 +257,8 @@ time.sleep(60)
 def test_a_shutdown_never_waits_on_a_hung_holder_of_the_write_lock(disk: Path) -> None:
     """Another process holds state_dir/.write.lock and does not let go (stuck in fsync): the
     shutdown runs every stage without waiting, its records are kept, and written once the
-    holder is gone. Before: each save waited 10 s for the lock (a shutdown: a minute)."""
+    holder is gone. Before: each save waited 10 s for the lock (a shutdown: a minute), the
+    stages that save the ledger included."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(disk / ".write.lock")],
         stdout=subprocess.PIPE,
@@ -269,7 +270,9 @@ def test_a_shutdown_never_waits_on_a_hung_holder_of_the_write_lock(disk: Path) -
         report = run_shutdown(_ctx(_config(disk), FakeAnsible()), ShutdownOptions(reason="ups"))
         took = time.monotonic() - started
         assert report.outcome is Outcome.SUCCESS
-        assert took < 8.0, took
+        assert all(s.duration_s < 1.0 for s in report.stages), report.to_json()
+        # the intent and each ledger save wait 0.5 s, the run record (after every stage) 5 s
+        assert took < 15.0, took
         assert StateStore(disk).read_intent().state is IntentState.SHUTDOWN_COMPLETE
         assert _disk_intent(disk) == "normal"  # not written under another process's lock
     finally:
