@@ -38,12 +38,20 @@ class IntentLockedError(StateError):
     """Another Hecate process holds the intent lock."""
 
 
+class StateBusyError(IntentLockedError):
+    """Another process holds the state files' write lock past the short wait."""
+
+
 class TransitionError(StateError):
     """The requested intent transition is not allowed from the current state."""
 
 
 class GuardRefusedError(HecateError):
     """A safety guard refused the requested action."""
+
+
+class StartupStateError(GuardRefusedError):
+    """A startup cannot read or write its intent (or take its lock): refused, exit 3."""
 
 
 class TraceError(HecateError):

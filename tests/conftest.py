@@ -4,3 +4,32 @@ pytest_plugins = [
     "tests.testbed.pytest_nut",
     "tests.testbed.pytest_twin",
 ]
+
+
+import os  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from hecate.adapters.statedir import save as statesave  # noqa: E402
+from hecate.adapters.statedir import unsaved  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Each test gets its own runtime directory (the fallback for state files and locks,
+    /run/hecate in production), inherited by the subprocesses it starts."""
+    path = tmp_path_factory.mktemp("run-hecate")
+    old = os.environ.get(unsaved.RUNTIME_DIR_ENV)
+    os.environ[unsaved.RUNTIME_DIR_ENV] = str(path)
+    unsaved.reset_for_tests()
+    try:
+        yield path
+    finally:
+        unsaved.reset_for_tests()
+        statesave.reset_for_tests()
+        if old is None:
+            os.environ.pop(unsaved.RUNTIME_DIR_ENV, None)
+        else:
+            os.environ[unsaved.RUNTIME_DIR_ENV] = old

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hecate.adapters.statedir.files import exclusive_lock
+from hecate.adapters.statedir.save import flow_lock
 from hecate.adapters.statedir.store import StateStore
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now
 from hecate.cli.exits import EXIT_USAGE
@@ -50,7 +50,7 @@ def reset(
         fail("say what to reset: hecate state reset --intent", EXIT_USAGE, "--intent")
     cfg = load(config)
     store = StateStore(cfg.state_dir)
-    with exclusive_lock(cfg.state_dir, "state reset"):
+    with flow_lock(cfg.state_dir, "state reset", required=True):  # apart from any flow
         try:
             previous = store.read_intent(now()).state.value
         except StateError:

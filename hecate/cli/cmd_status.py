@@ -9,6 +9,7 @@ import typer
 
 from hecate.adapters.statedir.awaiting import load_awaiting
 from hecate.adapters.statedir.store import StateStore
+from hecate.adapters.statedir.unsaved import unsaved_files
 from hecate.adapters.systemd.selfupdate import SelfUpdate, self_update, update_failed
 from hecate.cli.cmd_outage import ups_report_data, ups_report_lines
 from hecate.cli.common import (
@@ -66,6 +67,19 @@ def _ups_line(ups: dict[str, Any]) -> str:
     return f"ups:     {ups['status']} runtime={ups['runtime_s']}s charge={ups['charge_pct']}%"
 
 
+def _ups_json(poll: Poll) -> dict[str, Any]:
+    if isinstance(poll, CommError):
+        return {"readable": False, "error": poll.message, "kind": poll.kind}
+    return {
+        "readable": True,
+        "status": poll.status_text,
+        "on_battery": poll.on_battery,
+        "runtime_s": poll.runtime_s,
+        "charge_pct": poll.charge_pct,
+        "load_pct": poll.load_pct,
+    }
+
+
 def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:
     """Show the intent, the shutdown budget, the last runs and the UPS.
 
@@ -95,19 +109,9 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     budget = budget_from_config(cfg, runs)
     max_age = cfg.coordination.startup_guard_max_age_seconds
     poll = read_ups_or_error(cfg)
-    ups: dict[str, Any]
+    ups = _ups_json(poll)
     if isinstance(poll, CommError):
-        ups = {"readable": False, "error": poll.message, "kind": poll.kind}
         problems.append(f"UPS not readable, the cluster is not protected: {poll.message}")
-    else:
-        ups = {
-            "readable": True,
-            "status": poll.status_text,
-            "on_battery": poll.on_battery,
-            "runtime_s": poll.runtime_s,
-            "charge_pct": poll.charge_pct,
-            "load_pct": poll.load_pct,
-        }
     intent_json, stale = _intent_json(intent_state, stamp, max_age)
     # The cluster is down (or a startup was cut short): the daemon's startup gate is pending.
     # A corrupt intent is not "pending": startup stays refused until the operator resets it.
@@ -141,6 +145,9 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     unprotected = not_protected_reasons(poll, doctor)
     if isinstance(poll, UpsReading) and unprotected:  # a CommError is in problems already
         problems.extend(r for r in unprotected if r.startswith("UPS"))
+    unsaved = unsaved_json(cfg.state_dir)
+    if unsaved:
+        problems.append(unsaved_problem(unsaved))
     report = {
         "protected": not unprotected,
         "not_protected": unprotected,
@@ -161,6 +168,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         "startup_progress": progress,
         "reports": reports,
         "doctor": doctor,
+        "unsaved": unsaved,
     }
     if as_json:
         emit_json(report)
@@ -264,6 +272,30 @@ def _report_lines(reports: dict[str, dict[str, Any] | None], state_dir: Path) ->
             for stage in summary["not_ok"]
         )
     return lines
+
+
+def unsaved_json(state_dir: Path) -> list[dict[str, Any]]:
+    """The state files the disk refused and that are kept until it allows
+    (hecate.adapters.statedir.unsaved)."""
+    return [
+        {
+            "file": f.name,
+            "error": f.error,
+            "since": f.since,
+            "kept_in": str(f.copy) if f.copy is not None else None,
+        }
+        for f in unsaved_files(state_dir)
+    ]
+
+
+def unsaved_problem(unsaved: list[dict[str, Any]]) -> str:
+    names = ", ".join(str(u["file"]) for u in unsaved)
+    kept = next((u["kept_in"] for u in unsaved if u["kept_in"]), None)
+    where = f"kept in {Path(kept).parent}" if kept else "kept in memory"
+    return (
+        f"state files not saved: {names} ({unsaved[0]['error']}); {where} and written when "
+        "the state disk allows (flows still run; a startup is refused until it can write)"
+    )
 
 
 def startup_progress(

@@ -23,6 +23,7 @@ from hecate.adapters.peers.http import (
     TriggerRequest,
 )
 from hecate.adapters.statedir.awaiting import awaiting_at_start, save_awaiting
+from hecate.adapters.statedir.save import take_over
 from hecate.adapters.statedir.store import StateStore
 from hecate.adapters.systemd.notify import SystemdNotifier, watchdog_interval_s
 from hecate.config.model import HecateConfig
@@ -178,6 +179,7 @@ class Daemon:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, max_polls: int | None = None) -> None:
+        take_over(self.config.state_dir)  # what a process that ended could not write
         self.start_services()
         self.notifier.ready()
         self.notifier.status("watching the UPS")

@@ -19,7 +19,13 @@ from hecate.core.intent import initial_intent
 from hecate.core.peers import Peers
 from hecate.core.readings import CommError, Poll
 from hecate.core.startup_refusals import Refusal, StartupOverrides, startup_refusals
-from hecate.errors import GuardRefusedError, HecateError, IntentCorruptError
+from hecate.errors import (
+    GuardRefusedError,
+    HecateError,
+    IntentCorruptError,
+    StartupStateError,
+    StateError,
+)
 from hecate.flows.context import FlowContext
 
 
@@ -49,6 +55,11 @@ def startup_facts(
     except IntentCorruptError as exc:  # fail closed: an unknown intent refuses the startup
         intent = initial_intent(now, store.host)
         unknown = [Refusal("intent", str(exc))]
+    except StateError as exc:  # cannot be read at all (a failing disk): one error, exit 3
+        raise StartupStateError(
+            f"startup refused: the intent cannot be read ({exc}); check the state "
+            "directory's disk and run it again"
+        ) from None
     ups: Poll | None = None
     if read_ups is not None:
         try:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hecate.adapters.statedir.files import atomic_write_json, load_state, write_lock
-from hecate.errors import StateCorruptError
+from hecate.adapters.statedir.files import _dumps, load_state
+from hecate.adapters.statedir.save import replace_unreadable, save_json
+from hecate.errors import StateCorruptError, StateError
 
 LEDGER_FILE = "ledger.json"
 
@@ -55,20 +56,31 @@ def load_ledger(state_dir: Path) -> Ledger:
 def load_ledger_or_new(state_dir: Path) -> tuple[Ledger, str]:
     """The ledger, or a new one when it was corrupt (set aside); plus the problem, if any.
 
-    A corrupt ledger never delays or skips a stage: the flow goes on with a new one.
+    A corrupt or unreadable ledger never delays or skips a stage: the flow goes on with a new
+    one. An unreadable one (a failing disk) is never written over: it is moved aside first,
+    or, when it cannot be, the new one is kept apart
+    (hecate.adapters.statedir.save.replace_unreadable).
     """
-    try:
-        return load_ledger(state_dir), ""
-    except StateCorruptError as exc:
-        return Ledger(), str(exc)
+    problem = ""
+    for _ in range(3):  # a corrupt kept copy, then a corrupt file: each set aside
+        try:
+            return load_ledger(state_dir), problem
+        except StateCorruptError as exc:
+            problem = str(exc)
+        except StateError as exc:  # unreadable: what it says is still to be undone
+            replace_unreadable(state_dir / LEDGER_FILE, _dumps(_encode(Ledger())), str(exc))
+            return Ledger(), str(exc)
+    return Ledger(), problem
+
+
+def _encode(ledger: Ledger) -> dict[str, object]:
+    return {"suspended": ledger.suspended, "cordoned": ledger.cordoned, "run_id": ledger.run_id}
 
 
 def save_ledger(state_dir: Path, ledger: Ledger) -> None:
-    with write_lock(state_dir):
-        atomic_write_json(
-            state_dir / LEDGER_FILE,
-            {"suspended": ledger.suspended, "cordoned": ledger.cordoned, "run_id": ledger.run_id},
-        )
+    """Written, or kept until the disk allows (hecate.adapters.statedir.save): never stops a
+    stage."""
+    save_json(state_dir / LEDGER_FILE, _encode(ledger))
 
 
 def _valid_key(key: object) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hecate.adapters.statedir.files import atomic_write_json, read_json
+from hecate.adapters.statedir.save import save_json
 from hecate.core.intent import Intent, IntentState
 from hecate.core.plans import StageStatus
 from hecate.core.run_history import Outcome, RunKind, RunRecord
@@ -105,7 +106,8 @@ def save_report(state_dir: Path, report: FlowReport) -> None:
         "ended_at": round(report.ended_at, 3),
     }
     try:
-        atomic_write_json(report_path(state_dir, report.kind), data)
+        # kept until the disk allows when it refuses it (hecate.adapters.statedir.save)
+        save_json(report_path(state_dir, report.kind), data)
     except StateError as exc:
         # The run itself is recorded; a report that cannot be kept must not undo it.
         report.message = f"{report.message}; {exc}" if report.message else str(exc)

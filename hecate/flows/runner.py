@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
+from hecate.adapters.statedir import unsaved
 from hecate.core.plans import FlowKind, FlowPlan, StageSpec, StageStatus, playbook_batches
 from hecate.core.run_history import Outcome, RunRecord
 from hecate.errors import HecateError
@@ -243,4 +244,10 @@ def run_flow(
         message=message,
     )
     save_report(ctx.config.state_dir, report)
+    kept = sorted(path.name for path in unsaved.pending(ctx.config.state_dir))
+    if (
+        kept
+    ):  # every stage ran; the record follows when the disk allows (hecate.adapters.statedir.save)
+        note = f"not saved yet, the state disk refused them: {', '.join(kept)}"
+        report.message = f"{report.message}; {note}" if report.message else note
     return report

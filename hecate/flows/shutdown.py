@@ -4,10 +4,11 @@ others; it makes the run's outcome partial."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from hecate.adapters.kube.types import FluxKind, FluxObject
-from hecate.adapters.statedir.files import exclusive_lock
+from hecate.adapters.statedir.save import flow_lock
 from hecate.config.model import HecateConfig
 from hecate.core.intent import IntentState
 from hecate.core.plans import (
@@ -19,7 +20,7 @@ from hecate.core.plans import (
     shutdown_plan,
 )
 from hecate.core.run_history import Outcome
-from hecate.errors import HecateError, KubeError
+from hecate.errors import HecateError, KubeError, StateError
 from hecate.flows.context import (
     FlowContext,
     KubeApi,
@@ -36,18 +37,30 @@ from hecate.flows.runner import StepFn, StepTable, run_flow
 
 __all__ = ["run_shutdown"]
 
+log = logging.getLogger("hecate.flows")
+
 
 def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
     """Carry out a shutdown under the state dir's exclusive lock; always records the run."""
     config = ctx.config
-    with exclusive_lock(config.state_dir, "shutdown"):
+    # Protection before bookkeeping: a state directory that is full, read-only, gone or
+    # failing never stops a shutdown. The lock falls back to the runtime directory and this
+    # process, the records are kept until the disk allows (hecate.adapters.statedir.save).
+    with flow_lock(config.state_dir, "shutdown"):
         started = ctx.clock()
-        # An unknown (corrupt) intent never keeps a shutdown from running: it is always safe.
-        previous = ctx.store.intent_or_none(started)
+        # An unknown (corrupt or unreadable) intent never keeps a shutdown from running.
+        previous = ctx.store.intent_or_none(started, unreadable_is_unknown=True)
         run_id = new_run_id("shutdown", started)
-        record_interrupted(ctx, previous)  # a shutdown or a startup a crash cut short
+        try:
+            record_interrupted(ctx, previous)  # a shutdown or a startup a crash cut short
+        except StateError as exc:  # bookkeeping: never before the stages
+            log.error("cannot record the interrupted run: %s", exc)
         ctx.store.set_intent(
-            IntentState.SHUTTING_DOWN, reason=options.reason, run_id=run_id, now=started
+            IntentState.SHUTTING_DOWN,
+            reason=options.reason,
+            run_id=run_id,
+            now=started,
+            keep_if_refused=True,
         )
         report = run_flow(
             ctx,
@@ -64,6 +77,7 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
                 reason=f"{options.reason} ({report.outcome.value})",
                 run_id=run_id,
                 now=report.ended_at,
+                keep_if_refused=True,
             )
             if options.mode == "poweroff" and config.shutdown.poweroff_local_host:
                 # Last of all, after the run is recorded: this host goes down with it.

@@ -3,19 +3,30 @@ Flux/Gitea deadlock fallback (Gitea brought up outside Flux when Flux's own sour
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
 from typing import cast
 
 import yaml
 
 from hecate.adapters.kube.types import FluxKind, WorkloadKind
 from hecate.adapters.statedir.awaiting import load_awaiting, save_awaiting
-from hecate.adapters.statedir.files import exclusive_lock
+from hecate.adapters.statedir.save import flow_lock
 from hecate.config.model import HecateConfig
 from hecate.core.intent import IntentState
 from hecate.core.plans import FlowPlan, StageStatus, StartupOptions, startup_plan
 from hecate.core.run_history import Outcome
-from hecate.errors import HecateError, KubeError
+from hecate.errors import (
+    HecateError,
+    IntentCorruptError,
+    IntentLockedError,
+    KubeError,
+    StartupStateError,
+    StateError,
+    TransitionError,
+)
 from hecate.flows.bootstrap_cache import cached_or_configured
 from hecate.flows.context import (
     FlowContext,
@@ -38,7 +49,7 @@ __all__ = ["run_startup", "source_ready"]
 
 def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
     config = ctx.config
-    with exclusive_lock(config.state_dir, "startup"):
+    with _startup_lock(config.state_dir):
         guard_startup(ctx, options.overrides)  # the one guard set (hecate/flows/guard_facts.py)
         if not ctx.kube.available:
             # A shutdown can go on without the API; a startup cannot: say so before touching
@@ -48,12 +59,17 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
                 f"({ctx.kube.reason}); fix `kubeconfig` in the config and run it again"
             )
         started = ctx.clock()
-        previous = ctx.store.read_intent(started)
-        record_interrupted(ctx, previous)  # a startup or a shutdown a crash cut short
         run_id = new_run_id("startup", started)
-        ctx.store.set_intent(
-            IntentState.STARTUP_IN_PROGRESS, reason=options.reason, run_id=run_id, now=started
-        )
+        try:
+            previous = ctx.store.read_intent(started)
+            record_interrupted(ctx, previous)  # a startup or a shutdown a crash cut short
+            ctx.store.set_intent(
+                IntentState.STARTUP_IN_PROGRESS, reason=options.reason, run_id=run_id, now=started
+            )
+        except StateError as exc:
+            if isinstance(exc, IntentCorruptError | TransitionError | IntentLockedError):
+                raise  # their own message: not a disk to repair
+            raise StartupStateError(f"startup refused: {_state_problem(exc)}") from None
         ctx = _with_progress_file(ctx, run_id)
         recorder = StageRecorder(ctx)
         report = run_flow(
@@ -72,6 +88,7 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
                 reason=f"startup {report.outcome.value}",
                 run_id=run_id,
                 now=report.ended_at,
+                keep_if_refused=True,  # the cluster is up: the record follows when it can
             )
             # The cluster is up: no peer's outage is waited for any more (whoever started it:
             # the daemon, the CLI, the boot unit), or the next outage would wait for it too.
@@ -83,6 +100,26 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
         # FAILED or ABORTED: the intent stays startup_in_progress so `status` shows where it
         # stopped; a shutdown may take over, and a new startup resumes.
         return report
+
+
+@contextlib.contextmanager
+def _startup_lock(state_dir: Path) -> Iterator[None]:
+    """The flow lock; a startup is never urgent, so without a lock file it is refused."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(flow_lock(state_dir, "startup", required=True))
+        except IntentLockedError:
+            raise
+        except StateError as exc:
+            raise StartupStateError(f"startup refused: {_state_problem(exc)}") from None
+        yield
+
+
+def _state_problem(exc: StateError) -> str:
+    return (
+        f"{exc}; a startup needs its intent on disk: make the state directory readable and "
+        "writable (space, mount, the disk) and run it again"
+    )
 
 
 def _with_progress_file(ctx: FlowContext, run_id: str) -> FlowContext:

@@ -52,13 +52,12 @@ from hecate.adapters.ansible.rundir import (
     ARTIFACTS_DIRNAME,
     DEFAULT_REMOTE_TMP,
     RunEnv,
-    new_run_dir,
+    prepare_run_dir,
     rotate_run_dirs,
     runner_envvars,
     runner_settings,
     short_tmp_dir,
     stdout_tail,
-    write_private_data_dir,
 )
 from hecate.adapters.ansible.ssh_preflight import JumpCheck, check_jump_host, prepare_inventory
 from hecate.adapters.statedir.private_files import private_umask
@@ -190,9 +189,9 @@ class AnsiblePort:
         """The request's extra vars plus those its playbook name implies (which must agree)."""
         return playbook_extravars(request.playbook, request.extravars)
 
-    def envvars(self, run_dir: Path) -> dict[str, str]:
+    def envvars(self, run_dir: Path, state_dir: Path | None = None) -> dict[str, str]:
         env = RunEnv(
-            state_dir=self.state_dir,
+            state_dir=state_dir or self.state_dir,
             control_dir=self.control_path_dir,
             roles_dir=self.assets / "roles",
             remote_tmp=self.remote_tmp,
@@ -306,14 +305,16 @@ class AnsiblePort:
     ) -> RunnerDone:
         """One ansible-runner run in a new private data dir (kept, rotated): `path` is the
         playbook, or `batch` the combined playbook written into the run dir."""
-        run_dir = new_run_dir(self.artifacts_root, name, datetime.now(UTC))
-        write_private_data_dir(
-            run_dir,
+        # under state_dir, or under the runtime dir when the state disk refuses (full, read-only,
+        # failing): a broken state disk never stops a node stage (hecate.adapters.ansible.rundir)
+        run_dir = prepare_run_dir(
+            self.state_dir,
+            name,
+            datetime.now(UTC),
+            envvars=self.envvars,
             inventory_text=dump_inventory(dict(inventory)),
-            envvars=self.envvars(run_dir),
             settings=runner_settings(timeout_s),
             extravars=extravars,
-            state_dir=self.state_dir,
             batch=batch,
         )
         path = run_dir / "batch.yml" if batch is not None else path
@@ -362,7 +363,7 @@ class AnsiblePort:
             except Exception as exc:
                 raise AnsibleRunError(f"{name}: ansible-runner could not run: {exc}") from exc
             finally:
-                self.rotate()
+                rotate_run_dirs(run_dir.parent, self.keep_runs)
         artifacts = Path(runner.config.artifact_dir)
         return RunnerDone(
             run_status(runner.status),

@@ -17,12 +17,13 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from hecate.adapters.statedir import unsaved
 from hecate.adapters.statedir.private_files import private_dir, write_private_text
 from hecate.errors import AnsibleRunError
 
@@ -156,11 +157,63 @@ def _why(exc: OSError) -> str:
     return f"{exc.strerror or exc}{where}"
 
 
+def fallback_state_dir(state_dir: Path) -> Path:
+    """Where a run's private data dir, Ansible's home and temp go when `state_dir` refuses
+    them (full, read-only, gone, failing): under the runtime directory, so the stage runs."""
+    return unsaved.runtime_dir() / "ansible" / unsaved.dir_key(state_dir)
+
+
+def prepare_run_dir(
+    state_dir: Path,
+    name: str,
+    now: datetime,
+    *,
+    envvars: Callable[[Path, Path], Mapping[str, str]],
+    inventory_text: str,
+    settings: Mapping[str, Any],
+    extravars: Mapping[str, Any],
+    batch: str | None = None,
+) -> Path:
+    """A run's private data dir under `state_dir/ansible-artifacts`; when the state disk
+    refuses it, the same under fallback_state_dir (protection before bookkeeping: a full or
+    failing state disk never stops a node stage). `envvars(run_dir, state)` are the run's
+    environment with Ansible's home and temp under `state`."""
+    last: OSError | None = None
+    for state in (state_dir, fallback_state_dir(state_dir)):
+        run_dir: Path | None = None
+        try:
+            run_dir = new_run_dir(state / ARTIFACTS_DIRNAME, name, now)
+            write_private_data_dir(
+                run_dir,
+                inventory_text=inventory_text,
+                envvars=envvars(run_dir, state),
+                settings=settings,
+                extravars=extravars,
+                state_dir=state,
+            )
+            if batch is not None:
+                (run_dir / "batch.yml").write_text(batch)
+        except OSError as exc:
+            if run_dir is not None:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            if last is None:
+                unsaved.note_failure(state / ARTIFACTS_DIRNAME, exc.strerror or str(exc))
+            last = exc
+            continue
+        return run_dir
+    raise AnsibleRunError(f"{name}: no private data dir could be made: {last}")
+
+
 def rotate_run_dirs(artifacts_root: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` run dirs (others are left alone); the deleted ones."""
-    if not artifacts_root.is_dir():
+    """Delete all but the newest ``keep`` run dirs (others are left alone); the deleted ones.
+    A directory that cannot be listed (a failing disk) is left alone."""
+    try:
+        if not artifacts_root.is_dir():
+            return []
+        names = list(artifacts_root.iterdir())
+        runs = sorted(p for p in names if p.is_dir() and RUN_DIR_RE.match(p.name))
+    except OSError:
         return []
-    runs = sorted(p for p in artifacts_root.iterdir() if p.is_dir() and RUN_DIR_RE.match(p.name))
     doomed = runs[: max(0, len(runs) - keep)]
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)

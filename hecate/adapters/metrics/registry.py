@@ -31,6 +31,7 @@ from hecate.adapters.metrics.exposition import (
     make_wsgi_app,
 )
 from hecate.adapters.statedir.files import corrupt_counts
+from hecate.adapters.statedir.unsaved import write_failure_counts
 from hecate.adapters.systemd.selfupdate import UpdateFailedCache
 from hecate.config.addresses import ListenAddress
 from hecate.core.battery import BatteryTruth
@@ -46,6 +47,15 @@ RUN_KINDS = ("shutdown", "startup")
 # The state files a corrupt copy can be set aside from (hecate.adapters.statedir.store,
 # flows.ledger, drills).
 KNOWN_STATE_FILES = ("intent.json", "runs.json", "ledger.json", "drills.json")
+# The files a flow writes (hecate.adapters.statedir.save), whose refused writes are counted.
+FLOW_STATE_FILES = (
+    "intent.json",
+    "runs.json",
+    "ledger.json",
+    "last-shutdown-report.json",
+    "last-startup-report.json",
+    "hecate.lock",
+)
 # CommError kinds the adapters produce (hecate.adapters.nut's KIND_*, "error" for a reader that
 # raised,
 # "unknown_status" when the policy cannot read a status); others are counted when they occur.
@@ -192,6 +202,22 @@ class CorruptStateCollector(Collector):
         yield family
 
 
+class StateWriteFailuresCollector(Collector):
+    """Writes the state disk refused (kept in memory and the runtime dir until it allows)."""
+
+    def collect(self) -> Iterable[Family]:
+        family = CounterMetricFamily(
+            "hecate_state_write_failures",
+            "State file writes the disk refused (full, read-only, gone, failing); the content "
+            "is kept in memory and under the runtime directory until the disk allows",
+            labels=["file"],
+        )
+        counts = dict.fromkeys(FLOW_STATE_FILES, 0) | write_failure_counts()
+        for name, count in sorted(counts.items()):
+            family.add_metric([name], count)
+        yield family
+
+
 class SelfUpdateCollector(Collector):
     """1 while systemd shows hecate-update.service failed: Hecate is not updating itself."""
 
@@ -301,6 +327,7 @@ class Metrics:
             self.background_failures.labels(chore)
         self._server: BoundedServer | None = None
         r.register(CorruptStateCollector())
+        r.register(StateWriteFailuresCollector())
         r.register(SelfUpdateCollector(update_failed or UpdateFailedCache()))
 
     def watch_drills(self, state_dir: Path) -> None:

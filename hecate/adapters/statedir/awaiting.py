@@ -1,9 +1,10 @@
 """state_dir/startup-awaits.json: the peers whose UPS the coordinator's pending startup waits for.
 
-Written (atomically) by the daemon when a peer's trigger shuts the cluster down and when that
-peer's UPS is back; read at the daemon's start (a restart keeps waiting) and by `hecate status`.
-An unreadable file fails closed: the daemon then waits for every instance in
-coordination.peer_hosts (named "@host:port"), since it cannot know whose trigger it was.
+Written (atomically; kept and retried when the disk refuses it) by the daemon when a peer's
+trigger shuts the cluster down and when that peer's UPS is back; read at the daemon's start
+(a restart keeps waiting) and by `hecate status`. An unreadable file fails closed: the daemon
+then waits for every instance in coordination.peer_hosts (named "@host:port"), since it
+cannot know whose trigger it was.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from hecate.adapters.statedir.files import atomic_write_json, read_json
+from hecate.adapters.statedir.files import read_json
+from hecate.adapters.statedir.save import save_json
 from hecate.errors import HecateError, StateError
 
 AWAITS_FILE = "startup-awaits.json"
@@ -53,4 +55,5 @@ def awaiting_at_start(state_dir: Path, peer_hosts: Iterable[object]) -> frozense
 
 
 def save_awaiting(state_dir: Path, names: frozenset[str]) -> None:
-    atomic_write_json(state_dir / AWAITS_FILE, {"peers": sorted(names)})
+    """Written, or kept until the disk allows (hecate.adapters.statedir.save: counted, retried)."""
+    save_json(state_dir / AWAITS_FILE, {"peers": sorted(names)})

@@ -11,12 +11,18 @@ Every file under `state_dir` (intent, runs, ledger, drills, bootstrap cache) goe
   too large, not a regular file) into StateCorruptError, with the file set aside as
   `NAME.corrupt-TIMESTAMP`, logged, and counted for the `hecate_state_corrupt_files_total`
   metric. Nothing is ever silently replaced.
+
+A file the disk refuses is kept (hecate.adapters.statedir.unsaved) and read from there first; the
+flows write
+through hecate.adapters.statedir.save, which keeps instead of raising (protection before
+bookkeeping).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -31,8 +37,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hecate.adapters.statedir import unsaved
 from hecate.adapters.statedir.private_files import open_private, private_dir
-from hecate.errors import IntentLockedError, StateCorruptError, StateError
+from hecate.errors import IntentLockedError, StateBusyError, StateCorruptError, StateError
 
 LOCK_NAME = "hecate.lock"
 
@@ -91,25 +98,36 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, _dumps(data))
 
 
-def set_aside(path: Path, now: float | None = None) -> Path:
+def set_aside(path: Path, now: float | None = None, *, label: str = "corrupt") -> Path:
     """Rename a corrupt file to `NAME.corrupt-YYYYmmddTHHMMSSZ` and return the new path."""
     stamp = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
-    target = path.with_name(f"{path.name}.corrupt-{stamp:%Y%m%dT%H%M%SZ}")
+    target = path.with_name(f"{path.name}.{label}-{stamp:%Y%m%dT%H%M%SZ}")
     counter = 1
     while target.exists():
-        target = path.with_name(f"{path.name}.corrupt-{stamp:%Y%m%dT%H%M%SZ}.{counter}")
+        target = path.with_name(f"{path.name}.{label}-{stamp:%Y%m%dT%H%M%SZ}.{counter}")
         counter += 1
     path.rename(target)
     return target
 
 
-def corrupt(path: Path, reason: str, *, move: bool = True) -> StateCorruptError:
+def corrupt(
+    path: Path,
+    reason: str,
+    *,
+    move: bool = True,
+    before_move: Callable[[str], bool] | None = None,
+) -> StateCorruptError:
     """Set `path` aside (unless `move` is False), count and log it; the error to raise.
 
+    `before_move(reason)` runs first and may keep the file in place (False): the intent's
+    block marker must be recorded before the corrupt intent leaves (hecate.adapters.statedir.store).
     Logged at error level: the daemon's log, and stderr for a CLI command (logging's last
     resort handler prints errors when nothing else is configured).
     """
     kept: Path | None = None
+    held = False
+    if move and before_move is not None and not before_move(reason):
+        move, held = False, True
     if move:
         try:
             kept = set_aside(path)
@@ -119,6 +137,8 @@ def corrupt(path: Path, reason: str, *, move: bool = True) -> StateCorruptError:
         _corrupt_counts[path.name] += 1
     if kept is not None:
         message = f"{path} is unreadable ({reason}); it was moved to {kept} for inspection"
+    elif held:
+        message = f"{path} is unreadable ({reason}); left in place until it can be recorded"
     elif move:
         message = f"{path} is unreadable ({reason})"
     else:
@@ -168,14 +188,36 @@ class _UnreadableError(Exception):
     """Internal: content that can never be read (set aside by the caller)."""
 
 
-def load_state(path: Path, decode: Callable[[Any], T], *, move: bool = True) -> T | None:
+def load_state(
+    path: Path,
+    decode: Callable[[Any], T],
+    *,
+    move: bool = True,
+    before_move: Callable[[str], bool] | None = None,
+) -> T | None:
     """The one reader of state files: None when absent, else `decode(parsed JSON)`.
 
     Bad bytes, bad JSON (NaN and Infinity included), a wrong shape (`decode` raising
     StateCorruptError, ValueError, KeyError or TypeError) or a file that is too large or not a
     regular file: the file is set aside as `NAME.corrupt-TIMESTAMP` (not with move=False, for
-    dry runs), counted, logged, and StateCorruptError says where it went.
+    dry runs; see `corrupt` for `before_move`), counted, logged, and StateCorruptError says
+    where it went. A kept copy (hecate.adapters.statedir.unsaved) is read first; one that cannot be
+    read is
+    StateCorruptError too (set aside; the disk file, older, is not read in its place).
     """
+    try:
+        kept = _kept(path, decode)
+    except StateCorruptError as exc:
+        log.error("state file %s: the unsaved copy is unreadable (%s)", path, exc.reason)
+        unsaved.set_copy_aside(path)
+        with _counts_lock:
+            _corrupt_counts[path.name] += 1
+        raise StateCorruptError(
+            f"{path}: its unsaved copy is unreadable ({exc.reason})", reason=exc.reason
+        ) from None
+    if kept is not None:
+        return kept
+    fail = functools.partial(corrupt, path, move=move, before_move=before_move)
     try:
         raw = _read_bytes(path)
         if raw is None:
@@ -183,17 +225,30 @@ def load_state(path: Path, decode: Callable[[Any], T], *, move: bool = True) -> 
         text = raw.decode("utf-8")
         data = json.loads(text, parse_constant=_refuse_constant)
     except _UnreadableError as exc:
-        raise corrupt(path, str(exc), move=move) from None
+        raise fail(str(exc)) from None
     except UnicodeDecodeError as exc:
-        raise corrupt(path, f"not UTF-8: bad byte at offset {exc.start}", move=move) from None
+        raise fail(f"not UTF-8: bad byte at offset {exc.start}") from None
     except json.JSONDecodeError as exc:
-        raise corrupt(path, f"not JSON: {exc.msg} at line {exc.lineno}", move=move) from None
+        raise fail(f"not JSON: {exc.msg} at line {exc.lineno}") from None
     except (ValueError, RecursionError) as exc:
-        raise corrupt(path, f"not JSON: {exc}", move=move) from None
+        raise fail(f"not JSON: {exc}") from None
     try:
         return decode(data)
     except (StateCorruptError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise corrupt(path, f"wrong shape: {exc}", move=move) from None
+        raise fail(f"wrong shape: {exc}") from None
+
+
+def _kept(path: Path, decode: Callable[[Any], T]) -> T | None:
+    """What the disk refused for `path` and is kept until it is saved
+    (hecate.adapters.statedir.unsaved), while
+    newer than the file on disk. StateCorruptError when it cannot be read."""
+    text = unsaved.kept_text(path)
+    if text is None:
+        return None
+    try:
+        return decode(json.loads(text, parse_constant=_refuse_constant))
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise StateCorruptError(str(exc), reason=f"not valid: {exc}") from None
 
 
 def read_json(path: Path, *, move: bool = True) -> Any | None:
@@ -210,7 +265,7 @@ def write_lock(state_dir: Path, timeout_s: float = 10.0) -> Iterator[None]:
 
     Re-entrant within a thread, so a helper that takes it can call another that does.
     """
-    key = str(state_dir.resolve())
+    key = str(state_dir.resolve(strict=False))
     depth: dict[str, int] = getattr(_held, "depth", None) or {}
     _held.depth = depth
     if depth.get(key):
@@ -233,7 +288,7 @@ def write_lock(state_dir: Path, timeout_s: float = 10.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise StateError(
+                    raise StateBusyError(
                         f"{state_dir}: state files stayed locked for {timeout_s:.0f}s"
                     ) from None
                 time.sleep(0.05)

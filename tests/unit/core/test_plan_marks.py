@@ -222,7 +222,8 @@ def test_an_api_probe_that_could_not_tell_marks_nothing() -> None:
 
 
 def test_a_time_sync_that_would_stop_the_startup_leaves_every_later_stage_not_reached() -> None:
-    # the time_sync gate raises and the startup stops there (hecate/flows/startup_gates.py): the later
+    # the time_sync gate raises and the startup stops there (hecate/flows/startup_gates.py): the
+    # later
     # stages would not run, whatever their own probes say
     cfg = config(startup={"time_sync_check": True, "time_sync_unsynced": "wait"})
     plan = startup_plan(cfg, StartupOptions())
