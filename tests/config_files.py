@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "hecate.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "hecate.example.yaml"
 EXAMPLE_DATA: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
 
 
