@@ -31,11 +31,9 @@ from hecate.core import supervisor_vocabulary as sv
 from hecate.core.battery import BatteryTruth, corrected_threshold
 from hecate.core.budget import Budget
 from hecate.core.clock import Clock, as_clock
-from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.policy.rules import trace_active
 from hecate.core.policy.values import PolicyParams, PolicyState, params_from_config
 from hecate.core.readings import CommError, Poll
-from hecate.core.run_history import Outcome
 from hecate.core.supervisor import SupervisorState, decide
 from hecate.core.supervisor_vocabulary import (
     Answer,
@@ -68,6 +66,7 @@ from hecate.daemon.background import (
     wait_for_worker,
 )
 from hecate.daemon.chore_watch import ChoreWatch
+from hecate.daemon.flow_run import OUTCOMES, run_flow
 from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
@@ -77,7 +76,6 @@ from hecate.flows.warmup import ConnectionWarmer
 log = logging.getLogger("hecate.daemon")
 
 FLOW_EFFECTS = (sv.RunShutdown, sv.RunStartup, sv.CancelStartup, sv.ForwardTrigger)
-OUTCOMES = {o: sv.FlowOutcome(o.value) for o in Outcome if o.value in set(sv.FlowOutcome)}
 
 
 class Daemon:
@@ -293,18 +291,7 @@ class Daemon:
     def _flow_thread(self, kind: FlowKind, reason: str, cancel: threading.Event) -> None:
         outcome = FlowOutcome.ERROR
         try:
-            # The flows load Ansible and lightkube: imported with the first flow (idle RSS,
-            # #16), inside the try: an import that fails is a flow that could not run (retried),
-            # never a worker that dies without telling the supervisor.
-            from hecate.flows.shutdown import run_shutdown  # noqa: PLC0415
-            from hecate.flows.startup import run_startup  # noqa: PLC0415
-
-            with self.context_factory(cancel) as ctx:
-                if kind is FlowKind.SHUTDOWN:
-                    options = ShutdownOptions(mode=self.config.shutdown.ups_mode, reason=reason)
-                    report = run_shutdown(ctx, options)
-                else:
-                    report = run_startup(ctx, StartupOptions(reason=reason))
+            report = run_flow(self.config, self.context_factory, kind, reason, cancel)
             self._finished(report)
             outcome = OUTCOMES.get(report.outcome, FlowOutcome.FAILED)
         except GuardRefusedError as exc:

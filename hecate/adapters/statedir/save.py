@@ -23,12 +23,10 @@ refuses (full,
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from hecate.adapters.statedir.files import (
     set_aside,
     write_lock,
 )
+from hecate.adapters.statedir.lockfiles import error_text, release, runtime_flock, state_flock
 from hecate.errors import IntentLockedError, StateBusyError, StateError
 
 log = logging.getLogger("hecate.statefiles")
@@ -48,10 +47,6 @@ log = logging.getLogger("hecate.statefiles")
 RETRY_INTERVAL_S = 30.0
 LOCK_WAIT_S = 0.5  # a save waits no longer for another process's write: it is kept instead
 STRICT_LOCK_WAIT_S = 5.0  # what must be on disk (a startup's intent, a reset) is not urgent
-
-
-def _error_text(exc: BaseException) -> str:
-    return exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
 
 
 # --- writes ---------------------------------------------------------------------------------
@@ -64,7 +59,7 @@ def _try_write(path: Path, text: str) -> str | None:
     except StateError as exc:
         return str(exc)
     except OSError as exc:  # nothing below should let one through; a flow must not see it
-        return f"cannot write {path}: {_error_text(exc)}"
+        return f"cannot write {path}: {error_text(exc)}"
     unsaved.saved(path)
     return None
 
@@ -164,7 +159,7 @@ def replace_unreadable(path: Path, text: str, error: str) -> bool:
         aside = set_aside(path, label="unreadable")
     except OSError as exc:
         log.error("%s cannot be read (%s) nor moved aside: kept apart", path, error)
-        unsaved.keep(path, text, f"{error}; {_error_text(exc)}", hold=True)
+        unsaved.keep(path, text, f"{error}; {error_text(exc)}", hold=True)
         return False
     log.error("%s cannot be read (%s): moved to %s, a new one is started", path, error, aside)
     return save_text(path, text)
@@ -240,53 +235,6 @@ def _process_lock(table: dict[str, threading.RLock], state_dir: Path) -> threadi
         return table.setdefault(unsaved.dir_key(state_dir), threading.RLock())
 
 
-def _runtime_flock(name: str, *, wait_s: float) -> int | None:
-    """An fd holding an exclusive flock on runtime_dir/name; None when the file cannot be
-    had. IntentLockedError when another process holds it past `wait_s`. Made for the runtime
-    directory's owner when root; opened read-only when it cannot be opened for writing (a
-    lock file another user made can still be locked)."""
-    path = unsaved.runtime_dir() / name
-    fd: int | None = None
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
-        try:
-            fd = os.open(path, flags | os.O_CLOEXEC, 0o640)
-            break
-        except OSError:
-            continue
-    if fd is None:
-        return None
-    unsaved.own(fd)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                try:
-                    holder = path.read_text(encoding="utf-8", errors="replace").strip()
-                except OSError:
-                    holder = ""
-                raise IntentLockedError(
-                    f"another hecate process holds {path} ({holder or 'holder unknown'}); "
-                    "wait for it to finish, or check it with `hecate status`"
-                ) from None
-            time.sleep(0.02)
-        except OSError:
-            os.close(fd)
-            return None
-
-
-def _release(fd: int | None) -> None:
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 _held = threading.local()
 
 
@@ -310,10 +258,10 @@ def state_write_lock(state_dir: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[N
     with contextlib.ExitStack() as stack:
         stack.callback(inner.release)
         try:
-            fd = _runtime_flock(f"write-{key}.lock", wait_s=wait_s)
+            fd = runtime_flock(f"write-{key}.lock", wait_s=wait_s)
         except IntentLockedError as exc:
             raise StateBusyError(str(exc)) from None
-        stack.callback(_release, fd)
+        stack.callback(release, fd)
         try:
             stack.enter_context(write_lock(state_dir, wait_s))
         except StateBusyError:
@@ -330,39 +278,6 @@ def state_write_lock(state_dir: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[N
 _flow_locks: dict[str, threading.Lock] = {}  # not re-entrant: one flow per state dir
 
 
-def _state_flock(state_dir: Path) -> tuple[int | None, str]:
-    """An fd holding state_dir/hecate.lock (opened read-only when it cannot be opened for
-    writing: a read-only disk can still be locked); None and why when it cannot be had.
-    IntentLockedError names the holder when another process has it."""
-    lock_path = state_dir / LOCK_NAME
-    fd: int | None = None
-    why = ""
-    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
-        try:
-            fd = os.open(lock_path, flags | os.O_CLOEXEC, 0o640)
-            break
-        except OSError as exc:
-            why = why or _error_text(exc)
-    if fd is None:
-        return None, f"cannot open {lock_path}: {why}"
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        try:
-            holder = lock_path.read_text(encoding="utf-8", errors="replace").strip()
-        except OSError:
-            holder = ""
-        raise IntentLockedError(
-            f"another hecate process holds {lock_path} ({holder or 'holder unknown'}); "
-            "wait for it to finish, or check it with `hecate status`"
-        ) from None
-    except OSError as exc:
-        os.close(fd)
-        return None, f"cannot lock {lock_path}: {_error_text(exc)}"
-    return fd, ""
-
-
 @contextlib.contextmanager
 def flow_lock(state_dir: Path, purpose: str, *, required: bool = False) -> Iterator[None]:
     """Hold the flow lock for a flow's whole run (see the module's docstring).
@@ -376,10 +291,10 @@ def flow_lock(state_dir: Path, purpose: str, *, required: bool = False) -> Itera
         raise IntentLockedError(f"a {purpose} cannot start: another flow runs in this process")
     with contextlib.ExitStack() as stack:
         stack.callback(inner.release)
-        runtime_fd = _runtime_flock(f"flow-{unsaved.dir_key(state_dir)}.lock", wait_s=0.0)
-        stack.callback(_release, runtime_fd)
-        state_fd, why = _state_flock(state_dir)
-        stack.callback(_release, state_fd)
+        runtime_fd = runtime_flock(f"flow-{unsaved.dir_key(state_dir)}.lock", wait_s=0.0)
+        stack.callback(release, runtime_fd)
+        state_fd, why = state_flock(state_dir)
+        stack.callback(release, state_fd)
         if state_fd is None:
             unsaved.note_failure(state_dir / LOCK_NAME, why)
         if state_fd is None and runtime_fd is None:
