@@ -124,8 +124,9 @@ def parse_point(data: Any, where: str) -> TracePoint:
     return TracePoint(t, reading, mono)
 
 
-# The traces shipped with Hecate (package data), replayed by name: `hecate replay blip`.
-BUNDLED_TRACES_DIR = Path(__file__).resolve().parent / "data" / "traces"
+# The traces shipped with Hecate (package data in hecate/data, one level up from hecate/core/),
+# replayed by name: `hecate replay blip`.
+BUNDLED_TRACES_DIR = Path(__file__).resolve().parents[1] / "data" / "traces"
 TRACE_SUFFIX = ".jsonl"
 
 

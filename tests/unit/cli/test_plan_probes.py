@@ -17,7 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from hecate.cli import cmd_flows, common
+from hecate.cli import cmd_flows
 from hecate.cli.main import app
 from hecate.cli.plan_probes import api_probe, probe_cluster, probes_summary, tcp_reach
 from hecate.config.model import HecateConfig, parse_config
@@ -25,8 +25,10 @@ from hecate.core.plan_marks import Reach, plan_marks
 from hecate.core.plans import ShutdownOptions, shutdown_plan
 from hecate.core.readings import CommError, Poll, UpsReading, parse_status
 from hecate.core.run_history import Outcome
+from tests.fakes import reads_ups
 
 runner = CliRunner()
+UPS = {"ups": {"target": "pyrphoros@localhost"}}  # the probes here read no UPS
 
 
 def closed_port() -> int:
@@ -143,7 +145,7 @@ def ups_on_mains(monkeypatch: pytest.MonkeyPatch) -> None:
     def reader(_: HecateConfig) -> Poll:
         return UpsReading(parse_status("OL"), 1800, 100)
 
-    monkeypatch.setattr(common, "ups_reader", reader)
+    reads_ups(monkeypatch, reader)
 
 
 # --- the probes -------------------------------------------------------------------------
@@ -162,18 +164,18 @@ def test_tcp_reach_tells_ssh_from_closed_and_silent(sshd: Listener, silent: List
 
 def test_api_probe_says_refused_and_no_client(tmp_path: Path) -> None:
     port = closed_port()
-    cfg = parse_config({"kubeconfig": str(kubeconfig(tmp_path / "kc", port))})
+    cfg = parse_config({"kubeconfig": str(kubeconfig(tmp_path / "kc", port)), **UPS})
     probe = api_probe(cfg)
     assert probe.state == "down"
     assert probe.detail == f"API https://127.0.0.1:{port} refused connection"
-    missing = api_probe(parse_config({"kubeconfig": str(tmp_path / "nope")}))
+    missing = api_probe(parse_config({"kubeconfig": str(tmp_path / "nope"), **UPS}))
     assert missing.state == "no_client" and "nope" in missing.detail
 
 
 def test_api_probe_names_a_server_that_answers_but_is_not_ready(
     tmp_path: Path, silent: Listener
 ) -> None:
-    cfg = parse_config({"kubeconfig": str(kubeconfig(tmp_path / "kc", silent.port))})
+    cfg = parse_config({"kubeconfig": str(kubeconfig(tmp_path / "kc", silent.port)), **UPS})
     probe = api_probe(cfg)
     assert probe.state == "down"
     assert "answers but is not ready" in probe.detail
@@ -330,7 +332,7 @@ def test_startup_dry_run_reads_the_ups_once_for_guards_and_marks(
         reads.append(time.monotonic())
         return CommError("connection refused")
 
-    monkeypatch.setattr(common, "ups_reader", reader)
+    reads_ups(monkeypatch, reader)
     hosts = {n: f"127.0.0.1:{closed_port()}" for n in ("alpha", "beta", "gamma")}
     config = write(tmp_path, config_data(tmp_path, hosts, closed_port()))
     result = runner.invoke(app, ["startup", "-c", str(config), "--json"])
@@ -404,7 +406,7 @@ def test_an_api_whose_credentials_plugin_fails_is_probed_not_raised(tmp_path: Pa
     data["users"] = [{"name": "u", "user": {"exec": {"command": "/bin/false",
                       "apiVersion": "client.authentication.k8s.io/v1beta1"}}}]  # fmt: skip
     path.write_text(yaml.safe_dump(data))
-    probe = api_probe(parse_config({"kubeconfig": str(path)}))  # main: lightkube's ConfigError
+    probe = api_probe(parse_config({"kubeconfig": str(path), **UPS}))  # main: ConfigError
     assert probe.state == "down"
     assert probe.detail == f"API https://127.0.0.1:{port} refused connection"
 
@@ -422,7 +424,7 @@ def test_a_late_ups_probe_leaves_the_guards_their_own_read(
             time.sleep(4.0)
         return UpsReading(parse_status("OL"), 1800, 100)
 
-    monkeypatch.setattr(common, "ups_reader", slow_then_quick)
+    reads_ups(monkeypatch, slow_then_quick)
     hosts = {n: f"127.0.0.1:{listener.port}" for n, listener in sshds.items()}
     data = config_data(tmp_path, hosts, closed_port())
     data["ups"]["timeout_seconds"] = 10

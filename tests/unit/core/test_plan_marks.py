@@ -34,6 +34,7 @@ def config(**extra: Any) -> HecateConfig:
     data: dict[str, Any] = {
         "nodes": {"servers": ["s1", "s2"], "agents": ["a1", "a2"]},
         "shutdown": {"drain": True, "etcd_snapshot": True, "ups_kill_power": True},
+        "ups": {"target": "pyrphoros@localhost"},
     }
     for key, value in extra.items():
         data[key] = {**data.get(key, {}), **value}

@@ -68,7 +68,11 @@ def test_the_daemon_counts_them_and_never_shuts_down(tmp_path: Path) -> None:
     """The daemon on the real port: foreign `OB LB` lines decide nothing and are counted as
     failed polls of kind `protocol` in the metrics."""
     config = parse_config(
-        {"state_dir": str(tmp_path / "state"), "nodes": {"servers": ["s1"], "agents": []}}
+        {
+            "state_dir": str(tmp_path / "state"),
+            "nodes": {"servers": ["s1"], "agents": []},
+            "ups": {"target": "pyrphoros@localhost"},
+        }
     )
     now = [1_000_000.0]
 

@@ -78,7 +78,9 @@ def test_a_token_others_can_read_or_its_group_write_is_refused(tmp_path: Path, m
         read_token(loose)
     assert f"chmod 600 {loose}" in str(err.value)
     assert TOKEN.decode() not in str(err.value)
-    config = parse_config({"coordination": {"token_file": str(loose)}})
+    config = parse_config(
+        {"coordination": {"token_file": str(loose)}, "ups": {"target": "pyrphoros@localhost"}}
+    )
     assert any("the daemon refuses it" in e for e in secret_file_errors(config))
     loose.chmod(0o640)  # the installer's root:hecate-daemon 0640 is read by the group
     assert read_token(loose) == TOKEN
