@@ -178,7 +178,7 @@ def prepare_run_dir(
     refuses it, the same under fallback_state_dir (protection before bookkeeping: a full or
     failing state disk never stops a node stage). `envvars(run_dir, state)` are the run's
     environment with Ansible's home and temp under `state`."""
-    last: OSError | None = None
+    last: OSError | AnsibleRunError | None = None
     for state in (state_dir, fallback_state_dir(state_dir)):
         run_dir: Path | None = None
         try:
@@ -193,11 +193,12 @@ def prepare_run_dir(
             )
             if batch is not None:
                 (run_dir / "batch.yml").write_text(batch)
-        except OSError as exc:
+        except (OSError, AnsibleRunError) as exc:  # the two above wrap their OSError
             if run_dir is not None:
                 shutil.rmtree(run_dir, ignore_errors=True)
             if last is None:
-                unsaved.note_failure(state / ARTIFACTS_DIRNAME, exc.strerror or str(exc))
+                why = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+                unsaved.note_failure(state / ARTIFACTS_DIRNAME, why)
             last = exc
             continue
         return run_dir

@@ -28,7 +28,6 @@ from hecate.adapters.metrics.registry import Metrics
 from hecate.adapters.statedir import unsaved
 from hecate.adapters.statedir.save import flush
 from hecate.adapters.statedir.store import StateStore
-from hecate.cli import common
 from hecate.cli.main import run
 from hecate.config.model import HecateConfig, parse_config
 from hecate.core.intent import IntentState
@@ -41,7 +40,7 @@ from hecate.flows.context import FlowContext
 from hecate.flows.shutdown import run_shutdown
 from hecate.flows.startup import run_startup
 from tests import diskfaults
-from tests.fakes import FakeAnsible, FakeKube
+from tests.fakes import FakeAnsible, FakeKube, reads_ups
 
 NODE_BATCH = ["stop_agents", "stop_servers", "poweroff", "poweroff"]
 ONCE = "state files cannot be written"
@@ -49,7 +48,11 @@ ONCE = "state files cannot be written"
 
 def _config(state_dir: Path) -> HecateConfig:
     return parse_config(
-        {"state_dir": str(state_dir), "nodes": {"servers": ["s1"], "agents": ["a1", "a2"]}}
+        {
+            "state_dir": str(state_dir),
+            "nodes": {"servers": ["s1"], "agents": ["a1", "a2"]},
+            "ups": {"target": "pyrphoros@localhost"},
+        }
     )
 
 
@@ -182,7 +185,7 @@ def test_another_process_reads_what_was_kept_and_status_shows_it(
         data["ups"]["password_file"] = None
         config_file.write_text(yaml.safe_dump(data))
         reading: Poll = UpsReading(parse_status("OL"), 1800, 100)
-        monkeypatch.setattr(common, "ups_reader", lambda _cfg: reading)
+        reads_ups(monkeypatch, lambda _cfg: reading)
         assert run(["status", "-c", str(config_file), "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)
         assert shown["intent"]["state"] == "shutdown_complete"
@@ -237,7 +240,7 @@ def test_a_startup_that_cannot_read_or_write_its_intent_is_refused_in_one_line(
     never a traceback; nothing ran. The guards pass (UPS on mains, API up), so only the disk
     refuses it."""
     reading: Poll = UpsReading(parse_status("OL"), 1800, 100)
-    monkeypatch.setattr(common, "ups_reader", lambda _cfg: reading)
+    reads_ups(monkeypatch, lambda _cfg: reading)
     monkeypatch.setattr(wiring, "Kube", lambda _path: _ClosableKube(nodes_up={"s1": True}))
     with contextlib.ExitStack() as stack:
         if kind.startswith("eio"):
