@@ -155,7 +155,11 @@ def test_a_shutdown_with_a_failing_exec_plugin_skips_the_api_stages_and_runs_the
 
     url, _ = api
     config = parse_config(
-        {"state_dir": str(tmp_path / "state"), "nodes": {"servers": ["s1"], "agents": ["a1"]}}
+        {
+            "state_dir": str(tmp_path / "state"),
+            "nodes": {"servers": ["s1"], "agents": ["a1"]},
+            "ups": {"target": "pyrphoros@localhost"},
+        }
     )
     ansible = FakeAnsible()
     with Kube(exec_kubeconfig(tmp_path, url, "/bin/false"), timeout_s=3) as kube:
