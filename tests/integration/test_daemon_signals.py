@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hecate.adapters.statedir import unsaved
 from hecate.adapters.statedir.store import StateStore
 from hecate.core.intent import IntentState
 from hecate.core.run_history import Outcome
@@ -80,6 +81,9 @@ def test_a_warmup_that_cannot_write_its_run_dir_is_logged_and_counted_not_a_dead
     state = Path(data["state_dir"])
     state.mkdir(mode=0o700)
     (state / "ansible-artifacts").write_text("in the way\n")
+    # and its fallback under the runtime directory (inherited by the daemon): a broken state
+    # disk alone no longer stops a run, it goes there (hecate.adapters.ansible.rundir)
+    (unsaved.runtime_dir() / "ansible").write_text("in the way\n")
     daemon = DaemonProcess(write_yaml(tmp_path / "hecate.yaml", data))
     try:
         daemon.wait_for("background chore warmup failed")
