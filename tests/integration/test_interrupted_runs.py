@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from hecate.core.progress_names import STAGE_LABELS
 from tests.integration.daemon_process import (
     SilentSsh,
     daemon_config_data,
@@ -115,7 +116,7 @@ def test_a_shutdown_cut_short_by_sigkill_is_recorded_by_the_next_startup(
     config, data = setup
     state = Path(data["state_dir"])
     shutdown = Flow(config, "shutdown")
-    shutdown.wait_for("stop_agents      running")
+    shutdown.wait_for(f"{STAGE_LABELS['stop_agents']:<22} running")  # the progress line
     shutdown.sigkill()
     killed = intent(state)
     assert killed["state"] == "shutting_down"
@@ -138,7 +139,7 @@ def test_a_startup_cut_short_by_sigkill_is_recorded_by_the_next_shutdown(
     config, data = setup
     state = Path(data["state_dir"])
     startup = Flow(config, "startup")
-    startup.wait_for("time_sync        running")
+    startup.wait_for(f"{STAGE_LABELS['time_sync']:<22} running")
     startup.sigkill()
     killed = intent(state)
     assert killed["state"] == "startup_in_progress"
