@@ -190,9 +190,8 @@ def prepare_run_dir(
                 settings=settings,
                 extravars=extravars,
                 state_dir=state,
+                batch=batch,  # owner-only, as the rest of the run dir
             )
-            if batch is not None:
-                (run_dir / "batch.yml").write_text(batch)
         except (OSError, AnsibleRunError) as exc:  # the two above wrap their OSError
             if run_dir is not None:
                 shutil.rmtree(run_dir, ignore_errors=True)

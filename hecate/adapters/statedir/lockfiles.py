@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hecate.adapters.statedir import unsaved
 from hecate.adapters.statedir.files import LOCK_NAME
+from hecate.adapters.statedir.private_files import FILE_MODE, private_dir
 from hecate.errors import IntentLockedError
 
 
@@ -70,13 +71,16 @@ def release(fd: int | None) -> None:
 def state_flock(state_dir: Path) -> tuple[int | None, str]:
     """An fd holding state_dir/hecate.lock (opened read-only when it cannot be opened for
     writing: a read-only disk can still be locked); None and why when it cannot be had.
-    IntentLockedError names the holder when another process has it."""
+    IntentLockedError names the holder when another process has it. A missing state_dir is
+    made (0700) and the lock file is owner-only (hecate.adapters.statedir.private_files)."""
     lock_path = state_dir / LOCK_NAME
     fd: int | None = None
     why = ""
+    with contextlib.suppress(OSError):  # a disk that refuses it: the open below says why
+        private_dir(state_dir)
     for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
         try:
-            fd = os.open(lock_path, flags | os.O_CLOEXEC, 0o640)
+            fd = os.open(lock_path, flags | os.O_CLOEXEC, FILE_MODE)
             break
         except OSError as exc:
             why = why or error_text(exc)

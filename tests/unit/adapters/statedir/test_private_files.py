@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from hecate.adapters.ansible.rundir import new_run_dir, write_private_data_dir
+from hecate.adapters.ansible.rundir import new_run_dir, prepare_run_dir, write_private_data_dir
 from hecate.adapters.statedir.files import exclusive_lock
 from hecate.adapters.statedir.private_files import private_dir, private_umask
+from hecate.adapters.statedir.save import flow_lock
 from hecate.adapters.statedir.store import StateStore
 from hecate.core.intent import IntentState
 from hecate.core.readings import UpsReading, parse_status
@@ -96,3 +97,26 @@ def test_private_umask_is_shared_by_threads_and_restored_by_the_last(umask: int)
     other.join(5)
     current = os.umask(umask)
     assert current == umask  # restored to what the first holder found
+
+
+def test_the_flows_lock_and_run_dirs_are_owner_only_on_a_new_state_dir(
+    tmp_path: Path, umask: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a shutdown takes and writes: flow_lock (not exclusive_lock) and prepare_run_dir.
+    Before: hecate.lock 0640 and batch.yml by the umask, and a state dir not there yet was
+    "state files cannot be written" with no state lock taken."""
+    state = tmp_path / "new" / "state"
+    with flow_lock(state, "shutdown", required=True):
+        prepare_run_dir(
+            state,
+            "connect",
+            datetime.now(UTC),
+            envvars=lambda _run, _state: {"A": "1"},
+            inventory_text="all: {}\n",
+            settings={},
+            extravars={},
+            batch="- hosts: all\n",
+        )
+    assert loose(tmp_path / "new") == {}
+    assert {"hecate.lock", "batch.yml"} <= {p.name for p in state.rglob("*")}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= 30] == []
