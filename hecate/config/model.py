@@ -12,16 +12,12 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from hecate.config.addresses import Address, HostPort, ListenAddress, UpsTarget
 from hecate.config.load import parse_yaml, read_config_text
+from hecate.config.shutdown import ShutdownConfig
 from hecate.config.startup import StartupConfig
-from hecate.config.strict import (
-    Node,
-    NutCommand,
-    NutUser,
-    UserName,
-    at,
-)
+from hecate.config.strict import Node, UserName, at
 from hecate.config.strict import StrictModel as _Strict
 from hecate.config.strict import format_validation_error as _format_errors
+from hecate.config.ups import UpsConfig
 from hecate.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/hecate/hecate.yaml")
@@ -35,9 +31,16 @@ def _twice(names: list[str]) -> list[str]:
 # fields before it that validated), never model validators: a model validator runs only once
 # every field is valid, so its error would show only on the run after the field errors are fixed.
 class Nodes(_Strict):
-    servers: list[Node] = Field(default_factory=list, description="k3s server node names")
+    """The cluster's nodes by name (the names used in the inventory and in Kubernetes)."""
+
+    servers: list[Node] = Field(
+        default_factory=list,
+        description="k3s servers (control plane, etcd): stopped last, started first.",
+    )
     agents: list[Node] = Field(
-        default_factory=list, description="k3s agent node names", validate_default=True
+        default_factory=list,
+        description="k3s agents (workers): stopped first, started after the API is up.",
+        validate_default=True,
     )
 
     @field_validator("servers")
@@ -62,98 +65,45 @@ class Nodes(_Strict):
         return [*self.servers, *self.agents]
 
 
-class UpsConfig(_Strict):
-    # No default: a config must name its UPS (README, "Upgrading").
-    target: UpsTarget = Field(description="ups@host[:port] as upsc takes it")
-    user: NutUser = "monuser"
-    password_file: Path | None = None
-    poll_interval_seconds: float = Field(5.0, gt=0, le=300)
-    debounce_polls: int = Field(3, ge=1, le=100)
-    comm_loss_dead_seconds: float = Field(30.0, gt=0)
-    timeout_seconds: float = Field(5.0, gt=0, le=60)
-    # How credentials are checked on each read: primary (PRIMARY, needs `upsmon primary`; no log
-    # noise), login (LOGIN, any upsmon user; upsd logs every poll), none (anonymous reads).
-    auth_check: Literal["primary", "login", "none"] = "primary"
-    # The UPS policy (README, "What Hecate decides, and how").
-    # FSD set by the UPS's primary shuts down at once, on battery or on mains.
-    honor_fsd: bool = True
-    # Critical polls are counted over this window (default: max(60, 2 x debounce_polls x
-    # poll_interval_seconds)); debounce_polls of them in the window trigger.
-    critical_window_seconds: float | None = Field(None, gt=0)
-    # LB on this many polls within the window triggers (a short confirmation of the UPS's own
-    # verdict; 2 = one poll interval).
-    lb_confirm_polls: int = Field(2, ge=1, le=100)
-    # On battery with no runtime estimate, a charge below this is critical.
-    min_charge_on_battery: float = Field(50.0, ge=0, le=100)
-    # An outage episode ends once mains has been seen stable this long.
-    outage_clear_seconds: float = Field(30.0, ge=0)
-    # Polls further apart than this mean the power was not observed (default:
-    # 3 x poll_interval_seconds + timeout_seconds).
-    max_poll_gap_seconds: float | None = Field(None, gt=0)
-    # off: battery truth (claimed vs delivered runtime, `hecate ups report`) is advisory only;
-    # learned: the shutdown threshold is raised by the learned correction (never lowered).
-    runtime_correction: Literal["off", "learned"] = "off"
-
-    @field_validator("critical_window_seconds")
-    @classmethod
-    def _window_fits_debounce(cls, window: float | None, info: ValidationInfo) -> float | None:
-        polls, interval = info.data.get("debounce_polls"), info.data.get("poll_interval_seconds")
-        if window is None or polls is None or interval is None:
-            return window
-        needed = (polls - 1) * interval
-        if window <= needed:
-            raise ValueError(
-                f"critical_window_seconds ({window:g}) must be longer than (debounce_polls - 1)"
-                f" x poll_interval_seconds ({needed:g}), or no shutdown could ever trigger"
-            )
-        return window
-
-
-class ShutdownConfig(_Strict):
-    history_window: int = Field(10, ge=1, le=1000, description="recent runs used for the budget")
-    # successful runs needed before the history is trusted over the fallback
-    min_samples: int = Field(3, ge=1)
-    budget_percentile: float = Field(95.0, gt=0, le=100)
-    ups_mode: Literal["poweroff", "cluster-only"] = "poweroff"
-    drain: bool = False
-    drain_timeout_seconds: float = Field(120.0, gt=0)
-    etcd_snapshot: bool = True
-    etcd_snapshot_timeout_seconds: float = Field(120.0, gt=0)
-    use_killall: bool = False
-    stop_timeout_seconds: float = Field(120.0, gt=0)
-    # poweroff: really power nodes off; marker: only write a marker file (drills, rehearsals).
-    poweroff_method: Literal["poweroff", "marker"] = "poweroff"
-    poweroff_local_host: bool = False
-    ups_kill_power: bool = False
-    # The NUT instant command sent when ups_kill_power is on.
-    ups_kill_command: NutCommand = "shutdown.return"
-    runs_kept: int = Field(200, ge=1)
-
-    @field_validator("min_samples")
-    @classmethod
-    def _samples_fit_window(cls, value: int, info: ValidationInfo) -> int:
-        window = info.data.get("history_window")
-        if window is not None and value > window:
-            raise ValueError(
-                f"min_samples ({value}) is larger than history_window ({window}): "
-                "the budget could never learn from the history"
-            )
-        return value
-
-
 class CoordinationConfig(_Strict):
-    role: Literal["coordinator", "peer"] = "coordinator"
-    coordinator_address: Address | None = Field(
-        None, description="host:port of the coordinator", validate_default=True
+    """Several Hecate instances for several UPSes."""
+
+    role: Literal["coordinator", "peer"] = Field(
+        "coordinator",
+        description="A coordinator runs shutdown and startup; a peer forwards its UPS triggers "
+        "to the coordinator.",
     )
-    peer_hosts: list[Address] = Field(default_factory=list)
-    # peers reach it only on an address named on purpose
-    listen: ListenAddress = ListenAddress.parse("127.0.0.1:9561")
-    peer_name: str | None = None
-    token_file: Path | None = None
-    fallback_local_shutdown: bool = False
-    allow_startup_on_battery: bool = False
-    startup_guard_max_age_seconds: float = Field(6 * 3600.0, gt=0)
+    coordinator_address: Address | None = Field(
+        None,
+        description="host:port of the coordinator (required on a peer).",
+        validate_default=True,
+    )
+    peer_hosts: list[Address] = Field(
+        default_factory=list,
+        description="Other instances (host:port of their coordination endpoint) whose intents are "
+        "checked before startup, so two instances never start the cluster at once.",
+    )
+    listen: ListenAddress = Field(
+        ListenAddress.parse("127.0.0.1:9561"),
+        description="[HOST]:PORT where the coordinator accepts signed peer requests. The default "
+        "serves this host only: peers on other hosts need an address named on purpose (this "
+        'host\'s LAN address, or ":9561" for every interface).',
+    )
+    peer_name: str | None = Field(
+        None, description="This instance's name in peer requests (null: the host name)."
+    )
+    token_file: Path | None = Field(
+        None, description="Shared secret file for peer <-> coordinator requests (mode 0600)."
+    )
+    fallback_local_shutdown: bool = Field(
+        False, description="A peer that cannot reach the coordinator runs the shutdown itself."
+    )
+    allow_startup_on_battery: bool = Field(
+        False, description="Allow startup while the UPS is on battery (normally refused)."
+    )
+    startup_guard_max_age_seconds: float = Field(
+        6 * 3600.0, gt=0, description="A shutdown intent older than this no longer blocks startup."
+    )
 
     @field_validator("listen")
     @classmethod
@@ -172,30 +122,77 @@ class CoordinationConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    # a remote scraper needs an address named on purpose
-    listen: ListenAddress = ListenAddress.parse("127.0.0.1:9560")
+    """Prometheus metrics."""
+
+    listen: ListenAddress = Field(
+        ListenAddress.parse("127.0.0.1:9560"),
+        description="[HOST]:PORT to serve /metrics on. The default serves this host only: a "
+        'Prometheus on another host needs an address named on purpose (":9560" for every '
+        "interface).",
+    )
 
 
 class HecateConfig(_Strict):
-    kubeconfig: Path = Path("/etc/rancher/k3s/k3s.yaml")
-    default_budget_seconds: float = Field(300.0, gt=0)
-    runtime_safety_factor: float = Field(1.10, ge=1.0, le=10.0)
-    state_dir: Path = Path("/var/lib/hecate")
-    nodes: Nodes = Field(default_factory=Nodes)
+    """The top-level keys."""
 
-    ssh_user: UserName = "root"
-    ssh_port: int = Field(22, gt=0, lt=65536)
-    ssh_config_file: Path | None = None
-    ssh_identity_file: Path | None = None
-    ssh_jump_host: HostPort | None = None
-    ssh_jump_user: UserName | None = None
-    ssh_node_hosts: dict[Node, HostPort] = Field(default_factory=dict)
-    ssh_node_users: dict[Node, UserName] = Field(default_factory=dict)
-    ssh_managed_nodes: list[Node] | None = None
-    ssh_connect_timeout_seconds: int = Field(10, gt=0, le=300)
-    # sudo_command: the SSH user runs `sudo -n systemctl ...` with narrow sudoers rules;
-    # become: Ansible become (full sudo, or root logins).
-    node_privilege: Literal["sudo_command", "become"] = "sudo_command"
+    kubeconfig: Path = Field(
+        Path("/etc/rancher/k3s/k3s.yaml"),
+        description="The kubeconfig Hecate talks to the cluster's API with (on the Hecate host, "
+        "outside the cluster).",
+    )
+    default_budget_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="The shutdown budget used until enough successful shutdowns have been "
+        "recorded (shutdown.min_samples).",
+    )
+    runtime_safety_factor: float = Field(
+        1.10,
+        ge=1.0,
+        le=10.0,
+        description="Shut down when the UPS runtime falls below this factor x the estimated "
+        "shutdown budget.",
+    )
+    state_dir: Path = Field(
+        Path("/var/lib/hecate"),
+        description="Where intent.json, runs.json, traces and Ansible artifacts are kept.",
+    )
+    nodes: Nodes = Field(default_factory=Nodes, description=Nodes.__doc__)
+
+    ssh_user: UserName = Field("root", description="Default SSH user for every node.")
+    ssh_port: int = Field(22, gt=0, lt=65536, description="Default SSH port.")
+    ssh_config_file: Path | None = Field(
+        None, description="An ssh_config file passed to ssh with -F (null: none)."
+    )
+    ssh_identity_file: Path | None = Field(
+        None, description="Private key for the nodes (null: ssh-agent and ssh's defaults)."
+    )
+    ssh_jump_host: HostPort | None = Field(
+        None,
+        description="A bastion; Hecate falls back to direct SSH (and says so) when it is "
+        "unreachable (null: none).",
+    )
+    ssh_jump_user: UserName | None = Field(
+        None, description="User on the jump host (null: the node's user)."
+    )
+    ssh_node_hosts: dict[Node, HostPort] = Field(
+        default_factory=dict,
+        description="Node name -> address (host or host:port); nodes not listed are reached by "
+        "name.",
+    )
+    ssh_node_users: dict[Node, UserName] = Field(
+        default_factory=dict, description="Node name -> SSH user, overriding ssh_user."
+    )
+    ssh_managed_nodes: list[Node] | None = Field(
+        None, description="Nodes that get host-level actions (poweroff); null: every node."
+    )
+    ssh_connect_timeout_seconds: int = Field(10, gt=0, le=300, description="SSH connect timeout.")
+    node_privilege: Literal["sudo_command", "become"] = Field(
+        "sudo_command",
+        description="How node actions get root: sudo_command runs `sudo -n systemctl stop k3s` "
+        "and the like (narrow sudoers rules, see README); become uses Ansible become (full "
+        "sudo, or root logins).",
+    )
 
     @field_validator("ssh_jump_user")
     @classmethod
@@ -218,13 +215,19 @@ class HecateConfig(_Strict):
         return value
 
     # No default: a config names its UPS (ups.target); a missing section reports that key.
-    ups: UpsConfig
-    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
-    startup: StartupConfig = Field(default_factory=StartupConfig)
-    coordination: CoordinationConfig = Field(
-        default_factory=CoordinationConfig, validate_default=True
+    ups: UpsConfig = Field(description=UpsConfig.__doc__)
+    shutdown: ShutdownConfig = Field(
+        default_factory=ShutdownConfig, description=ShutdownConfig.__doc__
     )
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig, validate_default=True)
+    startup: StartupConfig = Field(default_factory=StartupConfig, description=StartupConfig.__doc__)
+    coordination: CoordinationConfig = Field(
+        default_factory=CoordinationConfig,
+        description=CoordinationConfig.__doc__,
+        validate_default=True,
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description=MetricsConfig.__doc__, validate_default=True
+    )
 
     @model_validator(mode="before")
     @classmethod

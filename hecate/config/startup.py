@@ -15,19 +15,23 @@ from hecate.config.strict import StrictModel as _Strict
 class FoundationWorkload(_Strict):
     """A workload the cluster needs before anything else (storage, DNS, ingress)."""
 
-    kind: Literal["deployment", "statefulset"] = "deployment"
-    namespace: KubeNamespace
-    name: KubeName
-    replicas: int = Field(1, ge=1, description="replicas to restore when found at 0")
-    timeout_seconds: float = Field(120.0, gt=0)
+    kind: Literal["deployment", "statefulset"] = Field(
+        "deployment", description="The workload's kind."
+    )
+    namespace: KubeNamespace = Field(description="The workload's namespace.")
+    name: KubeName = Field(description="The workload's name.")
+    replicas: int = Field(1, ge=1, description="Replicas to restore when it is found at 0.")
+    timeout_seconds: float = Field(120.0, gt=0, description="How long to wait for it to be Ready.")
 
 
 class StorageWorkload(_Strict):
     """A workload volumes depend on (Longhorn's or a CSI driver's DaemonSet/Deployment)."""
 
-    kind: Literal["daemonset", "deployment", "statefulset"] = "daemonset"
-    namespace: KubeNamespace
-    name: KubeName
+    kind: Literal["daemonset", "deployment", "statefulset"] = Field(
+        "daemonset", description="The workload's kind."
+    )
+    namespace: KubeNamespace = Field(description="The workload's namespace.")
+    name: KubeName = Field(description="The workload's name.")
 
 
 class StartupProbe(_Strict):
@@ -36,14 +40,19 @@ class StartupProbe(_Strict):
     `target` is parsed here: `http://` or `https://` makes an HTTP probe (`expected_status`
     applies), anything else must be HOST:PORT (a TCP connect)."""
 
-    name: str | None = None
-    target: str
-    expected_status: int = Field(200, ge=100, le=599)
-    timeout_seconds: float = Field(5.0, gt=0, le=300)
-    retries: int = Field(3, ge=0, le=100)
-    retry_interval_seconds: float = Field(5.0, ge=0, le=600)
-    # HTTPS only: check the certificate against the system CAs (a self-signed ingress: false).
-    verify_tls: bool = True
+    name: str | None = Field(None, description="The probe's name in reports (null: the target).")
+    target: str = Field(description="An http(s):// URL, or HOST:PORT for a TCP connect.")
+    expected_status: int = Field(
+        200, ge=100, le=599, description="The HTTP status that passes (HTTP probes only)."
+    )
+    timeout_seconds: float = Field(5.0, gt=0, le=300, description="Bound for one try.")
+    retries: int = Field(3, ge=0, le=100, description="Tries after the first.")
+    retry_interval_seconds: float = Field(5.0, ge=0, le=600, description="Pause between tries.")
+    verify_tls: bool = Field(
+        True,
+        description="HTTPS only: check the certificate against the system CAs (a self-signed "
+        "ingress: false).",
+    )
 
     @field_validator("target")
     @classmethod
@@ -80,43 +89,105 @@ class StartupProbe(_Strict):
 
 
 class StartupConfig(_Strict):
-    power_stable_seconds: float = Field(60.0, ge=0)
-    min_battery_charge: float = Field(50.0, ge=0, le=100)
-    # When the charge cannot be read: startup also waits for the runtime on mains to reach the
-    # shutdown threshold, or this long beyond power_stable_seconds, whichever comes first.
-    charge_unknown_wait_seconds: float = Field(1800.0, ge=0)
-    api_timeout_seconds: float = Field(300.0, gt=0)
-    nodes_ready_timeout_seconds: float = Field(300.0, gt=0)
-    flux_namespace: KubeNamespace = "flux-system"
-    flux_git_repository: KubeName = "flux-system"
-    gitea_namespace: KubeNamespace = "gitea"
-    gitea_workload: str = "deployment/gitea"
-    gitea_replicas: int = Field(1, ge=1)
-    gitea_bootstrap_manifests: list[FilePath] = Field(default_factory=list)
-    # How often the daemon refreshes state_dir/bootstrap-cache from the live objects.
-    bootstrap_cache_refresh_seconds: float = Field(3600.0, gt=0)
-    flux_ready_timeout_seconds: float = Field(180.0, gt=0)
-    force_flux_branch: GitBranch | None = None
-    # Brought back one by one, in this order, right after the nodes are Ready.
-    foundation_workloads: list[FoundationWorkload] = Field(default_factory=list)
-    # Gate: before k3s starts, every node's clock is synchronised (timedatectl NTPSynchronized)
-    # and within max_clock_skew_seconds of this host. unsynced: wait (up to
-    # time_sync_timeout_seconds, then stop the startup before k3s starts) or start_anyway
-    # (report the nodes and go on).
-    time_sync_check: bool = True
-    max_clock_skew_seconds: float = Field(5.0, gt=0)
-    time_sync_timeout_seconds: float = Field(300.0, gt=0)
-    time_sync_unsynced: Literal["wait", "start_anyway"] = "wait"
-    # Gate: after the nodes are Ready, these are Ready (and, optionally, no VolumeAttachment
-    # is stuck) before Flux brings back the workloads that need them.
-    storage_workloads: list[StorageWorkload] = Field(default_factory=list)
-    storage_check_volume_attachments: bool = False
-    storage_timeout_seconds: float = Field(300.0, gt=0)
-    # Gate: checks run from this host after Flux is Ready; a failing one makes the run partial.
-    probes: list[StartupProbe] = Field(default_factory=list)
-    # Gate: the run ends only after the cluster stayed healthy this long (0: no soak).
-    soak_seconds: float = Field(0.0, ge=0)
-    soak_interval_seconds: float = Field(10.0, gt=0)
+    """How the cluster is brought back after an outage, and the gates it passes."""
+
+    power_stable_seconds: float = Field(
+        60.0, ge=0, description="Mains must have been stable this long before startup."
+    )
+    min_battery_charge: float = Field(
+        50.0, ge=0, le=100, description="Never start into a battery below this charge (percent)."
+    )
+    charge_unknown_wait_seconds: float = Field(
+        1800.0,
+        ge=0,
+        description="When the charge cannot be read: startup waits for a runtime on mains of at "
+        "least the shutdown threshold, or this long beyond power_stable_seconds, whichever comes "
+        "first.",
+    )
+    api_timeout_seconds: float = Field(300.0, gt=0, description="Bound for waiting on the API.")
+    nodes_ready_timeout_seconds: float = Field(
+        300.0, gt=0, description="Bound for waiting on the Nodes to be Ready."
+    )
+    flux_namespace: KubeNamespace = Field("flux-system", description="Flux's namespace.")
+    flux_git_repository: KubeName = Field(
+        "flux-system", description="Flux's own GitRepository (its source)."
+    )
+    gitea_namespace: KubeNamespace = Field(
+        "gitea",
+        description="Namespace of the in-cluster Gitea that serves Flux's source (the cold-start "
+        "deadlock fallback).",
+    )
+    gitea_workload: str = Field(
+        "deployment/gitea", description="That Gitea: deployment/NAME or statefulset/NAME."
+    )
+    gitea_replicas: int = Field(1, ge=1, description="Replicas Gitea is scaled to.")
+    gitea_bootstrap_manifests: list[FilePath] = Field(
+        default_factory=list,
+        description="Manifests applied in order when scaling Gitea alone is not enough (storage, "
+        "database, Gitea).",
+    )
+    bootstrap_cache_refresh_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="While the cluster is healthy the daemon keeps live copies of those objects "
+        "(what Flux last deployed) in state_dir/bootstrap-cache, refreshed this often.",
+    )
+    flux_ready_timeout_seconds: float = Field(
+        180.0,
+        gt=0,
+        description="How long to wait for Flux's source to turn Ready before the fallback.",
+    )
+    force_flux_branch: GitBranch | None = Field(
+        None,
+        description="Point the GitRepository at this branch during startup (null: leave it).",
+    )
+    foundation_workloads: list[FoundationWorkload] = Field(
+        default_factory=list,
+        description="Foundation workloads (storage, DNS, ingress) brought back one by one, in "
+        "this order, once the nodes are Ready: one found at 0 replicas is scaled to `replicas`, "
+        "then waited for (`timeout_seconds`).",
+    )
+    time_sync_check: bool = Field(
+        True,
+        description="Gate: before k3s starts, every node's clock must be synchronised "
+        "(timedatectl NTPSynchronized=yes) and within max_clock_skew_seconds of this host.",
+    )
+    max_clock_skew_seconds: float = Field(
+        5.0, gt=0, description="The largest clock difference the time sync gate accepts."
+    )
+    time_sync_timeout_seconds: float = Field(
+        300.0, gt=0, description="How long `wait` waits for the clocks."
+    )
+    time_sync_unsynced: Literal["wait", "start_anyway"] = Field(
+        "wait",
+        description="A node that is not in sync: wait (up to time_sync_timeout_seconds, then "
+        "stop the startup before k3s starts) or start_anyway (name the nodes in the report and "
+        "go on).",
+    )
+    storage_workloads: list[StorageWorkload] = Field(
+        default_factory=list,
+        description="Gate: after the nodes are Ready and before Flux resumes, these are Ready "
+        "(every scheduled DaemonSet pod, or every replica). Not Ready within "
+        "storage_timeout_seconds: the startup stops there (Flux stays suspended).",
+    )
+    storage_check_volume_attachments: bool = Field(
+        False, description="The storage gate also waits until no VolumeAttachment is stuck."
+    )
+    storage_timeout_seconds: float = Field(300.0, gt=0, description="Bound for the storage gate.")
+    probes: list[StartupProbe] = Field(
+        default_factory=list,
+        description="Gate: checks run from this host once Flux is Ready, each tried 1 + retries "
+        "times; a failing probe makes the run partial.",
+    )
+    soak_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Gate: the run ends only after nodes Ready, no Flux object failing and the "
+        "probes passing held this long (0: no soak).",
+    )
+    soak_interval_seconds: float = Field(
+        10.0, gt=0, description="How often the soak checks the cluster."
+    )
 
     @field_validator("gitea_workload")
     @classmethod
