@@ -4,21 +4,10 @@
 trace reader (`hecate.core.trace`) both call it, so a replay sees exactly what the daemon saw.
 Nothing downstream parses again.
 
-Numbers are made sane at this boundary (each rule comes from real device dumps, NUT's DDL):
-
-- `battery.charge`: 0-100. A small overshoot (up to 110, e.g. 102.3 right after a calibration)
-  reads as 100; anything higher (120, 255 = 0xFF, 1000) is firmware garbage and reads as unknown.
-- `battery.runtime`: seconds. 0 and the "no estimate" sentinels 65535 (0xFFFF) and 65534 read as
-  unknown, and so does anything over 7 days (3932100 = 0xFFFF x 60, 0xFFFFFFFF, ...): no UPS
-  carries a load that long, and taking such a value at face value would hide a draining
-  battery. `mm:ss` text is unknown too (it cannot be told from `hh:mm`).
-- `ups.load`: percent, unknown above 1000 (dumps show up to 1e126).
-- Anything non-numeric, negative, NaN or infinite reads as unknown.
-- A value given as bytes (as upsd sends it) that is not UTF-8 reads as unknown, as if the
-  variable were absent: NUT defines no character set, and a byte string that is not text is not
-  something to guess flags or numbers from. An `ups.status` that is not UTF-8 is therefore an
-  empty status, which means "no data" (`PowerSource.NO_DATA`, treated like silence), never a
-  flag read from part of it. Such a variable is left out of `extra` too.
+Numbers are made sane at this boundary, each rule from real device dumps (NUT's DDL): charges
+over 100, runtime sentinels, loads of 1e126, values that are not UTF-8. The rules and why are
+written once, in docs/design/policy.md ("Readings are made sane once"); the functions below
+(`sane_charge`, `sane_runtime`, `sane_load`, `parse_number`) implement them.
 
 `ups.status` flags are classified from NUT's documentation (the developer guide's "status data"
 and docs/new-names): see `STATUS_FLAGS` and `UpsReading.power_source`.

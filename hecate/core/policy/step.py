@@ -2,33 +2,10 @@
 
 `step(state, poll, t, params)` takes the previous state, one poll result and the time it was taken
 on a monotonic clock (seconds; only differences matter), and returns the next state and the events
-it caused. The README's "What Hecate decides, and how" explains the reasoning; in short:
-
-- **Outage episode.** The first poll on battery opens an episode; it lasts until mains has been
-  seen, without a break, for `outage_clear_s`. Polls on mains inside an episode (a flickering
-  mains) do not end it and do not erase evidence.
-- **Windowed critical evidence.** A poll on battery is critical when LB is set, or the runtime is
-  below the threshold, or (runtime unknown) the charge-drain estimate is below the threshold or
-  the charge is below `min_charge_on_battery`. A shutdown triggers when the last
-  `critical_window_s` seconds of the episode hold `debounce_polls` critical polls (not
-  necessarily consecutive: noise cannot reset the count), or `lb_confirm_polls` polls with LB.
-  Once triggered it latches for the episode.
-- **FSD is a command** (`honor_fsd`): it triggers at once, on battery or on mains. With
-  `honor_fsd` off, FSD on battery only counts as critical evidence.
-- **CAL** (runtime calibration): runtime, drain and charge do not count; LB and FSD still do.
-- **Flags** are classified by `UpsReading.power_source`: a status with a line flag (OL, TRIM,
-  BOOST, BYPASS, CHRG) is mains; OB is battery; an empty status or WAIT carries no data and is
-  treated like silence; anything else (OFF, ALARM, ...) is not a loss of contact but says
-  nothing about the source: the last known source stands, and mains stability is not assumed.
-- **Communication loss** while last seen on mains never triggers. While last seen on battery it
-  triggers once the UPS has been silent for `comm_loss_dead_s` (NUT's DEADTIME idea).
-- **Gaps.** Two polls further apart than `max_gap_s` (a suspended host, a stalled daemon) mean
-  the power was not observed in between: the mains-stability clock restarts.
-- **Startup gate.** After a shutdown, startup is allowed once mains has been stable for
-  `power_stable_s`, no FSD is set, and the charge is at least `min_charge_pct`. A charge that
-  cannot be read (unknown, or firmware garbage) does not block forever: the runtime on mains
-  at or above the shutdown threshold satisfies it (the battery can carry another shutdown), and
-  otherwise `charge_unknown_wait_s` more seconds of stable mains do (a bounded recharge wait).
+it caused. The rules it applies (outage episodes, windowed critical evidence, LB, FSD,
+calibration, loss of contact, gaps, the startup gate) and why are written once, in
+docs/design/policy.md; tests/unit/core/test_policy_corpus.py holds the adversarial traces that
+pin them.
 
 The parameters, the state and the events live in `hecate.core.policy.values`, the judgements of one
 reading (critical evidence, the startup gate) in `hecate.core.policy.rules`.
