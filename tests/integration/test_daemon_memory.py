@@ -16,9 +16,9 @@ GROWTH_LIMIT_MB_PER_10K = 1.0
 
 
 def test_the_idle_daemon_stays_small_and_does_not_grow() -> None:
-    # half the benchmark's polls, held to the whole budget: a leak of a few hundred bytes a
+    # a fifth of the benchmark's polls, held to its whole budget: a leak of a kilobyte a
     # poll (a list that keeps every reading) shows, allocator noise (a few hundred kB) does not
-    result = measure(5_000, interval=0.01, warmup=300)
+    result = measure(2_000, interval=0.01, warmup=200)
     assert result["idle_rss_mb"] <= IDLE_LIMIT_MB, result
     assert result["mains_growth_mb"] < GROWTH_LIMIT_MB_PER_10K, result
     assert result["battery_growth_mb"] < GROWTH_LIMIT_MB_PER_10K, result
