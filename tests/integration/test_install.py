@@ -319,7 +319,11 @@ def test_install_starts_the_daemon_on_the_dummy_ups(installed: Installed) -> Non
     assert assets.startswith("/opt/hecate/lib/") and assets.endswith("/hecate/data"), assets
     assert exists(node, f"{assets}/playbooks/k3s_service.yml")
     assert exists(node, f"{assets}/roles/hecate_privilege/defaults/main.yml")
-    status = run(node, f"hecate status --config {CONFIG}").stdout
+    shown = run(node, f"hecate status --config {CONFIG}", check=False)
+    # 4: not protected yet, as the installer's own `hecate doctor` found (no kubeconfig, no SSH
+    # key on a fresh host); the report is printed all the same
+    assert shown.returncode in (0, 4), shown.stderr
+    status = shown.stdout
     assert re.search(r"^ups:\s+OL runtime=1800", status, re.M), status
     # trusted keys, but the checkout is an unpacked tarball, not a git checkout on its branch:
     # hecate-update could never update it, so the installer leaves the timer off and says why
