@@ -110,6 +110,9 @@ def measure(n_polls: int, interval: float, warmup: int) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+            drain.join(10)
+            if proc.stderr is not None:
+                proc.stderr.close()
         result["log_tail"] = tail[-5:]
     return result
 
