@@ -23,6 +23,15 @@ import yaml
 
 from tests.testbed.nut import NutServer
 
+# A kubeconfig whose API never answers (port 9 on this host): the flows' API stages are skipped.
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+
 
 class SilentSsh:
     def __init__(self) -> None:

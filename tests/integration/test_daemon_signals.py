@@ -18,6 +18,7 @@ from hecate.adapters.statedir.store import StateStore
 from hecate.core.intent import IntentState
 from hecate.core.run_history import Outcome
 from tests.integration.daemon_process import (
+    KUBECONFIG,
     DaemonProcess,
     SilentSsh,
     daemon_config_data,
@@ -27,14 +28,6 @@ from tests.integration.daemon_process import (
 from tests.testbed.nut import NutServer
 
 pytestmark = pytest.mark.integration
-
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-"""
 
 
 @pytest.fixture

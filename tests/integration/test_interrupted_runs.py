@@ -19,6 +19,7 @@ import pytest
 
 from hecate.core.progress_names import STAGE_LABELS
 from tests.integration.daemon_process import (
+    KUBECONFIG,
     SilentSsh,
     daemon_config_data,
     processes_mentioning,
@@ -27,14 +28,6 @@ from tests.integration.daemon_process import (
 from tests.testbed.nut import NutServer
 
 pytestmark = pytest.mark.integration
-
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-"""
 
 
 class Flow:
