@@ -57,9 +57,10 @@ def test_a_stop_signal_during_an_on_battery_warmup_exits_within_2s_and_kills_ans
     assert code == 0, daemon.text[-2000:]
     assert took < 2.0, f"took {took:.1f}s to exit: {daemon.text[-2000:]}"
     assert "ssh warm-up stopped" in daemon.text
-    # Cancelled, not abandoned: no ansible-playbook or ssh of it is left running. The port's
-    # cancel kills them; on a loaded machine their end can trail the daemon's by a moment, so
-    # wait a few seconds at most: an abandoned one would wait out ssh's 10 s connect timeout.
+    # Cancelled, not abandoned: no ansible-playbook, detached worker or ssh of it is left
+    # running (ansible-runner's kill misses the workers, hecate/adapters/ansible/reap.py kills
+    # them). Their end can trail the daemon's by a moment on a loaded machine, so wait a few
+    # seconds at most: an abandoned worker would wait out ssh's 10 s connect timeout.
     state = data["state_dir"]
     deadline = time.monotonic() + 4.0
     while processes_mentioning(state, f"Port={silent_ssh.port}") and time.monotonic() < deadline:

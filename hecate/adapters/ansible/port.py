@@ -48,6 +48,7 @@ from hecate.adapters.ansible.events import (
 )
 from hecate.adapters.ansible.inventory import dump_inventory, inventory_hosts
 from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult, RunnerDone
+from hecate.adapters.ansible.reap import reap_run
 from hecate.adapters.ansible.rundir import (
     ARTIFACTS_DIRNAME,
     DEFAULT_REMOTE_TMP,
@@ -361,12 +362,16 @@ class AnsiblePort:
                     quiet=True,
                 )
             except Exception as exc:
+                reap_run(run_dir)
                 raise AnsibleRunError(f"{name}: ansible-runner could not run: {exc}") from exc
             finally:
                 rotate_run_dirs(run_dir.parent, self.keep_runs)
+        status = run_status(runner.status)
+        if status in ("canceled", "timeout"):
+            reap_run(run_dir)  # runner's kill misses the detached workers and their ssh
         artifacts = Path(runner.config.artifact_dir)
         return RunnerDone(
-            run_status(runner.status),
+            status,
             int(runner.rc) if runner.rc is not None else -1,
             runner.stats,
             artifacts,
