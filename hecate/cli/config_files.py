@@ -30,11 +30,19 @@ MAKE: Final = {
     "ups.password_file: null for anonymous reads",
     "coordination.token_file": "(umask 027; head -c 32 /dev/urandom | base64 > {path}) && chgrp "
     "hecate-daemon {path}, the same token on every instance (or set token_file: null)",
+    "notify.urls_file": "(umask 027; printf '%s\\n' 'NAME URL' > {path}) && chgrp hecate-daemon "
+    "{path}, one target a line (docs/operating/notifications.md), or set urls_file: null",
     "startup.gitea_bootstrap_manifests": "put the manifest there, or drop it from the list",
 }
 # Files that hold a secret or credentials: empty is as good as missing.
 MUST_HOLD_SOMETHING: Final = frozenset(
-    {"kubeconfig", "ssh_identity_file", "ups.password_file", "coordination.token_file"}
+    {
+        "kubeconfig",
+        "ssh_identity_file",
+        "ups.password_file",
+        "coordination.token_file",
+        "notify.urls_file",
+    }
 )
 
 
@@ -53,6 +61,7 @@ def named_files(config: HecateConfig) -> list[NamedFile]:
         ("ssh_config_file", config.ssh_config_file),
         ("ups.password_file", config.ups.password_file),
         ("coordination.token_file", config.coordination.token_file),
+        ("notify.urls_file", config.notify.urls_file),
     ):
         if path is not None:
             found.append(NamedFile(key, path, key))

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from hecate.config.addresses import Address, HostPort, ListenAddress, UpsTarget
 from hecate.config.load import parse_yaml, read_config_text
+from hecate.config.notify import NotifyConfig
 from hecate.config.shutdown import ShutdownConfig
 from hecate.config.startup import StartupConfig
 from hecate.config.strict import Node, UserName, at
@@ -228,6 +229,7 @@ class HecateConfig(_Strict):
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description=MetricsConfig.__doc__, validate_default=True
     )
+    notify: NotifyConfig = Field(default_factory=NotifyConfig, description=NotifyConfig.__doc__)
 
     @model_validator(mode="before")
     @classmethod
@@ -270,6 +272,8 @@ class HecateConfig(_Strict):
             found["ups.password_file"] = self.ups.password_file
         if self.coordination.token_file is not None:
             found["coordination.token_file"] = self.coordination.token_file
+        if self.notify.urls_file is not None:
+            found["notify.urls_file"] = self.notify.urls_file
         return found
 
     def managed_nodes(self) -> list[str]:

@@ -52,6 +52,9 @@ EXAMPLES: Final[Mapping[str, Any]] = {
 }
 # Items shown commented out under an empty list: what an entry looks like.
 COMMENTED_ITEMS: Final[Mapping[str, list[dict[str, Any]]]] = {
+    "notify.targets": [
+        {"name": "lab-hook", "url": "json://127.0.0.1:8080/hecate", "events": ["all"]},
+    ],
     "startup.storage_workloads": [
         {"kind": "daemonset", "namespace": "longhorn-system", "name": "longhorn-manager"},
         {"kind": "deployment", "namespace": "longhorn-system", "name": "csi-attacher"},
@@ -93,6 +96,7 @@ TYPE_WORDS: Final[Mapping[str, str]] = {
     "Address": "host:port",
     "ListenAddress": "[host]:port",
     "UpsTarget": "UPSNAME@HOST[:PORT]",
+    "Severity": "info, warning or critical",
 }
 PLURALS: Final[Mapping[str, str]] = {"host:port": "host:port addresses"}
 

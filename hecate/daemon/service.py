@@ -67,6 +67,7 @@ from hecate.daemon.background import (
 )
 from hecate.daemon.chore_watch import ChoreWatch
 from hecate.daemon.flow_run import OUTCOMES, run_flow
+from hecate.daemon.notices import Notices
 from hecate.daemon.reload import validated_reload
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
@@ -136,6 +137,7 @@ class Daemon:
         self.server: CoordinatorServer | None = None
         self.client: CoordinatorClient | None = None
         self.metrics_port: int | None = None
+        self.notices = Notices(config, self.metrics, clocks, self.budget.estimate_s)
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -246,6 +248,7 @@ class Daemon:
     def _feed(self, event: Event) -> list[Effect]:
         with self._lock:
             self.sup, effects = decide(self.sup, event)
+        self.notices.feed(event, effects, self.sup)
         for effect in effects:
             self._carry_out(effect)
         return effects
@@ -312,6 +315,7 @@ class Daemon:
         self.reports.append(report)
         log.info("%s finished: %s in %.1fs", report.kind, report.outcome.value, report.duration_s)
         record_report(self.metrics, report)
+        self.notices.finished(report, self.budget.estimate_s)
         self.budget = self._budget()
         self.battery = self._battery_truth()
 
@@ -338,13 +342,8 @@ class Daemon:
     def _intent_json(self) -> dict[str, Any]:
         ups = {"name": str(self.config.ups.target), "back": self.sup.ups_back}
         ups_json = {**ups, "detail": self.sup.ups_detail}  # what a coordinator waits for
-        extra = {"running": self._running, "name": self.peer_name, "ups": ups_json}
+        extra = {"running": self.sup.running, "name": self.peer_name, "ups": ups_json}
         return intent_answer(self.store, self.clock(), extra)
-
-    @property
-    def _running(self) -> str | None:
-        running = self.sup.running
-        return running.value if running is not None else None
 
     # --- reloading (SIGHUP) -----------------------------------------------------------------
 
@@ -397,3 +396,4 @@ class Daemon:
         close_chores(warmers, self._cache_thread)
         self.metrics.close()
         self.recorder.close()
+        self.notices.close()

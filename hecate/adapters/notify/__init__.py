@@ -1,0 +1,1 @@
+"""Notifications from the host: the spool, the sender thread and the Apprise child process."""

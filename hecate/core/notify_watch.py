@@ -1,0 +1,145 @@
+"""When a poll is worth a message, and how many messages go out: pure, time passed in.
+
+`watch` turns each poll's facts into notices: an outage episode (as the policy defines it: a
+flicker within `ups.outage_clear_seconds` is the same episode) gives one `on_battery` when it
+begins and one `power_restored` when it is over, however much the UPS flaps in between; the UPS
+unreadable, the battery to replace and a long startup wait give one message per stretch.
+`admit` is the last gate: a notice whose fold key was sent within `FOLD_S` is folded (counted,
+said in the next message; not `on_battery`/`power_restored`, which alternate by construction),
+and beyond `max_per_hour` only critical notices go out (a shutdown is always told).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from hecate.core import notify_events as ne
+from hecate.core.notify_events import Notice, Where
+
+EPISODE_EVENTS = frozenset({"on_battery", "power_restored"})  # folded by the episode itself
+FOLD_S = 600.0  # the same fold key sent again within this: folded
+HOUR_S = 3600.0
+
+
+@dataclass(frozen=True)
+class PollFacts:
+    """What one poll tells (the shell gathers it from the reading and the policy's state)."""
+
+    now: float  # monotonic: intervals
+    wall: float  # wall clock: the message's time
+    readable: bool
+    detail: str  # why unreadable ("" when readable)
+    on_battery: bool
+    episode: bool  # an outage episode is open (policy: outage_start is set)
+    runtime_s: float | None
+    charge_pct: float | None
+    threshold_s: float
+    replace_battery: bool  # RB in the status
+    startup_pending: bool
+    waits_for: str | None  # what a pending startup waits for (None: not waiting)
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    startup_wait_s: float
+    unreadable_s: float
+
+
+@dataclass(frozen=True)
+class WatchState:
+    seen: bool = False  # a first poll: what is already so at start is told once, not as news
+    episode_since: float | None = None  # monotonic start of the open outage episode
+    unreadable_since: float | None = None
+    unreadable_told: bool = False
+    rb_told: bool = False
+    waiting_since: float | None = None
+    waiting_told: bool = False
+
+
+def watch(
+    state: WatchState, facts: PollFacts, where: Where, settings: WatchSettings
+) -> tuple[WatchState, list[Notice]]:
+    out: list[Notice] = []
+    s = state
+    # outage episodes: one message when one begins, one when it is over
+    if facts.episode and s.episode_since is None:
+        s = replace(s, episode_since=facts.now)
+        if facts.on_battery:
+            out.append(
+                ne.on_battery(
+                    where, facts.runtime_s, facts.threshold_s, facts.charge_pct, facts.wall
+                )
+            )
+    elif not facts.episode and s.episode_since is not None and facts.readable:
+        outage = facts.now - s.episode_since
+        s = replace(s, episode_since=None)
+        out.append(ne.power_restored(where, outage, facts.startup_pending, facts.wall))
+    # the UPS unreadable: at once on battery, after settings.unreadable_s on mains
+    if facts.readable:
+        s = replace(s, unreadable_since=None, unreadable_told=False)
+    else:
+        since = s.unreadable_since if s.unreadable_since is not None else facts.now
+        s = replace(s, unreadable_since=since)
+        long_enough = facts.now - since >= settings.unreadable_s
+        if not s.unreadable_told and (facts.on_battery or long_enough):
+            s = replace(s, unreadable_told=True)
+            out.append(
+                ne.ups_unreadable(
+                    where, facts.detail, facts.now - since, facts.on_battery, facts.wall
+                )
+            )
+    # the battery to replace: once per stretch of RB
+    if facts.readable:
+        if facts.replace_battery and not s.rb_told:
+            s = replace(s, rb_told=True)
+            out.append(ne.battery_replace(where, "the UPS reports RB", facts.wall))
+        elif not facts.replace_battery:
+            s = replace(s, rb_told=False)
+    # a startup that waits long
+    if facts.startup_pending and facts.waits_for is not None:
+        since = s.waiting_since if s.waiting_since is not None else facts.now
+        s = replace(s, waiting_since=since)
+        if not s.waiting_told and facts.now - since >= settings.startup_wait_s:
+            s = replace(s, waiting_told=True)
+            out.append(ne.startup_waiting(where, facts.now - since, facts.waits_for, facts.wall))
+    else:
+        s = replace(s, waiting_since=None, waiting_told=False)
+    return replace(s, seen=True), out
+
+
+# --- the last gate: folding and the hourly cap ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throttle:
+    sent: tuple[float, ...] = ()  # monotonic times of the messages sent in the last hour
+    last_by_key: tuple[tuple[str, float], ...] = ()
+    folded: int = 0  # folded or capped since the last message that went out
+
+
+def admit(
+    throttle: Throttle, notices: Sequence[Notice], now: float, max_per_hour: int
+) -> tuple[Throttle, list[Notice]]:
+    """The notices that go out; the others are folded (same key within FOLD_S) or capped
+    (beyond `max_per_hour`, unless critical). The next one to go out says how many were
+    held back."""
+    t = replace(throttle, sent=tuple(x for x in throttle.sent if now - x < HOUR_S))
+    last = {k: v for k, v in t.last_by_key if now - v < FOLD_S}
+    out: list[Notice] = []
+    folded = t.folded
+    sent = list(t.sent)
+    for each in notices:
+        n = each
+        repeat = n.key in last and n.event not in EPISODE_EVENTS
+        capped = len(sent) >= max_per_hour and n.severity != "critical"
+        if repeat or capped:
+            folded += 1
+            continue
+        if folded:
+            n = replace(n, body=f"{n.body} ({folded} earlier message(s) held back)")
+            folded = 0
+        last[n.key] = now
+        sent.append(now)
+        out.append(n)
+    return Throttle(tuple(sent), tuple(sorted(last.items())), folded), out
