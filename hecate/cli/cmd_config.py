@@ -64,8 +64,9 @@ def check(
     anywhere), unknown keys (with the key meant), duplicate YAML keys, booleans given as
     numbers, .inf/.nan, empty values, a missing ups.target, cross-field conflicts, and every
     file the config names (kubeconfig, ssh_identity_file, ssh_config_file, ups.password_file,
-    coordination.token_file, startup.gitea_bootstrap_manifests) that is missing, not a regular
-    file, empty when it holds a secret, or unreadable by the daemon's user (run as root: the
+    coordination.token_file, notify.urls_file, startup.gitea_bootstrap_manifests) that is
+    missing, not a regular file, empty when it holds a secret (or, for notify.urls_file, holds a
+    bad line), or unreadable by the daemon's user (run as root: the
     state dir's owner, judged by the modes as `hecate doctor` does). Warns when a secret file
     is open to others or group-writable.
     """

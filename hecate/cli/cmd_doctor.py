@@ -19,6 +19,7 @@ from hecate.adapters.peers.http import CoordinatorClient, read_token
 from hecate.adapters.statedir.files import atomic_write_json
 from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
+from hecate.cli.cmd_doctor_notify import notify_checks
 from hecate.cli.cmd_doctor_ports import port_checks
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
 from hecate.cli.doctor_file import DOCTOR_FILE
@@ -139,6 +140,7 @@ def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
     findings += node_checks(cfg)
     findings += coordination_checks(cfg)
     findings += port_checks(cfg)
+    findings += notify_checks(cfg)
     return findings
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from hecate.config.model import HecateConfig
+from hecate.config.notify import parse_urls_text
 from hecate.core.doctor.daemon_files import DaemonUser, PathMode, daemon_read_findings
 
 # --------------------------------------------------------------------------- files named
@@ -149,7 +150,25 @@ def _one_file(named: NamedFile, user: DaemonUser | None) -> str | None:
     problem = _what_it_is(key, path, make) or _unreadable(key, path, user)
     if problem is None and named.kind in MUST_HOLD_SOMETHING and _holds_nothing(path, named.kind):
         problem = f"{key}: {path} is empty; {make}"
+    if problem is None and named.kind == "notify.urls_file":
+        problem = _urls_problem(key, path)
     return problem
+
+
+def _urls_problem(key: str, path: Path) -> str | None:
+    """The URLs file's lines checked as the daemon reads them (the error names the line and
+    the target, never the URL)."""
+    try:
+        with path.open("rb") as handle:
+            text = handle.read(64 * 1024).decode("utf-8")
+        parse_urls_text(text, str(path))
+    except OSError:
+        return None  # the readability check reports it
+    except UnicodeDecodeError:
+        return f"{key}: {path} is not UTF-8 text"
+    except ValueError as exc:
+        return f"{key}: {exc}"
+    return None
 
 
 def file_use_problems(config: HecateConfig, *, as_user: DaemonUser | None = None) -> list[str]:

@@ -80,6 +80,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "hecate.cli.cmd_outage:outage_app",
         "Recorded outages (state_dir/traces): list them, show one, draw it as SVG.",
     ),
+    "notify": LazyCommand(
+        "hecate.cli.cmd_notify:app", "Notifications from the host: try the targets."
+    ),
     "ups": LazyCommand(
         "hecate.cli.cmd_outage:ups_app", "What the UPS claims against what it delivered."
     ),
