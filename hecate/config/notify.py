@@ -47,10 +47,10 @@ EVENT_NAMES: Final = tuple(EVENT_SEVERITY)
 SCHEMES: Final = frozenset(
     {
         "json", "jsons", "form", "forms", "xml", "xmls",
-        "ntfy", "ntfys", "gotify", "gotifys", "pover", "pushover", "tgram",
-        "matrix", "matrixs", "discord", "slack", "msteams", "mmost", "mmosts",
+        "ntfy", "ntfys", "gotify", "gotifys", "pover", "tgram",
+        "matrix", "matrixs", "discord", "slack", "mmost", "mmosts",
         "rocket", "rockets", "mailto", "mailtos", "signal", "signals",
-        "apprise", "apprises", "pbul", "mqtt", "mqtts", "zulip", "whatsapp",
+        "apprise", "apprises", "pbul", "zulip", "whatsapp",
     }
 )  # fmt: skip
 TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
