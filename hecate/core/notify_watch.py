@@ -48,8 +48,8 @@ class WatchSettings:
 
 @dataclass(frozen=True)
 class WatchState:
-    seen: bool = False  # a first poll: what is already so at start is told once, not as news
     episode_since: float | None = None  # monotonic start of the open outage episode
+    episode_told: bool = False  # its on_battery was told (power_restored follows only then)
     unreadable_since: float | None = None
     unreadable_told: bool = False
     rb_told: bool = False
@@ -62,19 +62,22 @@ def watch(
 ) -> tuple[WatchState, list[Notice]]:
     out: list[Notice] = []
     s = state
-    # outage episodes: one message when one begins, one when it is over
-    if facts.episode and s.episode_since is None:
-        s = replace(s, episode_since=facts.now)
-        if facts.on_battery:
+    # outage episodes: one message when one is first seen on battery, one when it is over
+    if facts.episode:
+        if s.episode_since is None:
+            s = replace(s, episode_since=facts.now)
+        if facts.on_battery and not s.episode_told:
+            s = replace(s, episode_told=True)
             out.append(
                 ne.on_battery(
                     where, facts.runtime_s, facts.threshold_s, facts.charge_pct, facts.wall
                 )
             )
-    elif not facts.episode and s.episode_since is not None and facts.readable:
+    elif s.episode_since is not None and facts.readable:
         outage = facts.now - s.episode_since
-        s = replace(s, episode_since=None)
-        out.append(ne.power_restored(where, outage, facts.startup_pending, facts.wall))
+        if s.episode_told:
+            out.append(ne.power_restored(where, outage, facts.startup_pending, facts.wall))
+        s = replace(s, episode_since=None, episode_told=False)
     # the UPS unreadable: at once on battery, after settings.unreadable_s on mains
     if facts.readable:
         s = replace(s, unreadable_since=None, unreadable_told=False)
@@ -105,7 +108,7 @@ def watch(
             out.append(ne.startup_waiting(where, facts.now - since, facts.waits_for, facts.wall))
     else:
         s = replace(s, waiting_since=None, waiting_told=False)
-    return replace(s, seen=True), out
+    return s, out
 
 
 # --- the last gate: folding and the hourly cap ------------------------------------------------

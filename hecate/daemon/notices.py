@@ -92,13 +92,13 @@ class Notices:
         if not isinstance(start, int | float):
             return WatchState()
         ago = max(0.0, self.clocks.wall() - start)
-        return WatchState(episode_since=self.clocks.monotonic() - ago)
+        return WatchState(episode_since=self.clocks.monotonic() - ago, episode_told=True)
 
     def _save(self, before: WatchState, after: WatchState) -> None:
-        if (before.episode_since is None) == (after.episode_since is None) or self.sender is None:
+        if before.episode_told == after.episode_told or self.sender is None:
             return
         start = None
-        if after.episode_since is not None:
+        if after.episode_told and after.episode_since is not None:
             start = self.clocks.wall() - (self.clocks.monotonic() - after.episode_since)
         try:
             atomic_write_json(self.config.state_dir / STATE_FILE, {"episode_wall": start})
