@@ -62,53 +62,67 @@ def watch(
 ) -> tuple[WatchState, list[Notice]]:
     out: list[Notice] = []
     s = state
-    # outage episodes: one message when one is first seen on battery, one when it is over
+    for part in (_episode, _unreadable, _battery, _waiting):
+        s, more = part(s, facts, where, settings)
+        out += more
+    return s, out
+
+
+Part = tuple[WatchState, list[Notice]]
+
+
+def _episode(s: WatchState, facts: PollFacts, where: Where, _: WatchSettings) -> Part:
+    """One message when an outage episode is first seen on battery, one when it is over."""
     if facts.episode:
         if s.episode_since is None:
             s = replace(s, episode_since=facts.now)
         if facts.on_battery and not s.episode_told:
-            s = replace(s, episode_told=True)
-            out.append(
-                ne.on_battery(
-                    where, facts.runtime_s, facts.threshold_s, facts.charge_pct, facts.wall
-                )
+            told = ne.on_battery(
+                where, facts.runtime_s, facts.threshold_s, facts.charge_pct, facts.wall
             )
-    elif s.episode_since is not None and facts.readable:
-        outage = facts.now - s.episode_since
-        if s.episode_told:
-            out.append(ne.power_restored(where, outage, facts.startup_pending, facts.wall))
-        s = replace(s, episode_since=None, episode_told=False)
-    # the UPS unreadable: at once on battery, after settings.unreadable_s on mains
+            return replace(s, episode_told=True), [told]
+        return s, []
+    if s.episode_since is None or not facts.readable:
+        return s, []
+    outage = facts.now - s.episode_since
+    out = [ne.power_restored(where, outage, facts.startup_pending, facts.wall)]
+    return replace(s, episode_since=None, episode_told=False), out if s.episode_told else []
+
+
+def _unreadable(s: WatchState, facts: PollFacts, where: Where, settings: WatchSettings) -> Part:
+    """At once on battery, after settings.unreadable_s on mains; once per stretch."""
     if facts.readable:
-        s = replace(s, unreadable_since=None, unreadable_told=False)
-    else:
-        since = s.unreadable_since if s.unreadable_since is not None else facts.now
-        s = replace(s, unreadable_since=since)
-        long_enough = facts.now - since >= settings.unreadable_s
-        if not s.unreadable_told and (facts.on_battery or long_enough):
-            s = replace(s, unreadable_told=True)
-            out.append(
-                ne.ups_unreadable(
-                    where, facts.detail, facts.now - since, facts.on_battery, facts.wall
-                )
-            )
-    # the battery to replace: once per stretch of RB
-    if facts.readable:
-        if facts.replace_battery and not s.rb_told:
-            s = replace(s, rb_told=True)
-            out.append(ne.battery_replace(where, "the UPS reports RB", facts.wall))
-        elif not facts.replace_battery:
-            s = replace(s, rb_told=False)
-    # a startup that waits long
-    if facts.startup_pending and facts.waits_for is not None:
-        since = s.waiting_since if s.waiting_since is not None else facts.now
-        s = replace(s, waiting_since=since)
-        if not s.waiting_told and facts.now - since >= settings.startup_wait_s:
-            s = replace(s, waiting_told=True)
-            out.append(ne.startup_waiting(where, facts.now - since, facts.waits_for, facts.wall))
-    else:
-        s = replace(s, waiting_since=None, waiting_told=False)
-    return s, out
+        return replace(s, unreadable_since=None, unreadable_told=False), []
+    since = s.unreadable_since if s.unreadable_since is not None else facts.now
+    s = replace(s, unreadable_since=since)
+    long_enough = facts.now - since >= settings.unreadable_s
+    if s.unreadable_told or not (facts.on_battery or long_enough):
+        return s, []
+    told = ne.ups_unreadable(where, facts.detail, facts.now - since, facts.on_battery, facts.wall)
+    return replace(s, unreadable_told=True), [told]
+
+
+def _battery(s: WatchState, facts: PollFacts, where: Where, _: WatchSettings) -> Part:
+    """The battery to replace: once per stretch of RB."""
+    if not facts.readable:
+        return s, []
+    if not facts.replace_battery:
+        return replace(s, rb_told=False), []
+    if s.rb_told:
+        return s, []
+    return replace(s, rb_told=True), [ne.battery_replace(where, "the UPS reports RB", facts.wall)]
+
+
+def _waiting(s: WatchState, facts: PollFacts, where: Where, settings: WatchSettings) -> Part:
+    """A startup that has waited settings.startup_wait_s: once per wait."""
+    if not facts.startup_pending or facts.waits_for is None:
+        return replace(s, waiting_since=None, waiting_told=False), []
+    since = s.waiting_since if s.waiting_since is not None else facts.now
+    s = replace(s, waiting_since=since)
+    if s.waiting_told or facts.now - since < settings.startup_wait_s:
+        return s, []
+    told = ne.startup_waiting(where, facts.now - since, facts.waits_for, facts.wall)
+    return replace(s, waiting_told=True), [told]
 
 
 # --- the last gate: folding and the hourly cap ------------------------------------------------

@@ -4,6 +4,7 @@ hourly cap; the messages say host, UPS, what happened and what comes next."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -76,7 +77,7 @@ def test_a_flapping_ups_gives_one_message_per_episode_alternating(steps: list[st
         1 for i, f in enumerate(facts) if f.episode and (i == 0 or not facts[i - 1].episode)
     )
     # never two of a kind in a row, never more on_battery than episodes
-    assert all(a != b for a, b in zip(events, events[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(events))
     assert events.count("on_battery") <= episodes
     if events:
         assert events[0] == "on_battery"
