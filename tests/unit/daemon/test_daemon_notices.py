@@ -1,0 +1,72 @@
+"""The daemon's notifications (issue 27 item 3): which messages a real Daemon makes for an
+outage, its shutdown and its startup, and that a daemon without targets makes none (no thread,
+no spool). Delivery is tested in tests/unit/adapters/notify and tests/integration/test_notify.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hecate.adapters.statedir.store import StateStore
+from hecate.core.notify_events import Notice
+from hecate.errors import IntentCorruptError
+from tests.unit.daemon.test_daemon import World, r
+
+TARGETS = {"targets": [{"name": "hook", "url": "json://127.0.0.1:9/h"}]}
+
+
+def _world(tmp_path: Path, **config: object) -> tuple[World, list[Notice]]:
+    w = World(tmp_path, notify=TARGETS, **config)
+    sender = w.daemon.notices.sender
+    assert sender is not None
+    sender.close()  # the wiring is under test here: what it hands the sender
+    got: list[Notice] = []
+    sender.submit = got.extend  # type: ignore[method-assign]
+    return w, got
+
+
+def test_an_outage_its_shutdown_and_the_startup_are_told_in_order(tmp_path: Path) -> None:
+    w, got = _world(tmp_path)
+    w.poll(r("OL", 1800))
+    assert got == []
+    w.poll(r("OB DISCHRG", 1000))
+    w.poll(r("OB DISCHRG", 200))
+    w.poll(r("OB DISCHRG", 190))  # the trigger: a shutdown runs
+    w.poll(r("OL CHRG", 300, 40))
+    w.poll(r("OL CHRG", 600, 55), dt=11)  # the startup runs
+    w.poll(r("OL CHRG", 600, 60), dt=30)  # mains stable: the episode is over
+    assert [n.event for n in got] == [
+        "on_battery",
+        "shutdown_triggered",
+        "shutdown_finished",
+        "startup_finished",
+        "power_restored",
+    ]
+    assert "shutdown triggered (UPS: " in got[1].body
+    assert got[1].severity == "critical"
+    assert "shutdown success in" in got[2].body
+    assert all("UPS pyrphoros@localhost" in n.body for n in got)
+    w.daemon.close()
+
+
+def test_a_state_file_set_aside_is_told(tmp_path: Path) -> None:
+    w, got = _world(tmp_path)
+    w.poll(r("OL", 1800))
+    intent = w.config.state_dir / "intent.json"
+    intent.parent.mkdir(parents=True, exist_ok=True)
+    intent.write_text("{garbage")
+    with pytest.raises(IntentCorruptError):
+        StateStore(w.config.state_dir).read_intent(0.0)  # set aside, counted
+    w.poll(r("OL", 1800))
+    assert [n.event for n in got] == ["state_set_aside"]
+    assert "intent.json" in got[0].body
+    w.daemon.close()
+
+
+def test_no_targets_no_thread_no_spool(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    assert w.daemon.notices.sender is None
+    w.poll(r("OB DISCHRG", 1000))
+    assert not (w.config.state_dir / "notify-spool").exists()
+    w.daemon.close()
