@@ -22,7 +22,7 @@ def _world(tmp_path: Path, **config: object) -> tuple[World, list[Notice]]:
     assert sender is not None
     sender.close()  # the wiring is under test here: what it hands the sender
     got: list[Notice] = []
-    sender.submit = got.extend  # type: ignore[method-assign]
+    sender.submit = got.extend  # type: ignore[method-assign,assignment]
     return w, got
 
 
