@@ -10,16 +10,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from hecate.adapters.notify.targets import load_targets
 from hecate.config.model import HecateConfig
-from hecate.config.notify import NotifyTarget
+from hecate.config.notify import SERVER_SCHEMES, NotifyTarget
 from hecate.core.doctor.findings import Finding, ok, warn
 from hecate.errors import HecateError
 
 TIMEOUT_S = 3.0
-# Schemes whose host is a server of the operator's (the others name a cloud service's token).
-HTTP_LIKE = frozenset(
-    {"json", "jsons", "form", "forms", "xml", "xmls", "ntfy", "ntfys", "gotify", "gotifys"}
-    | {"apprise", "apprises", "matrix", "matrixs", "mmost", "mmosts", "rocket", "rockets"}
-)
 MAIL = frozenset({"mailto", "mailtos"})
 
 
@@ -42,7 +37,7 @@ def _endpoint(target: NotifyTarget) -> tuple[str, str, int] | None:
         query = parse_qs(parts.query)
         host = query.get("smtp", [parts.hostname or ""])[0]
         return "smtp", host, parts.port or (465 if secure else 25)
-    if scheme in HTTP_LIKE:
+    if scheme in SERVER_SCHEMES:
         return "tcp", parts.hostname or "", parts.port or (443 if secure else 80)
     return None
 

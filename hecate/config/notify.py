@@ -53,6 +53,13 @@ SCHEMES: Final = frozenset(
         "apprise", "apprises", "pbul", "zulip", "whatsapp",
     }
 )  # fmt: skip
+# Schemes whose host part is a server of the operator's (HOST[:PORT]); in the others it holds a
+# cloud service's token ("tgram://123456:ABC/chat": not a port).
+SERVER_SCHEMES: Final = frozenset(
+    {"json", "jsons", "form", "forms", "xml", "xmls", "ntfy", "ntfys", "gotify", "gotifys"}
+    | {"apprise", "apprises", "matrix", "matrixs", "mmost", "mmosts", "rocket", "rockets"}
+    | {"mailto", "mailtos"}
+)
 TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
@@ -67,13 +74,19 @@ def url_problem(url: str) -> str | None:
     if scheme.lower() not in SCHEMES:
         shown = scheme if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,20}", scheme) else "?"
         return f"unknown scheme {shown!r} (known: {', '.join(sorted(SCHEMES))})"
+    return _host_problem(url, scheme.lower())
+
+
+def _host_problem(url: str, scheme: str) -> str | None:
+    server = scheme in SERVER_SCHEMES
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+        if server:
+            parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
     except ValueError:
-        return f"a malformed {scheme.lower()}:// URL (host or port)"
-    if not parts.hostname:
-        return f"a {scheme.lower()}:// URL needs a host"
+        return f"a malformed {scheme}:// URL (host or port)"
+    if not (parts.hostname if server else parts.netloc):
+        return f"a {scheme}:// URL needs a host" + ("" if server else " (or a service's token)")
     return None
 
 
