@@ -29,6 +29,7 @@ RESTART_FIELDS: tuple[str, ...] = (
     "ups.target",
     "ups.user",
     "ups.password_file",
+    "notify",  # its targets and sender thread are set up at start (hecate.daemon.notices)
 )
 
 

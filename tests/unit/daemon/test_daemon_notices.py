@@ -10,6 +10,7 @@ import pytest
 
 from hecate.adapters.statedir.store import StateStore
 from hecate.core.notify_events import Notice
+from hecate.daemon.reload import restart_needed
 from hecate.errors import IntentCorruptError
 from tests.unit.daemon.test_daemon import World, r
 
@@ -69,4 +70,13 @@ def test_no_targets_no_thread_no_spool(tmp_path: Path) -> None:
     assert w.daemon.notices.sender is None
     w.poll(r("OB DISCHRG", 1000))
     assert not (w.config.state_dir / "notify-spool").exists()
+    w.daemon.close()
+
+
+def test_a_reload_that_changes_notify_is_refused(tmp_path: Path) -> None:
+    w = World(tmp_path, notify=TARGETS)
+    other = World(tmp_path / "other", notify={"targets": [], "max_per_hour": 5}).config
+    assert restart_needed(w.config, other.model_copy(update={"state_dir": w.config.state_dir})) == [
+        "notify"
+    ]
     w.daemon.close()
