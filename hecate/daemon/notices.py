@@ -61,6 +61,8 @@ class Notices:
             config.coordination.peer_name or socket.gethostname(), str(config.ups.target)
         )
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._episode_wall: float | None = None
         self._throttle = Throttle()
         self._report: FlowReport | None = None
         self._corrupt = corrupt_counts()
@@ -95,15 +97,25 @@ class Notices:
         return WatchState(episode_since=self.clocks.monotonic() - ago, episode_told=True)
 
     def _save(self, before: WatchState, after: WatchState) -> None:
+        """Record the told episode's start (or its end) in a thread of its own: a slow or
+        failing disk never holds a poll."""
         if before.episode_told == after.episode_told or self.sender is None:
             return
         start = None
         if after.episode_told and after.episode_since is not None:
             start = self.clocks.wall() - (self.clocks.monotonic() - after.episode_since)
-        try:
-            atomic_write_json(self.config.state_dir / STATE_FILE, {"episode_wall": start})
-        except HecateError as exc:
-            log.warning("cannot record the outage episode for notifications: %s", exc)
+        self._episode_wall = start
+        threading.Thread(
+            target=self._write_episode, name="hecate-notify-state", daemon=True
+        ).start()
+
+    def _write_episode(self) -> None:
+        with self._save_lock:  # the latest value wins, whichever thread writes last
+            try:
+                data = {"episode_wall": self._episode_wall}
+                atomic_write_json(self.config.state_dir / STATE_FILE, data)
+            except HecateError as exc:
+                log.warning("cannot record the outage episode for notifications: %s", exc)
 
     # --- what the daemon sees ---------------------------------------------------------------
 
