@@ -18,7 +18,10 @@ from hecate.core import notify_events as ne
 from hecate.core.notify_events import Notice, Where
 
 EPISODE_EVENTS = frozenset({"on_battery", "power_restored"})  # folded by the episode itself
-FOLD_S = 600.0  # the same fold key sent again within this: folded
+FOLD_S = 600.0
+WEAK_BATTERY_RATIO = (
+    0.8  # as the HecateBatteryBelowClaim alert  # the same fold key sent again within this: folded
+)
 HOUR_S = 3600.0
 
 
@@ -38,6 +41,7 @@ class PollFacts:
     replace_battery: bool  # RB in the status
     startup_pending: bool
     waits_for: str | None  # what a pending startup waits for (None: not waiting)
+    battery_ratio: float | None = None  # runtime delivered / claimed in recorded outages
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class WatchState:
     unreadable_since: float | None = None
     unreadable_told: bool = False
     rb_told: bool = False
+    weak_told: bool = False
     waiting_since: float | None = None
     waiting_told: bool = False
 
@@ -103,14 +108,22 @@ def _unreadable(s: WatchState, facts: PollFacts, where: Where, settings: WatchSe
 
 
 def _battery(s: WatchState, facts: PollFacts, where: Where, _: WatchSettings) -> Part:
-    """The battery to replace: once per stretch of RB."""
+    """The battery to replace: once per stretch of RB; once when recorded outages show it
+    delivers less than WEAK_BATTERY_RATIO of the runtime it claims."""
+    out: list[Notice] = []
+    ratio = facts.battery_ratio
+    if ratio is not None and ratio < WEAK_BATTERY_RATIO and not s.weak_told:
+        why = f"recorded outages: it delivered {ratio:.0%} of the runtime it claimed"
+        s = replace(s, weak_told=True)
+        out.append(ne.battery_replace(where, why, facts.wall))
     if not facts.readable:
-        return s, []
+        return s, out
     if not facts.replace_battery:
-        return replace(s, rb_told=False), []
+        return replace(s, rb_told=False), out
     if s.rb_told:
-        return s, []
-    return replace(s, rb_told=True), [ne.battery_replace(where, "the UPS reports RB", facts.wall)]
+        return s, out
+    told = ne.battery_replace(where, "the UPS reports RB", facts.wall)
+    return replace(s, rb_told=True), [*out, told]
 
 
 def _waiting(s: WatchState, facts: PollFacts, where: Where, settings: WatchSettings) -> Part:

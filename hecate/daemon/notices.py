@@ -14,6 +14,7 @@ import logging
 import socket
 import threading
 from dataclasses import replace
+from typing import Protocol
 
 from hecate.adapters.metrics.notify_series import NotifySeries
 from hecate.adapters.metrics.registry import Metrics
@@ -24,6 +25,8 @@ from hecate.config.model import HecateConfig
 from hecate.config.notify import NotifyTarget
 from hecate.core import notify_events as ne
 from hecate.core import supervisor_vocabulary as sv
+from hecate.core.battery import BatteryTruth
+from hecate.core.budget import Budget
 from hecate.core.clock import Clock
 from hecate.core.notify_watch import PollFacts, Throttle, WatchSettings, WatchState, admit, watch
 from hecate.core.readings import CommError
@@ -50,13 +53,20 @@ def summary(report: FlowReport) -> ne.FlowSummary:
     )
 
 
+class DaemonView(Protocol):
+    """What the notices read of the daemon: its budget and battery truth, as learned."""
+
+    budget: Budget
+    battery: BatteryTruth
+
+
 class Notices:
     def __init__(
-        self, config: HecateConfig, metrics: Metrics, clocks: Clock, budget_s: float = 0.0
+        self, config: HecateConfig, metrics: Metrics, clocks: Clock, daemon: DaemonView
     ) -> None:
         self.config = config
         self.clocks = clocks
-        self.budget_s = budget_s
+        self.daemon = daemon
         self.where = ne.Where(
             config.coordination.peer_name or socket.gethostname(), str(config.ups.target)
         )
@@ -136,7 +146,9 @@ class Notices:
             for effect in effects:
                 if isinstance(effect, sv.RunShutdown):
                     out.append(
-                        ne.shutdown_triggered(self.where, effect.reason, self.budget_s, wall)
+                        ne.shutdown_triggered(
+                            self.where, effect.reason, self.daemon.budget.estimate_s, wall
+                        )
                     )
             corrupt = corrupt_counts()
             if corrupt != self._corrupt:
@@ -167,6 +179,7 @@ class Notices:
             replace_battery=reading is not None and "RB" in reading.status,
             startup_pending=policy.startup_pending,
             waits_for=waits,
+            battery_ratio=self.daemon.battery.correction,
         )
         settings = WatchSettings(
             self.config.notify.startup_wait_seconds, self.config.notify.ups_unreadable_seconds
@@ -184,13 +197,12 @@ class Notices:
             flow = ne.FlowSummary(event.kind.value, event.outcome.value, 0.0, detail=event.reason)
         if event.outcome is sv.FlowOutcome.REFUSED:
             flow = replace(flow, outcome="refused", detail="a startup guard said no")
-        return ne.flow_finished(self.where, flow, self.budget_s, wall)
+        return ne.flow_finished(self.where, flow, self.daemon.budget.estimate_s, wall)
 
-    def finished(self, report: FlowReport, budget_s: float) -> None:
+    def finished(self, report: FlowReport) -> None:
         """A flow's report (before its FlowFinished event)."""
         with self._lock:
             self._report = report
-            self.budget_s = budget_s
 
     def close(self) -> None:
         if self.sender is not None:

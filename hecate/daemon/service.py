@@ -137,7 +137,7 @@ class Daemon:
         self.server: CoordinatorServer | None = None
         self.client: CoordinatorClient | None = None
         self.metrics_port: int | None = None
-        self.notices = Notices(config, self.metrics, clocks, self.budget.estimate_s)
+        self.notices = Notices(config, self.metrics, clocks, self)
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -315,7 +315,7 @@ class Daemon:
         self.reports.append(report)
         log.info("%s finished: %s in %.1fs", report.kind, report.outcome.value, report.duration_s)
         record_report(self.metrics, report)
-        self.notices.finished(report, self.budget.estimate_s)
+        self.notices.finished(report)
         self.budget = self._budget()
         self.battery = self._battery_truth()
 

@@ -182,3 +182,10 @@ def test_every_notice_survives_the_spool_format(event: str, at: float) -> None:
     n = ne.test_message(WHERE, event, at)
     assert Notice.from_json(n.to_json()) == n
     assert n.severity == EVENT_SEVERITY[event]
+
+
+def test_a_battery_delivering_less_than_it_claims_is_told_once() -> None:
+    weak = replace(MAINS, battery_ratio=0.62)
+    notices = run([replace(MAINS, battery_ratio=0.95), weak, weak, weak])
+    assert [n.event for n in notices] == ["battery_replace"]
+    assert "it delivered 62% of the runtime it claimed" in notices[0].body
