@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 import typer
@@ -43,10 +44,11 @@ def test_command(
         raise typer.Exit(EXIT_USAGE)
     where = ne.Where(cfg.coordination.peer_name or socket.gethostname(), str(cfg.ups.target))
     message = ne.test_message(where, event, time.time())
-    rows = []
-    for target in targets:
-        result = child.send(target.url, [message])[0]
-        rows.append({"target": target.name, "ok": result.ok, "why": result.why})
+    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:  # each its own child
+        results = list(pool.map(lambda t: child.send(t.url, [message])[0], targets))
+    rows = [
+        {"target": t.name, "ok": r.ok, "why": r.why} for t, r in zip(targets, results, strict=True)
+    ]
     if as_json:
         emit_json(rows)
     else:
