@@ -158,7 +158,7 @@ class Notices:
             self._throttle, out = admit(
                 self._throttle, out, self.clocks.monotonic(), self.config.notify.max_per_hour
             )
-        self.sender.submit(out)
+            self.sender.submit(out)  # under the lock: in the order decided (never blocks)
 
     def _polled(self, event: sv.Polled, sup: SupervisorState, wall: float) -> list[ne.Notice]:
         poll, policy = event.poll, sup.policy
