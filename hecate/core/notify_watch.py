@@ -18,10 +18,9 @@ from hecate.core import notify_events as ne
 from hecate.core.notify_events import Notice, Where
 
 EPISODE_EVENTS = frozenset({"on_battery", "power_restored"})  # folded by the episode itself
-FOLD_S = 600.0
-WEAK_BATTERY_RATIO = (
-    0.8  # as the HecateBatteryBelowClaim alert  # the same fold key sent again within this: folded
-)
+FOLD_S = 600.0  # the same fold key sent again within this: folded
+WEAK_BATTERY_RATIO = 0.8  # as the HecateBatteryBelowClaim alert
+COORDINATOR_LOST_S = 90.0  # three of a peer's probes (every 30 s): not one lost packet
 HOUR_S = 3600.0
 
 
@@ -42,6 +41,7 @@ class PollFacts:
     startup_pending: bool
     waits_for: str | None  # what a pending startup waits for (None: not waiting)
     battery_ratio: float | None = None  # runtime delivered / claimed in recorded outages
+    coordinator_reachable: bool | None = None  # a peer's last probe of it (None: a coordinator)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class WatchState:
     unreadable_told: bool = False
     rb_told: bool = False
     weak_told: bool = False
+    coordinator_lost_since: float | None = None
+    coordinator_told: bool = False
     waiting_since: float | None = None
     waiting_told: bool = False
 
@@ -67,7 +69,7 @@ def watch(
 ) -> tuple[WatchState, list[Notice]]:
     out: list[Notice] = []
     s = state
-    for part in (_episode, _unreadable, _battery, _waiting):
+    for part in (_episode, _unreadable, _battery, _waiting, _coordinator):
         s, more = part(s, facts, where, settings)
         out += more
     return s, out
@@ -136,6 +138,19 @@ def _waiting(s: WatchState, facts: PollFacts, where: Where, settings: WatchSetti
         return s, []
     told = ne.startup_waiting(where, facts.now - since, facts.waits_for, facts.wall)
     return replace(s, waiting_told=True), [told]
+
+
+def _coordinator(s: WatchState, facts: PollFacts, where: Where, _: WatchSettings) -> Part:
+    """A peer's coordinator unreachable for COORDINATOR_LOST_S: once per stretch."""
+    if facts.coordinator_reachable is None or facts.coordinator_reachable:
+        return replace(s, coordinator_lost_since=None, coordinator_told=False), []
+    since = s.coordinator_lost_since if s.coordinator_lost_since is not None else facts.now
+    s = replace(s, coordinator_lost_since=since)
+    if s.coordinator_told or facts.now - since < COORDINATOR_LOST_S:
+        return s, []
+    detail = f"for {facts.now - since:.0f} s; a trigger from this UPS could not be forwarded"
+    told = ne.peer_unreachable(where, "the coordinator", detail, facts.wall)
+    return replace(s, coordinator_told=True), [told]
 
 
 # --- the last gate: folding and the hourly cap ------------------------------------------------

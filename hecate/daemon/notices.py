@@ -67,6 +67,7 @@ class Notices:
         self.config = config
         self.clocks = clocks
         self.daemon = daemon
+        self.metrics = metrics
         self.where = ne.Where(
             config.coordination.peer_name or socket.gethostname(), str(config.ups.target)
         )
@@ -180,6 +181,7 @@ class Notices:
             startup_pending=policy.startup_pending,
             waits_for=waits,
             battery_ratio=self.daemon.battery.correction,
+            coordinator_reachable=self._coordinator(),
         )
         settings = WatchSettings(
             self.config.notify.startup_wait_seconds, self.config.notify.ups_unreadable_seconds
@@ -188,6 +190,10 @@ class Notices:
         self._watch, out = watch(before, facts, self.where, settings)
         self._save(before, self._watch)
         return out
+
+    def _coordinator(self) -> bool | None:
+        gauge = self.metrics.coordinator_reachable  # a peer's probe (hecate.daemon.background)
+        return None if gauge is None else gauge.labels().value == 1
 
     def _flow_finished(self, event: sv.FlowFinished, wall: float) -> list[ne.Notice]:
         report, self._report = self._report, None

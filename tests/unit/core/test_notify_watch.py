@@ -189,3 +189,18 @@ def test_a_battery_delivering_less_than_it_claims_is_told_once() -> None:
     notices = run([replace(MAINS, battery_ratio=0.95), weak, weak, weak])
     assert [n.event for n in notices] == ["battery_replace"]
     assert "it delivered 62% of the runtime it claimed" in notices[0].body
+
+
+def test_a_peers_coordinator_lost_for_90s_is_told_once_per_stretch() -> None:
+    lost = replace(MAINS, coordinator_reachable=False)
+    s = WatchState()
+    told: list[Notice] = []
+    for t, facts in [(0.0, lost), (60.0, lost), (90.0, lost), (120.0, lost)]:
+        s, out = watch(s, replace(facts, now=t), WHERE, SETTINGS)
+        told += out
+    assert [n.event for n in told] == ["peer_unreachable"]
+    assert "the coordinator cannot be reached (for 90 s" in told[0].body
+    s, out = watch(s, replace(MAINS, now=130.0, coordinator_reachable=True), WHERE, SETTINGS)
+    s, out = watch(s, replace(lost, now=140.0), WHERE, SETTINGS)
+    assert out == []  # a new stretch waits its own 90 s
+    assert run([MAINS, MAINS]) == []  # a coordinator (None) never tells it
