@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
@@ -21,6 +22,7 @@ from hecate.adapters.metrics.registry import Metrics
 from hecate.adapters.notify.sender import NotifySender
 from hecate.adapters.notify.targets import load_targets
 from hecate.adapters.statedir.files import atomic_write_json, corrupt_counts, read_json
+from hecate.adapters.systemd.selfupdate import UpdateFailedCache
 from hecate.config.model import HecateConfig
 from hecate.config.notify import NotifyTarget
 from hecate.core import notify_events as ne
@@ -91,8 +93,11 @@ class Notices:
                 metrics.registry, [t.name for t in targets], self.sender.spool.depth
             )
             self.sender.count = series.count
+            self.sender.chores = self._chores
             self.sender.start()
         self._watch = self._restored()
+        self.update_failed: Callable[[], bool] = UpdateFailedCache()
+        self._update_told = False
 
     # --- the open episode across restarts ---------------------------------------------------
 
@@ -190,6 +195,25 @@ class Notices:
         self._watch, out = watch(before, facts, self.where, settings)
         self._save(before, self._watch)
         return out
+
+    def _chores(self) -> None:
+        """On the sender's thread, once a minute: a failed self-update (systemctl), told once
+        per stretch of failure."""
+        failed = self.update_failed()
+        if failed == self._update_told:
+            return
+        self._update_told = failed
+        if failed:
+            notice = ne.self_update_failed(self.where, self.clocks.wall())
+            with self._lock:
+                self._throttle, out = admit(
+                    self._throttle,
+                    [notice],
+                    self.clocks.monotonic(),
+                    self.config.notify.max_per_hour,
+                )
+                if self.sender is not None:
+                    self.sender.submit(out)
 
     def _coordinator(self) -> bool | None:
         gauge = self.metrics.coordinator_reachable  # a peer's probe (hecate.daemon.background)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 QUEUE_SIZE = 256
 BATCH = 20  # messages per child: one Apprise start for a backlog
 RETRY_BASE_S = 2.0
+CHORES_S = 60.0
 
 Count = Callable[[str, str], None]  # (target, result): sent | failed | dropped
 
@@ -53,6 +54,9 @@ class NotifySender:
         self._failures: dict[str, int] = {}
         self._due: dict[str, float] = {}  # monotonic time of a failed target's next attempt
         self._thread: threading.Thread | None = None
+        # checks that may take a moment (a systemctl call), run on this thread, never a poll's
+        self.chores: Callable[[], None] | None = None
+        self._chores_at = 0.0
 
     def start(self) -> None:
         if self._thread is None:
@@ -89,9 +93,16 @@ class NotifySender:
             if self._stop.is_set():
                 return
             try:
+                self._run_chores()
                 self.deliver_due()
             except Exception:  # the thread must outlive any surprise (a disk, a child)
                 log.exception("notification delivery failed")
+
+    def _run_chores(self) -> None:
+        now = time.monotonic()
+        if self.chores is not None and now >= self._chores_at:
+            self._chores_at = now + CHORES_S
+            self.chores()
 
     def _wait(self) -> float:
         if not self.spool.depth():

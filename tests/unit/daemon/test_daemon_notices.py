@@ -80,3 +80,15 @@ def test_a_reload_that_changes_notify_is_refused(tmp_path: Path) -> None:
         "notify"
     ]
     w.daemon.close()
+
+
+def test_a_failed_self_update_is_told_once_per_stretch_off_the_poll_thread(tmp_path: Path) -> None:
+    w, got = _world(tmp_path)
+    notices = w.daemon.notices
+    states = iter([False, True, True, False, True])
+    notices.update_failed = lambda: next(states)
+    for _ in range(5):
+        notices._chores()  # the sender thread runs these once a minute
+    assert [n.event for n in got] == ["self_update_failed"]  # the second stretch: folded
+    assert "journalctl -u hecate-update" in got[0].body
+    w.daemon.close()

@@ -182,3 +182,21 @@ def test_a_child_that_hangs_is_killed_at_its_timeout() -> None:
         assert results == [child.Result(False, "no answer within 3 s")]
     finally:
         sink.close()
+
+
+def test_the_chores_run_on_the_sender_thread_at_most_once_a_minute(tmp_path: Path) -> None:
+    sender = NotifySender(tmp_path, [_target()], send=Recorder())
+    threads: list[str] = []
+    sender.chores = lambda: threads.append(threading.current_thread().name)
+    sender._run_chores()
+    sender._run_chores()
+    assert threads == [threading.current_thread().name]  # once: the next a minute later
+    sender.start()
+    sender._chores_at = 0.0
+    sender.submit([_notice(0)])  # wakes the thread
+    deadline = time.monotonic() + 10
+    while len(threads) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sender.close()
+    assert threads[1] == "hecate-notify"
