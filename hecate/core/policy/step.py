@@ -101,8 +101,8 @@ def _cap_reason(
     elapsed = t - start
     if state.battery_since is not None and state.battery_since > start:
         head = (
-            f"{elapsed:.0f}s into the outage on battery (mains flickers shorter than "
-            "outage_clear_seconds do not restart it)"
+            f"{elapsed:.0f}s since the outage went on battery, mains flickers shorter than "
+            "ups.outage_clear_seconds included"
         )
     else:
         head = f"on battery for {elapsed:.0f}s"
