@@ -236,9 +236,7 @@ def _evidence(
     enough = len(times) >= params.debounce_polls or len(lbs) >= params.lb_confirm_polls
     capped = None if judged.calibrating else _cap_reason(new, t, params, runtime)
     if capped is not None and not (critical and enough):  # the evidence says more, if it can
-        new = _trigger(new, t)
-        if new.startup_pending:
-            new = replace(new, startup_wait="mains to return (the UPS is on battery)")
+        new = replace(_trigger(new, t), startup_wait="mains to return (the UPS is on battery)")
         events.append(
             _event(t, "trigger_shutdown", capped, params, runtime, charge=charge, count=len(times))
         )
@@ -259,10 +257,8 @@ def _evidence(
             )
         return new, events
     count = len(times)
-    if enough:
-        new = _trigger(new, t)
-        if new.startup_pending:
-            new = replace(new, startup_wait="mains to return (the UPS is on battery)")
+    if enough:  # _trigger leaves the startup pending: it waits for mains
+        new = replace(_trigger(new, t), startup_wait="mains to return (the UPS is on battery)")
         if count >= params.debounce_polls:
             detail = f"{count} critical polls in {params.critical_window_s:.0f}s"
         else:

@@ -7,6 +7,7 @@ a trigger, act before its time, change anything before it is due).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -25,7 +26,7 @@ def r(status: str, runtime: float | None = 1800, charge: float | None = 100) -> 
     return UpsReading(parse_status(status), runtime, charge)
 
 
-def run(polls: list[tuple[float, Poll]], params: PolicyParams) -> list[tuple[float, str, str]]:
+def run(polls: Sequence[tuple[float, Poll]], params: PolicyParams) -> list[tuple[float, str, str]]:
     state = initial_state()
     out: list[tuple[float, str, str]] = []
     for t, poll in polls:
@@ -34,7 +35,7 @@ def run(polls: list[tuple[float, Poll]], params: PolicyParams) -> list[tuple[flo
     return out
 
 
-def triggers(polls: list[tuple[float, Poll]], params: PolicyParams) -> list[float]:
+def triggers(polls: Sequence[tuple[float, Poll]], params: PolicyParams) -> list[float]:
     return [t for t, name, _ in run(polls, params) if name == "trigger_shutdown"]
 
 
