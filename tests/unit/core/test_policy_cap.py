@@ -75,7 +75,7 @@ healthy_battery = st.builds(lambda rt: r("OB DISCHRG", rt, 100), st.floats(330, 
 mains = st.sampled_from([r("OL"), r("OL CHRG", 900, 80)])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(
     st.lists(st.tuples(st.booleans(), st.floats(1, 20)), min_size=1, max_size=80),
     st.data(),
@@ -110,7 +110,7 @@ any_poll = st.one_of(
 gaps_st = st.lists(st.floats(0.5, 40), min_size=60, max_size=60)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(any_poll, max_size=60), gaps_st, st.floats(1, 200))
 def test_the_cap_never_delays_a_trigger(seq: list[Poll], gaps: list[float], cap: float) -> None:
     polls = timed(seq, gaps)
@@ -121,7 +121,7 @@ def test_the_cap_never_delays_a_trigger(seq: list[Poll], gaps: list[float], cap:
         assert capped[0] <= uncapped[0]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(any_poll, max_size=60), gaps_st, st.floats(1, 200))
 def test_the_cap_never_acts_before_its_time(seq: list[Poll], gaps: list[float], cap: float) -> None:
     polls = timed(seq, gaps)
@@ -139,7 +139,7 @@ def test_the_cap_never_acts_before_its_time(seq: list[Poll], gaps: list[float], 
             assert t - first >= cap
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(any_poll, max_size=60), gaps_st)
 def test_a_cap_not_yet_due_changes_nothing(seq: list[Poll], gaps: list[float]) -> None:
     polls = timed(seq, gaps)  # at most 60 x 40 s: a cap of a day is never due
