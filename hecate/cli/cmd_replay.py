@@ -21,6 +21,11 @@ from hecate.errors import ConfigError, StateError, TraceError
 NO_CONFIG = "no config: using the defaults"
 
 
+def cap_words(cap: float | None) -> str:
+    """`ups.max_on_battery_seconds` as the summary lines show it ("" when off)."""
+    return "" if cap is None else f", shutdown after {cap:g}s on battery whatever the runtime"
+
+
 def _config(path: Path | None, use_defaults: bool) -> HecateConfig:
     """The config replay decides with. Only the policy and budget settings matter, so without
     a config (none given and none at the default path) it runs on the defaults and says so;
@@ -118,7 +123,7 @@ def replay_command(
             f"budget {budget.estimate_s:.0f}s ({budget.source}, {budget.samples} sample(s)), "
             f"threshold {budget.threshold_s:.0f}s, debounce {params.debounce_polls} critical polls"
             f" in {params.critical_window_s:.0f}s (LB: {params.lb_confirm_polls}), FSD "
-            f"{'honoured' if params.honor_fsd else 'ignored'}"
+            f"{'honoured' if params.honor_fsd else 'ignored'}" + cap_words(params.max_on_battery_s)
         )
     for ev in events:
         if as_json:

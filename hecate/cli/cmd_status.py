@@ -84,7 +84,8 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     """Show the intent, the shutdown budget, the last runs and the UPS.
 
     Intent: state, since, reason, whether it is stale; during a startup, the stage (gate) it is
-    in and since when (startup_progress). Budget: estimate_s, threshold_s, source, samples.
+    in and since when (startup_progress). Budget: estimate_s, threshold_s, source, samples, and
+    max_on_battery_s (`ups.max_on_battery_seconds`, null when off).
     Startup: whether the automatic startup is pending (the cluster is down) and what it waits
     for, judged from the current UPS reading (mains stability is timed by the daemon), and,
     when a peer's trigger shut the cluster down, that peer's UPS (waits_for_peers). Reports:
@@ -157,6 +158,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             "threshold_s": budget.threshold_s,
             "source": budget.source,
             "samples": budget.samples,
+            "max_on_battery_s": cfg.ups.max_on_battery_seconds,
         },
         "runs": [run.to_json() for run in runs[-5:]],
         "ups": ups,
@@ -179,6 +181,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             stamp=stamp,
             progress=progress,
             budget=budget,
+            max_on_battery=cfg.ups.max_on_battery_seconds,
             ups=ups,
             waits_for=waits_for,
             battery=battery,
@@ -217,6 +220,7 @@ def _print_text(
     stamp: float,
     progress: dict[str, Any] | None,
     budget: Budget,
+    max_on_battery: float | None,
     ups: dict[str, Any],
     waits_for: str | None,
     battery: dict[str, Any],
@@ -237,6 +241,7 @@ def _print_text(
     typer.echo(
         f"budget:  {budget.estimate_s:.0f}s from {budget.source} ({budget.samples} sample(s)); "
         f"shutdown when runtime < {budget.threshold_s:.0f}s"
+        + ("" if max_on_battery is None else f" or after {max_on_battery:g}s on battery")
     )
     typer.echo(paint(_ups_line(ups), None if ups["readable"] else BAD))
     if waits_for is not None:

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from hecate.config.addresses import Address, HostPort, ListenAddress, UpsTarget
 from hecate.config.load import parse_yaml, read_config_text
 from hecate.config.notify import NotifyConfig
+from hecate.config.power import PowerConfig
 from hecate.config.shutdown import ShutdownConfig
 from hecate.config.startup import StartupConfig
 from hecate.config.strict import Node, UserName, at
@@ -215,6 +216,15 @@ class HecateConfig(_Strict):
             )
         return value
 
+    @field_validator("power")
+    @classmethod
+    def _power_nodes_known(cls, value: PowerConfig, info: ValidationInfo) -> PowerConfig:
+        nodes = info.data.get("nodes")
+        unknown = sorted(set(value.nodes) - set(nodes.all)) if nodes is not None else []
+        if unknown:
+            raise at(f"power.nodes names nodes not in nodes.servers/agents: {unknown}", "nodes")
+        return value
+
     # No default: a config names its UPS (ups.target); a missing section reports that key.
     ups: UpsConfig = Field(description=UpsConfig.__doc__)
     shutdown: ShutdownConfig = Field(
@@ -230,6 +240,7 @@ class HecateConfig(_Strict):
         default_factory=MetricsConfig, description=MetricsConfig.__doc__, validate_default=True
     )
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description=NotifyConfig.__doc__)
+    power: PowerConfig = Field(default_factory=PowerConfig, description=PowerConfig.__doc__)
 
     @model_validator(mode="before")
     @classmethod
@@ -274,6 +285,7 @@ class HecateConfig(_Strict):
             found["coordination.token_file"] = self.coordination.token_file
         if self.notify.urls_file is not None:
             found["notify.urls_file"] = self.notify.urls_file
+        found.update(self.power.password_files())
         return found
 
     def managed_nodes(self) -> list[str]:

@@ -20,50 +20,12 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from hecate.config.model import HecateConfig
+from hecate.config.reference_examples import COMMENTED_ENTRIES, COMMENTED_ITEMS, EXAMPLES
 
 REFERENCE_PATH: Final = "docs/operating/config-reference.md"
 EXAMPLE_PATH: Final = "configs/hecate.example.yaml"
 WIDTH: Final = 100  # the example's comment lines (yamllint allows 120)
 
-# The example's values where it does not show the default: stand-ins an operator replaces
-# (hecate.core.doctor.cluster flags the nodes and addresses left in a config).
-EXAMPLES: Final[Mapping[str, Any]] = {
-    "kubeconfig": "/etc/hecate/kubeconfig.yaml",
-    "nodes.servers": ["titan-0"],
-    "nodes.agents": ["titan-1", "titan-2"],
-    "ssh_user": "hecate",
-    "ssh_identity_file": "/etc/hecate/id_ed25519",
-    "ssh_node_hosts": {
-        "titan-0": "192.168.10.10",
-        "titan-1": "192.168.10.11",
-        "titan-2": "192.168.10.12",
-    },
-    "ups.target": "pyrphoros@localhost",
-    "ups.password_file": "/etc/hecate/nut-password",
-    "startup.foundation_workloads": [
-        {
-            "kind": "deployment",
-            "namespace": "kube-system",
-            "name": "coredns",
-            "replicas": 1,
-            "timeout_seconds": 120,
-        }
-    ],
-}
-# Items shown commented out under an empty list: what an entry looks like.
-COMMENTED_ITEMS: Final[Mapping[str, list[dict[str, Any]]]] = {
-    "notify.targets": [
-        {"name": "lab-hook", "url": "json://127.0.0.1:8080/hecate", "events": ["all"]},
-    ],
-    "startup.storage_workloads": [
-        {"kind": "daemonset", "namespace": "longhorn-system", "name": "longhorn-manager"},
-        {"kind": "deployment", "namespace": "longhorn-system", "name": "csi-attacher"},
-    ],
-    "startup.probes": [
-        {"name": "ingress", "target": "https://home.example.org/", "expected_status": 200},
-        {"name": "postgres", "target": "10.0.0.20:5432", "retries": 5},
-    ],
-}
 # Headings over a run of top-level keys that are not a section of their own.
 BANNERS: Final[Mapping[str, str]] = {
     "ssh_user": "SSH (how Ansible reaches the nodes)",
@@ -97,6 +59,10 @@ TYPE_WORDS: Final[Mapping[str, str]] = {
     "ListenAddress": "[host]:port",
     "UpsTarget": "UPSNAME@HOST[:PORT]",
     "Severity": "info, warning or critical",
+    "Mac": "MAC address",
+    "Ipv4": "IPv4 address",
+    "RedfishUrl": "URL",
+    "NodePower": "section (keys by method, below)",
 }
 PLURALS: Final[Mapping[str, str]] = {"host:port": "host:port addresses"}
 
@@ -114,6 +80,15 @@ def _is_list(field: FieldInfo) -> bool:
     return typing.get_origin(field.annotation) is list
 
 
+def _is_map(field: FieldInfo) -> bool:
+    return typing.get_origin(field.annotation) is dict
+
+
+def variants_of(field: FieldInfo) -> list[type[BaseModel]]:
+    """The models a map of sections holds (one per `method` of a tagged union)."""
+    return _models_in(field.annotation) if _is_map(field) else []
+
+
 def section_of(field: FieldInfo) -> type[BaseModel] | None:
     """The model a field holds (a section, or the items of a list), or None for a value."""
     models = _models_in(field.annotation)
@@ -125,6 +100,10 @@ def all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
         keys.append(prefix + name)
+        if _is_map(field):
+            for variant in variants_of(field):
+                keys += [k for k in all_keys(variant, f"{prefix}{name}.*.") if k not in keys]
+            continue
         inner = section_of(field)
         if inner is not None:
             keys += all_keys(inner, f"{prefix}{name}{'[]' if _is_list(field) else ''}.")
@@ -223,7 +202,7 @@ def _cell(text: str) -> str:
 def _table(model: type[BaseModel], prefix: str) -> list[str]:
     rows = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
-        inner = section_of(field)
+        inner = None if _is_map(field) else section_of(field)
         if field.is_required():
             default = "**required**"
         elif inner is not None and not _is_list(field):
@@ -241,6 +220,14 @@ def _table(model: type[BaseModel], prefix: str) -> list[str]:
 def _sections(model: type[BaseModel], prefix: str, level: int) -> list[str]:
     out = [*_table(model, prefix), ""]
     for name, field in model.model_fields.items():
+        if variants_of(field):
+            out += [f"{'#' * level} Each entry of `{prefix}{name}`", ""]
+            for variant in variants_of(field):
+                tag = variant.model_fields["method"].annotation
+                out += [f"{'#' * (level + 1)} `method: {typing.get_args(tag)[0]}`", ""]
+                out += [" ".join((variant.__doc__ or "").split()), ""]
+                out += _sections(variant, f"{prefix}{name}.NAME.", level + 2)
+            continue
         inner = section_of(field)
         if inner is None:
             continue
@@ -303,7 +290,7 @@ def _example_keys(model: type[BaseModel], prefix: str, indent: int) -> list[str]
     out: list[str] = []
     for name, field in model.model_fields.items():
         path = prefix + name
-        inner = section_of(field)
+        inner = None if _is_map(field) else section_of(field)
         if path in BANNERS:
             out += ["", f"{pad}# --- {BANNERS[path]} ---"]
         if inner is not None and not _is_list(field):
@@ -323,8 +310,19 @@ def _example_keys(model: type[BaseModel], prefix: str, indent: int) -> list[str]
             raise ValueError(f"{path} is required and has no example value")
         else:
             value = _default(field)
+        for variant in variants_of(field):  # a map of sections: each kind's keys
+            keys = ", ".join(
+                f"{key} (required)" if item.is_required() else key
+                for key, item in variant.model_fields.items()
+            )
+            tag = typing.get_args(variant.model_fields["method"].annotation)[0]
+            out += _comment(f"Each entry with method {tag}: {keys}.", pad)
         out += _value_lines(pad, name, value)
         out += [f"{pad}#  - {yaml_scalar(item)}" for item in COMMENTED_ITEMS.get(path, [])]
+        out += [
+            f"{pad}#   {key}: {yaml_scalar(entry)}"
+            for key, entry in COMMENTED_ENTRIES.get(path, {}).items()
+        ]
     return out
 
 

@@ -73,6 +73,17 @@ class ShutdownConfig(_Strict):
         description="The NUT instant command sent when ups_kill_power is on (shutdown.return: "
         "output back on when mains returns).",
     )
+    poweroff_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="How long a node may take to be off after its poweroff (confirmed from its "
+        "BMC where it has one, else by SSH no longer answering).",
+    )
+    bmc_hard_off: bool = Field(
+        False,
+        description="A node still on after poweroff_timeout_seconds is powered off hard through "
+        "its BMC (power.nodes: ipmi or redfish).",
+    )
     runs_kept: int = Field(200, ge=1, description="Run records kept in runs.json.")
 
     @field_validator("min_samples")

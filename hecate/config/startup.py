@@ -104,6 +104,12 @@ class StartupConfig(_Strict):
         "least the shutdown threshold, or this long beyond power_stable_seconds, whichever comes "
         "first.",
     )
+    power_on_timeout_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="power_on: how long each powered-on node may take until its SSH answers "
+        "(its boot).",
+    )
     api_timeout_seconds: float = Field(300.0, gt=0, description="Bound for waiting on the API.")
     nodes_ready_timeout_seconds: float = Field(
         300.0, gt=0, description="Bound for waiting on the Nodes to be Ready."

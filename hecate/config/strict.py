@@ -137,14 +137,19 @@ def _models_in(annotation: object) -> list[type[BaseModel]]:
 def _model_at(root: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
     """The model whose keys sit at `loc` (list indexes and dict keys of models skipped)."""
     model: type[BaseModel] | None = root
+    variants: dict[str | None, type[BaseModel]] = {}
     for part in loc:
         if model is None:
             return None
+        if part in variants:  # the tag of a map of tagged sections: that section's model
+            model, variants = variants[str(part)], {}
+            continue
         field = model.model_fields.get(str(part))
         if field is None:
             continue  # an index into a list of models, or a dict key
         models = _models_in(field.annotation)
         model = models[0] if models else None
+        variants = {_tag_of(m): m for m in models} if len(models) > 1 else {}
     return model
 
 
@@ -176,18 +181,46 @@ def did_you_mean(root: type[BaseModel], loc: Sequence[int | str]) -> str:
     return ""
 
 
+def _tag_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("method")
+    args = typing.get_args(field.annotation) if field is not None else ()
+    return str(args[0]) if len(args) == 1 else None
+
+
+def drop_union_tags(root: type[BaseModel], loc: Sequence[int | str]) -> list[int | str]:
+    """`loc` without the tags pydantic puts after a key of a map of tagged sections
+    (`power.nodes.titan-0.ipmi.user` -> `power.nodes.titan-0.user`): nobody writes them."""
+    out: list[int | str] = []
+    model: type[BaseModel] | None = root
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        out.append(part)
+        field = model.model_fields.get(str(part)) if model is not None else None
+        if field is None:
+            continue
+        models = _models_in(field.annotation)
+        model = models[0] if models else None
+        if typing.get_origin(field.annotation) is dict and len(models) > 1 and len(parts) >= 2:
+            tags = {_tag_of(m): m for m in models}
+            if parts[1] in tags:
+                out.append(parts.pop(0))  # the map's key (a node name)
+                model = tags[str(parts.pop(0))]
+    return out
+
+
 def format_validation_error(error: ValidationError, root: type[BaseModel]) -> list[str]:
     """One line per problem, each starting with the dotted path of the key itself."""
     lines = []
     for item in error.errors():
-        loc: list[int | str] = list(item["loc"])
+        loc: list[int | str] = drop_union_tags(root, item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         ctx = item.get("ctx") or {}
         if item["type"] == "hecate" and ctx.get("at"):
             extra = str(ctx["at"]).split(".")
             loc = list(extra) if ctx.get("absolute") else [*loc, *extra]
         if item["type"] == "extra_forbidden":
-            hint = did_you_mean(root, loc)
+            hint = did_you_mean(root, list(item["loc"]))
             message = "unknown key" + (
                 f"; {hint}" if hint else " (check the spelling against configs/hecate.example.yaml)"
             )

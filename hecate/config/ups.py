@@ -80,6 +80,14 @@ class UpsConfig(_Strict):
         description="An outage ends once mains has been seen stable this long (flickers inside "
         "it do not count).",
     )
+    max_on_battery_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="A shutdown this long into an outage episode, whatever the runtime estimate "
+        "says (apcupsd's TIMEOUT): for a battery whose estimate lies. Mains flickers shorter "
+        "than outage_clear_seconds do not restart the count; calibration (CAL) does not count. "
+        "At least poll_interval_seconds (null: off).",
+    )
     max_poll_gap_seconds: float | None = Field(
         None,
         gt=0,
@@ -106,3 +114,18 @@ class UpsConfig(_Strict):
                 f" x poll_interval_seconds ({needed:g}), or no shutdown could ever trigger"
             )
         return window
+
+    @field_validator("max_on_battery_seconds")
+    @classmethod
+    def _cap_fits_polls(cls, cap: float | None, info: ValidationInfo) -> float | None:
+        interval = info.data.get("poll_interval_seconds")
+        if cap is None or interval is None:
+            return cap
+        if cap < interval:
+            # The policy sees the battery only at polls: a shorter cap cannot be kept as written
+            # (the earliest it can act is the second poll on battery, a transfer blip).
+            raise ValueError(
+                f"max_on_battery_seconds ({cap:g}) must be at least poll_interval_seconds "
+                f"({interval:g}): the battery is only seen at polls"
+            )
+        return cap

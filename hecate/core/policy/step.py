@@ -3,9 +3,9 @@
 `step(state, poll, t, params)` takes the previous state, one poll result and the time it was taken
 on a monotonic clock (seconds; only differences matter), and returns the next state and the events
 it caused. The rules it applies (outage episodes, windowed critical evidence, LB, FSD,
-calibration, loss of contact, gaps, the startup gate) and why are written once, in
-docs/design/policy.md; tests/unit/core/test_policy_corpus.py holds the adversarial traces that
-pin them.
+calibration, loss of contact, the cap on time on battery, gaps, the startup gate) and why are
+written once, in docs/design/policy.md; tests/unit/core/test_policy_corpus*.py hold the
+adversarial traces that pin them.
 
 The parameters, the state and the events live in `hecate.core.policy.values`, the judgements of one
 reading (critical evidence, the startup gate) in `hecate.core.policy.rules`.
@@ -75,19 +75,41 @@ def _step_comm_error(
     if state.on_battery and not state.latched:
         silent_since = state.last_ok_t if state.last_ok_t is not None else t
         silent = t - silent_since
+        capped = _cap_reason(state, t, params, None)
         if silent >= params.comm_loss_dead_s:
-            new = _trigger(new, t)
-            events.append(
-                _event(
-                    t,
-                    "trigger_shutdown",
-                    f"UPS silent for {silent:.0f}s while on battery "
-                    f"(comm_loss_dead_seconds={params.comm_loss_dead_s:.0f})",
-                    params,
-                    None,
-                )
+            why = (
+                f"UPS silent for {silent:.0f}s while on battery "
+                f"(comm_loss_dead_seconds={params.comm_loss_dead_s:.0f})"
             )
+        elif capped is not None:  # last seen on battery: the outage's clock runs on
+            why = f"{capped}, the UPS silent for {silent:.0f}s"
+        else:
+            return new, events
+        new = _trigger(new, t)
+        events.append(_event(t, "trigger_shutdown", why, params, None))
     return new, events
+
+
+def _cap_reason(
+    state: PolicyState, t: float, params: PolicyParams, runtime: float | None
+) -> str | None:
+    """Why `ups.max_on_battery_seconds` is reached now, or None: the cap is off, the episode has
+    not been on battery outside calibration, or it has not lasted that long yet."""
+    cap, start = params.max_on_battery_s, state.cap_start
+    if cap is None or start is None or t - start < cap:
+        return None
+    elapsed = t - start
+    if state.battery_since is not None and state.battery_since > start:
+        head = (
+            f"{elapsed:.0f}s since the outage went on battery, mains flickers shorter than "
+            "ups.outage_clear_seconds included"
+        )
+    else:
+        head = f"on battery for {elapsed:.0f}s"
+    why = f"{head} (ups.max_on_battery_seconds {cap:g})"
+    if runtime is not None:
+        why += f", whatever the runtime estimate says ({runtime:.0f}s)"
+    return why
 
 
 def _trigger(state: PolicyState, t: float) -> PolicyState:
@@ -169,6 +191,8 @@ def _on_battery(
         new = replace(new, on_battery=True, outage_start=start, battery_since=t)
     if new.drain_ref is None and charge is not None and not reading.calibrating:
         new = replace(new, drain_ref=(t, charge))
+    if new.cap_start is None and not reading.calibrating:
+        new = replace(new, cap_start=t)
     if new.startup_pending:
         new = replace(new, startup_wait="mains to return (the UPS is on battery)")
     return _evidence(new, reading, t, params, events, as_battery=False)
@@ -209,6 +233,14 @@ def _evidence(
     )
     if new.latched:
         return new, events
+    enough = len(times) >= params.debounce_polls or len(lbs) >= params.lb_confirm_polls
+    capped = None if judged.calibrating else _cap_reason(new, t, params, runtime)
+    if capped is not None and not (critical and enough):  # the evidence says more, if it can
+        new = replace(_trigger(new, t), startup_wait="mains to return (the UPS is on battery)")
+        events.append(
+            _event(t, "trigger_shutdown", capped, params, runtime, charge=charge, count=len(times))
+        )
+        return new, events
     if not critical:
         if state.was_critical:
             events.append(
@@ -225,10 +257,8 @@ def _evidence(
             )
         return new, events
     count = len(times)
-    if count >= params.debounce_polls or len(lbs) >= params.lb_confirm_polls:
-        new = _trigger(new, t)
-        if new.startup_pending:
-            new = replace(new, startup_wait="mains to return (the UPS is on battery)")
+    if enough:  # _trigger leaves the startup pending: it waits for mains
+        new = replace(_trigger(new, t), startup_wait="mains to return (the UPS is on battery)")
         if count >= params.debounce_polls:
             detail = f"{count} critical polls in {params.critical_window_s:.0f}s"
         else:
@@ -313,6 +343,7 @@ def _on_line(
             lb_times=(),
             critical_count=0,
             drain_ref=None,
+            cap_start=None,
         )
     if new.startup_pending:
         gate_open, why = startup_gate(reading, mains_since, t, params)

@@ -23,6 +23,7 @@ class PolicyParams:
     min_charge_on_battery: float = 50.0
     charge_unknown_wait_s: float = 1800.0
     max_gap_s: float = math.inf
+    max_on_battery_s: float | None = None  # ups.max_on_battery_seconds (None: no cap)
 
 
 def max_gap_from_config(config: HecateConfig) -> float:
@@ -57,6 +58,7 @@ def params_from_config(config: HecateConfig, threshold_s: float) -> PolicyParams
         min_charge_on_battery=ups.min_charge_on_battery,
         charge_unknown_wait_s=startup.charge_unknown_wait_seconds,
         max_gap_s=max_gap_from_config(config),
+        max_on_battery_s=ups.max_on_battery_seconds,
     )
 
 
@@ -81,6 +83,9 @@ class PolicyState:
     last_poll_t: float | None = None
     source_unknown: bool = False  # the last reading said nothing about the power source
     startup_wait: str | None = None  # what a pending startup waits for (None: not pending)
+    # First poll on battery outside calibration in the open outage episode: the clock of
+    # ups.max_on_battery_seconds (flickers back to mains inside the episode do not restart it).
+    cap_start: float | None = None
 
 
 @dataclass(frozen=True)

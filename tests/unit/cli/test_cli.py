@@ -128,6 +128,7 @@ def test_status_json(config_file: Path, ups: list[Poll]) -> None:
         "threshold_s": pytest.approx(330.0),
         "source": "fallback",
         "samples": 0,
+        "max_on_battery_s": None,
     }
     assert report["ups"]["readable"] is True
     ups[0] = CommError("connection refused")
@@ -139,6 +140,17 @@ def test_status_json(config_file: Path, ups: list[Poll]) -> None:
         "error": "connection refused",
         "kind": "unreachable",
     }
+
+
+def test_status_shows_the_cap_on_time_on_battery(config_file: Path, ups: list[Poll]) -> None:
+    # issue 27 item 7: beside the runtime threshold, the other reason to shut down
+    data = yaml.safe_load(config_file.read_text())
+    data["ups"]["max_on_battery_seconds"] = 120
+    config_file.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["status", "--config", str(config_file), "--json"])
+    assert json.loads(result.output)["budget"]["max_on_battery_s"] == 120
+    text = runner.invoke(app, ["status", "--config", str(config_file)]).output
+    assert "shutdown when runtime < 330s or after 120s on battery" in text
 
 
 def test_status_reports_stale_intent(config_file: Path, ups: list[Poll], tmp_path: Path) -> None:

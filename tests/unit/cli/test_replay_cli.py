@@ -53,6 +53,26 @@ def test_replay_runs_on_the_defaults_without_a_config_and_says_so(
     assert any(e["event"] == "trigger_shutdown" and e["t"] == 35 for e in events)
 
 
+def test_replay_keeps_the_configs_cap_on_time_on_battery(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 27 item 7, as the issue's "done when" puts it: ups.max_on_battery_seconds: 120
+    # triggers a shutdown 120 s into the outage while the UPS still claims 1500 s
+    config = tmp_path / "hecate.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\nnodes: {{servers: [s1]}}\n"
+        "ups: {target: pyrphoros@localhost, max_on_battery_seconds: 120}\n"
+    )
+    assert run(["replay", "lying-battery", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "shutdown after 120s on battery whatever the runtime" in out.splitlines()[0]
+    assert run(["replay", "lying-battery", "--config", str(config), "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    [trigger] = [e for e in events if e["event"] == "trigger_shutdown"]
+    assert (trigger["t"], trigger["runtime_s"]) == (125, 1500)
+    assert "(ups.max_on_battery_seconds 120)" in trigger["reason"]
+
+
 def test_a_config_given_by_name_must_exist(
     no_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

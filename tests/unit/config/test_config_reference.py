@@ -12,13 +12,13 @@ from pydantic import BaseModel
 
 from hecate.config.model import HecateConfig, load_config, parse_config
 from hecate.config.reference import (
-    COMMENTED_ITEMS,
     TYPE_WORDS,
     _annotation_text,
     render_example,
     render_reference,
     rendered_files,
 )
+from hecate.config.reference_examples import COMMENTED_ENTRIES, COMMENTED_ITEMS
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -62,7 +62,8 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[tuple[type[BaseModel
     found = []
     for name, field in model.model_fields.items():
         found.append((model, name, prefix + name))
-        item = "[]" if typing.get_origin(field.annotation) is list else ""
+        origin = typing.get_origin(field.annotation)
+        item = "[]" if origin is list else ".NAME" if origin is dict else ""
         for inner in _models(field.annotation):
             found += _keys(inner, f"{prefix}{name}{item}.")
     return found
@@ -70,7 +71,12 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[tuple[type[BaseModel
 
 def test_the_walk_reaches_the_nested_lists_of_sections() -> None:
     keys = {key for _, _, key in _keys(HecateConfig)}
-    assert {"ups.target", "startup.probes[].target", "startup.foundation_workloads[].name"} <= keys
+    assert {
+        "ups.target",
+        "startup.probes[].target",
+        "startup.foundation_workloads[].name",
+        "power.nodes.NAME.mac",
+    } <= keys
 
 
 def test_the_reference_names_every_key_of_the_model() -> None:
@@ -128,7 +134,7 @@ def test_the_generated_example_loads_as_the_example_always_did(tmp_path: Path) -
 def test_the_example_sets_every_key_explicitly() -> None:
     data = yaml.safe_load(render_example())
     for _, _, key in _keys(HecateConfig):
-        if "[]" in key:
+        if "[]" in key or ".NAME." in key:
             continue
         node = data
         for part in key.split("."):
@@ -152,3 +158,18 @@ def test_the_commented_out_items_are_valid_entries() -> None:
         section, key = path.split(".")
         assert data[section][key] == items
     parse_config(data)
+
+
+def test_the_commented_out_entries_are_valid_entries() -> None:
+    # power.nodes' commented entries, uncommented under their map, parse as a config's would.
+    for path, entries in COMMENTED_ENTRIES.items():
+        section, key = path.split(".")
+        lines = [f"{section}:", f"  {key}:"] + [
+            "    " + line.removeprefix("  #   ")
+            for line in render_example().splitlines()
+            if line.startswith("  #   ") and line.removeprefix("  #   ").split(":")[0] in entries
+        ]
+        data = yaml.safe_load("\n".join(lines))
+        assert data[section][key] == entries
+        nodes = {"servers": list(entries)[:1], "agents": list(entries)[1:]}
+        parse_config({"ups": {"target": "u@localhost"}, "nodes": nodes, section: data[section]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,8 @@ EXPECTED = {
     ],
     # issue #11: FSD is a command, on mains too; mains under FSD is not stable power
     "fsd-on-mains.jsonl": [(10, "trigger_shutdown"), (50, "outage_over"), (80, "startup_allowed")],
+    # issue 27: a runtime claim that never falls; without a cap only the UPS's death is seen
+    "lying-battery.jsonl": [(5, "on_battery"), (205, "comm_lost"), (225, "trigger_shutdown")],
 }
 
 
@@ -61,6 +64,15 @@ def test_flapping_mains_while_the_battery_drains_triggers() -> None:
     events = replay(load_trace(TRACES / "flapping.jsonl"), DEFAULT)
     assert [e.t for e in events if e.event == "trigger_shutdown"] == [20]
     assert [e.event for e in events].count("power_restored") == 3
+
+
+def test_a_cap_on_time_on_battery_shuts_the_lying_battery_down_with_runtime_to_spare() -> None:
+    # issue 27 item 7: ups.max_on_battery_seconds 120, on battery from t=5, claiming 1500 s
+    capped = replace(DEFAULT, max_on_battery_s=120.0)
+    events = replay(load_trace(TRACES / "lying-battery.jsonl"), capped)
+    [trigger] = [e for e in events if e.event == "trigger_shutdown"]
+    assert (trigger.t, trigger.runtime_s) == (125, 1500)
+    assert "ups.max_on_battery_seconds 120" in trigger.reason
 
 
 def test_every_shipped_trace_is_covered() -> None:
