@@ -105,10 +105,13 @@ def _setup(tmp: Path) -> Iterator[tuple[Path, NutServer | None]]:
             server.close()
 
 
-def commands(config: Path, server: NutServer | None) -> dict[str, tuple[list[str], tuple[int, ...]]]:
+Table = dict[str, tuple[list[str], tuple[int, ...]]]
+
+
+def commands(config: Path, server: NutServer | None) -> Table:
     py = [sys.executable, "-c", ENTRY]
     cfg = ["--config", str(config)]
-    found: dict[str, tuple[list[str], tuple[int, ...]]] = {
+    found: Table = {
         "python -c pass (floor)": ([sys.executable, "-c", "pass"], (0,)),
     }
     upsc = shutil.which("upsc")
