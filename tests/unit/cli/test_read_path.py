@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -217,8 +218,8 @@ def test_lean_options_are_the_typer_commands_options() -> None:
     for words, lean in LEAN.items():
         if words[0].startswith("-") or words == ("version",):
             continue
-        command = load_command(words[0])
+        command: Any = load_command(words[0])
         for word in words[1:]:
-            command = command.commands[word]  # type: ignore[union-attr]
+            command = command.commands[word]
         declared = {opt for p in command.params for opt in p.opts}
         assert set(lean.flags) | set(lean.paths) <= declared, words
