@@ -223,3 +223,40 @@ def test_lean_options_are_the_typer_commands_options() -> None:
             command = command.commands[word]
         declared = {opt for p in command.params for opt in p.opts}
         assert set(lean.flags) | set(lean.paths) <= declared, words
+
+
+def test_pydantic_takes_only_get_plugins_from_its_loader() -> None:
+    """The lean path's stand-in for pydantic's plugin loader (read_run._no_plugin_scan) offers
+    `get_plugins` only: if a pydantic release imports anything else from the loader, this
+    fails before an operator's `hecate status` would."""
+    import pydantic  # noqa: PLC0415
+
+    root = Path(pydantic.__file__).parent
+    uses = {
+        line.strip()
+        for path in root.rglob("*.py")
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "_loader import" in line or "plugin._loader" in line
+    }
+    assert uses == {"from ._loader import get_plugins"}
+
+
+@pytest.mark.parametrize(("setting", "stand_in"), [("__all__", True), ("some_plugin", False)])
+def test_the_plugin_loader_is_stood_in_for_only_when_every_plugin_is_disabled(
+    setting: str, stand_in: bool, config: Path, tmp_path: Path
+) -> None:
+    code = (
+        "import os, sys\n"
+        f"os.environ['PYDANTIC_DISABLE_PLUGINS'] = {setting!r}\n"
+        f"sys.argv = ['hecate', 'config', 'check', '-c', {str(config)!r}]\n"
+        "from hecate.cli.entry import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    loader = sys.modules['pydantic.plugin._loader']\n"
+        "    own = getattr(loader, '__file__', None) is None\n"
+        "    print(own, 'importlib.metadata' in sys.modules)\n"
+    )
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == [str(stand_in), str(not stand_in)]
