@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hecate.adapters.nut.port import Ups
 from hecate.cli.failure import note_json_printed
 from hecate.cli.out import echo
 from hecate.config.model import HecateConfig, load_config
@@ -94,6 +93,10 @@ def emit_json(data: Any) -> None:
 
 def read_ups(config: HecateConfig) -> Poll:
     """The UPS the config names, read once through the NUT port (`Ups.from_config`)."""
+    # the NUT client (socket, its protocol): only for the commands that read the UPS, not for
+    # `config check` or `replay`, which import this module for its JSON helpers
+    from hecate.adapters.nut.port import Ups  # noqa: PLC0415
+
     return Ups.from_config(config).poll()
 
 

@@ -125,7 +125,8 @@ def _function(target: str) -> Callable[..., int]:
     """The target, imported with the collector off and its objects then frozen, as
     hecate.cli.main's `_load_frozen` does for typer commands (it says why)."""
     module_name, _, attribute = target.partition(":")
-    _no_plugin_scan()
+    if module_name != __name__:  # `version` (here) builds no validator
+        _no_plugin_scan()
     enabled = gc.isenabled()
     gc.disable()
     try:
