@@ -11,10 +11,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from hecate.adapters.kube.client import Kube
 from hecate.adapters.kube.types import NodeDetails
 from hecate.adapters.nut.client import NutClient
-from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
+from hecate.cli.common import emit_json
 from hecate.cli.config_files import file_use_problems
 from hecate.cli.config_init_text import (
     SERVER_ROLES,
@@ -24,6 +23,7 @@ from hecate.cli.config_init_text import (
     render_config,
 )
 from hecate.cli.exits import EXIT_USAGE
+from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.config.addresses import NUT_DEFAULT_PORT, AddressError, HostPort, NodeName, UpsTarget
 from hecate.config.model import DEFAULT_CONFIG_PATH, load_config, parse_config
 from hecate.errors import ConfigError, HecateError, KubeError, UpsError
@@ -171,6 +171,9 @@ def _existing(config: Path) -> dict[str, Any] | None:
 
 
 def _read_cluster(kubeconfig: Path) -> tuple[list[NodeDetails], str, list[FluxSource], list[Any]]:
+    # lightkube and httpx: only when init reads a cluster (not for `config check`'s group)
+    from hecate.adapters.kube.client import Kube  # noqa: PLC0415
+
     with Kube(kubeconfig, timeout_s=10.0) as kube:
         nodes = kube.node_details()
         server = kube.server

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from hecate.cli.common import ConfigOpt
 from hecate.cli.daemon_run import DaemonArgs, run_daemon
+from hecate.cli.options import ConfigOpt
 from hecate.config.model import DEFAULT_CONFIG_PATH
 
 

@@ -21,9 +21,10 @@ from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
 from hecate.cli.cmd_doctor_notify import notify_checks
 from hecate.cli.cmd_doctor_ports import port_checks
-from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
+from hecate.cli.common import emit_json
 from hecate.cli.doctor_file import DOCTOR_FILE
 from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
+from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.cli.style import BAD, GOOD, NOTE, paint
 from hecate.config.checks import secret_file_warnings
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, load_config

@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from hecate.adapters.kube.client import Kube
-from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, read_ups
+from hecate.cli.common import emit_json, load, read_ups
 from hecate.cli.execute import StageProgress
 from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
 from hecate.cli.failure import fail
+from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.drills.base import DrillEnv, record, run_drill
 from hecate.drills.catalog import DRILLS, get_drill

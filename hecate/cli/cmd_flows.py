@@ -8,9 +8,10 @@ from typing import Annotated, NoReturn
 import typer
 
 from hecate.adapters.statedir.store import StateStore
-from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now, read_ups_or_error
+from hecate.cli.common import emit_json, load, now, read_ups_or_error
 from hecate.cli.execute import execute_flow, exit_code_for_report
 from hecate.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
+from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.cli.peer_startup import ask_coordinator_to_start
 from hecate.cli.plan_text import plan_json, plan_lines
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig

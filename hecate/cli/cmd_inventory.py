@@ -8,7 +8,8 @@ import typer
 
 from hecate.adapters.ansible.inventory import dump_inventory
 from hecate.adapters.ansible.ssh_preflight import prepare_inventory
-from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load
+from hecate.cli.common import emit_json, load
+from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.config.model import DEFAULT_CONFIG_PATH
 
 

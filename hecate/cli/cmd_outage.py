@@ -7,17 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from hecate.adapters.statedir.outages import find_outage, load_recorded, outage_id, trace_paths
-from hecate.adapters.statedir.store import StateStore
-from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, read_ups_or_error
-from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
-from hecate.core.battery import battery_truth, coverage
-from hecate.core.budget import budget_from_config
-from hecate.core.policy.values import Event, params_from_config
-from hecate.core.readings import Poll, UpsReading
+from hecate.adapters.statedir.outages import find_outage, load_recorded, outage_id
+from hecate.cli.common import emit_json, load
+from hecate.cli.options import ConfigOpt, JsonOpt
+from hecate.cli.outage_report import threshold_for, ups_report_data, ups_report_lines, write_svg
+from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.core.battery import battery_truth
+from hecate.core.policy.values import params_from_config
 from hecate.core.replay import replay
-from hecate.core.trace import TracePoint, load_trace
-from hecate.errors import StateError
+from hecate.core.trace import load_trace
 
 outage_app = typer.Typer(
     help="Recorded outages (state_dir/traces): list them, show one, draw it as SVG.",
@@ -34,29 +32,6 @@ SvgOpt = Annotated[
         dir_okay=False,
     ),
 ]
-
-
-def threshold_for(cfg: HecateConfig) -> float:
-    try:
-        runs = StateStore(cfg.state_dir).load_runs(move=False)  # read-only: nothing moved
-    except StateError as exc:
-        typer.echo(f"warning: {exc}; using the fallback budget", err=True)
-        runs = []
-    return budget_from_config(cfg, runs).threshold_s
-
-
-def write_svg(
-    path: Path, points: list[TracePoint], events: list[Event], threshold_s: float, title: str
-) -> None:
-    """Draw the trace to `path` (the CLI's one file write for pictures)."""
-    from hecate.cli.outage_svg import render_outage_svg  # noqa: PLC0415 - xml.etree: not for status
-
-    svg = render_outage_svg(points, events, threshold_s, title)
-    try:
-        path.write_text(svg, encoding="utf-8")
-    except OSError as exc:
-        raise StateError(f"cannot write {path}: {exc.strerror}") from None
-    typer.echo(f"picture written to {path}", err=True)
 
 
 @outage_app.command("list")
@@ -127,53 +102,6 @@ def show_command(
             f"battery: claimed {t.claimed_start_s:.0f}s at the start, "
             f"{t.on_battery_s:.0f}s on battery, delivered/claimed {t.ratio:.2f}"
         )
-
-
-def ups_report_data(cfg: HecateConfig, poll: Poll | None = None) -> dict[str, Any]:
-    """Claimed vs delivered for the last outages, and coverage now (status uses it too, with
-    the reading it already has)."""
-    truth = battery_truth(load_recorded(cfg.state_dir))
-    threshold = threshold_for(cfg)
-    if poll is None:
-        poll = read_ups_or_error(cfg)
-    cover = None
-    if isinstance(poll, UpsReading) and poll.runtime_s is not None:
-        cover = coverage(truth, poll.runtime_s, poll.load_pct, threshold)
-    return {
-        **truth.to_json(),
-        "runtime_correction": cfg.ups.runtime_correction,
-        "recorded_traces": len(trace_paths(cfg.state_dir)),
-        "coverage": None if cover is None else {**cover.to_json(), "text": cover.sentence()},
-    }
-
-
-def ups_report_lines(data: dict[str, Any]) -> list[str]:
-    lines = []
-    outages = data["outages"]
-    if not outages:
-        lines.append(
-            f"battery truth: no usable outage yet ({data['recorded_traces']} trace(s) recorded; "
-            "one needs a minute or more on battery with a runtime reading)"
-        )
-    for o in outages:
-        load = f"{o['load_pct']:.0f} %" if o["load_pct"] is not None else "?"
-        how = "ran out" if o["ran_out"] else "claim burn rate"
-        lines.append(
-            f"  {o['source']}: claimed {o['claimed_start_s']:.0f}s, {o['on_battery_s']:.0f}s "
-            f"on battery at {load} load, delivered/claimed {o['ratio']:.2f} ({how})"
-        )
-    if data["correction"] is not None:
-        use = (
-            "applied: shutdowns start earlier"
-            if data["runtime_correction"] == "learned"
-            else "advisory (ups.runtime_correction: learned applies it)"
-        )
-        lines.append(f"correction factor {data['correction']:.2f}, {use}")
-    if data["coverage"] is not None:
-        lines.append(data["coverage"]["text"])
-    else:
-        lines.append("coverage now: unknown (the UPS gives no runtime right now)")
-    return lines
 
 
 @ups_app.command("report")

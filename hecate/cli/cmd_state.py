@@ -9,9 +9,10 @@ import typer
 
 from hecate.adapters.statedir.save import flow_lock
 from hecate.adapters.statedir.store import StateStore
-from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load, now
+from hecate.cli.common import emit_json, load, now
 from hecate.cli.exits import EXIT_USAGE
 from hecate.cli.failure import fail
+from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.core.intent import IntentState
 from hecate.errors import StateError

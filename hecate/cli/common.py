@@ -1,4 +1,8 @@
-"""Shared CLI pieces: exit codes, common options, output and reading the UPS."""
+"""Shared CLI pieces: exit codes, common options, output and reading the UPS.
+
+Without typer: the read commands' lean path (hecate.cli.read_run) imports this module and never
+typer. The typer option types are in hecate.cli.options.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,27 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from hecate.adapters.nut.port import Ups
 from hecate.cli.failure import note_json_printed
+from hecate.cli.out import echo
 from hecate.config.model import HecateConfig, load_config
 from hecate.core.readings import CommError, Poll
 from hecate.errors import HecateError
 
-ConfigOpt = Annotated[
-    Path,
-    typer.Option("--config", "-c", help="Hecate config file.", show_default=True),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+if TYPE_CHECKING:
+    from hecate.cli.options import ConfigOpt as ConfigOpt  # noqa: PLC0414 - re-exported
+    from hecate.cli.options import JsonOpt as JsonOpt  # noqa: PLC0414
+
+
+def __getattr__(name: str) -> Any:
+    """`ConfigOpt` and `JsonOpt` lived here until the lean path: branches started before it
+    still import them from here. Their home is hecate.cli.options (it imports typer)."""
+    if name in ("ConfigOpt", "JsonOpt"):
+        from hecate.cli import options  # noqa: PLC0415 - typer, only when asked for
+
+        return getattr(options, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(path: Path) -> HecateConfig:
@@ -77,12 +87,16 @@ def emit_json(data: Any) -> None:
     text = json.dumps(
         strict_json(with_iso_times(data)), indent=2, sort_keys=True, default=str, allow_nan=False
     )
-    typer.echo(text)
+    echo(text)
     note_json_printed()  # the command's own JSON: no error object after it
 
 
 def read_ups(config: HecateConfig) -> Poll:
     """The UPS the config names, read once through the NUT port (`Ups.from_config`)."""
+    # the NUT client (socket, its protocol): only for the commands that read the UPS, not for
+    # `config check` or `replay`, which import this module for its JSON helpers
+    from hecate.adapters.nut.port import Ups  # noqa: PLC0415
+
     return Ups.from_config(config).poll()
 
 

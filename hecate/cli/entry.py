@@ -1,6 +1,7 @@
 """The `hecate` console script (and `python -m hecate`).
 
-A plain `hecate daemon ...` runs without importing typer (hecate.cli.daemon_run says why);
+A plain `hecate daemon ...` runs without importing typer (hecate.cli.daemon_run says why), and so
+does a plain read command, `status`, `config check`, `replay`, `version` (hecate.cli.read_run);
 everything else is the typer CLI in hecate.cli.main. This module imports nothing else at start.
 """
 
@@ -26,6 +27,11 @@ def main() -> None:
             # sight, as hecate.cli.main does for every command (`_load_frozen`)
             gc.freeze()
             sys.exit(daemon_run.main(args))
+    from hecate.cli import read_run  # noqa: PLC0415
+
+    call = read_run.parse(argv)
+    if call is not None:
+        sys.exit(read_run.run(call, argv))
     from hecate.cli.main import run  # noqa: PLC0415
 
     sys.exit(run())

@@ -6,7 +6,8 @@
 Scripts parse stdout; without this a failing command given `--json` printed nothing there
 (its `error:` lines went to stderr only, and still do). A command that printed its own JSON
 (a doctor report, a refused startup, a flow report, a status that is not protected) has said
-what happened: it gets no second object. Light on purpose: the entry point imports it.
+what happened: it gets no second object. Light on purpose: the entry points import it, and
+the read commands' lean path (hecate.cli.read_run) runs without typer.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import re
 from dataclasses import dataclass
 from typing import NoReturn
 
-import typer
-
+from hecate.cli.exits import error_report
+from hecate.cli.out import echo
 from hecate.cli.style import BAD, paint
+from hecate.errors import ConfigError, HecateError
 
 # "ups.debounce_polls: Input should be ..." -> key, message (config problems name their field).
 _KEYED = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_.\[\]-]*): (?P<message>.+)", re.DOTALL)
@@ -27,9 +29,15 @@ _KEYED = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_.\[\]-]*): (?P<message>.+)", r
 def fail(message: str, exit_code: int, key: str | None = None) -> NoReturn:
     """Give up: `error: message` on stderr, exit `exit_code`; under --json the entry point
     prints the error object with this message and `key` (the option it is about)."""
-    typer.echo(f"{paint('error:', BAD, err=True, bold=True)} {message}", err=True)
+    import typer  # noqa: PLC0415 - only typer commands fail through here (see the module doc)
+
+    echo(f"{error_word()} {message}", err=True)
     output.last_error = (message, key)
     raise typer.Exit(exit_code)
+
+
+def error_word() -> str:
+    return paint("error:", BAD, err=True, bold=True)
 
 
 @dataclass
@@ -82,3 +90,38 @@ def wants_json(argv: list[str]) -> bool:
     """`--json` given to the command (options after a bare `--` are arguments, not options)."""
     options = argv[: argv.index("--")] if "--" in argv else argv
     return "--json" in options
+
+
+def json_failure(
+    as_json: bool,
+    code: int,
+    message: str,
+    problems: list[str] | None = None,
+    key: str | None = None,
+) -> int:
+    """`code`, after printing the error object under --json."""
+    if as_json:
+        print_error_object(code, message, problems, key)
+    return code
+
+
+def report_error(exc: HecateError, as_json: bool) -> int:
+    """A HecateError's `error:` lines on stderr (and the JSON object under --json); its exit
+    code. The one edge where library errors become messages, for both entry paths."""
+    code, lines = error_report(exc, error_word())
+    for line in lines:
+        echo(line, err=True)
+    if isinstance(exc, ConfigError):
+        return json_failure(as_json, code, exc.message, exc.problems)
+    return json_failure(as_json, code, str(exc))
+
+
+def finish(code: int, as_json: bool) -> int:
+    """A command's exit code; a failure under --json also gets the error object, with what
+    `fail` said when it said something, unless the command printed its own JSON."""
+    if code == 0:
+        return code
+    said = output.last_error
+    if said is not None:
+        return json_failure(as_json, code, said[0], key=said[1])
+    return json_failure(as_json, code, f"failed with exit code {code} (stderr says why)")

@@ -20,10 +20,17 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from hecate import __version__
-from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE, error_report
-from hecate.cli.failure import output, print_error_object, reset, wants_json
-from hecate.cli.style import BAD, paint
-from hecate.errors import ConfigError, HecateError
+from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE
+from hecate.cli.failure import (
+    error_word,
+    finish,
+    json_failure,
+    print_error_object,
+    report_error,
+    reset,
+    wants_json,
+)
+from hecate.errors import HecateError
 
 
 @dataclass(frozen=True)
@@ -202,10 +209,6 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _error_word() -> str:
-    return paint("error:", BAD, err=True, bold=True)
-
-
 def _param_key(exc: Exception) -> str | None:
     """The option or argument a usage error is about (`--mode`), for the JSON error object."""
     name = getattr(exc, "option_name", None)
@@ -227,7 +230,7 @@ def _usage_error(exc: typer.TyperException, as_json: bool) -> int:
     if callable(show):
         show()
     else:
-        typer.echo(f"{_error_word()} {exc}", err=True)
+        typer.echo(f"{error_word()} {exc}", err=True)
     if as_json:
         format_message = getattr(exc, "format_message", None)
         text = format_message() if callable(format_message) else str(exc)
@@ -257,13 +260,8 @@ def run(argv: list[str] | None = None) -> int:
         result = command.main(args=args, prog_name="hecate", standalone_mode=False)
     except (typer.Abort, typer.TyperException, HecateError) as exc:
         return _failed(exc, as_json)
-    code = int(result) if isinstance(result, int) else 0
-    if code != 0:  # typer.Exit(code): the command said why (`fail`), or printed its JSON
-        said = output.last_error
-        if said is not None:
-            return _json_failure(as_json, code, said[0], key=said[1])
-        return _json_failure(as_json, code, f"failed with exit code {code} (stderr says why)")
-    return code
+    # typer.Exit(code): the command said why (`fail`), or printed its JSON
+    return finish(int(result) if isinstance(result, int) else 0, as_json)
 
 
 def _failed(exc: Exception, as_json: bool) -> int:
@@ -272,25 +270,8 @@ def _failed(exc: Exception, as_json: bool) -> int:
         return _usage_error(exc, as_json)
     if isinstance(exc, typer.Abort):
         typer.echo("aborted", err=True)
-        return _json_failure(as_json, EXIT_FAILED, "aborted")
+        return json_failure(as_json, EXIT_FAILED, "aborted")
     if isinstance(exc, HecateError):
-        code, lines = error_report(exc, _error_word())
-        for line in lines:
-            typer.echo(line, err=True)
-        if isinstance(exc, ConfigError):
-            return _json_failure(as_json, code, exc.message, exc.problems)
-        return _json_failure(as_json, code, str(exc))
-    typer.echo(f"{_error_word()} {exc}", err=True)
-    return _json_failure(as_json, EXIT_FAILED, str(exc))
-
-
-def _json_failure(
-    as_json: bool,
-    code: int,
-    message: str,
-    problems: list[str] | None = None,
-    key: str | None = None,
-) -> int:
-    if as_json:
-        print_error_object(code, message, problems, key)
-    return code
+        return report_error(exc, as_json)
+    typer.echo(f"{error_word()} {exc}", err=True)
+    return json_failure(as_json, EXIT_FAILED, str(exc))

@@ -1,8 +1,8 @@
 """Colour for people at a terminal, never for pipes, files, journals or `NO_COLOR` users.
 
 Only the words that matter are coloured (ok, FAIL, NOT PROTECTED, error:), so the text reads
-the same without colour. Light on purpose (the entry point imports it): typer's `style` is
-click's, already loaded.
+the same without colour. Light on purpose (the entry points import it, and the read commands'
+lean path runs without typer): the escape codes are written here, as click's `style` writes them.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import os
 import sys
 from typing import TextIO
 
-import typer
-
 # The words progress lines, status and doctor colour, by what they mean.
 GOOD = "green"
 BAD = "red"
 NOTE = "yellow"
+
+# ANSI SGR codes of the colours above (click's numbering)
+_SGR = {"red": 31, "green": 32, "yellow": 33}
 
 STATUS_COLOURS = {
     "ok": GOOD,
@@ -46,7 +47,7 @@ def paint(text: str, colour: str | None, *, err: bool = False, bold: bool = Fals
     """`text` in `colour` when the stream it goes to (stderr with err=True) shows colour."""
     if colour is None or not colour_on(sys.stderr if err else sys.stdout):
         return text
-    return typer.style(text, fg=colour, bold=bold)
+    return f"\x1b[{_SGR[colour]}m" + ("\x1b[1m" if bold else "") + f"{text}\x1b[0m"
 
 
 def paint_status(word: str, width: int = 0, *, err: bool = False) -> str:

@@ -118,7 +118,7 @@ def test_status_exits_4_when_the_ups_cannot_be_read(tmp_path: Path) -> None:
 
 
 def test_status_exits_4_when_the_last_doctor_run_found_a_hole(tmp_path: Path) -> None:
-    from hecate.cli.cmd_status import not_protected_reasons  # noqa: PLC0415
+    from hecate.cli.status_show import not_protected_reasons  # noqa: PLC0415
     from hecate.core.readings import parse_status  # noqa: PLC0415
 
     reading = UpsReading(parse_status("OL"), 1800, 100)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hecate.cli import cmd_replay
+from hecate.cli import replay_run
 from hecate.cli.main import run
 from hecate.cli.outage_svg import (
     MARKER_PITCH,
@@ -38,7 +38,7 @@ def no_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """The default config path points at nothing (as on a machine Hecate is not installed on)
     and the defaults' state_dir holds no history."""
     missing = tmp_path / "etc" / "hecate.yaml"
-    monkeypatch.setattr(cmd_replay, "DEFAULT_CONFIG_PATH", missing)
+    monkeypatch.setattr(replay_run, "DEFAULT_CONFIG_PATH", missing)
     return missing
 
 
@@ -88,9 +88,9 @@ import sys
 import tempfile
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from hecate.cli import cmd_replay
+from hecate.cli import replay_run
 from hecate.cli.main import run
-cmd_replay.DEFAULT_CONFIG_PATH = Path(sys.argv[2])
+replay_run.DEFAULT_CONFIG_PATH = Path(sys.argv[2])
 sys.exit(run(["replay", "blip"]))
 """
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hecate.adapters.kube.types import Readiness, VolumeAttachmentInfo
 from hecate.adapters.probes import probe_once, run_probe
 from hecate.adapters.statedir.store import StateStore
-from hecate.cli.cmd_status import report_summary, startup_progress
 from hecate.cli.plan_text import PLAN_ONLY_STEPS, startup_plan
+from hecate.cli.status_show import report_summary, startup_progress
 from hecate.config.model import HecateConfig, parse_config
 from hecate.config.startup import StartupProbe
 from hecate.core.intent import IntentState
