@@ -34,6 +34,14 @@ class RedfishError(Exception):
     """One line saying why a Redfish call failed (never the password)."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # urllib would follow a redirect carrying the Authorization header to wherever it points
+    # (another host, plain http) and turn a POST into a GET that "succeeds": a redirect is an
+    # error here (HTTPError with the 3xx code).
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 class RedfishDriver:
     def __init__(self, node: str, config: RedfishPower, *, timeout: float = DEFAULT_TIMEOUT):
         self.node = node
@@ -76,7 +84,9 @@ class RedfishDriver:
         )
         where = f"Redfish {self.config.url}"
         opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=self._context())
+            urllib.request.ProxyHandler({}),
+            urllib.request.HTTPSHandler(context=self._context()),
+            _NoRedirect(),
         )
         try:
             with opener.open(request, timeout=self.timeout) as response:
@@ -86,6 +96,11 @@ class RedfishDriver:
                 raise RedfishError(
                     f"{where} refused the credentials of user {self.config.user!r} "
                     f"(HTTP {exc.code})"
+                ) from None
+            if 300 <= exc.code < 400:
+                raise RedfishError(
+                    f"{where}: {method} {path}: HTTP {exc.code}, a redirect (not followed: give "
+                    f"power.nodes.{self.node}.url as the BMC's own https:// address)"
                 ) from None
             if exc.code == 404:
                 raise RedfishError(
@@ -109,7 +124,7 @@ class RedfishDriver:
             return None
         try:
             return json.loads(raw[:MAX_BODY])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
             raise RedfishError(f"{where}: {method} {path} did not answer JSON") from None
 
     def status(self) -> PowerReading:
@@ -119,8 +134,9 @@ class RedfishDriver:
             return PowerReading(self.node, "redfish", "unknown", str(exc))
         value = system.get("PowerState") if isinstance(system, dict) else None
         state = parse_redfish_power(value)
+        said = one_line(str(value), 80)
         return PowerReading(
-            self.node, "redfish", state, f"Redfish {self.config.url} says PowerState {value}"
+            self.node, "redfish", state, f"Redfish {self.config.url} says PowerState {said}"
         )
 
     def _reset_target(self) -> str:
