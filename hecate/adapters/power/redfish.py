@@ -10,12 +10,14 @@ open on the BMC.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import ssl
 import urllib.error
 import urllib.request
 from typing import Any
 
+from hecate.adapters.power.deadline import Deadline
 from hecate.adapters.secret_file import read_secret_file
 from hecate.config.power import RedfishPower
 from hecate.core.power import PowerAction, PowerReading, PowerResult, one_line, parse_redfish_power
@@ -83,14 +85,37 @@ class RedfishDriver:
             },
         )
         where = f"Redfish {self.config.url}"
+        deadline = Deadline(self.timeout)  # the whole call (urllib bounds each read only)
         opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}),
-            urllib.request.HTTPSHandler(context=self._context()),
-            _NoRedirect(),
+            urllib.request.ProxyHandler({}), *deadline.handlers(self._context()), _NoRedirect()
         )
+        late = RedfishError(f"{where} did not answer within {self.timeout:g}s")
+        try:
+            raw = self._exchange(opener, request, method, path, where)
+        except RedfishError:
+            if deadline.close():
+                raise late from None
+            raise
+        if deadline.close():
+            raise late
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw[:MAX_BODY])
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
+            raise RedfishError(f"{where}: {method} {path} did not answer JSON") from None
+
+    def _exchange(
+        self,
+        opener: urllib.request.OpenerDirector,
+        request: urllib.request.Request,
+        method: str,
+        path: str,
+        where: str,
+    ) -> bytes:
         try:
             with opener.open(request, timeout=self.timeout) as response:
-                raw = response.read(MAX_BODY + 1)
+                raw: bytes = response.read(MAX_BODY + 1)
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
                 raise RedfishError(
@@ -118,14 +143,13 @@ class RedfishDriver:
             raise RedfishError(f"{where} does not answer: {one_line(text, 120)}") from None
         except TimeoutError:
             raise RedfishError(f"{where} did not answer within {self.timeout:g}s") from None
+        except http.client.HTTPException as exc:  # a broken answer (status line, headers, body)
+            raise RedfishError(
+                f"{where}: {method} {path}: a broken HTTP answer ({type(exc).__name__})"
+            ) from None
         except (OSError, ValueError) as exc:
             raise RedfishError(f"{where}: {one_line(str(exc), 120)}") from None
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw[:MAX_BODY])
-        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
-            raise RedfishError(f"{where}: {method} {path} did not answer JSON") from None
+        return raw
 
     def status(self) -> PowerReading:
         try:
