@@ -85,6 +85,8 @@ class IpmiDriver:
             )
         except ConfigError as exc:
             return False, str(exc)
+        if b"\0" in password:  # no environment variable can carry it (subprocess would raise)
+            return False, f"BMC password file {self.config.password_file} holds a NUL byte"
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "LC_ALL": "C",

@@ -105,6 +105,23 @@ def test_a_missing_password_file_is_the_reason_not_an_exception(tmp_path: Path) 
     assert "BMC password file" in reading.reason and "absent" in reading.reason
 
 
+def test_a_password_file_holding_a_nul_byte_is_the_reason_not_an_exception(
+    tmp_path: Path,
+) -> None:
+    """An environment variable cannot hold a NUL: subprocess raised ValueError, which ended
+    `hecate power status` for every node with a traceback."""
+    secret = tmp_path / "bmc-pass"
+    secret.write_bytes(b"s3cret\x00Pa55\n")
+    secret.chmod(0o600)
+    tool = _fake_ipmitool(tmp_path, 'echo "Chassis Power is on"')
+    driver = IpmiDriver("titan-0", _ipmi(secret), ipmitool=tool)
+    reading = driver.status()
+    assert reading.state == "unknown"
+    assert "NUL" in reading.reason and str(secret) in reading.reason
+    assert "s3cret" not in reading.reason
+    assert not driver.act("on").ok
+
+
 @pytest.fixture
 def tcp_server() -> Iterator[tuple[socket.socket, list[bytes]]]:
     """A listening socket on 127.0.0.1 that sends each connection the first banner queued."""
