@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 
@@ -17,7 +17,7 @@ from hecate.cli.failure import fail
 from hecate.cli.style import BAD, GOOD, NOTE, paint
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.config.power import IpmiPower, RedfishPower, WolPower
-from hecate.core.power import PowerResult
+from hecate.core.power import PowerAction, PowerMethod, PowerResult, cannot_switch
 
 _HELP = """Each node's power, read and switched out of band: IPMI or Redfish BMCs, Wake-on-LAN.
 
@@ -148,19 +148,29 @@ def _switch(
     config: ConfigOpt,
     execute: bool,
     as_json: bool,
-    verb: str,
+    verb: PowerAction,
     act: Callable[[PowerPort, str], PowerResult],
 ) -> None:
     cfg = load(config)
     names = _nodes(cfg, nodes, switchable_only=True)
     if not execute:
-        plan = [{"node": n, "method": cfg.power.method_of(n), "via": _how(cfg, n)} for n in names]
+        plan: list[dict[str, Any]] = []
+        for n in names:
+            method = cast(PowerMethod, cfg.power.method_of(n))
+            step = {"node": n, "method": method, "via": _how(cfg, n)}
+            reason = cannot_switch(method, verb)  # what --execute would fail with
+            plan.append(step if reason is None else {**step, "reason": reason})
+        cannot = [(step["node"], step["reason"]) for step in plan if "reason" in step]
         if as_json:
-            emit_json({"executed": False, "action": verb, "plan": plan})
-            return
-        for step in plan:
-            typer.echo(f"would power {verb} {step['node']} ({step['via']})")
-        typer.echo("dry run: nothing was switched; add --execute to do it")
+            emit_json({"executed": False, "action": verb, "ok": not cannot, "plan": plan})
+        else:
+            for step in plan:
+                if "reason" not in step:
+                    typer.echo(f"would power {verb} {step['node']} ({step['via']})")
+            typer.echo("dry run: nothing was switched; add --execute to do it")
+        if cannot:
+            _report_failures(cannot)
+            raise typer.Exit(EXIT_FAILED)
         return
     power = open_power(cfg)
     results = _each(names, lambda node: act(power, node))

@@ -16,6 +16,18 @@ PowerMethod = Literal["none", "wol", "ipmi", "redfish"]
 # What `off` answers for a node without a BMC (methods none and wol): the caller powers it off
 # over SSH (the shutdown's poweroff step) and confirms it by SSH no longer answering.
 NO_BMC_OFF = "no BMC: off goes through SSH"
+# What `on` answers for a node with method none.
+NONE_ON = (
+    "method none: Hecate cannot power this node on (its BIOS must restore on AC loss); give it "
+    "power.nodes.NODE (wol, ipmi or redfish)"
+)
+
+
+def cannot_switch(method: PowerMethod, action: PowerAction) -> str | None:
+    """Why `action` cannot be done at all by `method` (known without asking anything), or None."""
+    if action == "on":
+        return NONE_ON if method == "none" else None
+    return NO_BMC_OFF if method in ("none", "wol") else None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ on AC loss); Hecate can only look at it through SSH, and powers it off through S
 from __future__ import annotations
 
 from hecate.adapters.power.ssh_answer import SshTarget, ssh_answers
-from hecate.core.power import NO_BMC_OFF, PowerAction, PowerReading, PowerResult
+from hecate.core.power import NO_BMC_OFF, NONE_ON, PowerAction, PowerReading, PowerResult
 
 
 class NoneDriver:
@@ -19,11 +19,5 @@ class NoneDriver:
 
     def act(self, action: PowerAction) -> PowerResult:
         if action == "on":
-            return PowerResult(
-                self.node,
-                action,
-                False,
-                "method none: Hecate cannot power this node on (its BIOS must restore on AC "
-                "loss); give it power.nodes.NODE (wol, ipmi or redfish)",
-            )
+            return PowerResult(self.node, action, False, NONE_ON)
         return PowerResult(self.node, action, False, NO_BMC_OFF)
