@@ -34,6 +34,8 @@ MAKE: Final = {
     "notify.urls_file": "(umask 027; printf '%s\\n' 'NAME URL' > {path}) && chgrp hecate-daemon "
     "{path}, one target a line (docs/operating/notifications.md), or set urls_file: null",
     "startup.gitea_bootstrap_manifests": "put the manifest there, or drop it from the list",
+    "power.password_file": "(umask 027; read -rsp 'password of the BMC user: ' P && "
+    "printf '%s\\n' \"$P\" > {path}) && chgrp hecate-daemon {path}",
 }
 # Files that hold a secret or credentials: empty is as good as missing.
 MUST_HOLD_SOMETHING: Final = frozenset(
@@ -43,6 +45,7 @@ MUST_HOLD_SOMETHING: Final = frozenset(
         "ups.password_file",
         "coordination.token_file",
         "notify.urls_file",
+        "power.password_file",
     }
 )
 
@@ -69,6 +72,8 @@ def named_files(config: HecateConfig) -> list[NamedFile]:
     for index, manifest in enumerate(config.startup.gitea_bootstrap_manifests):
         kind = "startup.gitea_bootstrap_manifests"
         found.append(NamedFile(f"{kind}.{index}", manifest, kind))
+    for key, path in config.power.password_files().items():  # power.nodes.NODE.password_file
+        found.append(NamedFile(key, path, "power.password_file"))
     return found
 
 
