@@ -13,7 +13,7 @@ from typing import Any
 
 from tests.testbed.pytest_twin import TwinFactory
 from tests.testbed.twin import Twin, TwinApiDownError, wait_until
-from tests.testbed.twin_etcd import DATA_DIR, etcdctl_argv
+from tests.testbed.twin_etcd import DATA_DIR, TOKEN_FILE, etcdctl_argv
 
 NS = "/api/v1/namespaces"
 SERVERS = ["twin-s1", "twin-s2", "twin-s3"]
@@ -66,9 +66,16 @@ def test_quorum_snapshot_and_restore_with_three_servers(make_twin: TwinFactory) 
     reset = ["k3s", "server", "--cluster-reset", "--cluster-reset-restore-path", snapshot]
     refused = twin.exec("twin-s1", *reset, "--token", "not-the-token")
     assert refused.returncode == 1 and "different token" in refused.stderr
+    assert twin.exec("twin-s1", "mv", TOKEN_FILE, "/root/token").returncode == 0
+    refused = twin.exec("twin-s1", *reset)  # no token given, none on the node: k3s refuses
+    assert refused.returncode == 1 and "token is required" in refused.stderr
+    assert twin.exec("twin-s1", "test", "-d", f"{DATA_DIR}/member").returncode == 0, "untouched"
     done = twin.exec("twin-s1", *reset, "--token", twin.server_token)
     assert done.returncode == 0, done.stderr
     assert "restart without --cluster-reset flag now" in done.stderr
+    kept = twin.exec("twin-s1", "sh", "-c", f"ls -d {DATA_DIR}-old-*/member")
+    assert kept.returncode == 0, "the old data is kept beside, never deleted"
+    assert twin.exec("twin-s1", "cat", TOKEN_FILE).stdout.strip() == twin.server_token
     for server in ("twin-s2", "twin-s3"):
         moved = twin.exec(server, "mv", DATA_DIR, f"{DATA_DIR}-moved-aside")
         assert moved.returncode == 0, moved.stderr
