@@ -261,9 +261,10 @@ def cluster_reset(conf: Obj, restore_path: str | None, token: str | None) -> int
     the server token is required. Without: etcd runs once with ``--force-new-cluster`` on the data
     it has. k3s must be stopped first.
     """
-    active = subprocess.run(["systemctl", "is-active", "--quiet", "k3s"], check=False)
-    if conf.get("checkUnit", True) and active.returncode == 0:
-        return _fatal("k3s is running on this node: stop it (systemctl stop k3s) first")
+    if conf.get("checkUnit", True):  # False for standin_host's local processes
+        active = subprocess.run(["systemctl", "is-active", "--quiet", "k3s"], check=False)
+        if active.returncode == 0:
+            return _fatal("k3s is running on this node: stop it (systemctl stop k3s) first")
     problem = _restore(conf, restore_path, token) if restore_path else _force_new_cluster(conf)
     if problem:
         return _fatal(problem)
