@@ -2694,6 +2694,10 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--cluster-reset", action="store_true")
     server.add_argument("--cluster-reset-restore-path")
     server.add_argument("--token")
+    # Accepted as k3s does; the twin's node.json decides (first boot: static bootstrap, later:
+    # join through the other servers' members).
+    server.add_argument("--cluster-init", action="store_true")
+    server.add_argument("--server", dest="join_url")
     commands.add_parser("agent")
     snapshot = commands.add_parser("snapshot")
     snapshot.add_argument("--name", default="on-demand")
