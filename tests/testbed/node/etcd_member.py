@@ -132,8 +132,13 @@ def kill_leftover(conf: Obj) -> None:
 
 def spawn(argv: list[str], conf: Obj) -> subprocess.Popen[bytes]:
     # SIGKILL when k3s dies (even by SIGKILL, with KillMode=process), as an embedded etcd would.
+    # No NOTIFY_SOCKET: etcd would tell systemd it is ready, which only k3s may (and does).
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
     proc = subprocess.Popen(
-        ["setpriv", "--pdeathsig", "KILL", "--", *argv], stdin=subprocess.DEVNULL, close_fds=True
+        ["setpriv", "--pdeathsig", "KILL", "--", *argv],
+        stdin=subprocess.DEVNULL,
+        close_fds=True,
+        env=env,
     )
     pid_file = _pid_file(conf)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
