@@ -309,8 +309,10 @@ def test_with_three_servers_the_api_answers_only_while_two_run(tmp_path: Path) -
             time.sleep(3)
             assert not cluster.readyz("s1")
             cluster.start("s2")  # the second one makes the quorum
-            waited = wait_for(lambda: cluster.readyz("s1") and cluster.readyz("s2"), 10, "quorum")
-            assert waited < 5, waited
+            # real etcd: s2's member starts, a leader is elected, then both servers register;
+            # about 3 s here, up to 6.5 s seen on a loaded 2-core host
+            waited = wait_for(lambda: cluster.readyz("s1") and cluster.readyz("s2"), 15, "quorum")
+            assert waited < 10, waited
         cluster.write_kubeconfig("s1")
         with Kube(cluster.kubeconfig, timeout_s=3) as kube:
             assert kube.readyz() and {n.name for n in kube.nodes()} == set(servers)
