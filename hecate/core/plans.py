@@ -46,6 +46,9 @@ class StartupOptions:
     force_flux_branch: str | None = None
     overrides: StartupOverrides = field(default_factory=StartupOverrides)
     reason: str = "manual"
+    # The nodes a partial shutdown stopped, started again once their feed is back (issue 28);
+    # the rest of the cluster kept running. None: the whole cluster.
+    nodes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,10 @@ def startup_plan(
 ) -> FlowPlan:
     """The startup's stages; the gates (time_sync, storage, probes, soak) only when configured."""
     del cluster  # a startup needs the API for every stage after start_servers; nothing to skip
-    servers, agents = tuple(config.nodes.servers), tuple(config.nodes.agents)
+    partial = options.nodes is not None
+    only = set(config.nodes.all if options.nodes is None else options.nodes)
+    servers = tuple(n for n in config.nodes.servers if n in only)
+    agents = tuple(n for n in config.nodes.agents if n in only)
     startup = config.startup
     branch = options.force_flux_branch or startup.force_flux_branch
     flux = "resume what Hecate suspended, request a reconcile"
@@ -230,17 +236,22 @@ def startup_plan(
                 servers + agents,
             )
         )
+    # Hook for power-on (issue 25's power_on stage): a partial startup's nodes are powered on
+    # before k3s starts on them, as a whole startup's are.
     stages += [
         StageSpec(
             "start_servers",
             "start k3s on all servers together (etcd quorum)",
             servers,
+            skip="no servers" if partial and not servers else None,
             playbook="start_servers",
         ),
         StageSpec("wait_api", "wait for the API (/readyz)"),
         StageSpec("start_agents", "start k3s-agent on agents", agents, no_agents, "start_agents"),
         StageSpec("nodes_ready", "wait for Nodes Ready; uncordon", servers + agents),
     ]
+    if partial:  # Flux, storage and the foundation never stopped: the cluster kept running
+        return _startup_flow_plan(stages, servers + agents)
     if startup.storage_workloads or startup.storage_check_volume_attachments:
         what = [f"{w.kind}/{w.namespace}/{w.name}" for w in startup.storage_workloads]
         if startup.storage_check_volume_attachments:
@@ -273,6 +284,13 @@ def startup_plan(
                 f"{startup.soak_seconds:.0f}s",
             )
         )
+    return _startup_flow_plan(stages, None)
+
+
+def _startup_flow_plan(stages: list[StageSpec], partial: tuple[str, ...] | None) -> FlowPlan:
+    intent = "record intent startup_in_progress"
+    if partial is not None:
+        intent += f", partial: {', '.join(partial)}"
     return FlowPlan(
         "startup",
         before=(
@@ -281,7 +299,7 @@ def startup_plan(
                 "one guard set, inside the lock: peer role, intent, UPS readable, battery, "
                 "charge, peers busy, triggering peer's UPS back",
             ),
-            StageSpec("intent", "record intent startup_in_progress"),
+            StageSpec("intent", intent),
         ),
         stages=tuple(stages),
         after=(StageSpec("record", "record the run; intent normal"),),
