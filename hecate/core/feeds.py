@@ -13,7 +13,7 @@ Safety rules (checked on the nodes that keep power):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -127,12 +127,26 @@ def feed_loss(config: HecateConfig, critical: Iterable[str]) -> FeedLoss:  # noq
     return result("partial", "only the nodes whose every feed is critical")
 
 
-def critical_feeds(
-    config: HecateConfig, triggered: Mapping[str, bool], *, local: str | None
-) -> tuple[str, ...]:
-    """The feeds that are critical: those whose instance sent a trigger (`triggered`:
-    instance name -> critical), and `local` (this instance's own name) when its UPS is."""
-    names = {name for name, on in triggered.items() if on}
-    if local is not None:
-        names.add(local)
-    return tuple(f for f, feed in config.power.feeds.items() if feed.instance in names)
+@dataclass(frozen=True)
+class FeedSettings:
+    """What the daemon's supervisor needs to tell a partial shutdown from a full one: the
+    config (power.feeds and the nodes) and this instance's own name (its own UPS's feed)."""
+
+    config: HecateConfig
+    own_name: str
+
+    def lost(self, instance: str, already: frozenset[str]) -> tuple[frozenset[str], FeedLoss]:
+        """The feeds lost once `instance`'s UPS is critical too, and what that covers. An
+        instance that watches no feed counts for the whole cluster."""
+        feed = feed_of_instance(self.config, instance)
+        if feed is None:
+            every = tuple(self.config.nodes.all)
+            why = f"{instance} watches no feed in power.feeds"
+            policy = self.config.power.partial_policy
+            return already, FeedLoss(tuple(already), every, (), (), policy, "full", why)
+        lost = already | {feed}
+        ordered = [name for name in self.config.power.feeds if name in lost]
+        return lost, feed_loss(self.config, ordered)
+
+    def feed_of(self, instance: str) -> str | None:
+        return feed_of_instance(self.config, instance)

@@ -224,7 +224,7 @@ class Daemon:
             self.warmer.warm(self.mono())
         self.probe.maybe(self.client, m)  # an interval: on the monotonic clock
         actions: list[sv.Effect] = [
-            sv.RunShutdown(e.reason) if isinstance(e, sv.ShutdownOwed) else e
+            sv.RunShutdown(e.reason, e.nodes) if isinstance(e, sv.ShutdownOwed) else e
             for e in effects
             if isinstance(e, (*FLOW_EFFECTS, sv.ShutdownOwed))
         ]
@@ -274,24 +274,26 @@ class Daemon:
                 sv.FlowKind.SHUTDOWN if isinstance(effect, sv.RunShutdown) else sv.FlowKind.STARTUP
             )
             log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
-            self._start_flow(kind, effect.reason)
+            self._start_flow(kind, effect.reason, effect.nodes)
         elif isinstance(effect, sv.ForwardTrigger):
             spawn("forward", self.chores.guarded("forward", lambda: self._forward(effect.reason)))
 
-    def _start_flow(self, kind: FlowKind, reason: str) -> None:
-        cancel = threading.Event()
+    def _start_flow(self, kind: FlowKind, reason: str, nodes: tuple[str, ...] | None) -> None:
+        cancel, args = threading.Event(), (kind, reason, nodes)  # nodes: a partial flow's
         worker = threading.Thread(
-            target=self._flow_thread, args=(kind, reason, cancel), name=f"hecate-{kind.value}"
+            target=self._flow_thread, args=(*args, cancel), name=f"hecate-{kind.value}"
         )
         with self._lock:
             self._cancel, self._worker, self._worker_kind = cancel, worker, kind
         worker.start()
         self.notifier.status(f"{kind.value} running: {reason}")
 
-    def _flow_thread(self, kind: FlowKind, reason: str, cancel: threading.Event) -> None:
+    def _flow_thread(
+        self, kind: FlowKind, reason: str, nodes: tuple[str, ...] | None, cancel: threading.Event
+    ) -> None:
         outcome = FlowOutcome.ERROR
         try:
-            report = run_flow(self.config, self.context_factory, kind, reason, cancel)
+            report = run_flow(self.config, self.context_factory, kind, reason, cancel, nodes)
             self._finished(report)
             outcome = OUTCOMES.get(report.outcome, FlowOutcome.FAILED)
         except GuardRefusedError as exc:
@@ -343,8 +345,7 @@ class Daemon:
 
     @property
     def _running(self) -> str | None:
-        running = self.sup.running
-        return running.value if running is not None else None
+        return running.value if (running := self.sup.running) is not None else None
 
     # --- reloading (SIGHUP) -----------------------------------------------------------------
 

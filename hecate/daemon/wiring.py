@@ -5,6 +5,7 @@ Run at start and again on SIGHUP."""
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -27,6 +28,7 @@ from hecate.config.model import HecateConfig
 from hecate.core.battery import BatteryTruth, corrected_threshold
 from hecate.core.budget import Budget, budget_from_config
 from hecate.core.clock import Clock
+from hecate.core.feeds import FeedSettings
 from hecate.core.intent import IntentState
 from hecate.core.policy.values import PolicyState, initial_state
 from hecate.core.readings import Poll
@@ -100,7 +102,11 @@ def initial_policy(store: StateStore, now: float, metrics: Metrics) -> PolicySta
 
 def settings_from(config: HecateConfig) -> Settings:
     coordination = config.coordination
-    return Settings(coordination.role, coordination.fallback_local_shutdown)
+    feeds = None
+    if config.power.feeds:  # issue 28: a trigger's feed decides what is shut down
+        own = coordination.peer_name or socket.gethostname()
+        feeds = FeedSettings(config, own)
+    return Settings(coordination.role, coordination.fallback_local_shutdown, feeds)
 
 
 def load_budget(config: HecateConfig, store: StateStore, metrics: Metrics) -> Budget:
