@@ -22,6 +22,7 @@ from hecate.cli.common import (
 )
 from hecate.cli.doctor_file import last_result
 from hecate.cli.exits import EXIT_UNPROTECTED
+from hecate.cli.feed_text import feeds_status, feeds_status_lines
 from hecate.cli.style import BAD, paint
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.core.budget import Budget, budget_from_config
@@ -47,6 +48,7 @@ def _intent_json(
         "reason": intent.reason,
         "host": intent.host,
         "run_id": intent.run_id,
+        "nodes": list(intent.nodes) if intent.nodes is not None else None,  # partial (#28)
         "stale": stale,
     }, stale
 
@@ -169,6 +171,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         "reports": reports,
         "doctor": doctor,
         "unsaved": unsaved,
+        "feeds": (feeds := feeds_status(cfg, intent_state)),
     }
     if as_json:
         emit_json(report)
@@ -188,6 +191,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             state_dir=cfg.state_dir,
             doctor=doctor,
             problems=problems,
+            feeds=feeds,
         )
 
     if unprotected:  # scripts: `hecate status || alert` (README, Command line)
@@ -226,8 +230,11 @@ def _print_text(
     state_dir: Path,
     doctor: dict[str, Any] | None,
     problems: list[str],
+    feeds: dict[str, Any] | None = None,
 ) -> None:
     for line in _intent_lines(intent_state, stale, stamp):
+        typer.echo(line)
+    for line in feeds_status_lines(feeds):
         typer.echo(line)
     if progress is not None:
         typer.echo(

@@ -1,12 +1,14 @@
-"""`hecate shutdown --feed NAME`: what losing those feeds means (hecate/core/feeds.py), as text
-lines printed above the plan. Pure."""
+"""Power feeds on the command line (issue 28): `hecate shutdown --feed NAME`'s lines above the
+plan (hecate/core/feeds.py), and `hecate status`'s nodes per feed. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from hecate.config.model import HecateConfig
-from hecate.core.feeds import FeedLoss
+from hecate.core.feeds import FeedLoss, nodes_by_feed
+from hecate.core.intent import Intent, IntentState
 from hecate.errors import ConfigError
 
 
@@ -36,4 +38,41 @@ def feed_lines(loss: FeedLoss) -> list[str]:
         for reason in loss.refusals if loss.policy == "quorum_safe" else ():
             lines.append(f"refused partial shutdown ({loss.policy}): {reason}")
         lines.append(f"whole-cluster shutdown instead ({loss.why})")
+    return lines
+
+
+def feeds_status(config: HecateConfig, intent: Intent | None) -> dict[str, Any] | None:
+    """`status --json`'s `feeds` (None without power.feeds): each feed's instance and nodes,
+    and the nodes a partial shutdown stopped (from the intent; empty when none is)."""
+    if not config.power.feeds:
+        return None
+    partial = (
+        intent is not None and intent.nodes is not None and intent.state is not IntentState.NORMAL
+    )
+    down = list(intent.nodes or ()) if partial and intent is not None else []
+    return {
+        "partial_policy": config.power.partial_policy,
+        "partial_shutdown": down,
+        "feeds": [
+            {
+                "name": name,
+                "instance": config.power.feeds[name].instance,
+                "nodes": nodes,
+                "down": [n for n in nodes if n in down],
+            }
+            for name, nodes in nodes_by_feed(config).items()
+        ],
+    }
+
+
+def feeds_status_lines(feeds: dict[str, Any] | None) -> list[str]:
+    if feeds is None:
+        return []
+    lines = [f"feeds:   partial_policy {feeds['partial_policy']}"]
+    for feed in feeds["feeds"]:
+        down = f" (down: {', '.join(feed['down'])})" if feed["down"] else ""
+        nodes = ", ".join(feed["nodes"]) or "no node"
+        lines.append(f"  {feed['name']:<12} via {feed['instance']}: {nodes}{down}")
+    if feeds["partial_shutdown"]:
+        lines.append(f"  partial shutdown: {', '.join(feeds['partial_shutdown'])} stopped")
     return lines

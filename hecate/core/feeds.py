@@ -150,3 +150,34 @@ class FeedSettings:
 
     def feed_of(self, instance: str) -> str | None:
         return feed_of_instance(self.config, instance)
+
+
+@dataclass(frozen=True)
+class FeedGauge:
+    """One feed's numbers for the metrics: its nodes, whether its UPS is lost (triggered and
+    not back), and how many of its nodes a partial shutdown stopped."""
+
+    feed: str
+    instance: str
+    nodes: int
+    lost: bool
+    down: int
+
+
+def feed_gauges(
+    feeds: FeedSettings | None, lost: frozenset[str], scope: tuple[str, ...] | None
+) -> list[FeedGauge]:
+    """Per feed, from the daemon's supervisor state (empty without power.feeds)."""
+    if feeds is None:
+        return []
+    config, down = feeds.config, set(scope or ())
+    return [
+        FeedGauge(
+            name,
+            config.power.feeds[name].instance,
+            len(nodes),
+            name in lost,
+            len(down.intersection(nodes)),
+        )
+        for name, nodes in nodes_by_feed(config).items()
+    ]

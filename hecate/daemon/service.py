@@ -112,7 +112,7 @@ class Daemon:
         self.context_factory = context_factory
         self._reload_from: Callable[[], HecateConfig] | None = None
         self._reload_requested = threading.Event()
-        self.metrics.watch_drills(config.state_dir)
+        self.metrics.watch_drills(config.state_dir, lambda: getattr(self, "sup", None))
         self.notifier = notifier or SystemdNotifier()
         self.store = StateStore(config.state_dir)
         self.stop_event = threading.Event()

@@ -138,3 +138,27 @@ def test_a_feed_no_node_depends_on_alone_stops_nothing(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["feeds"]["scope"] == "none"
+
+
+def test_status_shows_the_nodes_per_feed_and_a_partial_shutdown(tmp_path: Path) -> None:
+    from hecate.adapters.statedir.store import StateStore  # noqa: PLC0415
+    from hecate.core.intent import IntentState  # noqa: PLC0415
+
+    path = _config(tmp_path, "A")
+    StateStore(tmp_path / "state").set_intent(
+        IntentState.SHUTTING_DOWN, reason="feed B", run_id=None, nodes=("s3", "a2")
+    )
+    result = runner.invoke(app, ["status", "--config", str(path), "--json"])
+    data = json.loads(result.output)
+    assert data["intent"]["nodes"] == ["s3", "a2"]
+    feeds = data["feeds"]
+    assert feeds["partial_shutdown"] == ["s3", "a2"]
+    assert feeds["feeds"][1] == {
+        "name": "B",
+        "instance": "beta",
+        "nodes": ["s3", "a2", "a3"],
+        "down": ["s3", "a2"],
+    }
+    text = runner.invoke(app, ["status", "--config", str(path)]).output
+    assert "B            via beta: s3, a2, a3 (down: s3, a2)" in text
+    assert "partial shutdown: s3, a2 stopped" in text
