@@ -11,6 +11,7 @@ import typer
 from hecate.adapters.statedir.store import StateStore
 from hecate.cli.cmd_outage import SvgOpt, write_svg
 from hecate.cli.common import JsonOpt, strict_json
+from hecate.cli.feed_text import feed_lines, trace_feed_loss
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, default_config, load_config
 from hecate.core.budget import budget_from_config
 from hecate.core.policy.values import params_from_config
@@ -84,6 +85,14 @@ def replay_command(
         bool, typer.Option("--list", help="List the shipped traces (names for TRACE) and exit.")
     ] = False,
     svg: SvgOpt = None,
+    feed: Annotated[
+        str | None,
+        typer.Option(
+            "--feed",
+            help="The power feed whose UPS the trace is (power.feeds; default: the feed this "
+            "instance watches): each trigger says whether it stops that feed's nodes only.",
+        ),
+    ] = None,
 ) -> None:
     """Feed a recorded UPS trace through the shutdown policy and print each decision change.
 
@@ -111,6 +120,7 @@ def replay_command(
     points = load_trace(trace_path)
     params = params_from_config(cfg, budget.threshold_s)
     events, final = replay_with_state(points, params)
+    loss = trace_feed_loss(cfg, feed)  # a partial episode: the trigger stops some nodes only
     if svg is not None:
         write_svg(svg, points, events, budget.threshold_s, f"Replay of {trace_path.name}")
     if not as_json:
@@ -134,11 +144,18 @@ def replay_command(
                             "charge_pct": ev.charge_pct,
                             "count": ev.count,
                         }
+                        | (
+                            {"feeds": loss.to_json(cfg.nodes.all)}
+                            if loss is not None and ev.event == "trigger_shutdown"
+                            else {}
+                        )
                     ),
                     allow_nan=False,
                 )
             )
         else:
             typer.echo(f"t={ev.t:>8.1f}s  {ev.event:<20} {ev.reason}")
+            if loss is not None and ev.event == "trigger_shutdown":
+                typer.echo("\n".join(f"{'':12}{line}" for line in feed_lines(loss)))
     if not as_json and final.startup_pending:
         typer.echo(f"end: startup still pending; waits for {final.startup_wait or 'mains'}")

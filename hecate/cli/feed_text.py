@@ -3,11 +3,12 @@ plan (hecate/core/feeds.py), and `hecate status`'s nodes per feed. Pure."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import Any
 
 from hecate.config.model import HecateConfig
-from hecate.core.feeds import FeedLoss, nodes_by_feed
+from hecate.core.feeds import FeedLoss, feed_loss, feed_of_instance, nodes_by_feed
 from hecate.core.intent import Intent, IntentState
 from hecate.errors import ConfigError
 
@@ -20,6 +21,22 @@ def check_feed_names(config: HecateConfig, names: Sequence[str]) -> None:
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ConfigError(f"--feed: {', '.join(unknown)} not in power.feeds ({', '.join(known)})")
+
+
+def trace_feed_loss(config: HecateConfig, feed: str | None) -> FeedLoss | None:
+    """What a trigger in a replayed trace of `feed`'s UPS would shut down (default: the feed
+    of this instance, its coordination.peer_name or host name); None without power.feeds."""
+    if not config.power.feeds:
+        if feed is not None:
+            check_feed_names(config, [feed])
+        return None
+    if feed is None:
+        own = config.coordination.peer_name or socket.gethostname()
+        feed = feed_of_instance(config, own)
+        if feed is None:
+            return None  # this instance watches no feed: the whole cluster, as ever
+    check_feed_names(config, [feed])
+    return feed_loss(config, [feed])
 
 
 def feed_lines(loss: FeedLoss) -> list[str]:

@@ -162,3 +162,21 @@ def test_status_shows_the_nodes_per_feed_and_a_partial_shutdown(tmp_path: Path) 
     text = runner.invoke(app, ["status", "--config", str(path)]).output
     assert "B            via beta: s3, a2, a3 (down: s3, a2)" in text
     assert "partial shutdown: s3, a2 stopped" in text
+
+
+def test_replay_says_what_a_trigger_of_a_feed_stops(tmp_path: Path) -> None:
+    path = _config(tmp_path, "A")
+    result = runner.invoke(app, ["replay", "clean-outage", "-c", str(path), "--feed", "B"])
+    assert result.exit_code == 0, result.output
+    assert "partial shutdown: stops s3, a2 only" in result.output
+    as_json = runner.invoke(
+        app, ["replay", "clean-outage", "-c", str(path), "--feed", "B", "--json"]
+    ).output
+    events = [json.loads(line) for line in as_json.splitlines()]
+    [trigger] = [e for e in events if e["event"] == "trigger_shutdown"]
+    assert trigger["feeds"]["scope"] == "partial" and trigger["feeds"]["nodes"] == ["s3", "a2"]
+    assert all("feeds" not in e for e in events if e["event"] != "trigger_shutdown")
+    refused = runner.invoke(
+        app, ["replay", "clean-outage", "-c", str(_config(tmp_path, "B")), "--feed", "B"]
+    ).output
+    assert "refused partial shutdown (quorum_safe): etcd would lose quorum" in refused
