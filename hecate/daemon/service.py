@@ -22,7 +22,7 @@ from hecate.adapters.peers.http import (
     CoordinatorServer,
     TriggerRequest,
 )
-from hecate.adapters.statedir.awaiting import awaiting_at_start, save_awaiting
+from hecate.adapters.statedir.awaiting import save_awaiting
 from hecate.adapters.statedir.save import take_over
 from hecate.adapters.statedir.store import StateStore
 from hecate.adapters.systemd.notify import SystemdNotifier, watchdog_interval_s
@@ -34,7 +34,7 @@ from hecate.core.clock import Clock, as_clock
 from hecate.core.policy.rules import trace_active
 from hecate.core.policy.values import PolicyParams, PolicyState, params_from_config
 from hecate.core.readings import CommError, Poll
-from hecate.core.supervisor import SupervisorState, decide
+from hecate.core.supervisor import decide
 from hecate.core.supervisor_vocabulary import (
     Answer,
     Effect,
@@ -127,11 +127,7 @@ class Daemon:
         self.readable = ReadableWatch(str(config.ups.target), self.notifier)
         self.budget = self._budget()
         self.battery = self._battery_truth()
-        self.sup = SupervisorState(
-            policy=wiring.initial_policy(self.store, self.clock(), self.metrics),
-            settings=wiring.settings_from(config),
-            awaiting=awaiting_at_start(config.state_dir, config.coordination.peer_hosts),
-        )
+        self.sup = wiring.initial_supervisor(config, self.store, self.clock(), self.metrics)
         self.recorder = TraceRecorder(config.state_dir / "traces")
         self.server: CoordinatorServer | None = None
         self.client: CoordinatorClient | None = None

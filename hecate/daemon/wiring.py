@@ -22,6 +22,7 @@ from hecate.adapters.peers.http import (
     CoordinatorServer,
     read_token,
 )
+from hecate.adapters.statedir.awaiting import awaiting_at_start
 from hecate.adapters.statedir.outages import load_battery_truth
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig
@@ -32,7 +33,7 @@ from hecate.core.feeds import FeedSettings
 from hecate.core.intent import IntentState
 from hecate.core.policy.values import PolicyState, initial_state
 from hecate.core.readings import Poll
-from hecate.core.supervisor import Settings
+from hecate.core.supervisor import Settings, SupervisorState
 from hecate.daemon.chore_watch import ChoreWatch
 from hecate.errors import HecateError
 from hecate.flows.warmup import ConnectionWarmer
@@ -77,6 +78,27 @@ def log_progress(stage: str, status: str, detail: str) -> None:
         log.warning("stage=%s status=%s %s", stage, status, detail)
     else:
         log.info("stage=%s status=%s %s", stage, status, detail)
+
+
+def initial_supervisor(
+    config: HecateConfig, store: StateStore, now: float, metrics: Metrics
+) -> SupervisorState:
+    """The supervisor a daemon starts with: the policy as the intent says, the peers a startup
+    waits for, and a partial shutdown in force (issue 28: its nodes, from the intent; its lost
+    feeds, those of the peers awaited), so that the feed's return starts those nodes only."""
+    settings = settings_from(config)
+    awaiting = awaiting_at_start(config.state_dir, config.coordination.peer_hosts)
+    state = SupervisorState(initial_policy(store, now, metrics), settings, awaiting=awaiting)
+    if settings.feeds is None:
+        return state
+    try:
+        intent = store.read_intent(now)
+    except HecateError:
+        return state  # initial_policy logged it; a whole startup is the safe side
+    if intent.nodes is None or intent.state is IntentState.NORMAL:
+        return state
+    lost = {settings.feeds.feed_of(name) for name in awaiting} - {None}
+    return replace(state, scope=intent.nodes, lost_feeds=frozenset(f for f in lost if f))
 
 
 def initial_policy(store: StateStore, now: float, metrics: Metrics) -> PolicyState:
