@@ -145,7 +145,9 @@ def _polled(state: SupervisorState, event: Polled) -> Step:
         if isinstance(action, RunShutdown):
             s, nodes, notes = _scope(replace(s, policy=latch(s.policy)), None)
             effects += notes
-            if nodes != ():  # () : no node loses power, nothing to shut down
+            if nodes == ():  # no node loses power: the outage is handled, nothing to start after
+                s = replace(s, policy=replace(s.policy, startup_pending=False))
+            else:
                 s, more = _want_shutdown(s, action.reason, nodes)
                 effects += more
         elif isinstance(action, RunStartup):

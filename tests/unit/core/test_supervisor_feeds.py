@@ -121,3 +121,19 @@ def test_a_feed_that_powers_no_node_alone_shuts_nothing_down() -> None:
     effects = run.feed(PeerTriggered("gamma", "OB LB", run.now))
     assert _flows(effects) == [Answer("ignored: no node loses power")]
     assert run.state.running is None
+
+
+def test_this_ups_alone_failing_when_every_node_has_another_feed_starts_nothing_later() -> None:
+    state = _state(own="gamma")
+    feeds = state.settings.feeds
+    assert feeds is not None
+    data = feeds.config.model_dump(mode="json")
+    data["power"]["feeds"]["C"] = {"instance": "gamma"}
+    data["power"]["node_feeds"]["a3"] = ["A", "C"]
+    run = Run(SupervisorState(settings=Settings(feeds=FeedSettings(parse_config(data), "gamma"))))
+    effects = run.shut_down_by_ups()
+    assert _flows(effects) == [] and run.state.running is None
+    later: list[Any] = []
+    for _ in range(40):  # mains back and stable: no startup of a cluster that never stopped
+        later += run.poll(r("OL CHRG"))
+    assert [e for e in later if isinstance(e, RunStartup | RunShutdown)] == []
