@@ -60,8 +60,8 @@ COMMENTED_ENTRIES: Final[Mapping[str, Mapping[str, Any]]] = {
         },
     },
     "power.feeds": {
-        "pyrphoros": {"instance": "titan-db"},
-        "statera": {"instance": "tethys"},
+        "pyrphoros": {"instance": "hecate-main"},
+        "statera": {"instance": "hecate-peer"},
     },
     "power.node_feeds": {
         "node-0": ["pyrphoros"],
