@@ -22,7 +22,7 @@ from tests.fakes import FakeAnsible, FakeKube
 EVERY = ["s1", "s2", "s3", "a1", "a2", "a3"]
 
 
-def _config(tmp_path: Path) -> HecateConfig:
+def _config(tmp_path: Path, s3: str = "B") -> HecateConfig:
     return parse_config(
         {
             "state_dir": str(tmp_path / "state"),
@@ -35,7 +35,7 @@ def _config(tmp_path: Path) -> HecateConfig:
                 "node_feeds": {
                     "s1": ["A"],
                     "s2": ["A"],
-                    "s3": ["B"],
+                    "s3": [s3],
                     "a1": ["A"],
                     "a2": ["B"],
                     "a3": ["A", "B"],
