@@ -57,6 +57,8 @@ def _intent_lines(intent: Intent | None, stale: bool, stamp: float) -> list[str]
     if intent is None:
         return ["intent:  unknown (corrupt; startup refused until `hecate state reset --intent`)"]
     stale_text = " (stale: no longer blocks startup)" if stale else ""
+    if intent.nodes is not None:  # a partial shutdown (power feeds): the cluster runs on
+        stale_text += f" (partial: {', '.join(intent.nodes)})"
     return [
         f"intent:  {intent.state.value}{stale_text}, {intent.age_text(stamp)} on {intent.host}",
         f"         reason: {intent.reason}",

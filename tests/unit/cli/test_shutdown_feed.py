@@ -162,6 +162,7 @@ def test_status_shows_the_nodes_per_feed_and_a_partial_shutdown(tmp_path: Path) 
     text = runner.invoke(app, ["status", "--config", str(path)]).output
     assert "B            via beta: s3, a2, a3 (down: s3, a2)" in text
     assert "partial shutdown: s3, a2 stopped" in text
+    assert "intent:  shutting_down (partial: s3, a2)" in text
 
 
 def test_replay_says_what_a_trigger_of_a_feed_stops(tmp_path: Path) -> None:
