@@ -11,11 +11,13 @@ from hecate.adapters.statedir.store import StateStore
 from hecate.cli.common import emit_json, load, now, read_ups_or_error
 from hecate.cli.execute import execute_flow, exit_code_for_report
 from hecate.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
+from hecate.cli.feed_text import check_feed_names, feed_lines
 from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.cli.peer_startup import ask_coordinator_to_start
 from hecate.cli.plan_text import plan_json, plan_lines
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.core.budget import budget_from_config
+from hecate.core.feeds import feed_loss
 from hecate.core.plan_marks import Probes, StageMark, plan_marks, would_fail
 from hecate.core.plans import FlowPlan, ShutdownOptions, StartupOptions, shutdown_plan, startup_plan
 from hecate.core.readings import Poll
@@ -242,6 +244,15 @@ def shutdown_command(
     ] = False,
     as_json: JsonOpt = False,
     no_probe: NoProbeOpt = False,
+    feed: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--feed",
+            help="The UPS feed that lost power (repeat for several; power.feeds): only the "
+            "nodes whose every feed is lost are stopped, unless power.partial_policy refuses "
+            "it (then the whole cluster).",
+        ),
+    ] = None,
 ) -> None:
     """Shut the cluster down in stages (dry run unless --execute).
 
@@ -260,12 +271,26 @@ def shutdown_command(
         typer.echo(f"warning: {exc}; the budget uses its fallback", err=True)
         runs = []
     budget = budget_from_config(cfg, runs)
+    loss = None
+    if feed:
+        check_feed_names(cfg, feed)
+        loss = feed_loss(cfg, feed)
     # One options value for the dry run and the run: the plan printed is the plan walked.
-    options = ShutdownOptions(mode.value, reason, skip_drain, skip_etcd_snapshot)
+    nodes = loss.nodes if loss is not None else None
+    options = ShutdownOptions(mode.value, reason, skip_drain, skip_etcd_snapshot, nodes)
     plan = shutdown_plan(cfg, options)
     title = (
         f"shutdown plan ({mode.value}, estimated {budget.estimate_s:.0f}s from {budget.source}):"
     )
+    if loss is not None and not as_json:
+        for line in feed_lines(loss):
+            typer.echo(line)
+    if loss is not None and loss.scope == "none":
+        if as_json:
+            emit_json(
+                {"command": "shutdown", "execute": execute, "feeds": loss.to_json(cfg.nodes.all)}
+            )
+        raise typer.Exit(EXIT_OK)
     if execute:
         # no probes here: the run's stages check what they need as they go
         if not as_json:
@@ -285,6 +310,7 @@ def shutdown_command(
                 "execute": execute,
                 "mode": mode.value,
                 "reason": reason,
+                "feeds": loss.to_json(cfg.nodes.all) if loss is not None else None,
                 "estimated_duration_s": budget.estimate_s,
                 "plan": plan_json(plan, marks),
                 "probes": _probes_json(probes),

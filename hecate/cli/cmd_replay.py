@@ -42,6 +42,14 @@ def replay_command(
         bool, typer.Option("--list", help="List the shipped traces (names for TRACE) and exit.")
     ] = False,
     svg: SvgOpt = None,
+    feed: Annotated[
+        str | None,
+        typer.Option(
+            "--feed",
+            help="The power feed whose UPS the trace is (power.feeds; default: the feed this "
+            "instance watches): each trigger says whether it stops that feed's nodes only.",
+        ),
+    ] = None,
 ) -> None:
     """Feed a recorded UPS trace through the shutdown policy and print each decision change.
 
@@ -60,6 +68,7 @@ def replay_command(
         use_default_config=use_default_config,
         list_traces=list_traces,
         svg=svg,
+        feed=feed,
     )
     if code:
         raise typer.Exit(code)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hecate.adapters.statedir.store import StateStore
 from hecate.cli.common import strict_json
+from hecate.cli.feed_text import feed_lines, trace_feed_loss
 from hecate.cli.out import echo
 from hecate.cli.outage_report import write_svg
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, default_config, load_config
@@ -68,6 +69,7 @@ def run_replay(
     use_default_config: bool = False,
     list_traces: bool = False,
     svg: Path | None = None,
+    feed: str | None = None,
 ) -> int:
     """The replay (cmd_replay.replay_command's help says what it prints); the exit code."""
     if list_traces:
@@ -86,6 +88,7 @@ def run_replay(
     points = load_trace(trace_path)
     params = params_from_config(cfg, budget.threshold_s)
     events, final = replay_with_state(points, params)
+    loss = trace_feed_loss(cfg, feed)  # a partial episode: the trigger stops some nodes only
     if svg is not None:
         write_svg(svg, points, events, budget.threshold_s, f"Replay of {trace_path.name}")
     if not as_json:
@@ -109,12 +112,19 @@ def run_replay(
                             "charge_pct": ev.charge_pct,
                             "count": ev.count,
                         }
+                        | (
+                            {"feeds": loss.to_json(cfg.nodes.all)}
+                            if loss is not None and ev.event == "trigger_shutdown"
+                            else {}
+                        )
                     ),
                     allow_nan=False,
                 )
             )
         else:
             echo(f"t={ev.t:>8.1f}s  {ev.event:<20} {ev.reason}")
+            if loss is not None and ev.event == "trigger_shutdown":
+                echo("\n".join(f"{'':12}{line}" for line in feed_lines(loss)))
     if not as_json and final.startup_pending:
         echo(f"end: startup still pending; waits for {final.startup_wait or 'mains'}")
     return 0

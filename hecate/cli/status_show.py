@@ -15,6 +15,7 @@ from hecate.adapters.systemd.selfupdate import SelfUpdate, self_update, update_f
 from hecate.cli.common import emit_json, load, now, read_ups_or_error
 from hecate.cli.doctor_file import last_result
 from hecate.cli.exits import EXIT_UNPROTECTED
+from hecate.cli.feed_text import feeds_status, feeds_status_lines
 from hecate.cli.out import echo
 from hecate.cli.outage_report import ups_report_data, ups_report_lines
 from hecate.cli.style import BAD, paint
@@ -42,6 +43,7 @@ def _intent_json(
         "reason": intent.reason,
         "host": intent.host,
         "run_id": intent.run_id,
+        "nodes": list(intent.nodes) if intent.nodes is not None else None,  # partial (#28)
         "stale": stale,
     }, stale
 
@@ -50,6 +52,8 @@ def _intent_lines(intent: Intent | None, stale: bool, stamp: float) -> list[str]
     if intent is None:
         return ["intent:  unknown (corrupt; startup refused until `hecate state reset --intent`)"]
     stale_text = " (stale: no longer blocks startup)" if stale else ""
+    if intent.nodes is not None:  # a partial shutdown (power feeds): the cluster runs on
+        stale_text += f" (partial: {', '.join(intent.nodes)})"
     return [
         f"intent:  {intent.state.value}{stale_text}, {intent.age_text(stamp)} on {intent.host}",
         f"         reason: {intent.reason}",
@@ -157,6 +161,7 @@ def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> in
         "reports": reports,
         "doctor": doctor,
         "unsaved": unsaved,
+        "feeds": (feeds := feeds_status(cfg, intent_state)),
     }
     if as_json:
         emit_json(report)
@@ -177,6 +182,7 @@ def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> in
             state_dir=cfg.state_dir,
             doctor=doctor,
             problems=problems,
+            feeds=feeds,
         )
 
     # scripts: `hecate status || alert` (README, Command line)
@@ -216,8 +222,11 @@ def _print_text(
     state_dir: Path,
     doctor: dict[str, Any] | None,
     problems: list[str],
+    feeds: dict[str, Any] | None = None,
 ) -> None:
     for line in _intent_lines(intent_state, stale, stamp):
+        echo(line)
+    for line in feeds_status_lines(feeds):
         echo(line)
     if progress is not None:
         echo(

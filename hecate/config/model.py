@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from hecate.config.addresses import Address, HostPort, ListenAddress, UpsTarget
+from hecate.config.feeds import feed_problems
 from hecate.config.load import parse_yaml, read_config_text
 from hecate.config.notify import NotifyConfig
 from hecate.config.power import PowerConfig
@@ -223,6 +224,11 @@ class HecateConfig(_Strict):
         unknown = sorted(set(value.nodes) - set(nodes.all)) if nodes is not None else []
         if unknown:
             raise at(f"power.nodes names nodes not in nodes.servers/agents: {unknown}", "nodes")
+        if nodes is not None:
+            for message, path in feed_problems(
+                value.feeds, value.node_feeds, value.shed.agents, nodes.servers, nodes.agents
+            ):
+                raise at(message, path)
         return value
 
     # No default: a config names its UPS (ups.target); a missing section reports that key.

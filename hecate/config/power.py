@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo, field_validator
 
 from hecate.config.addresses import HostPort, parse_host
-from hecate.config.strict import FilePath, Node, UserName
+from hecate.config.feeds import Feed, FeedName, PartialPolicy, ShedConfig, own_problems
+from hecate.config.strict import FilePath, Node, UserName, at
 from hecate.config.strict import StrictModel as _Strict
 
 IPMI_PORT = 623  # RMCP+
@@ -146,6 +147,41 @@ class PowerConfig(_Strict):
         description="Node name -> how it is powered on and off out of band; a node not listed "
         "relies on its BIOS (method none).",
     )
+    # Feeds (issue 28, hecate/config/feeds.py): without `feeds`, every trigger is the cluster's.
+    feeds: dict[FeedName, Feed] = Field(
+        default_factory=dict,
+        description="Feed name -> the instance watching its UPS; with feeds, a trigger shuts "
+        "down only the nodes whose every feed is critical (power.partial_policy).",
+    )
+    node_feeds: dict[Node, list[FeedName]] = Field(
+        default_factory=dict,
+        description="Node name -> the feeds that power it (two for a dual-PSU node); every "
+        "node needs one when power.feeds is set.",
+    )
+    partial_policy: PartialPolicy = Field(
+        "quorum_safe",
+        description="never: any trigger shuts the whole cluster down; quorum_safe: only the "
+        "nodes that lose power, unless that leaves etcd without quorum or fewer than "
+        "power.min_agents agents (then the whole cluster, in order); always: only those nodes.",
+    )
+    min_agents: int = Field(
+        1,
+        ge=0,
+        description="Agents that must keep power for a partial shutdown under quorum_safe "
+        "(at most the number of agents).",
+    )
+    shed: ShedConfig = Field(default_factory=ShedConfig, description=ShedConfig.__doc__)
+
+    @field_validator("node_feeds")
+    @classmethod
+    def _known_feeds(
+        cls, value: dict[str, list[str]], info: ValidationInfo
+    ) -> dict[str, list[str]]:
+        if "feeds" not in info.data:
+            return value  # feeds invalid: its own error says so
+        for message, path in own_problems(info.data["feeds"], value):
+            raise at(message, f"power.{path}", absolute=True)
+        return value
 
     def method_of(self, node: str) -> str:
         entry = self.nodes.get(node)

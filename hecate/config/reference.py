@@ -63,6 +63,11 @@ TYPE_WORDS: Final[Mapping[str, str]] = {
     "Ipv4": "IPv4 address",
     "RedfishUrl": "URL",
     "NodePower": "section (keys by method, below)",
+    "Feed": "section (keys below)",
+    "FeedName": "feed name",
+    "InstanceName": "instance name",
+    "LabelSelector": "label selector",
+    "PartialPolicy": "one of `never`, `quorum_safe`, `always`",
 }
 PLURALS: Final[Mapping[str, str]] = {"host:port": "host:port addresses"}
 
@@ -85,8 +90,15 @@ def _is_map(field: FieldInfo) -> bool:
 
 
 def variants_of(field: FieldInfo) -> list[type[BaseModel]]:
-    """The models a map of sections holds (one per `method` of a tagged union)."""
-    return _models_in(field.annotation) if _is_map(field) else []
+    """The models a map of tagged sections holds (one per `method` of a tagged union)."""
+    models = _models_in(field.annotation) if _is_map(field) else []
+    return models if len(models) > 1 else []
+
+
+def entry_of(field: FieldInfo) -> type[BaseModel] | None:
+    """The one model a map of plain sections holds (`power.feeds`), or None."""
+    models = _models_in(field.annotation) if _is_map(field) else []
+    return models[0] if len(models) == 1 else None
 
 
 def section_of(field: FieldInfo) -> type[BaseModel] | None:
@@ -101,7 +113,7 @@ def all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     for name, field in model.model_fields.items():
         keys.append(prefix + name)
         if _is_map(field):
-            for variant in variants_of(field):
+            for variant in variants_of(field) or [m for m in [entry_of(field)] if m]:
                 keys += [k for k in all_keys(variant, f"{prefix}{name}.*.") if k not in keys]
             continue
         inner = section_of(field)
@@ -228,6 +240,12 @@ def _sections(model: type[BaseModel], prefix: str, level: int) -> list[str]:
                 out += [" ".join((variant.__doc__ or "").split()), ""]
                 out += _sections(variant, f"{prefix}{name}.NAME.", level + 2)
             continue
+        entry = entry_of(field)
+        if entry is not None:
+            out += [f"{'#' * level} Each entry of `{prefix}{name}`", ""]
+            out += [" ".join((entry.__doc__ or "").split()), ""]
+            out += _sections(entry, f"{prefix}{name}.NAME.", level + 1)
+            continue
         inner = section_of(field)
         if inner is None:
             continue
@@ -317,6 +335,13 @@ def _example_keys(model: type[BaseModel], prefix: str, indent: int) -> list[str]
             )
             tag = typing.get_args(variant.model_fields["method"].annotation)[0]
             out += _comment(f"Each entry with method {tag}: {keys}.", pad)
+        entry = entry_of(field)
+        if entry is not None:
+            keys = ", ".join(
+                f"{key} (required)" if item.is_required() else key
+                for key, item in entry.model_fields.items()
+            )
+            out += _comment(f"Each entry: {keys}.", pad)
         out += _value_lines(pad, name, value)
         out += [f"{pad}#  - {yaml_scalar(item)}" for item in COMMENTED_ITEMS.get(path, [])]
         out += [

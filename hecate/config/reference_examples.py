@@ -46,7 +46,7 @@ COMMENTED_ITEMS: Final[Mapping[str, list[dict[str, Any]]]] = {
     ],
 }
 # Entries shown commented out under an empty map: what an entry looks like.
-COMMENTED_ENTRIES: Final[Mapping[str, Mapping[str, dict[str, Any]]]] = {
+COMMENTED_ENTRIES: Final[Mapping[str, Mapping[str, Any]]] = {
     "power.nodes": {
         "node-0": {
             "method": "ipmi",
@@ -61,5 +61,14 @@ COMMENTED_ENTRIES: Final[Mapping[str, Mapping[str, dict[str, Any]]]] = {
             "user": "admin",
             "password_file": "/etc/hecate/bmc-node-2",
         },
+    },
+    "power.feeds": {
+        "pyrphoros": {"instance": "hecate-main"},
+        "statera": {"instance": "hecate-peer"},
+    },
+    "power.node_feeds": {
+        "node-0": ["pyrphoros"],
+        "node-1": ["pyrphoros", "statera"],
+        "node-2": ["statera"],
     },
 }

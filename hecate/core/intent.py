@@ -40,6 +40,13 @@ class Intent:
     reason: str
     host: str
     run_id: str | None = None
+    # A partial shutdown's nodes (issue 28: only those lost power; the cluster runs on).
+    # None: the whole cluster. Old intent files have no such key: the whole cluster.
+    nodes: tuple[str, ...] | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.nodes is not None
 
     def age_text(self, now: float) -> str:
         seconds = int(max(0.0, now - self.since))
@@ -52,6 +59,7 @@ class Intent:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["state"] = self.state.value
+        data["nodes"] = list(self.nodes) if self.nodes is not None else None
         return data
 
     @classmethod
@@ -68,9 +76,18 @@ class Intent:
                 reason=str(data.get("reason", "")),
                 host=str(data.get("host", "")),
                 run_id=None if data.get("run_id") is None else str(data["run_id"]),
+                nodes=_nodes(data.get("nodes")),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise StateCorruptError(f"{source}: invalid intent ({exc})") from None
+
+
+def _nodes(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise ValueError("nodes is not a list of node names")
+    return tuple(value)
 
 
 def initial_intent(now: float, host: str) -> Intent:
@@ -78,7 +95,14 @@ def initial_intent(now: float, host: str) -> Intent:
 
 
 def transition(
-    current: Intent, new: IntentState, *, now: float, reason: str, host: str, run_id: str | None
+    current: Intent,
+    new: IntentState,
+    *,
+    now: float,
+    reason: str,
+    host: str,
+    run_id: str | None,
+    nodes: tuple[str, ...] | None = None,
 ) -> Intent:
     """The next intent, or TransitionError when the table forbids the move."""
     if new not in ALLOWED_TRANSITIONS[current.state]:
@@ -86,7 +110,7 @@ def transition(
             f"intent cannot go from {current.state.value} to {new.value} "
             f"(set {current.age_text(now)} by {current.host or 'unknown host'}: {current.reason})"
         )
-    return Intent(new, now, reason, host, run_id)
+    return Intent(new, now, reason, host, run_id, nodes)
 
 
 def age_s(intent: Intent, now: float) -> float:

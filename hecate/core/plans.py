@@ -36,6 +36,9 @@ class ShutdownOptions:
     reason: str = "manual"
     skip_drain: bool = False
     skip_etcd_snapshot: bool = False
+    # A partial shutdown (issue 28, hecate.core.feeds): only these nodes lose power and are
+    # stopped; the others keep the cluster running. None: the whole cluster.
+    nodes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class StartupOptions:
     force_flux_branch: str | None = None
     overrides: StartupOverrides = field(default_factory=StartupOverrides)
     reason: str = "manual"
+    # The nodes a partial shutdown stopped, started again once their feed is back (issue 28);
+    # the rest of the cluster kept running. None: the whole cluster.
+    nodes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,16 +126,29 @@ def playbook_batches(stages: tuple[StageSpec, ...]) -> list[tuple[int, int]]:
 def shutdown_plan(
     config: HecateConfig, options: ShutdownOptions, cluster: ClusterView = UNKNOWN_CLUSTER
 ) -> FlowPlan:
-    servers, agents = tuple(config.nodes.servers), tuple(config.nodes.agents)
+    partial = options.nodes is not None
+    only = set(config.nodes.all if options.nodes is None else options.nodes)
+    servers = tuple(n for n in config.nodes.servers if n in only)
+    agents = tuple(n for n in config.nodes.agents if n in only)
     managed = set(config.managed_nodes())
     api_skip = API_DOWN if cluster.api_up is False else None
+    # A partial shutdown leaves the cluster running: Flux keeps reconciling, the workloads of
+    # every stopped node (servers too) move to the nodes that keep power.
+    flux_skip = "partial shutdown: the cluster keeps running" if partial else api_skip
     stages = [
-        StageSpec("flux_suspend", "suspend Flux Kustomizations and HelmReleases", skip=api_skip),
-        StageSpec("cordon", "cordon every node", servers + agents, skip=api_skip),
+        StageSpec("flux_suspend", "suspend Flux Kustomizations and HelmReleases", skip=flux_skip),
+        StageSpec(
+            "cordon",
+            "cordon the nodes that lose power" if partial else "cordon every node",
+            servers + agents,
+            skip=api_skip if servers + agents else "no nodes",
+        ),
     ]
-    if config.shutdown.drain and not options.skip_drain and agents:
+    drained = servers + agents if partial else agents
+    if config.shutdown.drain and not options.skip_drain and drained:
+        what = "nodes that lose power" if partial else "agents"
         stages.append(
-            StageSpec("drain", "drain agents (evict, delete, force-delete)", agents, api_skip)
+            StageSpec("drain", f"drain {what} (evict, delete, force-delete)", drained, api_skip)
         )
     if config.shutdown.etcd_snapshot and not options.skip_etcd_snapshot and servers:
         stages.append(
@@ -164,7 +183,7 @@ def shutdown_plan(
                     playbook="poweroff",
                 )
             )
-        if config.shutdown.ups_kill_power:
+        if config.shutdown.ups_kill_power and not partial:
             stages.append(
                 StageSpec(
                     "ups_kill_power",
@@ -173,13 +192,14 @@ def shutdown_plan(
                 )
             )
     record = "record the run; intent shutdown_complete"
-    if options.mode == "poweroff" and config.shutdown.poweroff_local_host:
+    if options.mode == "poweroff" and config.shutdown.poweroff_local_host and not partial:
         record += "; then power off this host"
+    intent = "record intent shutting_down (refuses a concurrent shutdown)"
+    if partial:
+        intent = f"record intent shutting_down, partial: {', '.join(servers + agents) or 'none'}"
     return FlowPlan(
         "shutdown",
-        before=(
-            StageSpec("intent", "record intent shutting_down (refuses a concurrent shutdown)"),
-        ),
+        before=(StageSpec("intent", intent),),
         stages=tuple(stages),
         after=(StageSpec("record", record),),
     )
@@ -190,7 +210,10 @@ def startup_plan(
 ) -> FlowPlan:
     """The startup's stages; the gates (time_sync, storage, probes, soak) only when configured."""
     del cluster  # a startup needs the API for every stage after start_servers; nothing to skip
-    servers, agents = tuple(config.nodes.servers), tuple(config.nodes.agents)
+    partial = options.nodes is not None
+    only = set(config.nodes.all if options.nodes is None else options.nodes)
+    servers = tuple(n for n in config.nodes.servers if n in only)
+    agents = tuple(n for n in config.nodes.agents if n in only)
     startup = config.startup
     branch = options.force_flux_branch or startup.force_flux_branch
     flux = "resume what Hecate suspended, request a reconcile"
@@ -213,17 +236,22 @@ def startup_plan(
                 servers + agents,
             )
         )
+    # Hook for power-on (issue 25's power_on stage): a partial startup's nodes are powered on
+    # before k3s starts on them, as a whole startup's are.
     stages += [
         StageSpec(
             "start_servers",
             "start k3s on all servers together (etcd quorum)",
             servers,
+            skip="no servers" if partial and not servers else None,
             playbook="start_servers",
         ),
         StageSpec("wait_api", "wait for the API (/readyz)"),
         StageSpec("start_agents", "start k3s-agent on agents", agents, no_agents, "start_agents"),
         StageSpec("nodes_ready", "wait for Nodes Ready; uncordon", servers + agents),
     ]
+    if partial:  # Flux, storage and the foundation never stopped: the cluster kept running
+        return _startup_flow_plan(stages, servers + agents)
     if startup.storage_workloads or startup.storage_check_volume_attachments:
         what = [f"{w.kind}/{w.namespace}/{w.name}" for w in startup.storage_workloads]
         if startup.storage_check_volume_attachments:
@@ -256,6 +284,13 @@ def startup_plan(
                 f"{startup.soak_seconds:.0f}s",
             )
         )
+    return _startup_flow_plan(stages, None)
+
+
+def _startup_flow_plan(stages: list[StageSpec], partial: tuple[str, ...] | None) -> FlowPlan:
+    intent = "record intent startup_in_progress"
+    if partial is not None:
+        intent += f", partial: {', '.join(partial)}"
     return FlowPlan(
         "startup",
         before=(
@@ -264,7 +299,7 @@ def startup_plan(
                 "one guard set, inside the lock: peer role, intent, UPS readable, battery, "
                 "charge, peers busy, triggering peer's UPS back",
             ),
-            StageSpec("intent", "record intent startup_in_progress"),
+            StageSpec("intent", intent),
         ),
         stages=tuple(stages),
         after=(StageSpec("record", "record the run; intent normal"),),

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from hecate.core.feeds import FeedSettings
 from hecate.core.policy.rules import own_ups
 from hecate.core.policy.step import keep_startup_pending, latch, step
 from hecate.core.policy.values import Event as PolicyEvent
@@ -85,6 +86,7 @@ def effects_for(events: Sequence[PolicyEvent], role: Role, running: Running) -> 
 class Settings:
     role: Role = "coordinator"
     fallback_local_shutdown: bool = False
+    feeds: FeedSettings | None = None  # power.feeds set: a trigger may stop only some nodes
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,15 @@ class SupervisorState:
     peers_asked_at: float | None = None
     ups_back: bool = False  # this instance's UPS is on mains and stable (told to peers)
     ups_detail: str = "no reading yet"
+    # Power feeds (issue 28): the feeds whose UPS triggered, the nodes of the partial shutdown
+    # running or done (None: none, or the whole cluster), the owed shutdown's nodes.
+    lost_feeds: frozenset[str] = frozenset()
+    scope: tuple[str, ...] | None = None
+    owed_nodes: tuple[str, ...] | None = None
 
 
 Step = tuple[SupervisorState, list[Effect]]
+Nodes = tuple[str, ...] | None  # a partial flow's nodes; None: the whole cluster
 
 
 def decide(state: SupervisorState, event: Event) -> Step:  # noqa: PLR0911 (one per event)
@@ -129,10 +137,19 @@ def _polled(state: SupervisorState, event: Polled) -> Step:
         counter = "trigger:ups" if e.event == "trigger_shutdown" else None
         effects.append(Record(f"event={e.event} t={e.t:.1f} reason={e.reason}", counter=counter))
     started = False
-    for action in effects_for(verdict, s.settings.role, _running(s.running)):
+    # A partial shutdown running does not make this UPS's trigger a duplicate: it may escalate.
+    partial_running = s.running is FlowKind.SHUTDOWN and s.scope is not None
+    for action in effects_for(
+        verdict, s.settings.role, _running(None if partial_running else s.running)
+    ):
         if isinstance(action, RunShutdown):
-            s, more = _want_shutdown(replace(s, policy=latch(s.policy)), action.reason)
-            effects += more
+            s, nodes, notes = _scope(replace(s, policy=latch(s.policy)), None)
+            effects += notes
+            if nodes == ():  # no node loses power: the outage is handled, nothing to start after
+                s = replace(s, policy=replace(s.policy, startup_pending=False))
+            else:
+                s, more = _want_shutdown(s, action.reason, nodes)
+                effects += more
         elif isinstance(action, RunStartup):
             s, more = _want_startup(s, action, event.now)
             started = started or any(isinstance(m, RunStartup) for m in more)
@@ -146,7 +163,44 @@ def _polled(state: SupervisorState, event: Polled) -> Step:
         s = replace(s, policy=keep_startup_pending(s.policy))
     back, detail = own_ups(s.policy, event.now, event.params)
     s = replace(s, ups_back=back, ups_detail=detail)
+    if _partial_waits(s) and (
+        s.peers_asked_at is None or event.now - s.peers_asked_at >= PEER_ASK_S
+    ):
+        s = replace(s, peers_asked_at=event.now)  # is the lost feed's UPS back?
+        effects.append(AskPeers(s.awaiting))
     return _tick(s, event.now, effects)
+
+
+def _scope(s: SupervisorState, instance: str | None) -> tuple[SupervisorState, Nodes, list[Effect]]:
+    """The nodes a trigger from `instance` (None: this instance's own UPS) shuts down: None
+    for the whole cluster (no power.feeds, or hecate.core.feeds says so), () for none."""
+    feeds = s.settings.feeds
+    if feeds is None:
+        return s, None, []
+    lost, loss = feeds.lost(instance or feeds.own_name, s.lost_feeds)
+    s = replace(s, lost_feeds=lost)
+    what = ", ".join(loss.stop) if loss.scope != "full" else "the whole cluster"
+    notes: list[Effect] = [
+        Record(f"feeds lost: {', '.join(sorted(lost)) or 'none'}: {what} ({loss.why})")
+    ]
+    notes += [Record(f"partial shutdown unsafe: {r}", logging.WARN) for r in loss.refusals]
+    return s, loss.nodes, notes
+
+
+def _widens(s: SupervisorState, nodes: Nodes) -> bool:
+    """Whether a shutdown of `nodes` goes beyond the partial one running or owed (escalation:
+    a second feed failing during a partial shutdown)."""
+    current = s.owed_nodes if s.owed is not None else s.scope
+    if s.owed is None and s.running is not FlowKind.SHUTDOWN and s.scope is None:
+        return True  # nothing shut down: any shutdown is new
+    return current is not None and (nodes is None or not set(nodes) <= set(current))
+
+
+def _partial_waits(s: SupervisorState) -> bool:
+    """A partial shutdown is done and waits for its feeds' UPSes alone (this instance's own
+    UPS is not in an outage): the peers are asked, not this UPS's gate."""
+    own = s.policy.latched or s.policy.startup_pending or s.policy.on_battery
+    return s.scope is not None and s.running is None and bool(s.awaiting) and not own
 
 
 def _running(kind: FlowKind | None) -> Running:
@@ -155,13 +209,20 @@ def _running(kind: FlowKind | None) -> Running:
     return "shutdown" if kind is FlowKind.SHUTDOWN else None
 
 
-def _want_shutdown(s: SupervisorState, reason: str) -> Step:
+def _want_shutdown(s: SupervisorState, reason: str, nodes: Nodes = None) -> Step:
     if s.running is None:
-        return replace(s, running=FlowKind.SHUTDOWN, owed=None), [RunShutdown(reason)]
+        s = replace(s, running=FlowKind.SHUTDOWN, owed=None, owed_nodes=None, scope=nodes)
+        return s, [RunShutdown(reason, nodes)]
     if s.running is FlowKind.STARTUP:
         # The startup was asked to stop (CancelStartup); the shutdown starts once it has.
         note = Record(f"shutdown owed once the running {s.running.value} stops")
-        return replace(s, owed=reason), [ShutdownOwed(reason), note]
+        return replace(s, owed=reason, owed_nodes=nodes), [ShutdownOwed(reason, nodes), note]
+    if _widens(s, nodes):
+        # A partial shutdown runs and more nodes lose power: the wider one follows it at once
+        # (a running shutdown is never cut short; it stops nodes the wider one stops too).
+        what = ", ".join(nodes) if nodes is not None else "the whole cluster"
+        note = Record(f"escalation: {what} once the running partial shutdown ends", logging.WARN)
+        return replace(s, owed=reason, owed_nodes=nodes), [ShutdownOwed(reason, nodes), note]
     return s, [Record(f"a shutdown is running; {reason!r} needs no second one")]
 
 
@@ -178,15 +239,15 @@ def _want_startup(s: SupervisorState, action: RunStartup, now: float) -> Step:
             effects.append(AskPeers(s.awaiting))
             s = replace(s, peers_asked_at=now)
         return s, effects
-    return replace(s, running=FlowKind.STARTUP), [action]
+    return replace(s, running=FlowKind.STARTUP), [RunStartup(action.reason, s.scope)]
 
 
 def _tick(s: SupervisorState, now: float, effects: list[Effect]) -> Step:
     """The owed shutdown starts once the worker is free and its retry delay has passed."""
     if s.owed is not None and s.running is None and now >= s.owed_not_before:
-        reason = s.owed
-        s = replace(s, owed=None, running=FlowKind.SHUTDOWN)
-        effects = [*effects, RunShutdown(reason)]
+        reason, nodes = s.owed, s.owed_nodes
+        s = replace(s, owed=None, owed_nodes=None, running=FlowKind.SHUTDOWN, scope=nodes)
+        effects = [*effects, RunShutdown(reason, nodes)]
     return s, effects
 
 
@@ -196,6 +257,7 @@ def _finished(state: SupervisorState, event: FlowFinished) -> Step:
     done = event.outcome in (FlowOutcome.SUCCESS, FlowOutcome.PARTIAL)
     if event.kind is FlowKind.STARTUP:
         if done:
+            s = replace(s, scope=None, lost_feeds=frozenset())
             if s.awaiting:
                 s = replace(s, awaiting=frozenset())
                 effects.append(SaveAwaiting(frozenset()))
@@ -213,7 +275,13 @@ def _finished(state: SupervisorState, event: FlowFinished) -> Step:
             effects.append(Record(message, logging.ERROR))
         else:
             at = event.now + SHUTDOWN_RETRY_S
-            s = replace(s, shutdown_attempts=attempts, owed=event.reason, owed_not_before=at)
+            s = replace(
+                s,
+                shutdown_attempts=attempts,
+                owed=event.reason,
+                owed_nodes=s.scope,
+                owed_not_before=at,
+            )
             effects.append(RetryAt(FlowKind.SHUTDOWN, at))
     else:
         s = replace(s, shutdown_attempts=0)
@@ -224,22 +292,26 @@ def _peer_triggered(state: SupervisorState, event: PeerTriggered) -> Step:
     if state.settings.role != "coordinator":
         note = Record(f"trigger from {event.peer} ignored: this instance is a peer", logging.WARN)
         return state, [note, Answer("ignored")]
+    s, nodes, notes = _scope(state, event.peer)
+    trigger = Record(f"trigger from peer {event.peer}: {event.reason}", counter="trigger:peer")
+    if nodes == ():
+        return s, [trigger, *notes, Answer("ignored: no node loses power")]
     s = replace(
-        state,
-        policy=latch(state.policy),
-        awaiting=state.awaiting | {event.peer},
+        s,
+        # a partial shutdown leaves this instance's own UPS watch as it is: its own outage
+        # still triggers (and escalates); the startup follows the lost feed's UPS (_peer_reported)
+        policy=s.policy if nodes is not None else latch(s.policy),
+        awaiting=s.awaiting | {event.peer},
         peers_asked_at=None,
     )
-    effects: list[Effect] = [
-        Record(f"trigger from peer {event.peer}: {event.reason}", counter="trigger:peer"),
-        SaveAwaiting(s.awaiting),
-    ]
-    if s.running is FlowKind.SHUTDOWN or s.owed is not None:
+    effects: list[Effect] = [trigger, *notes, SaveAwaiting(s.awaiting)]
+    busy = s.running is FlowKind.SHUTDOWN or s.owed is not None or s.scope is not None
+    if busy and not _widens(s, nodes):
         return s, [*effects, Answer("duplicate")]
     reason = f"peer {event.peer}: {event.reason}"
     if s.running is FlowKind.STARTUP:
         effects.append(CancelStartup("shutdown triggered by a peer during startup"))
-    s, more = _want_shutdown(s, reason)
+    s, more = _want_shutdown(s, reason, nodes)
     return s, [*effects, *more, Answer("started")]
 
 
@@ -264,7 +336,17 @@ def _peer_reported(state: SupervisorState, event: PeerReported) -> Step:
         return state, [Record(f"peer {peer.name}'s UPS is not back yet: {waits}")]
     s = replace(state, awaiting=state.awaiting - keys)
     note = Record(f"peer {peer.name}'s UPS {peer.ups.name} is back: {peer.ups.detail}")
-    return s, [note, SaveAwaiting(s.awaiting)]
+    effects: list[Effect] = [note, SaveAwaiting(s.awaiting)]
+    feeds = s.settings.feeds
+    back = feeds.feed_of(peer.name) if feeds is not None else None
+    if back is not None:
+        s = replace(s, lost_feeds=s.lost_feeds - {back})
+    own = s.policy.latched or s.policy.startup_pending or s.policy.on_battery
+    if s.scope is not None and not s.awaiting and s.running is None and not own:
+        # the lost feed's mains is stable again: its nodes start (and are uncordoned)
+        s = replace(s, running=FlowKind.STARTUP)
+        effects.append(RunStartup(f"feed back: peer {peer.name}'s UPS", s.scope))
+    return s, effects
 
 
 def _forward_failed(state: SupervisorState, event: ForwardFailed) -> Step:

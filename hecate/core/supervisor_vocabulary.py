@@ -94,6 +94,7 @@ Event = (
 @dataclass(frozen=True)
 class RunShutdown:
     reason: str
+    nodes: tuple[str, ...] | None = None  # a partial flow's nodes (issue 28); None: all
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class ForwardTrigger:
 @dataclass(frozen=True)
 class RunStartup:
     reason: str
+    nodes: tuple[str, ...] | None = None  # a partial flow's nodes (issue 28); None: all
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class ShutdownOwed:
     """A shutdown is wanted while another flow runs: it starts once that flow has stopped."""
 
     reason: str
+    nodes: tuple[str, ...] | None = None  # a partial flow's nodes (issue 28); None: all
 
 
 @dataclass(frozen=True)

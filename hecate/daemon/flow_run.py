@@ -21,8 +21,10 @@ def run_flow(
     kind: sv.FlowKind,
     reason: str,
     cancel: threading.Event,
+    nodes: tuple[str, ...] | None = None,
 ) -> FlowReport:
-    """Run the `kind` flow to its report; raises what the flow raises (the caller counts it)."""
+    """Run the `kind` flow to its report; raises what the flow raises (the caller counts it).
+    `nodes`: a partial flow's (power feeds, issue 28); None: the whole cluster."""
     # The flows load Ansible and lightkube: imported with the first flow (idle RSS, #16), in
     # the caller's try: an import that fails is a flow that could not run (retried), never a
     # worker that dies without telling the supervisor.
@@ -31,6 +33,6 @@ def run_flow(
 
     with context_factory(cancel) as ctx:
         if kind is sv.FlowKind.SHUTDOWN:
-            options = ShutdownOptions(mode=config.shutdown.ups_mode, reason=reason)
+            options = ShutdownOptions(mode=config.shutdown.ups_mode, reason=reason, nodes=nodes)
             return run_shutdown(ctx, options)
-        return run_startup(ctx, StartupOptions(reason=reason))
+        return run_startup(ctx, StartupOptions(reason=reason, nodes=nodes))

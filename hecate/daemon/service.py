@@ -22,7 +22,7 @@ from hecate.adapters.peers.http import (
     CoordinatorServer,
     TriggerRequest,
 )
-from hecate.adapters.statedir.awaiting import awaiting_at_start, save_awaiting
+from hecate.adapters.statedir.awaiting import save_awaiting
 from hecate.adapters.statedir.save import take_over
 from hecate.adapters.statedir.store import StateStore
 from hecate.adapters.systemd.notify import SystemdNotifier, watchdog_interval_s
@@ -34,7 +34,7 @@ from hecate.core.clock import Clock, as_clock
 from hecate.core.policy.rules import trace_active
 from hecate.core.policy.values import PolicyParams, PolicyState, params_from_config
 from hecate.core.readings import CommError, Poll
-from hecate.core.supervisor import SupervisorState, decide
+from hecate.core.supervisor import decide
 from hecate.core.supervisor_vocabulary import (
     Answer,
     Effect,
@@ -113,7 +113,7 @@ class Daemon:
         self.context_factory = context_factory
         self._reload_from: Callable[[], HecateConfig] | None = None
         self._reload_requested = threading.Event()
-        self.metrics.watch_drills(config.state_dir)
+        self.metrics.watch_drills(config.state_dir, lambda: getattr(self, "sup", None))
         self.notifier = notifier or SystemdNotifier()
         self.store = StateStore(config.state_dir)
         self.stop_event = threading.Event()
@@ -128,11 +128,7 @@ class Daemon:
         self.readable = ReadableWatch(str(config.ups.target), self.notifier)
         self.budget = self._budget()
         self.battery = self._battery_truth()
-        self.sup = SupervisorState(
-            policy=wiring.initial_policy(self.store, self.clock(), self.metrics),
-            settings=wiring.settings_from(config),
-            awaiting=awaiting_at_start(config.state_dir, config.coordination.peer_hosts),
-        )
+        self.sup = wiring.initial_supervisor(config, self.store, self.clock(), self.metrics)
         self.recorder = TraceRecorder(config.state_dir / "traces")
         self.server: CoordinatorServer | None = None
         self.client: CoordinatorClient | None = None
@@ -226,7 +222,7 @@ class Daemon:
             self.warmer.warm(self.mono())
         self.probe.maybe(self.client, m)  # an interval: on the monotonic clock
         actions: list[sv.Effect] = [
-            sv.RunShutdown(e.reason) if isinstance(e, sv.ShutdownOwed) else e
+            sv.RunShutdown(e.reason, e.nodes) if isinstance(e, sv.ShutdownOwed) else e
             for e in effects
             if isinstance(e, (*FLOW_EFFECTS, sv.ShutdownOwed))
         ]
@@ -277,24 +273,26 @@ class Daemon:
                 sv.FlowKind.SHUTDOWN if isinstance(effect, sv.RunShutdown) else sv.FlowKind.STARTUP
             )
             log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
-            self._start_flow(kind, effect.reason)
+            self._start_flow(kind, effect.reason, effect.nodes)
         elif isinstance(effect, sv.ForwardTrigger):
             spawn("forward", self.chores.guarded("forward", lambda: self._forward(effect.reason)))
 
-    def _start_flow(self, kind: FlowKind, reason: str) -> None:
-        cancel = threading.Event()
+    def _start_flow(self, kind: FlowKind, reason: str, nodes: tuple[str, ...] | None) -> None:
+        cancel, args = threading.Event(), (kind, reason, nodes)  # nodes: a partial flow's
         worker = threading.Thread(
-            target=self._flow_thread, args=(kind, reason, cancel), name=f"hecate-{kind.value}"
+            target=self._flow_thread, args=(*args, cancel), name=f"hecate-{kind.value}"
         )
         with self._lock:
             self._cancel, self._worker, self._worker_kind = cancel, worker, kind
         worker.start()
         self.notifier.status(f"{kind.value} running: {reason}")
 
-    def _flow_thread(self, kind: FlowKind, reason: str, cancel: threading.Event) -> None:
+    def _flow_thread(
+        self, kind: FlowKind, reason: str, nodes: tuple[str, ...] | None, cancel: threading.Event
+    ) -> None:
         outcome = FlowOutcome.ERROR
         try:
-            report = run_flow(self.config, self.context_factory, kind, reason, cancel)
+            report = run_flow(self.config, self.context_factory, kind, reason, cancel, nodes)
             self._finished(report)
             outcome = OUTCOMES.get(report.outcome, FlowOutcome.FAILED)
         except GuardRefusedError as exc:

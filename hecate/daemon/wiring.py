@@ -5,6 +5,7 @@ Run at start and again on SIGHUP."""
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -21,16 +22,18 @@ from hecate.adapters.peers.http import (
     CoordinatorServer,
     read_token,
 )
+from hecate.adapters.statedir.awaiting import awaiting_at_start
 from hecate.adapters.statedir.outages import load_battery_truth
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig
 from hecate.core.battery import BatteryTruth, corrected_threshold
 from hecate.core.budget import Budget, budget_from_config
 from hecate.core.clock import Clock
+from hecate.core.feeds import FeedSettings
 from hecate.core.intent import IntentState
 from hecate.core.policy.values import PolicyState, initial_state
 from hecate.core.readings import Poll
-from hecate.core.supervisor import Settings
+from hecate.core.supervisor import Settings, SupervisorState
 from hecate.daemon.chore_watch import ChoreWatch
 from hecate.errors import HecateError
 from hecate.flows.warmup import ConnectionWarmer
@@ -77,6 +80,27 @@ def log_progress(stage: str, status: str, detail: str) -> None:
         log.info("stage=%s status=%s %s", stage, status, detail)
 
 
+def initial_supervisor(
+    config: HecateConfig, store: StateStore, now: float, metrics: Metrics
+) -> SupervisorState:
+    """The supervisor a daemon starts with: the policy as the intent says, the peers a startup
+    waits for, and a partial shutdown in force (issue 28: its nodes, from the intent; its lost
+    feeds, those of the peers awaited), so that the feed's return starts those nodes only."""
+    settings = settings_from(config)
+    awaiting = awaiting_at_start(config.state_dir, config.coordination.peer_hosts)
+    state = SupervisorState(initial_policy(store, now, metrics), settings, awaiting=awaiting)
+    if settings.feeds is None:
+        return state
+    try:
+        intent = store.read_intent(now)
+    except HecateError:
+        return state  # initial_policy logged it; a whole startup is the safe side
+    if intent.nodes is None or intent.state is IntentState.NORMAL:
+        return state
+    lost = {settings.feeds.feed_of(name) for name in awaiting} - {None}
+    return replace(state, scope=intent.nodes, lost_feeds=frozenset(f for f in lost if f))
+
+
 def initial_policy(store: StateStore, now: float, metrics: Metrics) -> PolicyState:
     """The policy state a daemon starts in: a cluster Hecate shut down (or was shutting down)
     waits for the power-return gate, and so does a startup a restart cut short (the next run
@@ -100,7 +124,11 @@ def initial_policy(store: StateStore, now: float, metrics: Metrics) -> PolicySta
 
 def settings_from(config: HecateConfig) -> Settings:
     coordination = config.coordination
-    return Settings(coordination.role, coordination.fallback_local_shutdown)
+    feeds = None
+    if config.power.feeds:  # issue 28: a trigger's feed decides what is shut down
+        own = coordination.peer_name or socket.gethostname()
+        feeds = FeedSettings(config, own)
+    return Settings(coordination.role, coordination.fallback_local_shutdown, feeds)
 
 
 def load_budget(config: HecateConfig, store: StateStore, metrics: Metrics) -> Budget:

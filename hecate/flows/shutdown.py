@@ -61,6 +61,7 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
             run_id=run_id,
             now=started,
             keep_if_refused=True,
+            nodes=options.nodes,
         )
         report = run_flow(
             ctx,
@@ -78,8 +79,10 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
                 run_id=run_id,
                 now=report.ended_at,
                 keep_if_refused=True,
+                nodes=options.nodes,
             )
-            if options.mode == "poweroff" and config.shutdown.poweroff_local_host:
+            partial = options.nodes is not None  # this host keeps power with the cluster
+            if options.mode == "poweroff" and config.shutdown.poweroff_local_host and not partial:
                 # Last of all, after the run is recorded: this host goes down with it.
                 if ctx.poweroff_local is not None:
                     ctx.poweroff_local()
@@ -105,13 +108,13 @@ def _prepare(ctx: FlowContext, options: ShutdownOptions, run_id: str) -> tuple[F
     ledger.run_id = run_id
     save_ledger(config.state_dir, ledger)
     plan = shutdown_plan(config, options, ClusterView(api_up=api_up(ctx.kube)))
-    agents = config.nodes.agents
     steps: dict[str, StepFn | PlaybookStep] = {
         # An API problem in these makes the stage partial; it never keeps the node stages
-        # (the part that protects the hardware) from running.
-        "flux_suspend": _api_step(lambda stage: _suspend_flux(ctx, stage, ledger)),
-        "cordon": _api_step(lambda stage: _cordon(ctx, stage, ledger)),
-        "drain": _api_step(lambda stage: _drain(ctx, stage, agents)),
+        # (the part that protects the hardware) from running. The nodes are the plan's: the
+        # whole cluster, or a partial shutdown's (issue 28).
+        "flux_suspend": _api_step(lambda stage, _: _suspend_flux(ctx, stage, ledger)),
+        "cordon": _api_step(lambda stage, spec: _cordon(ctx, stage, ledger, spec.nodes)),
+        "drain": _api_step(lambda stage, spec: _drain(ctx, stage, list(spec.nodes))),
         "etcd_snapshot": lambda stage, spec: _etcd_snapshot(ctx, stage, spec, run_id),
         # Data, not code: these four need no decision between them, so the runner runs them
         # as one ansible-playbook (each still judged on its own nodes).
@@ -124,11 +127,10 @@ def _prepare(ctx: FlowContext, options: ShutdownOptions, run_id: str) -> tuple[F
     return plan, steps
 
 
-def _api_step(step: Callable[[Stage], None]) -> StepFn:
+def _api_step(step: Callable[[Stage, StageSpec], None]) -> StepFn:
     def run(stage: Stage, spec: StageSpec) -> None:
-        del spec
         try:
-            step(stage)
+            step(stage, spec)
         except KubeError as exc:
             stage.status = StageStatus.PARTIAL
             stage.note(str(exc))
@@ -235,8 +237,8 @@ def _suspend_flux(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
     )
 
 
-def _cordon(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
-    wanted = set(ctx.config.nodes.all)
+def _cordon(ctx: FlowContext, stage: Stage, ledger: Ledger, wanted_nodes: tuple[str, ...]) -> None:
+    wanted = set(wanted_nodes)
     nodes = [node for node in ctx.kube.nodes() if node.name in wanted]
     # Nodes an operator cordoned are never recorded (startup leaves them cordoned). The others
     # are recorded BEFORE their patches: a crash mid-stage still gets them uncordoned by the

@@ -64,7 +64,11 @@ def run_startup(ctx: FlowContext, options: StartupOptions) -> FlowReport:
             previous = ctx.store.read_intent(started)
             record_interrupted(ctx, previous)  # a startup or a shutdown a crash cut short
             ctx.store.set_intent(
-                IntentState.STARTUP_IN_PROGRESS, reason=options.reason, run_id=run_id, now=started
+                IntentState.STARTUP_IN_PROGRESS,
+                reason=options.reason,
+                run_id=run_id,
+                now=started,
+                nodes=options.nodes,
             )
         except StateError as exc:
             if isinstance(exc, IntentCorruptError | TransitionError | IntentLockedError):
@@ -148,7 +152,7 @@ def _prepare(
         "start_servers": _start(ctx, "start_servers"),
         "wait_api": lambda _stage, _spec: _wait_api(ctx),
         "start_agents": _start(ctx, "start_agents"),
-        "nodes_ready": lambda stage, _spec: _wait_nodes_ready(ctx, stage, ledger),
+        "nodes_ready": lambda stage, spec: _wait_nodes_ready(ctx, stage, ledger, spec.nodes),
         "storage": lambda stage, _spec: storage_gate(ctx, stage),
         "foundation": lambda stage, _spec: _restore_foundation(ctx, stage),
         "flux_resume": lambda stage, _spec: _resume_flux(ctx, stage, ledger, options),
@@ -183,8 +187,10 @@ def _wait_api(ctx: FlowContext) -> None:
         raise KubeError(f"the API did not become ready within {timeout:.0f}s{quorum}")
 
 
-def _wait_nodes_ready(ctx: FlowContext, stage: Stage, ledger: Ledger) -> None:
-    wanted = set(ctx.config.nodes.all)
+def _wait_nodes_ready(
+    ctx: FlowContext, stage: Stage, ledger: Ledger, wanted_nodes: tuple[str, ...]
+) -> None:
+    wanted = set(wanted_nodes)  # the plan's: every node, or a partial startup's (issue 28)
 
     def all_ready() -> bool:
         try:

@@ -28,6 +28,7 @@ DRILLS = [
     "clock-skew",
     "storage-scaled-to-zero",
     "probe-failing",
+    "partial-feed-loss",
 ]
 # the gates' drills and how their held startup ends
 GATE_DRILLS = {
@@ -133,6 +134,14 @@ def test_drill_recovers_and_is_scored(twin: Twin, drill_config: Path, name: str)
         _ensure_storage_workload(twin)
         data = yaml.safe_load(drill_config.read_text())
         data["startup"]["storage_workloads"] = [STORAGE]
+        write_config(drill_config, data)
+    if name == "partial-feed-loss":  # the last agent alone on feed B, the rest on A
+        data = yaml.safe_load(drill_config.read_text())
+        names = [*data["nodes"]["servers"], *data["nodes"]["agents"]]
+        data["power"] = {
+            "feeds": {"A": {"instance": "alpha"}, "B": {"instance": "beta"}},
+            "node_feeds": {n: ["B"] if n == names[-1] else ["A"] for n in names},
+        }
         write_config(drill_config, data)
     started = time.monotonic()
     result = drills_sh("run", name, "--execute", "--yes", "--config", str(drill_config), "--json")

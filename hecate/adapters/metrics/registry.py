@@ -30,6 +30,7 @@ from hecate.adapters.metrics.exposition import (
     GaugeMetricFamily,
     make_wsgi_app,
 )
+from hecate.adapters.metrics.feed_series import FeedCollector
 from hecate.adapters.statedir.files import corrupt_counts
 from hecate.adapters.statedir.unsaved import write_failure_counts
 from hecate.adapters.systemd.selfupdate import UpdateFailedCache
@@ -39,6 +40,7 @@ from hecate.core.budget import Budget
 from hecate.core.intent import IntentState
 from hecate.core.readings import CommError, Poll, UpsReading
 from hecate.core.run_history import Outcome
+from hecate.core.supervisor import SupervisorState
 
 Role = Literal["coordinator", "peer"]
 
@@ -330,8 +332,13 @@ class Metrics:
         r.register(StateWriteFailuresCollector())
         r.register(SelfUpdateCollector(update_failed or UpdateFailedCache()))
 
-    def watch_drills(self, state_dir: Path) -> None:
+    def watch_drills(
+        self, state_dir: Path, supervisor: Callable[[], SupervisorState | None] | None = None
+    ) -> None:
+        """The drills' history; with `supervisor` (the daemon's), the metrics per feed too."""
         self.registry.register(DrillHistoryCollector(state_dir))
+        if supervisor is not None:
+            self.registry.register(FeedCollector(supervisor))
 
     def observe_poll(self, poll: Poll) -> None:
         self.polls.labels(self.ups).inc()

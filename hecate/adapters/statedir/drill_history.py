@@ -25,6 +25,7 @@ KNOWN_DRILLS: tuple[str, ...] = (
     "clock-skew",
     "storage-scaled-to-zero",
     "probe-failing",
+    "partial-feed-loss",
 )
 
 

@@ -172,6 +172,7 @@ class StateStore:
         run_id: str | None,
         now: float | None = None,
         keep_if_refused: bool = False,
+        nodes: tuple[str, ...] | None = None,
     ) -> Intent:
         """Move the intent along the transition table and persist it atomically.
 
@@ -187,10 +188,16 @@ class StateStore:
             if current is None:
                 if new not in _SAFE_WHEN_UNKNOWN:
                     raise self._blocked_error()
-                nxt = Intent(new, stamp, reason, self.host, run_id)
+                nxt = Intent(new, stamp, reason, self.host, run_id, nodes)
             else:
                 nxt = transition(
-                    current, new, now=stamp, reason=reason, host=self.host, run_id=run_id
+                    current,
+                    new,
+                    now=stamp,
+                    reason=reason,
+                    host=self.host,
+                    run_id=run_id,
+                    nodes=nodes,
                 )
             if busy is not None:  # a shutdown never waits on another process's write
                 keep_unlocked(self.intent_path, _dumps(nxt.to_json()), base, str(busy))

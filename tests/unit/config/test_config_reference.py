@@ -161,15 +161,21 @@ def test_the_commented_out_items_are_valid_entries() -> None:
 
 
 def test_the_commented_out_entries_are_valid_entries() -> None:
-    # power.nodes' commented entries, uncommented under their map, parse as a config's would.
+    # Every commented map (power.nodes, power.feeds, power.node_feeds), uncommented under its
+    # key, reads back as its entries; together they parse as a config's `power` would.
+    example = render_example().splitlines()
+    power: dict[str, object] = {}
     for path, entries in COMMENTED_ENTRIES.items():
         section, key = path.split(".")
-        lines = [f"{section}:", f"  {key}:"] + [
-            "    " + line.removeprefix("  #   ")
-            for line in render_example().splitlines()
-            if line.startswith("  #   ") and line.removeprefix("  #   ").split(":")[0] in entries
-        ]
+        start = example.index(f"  {key}: {{}}") + 1
+        lines = [f"{section}:", f"  {key}:"]
+        for line in example[start:]:
+            if not line.startswith("  #   "):
+                break
+            lines.append("    " + line.removeprefix("  #   "))
         data = yaml.safe_load("\n".join(lines))
         assert data[section][key] == entries
-        nodes = {"servers": list(entries)[:1], "agents": list(entries)[1:]}
-        parse_config({"ups": {"target": "u@localhost"}, "nodes": nodes, section: data[section]})
+        power[key] = data[section][key]
+    names = sorted(COMMENTED_ENTRIES["power.nodes"])
+    nodes = {"servers": names[:1], "agents": names[1:]}
+    parse_config({"ups": {"target": "u@localhost"}, "nodes": nodes, "power": power})
