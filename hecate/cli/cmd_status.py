@@ -26,6 +26,7 @@ from hecate.cli.style import BAD, paint
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.core.budget import Budget, budget_from_config
 from hecate.core.intent import Intent, IntentState, is_stale
+from hecate.core.node_account import NodeAccount
 from hecate.core.policy.rules import pending_startup_wait
 from hecate.core.policy.values import params_from_config
 from hecate.core.readings import CommError, Poll, PowerSource, UpsReading
@@ -48,17 +49,28 @@ def _intent_json(
         "host": intent.host,
         "run_id": intent.run_id,
         "stale": stale,
-    }, stale
+    } | _cluster_json(intent), stale
+
+
+def _cluster_json(intent: Intent) -> dict[str, Any]:
+    """What the last shutdown left, when it said: nodes down, nodes unknown, in one line."""
+    if not intent.nodes_down and not intent.nodes_unknown:
+        return {}
+    account = NodeAccount(intent.nodes_down, intent.nodes_unknown)
+    return {"cluster": account.to_json() | {"not_stopped": account.stopped_none}}
 
 
 def _intent_lines(intent: Intent | None, stale: bool, stamp: float) -> list[str]:
     if intent is None:
         return ["intent:  unknown (corrupt; startup refused until `hecate state reset --intent`)"]
     stale_text = " (stale: no longer blocks startup)" if stale else ""
-    return [
+    lines = [
         f"intent:  {intent.state.value}{stale_text}, {intent.age_text(stamp)} on {intent.host}",
         f"         reason: {intent.reason}",
     ]
+    if intent.nodes_down or intent.nodes_unknown:
+        lines.append(f"nodes:   {NodeAccount(intent.nodes_down, intent.nodes_unknown).line()}")
+    return lines
 
 
 def _ups_line(ups: dict[str, Any]) -> str:

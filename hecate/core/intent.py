@@ -6,7 +6,8 @@ Pure: the allowed transitions are an explicit table and every function takes `no
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -40,6 +41,15 @@ class Intent:
     reason: str
     host: str
     run_id: str | None = None
+    # What the last shutdown left (hecate.core.node_account): node -> off | stopped, and
+    # node -> why its state is unknown. Empty when no shutdown said.
+    nodes_down: Mapping[str, str] = field(default_factory=dict)
+    nodes_unknown: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cluster_not_stopped(self) -> bool:
+        """The shutdown this intent records reached no node: the cluster was never stopped."""
+        return not self.nodes_down and bool(self.nodes_unknown)
 
     def age_text(self, now: float) -> str:
         seconds = int(max(0.0, now - self.since))
@@ -52,6 +62,9 @@ class Intent:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["state"] = self.state.value
+        data["nodes_down"], data["nodes_unknown"] = dict(self.nodes_down), dict(self.nodes_unknown)
+        if not self.nodes_down and not self.nodes_unknown:
+            del data["nodes_down"], data["nodes_unknown"]
         return data
 
     @classmethod
@@ -68,9 +81,17 @@ class Intent:
                 reason=str(data.get("reason", "")),
                 host=str(data.get("host", "")),
                 run_id=None if data.get("run_id") is None else str(data["run_id"]),
+                nodes_down=_node_map(data.get("nodes_down", {})),
+                nodes_unknown=_node_map(data.get("nodes_unknown", {})),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise StateCorruptError(f"{source}: invalid intent ({exc})") from None
+
+
+def _node_map(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object of node names, got {value!r}")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def initial_intent(now: float, host: str) -> Intent:
@@ -78,7 +99,15 @@ def initial_intent(now: float, host: str) -> Intent:
 
 
 def transition(
-    current: Intent, new: IntentState, *, now: float, reason: str, host: str, run_id: str | None
+    current: Intent,
+    new: IntentState,
+    *,
+    now: float,
+    reason: str,
+    host: str,
+    run_id: str | None,
+    nodes_down: Mapping[str, str] | None = None,
+    nodes_unknown: Mapping[str, str] | None = None,
 ) -> Intent:
     """The next intent, or TransitionError when the table forbids the move."""
     if new not in ALLOWED_TRANSITIONS[current.state]:
@@ -86,7 +115,7 @@ def transition(
             f"intent cannot go from {current.state.value} to {new.value} "
             f"(set {current.age_text(now)} by {current.host or 'unknown host'}: {current.reason})"
         )
-    return Intent(new, now, reason, host, run_id)
+    return Intent(new, now, reason, host, run_id, dict(nodes_down or {}), dict(nodes_unknown or {}))
 
 
 def age_s(intent: Intent, now: float) -> float:

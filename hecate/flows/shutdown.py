@@ -1,6 +1,7 @@
 """The staged shutdown: Flux suspended, nodes cordoned (and drained), etcd snapshot, k3s-agent
 stopped on agents, k3s on servers, then hardware poweroff. An unreachable node never stops the
-others; it makes the run's outcome partial."""
+others; it makes the run's outcome partial, and a run that stopped no node failed
+(hecate.core.node_account)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,23 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
             started=started,
             reason=options.reason,
             mode=options.mode,
+            nodes=config.nodes.all,
         )  # the report is kept before a local poweroff can cut it short
+        cluster = report.cluster
+        down = cluster.down if cluster else None
+        unknown = cluster.unknown if cluster else None
+        if report.outcome is Outcome.FAILED and cluster is not None and cluster.stopped_none:
+            # Not shutdown_complete: the cluster never stopped. The intent says so (status
+            # shows it) and the daemon tries the shutdown again while the outage lasts.
+            ctx.store.set_intent(
+                IntentState.SHUTTING_DOWN,
+                reason=f"{options.reason} (failed: {cluster.line()})",
+                run_id=run_id,
+                now=report.ended_at,
+                keep_if_refused=True,
+                nodes_down=down,
+                nodes_unknown=unknown,
+            )
         if report.outcome in (Outcome.SUCCESS, Outcome.PARTIAL):
             ctx.store.set_intent(
                 IntentState.SHUTDOWN_COMPLETE,
@@ -78,6 +95,8 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
                 run_id=run_id,
                 now=report.ended_at,
                 keep_if_refused=True,
+                nodes_down=down,
+                nodes_unknown=unknown,
             )
             if options.mode == "poweroff" and config.shutdown.poweroff_local_host:
                 # Last of all, after the run is recorded: this host goes down with it.
