@@ -69,6 +69,10 @@ COMMANDS: dict[str, LazyCommand] = {
         "Check that the cluster is really protected; exit 0 only when it is.",
         flat_doc=True,
     ),
+    "power": LazyCommand(
+        "hecate.cli.cmd_power:app",
+        "Each node's power, read and switched out of band: IPMI or Redfish BMCs, Wake-on-LAN.",
+    ),
     "config": LazyCommand("hecate.cli.cmd_config:app", "Inspect and validate the configuration."),
     "drill": LazyCommand(
         "hecate.cli.cmd_drill:app",
