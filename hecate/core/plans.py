@@ -185,6 +185,32 @@ def shutdown_plan(
     )
 
 
+def power_on_order(config: HecateConfig) -> tuple[str, ...]:
+    """Servers first, the last one the shutdown stops first (it holds the newest etcd data;
+    the shutdown goes through them in the config's order), then the agents."""
+    return (*reversed(config.nodes.servers), *config.nodes.agents)
+
+
+def power_on_stage(config: HecateConfig) -> StageSpec:
+    """Startup's first stage (issue 25): which nodes SSH does not reach is only known when it
+    runs, so it is never skipped by the plan; each node's method is said here."""
+    order = power_on_order(config)
+    by_method: dict[str, list[str]] = {}
+    for node in order:
+        by_method.setdefault(config.power.method_of(node), []).append(node)
+    how = "; ".join(
+        f"{'none (its BIOS)' if method == 'none' else method}: {', '.join(nodes)}"
+        for method, nodes in by_method.items()
+    )
+    timeout = config.startup.power_on_timeout_seconds
+    return StageSpec(
+        "power_on",
+        f"power on the nodes whose SSH does not answer, servers first ({how}); wait up to "
+        f"{timeout:.0f}s each for SSH",
+        order,
+    )
+
+
 def startup_plan(
     config: HecateConfig, options: StartupOptions, cluster: ClusterView = UNKNOWN_CLUSTER
 ) -> FlowPlan:
@@ -197,7 +223,7 @@ def startup_plan(
     if branch:
         flux = f"set the GitRepository branch to {branch!r}; " + flux
     no_agents = None if agents else "no agents"
-    stages: list[StageSpec] = []
+    stages: list[StageSpec] = [power_on_stage(config)]
     if startup.time_sync_check:
         on_fail = (
             "start anyway, naming the nodes"

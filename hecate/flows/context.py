@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # annotations only: the idle daemon does not load lightkube (
         WorkloadInfo,
         WorkloadKind,
     )
+    from hecate.adapters.power.port import PowerPort
 
 
 class FlowAbortedError(HecateError):
@@ -86,6 +87,10 @@ class FlowContext:
     # Host-level power actions outside the cluster (None: not available here).
     ups_command: Callable[[str], None] | None = None
     poweroff_local: Callable[[], None] | None = None
+    # Out-of-band power (issue 25) and whether a node's SSH answers, with what was seen
+    # (None: not available here; the power stages are skipped).
+    power: PowerPort | None = None
+    node_answers: Callable[[str], tuple[bool, str]] | None = None
     progress: ProgressFn = no_progress
     cancel: threading.Event = field(default_factory=threading.Event)
     # The clock port: wall time stamps intents, runs and reports; every duration and deadline
