@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from hecate.cli.main import app
 from hecate.config.model import HecateConfig
 from hecate.core.plans import StartupOptions, startup_plan
-from hecate.core.power import PowerReading, PowerResult
+from hecate.core.power import PowerReading, PowerResult, PowerState
 from hecate.core.power_steps import resend_delay
 from hecate.core.run_history import Outcome
 from hecate.flows.context import FlowContext
@@ -41,7 +41,7 @@ class FakePower:
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def status(self, node: str) -> PowerReading:
-        state = "on" if node in self.up | self.powered else "off"
+        state: PowerState = "on" if node in self.up | self.powered else "off"
         return PowerReading(node, "ipmi", state, f"Chassis Power is {state}")
 
     def on(self, node: str) -> PowerResult:
