@@ -90,6 +90,7 @@ class FlowPlan:
 
 
 API_DOWN = "API unreachable"
+BMC_METHODS = frozenset({"ipmi", "redfish"})
 
 
 def playbook_batches(stages: tuple[StageSpec, ...]) -> list[tuple[int, int]]:
@@ -164,6 +165,9 @@ def shutdown_plan(
                     playbook="poweroff",
                 )
             )
+        confirm = power_confirm_stage(config, servers + agents, managed)
+        if confirm is not None:
+            stages.append(confirm)
         if config.shutdown.ups_kill_power:
             stages.append(
                 StageSpec(
@@ -208,6 +212,28 @@ def power_on_stage(config: HecateConfig) -> StageSpec:
         f"power on the nodes whose SSH does not answer, servers first ({how}); wait up to "
         f"{timeout:.0f}s each for SSH",
         order,
+    )
+
+
+def power_confirm_stage(
+    config: HecateConfig, nodes: tuple[str, ...], managed: set[str]
+) -> StageSpec | None:
+    """After the poweroff: the managed nodes with a BMC (ipmi, redfish) confirmed off from it
+    (hecate/flows/power_confirm.py); not in the plan when no managed node has one."""
+    bmc = tuple(n for n in nodes if n in managed and config.power.method_of(n) in BMC_METHODS)
+    if not bmc:
+        return None
+    shutdown = config.shutdown
+    then = "power off hard" if shutdown.bmc_hard_off else "report it (bmc_hard_off is off)"
+    return StageSpec(
+        "power_confirm",
+        f"confirm from the BMC each node is off; still on after "
+        f"{shutdown.poweroff_timeout_seconds:.0f}s: {then}; a node SSH did not reach: soft, "
+        "then hard off through its BMC",
+        bmc,
+        skip="poweroff_method marker: the nodes stay on"
+        if shutdown.poweroff_method == "marker"
+        else None,
     )
 
 

@@ -33,8 +33,9 @@ from hecate.flows.context import (
 from hecate.flows.drain import drain as _drain
 from hecate.flows.each_node import for_each_node
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
+from hecate.flows.power_confirm import power_confirm_stage
 from hecate.flows.report import FlowReport, record_interrupted
-from hecate.flows.runner import StepFn, StepTable, run_flow
+from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
 
 __all__ = ["run_shutdown"]
 
@@ -63,15 +64,17 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
             now=started,
             keep_if_refused=True,
         )
+        recorder = StageRecorder(ctx)
         report = run_flow(
             ctx,
-            lambda: _prepare(ctx, options, run_id),
+            lambda: _prepare(ctx, options, run_id, recorder),
             kind="shutdown",
             run_id=run_id,
             started=started,
             reason=options.reason,
             mode=options.mode,
             nodes=config.nodes.all,
+            recorder=recorder,
         )  # the report is kept before a local poweroff can cut it short
         cluster = report.cluster
         down = cluster.down if cluster else None
@@ -116,7 +119,9 @@ def api_up(kube: KubeApi) -> bool:
         return False
 
 
-def _prepare(ctx: FlowContext, options: ShutdownOptions, run_id: str) -> tuple[FlowPlan, StepTable]:
+def _prepare(
+    ctx: FlowContext, options: ShutdownOptions, run_id: str, recorder: StageRecorder
+) -> tuple[FlowPlan, StepTable]:
     config = ctx.config
     # resume: keep what an interrupted run recorded; a corrupt ledger (set aside, logged)
     # is replaced by a new one and never delays or skips a stage
@@ -138,6 +143,9 @@ def _prepare(ctx: FlowContext, options: ShutdownOptions, run_id: str) -> tuple[F
         "stop_servers": _stop(config, "stop_servers"),
         "poweroff_agents": _poweroff(config),
         "poweroff_servers": _poweroff(config),
+        "power_confirm": lambda stage, spec: power_confirm_stage(
+            ctx, stage, spec, recorder.results
+        ),
         "ups_kill_power": lambda stage, _spec: _ups_kill_power(ctx, stage),
     }
     return plan, steps
@@ -191,7 +199,8 @@ def _stop(config: HecateConfig, playbook: str) -> PlaybookStep:
 def _poweroff(config: HecateConfig) -> PlaybookStep:
     return PlaybookStep(
         "poweroff",
-        timeout_s=120,
+        # the poweroff itself is sent asynchronously; the margin is for connecting
+        timeout_s=config.shutdown.poweroff_timeout_seconds,
         extravars={"node_power_mode": config.shutdown.poweroff_method},
     )
 
