@@ -20,6 +20,7 @@ from hecate.adapters.statedir.files import atomic_write_json
 from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
 from hecate.cli.cmd_doctor_ports import port_checks
+from hecate.cli.cmd_doctor_power import power_checks
 from hecate.cli.common import ConfigOpt, JsonOpt, emit_json
 from hecate.cli.doctor_file import DOCTOR_FILE
 from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
@@ -67,7 +68,10 @@ def doctor_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     ups.auth_check needs; the kubeconfig loads and the API answers; the configured nodes are
     the cluster's; for every node: SSH with the configured key and a known host key, `sudo -n`
     allows exactly the commands Hecate needs, the k3s unit exists, the clock agrees; Flux's
-    GitRepository and the Gitea workload exist as configured; the coordinator and peers answer
+    GitRepository and the Gitea workload exist as configured; each BMC (power.nodes: ipmi,
+    redfish) answers and accepts its credentials (read only: no power changes), each Wake-on-LAN
+    node's network card wakes on a magic packet (read over SSH), and a warning for every node
+    that would stay off if mains returns during a shutdown; the coordinator and peers answer
     with a token that verifies; the metrics and coordination ports can be bound (or are served
     by a running Hecate).
 
@@ -137,6 +141,7 @@ def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
     findings += ups_checks(cfg)
     findings += kube_checks(cfg)
     findings += node_checks(cfg)
+    findings += power_checks(cfg)
     findings += coordination_checks(cfg)
     findings += port_checks(cfg)
     return findings

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hecate.adapters.ansible.inventory import known_hosts_path, node_target, proxy_jump_spec
 from hecate.config.model import HecateConfig
+from hecate.config.power import WolPower
 from hecate.core.doctor.cluster import EXAMPLE_ADDRESSES, EXAMPLE_NODES
 from hecate.core.doctor.findings import Finding, fail, ok
 from hecate.core.doctor.nodes import (
@@ -84,7 +85,9 @@ def _probe_node(cfg: HecateConfig, node: str, known: Path) -> list[Finding]:
     jump = proxy_jump_spec(cfg)
     if jump:
         argv += ["-o", f"ProxyJump={jump}"]
-    script = probe_script(sudo_commands(cfg, node), node_unit(cfg, node))
+    entry = cfg.power.nodes.get(node)
+    mac = entry.mac if isinstance(entry, WolPower) else None
+    script = probe_script(sudo_commands(cfg, node), node_unit(cfg, node), mac)
     argv += [f"{target.user}@{target.host}", script]
     where = f"{target.host}:{target.port}"
     started = time.time()

@@ -31,10 +31,18 @@ MAKE: Final = {
     "coordination.token_file": "(umask 027; head -c 32 /dev/urandom | base64 > {path}) && chgrp "
     "hecate-daemon {path}, the same token on every instance (or set token_file: null)",
     "startup.gitea_bootstrap_manifests": "put the manifest there, or drop it from the list",
+    "power.password_file": "(umask 027; read -rsp 'password of the BMC user: ' P && "
+    "printf '%s\\n' \"$P\" > {path}) && chgrp hecate-daemon {path}",
 }
 # Files that hold a secret or credentials: empty is as good as missing.
 MUST_HOLD_SOMETHING: Final = frozenset(
-    {"kubeconfig", "ssh_identity_file", "ups.password_file", "coordination.token_file"}
+    {
+        "kubeconfig",
+        "ssh_identity_file",
+        "ups.password_file",
+        "coordination.token_file",
+        "power.password_file",
+    }
 )
 
 
@@ -59,6 +67,8 @@ def named_files(config: HecateConfig) -> list[NamedFile]:
     for index, manifest in enumerate(config.startup.gitea_bootstrap_manifests):
         kind = "startup.gitea_bootstrap_manifests"
         found.append(NamedFile(f"{kind}.{index}", manifest, kind))
+    for key, path in config.power.password_files().items():  # power.nodes.NODE.password_file
+        found.append(NamedFile(key, path, "power.password_file"))
     return found
 
 

@@ -11,6 +11,7 @@ from typing import Final
 
 from hecate.config.model import HecateConfig
 from hecate.core.doctor.findings import Finding, fail, ok, warn
+from hecate.core.doctor.power import WolSeen, parse_wol, wol_finding, wol_probe_lines, wol_unchecked
 
 # Clock skew between the Hecate host and a node beyond which TLS and logs get confusing.
 SKEW_WARN_S: Final = 2.0
@@ -42,8 +43,9 @@ def node_unit(config: HecateConfig, node: str) -> str:
     return "k3s" if node in config.nodes.servers else "k3s-agent"
 
 
-def probe_script(commands: Sequence[str], unit: str) -> str:
-    """The shell script doctor runs on a node in one SSH session (read-only: `sudo -l` only)."""
+def probe_script(commands: Sequence[str], unit: str, wol_mac: str | None = None) -> str:
+    """The shell script doctor runs on a node in one SSH session (read-only: `sudo -l` only);
+    with `wol_mac`, also the Wake-on-LAN settings of the card with that MAC."""
     lines = [
         f'echo "{MARK} time $(date +%s.%N)"',
         f'echo "{MARK} uid $(id -u)"',
@@ -55,6 +57,8 @@ def probe_script(commands: Sequence[str], unit: str) -> str:
             f"if sudo -n -l {command} >/dev/null 2>&1; then echo '{MARK} sudo {index} yes';"
             f" else echo '{MARK} sudo {index} no'; fi"
         )
+    if wol_mac is not None:
+        lines += wol_probe_lines(MARK, wol_mac)
     return "\n".join(lines) + "\n"
 
 
@@ -66,6 +70,7 @@ class NodeProbe:
     uid: int | None = None
     unit_state: str | None = None
     sudo: Mapping[int, bool] = field(default_factory=dict)
+    wol: WolSeen | None = None
 
 
 def parse_probe(output: str) -> NodeProbe:
@@ -74,6 +79,7 @@ def parse_probe(output: str) -> NodeProbe:
     uid: int | None = None
     unit_state: str | None = None
     sudo: dict[int, bool] = {}
+    wol: WolSeen | None = None
     for line in output.splitlines():
         words = line.split()
         if len(words) < 2 or words[0] != MARK:
@@ -92,7 +98,9 @@ def parse_probe(output: str) -> NodeProbe:
             unit_state = rest[0] if rest else ""
         elif key == "sudo" and len(rest) == 2 and rest[0].isdigit() and rest[1] in ("yes", "no"):
             sudo[int(rest[0])] = rest[1] == "yes"
-    return NodeProbe(remote_time, uid, unit_state, sudo)
+        elif key == "wol":
+            wol = parse_wol(rest) or wol
+    return NodeProbe(remote_time, uid, unit_state, sudo, wol)
 
 
 @dataclass(frozen=True)
@@ -145,8 +153,10 @@ def node_findings(
     """Findings for one node from its probe run."""
     user = config.ssh_node_users.get(node) or config.ssh_user
     key = str(config.ssh_identity_file) if config.ssh_identity_file else None
+    is_wol = config.power.method_of(node) == "wol"
     if outcome.returncode != 0 and MARK not in outcome.stdout:
-        return [ssh_failure(node, where, user, outcome.stderr, key, known_hosts)]
+        failure = ssh_failure(node, where, user, outcome.stderr, key, known_hosts)
+        return [failure, wol_unchecked(config, node)] if is_wol else [failure]
     probe = parse_probe(outcome.stdout)
     findings = [ok(f"node.{node}.ssh", f"{user}@{where} answers with the configured key")]
     unit = node_unit(config, node)
@@ -163,6 +173,8 @@ def node_findings(
         )
     findings += sudo_findings(config, node, user, probe)
     findings.append(skew_finding(node, probe.remote_time, outcome.started, outcome.ended))
+    if is_wol:
+        findings.append(wol_finding(config, node, probe.wol))
     return findings
 
 

@@ -49,3 +49,46 @@ def test_an_existing_private_password_file_is_valid(tmp_path: Path) -> None:
 def test_no_password_file_means_anonymous_reads_and_is_valid(tmp_path: Path) -> None:
     result = runner.invoke(app, ["config", "check", "--config", str(write(tmp_path, None))])
     assert result.exit_code == 0
+
+
+def _with_bmc(tmp_path: Path, password_file: Path) -> Path:
+    path = tmp_path / "hecate.yaml"
+    data = with_files({"nodes": {"servers": ["s1"]}, "ups": {"target": "u@h"}}, tmp_path)
+    data["power"] = {
+        "nodes": {
+            "s1": {
+                "method": "ipmi",
+                "address": "127.0.0.1",
+                "user": "admin",
+                "password_file": str(password_file),
+            }
+        }
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_missing_bmc_password_file_is_an_error_like_the_nut_password(tmp_path: Path) -> None:
+    missing = tmp_path / "bmc-s1"
+    config = _with_bmc(tmp_path, missing)
+    result = runner.invoke(app, ["config", "check", "--config", str(config)])
+    assert result.exit_code == 2
+    assert f"power.nodes.s1.password_file: {missing} does not exist" in result.output
+    # the daemon watches the UPS without it: only a warning at its start
+    start = runner.invoke(app, ["config", "check", "--daemon-start", "--config", str(config)])
+    assert start.exit_code == 0
+
+
+def test_an_empty_or_loose_bmc_password_file_is_reported(tmp_path: Path) -> None:
+    secret = tmp_path / "bmc-s1"
+    secret.write_text("")
+    secret.chmod(0o600)
+    empty = runner.invoke(app, ["config", "check", "--config", str(_with_bmc(tmp_path, secret))])
+    assert empty.exit_code == 2
+    assert f"power.nodes.s1.password_file: {secret} is empty" in empty.output
+    secret.write_text("pw\n")
+    secret.chmod(0o644)
+    loose = runner.invoke(app, ["config", "check", "--config", str(_with_bmc(tmp_path, secret))])
+    assert loose.exit_code == 0
+    assert "warning: power.nodes.s1.password_file" in loose.output
+    assert "mode 0644" in loose.output
