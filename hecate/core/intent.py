@@ -128,5 +128,9 @@ def is_stale(intent: Intent, now: float, max_age_s: float) -> bool:
 
 
 def blocks_startup(intent: Intent, now: float, max_age_s: float) -> bool:
-    """A shutdown that is under way (and not stale) blocks startup."""
-    return intent.state is IntentState.SHUTTING_DOWN and not is_stale(intent, now, max_age_s)
+    """A shutdown that is under way (and not stale) blocks startup. One that ended having
+    stopped no node (hecate.core.node_account) is not under way: the cluster never stopped,
+    and a startup only powers on and starts what needs it."""
+    if intent.state is not IntentState.SHUTTING_DOWN or intent.cluster_not_stopped:
+        return False
+    return not is_stale(intent, now, max_age_s)

@@ -217,6 +217,8 @@ def _ups_kill_power(ctx: FlowContext, stage: Stage) -> None:
     except HecateError as exc:
         stage.status = StageStatus.WARNING
         stage.note(f"{command} failed: {exc}")
+        if ctx.power is not None:  # the power race: nothing will cycle the nodes' power
+            stage.note("nodes that stay off are powered on by the startup's power_on")
         return
     stage.note(f"{command} sent")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hecate.adapters.statedir.store import StateStore
-from hecate.core.intent import IntentState
+from hecate.core.intent import IntentState, blocks_startup
 from hecate.core.node_account import (
     NodeAccount,
     StageNodes,
@@ -14,9 +14,10 @@ from hecate.core.node_account import (
     short_cause,
     shutdown_outcome,
 )
-from hecate.core.plans import ShutdownOptions
+from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.run_history import Outcome
 from hecate.flows.shutdown import run_shutdown
+from hecate.flows.startup import run_startup
 from tests.fakes import FakeAnsible
 from tests.unit.flows.test_flows import _cluster, _config, _ctx
 
@@ -105,3 +106,16 @@ def test_short_cause_keeps_what_an_operator_acts_on() -> None:
     assert NodeAccount.from_json(NodeAccount({}, {"a": "x"}).to_json()) == NodeAccount(
         {}, {"a": "x"}
     )
+
+
+def test_a_shutdown_that_stopped_nothing_does_not_block_the_next_startup(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    ctx = _ctx(config, _cluster(), FakeAnsible(unreachable={"s1", "a1", "a2"}))
+    assert run_shutdown(ctx, ShutdownOptions(reason="ups")).outcome is Outcome.FAILED
+    intent = StateStore(config.state_dir).read_intent()
+    assert not blocks_startup(intent, intent.since + 1, 3600)
+    ctx.ansible = FakeAnsible(cluster=ctx.ansible.cluster)  # type: ignore[attr-defined]
+    assert run_startup(ctx, StartupOptions()).outcome is Outcome.SUCCESS
+    # a shutdown under way (its intent just set, no nodes recorded) still blocks one
+    StateStore(config.state_dir).set_intent(IntentState.SHUTTING_DOWN, reason="x", run_id="r")
+    assert blocks_startup(StateStore(config.state_dir).read_intent(), intent.since + 1, 3600)
