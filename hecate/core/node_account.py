@@ -47,7 +47,7 @@ class NodeAccount:
         unknown = _grouped(self.unknown)
         if self.stopped_none:
             return f"cluster not stopped: the shutdown reached no node ({unknown})"
-        down = ", ".join(f"{node} {how}" for node, how in self.down.items())
+        down = ", ".join(f"{node} {how}" for node, how in sorted(self.down.items()))
         if not self.unknown:
             return f"all {len(self.down)} node(s) down ({down})"
         return f"{len(self.down)} node(s) down ({down}); state unknown: {unknown}"
@@ -74,7 +74,8 @@ def _grouped(unknown: Mapping[str, str]) -> str:
     by_cause: dict[str, list[str]] = {}
     for node, cause in unknown.items():
         by_cause.setdefault(cause, []).append(node)
-    return "; ".join(f"{', '.join(nodes)}: {cause}" for cause, nodes in by_cause.items())
+    # names sorted: the report and status (which reads them back from intent.json) agree
+    return "; ".join(f"{', '.join(sorted(nodes))}: {cause}" for cause, nodes in by_cause.items())
 
 
 def short_cause(message: str) -> str:

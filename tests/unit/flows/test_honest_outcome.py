@@ -33,7 +33,7 @@ def test_a_shutdown_that_reached_no_node_failed_and_the_intent_says_not_stopped(
     assert cluster["down"] == {}
     assert cluster["unknown"] == dict.fromkeys(["s1", "a1", "a2"], "Connection refused")
     assert cluster["line"] == (
-        "cluster not stopped: the shutdown reached no node (s1, a1, a2: Connection refused)"
+        "cluster not stopped: the shutdown reached no node (a1, a2, s1: Connection refused)"
     )
     store = StateStore(config.state_dir)
     intent = store.read_intent()
@@ -70,7 +70,7 @@ def test_cluster_only_counts_stopped_nodes(tmp_path: Path) -> None:
     assert report.outcome is Outcome.SUCCESS
     assert report.cluster is not None
     assert dict(report.cluster.down) == dict.fromkeys(["s1", "a1", "a2"], "stopped")
-    assert report.cluster.line() == "all 3 node(s) down (s1 stopped, a1 stopped, a2 stopped)"
+    assert report.cluster.line() == "all 3 node(s) down (a1 stopped, a2 stopped, s1 stopped)"
 
 
 def test_account_is_judged_by_per_host_status() -> None:
