@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,8 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     peers = sorted(recorded) if recorded is not None else ["in coordination.peer_hosts (all)"]
     if waits_for is not None and peers:
         waits_for += f", and the UPS of peer {', '.join(peers)} back on mains and stable"
+    if waits_for is not None and intent_state is not None:
+        waits_for += power_on_note(intent_state, cfg.power.method_of)
     update = self_update()
     battery = ups_report_data(cfg, poll)
     progress = (
@@ -204,6 +207,16 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
 
     if unprotected:  # scripts: `hecate status || alert` (README, Command line)
         raise typer.Exit(EXIT_UNPROTECTED)
+
+
+def power_on_note(intent: Intent, method_of: Callable[[str], str]) -> str:
+    """What the startup's first stage (power_on) will do with the nodes the last shutdown
+    powered off: how each is powered on again (its power.nodes method)."""
+    off = sorted(n for n, how in intent.nodes_down.items() if how == "off")
+    if not off:
+        return ""
+    how = ", ".join(f"{n} ({method_of(n)})" for n in off)
+    return f"; then power_on powers on the nodes the shutdown powered off: {how}"
 
 
 def not_protected_reasons(poll: Poll, doctor: dict[str, Any] | None) -> list[str]:

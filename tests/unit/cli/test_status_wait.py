@@ -102,3 +102,23 @@ def test_status_says_the_cluster_was_not_stopped(
         "nodes:   cluster not stopped: the shutdown reached no node "
         "(titan-0, titan-1: Connection refused)"
     ) in text.splitlines()
+
+
+def test_pending_startup_says_power_on_brings_back_what_was_powered_off(
+    config_file: Path,  # noqa: F811
+    ups: list[Poll],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path / "state")
+    store.set_intent(IntentState.SHUTTING_DOWN, reason="ups", run_id="r")
+    store.set_intent(
+        IntentState.SHUTDOWN_COMPLETE,
+        reason="ups",
+        run_id="r",
+        nodes_down={"titan-1": "off", "titan-0": "stopped"},
+        nodes_unknown={"titan-2": "Connection refused"},
+    )
+    waits_for = _status(config_file)["startup"]["waits_for"]  # type: ignore[index]
+    assert waits_for.endswith(
+        "; then power_on powers on the nodes the shutdown powered off: titan-1 (none)"
+    ), waits_for
