@@ -122,7 +122,9 @@ def test_no_node_reached_then_the_startup_powers_the_nodes_on(
         stage = up.stages[0]
         assert stage.name == "power_on"
         assert stage.nodes == dict.fromkeys((n.name for n in twin.nodes), "powered_on")
-        via = {(e["node"], e["via"]) for e in hw.events() if e.get("action") == "on"}
+        via = {
+            (e.get("node"), e["via"]) for e in hw.events() if str(e.get("action")).lower() == "on"
+        }
         assert {
             (twin.servers[0].name, "ipmi"),
             (twin.agents[0].name, "wol"),
