@@ -35,7 +35,9 @@ app = typer.Typer(help=_HELP, no_args_is_help=True, epilog=EXIT_CODES_HELP)
 NodesArg = Annotated[
     list[str] | None,
     typer.Argument(
-        help="Node names (nodes.servers/agents); none given: every node.", show_default=False
+        help="Node names (nodes.servers/agents); none given: every node (for on: every node "
+        "under power.nodes with a method other than none).",
+        show_default=False,
     ),
 ]
 ExecuteOpt = Annotated[
@@ -45,8 +47,15 @@ PARALLEL = 8  # BMC calls at once: each is bounded; a dead BMC must not hold up 
 T = TypeVar("T")
 
 
-def _nodes(cfg: HecateConfig, names: Sequence[str] | None) -> list[str]:
+def _nodes(
+    cfg: HecateConfig, names: Sequence[str] | None, *, switchable_only: bool = False
+) -> list[str]:
     known = cfg.nodes.all
+    if not names and switchable_only:
+        found = [n for n in known if cfg.power.method_of(n) != "none"]
+        if not found:
+            fail("no node has out-of-band power: see power.nodes in the config", EXIT_USAGE)
+        return found
     if not names:
         return list(known)
     unknown = [n for n in names if n not in known]
@@ -143,7 +152,7 @@ def _switch(
     act: Callable[[PowerPort, str], PowerResult],
 ) -> None:
     cfg = load(config)
-    names = _nodes(cfg, nodes)
+    names = _nodes(cfg, nodes, switchable_only=True)
     if not execute:
         plan = [{"node": n, "method": cfg.power.method_of(n), "via": _how(cfg, n)} for n in names]
         if as_json:

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from hecate.adapters.power.redfish import RedfishDriver
+from hecate.config.power import RedfishPower
 from tests.testbed.bmc import Hardware, hardware
 from tests.testbed.twin import make_tls
 
@@ -245,3 +247,24 @@ def test_unreachable_and_hanging_bmcs_are_bounded_and_leave_the_others_alone(
     errors = done.stderr.splitlines()
     assert [line.split(":")[1].strip() for line in errors] == ["hangs", "gone"]
     assert all("no answer (unreachable" in line for line in errors), errors
+
+
+def test_redfish_tls_is_verified_unless_told_otherwise(bench: tuple[Hardware, Path]) -> None:
+    hw, work = bench
+    secret = work / "pass-tls"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    base = {
+        "method": "redfish",
+        "url": f"https://127.0.0.1:{hw.redfish_port}",
+        "user": "admin",
+        "password_file": str(secret),
+        "system": "rf-2",
+    }
+    untrusted = RedfishDriver("rf-2", RedfishPower.model_validate(base)).status()
+    assert untrusted.state == "unknown"
+    assert "TLS certificate not trusted" in untrusted.reason and "ca_file" in untrusted.reason
+    unverified = RedfishPower.model_validate({**base, "verify_tls": False})
+    assert RedfishDriver("rf-2", unverified).status().state in ("on", "off")
+    missing = RedfishPower.model_validate({**base, "system": "nope", "verify_tls": False})
+    assert "HTTP 404" in RedfishDriver("rf-2", missing).status().reason

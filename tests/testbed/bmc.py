@@ -12,9 +12,10 @@ loop that cannot be stopped, so killing the process is the clean way to stop it.
 - Wake-on-LAN: one UDP port; a magic packet naming a node's MAC powers that node on.
 - Redfish: one HTTPS port serving ``/redfish/v1/Systems/<node>`` (ComputerSystem: PowerState,
   Actions/ComputerSystem.Reset with On, ForceOff, GracefulShutdown, ForceRestart), HTTP Basic
-  auth, shaped after DMTF's schemas for the calls Hecate makes. Not sushy-tools' emulator: its
-  drivers (libvirt, OpenStack, a fake one) are chosen from its own config and it has no plug-in
-  point for "a podman container"; it also pulls Flask and sushy into the dev venv.
+  auth, shaped after DMTF's schemas for the calls Hecate makes. Not sushy-tools' emulator: it
+  drives libvirt, OpenStack or Ironic (or an in-memory fake), chosen from its own config, none
+  of them a podman container; a driver of our own would patch its Flask app's internals, and it
+  pulls Flask and sushy into the dev venv.
 
 Every power action is appended to ``events.jsonl`` in the work dir ({"node", "via", "action"},
 and {"via": "wol", "mac"} for every magic packet, known or not), which tests read.

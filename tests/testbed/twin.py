@@ -501,6 +501,7 @@ class Twin:
         image: str | None = None,
         keep: bool = False,
         start_timeout: float = 90.0,
+        stays_off: Iterable[str] = (),
     ) -> None:
         if servers < 1 or agents < 0:
             raise ValueError("a twin needs at least one server and no negative agents")
@@ -527,6 +528,10 @@ class Twin:
         self.nodes: list[TwinNode] = []
         self.started_seconds: float | None = None
         self._tls: ssl.SSLContext | None = None
+        # Nodes whose BIOS does not power them on when mains returns (no "restore on AC loss"):
+        # mains_returns() leaves them off; only their BMC or a magic packet (tests/testbed/bmc.py)
+        # brings them back.
+        self.stays_off: set[str] = set(stays_off)
 
     # -- paths and views ------------------------------------------------------------------------
 
@@ -1041,6 +1046,18 @@ class Twin:
         podman("start", target.container, timeout=60)
         if wait:
             self.wait_ssh(target, timeout)
+
+    def mains_returns(self) -> list[str]:
+        """Mains is back: every powered-off node boots, as hosts set to "restore on AC loss"
+        do, except those in ``stays_off``. Returns the nodes started (not waited for)."""
+        started = [
+            n.container
+            for n in self.nodes
+            if n.name not in self.stays_off and not self.is_running(n)
+        ]
+        if started:
+            podman("start", *started, timeout=120)
+        return [n.name for n in self.nodes if n.container in started]
 
     def is_running(self, node: TwinNode | str) -> bool:
         """False once the container has exited: the node is powered off."""
