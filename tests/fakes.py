@@ -29,6 +29,9 @@ from hecate.core.readings import Poll
 from hecate.errors import KubeError
 from hecate.flows.startup_gates import TASK_CLOCK, TASK_NTP
 
+# ansible's message for a host whose sshd refuses the connection (its last line)
+UNREACHABLE_MESSAGE = "Failed to connect to the host via ssh: ssh: connect to host 127.0.0.1"
+
 
 @dataclass
 class FakeAnsible:
@@ -65,6 +68,16 @@ class FakeAnsible:
         for host in request.limit or []:
             if host in self.unreachable:
                 hosts[host] = HostStats(unreachable=1)
+                if on_event is not None:  # as ansible-runner's runner_on_unreachable
+                    on_event(
+                        TaskEvent(
+                            request.playbook,
+                            host,
+                            "Gathering Facts",
+                            "unreachable",
+                            message=f"{UNREACHABLE_MESSAGE} port 22: Connection refused",
+                        )
+                    )
                 continue
             hosts[host] = HostStats(ok=1, changed=1)
             if request.playbook == "time_sync":

@@ -5,6 +5,7 @@ directory only (what the last runs recorded; live probes are `hecate doctor`'s).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from hecate.cli.style import BAD, paint
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.core.budget import Budget, budget_from_config
 from hecate.core.intent import Intent, IntentState, is_stale
+from hecate.core.node_account import NodeAccount
 from hecate.core.policy.rules import pending_startup_wait
 from hecate.core.policy.values import params_from_config
 from hecate.core.readings import CommError, Poll, PowerSource, UpsReading
@@ -45,7 +47,15 @@ def _intent_json(
         "run_id": intent.run_id,
         "nodes": list(intent.nodes) if intent.nodes is not None else None,  # partial (#28)
         "stale": stale,
-    }, stale
+    } | _cluster_json(intent), stale
+
+
+def _cluster_json(intent: Intent) -> dict[str, Any]:
+    """What the last shutdown left, when it said: nodes down, nodes unknown, in one line."""
+    if not intent.nodes_down and not intent.nodes_unknown:
+        return {}
+    account = NodeAccount(intent.nodes_down, intent.nodes_unknown)
+    return {"cluster": account.to_json() | {"not_stopped": account.stopped_none}}
 
 
 def _intent_lines(intent: Intent | None, stale: bool, stamp: float) -> list[str]:
@@ -54,10 +64,13 @@ def _intent_lines(intent: Intent | None, stale: bool, stamp: float) -> list[str]
     stale_text = " (stale: no longer blocks startup)" if stale else ""
     if intent.nodes is not None:  # a partial shutdown (power feeds): the cluster runs on
         stale_text += f" (partial: {', '.join(intent.nodes)})"
-    return [
+    lines = [
         f"intent:  {intent.state.value}{stale_text}, {intent.age_text(stamp)} on {intent.host}",
         f"         reason: {intent.reason}",
     ]
+    if intent.nodes_down or intent.nodes_unknown:
+        lines.append(f"nodes:   {NodeAccount(intent.nodes_down, intent.nodes_unknown).line()}")
+    return lines
 
 
 def _ups_line(ups: dict[str, Any]) -> str:
@@ -119,6 +132,8 @@ def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> in
     peers = sorted(recorded) if recorded is not None else ["in coordination.peer_hosts (all)"]
     if waits_for is not None and peers:
         waits_for += f", and the UPS of peer {', '.join(peers)} back on mains and stable"
+    if waits_for is not None and intent_state is not None:
+        waits_for += power_on_note(intent_state, cfg.power.method_of)
     update = self_update()
     battery = ups_report_data(cfg, poll)
     progress = (
@@ -187,6 +202,16 @@ def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> in
 
     # scripts: `hecate status || alert` (README, Command line)
     return EXIT_UNPROTECTED if unprotected else 0
+
+
+def power_on_note(intent: Intent, method_of: Callable[[str], str]) -> str:
+    """What the startup's first stage (power_on) will do with the nodes the last shutdown
+    powered off: how each is powered on again (its power.nodes method)."""
+    off = sorted(n for n, how in intent.nodes_down.items() if how == "off")
+    if not off:
+        return ""
+    how = ", ".join(f"{n} ({method_of(n)})" for n in off)
+    return f"; then power_on powers on the nodes the shutdown powered off: {how}"
 
 
 def not_protected_reasons(poll: Poll, doctor: dict[str, Any] | None) -> list[str]:

@@ -6,7 +6,8 @@ Pure: the allowed transitions are an explicit table and every function takes `no
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -48,6 +49,16 @@ class Intent:
     def partial(self) -> bool:
         return self.nodes is not None
 
+    # What the last shutdown left (hecate.core.node_account): node -> off | stopped, and
+    # node -> why its state is unknown. Empty when no shutdown said.
+    nodes_down: Mapping[str, str] = field(default_factory=dict)
+    nodes_unknown: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cluster_not_stopped(self) -> bool:
+        """The shutdown this intent records reached no node: the cluster was never stopped."""
+        return not self.nodes_down and bool(self.nodes_unknown)
+
     def age_text(self, now: float) -> str:
         seconds = int(max(0.0, now - self.since))
         if seconds < 120:
@@ -60,6 +71,9 @@ class Intent:
         data = asdict(self)
         data["state"] = self.state.value
         data["nodes"] = list(self.nodes) if self.nodes is not None else None
+        data["nodes_down"], data["nodes_unknown"] = dict(self.nodes_down), dict(self.nodes_unknown)
+        if not self.nodes_down and not self.nodes_unknown:
+            del data["nodes_down"], data["nodes_unknown"]
         return data
 
     @classmethod
@@ -77,6 +91,8 @@ class Intent:
                 host=str(data.get("host", "")),
                 run_id=None if data.get("run_id") is None else str(data["run_id"]),
                 nodes=_nodes(data.get("nodes")),
+                nodes_down=_node_map(data.get("nodes_down", {})),
+                nodes_unknown=_node_map(data.get("nodes_unknown", {})),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise StateCorruptError(f"{source}: invalid intent ({exc})") from None
@@ -88,6 +104,12 @@ def _nodes(value: object) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
         raise ValueError("nodes is not a list of node names")
     return tuple(value)
+
+
+def _node_map(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object of node names, got {value!r}")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def initial_intent(now: float, host: str) -> Intent:
@@ -103,6 +125,8 @@ def transition(
     host: str,
     run_id: str | None,
     nodes: tuple[str, ...] | None = None,
+    nodes_down: Mapping[str, str] | None = None,
+    nodes_unknown: Mapping[str, str] | None = None,
 ) -> Intent:
     """The next intent, or TransitionError when the table forbids the move."""
     if new not in ALLOWED_TRANSITIONS[current.state]:
@@ -110,7 +134,9 @@ def transition(
             f"intent cannot go from {current.state.value} to {new.value} "
             f"(set {current.age_text(now)} by {current.host or 'unknown host'}: {current.reason})"
         )
-    return Intent(new, now, reason, host, run_id, nodes)
+    return Intent(
+        new, now, reason, host, run_id, nodes, dict(nodes_down or {}), dict(nodes_unknown or {})
+    )
 
 
 def age_s(intent: Intent, now: float) -> float:
@@ -123,5 +149,9 @@ def is_stale(intent: Intent, now: float, max_age_s: float) -> bool:
 
 
 def blocks_startup(intent: Intent, now: float, max_age_s: float) -> bool:
-    """A shutdown that is under way (and not stale) blocks startup."""
-    return intent.state is IntentState.SHUTTING_DOWN and not is_stale(intent, now, max_age_s)
+    """A shutdown that is under way (and not stale) blocks startup. One that ended having
+    stopped no node (hecate.core.node_account) is not under way: the cluster never stopped,
+    and a startup only powers on and starts what needs it."""
+    if intent.state is not IntentState.SHUTTING_DOWN or intent.cluster_not_stopped:
+        return False
+    return not is_stale(intent, now, max_age_s)

@@ -96,6 +96,7 @@ class FlowPlan:
 
 
 API_DOWN = "API unreachable"
+BMC_METHODS = frozenset({"ipmi", "redfish"})
 
 
 def playbook_batches(stages: tuple[StageSpec, ...]) -> list[tuple[int, int]]:
@@ -183,6 +184,9 @@ def shutdown_plan(
                     playbook="poweroff",
                 )
             )
+        confirm = power_confirm_stage(config, servers + agents, managed)
+        if confirm is not None:
+            stages.append(confirm)
         if config.shutdown.ups_kill_power and not partial:
             stages.append(
                 StageSpec(
@@ -205,6 +209,54 @@ def shutdown_plan(
     )
 
 
+def power_on_order(config: HecateConfig) -> tuple[str, ...]:
+    """Servers first, the last one the shutdown stops first (it holds the newest etcd data;
+    the shutdown goes through them in the config's order), then the agents."""
+    return (*reversed(config.nodes.servers), *config.nodes.agents)
+
+
+def power_on_stage(config: HecateConfig) -> StageSpec:
+    """Startup's first stage (issue 25): which nodes SSH does not reach is only known when it
+    runs, so it is never skipped by the plan; each node's method is said here."""
+    order = power_on_order(config)
+    by_method: dict[str, list[str]] = {}
+    for node in order:
+        by_method.setdefault(config.power.method_of(node), []).append(node)
+    how = "; ".join(
+        f"{'none (its BIOS)' if method == 'none' else method}: {', '.join(nodes)}"
+        for method, nodes in by_method.items()
+    )
+    timeout = config.startup.power_on_timeout_seconds
+    return StageSpec(
+        "power_on",
+        f"power on the nodes whose SSH does not answer, servers first ({how}); wait up to "
+        f"{timeout:.0f}s each for SSH",
+        order,
+    )
+
+
+def power_confirm_stage(
+    config: HecateConfig, nodes: tuple[str, ...], managed: set[str]
+) -> StageSpec | None:
+    """After the poweroff: the managed nodes with a BMC (ipmi, redfish) confirmed off from it
+    (hecate/flows/power_confirm.py); not in the plan when no managed node has one."""
+    bmc = tuple(n for n in nodes if n in managed and config.power.method_of(n) in BMC_METHODS)
+    if not bmc:
+        return None
+    shutdown = config.shutdown
+    then = "power off hard" if shutdown.bmc_hard_off else "report it (bmc_hard_off is off)"
+    return StageSpec(
+        "power_confirm",
+        f"confirm from the BMC each node is off; still on after "
+        f"{shutdown.poweroff_timeout_seconds:.0f}s: {then}; a node SSH did not reach: soft, "
+        "then hard off through its BMC",
+        bmc,
+        skip="poweroff_method marker: the nodes stay on"
+        if shutdown.poweroff_method == "marker"
+        else None,
+    )
+
+
 def startup_plan(
     config: HecateConfig, options: StartupOptions, cluster: ClusterView = UNKNOWN_CLUSTER
 ) -> FlowPlan:
@@ -220,7 +272,7 @@ def startup_plan(
     if branch:
         flux = f"set the GitRepository branch to {branch!r}; " + flux
     no_agents = None if agents else "no agents"
-    stages: list[StageSpec] = []
+    stages: list[StageSpec] = [power_on_stage(config)]
     if startup.time_sync_check:
         on_fail = (
             "start anyway, naming the nodes"

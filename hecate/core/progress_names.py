@@ -23,10 +23,12 @@ STAGE_LABELS: Final[dict[str, str]] = {
     "stop_servers": "stop k3s on servers",
     "poweroff_agents": "power off agents",
     "poweroff_servers": "power off servers",
+    "power_confirm": "confirm nodes off",
     "ups_kill_power": "UPS power cut",
     "record": "record the run",
     # startup
     "guards": "startup guards",
+    "power_on": "power on the nodes",
     "time_sync": "check the clocks",
     "start_servers": "start k3s on servers",
     "wait_api": "wait for the API",

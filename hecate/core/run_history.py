@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -38,6 +39,10 @@ class RunRecord:
     reason: str = ""
     mode: str = ""
     stages: tuple[StageRecord, ...] = field(default_factory=tuple)
+    # A shutdown's nodes (hecate.core.node_account): node -> off | stopped, and node -> why
+    # its state is unknown. Empty for a startup and for records older than issue 25.
+    nodes_down: Mapping[str, str] = field(default_factory=dict)
+    nodes_unknown: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -47,6 +52,9 @@ class RunRecord:
         data = asdict(self)
         data["outcome"] = self.outcome.value
         data["stages"] = [asdict(stage) for stage in self.stages]
+        data["nodes_down"], data["nodes_unknown"] = dict(self.nodes_down), dict(self.nodes_unknown)
+        if not self.nodes_down and not self.nodes_unknown:
+            del data["nodes_down"], data["nodes_unknown"]
         return data
 
     @classmethod
@@ -73,7 +81,16 @@ class RunRecord:
                 )
                 for s in data.get("stages", [])
             ),
+            nodes_down=_names(data.get("nodes_down", {})),
+            nodes_unknown=_names(data.get("nodes_unknown", {})),
         )
+
+
+def _names(value: object) -> dict[str, str]:
+    """A node -> text map from a run record."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object of node names, got {value!r}")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _finite(value: object) -> float:

@@ -15,6 +15,7 @@ from hecate.drills.base import cluster_checks as _cluster_checks
 from hecate.drills.daemon_run import DaemonRun
 from hecate.drills.feed_drills import PartialFeedLoss
 from hecate.drills.gate_drills import ClockSkew, ProbeFailing, StorageScaledToZero
+from hecate.drills.power_race import PowerRace
 from hecate.drills.simulated_ups import SimulatedUps
 from hecate.errors import ConfigError, KubeError
 from hecate.flows.ledger import load_ledger, save_ledger
@@ -353,6 +354,7 @@ DRILL_TYPES: tuple[type[Drill], ...] = (
     ReconciliationResume,
     PowerOutage,
     SecondOutageDuringStartup,
+    PowerRace,
     ClockSkew,
     StorageScaledToZero,
     ProbeFailing,

@@ -14,6 +14,7 @@ from hecate.adapters.ansible.inventory import node_problems
 from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig
+from hecate.core.node_account import short_cause
 from hecate.core.plans import StageStatus
 from hecate.core.progress_names import node_line
 from hecate.core.readings import Poll
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # annotations only: the idle daemon does not load lightkube (
         WorkloadInfo,
         WorkloadKind,
     )
+    from hecate.adapters.power.port import PowerPort
 
 
 class FlowAbortedError(HecateError):
@@ -85,6 +87,10 @@ class FlowContext:
     # Host-level power actions outside the cluster (None: not available here).
     ups_command: Callable[[str], None] | None = None
     poweroff_local: Callable[[], None] | None = None
+    # Out-of-band power (issue 25) and whether a node's SSH answers, with what was seen
+    # (None: not available here; the power stages are skipped).
+    power: PowerPort | None = None
+    node_answers: Callable[[str], tuple[bool, str]] | None = None
     progress: ProgressFn = no_progress
     cancel: threading.Event = field(default_factory=threading.Event)
     # The clock port: wall time stamps intents, runs and reports; every duration and deadline
@@ -105,6 +111,7 @@ class StageResult:
     duration_s: float
     detail: str = ""
     nodes: dict[str, str] = field(default_factory=dict)  # node -> ok | unreachable | failed
+    causes: dict[str, str] = field(default_factory=dict)  # node -> why it was not ok
 
     def record(self) -> StageRecord:
         return StageRecord(self.name, round(self.duration_s, 3), self.status.value, self.detail)
@@ -116,7 +123,7 @@ class StageResult:
             "duration_s": round(self.duration_s, 3),
             "detail": self.detail,
             "nodes": self.nodes,
-        }
+        } | ({"causes": self.causes} if self.causes else {})
 
 
 @dataclass
@@ -127,9 +134,16 @@ class Stage:
     status: StageStatus | StatusName = StageStatus.OK
     detail: str = ""
     nodes: dict[str, str] = field(default_factory=dict)
+    causes: dict[str, str] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         self.detail = f"{self.detail}; {text}" if self.detail else text
+
+    def cause(self, event: TaskEvent) -> None:
+        """Keep a host's first failure or unreachability message (judged by the event's
+        per-host status, never by a playbook's output)."""
+        if event.status in ("failed", "unreachable") and event.message:
+            self.causes.setdefault(event.host, short_cause(event.message))
 
 
 def new_run_id(kind: str, now: float) -> str:
@@ -183,7 +197,8 @@ def run_playbook(
         return result
     request = PlaybookRequest(playbook, limit=usable, extravars=extravars, timeout_s=timeout_s)
 
-    def on_event(event: Any) -> None:
+    def on_event(event: TaskEvent) -> None:
+        stage.cause(event)
         if event.status in ("ok", "changed", "failed", "unreachable"):
             ctx.progress(
                 stage.name,
@@ -251,7 +266,9 @@ def run_playbook_batch(
     def on_event(event: TaskEvent) -> None:
         if event.stage is None or not 0 <= event.stage < len(owners):
             return
-        name = owners[event.stage].stage.name
+        owner = owners[event.stage].stage
+        owner.cause(event)
+        name = owner.name
         if event.stage not in running:
             running.add(event.stage)
             if on_stage_start is not None:

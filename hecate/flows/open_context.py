@@ -16,6 +16,8 @@ from hecate.adapters.ansible.port import open_port
 from hecate.adapters.kube.client import Kube
 from hecate.adapters.kube.unavailable import UnavailableKube
 from hecate.adapters.nut.port import Ups
+from hecate.adapters.power.port import open_power, ssh_target
+from hecate.adapters.power.ssh_answer import ssh_answers
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig
 from hecate.core.clock import Clock
@@ -94,6 +96,8 @@ def open_flow_context(
             read_ups=read_ups,
             ups_command=ups_command or (lambda c: Ups.from_config(config).instant_command(c)),
             poweroff_local=poweroff_this_host,
+            power=open_power(config),
+            node_answers=lambda node: ssh_answers(ssh_target(config, node)),
             clock=clocks.wall,
             monotonic=clocks.monotonic,
             progress=progress,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hecate.adapters.statedir.files import atomic_write_json, read_json
 from hecate.adapters.statedir.save import save_json
 from hecate.core.intent import Intent, IntentState
+from hecate.core.node_account import NodeAccount
 from hecate.core.plans import StageStatus
 from hecate.core.run_history import Outcome, RunKind, RunRecord
 from hecate.errors import HecateError, StateError
@@ -32,6 +33,7 @@ class FlowReport:
     stages: list[StageResult]
     fallbacks: list[str] = field(default_factory=list)
     message: str = ""
+    cluster: NodeAccount | None = None  # a shutdown's nodes: down and unknown
 
     @property
     def duration_s(self) -> float:
@@ -51,7 +53,7 @@ class FlowReport:
             "nodes": nodes,
             "fallbacks": self.fallbacks,
             "message": self.message,
-        }
+        } | ({"cluster": self.cluster.to_json()} if self.cluster is not None else {})
 
 
 def outcome_of(stages: list[StageResult]) -> Outcome:

@@ -8,10 +8,11 @@ decides which stages exist: the plan does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from hecate.adapters.statedir import unsaved
+from hecate.core.node_account import NodeAccount, StageNodes, account_nodes, shutdown_outcome
 from hecate.core.plans import FlowKind, FlowPlan, StageSpec, StageStatus, playbook_batches
 from hecate.core.run_history import Outcome, RunRecord
 from hecate.errors import HecateError
@@ -70,6 +71,7 @@ class StageRecorder:
                 self.ctx.monotonic() - started,
                 current.detail,
                 current.nodes,
+                current.causes,
             )
             self.results.append(result)
             self.ctx.progress(name, result.status.value, result.detail)
@@ -81,7 +83,12 @@ class StageRecorder:
     def record(self, stage: Stage, duration_s: float) -> None:
         """A stage that ran inside a batch: recorded with its share of the batch's time."""
         result = StageResult(
-            stage.name, StageStatus(stage.status), duration_s, stage.detail, stage.nodes
+            stage.name,
+            StageStatus(stage.status),
+            duration_s,
+            stage.detail,
+            stage.nodes,
+            stage.causes,
         )
         self.results.append(result)
         self.ctx.progress(stage.name, result.status.value, result.detail)
@@ -205,10 +212,13 @@ def run_flow(
     reason: str,
     mode: str,
     recorder: StageRecorder | None = None,
+    nodes: Sequence[str] | None = None,
 ) -> FlowReport:
     """Walk the plan `prepare` returns, then record the run and keep its report. A cancelled
     run is `aborted`, one a HecateError stopped is `failed` (the stages after it never ran);
-    otherwise the stages decide (outcome_of)."""
+    otherwise the stages decide (outcome_of). With `nodes` (a shutdown), which of them are
+    known down and which unknown is recorded too, and a run that stopped none of them failed
+    (hecate.core.node_account)."""
     recorder = recorder or StageRecorder(ctx)
     message = ""
     try:
@@ -219,6 +229,12 @@ def run_flow(
         outcome, message = Outcome.ABORTED, str(exc)
     except HecateError as exc:
         outcome, message = Outcome.FAILED, str(exc)
+    cluster: NodeAccount | None = None
+    if nodes is not None:
+        cluster = account_nodes(
+            nodes, (StageNodes(r.name, r.nodes, r.causes) for r in recorder.results)
+        )
+        outcome = shutdown_outcome(outcome, cluster)
     ended = ctx.clock()
     ctx.store.record_run(
         RunRecord(
@@ -230,6 +246,8 @@ def run_flow(
             reason,
             mode,
             tuple(s.record() for s in recorder.results),
+            nodes_down=dict(cluster.down) if cluster else {},
+            nodes_unknown=dict(cluster.unknown) if cluster else {},
         ),
         keep=ctx.config.shutdown.runs_kept,
     )
@@ -242,6 +260,7 @@ def run_flow(
         recorder.results,
         fallbacks=recorder.fallbacks,
         message=message,
+        cluster=cluster,
     )
     save_report(ctx.config.state_dir, report)
     kept = sorted(path.name for path in unsaved.pending(ctx.config.state_dir))

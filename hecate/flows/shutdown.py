@@ -1,6 +1,7 @@
 """The staged shutdown: Flux suspended, nodes cordoned (and drained), etcd snapshot, k3s-agent
 stopped on agents, k3s on servers, then hardware poweroff. An unreachable node never stops the
-others; it makes the run's outcome partial."""
+others; it makes the run's outcome partial, and a run that stopped no node failed
+(hecate.core.node_account)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ from hecate.flows.context import (
 from hecate.flows.drain import drain as _drain
 from hecate.flows.each_node import for_each_node
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
+from hecate.flows.power_confirm import power_confirm_stage
 from hecate.flows.report import FlowReport, record_interrupted
-from hecate.flows.runner import StepFn, StepTable, run_flow
+from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
 
 __all__ = ["run_shutdown"]
 
@@ -63,15 +65,33 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
             keep_if_refused=True,
             nodes=options.nodes,
         )
+        recorder = StageRecorder(ctx)
         report = run_flow(
             ctx,
-            lambda: _prepare(ctx, options, run_id),
+            lambda: _prepare(ctx, options, run_id, recorder),
             kind="shutdown",
             run_id=run_id,
             started=started,
             reason=options.reason,
             mode=options.mode,
+            nodes=config.nodes.all,
+            recorder=recorder,
         )  # the report is kept before a local poweroff can cut it short
+        cluster = report.cluster
+        down = cluster.down if cluster else None
+        unknown = cluster.unknown if cluster else None
+        if report.outcome is Outcome.FAILED and cluster is not None and cluster.stopped_none:
+            # Not shutdown_complete: the cluster never stopped. The intent says so (status
+            # shows it) and the daemon tries the shutdown again while the outage lasts.
+            ctx.store.set_intent(
+                IntentState.SHUTTING_DOWN,
+                reason=f"{options.reason} (failed: {cluster.line()})",
+                run_id=run_id,
+                now=report.ended_at,
+                keep_if_refused=True,
+                nodes_down=down,
+                nodes_unknown=unknown,
+            )
         if report.outcome in (Outcome.SUCCESS, Outcome.PARTIAL):
             ctx.store.set_intent(
                 IntentState.SHUTDOWN_COMPLETE,
@@ -80,6 +100,8 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
                 now=report.ended_at,
                 keep_if_refused=True,
                 nodes=options.nodes,
+                nodes_down=down,
+                nodes_unknown=unknown,
             )
             partial = options.nodes is not None  # this host keeps power with the cluster
             if options.mode == "poweroff" and config.shutdown.poweroff_local_host and not partial:
@@ -100,7 +122,9 @@ def api_up(kube: KubeApi) -> bool:
         return False
 
 
-def _prepare(ctx: FlowContext, options: ShutdownOptions, run_id: str) -> tuple[FlowPlan, StepTable]:
+def _prepare(
+    ctx: FlowContext, options: ShutdownOptions, run_id: str, recorder: StageRecorder
+) -> tuple[FlowPlan, StepTable]:
     config = ctx.config
     # resume: keep what an interrupted run recorded; a corrupt ledger (set aside, logged)
     # is replaced by a new one and never delays or skips a stage
@@ -122,6 +146,9 @@ def _prepare(ctx: FlowContext, options: ShutdownOptions, run_id: str) -> tuple[F
         "stop_servers": _stop(config, "stop_servers"),
         "poweroff_agents": _poweroff(config),
         "poweroff_servers": _poweroff(config),
+        "power_confirm": lambda stage, spec: power_confirm_stage(
+            ctx, stage, spec, recorder.results
+        ),
         "ups_kill_power": lambda stage, _spec: _ups_kill_power(ctx, stage),
     }
     return plan, steps
@@ -174,7 +201,8 @@ def _stop(config: HecateConfig, playbook: str) -> PlaybookStep:
 def _poweroff(config: HecateConfig) -> PlaybookStep:
     return PlaybookStep(
         "poweroff",
-        timeout_s=120,
+        # the poweroff itself is sent asynchronously; the margin is for connecting
+        timeout_s=config.shutdown.poweroff_timeout_seconds,
         extravars={"node_power_mode": config.shutdown.poweroff_method},
     )
 
@@ -191,6 +219,8 @@ def _ups_kill_power(ctx: FlowContext, stage: Stage) -> None:
     except HecateError as exc:
         stage.status = StageStatus.WARNING
         stage.note(f"{command} failed: {exc}")
+        if ctx.power is not None:  # the power race: nothing will cycle the nodes' power
+            stage.note("nodes that stay off are powered on by the startup's power_on")
         return
     stage.note(f"{command} sent")
 

@@ -1,5 +1,6 @@
-"""The staged startup: servers together, API, agents, Nodes Ready, uncordon, Flux resumed, and the
-Flux/Gitea deadlock fallback (Gitea brought up outside Flux when Flux's own source is down)."""
+"""The staged startup: nodes powered on (power_on), servers together, API, agents, Nodes Ready,
+uncordon, Flux resumed, and the Flux/Gitea deadlock fallback
+(Gitea brought up outside Flux when Flux's own source is down)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from hecate.flows.context import (
 from hecate.flows.each_node import for_each_node
 from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
+from hecate.flows.power_on import power_on_stage
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
 from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
 from hecate.flows.startup_gates import probes_gate, soak_gate, storage_gate, time_sync_gate
@@ -148,6 +150,7 @@ def _prepare(
 ) -> tuple[FlowPlan, StepTable]:
     ledger, _ = load_ledger_or_new(ctx.config.state_dir)  # corrupt: set aside, logged
     steps: dict[str, StepFn | PlaybookStep] = {
+        "power_on": lambda stage, spec: power_on_stage(ctx, stage, spec),
         "time_sync": lambda stage, _spec: time_sync_gate(ctx, stage),
         "start_servers": _start(ctx, "start_servers"),
         "wait_api": lambda _stage, _spec: _wait_api(ctx),

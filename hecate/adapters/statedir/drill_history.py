@@ -22,6 +22,7 @@ KNOWN_DRILLS: tuple[str, ...] = (
     "reconciliation-resume",
     "power-outage",
     "second-outage-during-startup",
+    "power-race",
     "clock-skew",
     "storage-scaled-to-zero",
     "probe-failing",

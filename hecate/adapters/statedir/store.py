@@ -12,7 +12,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from hecate.adapters.statedir import unsaved
@@ -173,6 +173,8 @@ class StateStore:
         now: float | None = None,
         keep_if_refused: bool = False,
         nodes: tuple[str, ...] | None = None,
+        nodes_down: Mapping[str, str] | None = None,
+        nodes_unknown: Mapping[str, str] | None = None,
     ) -> Intent:
         """Move the intent along the transition table and persist it atomically.
 
@@ -188,7 +190,16 @@ class StateStore:
             if current is None:
                 if new not in _SAFE_WHEN_UNKNOWN:
                     raise self._blocked_error()
-                nxt = Intent(new, stamp, reason, self.host, run_id, nodes)
+                nxt = Intent(
+                    new,
+                    stamp,
+                    reason,
+                    self.host,
+                    run_id,
+                    nodes,
+                    dict(nodes_down or {}),
+                    dict(nodes_unknown or {}),
+                )
             else:
                 nxt = transition(
                     current,
@@ -198,6 +209,8 @@ class StateStore:
                     host=self.host,
                     run_id=run_id,
                     nodes=nodes,
+                    nodes_down=nodes_down,
+                    nodes_unknown=nodes_unknown,
                 )
             if busy is not None:  # a shutdown never waits on another process's write
                 keep_unlocked(self.intent_path, _dumps(nxt.to_json()), base, str(busy))

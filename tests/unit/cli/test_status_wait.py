@@ -80,3 +80,45 @@ def test_after_a_peers_trigger_status_names_the_peers_ups_too(
     assert "the UPS of peer peer-a back on mains and stable" in startup["waits_for"]
     text = runner.invoke(app, ["status", "--config", str(config_file)]).output
     assert "waits for mains seen stable" in text and "peer peer-a" in text
+
+
+def test_status_says_the_cluster_was_not_stopped(
+    config_file: Path,  # noqa: F811
+    ups: list[Poll],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Issue 25: a shutdown that reached no node; status says so in one line, with the cause."""
+    store = StateStore(tmp_path / "state")
+    store.set_intent(
+        IntentState.SHUTTING_DOWN,
+        reason="ups (failed)",
+        run_id="r",
+        nodes_unknown={"titan-0": "Connection refused", "titan-1": "Connection refused"},
+    )
+    cluster = _status(config_file)["intent"]["cluster"]  # type: ignore[index]
+    assert cluster["not_stopped"] is True
+    text = runner.invoke(app, ["status", "--config", str(config_file)]).output
+    assert (
+        "nodes:   cluster not stopped: the shutdown reached no node "
+        "(titan-0, titan-1: Connection refused)"
+    ) in text.splitlines()
+
+
+def test_pending_startup_says_power_on_brings_back_what_was_powered_off(
+    config_file: Path,  # noqa: F811
+    ups: list[Poll],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path / "state")
+    store.set_intent(IntentState.SHUTTING_DOWN, reason="ups", run_id="r")
+    store.set_intent(
+        IntentState.SHUTDOWN_COMPLETE,
+        reason="ups",
+        run_id="r",
+        nodes_down={"titan-1": "off", "titan-0": "stopped"},
+        nodes_unknown={"titan-2": "Connection refused"},
+    )
+    waits_for = _status(config_file)["startup"]["waits_for"]  # type: ignore[index]
+    assert waits_for.endswith(
+        "; then power_on powers on the nodes the shutdown powered off: titan-1 (none)"
+    ), waits_for

@@ -185,7 +185,7 @@ def test_a_skewed_node_stops_startup_before_k3s_and_says_which(tmp_path: Path) -
     assert report.outcome is Outcome.FAILED
     assert "a1: clock 3600" in report.message and "ahead of this host" in report.message
     assert [p for p, _ in ansible.playbooks if p != "time_sync"] == []  # k3s never started
-    stage = report.stages[0]
+    stage = report.stages[1]  # after power_on
     assert (stage.name, stage.status) == ("time_sync", "failed")
     assert stage.nodes == {"s1": "ok", "a1": "skewed"}
     store = StateStore(config.state_dir)
@@ -207,7 +207,7 @@ def test_start_anyway_names_the_nodes_and_goes_on(tmp_path: Path) -> None:
     config = _config(tmp_path, time_sync_unsynced="start_anyway")
     ansible = FakeAnsible(unsynced={"s1"})
     report = run_startup(_ctx(config, _cluster(), ansible), StartupOptions())
-    stage = report.stages[0]
+    stage = report.stages[1]  # after power_on
     assert stage.status == "warning"
     assert "s1: clock not synchronised" in stage.detail
     assert ("start_servers", ("s1",)) in ansible.playbooks
@@ -218,7 +218,7 @@ def test_unreachable_node_is_named_in_the_time_sync_gate(tmp_path: Path) -> None
     config = _config(tmp_path)
     ansible = FakeAnsible(unreachable={"a1"})
     report = run_startup(_ctx(config, _cluster(), ansible), StartupOptions())
-    assert report.stages[0].nodes["a1"] == "unreachable"
+    assert report.stages[1].nodes["a1"] == "unreachable"
     assert "a1: unreachable over SSH" in report.message
 
 
