@@ -215,10 +215,11 @@ def power_on_order(config: HecateConfig) -> tuple[str, ...]:
     return (*reversed(config.nodes.servers), *config.nodes.agents)
 
 
-def power_on_stage(config: HecateConfig) -> StageSpec:
+def power_on_stage(config: HecateConfig, only: set[str] | None = None) -> StageSpec:
     """Startup's first stage (issue 25): which nodes SSH does not reach is only known when it
-    runs, so it is never skipped by the plan; each node's method is said here."""
-    order = power_on_order(config)
+    runs, so it is never skipped by the plan; each node's method is said here. `only`: a
+    partial startup's nodes (power feeds), powered on before k3s starts on them."""
+    order = tuple(n for n in power_on_order(config) if only is None or n in only)
     by_method: dict[str, list[str]] = {}
     for node in order:
         by_method.setdefault(config.power.method_of(node), []).append(node)
@@ -272,7 +273,7 @@ def startup_plan(
     if branch:
         flux = f"set the GitRepository branch to {branch!r}; " + flux
     no_agents = None if agents else "no agents"
-    stages: list[StageSpec] = [power_on_stage(config)]
+    stages: list[StageSpec] = [power_on_stage(config, only if partial else None)]
     if startup.time_sync_check:
         on_fail = (
             "start anyway, naming the nodes"
@@ -288,8 +289,6 @@ def startup_plan(
                 servers + agents,
             )
         )
-    # Hook for power-on (issue 25's power_on stage): a partial startup's nodes are powered on
-    # before k3s starts on them, as a whole startup's are.
     stages += [
         StageSpec(
             "start_servers",
