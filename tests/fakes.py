@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from hecate.adapters.nut.port import Ups
 from hecate.config.model import HecateConfig
 from hecate.core.readings import Poll
 from hecate.errors import KubeError
+from hecate.flows.etcd import TASK_ETCD
 from hecate.flows.startup_gates import TASK_CLOCK, TASK_NTP
 
 
@@ -39,6 +41,43 @@ class FakeAnsible:
     # time_sync playbook: per-node clock offset (s) and nodes not NTP-synchronised
     clock_offsets: dict[str, float] = field(default_factory=dict)
     unsynced: set[str] = field(default_factory=set)
+    # the etcd playbook (roles/etcd): servers whose etcd data is gone, whether etcd has quorum,
+    # and a whole answer per host (its key=value stdout) when a test needs one of its own
+    etcd_data_lost: set[str] = field(default_factory=set)
+    etcd_quorum: bool = True
+    etcd_stdout: dict[str, str] = field(default_factory=dict)
+
+    def _etcd_stdout(self, request: PlaybookRequest, host: str) -> str:
+        if host in self.etcd_stdout:
+            return self.etcd_stdout[host]
+        action = request.extravars.get("etcd_action", "verify")
+        lost = host in self.etcd_data_lost
+        if action == "verify":
+            name = request.extravars.get("etcd_snapshot_name", "hecate")
+            return (
+                f"path=/var/lib/rancher/k3s/server/db/snapshots/{name}-{host}-1\nsize=4096\n"
+                f'mtime={int(time.time())}\ncluster={{"header": {{"cluster_id": "c1"}}}}'
+            )
+        if action != "probe":
+            return "rc=0"
+        healthy = self.etcd_quorum and not lost
+        members = json.dumps(
+            {"header": {"cluster_id": "c1"}, "members": [{"name": h} for h in request.limit or []]}
+        )
+        return (
+            f"unit=active\ndata={'missing' if lost else 'present'}\ncluster_init=yes\n"
+            f'health={{"health": "{str(healthy).lower()}"}}\n'
+            f"member_list={members if not lost else ''}\n"
+            f'status={{"header": {{"cluster_id": "c1"}}, "raftIndex": "10"}}'
+        )
+
+    def _etcd_events(
+        self, request: PlaybookRequest, host: str, on_event: EventCallback | None
+    ) -> None:
+        if on_event is None:
+            return
+        stdout = self._etcd_stdout(request, host)
+        on_event(TaskEvent(request.playbook, host, TASK_ETCD, "ok", result={"stdout": stdout}))
 
     def _time_sync_events(self, host: str, on_event: EventCallback | None) -> None:
         if on_event is None:
@@ -69,6 +108,8 @@ class FakeAnsible:
             hosts[host] = HostStats(ok=1, changed=1)
             if request.playbook == "time_sync":
                 self._time_sync_events(host, on_event)
+            if request.playbook in ("etcd", "etcd_snapshot"):
+                self._etcd_events(request, host, on_event)
             if self.cluster is not None:
                 self.cluster.node_action(request.playbook, host)
         status: RunStatus = "failed" if any(h.unreachable for h in hosts.values()) else "successful"

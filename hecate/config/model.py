@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from hecate.config.addresses import Address, HostPort, ListenAddress, UpsTarget
+from hecate.config.cluster import ClusterConfig, RecoverConfig
 from hecate.config.load import parse_yaml, read_config_text
 from hecate.config.shutdown import ShutdownConfig
 from hecate.config.startup import StartupConfig
@@ -158,6 +159,7 @@ class HecateConfig(_Strict):
         description="Where intent.json, runs.json, traces and Ansible artifacts are kept.",
     )
     nodes: Nodes = Field(default_factory=Nodes, description=Nodes.__doc__)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description=ClusterConfig.__doc__)
 
     ssh_user: UserName = Field("root", description="Default SSH user for every node.")
     ssh_port: int = Field(22, gt=0, lt=65536, description="Default SSH port.")
@@ -228,6 +230,7 @@ class HecateConfig(_Strict):
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description=MetricsConfig.__doc__, validate_default=True
     )
+    recover: RecoverConfig = Field(default_factory=RecoverConfig, description=RecoverConfig.__doc__)
 
     @model_validator(mode="before")
     @classmethod

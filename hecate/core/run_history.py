@@ -38,6 +38,10 @@ class RunRecord:
     reason: str = ""
     mode: str = ""
     stages: tuple[StageRecord, ...] = field(default_factory=tuple)
+    # What the run learned that later runs use, by subject: `node_times` (stage -> node ->
+    # when its playbook finished there; the startup starts the last-stopped server first),
+    # `etcd_snapshot` (name, node, path, verified), `etcd_quorum` (the verdict).
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -47,6 +51,8 @@ class RunRecord:
         data = asdict(self)
         data["outcome"] = self.outcome.value
         data["stages"] = [asdict(stage) for stage in self.stages]
+        if not self.facts:
+            del data["facts"]
         return data
 
     @classmethod
@@ -73,7 +79,14 @@ class RunRecord:
                 )
                 for s in data.get("stages", [])
             ),
+            facts=_facts(data.get("facts", {})),
         )
+
+
+def _facts(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("facts must be an object")
+    return {str(k): v for k, v in value.items()}
 
 
 def _finite(value: object) -> float:

@@ -105,6 +105,8 @@ class StageResult:
     duration_s: float
     detail: str = ""
     nodes: dict[str, str] = field(default_factory=dict)  # node -> ok | unreachable | failed
+    facts: dict[str, Any] = field(default_factory=dict)  # into the run's facts (RunRecord)
+    node_times: dict[str, float] = field(default_factory=dict)  # node -> when it finished
 
     def record(self) -> StageRecord:
         return StageRecord(self.name, round(self.duration_s, 3), self.status.value, self.detail)
@@ -127,6 +129,8 @@ class Stage:
     status: StageStatus | StatusName = StageStatus.OK
     detail: str = ""
     nodes: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    node_times: dict[str, float] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         self.detail = f"{self.detail}; {text}" if self.detail else text
@@ -139,6 +143,9 @@ def new_run_id(kind: str, now: float) -> str:
 
 def apply_playbook_result(stage: Stage, result: PlaybookResult, nodes: list[str]) -> None:
     """Per-node outcome from the runner's stats; a stage with any bad node is partial."""
+    for timing in result.tasks:  # when each node's last task ended (wall clock)
+        if timing.end is not None and timing.host in nodes and timing.status == "ok":
+            stage.node_times[timing.host] = timing.end.timestamp()
     for node in nodes:
         stats = result.hosts.get(node)
         if stats is None:
@@ -167,6 +174,7 @@ def run_playbook(
     nodes: list[str],
     *,
     timeout_s: float,
+    listen: Callable[[TaskEvent], None] | None = None,
     **extravars: Any,
 ) -> PlaybookResult:
     """Run one stage's playbook; `timeout_s` bounds the whole run (the role's own waits plus
@@ -184,6 +192,8 @@ def run_playbook(
     request = PlaybookRequest(playbook, limit=usable, extravars=extravars, timeout_s=timeout_s)
 
     def on_event(event: Any) -> None:
+        if listen is not None:
+            listen(event)
         if event.status in ("ok", "changed", "failed", "unreachable"):
             ctx.progress(
                 stage.name,

@@ -32,6 +32,7 @@ class FlowReport:
     stages: list[StageResult]
     fallbacks: list[str] = field(default_factory=list)
     message: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -51,6 +52,7 @@ class FlowReport:
             "nodes": nodes,
             "fallbacks": self.fallbacks,
             "message": self.message,
+            "facts": self.facts,
         }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from hecate.adapters.statedir import unsaved
 from hecate.core.plans import FlowKind, FlowPlan, StageSpec, StageStatus, playbook_batches
@@ -70,6 +71,8 @@ class StageRecorder:
                 self.ctx.monotonic() - started,
                 current.detail,
                 current.nodes,
+                current.facts,
+                current.node_times,
             )
             self.results.append(result)
             self.ctx.progress(name, result.status.value, result.detail)
@@ -81,7 +84,13 @@ class StageRecorder:
     def record(self, stage: Stage, duration_s: float) -> None:
         """A stage that ran inside a batch: recorded with its share of the batch's time."""
         result = StageResult(
-            stage.name, StageStatus(stage.status), duration_s, stage.detail, stage.nodes
+            stage.name,
+            StageStatus(stage.status),
+            duration_s,
+            stage.detail,
+            stage.nodes,
+            stage.facts,
+            stage.node_times,
         )
         self.results.append(result)
         self.ctx.progress(stage.name, result.status.value, result.detail)
@@ -195,6 +204,17 @@ def walk(ctx: FlowContext, plan: FlowPlan, steps: StepTable, recorder: StageReco
             _run_step(ctx, steps[spec.name], stage, spec)
 
 
+def run_facts(results: list[StageResult]) -> dict[str, Any]:
+    """The run's facts: each stage's own, and the nodes' finishing times of stages that
+    recorded them."""
+    facts: dict[str, Any] = {}
+    for result in results:
+        facts.update(result.facts)
+        if result.node_times:
+            facts.setdefault("node_times", {})[result.name] = dict(result.node_times)
+    return facts
+
+
 def run_flow(
     ctx: FlowContext,
     prepare: Prepare,
@@ -220,6 +240,7 @@ def run_flow(
     except HecateError as exc:
         outcome, message = Outcome.FAILED, str(exc)
     ended = ctx.clock()
+    facts = run_facts(recorder.results)
     ctx.store.record_run(
         RunRecord(
             run_id,
@@ -230,6 +251,7 @@ def run_flow(
             reason,
             mode,
             tuple(s.record() for s in recorder.results),
+            facts,
         ),
         keep=ctx.config.shutdown.runs_kept,
     )
@@ -242,6 +264,7 @@ def run_flow(
         recorder.results,
         fallbacks=recorder.fallbacks,
         message=message,
+        facts=facts,
     )
     save_report(ctx.config.state_dir, report)
     kept = sorted(path.name for path in unsaved.pending(ctx.config.state_dir))

@@ -16,7 +16,7 @@ from hecate.adapters.statedir.awaiting import load_awaiting, save_awaiting
 from hecate.adapters.statedir.save import flow_lock
 from hecate.config.model import HecateConfig
 from hecate.core.intent import IntentState
-from hecate.core.plans import FlowPlan, StageStatus, StartupOptions, startup_plan
+from hecate.core.plans import ClusterView, FlowPlan, StageStatus, StartupOptions, startup_plan
 from hecate.core.run_history import Outcome
 from hecate.errors import (
     HecateError,
@@ -38,6 +38,7 @@ from hecate.flows.context import (
     wait_until,
 )
 from hecate.flows.each_node import for_each_node
+from hecate.flows.etcd import etcd_quorum_gate, stopped_at
 from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
@@ -146,6 +147,7 @@ def _prepare(
     steps: dict[str, StepFn | PlaybookStep] = {
         "time_sync": lambda stage, _spec: time_sync_gate(ctx, stage),
         "start_servers": _start(ctx, "start_servers"),
+        "etcd_quorum": lambda stage, _spec: etcd_quorum_gate(ctx, stage),
         "wait_api": lambda _stage, _spec: _wait_api(ctx),
         "start_agents": _start(ctx, "start_agents"),
         "nodes_ready": lambda stage, _spec: _wait_nodes_ready(ctx, stage, ledger),
@@ -156,7 +158,11 @@ def _prepare(
         "probes": lambda stage, _spec: probes_gate(ctx, stage),
         "soak": lambda stage, _spec: soak_gate(ctx, stage),
     }
-    return startup_plan(ctx.config, options), steps
+    try:
+        stops = stopped_at(ctx.store.load_runs(move=False))
+    except HecateError:
+        stops = {}  # an unreadable history only loses the start order
+    return startup_plan(ctx.config, options, ClusterView(stopped_at=stops)), steps
 
 
 def _start(ctx: FlowContext, playbook: str) -> PlaybookStep:
