@@ -139,7 +139,20 @@ class FakeAnsible:
 
     @property
     def playbooks(self) -> list[tuple[str, tuple[str, ...]]]:
-        return [(r.playbook, tuple(r.limit or ())) for r in self.requests]
+        """The playbooks run, but the etcd probes (read-only; see `etcd_actions`)."""
+        return [
+            (r.playbook, tuple(r.limit or ()))
+            for r in self.requests
+            if r.extravars.get("etcd_action", "") != "probe"
+        ]
+
+    @property
+    def etcd_actions(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [
+            (str(r.extravars["etcd_action"]), tuple(r.limit or ()))
+            for r in self.requests
+            if r.playbook == "etcd"
+        ]
 
 
 @dataclass

@@ -200,8 +200,8 @@ def _step(ctx: FlowContext, plan: RecoverPlan, step: RecoverStep, outcome: Recov
             else [plan.moved_to]
         )
         answers = etcd_action(ctx, step.nodes, step.kind, args, stage_name="recover", timeout_s=600)
-        bad = [n for n, a in answers.items() if not a.ok]
-        if bad:
+        failed = [n for n, a in answers.items() if not a.ok]
+        if failed:
             why = "; ".join(
                 f"{n}: "
                 + (
@@ -209,7 +209,7 @@ def _step(ctx: FlowContext, plan: RecoverPlan, step: RecoverStep, outcome: Recov
                     if not answers[n].reachable
                     else (answers[n].values().get("error") or answers[n].stdout[-300:] or "failed")
                 )
-                for n in bad
+                for n in failed
             )
             raise RecoverFailedError(why)
         return
