@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hecate.core.etcd import (
     EtcdReading,
@@ -226,7 +227,7 @@ def test_snapshot_of_another_cluster_is_refused() -> None:
 
 
 def test_recorded_snapshots_only_verified_ones() -> None:
-    facts = [
+    facts: list[dict[str, Any]] = [
         {
             "etcd_snapshot": {
                 "name": "a",
