@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from hecate.adapters.statedir.awaiting import load_awaiting
+from hecate.adapters.statedir.files import read_json
 from hecate.adapters.statedir.store import StateStore
 from hecate.adapters.statedir.unsaved import unsaved_files
 from hecate.adapters.systemd.selfupdate import SelfUpdate, self_update, update_failed
@@ -25,6 +26,7 @@ from hecate.cli.exits import EXIT_UNPROTECTED
 from hecate.cli.style import BAD, paint
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.core.budget import Budget, budget_from_config
+from hecate.core.etcd_status import etcd_summary
 from hecate.core.intent import Intent, IntentState, is_stale
 from hecate.core.policy.rules import pending_startup_wait
 from hecate.core.policy.values import params_from_config
@@ -145,6 +147,8 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
     unprotected = not_protected_reasons(poll, doctor)
     if isinstance(poll, UpsReading) and unprotected:  # a CommError is in problems already
         problems.extend(r for r in unprotected if r.startswith("UPS"))
+    etcd = etcd_summary(runs)
+    problems.extend(recovery_problem(cfg.state_dir))
     unsaved = unsaved_json(cfg.state_dir)
     if unsaved:
         problems.append(unsaved_problem(unsaved))
@@ -169,6 +173,7 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
         "reports": reports,
         "doctor": doctor,
         "unsaved": unsaved,
+        "etcd": etcd.to_json(stamp),
     }
     if as_json:
         emit_json(report)
@@ -188,10 +193,26 @@ def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = F
             state_dir=cfg.state_dir,
             doctor=doctor,
             problems=problems,
+            etcd_lines=etcd.lines(stamp),
         )
 
     if unprotected:  # scripts: `hecate status || alert` (README, Command line)
         raise typer.Exit(EXIT_UNPROTECTED)
+
+
+def recovery_problem(state_dir: Path) -> list[str]:
+    """An unfinished `hecate recover etcd` (state_dir/etcd-recovery.json), from the file only."""
+    try:
+        recovery = read_json(state_dir / "etcd-recovery.json", move=False)
+    except StateError as exc:
+        return [str(exc)]
+    if not isinstance(recovery, dict) or recovery.get("outcome") in (None, "success"):
+        return []
+    why = recovery.get("detail") or recovery.get("outcome")
+    return [
+        f"an etcd recovery is unfinished ({why}): `hecate recover etcd` says where it "
+        "stopped, --execute finishes it"
+    ]
 
 
 def not_protected_reasons(poll: Poll, doctor: dict[str, Any] | None) -> list[str]:
@@ -226,6 +247,7 @@ def _print_text(
     state_dir: Path,
     doctor: dict[str, Any] | None,
     problems: list[str],
+    etcd_lines: list[str],
 ) -> None:
     for line in _intent_lines(intent_state, stale, stamp):
         typer.echo(line)
@@ -246,6 +268,8 @@ def _print_text(
     typer.echo("runs:" if runs else "runs:    none recorded")
     for run in runs[-5:]:
         typer.echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")
+    for line in etcd_lines:
+        typer.echo(line)
     typer.echo(f"update:  {update.text}")
     for line in _report_lines(reports, state_dir):
         typer.echo(line)

@@ -6,9 +6,11 @@ each member's state is, and the order the servers start in. Pure: readings in, v
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from hecate.core.run_history import RunRecord
 
 Datastore = Literal["etcd", "sqlite", "external", "unknown"]
 MemberState = Literal[
@@ -262,3 +264,14 @@ def start_order(servers: Iterable[str], stopped_at: Mapping[str, float]) -> tupl
     names = list(servers)
     known = sorted((n for n in names if n in stopped_at), key=lambda n: -stopped_at[n])
     return (*known, *(n for n in names if n not in stopped_at))
+
+
+def stopped_at(runs: Sequence[RunRecord]) -> dict[str, float]:
+    """When each server's k3s stopped, from the newest shutdown run that recorded it."""
+    for run in reversed(runs):
+        times = run.facts.get("node_times", {})
+        if run.kind == "shutdown" and isinstance(times, dict):
+            servers = times.get("stop_servers")
+            if isinstance(servers, dict) and servers:
+                return {str(k): float(v) for k, v in servers.items() if isinstance(v, int | float)}
+    return {}

@@ -22,7 +22,6 @@ from hecate.core.etcd import (
 )
 from hecate.core.plans import StageStatus
 from hecate.core.progress_names import node_line
-from hecate.core.run_history import RunRecord
 from hecate.errors import HecateError
 from hecate.flows.context import FlowContext, Stage, check_cancel, run_playbook
 
@@ -244,17 +243,6 @@ def record_snapshot(
             f"pruned {len(gone)} older Hecate snapshot(s), "
             f"{ctx.config.shutdown.etcd_snapshots_kept} kept"
         )
-
-
-def stopped_at(runs: Sequence[RunRecord]) -> dict[str, float]:
-    """When each server's k3s stopped, from the newest shutdown run that recorded it."""
-    for run in reversed(runs):
-        times = run.facts.get("node_times", {})
-        if run.kind == "shutdown" and isinstance(times, dict):
-            servers = times.get("stop_servers")
-            if isinstance(servers, dict) and servers:
-                return {str(k): float(v) for k, v in servers.items() if isinstance(v, int | float)}
-    return {}
 
 
 def _json(text: str) -> object:

@@ -15,6 +15,7 @@ from hecate.adapters.kube.types import FluxKind, WorkloadKind
 from hecate.adapters.statedir.awaiting import load_awaiting, save_awaiting
 from hecate.adapters.statedir.save import flow_lock
 from hecate.config.model import HecateConfig
+from hecate.core.etcd import stopped_at
 from hecate.core.intent import IntentState
 from hecate.core.plans import ClusterView, FlowPlan, StageStatus, StartupOptions, startup_plan
 from hecate.core.run_history import Outcome
@@ -38,7 +39,7 @@ from hecate.flows.context import (
     wait_until,
 )
 from hecate.flows.each_node import for_each_node
-from hecate.flows.etcd import etcd_quorum_gate, stopped_at
+from hecate.flows.etcd import etcd_quorum_gate
 from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress

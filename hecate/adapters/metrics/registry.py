@@ -20,6 +20,7 @@ from typing import Literal
 from hecate import __version__
 from hecate.adapters.http_server import BoundedServer, Limits
 from hecate.adapters.metrics.drill_series import DrillHistoryCollector
+from hecate.adapters.metrics.etcd_series import EtcdCollector
 from hecate.adapters.metrics.exposition import (
     Collector,
     CollectorRegistry,
@@ -332,6 +333,7 @@ class Metrics:
 
     def watch_drills(self, state_dir: Path) -> None:
         self.registry.register(DrillHistoryCollector(state_dir))
+        self.registry.register(EtcdCollector(state_dir))
 
     def observe_poll(self, poll: Poll) -> None:
         self.polls.labels(self.ups).inc()
