@@ -55,11 +55,11 @@ def parse_probe(node: str, stdout: str) -> EtcdReading:
     if isinstance(listing, dict) and isinstance(listing.get("members"), list):
         members = tuple(str(m.get("name", "")) for m in listing["members"] if isinstance(m, dict))
         cluster_id = str(_header(listing).get("cluster_id", ""))
-    status = _json(values.get("status", ""))
+    status = _unlist(_json(values.get("status", "")), "Status")
     if isinstance(status, dict):
         raft_index = _int(status.get("raftIndex"))
         cluster_id = cluster_id or str(_header(status).get("cluster_id", ""))
-    health = _json(values.get("health", ""))
+    health = _unlist(_json(values.get("health", "")), "")
     healthy: bool | None = None
     if isinstance(health, dict):
         healthy = str(health.get("health", "")).lower() == "true"
@@ -86,6 +86,14 @@ def _json(text: str) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return None
+
+
+def _unlist(data: Any, key: str) -> Any:
+    """etcdctl's `endpoint status|health -w json` answer a list of one entry per endpoint
+    (status under "Status"); the HTTP gateway answers the object itself."""
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        return data[0].get(key) if key else data[0]
+    return data
 
 
 def _header(data: Mapping[str, Any]) -> Mapping[str, Any]:

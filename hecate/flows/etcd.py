@@ -218,6 +218,8 @@ def record_snapshot(
         how = "etcdctl snapshot status"
         verified = verified and isinstance(status, dict) and "hash" in status
     cluster = _json(values.get("cluster", ""))
+    if isinstance(cluster, list) and cluster and isinstance(cluster[0], dict):
+        cluster = cluster[0].get("Status")  # etcdctl endpoint status -w json
     header = cluster.get("header") if isinstance(cluster, dict) else None
     mtime = values.get("mtime", "")
     stage.facts["etcd_snapshot"] = {

@@ -27,6 +27,11 @@ etcd_api() { # PATH [POST]: etcd's HTTP/JSON gateway on this server, with k3s's 
             --key $tls/server-client.key "https://127.0.0.1:2379$1" 2>&1 | tr -d '\n'
     fi
 }
+etcdctl_api() { # ARGS...: the same through etcdctl, where curl is missing (JSON output)
+    $SUDO etcdctl --endpoints=https://127.0.0.1:2379 --cacert=$tls/server-ca.crt \
+        --cert=$tls/server-client.crt --key=$tls/server-client.key --command-timeout=5s \
+        "$@" -w json 2>&1 | tr -d '\n'
+}
 file_info() { # size and mtime of a root-only file, or nothing
     $SUDO stat -c '%s %Y' "$1" 2>/dev/null
 }
@@ -49,9 +54,17 @@ probe)
     else
         echo "cluster_init=no"
     fi
-    echo "health=$(etcd_api /health)"
-    echo "member_list=$(etcd_api /v3/cluster/member/list post)"
-    echo "status=$(etcd_api /v3/maintenance/status post)"
+    if command -v curl >/dev/null 2>&1; then
+        echo "health=$(etcd_api /health)"
+        echo "member_list=$(etcd_api /v3/cluster/member/list post)"
+        echo "status=$(etcd_api /v3/maintenance/status post)"
+    elif command -v etcdctl >/dev/null 2>&1; then
+        echo "health=$(etcdctl_api endpoint health)"
+        echo "member_list=$(etcdctl_api member list)"
+        echo "status=$(etcdctl_api endpoint status)"
+    else
+        echo "health=neither curl nor etcdctl on this server"
+    fi
     ;;
 snapshot)
     path=$1 token_file=$2
@@ -109,7 +122,11 @@ verify)
         echo "etcdctl=$status"
         case $status in *'"hash"'*) ;; *) good=0 ;; esac
     fi
-    echo "cluster=$(etcd_api /v3/maintenance/status post)"
+    if command -v curl >/dev/null 2>&1; then
+        echo "cluster=$(etcd_api /v3/maintenance/status post)"
+    else
+        echo "cluster=$(etcdctl_api endpoint status)"
+    fi
     [ $good = 1 ] && [ -n "$keep" ] && [ "$keep" -gt 0 ] &&
         $SUDO ls -t $snapshots 2>/dev/null | grep "^$prefix-" | tail -n +$((keep + 1)) |
         while read -r old; do

@@ -262,3 +262,21 @@ def test_interrupted_record_describes_and_resumes() -> None:
     assert "after stop_all, reset" in text and "left: move_aside" in text
     assert plan.moved_to in text
     assert resume_plan(again).steps == plan.steps
+
+
+def test_parse_probe_reads_etcdctl_json_too() -> None:
+    """Where a server has etcdctl and no curl (the twin; some k3s nodes)."""
+    stdout = "\n".join(
+        [
+            "unit=active",
+            "data=present",
+            'health=[{"endpoint":"https://127.0.0.1:2379","health":true,"took":"1ms"}]',
+            'member_list={"header":{"cluster_id":42},"members":[{"ID":1,"name":"s1"}]}',
+            'status=[{"Endpoint":"x","Status":{"header":{"cluster_id":42},"raftIndex":77}}]',
+        ]
+    )
+    reading = parse_probe("s1", stdout)
+    assert reading.health is True and reading.raft_index == 77
+    assert reading.cluster_id == "42" and reading.members == ("s1",)
+    down = parse_probe("s1", 'health=[{"endpoint":"x","health":false,"error":"timeout"}]')
+    assert down.health is False
