@@ -84,6 +84,17 @@ class EtcdClient:
             conn.sock.settimeout(timeout)
         return conn
 
+    def close(self) -> None:
+        """Close this thread's connections."""
+        for endpoint in list(self._local.__dict__.get("pool", {})):
+            self._drop(endpoint)
+
+    def __enter__(self) -> EtcdClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _drop(self, endpoint: str) -> None:
         pool: dict[str, http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
         conn = pool.pop(endpoint, None)
@@ -133,7 +144,8 @@ class EtcdClient:
         return {"value": unb64(kv.get("value")), "mod_revision": int(kv.get("mod_revision", 0))}
 
     def txn(self, compare: list[Obj], success: list[Obj], failure: list[Obj] | None = None) -> Obj:
-        return self.call("kv/txn", {"compare": compare, "success": success, "failure": failure or []})
+        body = {"compare": compare, "success": success, "failure": failure or []}
+        return self.call("kv/txn", body)
 
     # -- cluster -------------------------------------------------------------------------------
 

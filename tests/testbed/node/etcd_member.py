@@ -1,6 +1,6 @@
-"""The etcd member a twin server runs, as k3s's embedded etcd: started and stopped with ``k3s server``.
+"""The etcd member a twin server runs, as k3s's embedded etcd: started and stopped with k3s.
 
-Stdlib only (runs with the node's python3). The node's configuration (``/etc/hecate-twin/node.json``,
+Stdlib only (runs with the node's python3). The node's settings (``/etc/hecate-twin/node.json``,
 key ``etcd``; made by ``tests/testbed/twin.py``, or by ``standin_host.py`` on this host) says::
 
     {"name": "twin-s1", "dataDir": "/var/lib/rancher/k3s/server/db/etcd",
@@ -26,7 +26,6 @@ How a member starts (:func:`start`), as k3s decides it:
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -36,10 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-try:
+if __package__:  # imported by the tests (tests.testbed.node.etcd_member)
     from . import etcd_client as ec
-except ImportError:  # run as a script in a node: this directory is on sys.path
-    import etcd_client as ec  # type: ignore[no-redef]
+else:  # imported by kube_standin.py run as a script: its directory is on sys.path
+    import etcd_client as ec  # type: ignore[import-not-found,no-redef]
 
 Obj = dict[str, Any]
 
@@ -110,12 +109,6 @@ def etcd_argv(conf: Obj, cluster: dict[str, str] | None, state: str, *extra: str
     return [*argv, *extra]
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGKILL when k3s dies, as an embedded etcd dies with its process."""
-    with_libc = ctypes.CDLL(None, use_errno=True)
-    with_libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _pid_file(conf: Obj) -> Path:
     return Path(conf.get("runDir") or "/run/k3s-twin") / "etcd.pid"
 
@@ -138,8 +131,9 @@ def kill_leftover(conf: Obj) -> None:
 
 
 def spawn(argv: list[str], conf: Obj) -> subprocess.Popen[bytes]:
+    # SIGKILL when k3s dies (even by SIGKILL, with KillMode=process), as an embedded etcd would.
     proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, close_fds=True
+        ["setpriv", "--pdeathsig", "KILL", "--", *argv], stdin=subprocess.DEVNULL, close_fds=True
     )
     pid_file = _pid_file(conf)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +152,7 @@ def join_cluster(conf: Obj, stopping: threading.Event) -> dict[str, str] | None:
     while not stopping.is_set():
         for url in peers:
             client = ec.EtcdClient([url], client_tls(conf), timeout=2.0)
-            try:
+            try:  # one request or two, then the connection is closed (finally)
                 members = client.members()
                 listed = any(
                     m.get("name") in (conf["name"], "") and conf["peerUrl"] in m.get("peerURLs", [])
@@ -170,6 +164,8 @@ def join_cluster(conf: Obj, stopping: threading.Event) -> dict[str, str] | None:
             except ec.EtcdUnavailable as exc:
                 _log(f"cannot join through {url} yet: {exc}")
                 continue
+            finally:
+                client.close()
             cluster: dict[str, str] = {}
             for member in members:
                 urls = member.get("peerURLs") or []
@@ -261,68 +257,77 @@ def cluster_reset(conf: Obj, restore_path: str | None, token: str | None) -> int
     """``k3s server --cluster-reset [--cluster-reset-restore-path P] [--token T]``, then exit.
 
     With a path: the old data dir moves to ``etcd-old-<unix>`` beside it (never deleted) and
-    ``etcdctl snapshot restore`` makes a new single-member cluster of this node from the snapshot.
-    Without: etcd runs once with ``--force-new-cluster`` on the data it has. k3s must be stopped.
+    ``etcdctl snapshot restore`` makes a new single-member cluster of this node from the snapshot;
+    the server token is required. Without: etcd runs once with ``--force-new-cluster`` on the data
+    it has. k3s must be stopped first.
     """
     active = subprocess.run(["systemctl", "is-active", "--quiet", "k3s"], check=False)
     if conf.get("checkUnit", True) and active.returncode == 0:
         return _fatal("k3s is running on this node: stop it (systemctl stop k3s) first")
-    data_dir = Path(conf["dataDir"])
-    if restore_path:
-        token_file = Path(conf.get("tokenFile") or "/var/lib/rancher/k3s/server/token")
-        known = token_file.read_text().strip() if token_file.exists() else ""
-        if not token and not known:
-            return _fatal(
-                "starting kubernetes: preparing server: token is required to restore a snapshot: "
-                f"pass --token (the cluster's server token; {token_file} is missing)"
-            )
-        if token and known and _password(token) != _password(known):
-            return _fatal(
-                "starting kubernetes: preparing server: bootstrap data already found and "
-                "encrypted with different token"
-            )
-        snapshot = Path(restore_path)
-        if not snapshot.is_file():
-            return _fatal(f"starting kubernetes: etcd: snapshot path does not exist: {snapshot}")
-        if data_dir.exists():
-            aside = data_dir.with_name(f"{data_dir.name}-old-{int(time.time())}")
-            data_dir.rename(aside)
-            print(f'level=info msg="Moved {data_dir} to {aside}"', file=sys.stderr)
-        cluster = f"{conf['name']}={conf['peerUrl']}"
-        result = etcdctl(
-            conf,
-            "snapshot",
-            "restore",
-            str(snapshot),
-            f"--name={conf['name']}",
-            f"--data-dir={data_dir}",
-            f"--initial-cluster={cluster}",
-            f"--initial-advertise-peer-urls={conf['peerUrl']}",
-            f"--initial-cluster-token=restored-{int(time.time())}",
-        )
-        if result.returncode != 0:
-            return _fatal(f"etcd: snapshot restore failed: {result.stderr.strip()[-400:]}")
-        if token and not known:
-            token_file.parent.mkdir(parents=True, exist_ok=True)
-            token_file.write_text(token.strip() + "\n")
-            token_file.chmod(0o600)
-    elif not _has_member(data_dir):
-        return _fatal(f"etcd: no data to reset in {data_dir}")
-    else:
-        kill_leftover(conf)
-        proc = spawn(etcd_argv(conf, None, "existing", "--force-new-cluster"), conf)
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    local_client(conf).get("health", keys_only=True)
-                    break
-                except ec.EtcdUnavailable:
-                    time.sleep(0.3)
-            else:
-                return _fatal("etcd: the reset member did not come up within 30 s")
-        finally:
-            stop(proc, conf)
+    problem = _restore(conf, restore_path, token) if restore_path else _force_new_cluster(conf)
+    if problem:
+        return _fatal(problem)
     print(f'level=info msg="{RESET_DONE}"', file=sys.stderr)
     return 0
 
+
+def _restore(conf: Obj, restore_path: str, token: str | None) -> str | None:
+    """Restore the snapshot as a new one-member cluster; what went wrong, or None."""
+    data_dir = Path(conf["dataDir"])
+    token_file = Path(conf.get("tokenFile") or "/var/lib/rancher/k3s/server/token")
+    known = token_file.read_text().strip() if token_file.exists() else ""
+    if not token and not known:
+        return (
+            "starting kubernetes: preparing server: token is required to restore a snapshot: "
+            f"pass --token (the cluster's server token; {token_file} is missing)"
+        )
+    if token and known and _password(token) != _password(known):
+        return (
+            "starting kubernetes: preparing server: bootstrap data already found and "
+            "encrypted with different token"
+        )
+    snapshot = Path(restore_path)
+    if not snapshot.is_file():
+        return f"starting kubernetes: etcd: snapshot path does not exist: {snapshot}"
+    if data_dir.exists():
+        aside = data_dir.with_name(f"{data_dir.name}-old-{int(time.time())}")
+        data_dir.rename(aside)
+        print(f'level=info msg="Moved {data_dir} to {aside}"', file=sys.stderr)
+    result = etcdctl(
+        conf,
+        "snapshot",
+        "restore",
+        str(snapshot),
+        f"--name={conf['name']}",
+        f"--data-dir={data_dir}",
+        f"--initial-cluster={conf['name']}={conf['peerUrl']}",
+        f"--initial-advertise-peer-urls={conf['peerUrl']}",
+        f"--initial-cluster-token=restored-{int(time.time())}",
+    )
+    if result.returncode != 0:
+        return f"etcd: snapshot restore failed: {result.stderr.strip()[-400:]}"
+    if token and not known:
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.write_text(token.strip() + "\n")
+        token_file.chmod(0o600)
+    return None
+
+
+def _force_new_cluster(conf: Obj) -> str | None:
+    """Run the member once with ``--force-new-cluster``; what went wrong, or None."""
+    if not _has_member(Path(conf["dataDir"])):
+        return f"etcd: no data to reset in {conf['dataDir']}"
+    kill_leftover(conf)
+    proc = spawn(etcd_argv(conf, None, "existing", "--force-new-cluster"), conf)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with local_client(conf) as client:
+                    client.get("health", keys_only=True)
+                return None
+            except ec.EtcdUnavailable:
+                time.sleep(0.3)
+        return "etcd: the reset member did not come up within 30 s"
+    finally:
+        stop(proc, conf)

@@ -3,12 +3,16 @@
 
 Runs inside the twin's nodes with the node's own python3 (3.11, standard library only):
 
-* ``kube_standin.py server`` is what ``k3s server`` runs (unit ``k3s.service``): it serves a
-  Kubernetes API on port 6443, heartbeats its own Node, and runs a reconcile loop standing in for
-  kube-controller-manager, the scheduler, the kubelets and Flux's controllers.
+* ``kube_standin.py server`` is what ``k3s server`` runs (unit ``k3s.service``): it runs the
+  node's etcd member as a child (``etcd_member.py``; with ``--cluster-reset`` it only resets it),
+  serves a Kubernetes API on port 6443, heartbeats its own Node, and runs a reconcile loop
+  standing in for kube-controller-manager, the scheduler, the kubelets and Flux's controllers.
 * ``kube_standin.py agent`` is what ``k3s agent`` runs (unit ``k3s-agent.service``): it registers
   its Node and heartbeats it every second.
-* ``kube_standin.py snapshot [--name N]`` is ``k3s etcd-snapshot save``.
+* ``kube_standin.py snapshot [--name N]`` is ``k3s etcd-snapshot save`` (``etcdctl``).
+
+The node's settings are ``/etc/hecate-twin/node.json`` (``--conf``): name, role, the shared
+directory, and the etcd member (servers) or the etcd endpoints (agents).
 
 The API is HTTPS, as k3s's is, when the state directory has ``tls/server.crt`` and
 ``tls/server.key`` (the twin makes them, signed by its own CA, for 127.0.0.1); otherwise plain
@@ -16,11 +20,11 @@ HTTP (handy to run the stand-in by hand). kubectl sends no credentials over plai
 Clients authenticate with a bearer token (``Authorization: Bearer <token>``); ``/readyz``,
 ``/livez``, ``/healthz`` and ``/version`` need none, as on a real API server.
 
-All servers share one state directory (a host directory bind-mounted into every node, standing in
-for replicated etcd): ``state.json`` holds every object and is replaced atomically under an
-exclusive ``flock`` on ``state.lock``; ``heartbeats/<node>.json`` are the kubelets' heartbeats and
-``etcd/<node>.json`` the running servers' (removed when one stops). So the API answers while a
-quorum of the servers' k3s run, and its state survives restarts, as etcd's would.
+Every object is in etcd (:class:`Store`: one key, written under a lock key), read linearizably:
+the API answers exactly while etcd has quorum (``/readyz`` 500, requests 504 otherwise) and
+objects survive restarts because etcd keeps them. The nodes also share a directory (a host
+directory bind-mounted into every node): ``heartbeats/<node>.json`` (the kubelets' leases), the
+API's token and certificate, ``seed.json`` (written into etcd at first start), ``audit/``.
 
 JSON shapes follow the real API: lists are ``<Kind>List`` with ``metadata.resourceVersion``,
 errors are ``kind: Status`` objects with ``reason`` and ``code``, and so on. Requests may be
@@ -49,9 +53,7 @@ Model (one reconcile tick every ``reconcileSeconds``, 0.5 s by default):
 * ``reconcile.fluxcd.io/requestedAt`` is copied to ``status.lastHandledReconcileAt``.
 
 Behaviours of a real cluster kept in ``standin_behaviour.py`` (copied next to this file): evictions
-a PodDisruptionBudget refuses answer 429; deleted Pods stay Terminating for their grace period;
-with several servers the API answers only while more than half of the etcd members
-(``etcdMembers`` and every server Node) run (``/readyz`` 500, requests 504 meanwhile).
+a PodDisruptionBudget refuses answer 429; deleted Pods stay Terminating for their grace period.
 
 Not modelled: watches resuming from an old resourceVersion
 (a watch sends the current objects, then changes), protobuf, Tables, OpenAPI.
