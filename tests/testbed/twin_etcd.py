@@ -179,3 +179,15 @@ def agent_client_conf(servers: dict[str, str]) -> dict[str, Any]:
         "cert": f"{AGENT_TLS_DIR}/client.crt",
         "key": f"{AGENT_TLS_DIR}/client.key",
     }
+
+
+def etcdctl_argv(endpoint: str = f"https://127.0.0.1:{CLIENT_PORT}") -> list[str]:
+    """``etcdctl`` on a server with k3s's client certificate (append the command):
+    ``twin.exec(server, *etcdctl_argv(), "member", "list", "-w", "json")``."""
+    return [
+        "etcdctl",
+        f"--endpoints={endpoint}",
+        f"--cacert={TLS_DIR}/server-ca.crt",
+        f"--cert={TLS_DIR}/client.crt",
+        f"--key={TLS_DIR}/client.key",
+    ]
