@@ -2565,6 +2565,18 @@ def install_signal_handlers(stopping: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+READY_WAIT_S = 5.0
+
+
+def notify_ready(registered: threading.Event) -> None:
+    """``systemctl start k3s`` returns once the API serves (etcd has quorum, the Node is in it),
+    or after READY_WAIT_S without quorum: a real k3s would keep waiting for its peers; the twin
+    stops waiting so that a flow starting servers one at a time still ends (they are slow, not
+    stuck)."""
+    registered.wait(READY_WAIT_S)
+    sd_notify("READY=1")
+
+
 def etcd_client_for(conf: Obj) -> ec.EtcdClient:
     """A server's own member; an agent's ``etcdClient`` (endpoints and TLS files)."""
     if conf.get("role") == "server":
@@ -2597,7 +2609,7 @@ def run_server(
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
     ).start()
-    sd_notify("READY=1")
+    threading.Thread(target=notify_ready, args=(server.registered,), daemon=True).start()
     print(f"twin apiserver for {node} listening on :{port}", flush=True)
     etcd = member.start(conf["etcd"], stopping)
     threading.Thread(
