@@ -13,7 +13,9 @@ no authorized keys (each user of the image injects its own). It has:
 * ``root`` (SSH by key only) and ``hecate`` (uid 1000, no password), whose sudo rights are as
   limited as on real nodes (see ``node/image/sudoers-hecate``);
 * ``pam_systemd`` removed from ``common-session``, so ``systemctl poweroff`` does not hang on
-  ``user@.service`` of open SSH sessions.
+  ``user@.service`` of open SSH sessions;
+* Debian's ``etcd`` and ``etcdctl`` (3.4), with the package's own ``etcd.service`` masked: the
+  twin's k3s stand-in runs etcd itself, as k3s embeds it.
 
 Every podman call goes through :func:`podman`, which sets ``CONTAINERS_CONF`` to the project's
 ``scripts/containers.conf`` (runc, no default ulimits) unless the caller set it already.
@@ -50,6 +52,9 @@ PACKAGES = (
     "sudo",
     "iproute2",
     "procps",
+    # The twin's servers run a real etcd, as k3s's embedded one (tests/testbed/node/etcd_member.py).
+    "etcd-server",
+    "etcd-client",
 )
 HECATE_UID = 1000
 LOCK_PATH = Path(tempfile.gettempdir()) / "hecate-node-image.lock"
@@ -303,6 +308,7 @@ def _customise(root: Path) -> None:
         os.chown(ssh_dir, uid, uid)
     # Units that make no sense in a container.
     masks = root / "etc" / "systemd" / "system"
+    (masks / "multi-user.target.wants" / "etcd.service").unlink(missing_ok=True)
     for unit in (
         "getty@tty1.service",
         "console-getty.service",
@@ -312,6 +318,7 @@ def _customise(root: Path) -> None:
         "systemd-remount-fs.service",
         "apt-daily.timer",
         "apt-daily-upgrade.timer",
+        "etcd.service",  # the package's own unit; the twin's k3s runs etcd itself
     ):
         mask = masks / unit
         if not mask.is_symlink() and not mask.exists():

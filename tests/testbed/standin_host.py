@@ -2,9 +2,11 @@
 
 What the API and the controllers do is the same code as in the twin's nodes
 (``node/kube_standin.py``); only the node side is missing (systemd units, Ansible). Each "server"
-is one ``kube_standin.py server`` process on 127.0.0.1 (plain HTTP), each "agent" one
-``kube_standin.py agent`` process; they share one state directory as the twin's nodes do. Use it
-for tests of Hecate's Kubernetes calls and of the stand-in's behaviours, which need no node.
+is one ``kube_standin.py server`` process on 127.0.0.1 (plain HTTP) with its own etcd member (a
+real etcd, plain HTTP on 127.0.0.1: ``etcd`` from Debian's etcd-server must be installed), each
+"agent" one ``kube_standin.py agent`` process; the servers' members make one etcd cluster, and
+heartbeats, token and seed are in one state directory, as in the twin. Use it for tests of
+Hecate's Kubernetes calls and of the stand-in's behaviours, which need no node.
 
 ```python
 with LocalCluster(tmp_path, servers=["s1"], agents=["a1"]) as cluster:
@@ -54,18 +56,53 @@ class LocalCluster:
         self.servers = list(servers if servers is not None else ["s1"])
         self.agents = list(agents if agents is not None else [])
         self.token = secrets.token_hex(16)
-        self.ports = dict(zip(self.servers, twin._free_ports(len(self.servers)), strict=True))
+        ports = iter(twin._free_ports(3 * len(self.servers)))
+        self.ports = {name: next(ports) for name in self.servers}
+        self.etcd_ports = {name: (next(ports), next(ports)) for name in self.servers}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         seed_data = copy.deepcopy(dict(seed)) if seed is not None else twin.default_seed()
         cfg = seed_data.setdefault("config", {})
         cfg.update(copy.deepcopy(dict(config or {})))
         cfg["audit"] = audit
         cfg.setdefault("initialNodes", [*self.servers, *self.agents])
-        cfg.setdefault("etcdMembers", list(self.servers))
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "token").write_text(self.token + "\n")
         (self.state_dir / "seed.json").write_text(json.dumps(seed_data), encoding="utf-8")
         self.write_kubeconfig(self.servers[0] if self.servers else "")
+        for name in [*self.servers, *self.agents]:
+            self.conf_path(name).write_text(json.dumps(self.node_conf(name)), encoding="utf-8")
+
+    def conf_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.node.json"
+
+    def node_conf(self, name: str) -> dict[str, Any]:
+        """The node's JSON (as the twin's ``/etc/hecate-twin/node.json``), etcd in plain HTTP."""
+        client_urls = {s: f"http://127.0.0.1:{self.etcd_ports[s][0]}" for s in self.servers}
+        peer_urls = {s: f"http://127.0.0.1:{self.etcd_ports[s][1]}" for s in self.servers}
+        conf: dict[str, Any] = {
+            "name": name,
+            "role": "server" if name in self.servers else "agent",
+            "stateDir": str(self.state_dir),
+            "etcdClient": {"endpoints": list(client_urls.values())},
+        }
+        if name in self.servers:
+            home = self.workdir / name
+            conf["etcd"] = {
+                "name": name,
+                "dataDir": str(home / "db" / "etcd"),
+                "clientUrls": [client_urls[name]],
+                "peerUrl": peer_urls[name],
+                "initialCluster": peer_urls,
+                "peerClientUrls": client_urls,
+                "clusterToken": f"local-{self.token[:8]}",
+                "tlsDir": None,
+                "bootstrapMarker": str(home / "etcd-bootstrapped"),
+                "runDir": str(home / "run"),
+                "snapshotDir": str(home / "db" / "snapshots"),
+                "tokenFile": str(self.state_dir / "token"),
+                "checkUnit": False,
+            }
+        return conf
 
     @property
     def state_dir(self) -> Path:
@@ -101,8 +138,7 @@ class LocalCluster:
             return
         if name in self.procs and self.procs[name].poll() is None:
             return
-        argv = [sys.executable, str(STANDIN), "--state-dir", str(self.state_dir)]
-        argv += ["--node", name, "--no-shim"]
+        argv = [sys.executable, str(STANDIN), "--conf", str(self.conf_path(name)), "--no-shim"]
         if name in self.servers:
             argv += ["server", "--host", "127.0.0.1", "--port", str(self.ports[name])]
         else:

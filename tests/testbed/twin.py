@@ -6,10 +6,11 @@ install has: ``k3s.service`` on servers, ``k3s-agent.service`` on agents, both e
 running :mod:`tests.testbed.node.kube_standin` (a Kubernetes API stand-in, node heartbeats and a
 small Flux model). Servers publish the API's port 6443 on ``127.0.0.1`` too.
 
-The servers share one state directory (``<workdir>/state``, bind-mounted into every node) that
-stands in for etcd: the API answers while more than half of the servers' k3s run (quorum), and
-its objects survive restarts. A seed (``<workdir>/state/seed.json``) fills it at first start:
-see :func:`default_seed`.
+The servers run a real etcd, one member each, started and stopped with their k3s (see
+:mod:`tests.testbed.twin_etcd` for the layout); the API stand-in keeps its objects in it, so the
+API answers exactly while etcd has quorum and objects survive restarts. The nodes share one
+directory too (``<workdir>/state``, bind-mounted): heartbeats, the API's token and certificate,
+the seed (``seed.json``, written into etcd at first start: see :func:`default_seed`), the audit.
 
 Typical use::
 
@@ -50,6 +51,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from tests.testbed import twin_etcd
 from tests.testbed.image import ensure_image, podman, podman_env
 from tests.testbed.node import kube_standin
 
@@ -89,6 +91,7 @@ class TwinNode:
     ssh_port: int
     container: str
     api_port: int | None = None
+    ip: str | None = None  # in the twin's own network (etcd's peer and client URLs)
 
     @property
     def unit(self) -> str:
@@ -404,6 +407,11 @@ def remove_leftovers() -> list[str]:
                 dirs.add(labels[LABEL_DIR])
     if stale:
         podman("rm", "-f", "-t", "0", *stale, check=False, timeout=120)
+    for network in twin_etcd.networks(LABEL):
+        labels = network.get("labels") or {}
+        keep = labels.get(LABEL_KEEP)
+        if not Path(keep).exists() if keep else not _owner_alive(labels.get(LABEL_OWNER, "")):
+            twin_etcd.remove_network(network["name"])
     for directory in dirs:
         path = Path(directory)
         if path.name.startswith(TEMP_PREFIX) and path.parent == Path(tempfile.gettempdir()):
@@ -524,6 +532,7 @@ class Twin:
         self.start_timeout = start_timeout
         self.run_id = secrets.token_hex(4)
         self.token = secrets.token_hex(24)
+        self.server_password = secrets.token_hex(16)  # k3s's server token (cluster-reset)
         self.nodes: list[TwinNode] = []
         self.started_seconds: float | None = None
         self._tls: ssl.SSLContext | None = None
@@ -533,6 +542,20 @@ class Twin:
     @property
     def state_dir(self) -> Path:
         return self.workdir / "state"
+
+    @property
+    def network(self) -> str:
+        """The twin's own podman network (fixed node addresses: etcd's peer URLs)."""
+        return f"hecate-{self.prefix}-{self.run_id}"
+
+    @property
+    def etcd_tls_dir(self) -> Path:
+        return self.workdir / "etcd-tls"
+
+    @property
+    def server_token(self) -> str:
+        """k3s's server token (``/var/lib/rancher/k3s/server/token`` on every server)."""
+        return twin_etcd.server_token(self.etcd_tls_dir, self.server_password)
 
     @property
     def ssh_key(self) -> Path:
@@ -677,9 +700,6 @@ class Twin:
         token_file.chmod(0o600)
         seed = copy.deepcopy(self._seed)
         config = seed.setdefault("config", {})
-        if not config.get("etcdMembers"):  # the servers make the etcd cluster (its quorum)
-            planned = self._planned_nodes()
-            config["etcdMembers"] = [name for name, role in planned if role == "server"]
         if not config.get("initialNodes"):  # spread the seed's pods over every node
             config["initialNodes"] = [name for name, _ in self._planned_nodes()]
             # On a loaded host the last agent can register well after the first server seeds;
@@ -687,14 +707,16 @@ class Twin:
             config.setdefault("initialNodesWaitSeconds", self.start_timeout)
         self.seed_path.write_text(json.dumps(seed, indent=1), encoding="utf-8")
 
-    def _labels(self, node: str) -> list[str]:
+    def _labels(self, node: str | None) -> list[str]:
+        """The run's labels (and the node's, for a container)."""
         labels = {
             LABEL: "1",
             LABEL_RUN: self.run_id,
             LABEL_OWNER: owner_label(),
             LABEL_DIR: str(self.workdir),
-            LABEL_NODE: node,
         }
+        if node is not None:
+            labels[LABEL_NODE] = node
         if self.keep:
             labels[LABEL_KEEP] = str(self.workdir)
         return [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
@@ -711,13 +733,18 @@ class Twin:
     def _create_nodes(self, image: str) -> None:
         roles = self._planned_nodes()
         ports = iter(_free_ports(len(roles) + self.servers_count))
-        for name, role in roles:
+        addresses = iter(twin_etcd.create_network(self.network, self._labels(None)))
+        planned = [(name, role, next(addresses)) for name, role in roles]
+        servers = {name: ip for name, role, ip in planned if role == "server"}
+        twin_etcd.make_etcd_tls(self.etcd_tls_dir, servers)
+        for name, role, ip in planned:
             node = TwinNode(
                 name=name,
                 role=role,
                 ssh_port=next(ports),
                 container=f"hecate-{self.prefix}-{self.run_id}-{name}",
                 api_port=next(ports) if role == "server" else None,
+                ip=ip,
             )
             publish = ["-p", f"127.0.0.1:{node.ssh_port}:22"]
             if node.api_port:
@@ -733,6 +760,10 @@ class Twin:
                 "5",
                 *self._labels(name),
                 *publish,
+                "--network",
+                self.network,
+                "--ip",
+                ip,
                 "-v",
                 f"{self.state_dir}:{SHARED_IN_NODE}:rw",
                 image,
@@ -747,9 +778,15 @@ class Twin:
         buffer = io.BytesIO()
         public_key = (self.ssh_key.with_suffix(".pub")).read_bytes()
         unit = f"{node.unit}.service"
-        node_conf = json.dumps(
-            {"name": node.name, "role": node.role, "stateDir": SHARED_IN_NODE}
-        ).encode()
+        servers = {n.name: n.ip or "" for n in self.servers}
+        conf: dict[str, Any] = {"name": node.name, "role": node.role, "stateDir": SHARED_IN_NODE}
+        if node.role == "server":
+            conf["etcd"] = twin_etcd.node_etcd_conf(node.name, servers, f"twin-{self.run_id}")
+            etcd_files = twin_etcd.server_files(self.etcd_tls_dir, node.name, self.server_token)
+        else:
+            conf["etcdClient"] = twin_etcd.agent_client_conf(servers)
+            etcd_files = twin_etcd.agent_files(self.etcd_tls_dir)
+        node_conf = json.dumps(conf).encode()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
 
             def add(
@@ -780,10 +817,18 @@ class Twin:
                 (NODE_FILES / "kube_standin.py").read_bytes(),
                 0o755,
             )
-            add(  # the behaviours kube_standin.py imports (from its own directory)
-                "usr/local/lib/hecate-twin/standin_behaviour.py",
-                (NODE_FILES / "standin_behaviour.py").read_bytes(),
-            )
+            for module in ("standin_behaviour.py", "etcd_client.py", "etcd_member.py"):
+                # what kube_standin.py imports (from its own directory)
+                add(f"usr/local/lib/hecate-twin/{module}", (NODE_FILES / module).read_bytes())
+            made: set[str] = set()
+            for path, data, mode in etcd_files:
+                parts = path.strip("/").split("/")
+                for depth in range(1, len(parts)):
+                    folder = "/".join(parts[:depth])
+                    if folder not in made and depth > 2:  # /var/lib, /etc/x exist in the image
+                        add(folder, mode=0o700 if "tls" in folder else 0o755)
+                        made.add(folder)
+                add(path.strip("/"), data, mode)
             add("usr/local/bin/k3s", (NODE_FILES / "k3s").read_bytes(), 0o755)
             add("usr/local/bin/k3s-killall.sh", (NODE_FILES / "k3s-killall.sh").read_bytes(), 0o755)
             add("usr/local/bin/timedatectl", (NODE_FILES / "timedatectl").read_bytes(), 0o755)
@@ -859,6 +904,7 @@ class Twin:
             errors += removed.stderr
         else:
             raise TwinError(f"could not remove the twin's containers {names}: {errors}")
+        twin_etcd.remove_network(self.network)
         if remove_workdir if remove_workdir is not None else self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -868,6 +914,7 @@ class Twin:
         data = {
             "run_id": self.run_id,
             "token": self.token,
+            "server_password": self.server_password,
             "prefix": self.prefix,
             "nodes": [asdict(n) for n in self.nodes],
         }
@@ -886,6 +933,7 @@ class Twin:
             prefix=data["prefix"],
         )
         twin.run_id, twin.token, twin.nodes = data["run_id"], data["token"], nodes
+        twin.server_password = data.get("server_password", twin.server_password)
         return twin
 
     def _write_kubeconfig(self) -> None:
@@ -1150,13 +1198,13 @@ class Twin:
     def set_config(self, patch: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the stand-in's settings (e.g. ``{"gitea": {"branches": {...}}}``).
 
-        Written straight into the shared state (under its lock), so it works with the API down.
+        Through any live server's ``/twin/v1/config``: the settings are in etcd with the objects,
+        so this needs quorum (TwinApiDownError without it).
         """
-        store = kube_standin.Store(self.state_dir)
-        with store.transaction() as txn:
-            txn.state["config"] = kube_standin.merge_patch(txn.config, dict(patch))
-            txn.changed = True
-            return dict(txn.config)
+        status, body = self.api("PATCH", "/twin/v1/config", dict(patch), server=self.live_server())
+        if status != 200:
+            raise TwinError(f"PATCH /twin/v1/config: {status} {body}")
+        return dict(body)
 
 
 def _decode(raw: bytes) -> Any:

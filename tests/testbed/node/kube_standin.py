@@ -3,12 +3,16 @@
 
 Runs inside the twin's nodes with the node's own python3 (3.11, standard library only):
 
-* ``kube_standin.py server`` is what ``k3s server`` runs (unit ``k3s.service``): it serves a
-  Kubernetes API on port 6443, heartbeats its own Node, and runs a reconcile loop standing in for
-  kube-controller-manager, the scheduler, the kubelets and Flux's controllers.
+* ``kube_standin.py server`` is what ``k3s server`` runs (unit ``k3s.service``): it runs the
+  node's etcd member as a child (``etcd_member.py``; with ``--cluster-reset`` it only resets it),
+  serves a Kubernetes API on port 6443, heartbeats its own Node, and runs a reconcile loop
+  standing in for kube-controller-manager, the scheduler, the kubelets and Flux's controllers.
 * ``kube_standin.py agent`` is what ``k3s agent`` runs (unit ``k3s-agent.service``): it registers
   its Node and heartbeats it every second.
-* ``kube_standin.py snapshot [--name N]`` is ``k3s etcd-snapshot save``.
+* ``kube_standin.py snapshot [--name N]`` is ``k3s etcd-snapshot save`` (``etcdctl``).
+
+The node's settings are ``/etc/hecate-twin/node.json`` (``--conf``): name, role, the shared
+directory, and the etcd member (servers) or the etcd endpoints (agents).
 
 The API is HTTPS, as k3s's is, when the state directory has ``tls/server.crt`` and
 ``tls/server.key`` (the twin makes them, signed by its own CA, for 127.0.0.1); otherwise plain
@@ -16,11 +20,11 @@ HTTP (handy to run the stand-in by hand). kubectl sends no credentials over plai
 Clients authenticate with a bearer token (``Authorization: Bearer <token>``); ``/readyz``,
 ``/livez``, ``/healthz`` and ``/version`` need none, as on a real API server.
 
-All servers share one state directory (a host directory bind-mounted into every node, standing in
-for replicated etcd): ``state.json`` holds every object and is replaced atomically under an
-exclusive ``flock`` on ``state.lock``; ``heartbeats/<node>.json`` are the kubelets' heartbeats and
-``etcd/<node>.json`` the running servers' (removed when one stops). So the API answers while a
-quorum of the servers' k3s run, and its state survives restarts, as etcd's would.
+Every object is in etcd (:class:`Store`: one key, written under a lock key), read linearizably:
+the API answers exactly while etcd has quorum (``/readyz`` 500, requests 504 otherwise) and
+objects survive restarts because etcd keeps them. The nodes also share a directory (a host
+directory bind-mounted into every node): ``heartbeats/<node>.json`` (the kubelets' leases), the
+API's token and certificate, ``seed.json`` (written into etcd at first start), ``audit/``.
 
 JSON shapes follow the real API: lists are ``<Kind>List`` with ``metadata.resourceVersion``,
 errors are ``kind: Status`` objects with ``reason`` and ``code``, and so on. Requests may be
@@ -49,9 +53,7 @@ Model (one reconcile tick every ``reconcileSeconds``, 0.5 s by default):
 * ``reconcile.fluxcd.io/requestedAt`` is copied to ``status.lastHandledReconcileAt``.
 
 Behaviours of a real cluster kept in ``standin_behaviour.py`` (copied next to this file): evictions
-a PodDisruptionBudget refuses answer 429; deleted Pods stay Terminating for their grace period;
-with several servers the API answers only while more than half of the etcd members
-(``etcdMembers`` and every server Node) run (``/readyz`` 500, requests 504 meanwhile).
+a PodDisruptionBudget refuses answer 429; deleted Pods stay Terminating for their grace period.
 
 Not modelled: watches resuming from an old resourceVersion
 (a watch sends the current objects, then changes), protobuf, Tables, OpenAPI.
@@ -64,7 +66,6 @@ import base64
 import calendar
 import contextlib
 import copy
-import fcntl
 import hashlib
 import json
 import os
@@ -87,8 +88,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 if __package__:  # imported by the tests (tests.testbed.node.kube_standin)
+    from . import etcd_client as ec
+    from . import etcd_member as member
     from . import standin_behaviour as behaviour
 else:  # run as a script (in the twin's nodes, or by standin_host): its directory is on sys.path
+    import etcd_client as ec  # type: ignore[import-not-found,no-redef]
+    import etcd_member as member  # type: ignore[import-not-found,no-redef]
     import standin_behaviour as behaviour  # type: ignore[import-not-found,no-redef]
 
 Obj = dict[str, Any]
@@ -100,6 +105,12 @@ RUN_DIR = "/run/k3s-twin"
 # The minor k3s ships on its stable channel; tests/testbed/schemas.py checks against it.
 K8S_VERSION = "v1.36.1+k3s1"
 API_PORT = 6443
+# The objects, in etcd: one key (a JSON document), written under a lock key whose value starts
+# with its expiry (ms, zero-padded: etcd compares values as bytes).
+STATE_KEY = "/registry/hecate-twin/state"
+LOCK_KEY = "/registry/hecate-twin/lock"
+LOCK_TTL_MS = 10_000
+LOCK_WAIT_S = 10.0
 
 ANN_DESIRED = "twin.hecate.io/desired-replicas"
 ANN_OWNER = "twin.hecate.io/owner"
@@ -116,9 +127,6 @@ DEFAULT_CONFIG: Obj = {
     "podEvictionSeconds": 300.0,
     # A Pod's terminationGracePeriodSeconds when its template sets none (30 on a real cluster).
     "terminationGraceSeconds": 2,
-    # The servers whose k3s make the etcd cluster: the API answers only while more than half of
-    # them run. Empty: every server that ever ran is a member.
-    "etcdMembers": [],
     "reconcileSeconds": 0.5,
     # At first boot, Pods wait (Pending) until these Nodes have registered, or this long.
     "initialNodes": [],
@@ -592,7 +600,7 @@ class ApiError(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# Store: state.json under flock, heartbeats as files
+# Store: the objects in etcd, heartbeats as files
 
 
 def empty_state() -> Obj:
@@ -641,50 +649,90 @@ class Txn:
 
 
 class Store:
-    """The shared state directory (one per twin, bind-mounted into every node)."""
+    """The objects live in etcd under one key, read-modify-written under a lock key (a
+    :class:`Txn` is one such write); the shared directory keeps what is not the cluster's data:
+    heartbeats (the kubelets' leases), the API's token and certificate, the seed, the audit log."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, etcd: ec.EtcdClient) -> None:
         self.root = root
-        self.state_path = root / "state.json"
-        self.lock_path = root / "state.lock"
+        self.etcd = etcd
         self.heartbeat_dir = root / "heartbeats"
         self.seed_path = root / "seed.json"
-        self._cache: tuple[tuple[int, int, int], Obj] | None = None
+        self._cache: tuple[int, Obj] | None = None
         self._cache_lock = threading.Lock()
+        self._owner = f"{socket.gethostname()}:{os.getpid()}"
 
     def read(self) -> Obj:
-        """The current state (shared, cached: never modify it)."""
-        try:
-            st = self.state_path.stat()
-        except FileNotFoundError:
+        """The current state (a linearizable read: fails without quorum; cached by revision:
+        never modify it). Raises EtcdUnavailable."""
+        head = self.etcd.get(STATE_KEY, keys_only=True)
+        if head is None:
             return empty_state()
-        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
         with self._cache_lock:
-            if self._cache is not None and self._cache[0] == signature:
+            if self._cache is not None and self._cache[0] == head["mod_revision"]:
                 return self._cache[1]
-        state: Obj = json.loads(self.state_path.read_text(encoding="utf-8"))
+        kv = self.etcd.get(STATE_KEY)
+        if kv is None:
+            return empty_state()
+        state: Obj = json.loads(kv["value"])
         with self._cache_lock:
-            self._cache = (signature, state)
+            self._cache = (kv["mod_revision"], state)
         return state
+
+    def quorum(self) -> bool:
+        """Whether etcd answers a linearizable read (it has a leader and quorum)."""
+        try:
+            self.etcd.get(STATE_KEY, keys_only=True, timeout=1.5)
+        except ec.EtcdUnavailable:
+            return False
+        return True
+
+    def _lock(self) -> tuple[bytes, Obj]:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            now_ms = int(time.time() * 1000)
+            token = f"{now_ms + LOCK_TTL_MS:016d}|{self._owner}|{secrets.token_hex(4)}".encode()
+            expired = f"{now_ms:016d}".encode()
+            for compare in (
+                ec.compare_missing(LOCK_KEY),
+                ec.compare_value(LOCK_KEY, "LESS", expired),  # its holder died holding it
+            ):
+                answer = self.etcd.txn(
+                    [compare], [ec.put_op(LOCK_KEY, token), ec.range_op(STATE_KEY)]
+                )
+                if answer.get("succeeded"):
+                    kvs = answer["responses"][1]["response_range"].get("kvs") or []
+                    state = json.loads(ec.unb64(kvs[0]["value"])) if kvs else empty_state()
+                    return token, state
+            if time.monotonic() > deadline:
+                raise ec.EtcdUnavailable("the state lock stays taken")
+            time.sleep(0.005 + secrets.randbelow(25) / 1000)
+
+    def _unlock(self, token: bytes) -> None:
+        with contextlib.suppress(ec.EtcdUnavailable):  # else it expires after LOCK_TTL_MS
+            self.etcd.txn([ec.compare_value(LOCK_KEY, "EQUAL", token)], [ec.delete_op(LOCK_KEY)])
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Txn]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self.lock_path.open("a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                try:
-                    state = json.loads(self.state_path.read_text(encoding="utf-8"))
-                except FileNotFoundError:
-                    state = empty_state()
-                txn = Txn(state)
-                yield txn
-                if txn.changed and not txn.discard:
-                    tmp = self.root / f".state.{os.getpid()}.{threading.get_ident()}.tmp"
-                    tmp.write_text(json.dumps(state, separators=(",", ":")), encoding="utf-8")
-                    tmp.replace(self.state_path)
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        token, state = self._lock()
+        txn = Txn(state)
+        try:
+            yield txn
+        except BaseException:
+            self._unlock(token)
+            raise
+        if not txn.changed or txn.discard:
+            self._unlock(token)
+            return
+        data = json.dumps(state, separators=(",", ":")).encode()
+        answer = self.etcd.txn(
+            [ec.compare_value(LOCK_KEY, "EQUAL", token)],
+            [ec.put_op(STATE_KEY, data), ec.delete_op(LOCK_KEY)],
+        )
+        if not answer.get("succeeded"):
+            raise ec.EtcdUnavailable("the state lock expired before the write")
+        with self._cache_lock:
+            self._cache = (int(answer["header"]["revision"]), state)
 
     def beat(self, node: str, role: str, now: float | None = None) -> None:
         self.heartbeat_dir.mkdir(parents=True, exist_ok=True)
@@ -705,42 +753,6 @@ class Store:
 
     def token(self) -> str:
         return (self.root / "token").read_text(encoding="utf-8").strip()
-
-    # etcd: a running server's member file, fresh while its k3s runs, removed when it stops
-
-    def etcd_up(self, node: str, now: float | None = None) -> None:
-        directory = self.root / "etcd"
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{node}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"time": now or time.time()}), encoding="utf-8")
-        tmp.replace(directory / f"{node}.json")
-
-    def etcd_down(self, node: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / "etcd" / f"{node}.json").unlink()
-
-    def etcd_running(self, now: float, grace: float = 3.0) -> set[str]:
-        directory = self.root / "etcd"
-        running: set[str] = set()
-        for path in directory.glob("*.json") if directory.is_dir() else []:
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                if now - float(json.loads(path.read_text(encoding="utf-8"))["time"]) <= grace:
-                    running.add(path.stem)
-        return running
-
-    def etcd_members(self) -> set[str]:
-        """The configured members, and every server that ever registered (its Node)."""
-        state = self.read()
-        members = {str(m) for m in state.get("config", {}).get("etcdMembers") or []}
-        prefix = NODES.prefix()
-        for key, obj in state.get("objects", {}).items():
-            if key.startswith(prefix) and "node-role.kubernetes.io/etcd" in labels_of(obj):
-                members.add(obj["metadata"]["name"])
-        return members
-
-    def quorum(self, now: float | None = None) -> bool:
-        """More than half of the etcd members run (any one server, when none are known)."""
-        return behaviour.has_quorum(self.etcd_members(), self.etcd_running(now or time.time()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -2282,6 +2294,7 @@ class StandinServer(ThreadingHTTPServer):
         self.node = node
         self._audit_lock = threading.Lock()
         self._quorum: tuple[float, bool] = (0.0, False)
+        self.registered = threading.Event()  # its own Node is in etcd: ready from then on
         if tls is not None:
             # The handshake happens in the request's thread (Handler.setup), not in accept().
             self.socket = tls.wrap_socket(
@@ -2419,7 +2432,7 @@ class Handler(BaseHTTPRequestHandler):
             if path in ("/readyz", "/livez", "/healthz") and method == "GET":
                 if self.server.api.stopping.is_set():
                     self.send_body(503, "[-]shutdown failed: process is shutting down\n")
-                elif not quorum and path != "/livez":
+                elif not (quorum and self.server.registered.is_set()) and path != "/livez":
                     self.send_body(500, f"[-]etcd failed: reason withheld\n{path[1:]} failed\n")
                 elif "verbose" in query:
                     self.send_body(200, f"[+]ping ok\n[+]etcd ok\n{path[1:]} check passed\n")
@@ -2460,6 +2473,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_body(err.code, err.status())
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except ec.EtcdUnavailable:  # quorum lost during the request
+            self.send_body(504, ApiError(504, "Timeout", "etcdserver: request timed out").status())
         except Exception as exc:  # an internal error is answered, never kills the server
             self.send_body(
                 500, ApiError(500, "InternalError", f"{type(exc).__name__}: {exc}", {}).status()
@@ -2534,20 +2549,11 @@ def heartbeat_loop(store: Store, node: str, role: str, stopping: threading.Event
     """Post the node's status every second; re-register if the Node object was deleted."""
     beats = 0
     while not stopping.wait(1.0):
-        with contextlib.suppress(OSError, ValueError):
-            if role == "server":
-                store.etcd_up(node)
+        with contextlib.suppress(OSError, ValueError):  # EtcdUnavailable is an OSError
             store.beat(node, role)
             beats += 1
             if beats % 10 == 0 and NODES.key("", node) not in store.read()["objects"]:
                 register_node(store, node, role, time.time())
-
-
-def server_alive(store: Store) -> bool:
-    """A server answers: its k3s runs and etcd has quorum."""
-    with contextlib.suppress(OSError, ValueError):
-        return store.quorum()
-    return False
 
 
 def install_signal_handlers(stopping: threading.Event) -> None:
@@ -2559,63 +2565,99 @@ def install_signal_handlers(stopping: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+READY_WAIT_S = 5.0
+
+
+def notify_ready(registered: threading.Event) -> None:
+    """``systemctl start k3s`` returns once the API serves (etcd has quorum, the Node is in it),
+    or after READY_WAIT_S without quorum: a real k3s would keep waiting for its peers; the twin
+    stops waiting so that a flow starting servers one at a time still ends (they are slow, not
+    stuck)."""
+    registered.wait(READY_WAIT_S)
+    sd_notify("READY=1")
+
+
+def etcd_client_for(conf: Obj) -> ec.EtcdClient:
+    """A server's own member; an agent's ``etcdClient`` (endpoints and TLS files)."""
+    if conf.get("role") == "server":
+        return member.local_client(conf["etcd"])
+    client = conf["etcdClient"]
+    tls = None
+    if client.get("ca"):
+        tls = ec.EtcdTls(Path(client["ca"]), Path(client["cert"]), Path(client["key"]))
+    return ec.EtcdClient(list(client["endpoints"]), tls)
+
+
 def run_server(
-    state_dir: Path,
-    node: str,
+    conf: Obj,
     port: int,
     *,
     shim: bool = True,
     host: str = "0.0.0.0",  # noqa: S104
 ) -> int:
-    store = Store(state_dir)
+    """``k3s server``: the etcd member (a child: it dies with this process, as k3s's embedded
+    etcd), the API (504 until etcd has quorum), the kubelet's heartbeats and the controllers."""
+    state_dir, node = Path(conf["stateDir"]), conf["name"]
+    store = Store(state_dir, etcd_client_for(conf))
     stopping = threading.Event()
     install_signal_handlers(stopping)
-    ensure_seeded(store)
-    register_node(store, node, "server", time.time())
     if shim:
         start_shim(node)
-    threading.Thread(
-        target=heartbeat_loop, args=(store, node, "server", stopping), daemon=True
-    ).start()
-    store.etcd_up(node)
-    if store.quorum():
-        with store.transaction() as txn:
-            reconcile(txn, store.heartbeats(), time.time())
     api = Api(store, stopping)
     # In a node's container: every address (published on 127.0.0.1); on the host: --host.
     server = StandinServer((host, port), api, store.token(), tls_context(state_dir), node=node)
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
     ).start()
-    sd_notify("READY=1")
+    threading.Thread(target=notify_ready, args=(server.registered,), daemon=True).start()
     print(f"twin apiserver for {node} listening on :{port}", flush=True)
+    etcd = member.start(conf["etcd"], stopping)
+    threading.Thread(
+        target=heartbeat_loop, args=(store, node, "server", stopping), daemon=True
+    ).start()
+    registered, code = False, 0
     while not stopping.is_set():
+        interval = 0.5
+        if etcd is not None and etcd.poll() is not None:
+            print(f"etcd exited ({etcd.returncode}): k3s stops", file=sys.stderr, flush=True)
+            code = 1
+            break
         try:
+            if not registered:
+                ensure_seeded(store)
+                register_node(store, node, "server", time.time())
+                registered = True
+                server.registered.set()
             interval = float(store.read()["config"].get("reconcileSeconds", 0.5))
-            if store.quorum():  # without quorum etcd takes no writes: the controllers wait
-                with store.transaction() as txn:
-                    reconcile(txn, store.heartbeats(), time.time())
+            with store.transaction() as txn:
+                reconcile(txn, store.heartbeats(), time.time())
+        except ec.EtcdUnavailable:
+            pass  # no quorum: etcd takes no writes, the controllers wait
         except Exception as exc:  # keep serving; log for the journal
             print(f"reconcile failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             interval = 1.0
         stopping.wait(interval)
     sd_notify("STOPPING=1")
-    store.etcd_down(node)  # a stopped member leaves the quorum at once (its peers see it go)
     server.shutdown()
     server.server_close()
-    return 0
+    member.stop(etcd, conf["etcd"])
+    return code
 
 
-def run_agent(state_dir: Path, node: str, *, shim: bool = True) -> int:
-    store = Store(state_dir)
+def run_agent(conf: Obj, *, shim: bool = True) -> int:
+    node = conf["name"]
+    store = Store(Path(conf["stateDir"]), etcd_client_for(conf))
     stopping = threading.Event()
     install_signal_handlers(stopping)
     # Like a real agent, wait for a server before registering (systemctl start blocks meanwhile).
-    while not stopping.is_set() and not server_alive(store):
-        stopping.wait(0.5)
+    while not stopping.is_set():
+        try:
+            register_node(store, node, "agent", time.time())
+            break
+        except ec.EtcdUnavailable:
+            stopping.wait(0.5)
     if stopping.is_set():
         return 0
-    register_node(store, node, "agent", time.time())
     if shim:
         start_shim(node)
     sd_notify("READY=1")
@@ -2625,29 +2667,21 @@ def run_agent(state_dir: Path, node: str, *, shim: bool = True) -> int:
     return 0
 
 
-def run_snapshot(state_dir: Path, node: str, name: str, directory: Path) -> int:
+def run_snapshot(conf: Obj, name: str, directory: Path) -> int:
+    """``k3s etcd-snapshot save``: a real ``etcdctl snapshot save`` of this server's member."""
     active = subprocess.run(["/usr/bin/systemctl", "is-active", "--quiet", "k3s"], check=False)
-    if active.returncode != 0:
+    if active.returncode != 0 or "etcd" not in conf:
         print(
             'level=fatal msg="etcd datastore is not running: k3s is not active on this node"',
             file=sys.stderr,
         )
         return 1
-    now = time.time()
-    directory.mkdir(parents=True, exist_ok=True)
-    snapshot = directory / f"{name}-{node}-{int(now)}"
-    with Store(state_dir).transaction() as txn:
-        snapshot.write_text(json.dumps(txn.state), encoding="utf-8")
-    print(f'level=info msg="Snapshot {snapshot.name} saved."', file=sys.stderr)
-    print(snapshot)
-    return 0
+    return member.snapshot_save(conf["etcd"], name, directory)
 
 
 def main(argv: list[str] | None = None) -> int:
-    conf = node_conf()
     parser = argparse.ArgumentParser(prog="kube_standin")
-    parser.add_argument("--state-dir", type=Path, default=Path(conf.get("stateDir", STATE_DIR)))
-    parser.add_argument("--node", default=conf.get("name") or socket.gethostname())
+    parser.add_argument("--conf", type=Path, default=Path(NODE_CONF), help="the node's JSON")
     parser.add_argument(
         "--no-shim",
         action="store_true",
@@ -2657,6 +2691,9 @@ def main(argv: list[str] | None = None) -> int:
     server = commands.add_parser("server")
     server.add_argument("--port", type=int, default=API_PORT)
     server.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
+    server.add_argument("--cluster-reset", action="store_true")
+    server.add_argument("--cluster-reset-restore-path")
+    server.add_argument("--token")
     commands.add_parser("agent")
     snapshot = commands.add_parser("snapshot")
     snapshot.add_argument("--name", default="on-demand")
@@ -2664,13 +2701,18 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "snapshot":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    conf = json.loads(args.conf.read_text(encoding="utf-8"))
+    conf.setdefault("stateDir", STATE_DIR)
+    conf.setdefault("name", socket.gethostname())
+    if args.command == "server" and (args.cluster_reset or args.cluster_reset_restore_path):
+        if not args.cluster_reset:
+            parser.error("--cluster-reset-restore-path needs --cluster-reset")
+        return member.cluster_reset(conf["etcd"], args.cluster_reset_restore_path, args.token)
     if args.command == "server":
-        return run_server(
-            args.state_dir, args.node, args.port, shim=not args.no_shim, host=args.host
-        )
+        return run_server(conf, args.port, shim=not args.no_shim, host=args.host)
     if args.command == "agent":
-        return run_agent(args.state_dir, args.node, shim=not args.no_shim)
-    return run_snapshot(args.state_dir, args.node, args.name, args.dir)
+        return run_agent(conf, shim=not args.no_shim)
+    return run_snapshot(conf, args.name, args.dir)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ the twin's nodes next to ``kube_standin.py``, which imports it):
   and its node's kubelet confirms (a Pod on a NotReady node stays Terminating until deleted with
   grace 0, as on a real cluster); a later delete may only shorten the grace; grace 0 removes it
   at once (:func:`terminate`, :func:`termination_over`).
-* **etcd quorum**: with several servers, the API answers only while more than half of the
-  cluster's etcd members run (:func:`has_quorum`).
+
+etcd quorum is no longer a rule written here: the servers run a real etcd (``etcd_member.py``).
 """
 
 from __future__ import annotations
@@ -223,14 +223,3 @@ def termination_over(pod: Obj, now: float, node_ready: bool) -> bool:
     deadline = float(pod["metadata"].get("annotations", {}).get(ANN_DELETE_AT, "0"))
     bound = bool(pod.get("spec", {}).get("nodeName"))
     return now >= deadline and (node_ready or not bound)
-
-
-# --------------------------------------------------------------------------------------------
-# etcd quorum
-
-
-def has_quorum(members: set[str], running: set[str]) -> bool:
-    """More than half of the etcd members run (a cluster that never named members: any one)."""
-    if not members:
-        return bool(running)
-    return len(running & members) > len(members) // 2

@@ -149,18 +149,3 @@ def test_a_terminating_pod_goes_after_its_grace_only_with_its_kubelet() -> None:
     pod["spec"].pop("nodeName")
     assert b.termination_over(pod, NOW + 10, node_ready=False)  # never bound: no kubelet needed
     assert not b.termination_over(_pod("q"), NOW, node_ready=True)  # not terminating
-
-
-@given(
-    members=st.sets(st.sampled_from(["s1", "s2", "s3", "s4", "s5"]), min_size=1),
-    running=st.sets(st.sampled_from(["s1", "s2", "s3", "s4", "s5", "stranger"])),
-)
-def test_quorum_is_a_strict_majority_of_the_members(members: set[str], running: set[str]) -> None:
-    assert b.has_quorum(members, running) is (2 * len(members & running) > len(members))
-
-
-def test_three_members_need_two_and_no_members_any_server() -> None:
-    members = {"s1", "s2", "s3"}
-    assert not b.has_quorum(members, {"s1"})
-    assert b.has_quorum(members, {"s1", "s3"})
-    assert b.has_quorum(set(), {"s1"}) and not b.has_quorum(set(), set())
