@@ -280,3 +280,30 @@ def test_parse_probe_reads_etcdctl_json_too() -> None:
     assert reading.cluster_id == "42" and reading.members == ("s1",)
     down = parse_probe("s1", 'health=[{"endpoint":"x","health":false,"error":"timeout"}]')
     assert down.health is False
+
+
+def test_doctor_warns_on_even_servers_and_old_snapshot() -> None:
+    from hecate.config.model import parse_config
+    from hecate.core.doctor.etcd import etcd_findings
+    from hecate.core.run_history import Outcome, RunRecord
+
+    def config(servers: list[str]):  # type: ignore[no-untyped-def]
+        return parse_config({"nodes": {"servers": servers}, "ups": {"target": "u@localhost"}})
+
+    snap = {"name": "h", "node": "s1", "path": "/p", "taken_at": 0.0, "verified": True}
+    run = RunRecord("r", "shutdown", 0, 1, Outcome.SUCCESS, facts={"etcd_snapshot": snap})
+    even = {f.check: f for f in etcd_findings(config(["s1", "s2"]), [run], 60.0)}
+    assert even["etcd servers"].status == "warn" and even["etcd snapshot"].status == "ok"
+    old = {f.check: f for f in etcd_findings(config(SERVERS), [run], 8 * 86400.0)}
+    assert old["etcd servers"].status == "ok"
+    assert old["etcd snapshot"].status == "warn" and "days old" in old["etcd snapshot"].detail
+    none = {f.check: f for f in etcd_findings(config(SERVERS), [], 0.0)}
+    assert none["etcd snapshot"].status == "warn"
+    sqlite = parse_config(
+        {
+            "nodes": {"servers": ["s1"]},
+            "ups": {"target": "u@localhost"},
+            "cluster": {"datastore": "sqlite"},
+        }
+    )
+    assert etcd_findings(sqlite, [run], 0.0) == []
