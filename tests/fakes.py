@@ -46,6 +46,7 @@ class FakeAnsible:
     etcd_data_lost: set[str] = field(default_factory=set)
     etcd_quorum: bool = True
     etcd_stdout: dict[str, str] = field(default_factory=dict)
+    etcd_reset: bool = False  # after a cluster reset, a server started empty rejoins
 
     def _etcd_stdout(self, request: PlaybookRequest, host: str) -> str:
         if host in self.etcd_stdout:
@@ -58,9 +59,22 @@ class FakeAnsible:
                 f"path=/var/lib/rancher/k3s/server/db/snapshots/{name}-{host}-1\nsize=4096\n"
                 f'mtime={int(time.time())}\ncluster={{"header": {{"cluster_id": "c1"}}}}'
             )
+        if action in ("move_aside", "reset", "move_back"):
+            # as on a server: the data goes away, comes back, or the reset makes a new cluster
+            if action == "move_aside":
+                self.etcd_data_lost.add(host)
+            elif action == "move_back":
+                self.etcd_data_lost.discard(host)
+            else:
+                self.etcd_data_lost, self.etcd_quorum, self.etcd_reset = set(), True, True
+            return "moved=x"
+        if action == "snapshot":
+            return f"exists=yes\nsize=4096\nmtime={int(time.time())}\nreadable=yes\ntoken=yes"
         if action != "probe":
             return "rc=0"
-        healthy = self.etcd_quorum and not lost
+        limit = list(request.limit or [])
+        majority_lost = len(self.etcd_data_lost & set(limit)) > (len(limit) - 1) // 2
+        healthy = self.etcd_quorum and not lost and not majority_lost
         members = json.dumps(
             {"header": {"cluster_id": "c1"}, "members": [{"name": h} for h in request.limit or []]}
         )
@@ -110,6 +124,8 @@ class FakeAnsible:
                 self._time_sync_events(host, on_event)
             if request.playbook in ("etcd", "etcd_snapshot"):
                 self._etcd_events(request, host, on_event)
+            if request.playbook == "start_servers" and self.etcd_reset:
+                self.etcd_data_lost.discard(host)
             if self.cluster is not None:
                 self.cluster.node_action(request.playbook, host)
         status: RunStatus = "failed" if any(h.unreachable for h in hosts.values()) else "successful"

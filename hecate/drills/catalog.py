@@ -13,6 +13,7 @@ from hecate.core.startup_refusals import StartupOverrides
 from hecate.drills.base import Check, Drill, DrillEnv, DrillFailedError, wait_for
 from hecate.drills.base import cluster_checks as _cluster_checks
 from hecate.drills.daemon_run import DaemonRun
+from hecate.drills.etcd_drills import EtcdMemberLost, EtcdQuorumLost
 from hecate.drills.gate_drills import ClockSkew, ProbeFailing, StorageScaledToZero
 from hecate.drills.simulated_ups import SimulatedUps
 from hecate.errors import ConfigError, KubeError
@@ -355,6 +356,8 @@ DRILL_TYPES: tuple[type[Drill], ...] = (
     ClockSkew,
     StorageScaledToZero,
     ProbeFailing,
+    EtcdMemberLost,
+    EtcdQuorumLost,
 )
 DRILLS: dict[str, type[Drill]] = {cls().name: cls for cls in DRILL_TYPES}
 

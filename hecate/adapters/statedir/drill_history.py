@@ -25,6 +25,8 @@ KNOWN_DRILLS: tuple[str, ...] = (
     "clock-skew",
     "storage-scaled-to-zero",
     "probe-failing",
+    "etcd-member-lost",
+    "etcd-quorum-lost",
 )
 
 

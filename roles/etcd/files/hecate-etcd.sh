@@ -8,6 +8,8 @@
 #   snapshot PATH TOKEN_FILE      does PATH exist (size, mtime, etcdctl status), is the token there
 #   reset PATH TOKEN_FILE         k3s server --cluster-reset --cluster-reset-restore-path=PATH
 #   move_aside DEST               move the etcd data dir to DEST (kept)
+#   move_back SRC                 (drills) put SRC back as the data dir; a data dir there is
+#                                 first moved aside itself
 #   verify NAME PREFIX KEEP       the newest snapshot named NAME-*: path, size, etcdctl status;
 #                                 when it checks out, remove all but the newest KEEP PREFIX-*
 #                                 (Hecate's own; k3s's etcd-snapshot-* are never touched)
@@ -104,6 +106,15 @@ move_aside)
     else
         echo "moved=nothing ($data missing)"
     fi
+    ;;
+move_back)
+    src=$1
+    $SUDO stat -c %n "$src" >/dev/null 2>&1 || { echo "error=$src missing"; exit 3; }
+    if $SUDO stat -c %n $data >/dev/null 2>&1; then
+        $SUDO mv $data "$data-old-$(date +%s)" || exit 3
+    fi
+    $SUDO mv "$src" $data || exit 3
+    echo "moved=$data"
     ;;
 verify)
     name=$1 prefix=$2 keep=$3
