@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hecate.config.model import parse_config
+from hecate.core.doctor.etcd import etcd_findings
 from hecate.core.etcd import (
     EtcdReading,
     decide_datastore,
@@ -23,6 +25,7 @@ from hecate.core.etcd_recover import (
     recorded_snapshots,
     resume_plan,
 )
+from hecate.core.run_history import Outcome, RunRecord
 
 SERVERS = ["s1", "s2", "s3"]
 
@@ -283,9 +286,6 @@ def test_parse_probe_reads_etcdctl_json_too() -> None:
 
 
 def test_doctor_warns_on_even_servers_and_old_snapshot() -> None:
-    from hecate.config.model import parse_config
-    from hecate.core.doctor.etcd import etcd_findings
-    from hecate.core.run_history import Outcome, RunRecord
 
     def config(servers: list[str]):  # type: ignore[no-untyped-def]
         return parse_config({"nodes": {"servers": servers}, "ups": {"target": "u@localhost"}})
