@@ -132,6 +132,11 @@ def etcd_quorum_gate(ctx: FlowContext, stage: Stage) -> None:
             stage.note("datastore sqlite (no etcd data directory on the servers)")
             stage.facts["datastore"] = datastore
             return
+        if not any(r.reachable for r in readings.values()) and _api_answers(ctx):
+            # etcd cannot be read over SSH, but the API answers: it does only with quorum
+            stage.status = StageStatus.WARNING
+            stage.note("no server readable over SSH; the API answers, so etcd has quorum")
+            return
         refused = [r for r in readings.values() if r.reachable and "sudo refused" in r.error]
         if refused and len(refused) == sum(1 for r in readings.values() if r.reachable):
             # no server lets Hecate read etcd: say so and let wait_api judge, rather than
@@ -245,6 +250,13 @@ def record_snapshot(
             f"pruned {len(gone)} older Hecate snapshot(s), "
             f"{ctx.config.shutdown.etcd_snapshots_kept} kept"
         )
+
+
+def _api_answers(ctx: FlowContext) -> bool:
+    try:
+        return ctx.kube.available and ctx.kube.readyz()
+    except HecateError:
+        return False
 
 
 def _json(text: str) -> object:
