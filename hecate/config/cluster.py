@@ -9,13 +9,11 @@ from pydantic import Field
 
 from hecate.config.strict import StrictModel as _Strict
 
-Datastore = Literal["auto", "etcd", "sqlite", "external"]
-
 
 class ClusterConfig(_Strict):
     """What the cluster is made of, beyond its nodes."""
 
-    datastore: Datastore = Field(
+    datastore: Literal["auto", "etcd", "sqlite", "external"] = Field(
         "auto",
         description="The k3s datastore: etcd (embedded etcd: servers started with "
         "--cluster-init or joined to one), sqlite (one server without it), external, or auto "
