@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hecate.adapters.ansible.events import TaskEvent
+from hecate.adapters.ansible.inventory import node_problems
 from hecate.adapters.ansible.protocol import PlaybookRequest
 from hecate.core.etcd import (
     SNAPSHOT_PREFIX,
@@ -59,7 +60,13 @@ def etcd_action(
     stage_name: str = "etcd",
     timeout_s: float = 60.0,
 ) -> dict[str, NodeAnswer]:
-    """Run one etcd action on `nodes`; each node's answer (unreachable ones included)."""
+    """Run one etcd action on `nodes`; each node's answer (unreachable ones included; a node
+    the inventory leaves out is not reachable, and says why)."""
+    problems = node_problems(ctx.config)
+    usable = [n for n in nodes if n not in problems]
+    left_out = {n: NodeAnswer(False, False, f"error={problems[n]}") for n in nodes if n in problems}
+    if not usable:
+        return left_out
     stdout: dict[str, str] = {}
     ok: dict[str, bool] = {}
 
@@ -76,7 +83,7 @@ def etcd_action(
 
     request = PlaybookRequest(
         "etcd",
-        limit=list(nodes),
+        limit=usable,
         extravars={
             "etcd_action": action,
             "etcd_args": list(args),
@@ -87,8 +94,8 @@ def etcd_action(
     result = ctx.ansible.run(request, on_event=on_event, cancel=ctx.cancel)
     if result.canceled:
         check_cancel(ctx)
-    answers: dict[str, NodeAnswer] = {}
-    for node in nodes:
+    answers: dict[str, NodeAnswer] = dict(left_out)
+    for node in usable:
         stats = result.hosts.get(node)
         reachable = not (stats is not None and stats.unreachable) and (
             node in stdout or stats is not None
@@ -102,7 +109,7 @@ def read_etcd(ctx: FlowContext, servers: Sequence[str], stage_name: str) -> dict
     return {
         node: parse_probe(node, a.stdout)
         if a.reachable and a.stdout
-        else EtcdReading(node, reachable=False, error="no answer over SSH")
+        else EtcdReading(node, reachable=False, error=a.values().get("error", "no answer over SSH"))
         for node, a in answers.items()
     }
 
