@@ -144,7 +144,7 @@ def new_run_id(kind: str, now: float) -> str:
 def apply_playbook_result(stage: Stage, result: PlaybookResult, nodes: list[str]) -> None:
     """Per-node outcome from the runner's stats; a stage with any bad node is partial."""
     for timing in result.tasks:  # when each node's last task ended (wall clock)
-        if timing.end is not None and timing.host in nodes and timing.status == "ok":
+        if timing.end is not None and timing.host in nodes and timing.status in ("ok", "changed"):
             stage.node_times[timing.host] = timing.end.timestamp()
     for node in nodes:
         stats = result.hosts.get(node)

@@ -4,17 +4,20 @@ start order, and `recover etcd` (refusals, the steps, an interrupted recovery)."
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from hecate.adapters.ansible.events import HostStats, TaskTiming
+from hecate.adapters.ansible.protocol import PlaybookResult
 from hecate.adapters.statedir.store import StateStore
 from hecate.config.model import HecateConfig, parse_config
 from hecate.core.etcd_recover import RecoverRequest
 from hecate.core.plans import ShutdownOptions, StartupOptions, startup_plan
 from hecate.core.readings import UpsReading, parse_status
 from hecate.core.run_history import Outcome
-from hecate.flows.context import FlowContext
+from hecate.flows.context import FlowContext, Stage, apply_playbook_result
 from hecate.flows.recover_etcd import (
     RecoverFailedError,
     RecoverRefusedError,
@@ -205,3 +208,21 @@ def test_recover_server_unreachable_stops_and_second_run_finishes(tmp_path: Path
     assert reset.extravars["etcd_args"] == [plan.snapshot, "/var/lib/rancher/k3s/server/token"]
     saved = json.loads((config.state_dir / "etcd-recovery.json").read_text())
     assert saved["outcome"] == "success"
+
+
+def test_stop_times_from_the_playbook_timings_ok_or_changed() -> None:
+    """A stopped unit is a `changed` task: its end time is recorded too (it was not, first)."""
+
+    def at(second: int) -> datetime:
+        return datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC)
+
+    timings = [
+        TaskTiming("stop", "s1", "ok", at(0), at(1), 1.0),
+        TaskTiming("stop", "s2", "changed", at(0), at(3), 3.0),
+        TaskTiming("stop", "s3", "failed", at(0), at(2), 2.0),
+    ]
+    hosts = {"s1": HostStats(ok=1), "s2": HostStats(changed=1), "s3": HostStats(failed=1)}
+    result = PlaybookResult("stop_servers", "failed", 2, hosts, 3.0, timings, None)
+    stage = Stage("stop_servers")
+    apply_playbook_result(stage, result, SERVERS)
+    assert stage.node_times == {"s1": at(1).timestamp(), "s2": at(3).timestamp()}
