@@ -192,15 +192,34 @@ def _state(reading: EtcdReading | None, top_index: int | None) -> tuple[MemberSt
     return "healthy", ""
 
 
-def quorum_verdict(servers: Iterable[str], readings: Mapping[str, EtcdReading]) -> QuorumVerdict:
+def quorum_verdict(
+    servers: Iterable[str],
+    readings: Mapping[str, EtcdReading],
+    lost_before_start: Iterable[str] = (),
+) -> QuorumVerdict:
     """Each configured server's member state, and whether etcd has quorum: a member answers
-    /health true (etcd says so only while a leader exists, i.e. with quorum)."""
+    /health true (etcd says so only while a leader exists, i.e. with quorum).
+    `lost_before_start`: servers whose data directory was missing or empty before k3s started
+    (k3s may rejoin such a server as a new, empty member: it is still named)."""
     names = list(servers)
+    lost = set(lost_before_start)
     indexes = [r.raft_index for r in readings.values() if r.raft_index is not None and r.health]
     top = max(indexes) if indexes else None
     members = tuple(
         MemberReport(node, *_state(readings.get(node), top), _index(readings.get(node)))
         for node in names
+    )
+    members = tuple(
+        MemberReport(
+            m.node,
+            "data_missing",
+            f"{DATA_DIR} was missing or empty before k3s started"
+            + ("; it rejoined as a new member" if m.state == "healthy" else f"; now {m.state}"),
+            m.raft_index,
+        )
+        if m.node in lost and m.state != "data_missing"
+        else m
+        for m in members
     )
     listed: set[str] = set()
     cluster_id = ""
@@ -213,7 +232,11 @@ def quorum_verdict(servers: Iterable[str], readings: Mapping[str, EtcdReading]) 
     strangers = tuple(sorted(m for m in listed if not any(member_of(n, [m]) for n in names)))
     size = max(len(listed), len(names))
     needed = size // 2 + 1
-    healthy = sum(1 for m in members if m.state in ("healthy", "behind"))
+    healthy = sum(
+        1
+        for m in members
+        if m.state in ("healthy", "behind") or (m.node in lost and "rejoined" in m.detail)
+    )
     quorum = any(r.health for r in readings.values())
     verdict = QuorumVerdict(quorum, members, needed, healthy, cluster_id, "", strangers)
     return QuorumVerdict(

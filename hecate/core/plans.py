@@ -243,9 +243,11 @@ def startup_plan(
     stages.append(
         StageSpec(
             "start_servers",
-            f"start k3s on all servers together{first}",
+            f"start k3s on all servers together{first}"
+            + (" (their etcd data read first)" if embedded_etcd(config) else ""),
             servers,
-            playbook="start_servers",
+            # with etcd the stage reads the servers before starting them: not a bare playbook
+            playbook=None if embedded_etcd(config) else "start_servers",
         )
     )
     if embedded_etcd(config) and servers:

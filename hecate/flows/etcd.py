@@ -6,7 +6,7 @@ are hecate/core/etcd.py's."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hecate.adapters.ansible.events import TaskEvent
@@ -21,10 +21,10 @@ from hecate.core.etcd import (
     quorum_verdict,
     render_verdict,
 )
-from hecate.core.plans import StageStatus
+from hecate.core.plans import StageSpec, StageStatus
 from hecate.core.progress_names import node_line
 from hecate.errors import HecateError
-from hecate.flows.context import FlowContext, Stage, check_cancel, run_playbook
+from hecate.flows.context import FlowContext, PlaybookStep, Stage, check_cancel, run_playbook
 
 TASK_ETCD = "Run the etcd action"
 QUORUM_RETRY_S = 3.0
@@ -122,7 +122,28 @@ def quorum_now(ctx: FlowContext, stage_name: str = "etcd") -> tuple[str, QuorumV
     return datastore, quorum_verdict(servers, readings)
 
 
-def etcd_quorum_gate(ctx: FlowContext, stage: Stage) -> None:
+def start_servers_step(
+    ctx: FlowContext, lost: set[str], step: PlaybookStep
+) -> Callable[[Stage, StageSpec], None]:
+    """start_servers for embedded etcd: first read each server's etcd data directory while
+    k3s is still stopped (k3s may rejoin a server whose data is gone as a new, empty member:
+    after the start it would look healthy), then the start itself."""
+
+    def run(stage: Stage, spec: StageSpec) -> None:
+        readings = read_etcd(ctx, spec.nodes, stage.name)
+        lost.update(n for n, r in readings.items() if r.data in ("missing", "empty"))
+        if lost and any(r.data == "present" for r in readings.values()):
+            stage.note(f"etcd data missing before the start: {', '.join(sorted(lost))}")
+        elif lost:
+            lost.clear()  # no server has etcd data: SQLite, or nothing to compare with
+        run_playbook(
+            ctx, stage, step.playbook, list(spec.nodes), timeout_s=step.timeout_s, **step.extravars
+        )
+
+    return run
+
+
+def etcd_quorum_gate(ctx: FlowContext, stage: Stage, lost: set[str] | None = None) -> None:
     """Wait for etcd quorum; with it, give the other members a moment, then name the ones to
     repair (the stage partial); without it by the bound, stop the startup with the report."""
     timeout = ctx.config.startup.etcd_quorum_timeout_seconds
@@ -133,7 +154,7 @@ def etcd_quorum_gate(ctx: FlowContext, stage: Stage) -> None:
         servers = list(ctx.config.nodes.servers)
         readings = read_etcd(ctx, servers, stage.name)
         datastore = decide_datastore(ctx.config.cluster.datastore, readings.values())
-        verdict = quorum_verdict(servers, readings)
+        verdict = quorum_verdict(servers, readings, lost or ())
         if datastore == "sqlite":
             stage.status = StageStatus.SKIPPED
             stage.note("datastore sqlite (no etcd data directory on the servers)")

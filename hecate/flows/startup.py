@@ -17,7 +17,14 @@ from hecate.adapters.statedir.save import flow_lock
 from hecate.config.model import HecateConfig
 from hecate.core.etcd import stopped_at
 from hecate.core.intent import IntentState
-from hecate.core.plans import ClusterView, FlowPlan, StageStatus, StartupOptions, startup_plan
+from hecate.core.plans import (
+    ClusterView,
+    FlowPlan,
+    StageStatus,
+    StartupOptions,
+    embedded_etcd,
+    startup_plan,
+)
 from hecate.core.run_history import Outcome
 from hecate.errors import (
     HecateError,
@@ -39,7 +46,7 @@ from hecate.flows.context import (
     wait_until,
 )
 from hecate.flows.each_node import for_each_node
-from hecate.flows.etcd import etcd_quorum_gate
+from hecate.flows.etcd import etcd_quorum_gate, start_servers_step
 from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
@@ -145,10 +152,15 @@ def _prepare(
     ctx: FlowContext, options: StartupOptions, recorder: StageRecorder
 ) -> tuple[FlowPlan, StepTable]:
     ledger, _ = load_ledger_or_new(ctx.config.state_dir)  # corrupt: set aside, logged
+    lost: set[str] = set()  # servers whose etcd data was gone before k3s started
     steps: dict[str, StepFn | PlaybookStep] = {
         "time_sync": lambda stage, _spec: time_sync_gate(ctx, stage),
-        "start_servers": _start(ctx, "start_servers"),
-        "etcd_quorum": lambda stage, _spec: etcd_quorum_gate(ctx, stage),
+        "start_servers": (
+            start_servers_step(ctx, lost, _start(ctx, "start_servers"))
+            if embedded_etcd(ctx.config)
+            else _start(ctx, "start_servers")
+        ),
+        "etcd_quorum": lambda stage, _spec: etcd_quorum_gate(ctx, stage, lost),
         "wait_api": lambda _stage, _spec: _wait_api(ctx),
         "start_agents": _start(ctx, "start_agents"),
         "nodes_ready": lambda stage, _spec: _wait_nodes_ready(ctx, stage, ledger),

@@ -226,3 +226,15 @@ def test_stop_times_from_the_playbook_timings_ok_or_changed() -> None:
     stage = Stage("stop_servers")
     apply_playbook_result(stage, result, SERVERS)
     assert stage.node_times == {"s1": at(1).timestamp(), "s2": at(3).timestamp()}
+
+
+def test_member_that_rejoined_empty_is_still_named(tmp_path: Path) -> None:
+    """k3s may rejoin a server whose data is gone as a new member: healthy after the start,
+    so its data is read before k3s starts, and it is named."""
+    ansible = FakeAnsible(etcd_data_lost={"s3"}, etcd_reset=True)  # start_servers heals it
+    report = run_startup(_ctx(_config(tmp_path), ansible), StartupOptions())
+    stage = next(s for s in report.stages if s.name == "etcd_quorum")
+    assert stage.status.value == "partial", report.to_json()
+    assert stage.nodes["s3"] == "data_missing" and "rejoined" in json.dumps(report.facts)
+    start = next(s for s in report.stages if s.name == "start_servers")
+    assert "missing before the start: s3" in start.detail
