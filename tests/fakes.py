@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from hecate.adapters.nut.port import Ups
 from hecate.config.model import HecateConfig
 from hecate.core.readings import Poll
 from hecate.errors import KubeError
+from hecate.flows.etcd import TASK_ETCD
 from hecate.flows.startup_gates import TASK_CLOCK, TASK_NTP
 
 # ansible's message for a host whose sshd refuses the connection (its last line)
@@ -42,6 +44,57 @@ class FakeAnsible:
     # time_sync playbook: per-node clock offset (s) and nodes not NTP-synchronised
     clock_offsets: dict[str, float] = field(default_factory=dict)
     unsynced: set[str] = field(default_factory=set)
+    # the etcd playbook (roles/etcd): servers whose etcd data is gone, whether etcd has quorum,
+    # and a whole answer per host (its key=value stdout) when a test needs one of its own
+    etcd_data_lost: set[str] = field(default_factory=set)
+    etcd_quorum: bool = True
+    etcd_stdout: dict[str, str] = field(default_factory=dict)
+    etcd_reset: bool = False  # after a cluster reset, a server started empty rejoins
+
+    def _etcd_stdout(self, request: PlaybookRequest, host: str) -> str:
+        if host in self.etcd_stdout:
+            return self.etcd_stdout[host]
+        action = request.extravars.get("etcd_action", "verify")
+        lost = host in self.etcd_data_lost
+        if action == "verify":
+            name = request.extravars.get("etcd_snapshot_name", "hecate")
+            return (
+                f"path=/var/lib/rancher/k3s/server/db/snapshots/{name}-{host}-1\nsize=4096\n"
+                f'mtime={int(time.time())}\ncluster={{"header": {{"cluster_id": "c1"}}}}'
+            )
+        if action in ("move_aside", "reset", "move_back"):
+            # as on a server: the data goes away, comes back, or the reset makes a new cluster
+            if action == "move_aside":
+                self.etcd_data_lost.add(host)
+            elif action == "move_back":
+                self.etcd_data_lost.discard(host)
+            else:
+                self.etcd_data_lost, self.etcd_quorum, self.etcd_reset = set(), True, True
+            return "moved=x"
+        if action == "snapshot":
+            return f"exists=yes\nsize=4096\nmtime={int(time.time())}\nreadable=yes\ntoken=yes"
+        if action != "probe":
+            return "rc=0"
+        limit = list(request.limit or [])
+        majority_lost = len(self.etcd_data_lost & set(limit)) > (len(limit) - 1) // 2
+        healthy = self.etcd_quorum and not lost and not majority_lost
+        members = json.dumps(
+            {"header": {"cluster_id": "c1"}, "members": [{"name": h} for h in request.limit or []]}
+        )
+        return (
+            f"unit=active\ndata={'missing' if lost else 'present'}\ncluster_init=yes\n"
+            f'health={{"health": "{str(healthy).lower()}"}}\n'
+            f"member_list={members if not lost else ''}\n"
+            f'status={{"header": {{"cluster_id": "c1"}}, "raftIndex": "10"}}'
+        )
+
+    def _etcd_events(
+        self, request: PlaybookRequest, host: str, on_event: EventCallback | None
+    ) -> None:
+        if on_event is None:
+            return
+        stdout = self._etcd_stdout(request, host)
+        on_event(TaskEvent(request.playbook, host, TASK_ETCD, "ok", result={"stdout": stdout}))
 
     def _time_sync_events(self, host: str, on_event: EventCallback | None) -> None:
         if on_event is None:
@@ -82,6 +135,10 @@ class FakeAnsible:
             hosts[host] = HostStats(ok=1, changed=1)
             if request.playbook == "time_sync":
                 self._time_sync_events(host, on_event)
+            if request.playbook in ("etcd", "etcd_snapshot"):
+                self._etcd_events(request, host, on_event)
+            if request.playbook == "start_servers" and self.etcd_reset:
+                self.etcd_data_lost.discard(host)
             if self.cluster is not None:
                 self.cluster.node_action(request.playbook, host)
         status: RunStatus = "failed" if any(h.unreachable for h in hosts.values()) else "successful"
@@ -111,7 +168,20 @@ class FakeAnsible:
 
     @property
     def playbooks(self) -> list[tuple[str, tuple[str, ...]]]:
-        return [(r.playbook, tuple(r.limit or ())) for r in self.requests]
+        """The playbooks run, but the etcd probes (read-only; see `etcd_actions`)."""
+        return [
+            (r.playbook, tuple(r.limit or ()))
+            for r in self.requests
+            if r.extravars.get("etcd_action", "") != "probe"
+        ]
+
+    @property
+    def etcd_actions(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [
+            (str(r.extravars["etcd_action"]), tuple(r.limit or ()))
+            for r in self.requests
+            if r.playbook == "etcd"
+        ]
 
 
 @dataclass

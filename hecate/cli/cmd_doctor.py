@@ -17,12 +17,13 @@ from hecate.adapters.nut.client import NutClient, UpsUnknownError
 from hecate.adapters.nut.port import Ups
 from hecate.adapters.peers.http import CoordinatorClient, read_token
 from hecate.adapters.statedir.files import atomic_write_json
+from hecate.adapters.statedir.store import StateStore
 from hecate.cli.cmd_doctor_daemon import daemon_read_checks
 from hecate.cli.cmd_doctor_nodes import node_checks
 from hecate.cli.cmd_doctor_notify import notify_checks
 from hecate.cli.cmd_doctor_ports import port_checks
 from hecate.cli.cmd_doctor_power import power_checks
-from hecate.cli.common import emit_json
+from hecate.cli.common import emit_json, now
 from hecate.cli.doctor_file import DOCTOR_FILE
 from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
 from hecate.cli.options import ConfigOpt, JsonOpt
@@ -36,6 +37,7 @@ from hecate.core.doctor.cluster import (
     placeholder_findings,
     ups_name_finding,
 )
+from hecate.core.doctor.etcd import etcd_findings
 from hecate.core.doctor.findings import (
     Finding,
     fail,
@@ -50,6 +52,7 @@ from hecate.errors import (
     ConfigError,
     HecateError,
     KubeError,
+    StateError,
     UpsAuthError,
     UpsDriverDownError,
     UpsError,
@@ -147,7 +150,16 @@ def run_checks(cfg: HecateConfig, config_path: str) -> list[Finding]:
     findings += coordination_checks(cfg)
     findings += port_checks(cfg)
     findings += notify_checks(cfg)
+    findings += _etcd_checks(cfg)
     return findings
+
+
+def _etcd_checks(cfg: HecateConfig) -> list[Finding]:
+    try:
+        runs = StateStore(cfg.state_dir).load_runs(move=False)
+    except StateError:
+        runs = []  # the state checks report an unreadable history
+    return etcd_findings(cfg, runs, now())
 
 
 # --------------------------------------------------------------------------- UPS

@@ -17,9 +17,17 @@ from hecate.cli.peer_startup import ask_coordinator_to_start
 from hecate.cli.plan_text import plan_json, plan_lines
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.core.budget import budget_from_config
+from hecate.core.etcd import stopped_at
 from hecate.core.feeds import feed_loss
 from hecate.core.plan_marks import Probes, StageMark, plan_marks, would_fail
-from hecate.core.plans import FlowPlan, ShutdownOptions, StartupOptions, shutdown_plan, startup_plan
+from hecate.core.plans import (
+    ClusterView,
+    FlowPlan,
+    ShutdownOptions,
+    StartupOptions,
+    shutdown_plan,
+    startup_plan,
+)
 from hecate.core.readings import Poll
 from hecate.core.startup_refusals import Refusal, StartupOverrides
 from hecate.errors import StateError
@@ -145,7 +153,7 @@ def startup_command(
         typer.echo("coordinator unreachable: starting up from this peer", err=True)
     # One options value for the dry run and the run: the plan printed is the plan walked.
     options = StartupOptions(force_flux_branch, overrides, reason="manual startup")
-    plan = startup_plan(cfg, options)
+    plan = startup_plan(cfg, options, _cluster_view(cfg))
     if execute:
         if not as_json:
             _print_plan("startup plan:", plan, "")
@@ -195,6 +203,14 @@ def startup_command(
             typer.echo(line)
         typer.echo("dry run: add --execute to start up")
     _dry_run_exit(marks)
+
+
+def _cluster_view(cfg: HecateConfig) -> ClusterView:
+    """What the run will know too: the servers' stop times (the start order)."""
+    try:
+        return ClusterView(stopped_at=stopped_at(StateStore(cfg.state_dir).load_runs(move=False)))
+    except StateError:
+        return ClusterView()
 
 
 def _refused(

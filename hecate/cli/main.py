@@ -87,6 +87,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "Dry run unless --execute; stop hecate.service while a drill runs.",
     ),
     "state": LazyCommand("hecate.cli.cmd_state:app", "Inspect and repair the state directory."),
+    "recover": LazyCommand("hecate.cli.cmd_recover:app", "Recover the cluster's datastore."),
     "outage": LazyCommand(
         "hecate.cli.cmd_outage:outage_app",
         "Recorded outages (state_dir/traces): list them, show one, draw it as SVG.",

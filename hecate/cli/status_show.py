@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hecate.adapters.statedir.awaiting import load_awaiting
+from hecate.adapters.statedir.files import read_json
 from hecate.adapters.statedir.store import StateStore
 from hecate.adapters.statedir.unsaved import unsaved_files
 from hecate.adapters.systemd.selfupdate import SelfUpdate, self_update, update_failed
@@ -22,6 +23,7 @@ from hecate.cli.outage_report import ups_report_data, ups_report_lines
 from hecate.cli.style import BAD, paint
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.core.budget import Budget, budget_from_config
+from hecate.core.etcd_status import etcd_summary
 from hecate.core.intent import Intent, IntentState, is_stale
 from hecate.core.node_account import NodeAccount
 from hecate.core.policy.rules import pending_startup_wait
@@ -151,6 +153,8 @@ def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> in
     unprotected = not_protected_reasons(poll, doctor)
     if isinstance(poll, UpsReading) and unprotected:  # a CommError is in problems already
         problems.extend(r for r in unprotected if r.startswith("UPS"))
+    etcd = etcd_summary(runs)
+    problems.extend(recovery_problem(cfg.state_dir))
     unsaved = unsaved_json(cfg.state_dir)
     if unsaved:
         problems.append(unsaved_problem(unsaved))
@@ -176,6 +180,7 @@ def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> in
         "reports": reports,
         "doctor": doctor,
         "unsaved": unsaved,
+        "etcd": etcd.to_json(stamp),
         "feeds": (feeds := feeds_status(cfg, intent_state)),
     }
     if as_json:
@@ -197,11 +202,27 @@ def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> in
             state_dir=cfg.state_dir,
             doctor=doctor,
             problems=problems,
+            etcd_lines=etcd.lines(stamp),
             feeds=feeds,
         )
 
     # scripts: `hecate status || alert` (README, Command line)
     return EXIT_UNPROTECTED if unprotected else 0
+
+
+def recovery_problem(state_dir: Path) -> list[str]:
+    """An unfinished `hecate recover etcd` (state_dir/etcd-recovery.json), from the file only."""
+    try:
+        recovery = read_json(state_dir / "etcd-recovery.json", move=False)
+    except StateError as exc:
+        return [str(exc)]
+    if not isinstance(recovery, dict) or recovery.get("outcome") in (None, "success"):
+        return []
+    why = recovery.get("detail") or recovery.get("outcome")
+    return [
+        f"an etcd recovery is unfinished ({why}): `hecate recover etcd` says where it "
+        "stopped, --execute finishes it"
+    ]
 
 
 def power_on_note(intent: Intent, method_of: Callable[[str], str]) -> str:
@@ -247,6 +268,7 @@ def _print_text(
     state_dir: Path,
     doctor: dict[str, Any] | None,
     problems: list[str],
+    etcd_lines: list[str],
     feeds: dict[str, Any] | None = None,
 ) -> None:
     for line in _intent_lines(intent_state, stale, stamp):
@@ -271,6 +293,8 @@ def _print_text(
     echo("runs:" if runs else "runs:    none recorded")
     for run in runs[-5:]:
         echo(f"  {run.kind:<8} {run.outcome.value:<11} {run.duration_s:7.1f}s  {run.reason}")
+    for line in etcd_lines:
+        echo(line)
     echo(f"update:  {update.text}")
     for line in _report_lines(reports, state_dir):
         echo(line)

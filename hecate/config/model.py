@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from hecate.config.addresses import Address, HostPort, ListenAddress, UpsTarget
+from hecate.config.cluster import ClusterConfig, RecoverConfig
 from hecate.config.feeds import feed_problems
 from hecate.config.load import parse_yaml, read_config_text
 from hecate.config.notify import NotifyConfig
@@ -161,6 +162,7 @@ class HecateConfig(_Strict):
         description="Where intent.json, runs.json, traces and Ansible artifacts are kept.",
     )
     nodes: Nodes = Field(default_factory=Nodes, description=Nodes.__doc__)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description=ClusterConfig.__doc__)
 
     ssh_user: UserName = Field("root", description="Default SSH user for every node.")
     ssh_port: int = Field(22, gt=0, lt=65536, description="Default SSH port.")
@@ -247,6 +249,7 @@ class HecateConfig(_Strict):
     )
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description=NotifyConfig.__doc__)
     power: PowerConfig = Field(default_factory=PowerConfig, description=PowerConfig.__doc__)
+    recover: RecoverConfig = Field(default_factory=RecoverConfig, description=RecoverConfig.__doc__)
 
     @model_validator(mode="before")
     @classmethod

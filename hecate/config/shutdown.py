@@ -84,6 +84,14 @@ class ShutdownConfig(_Strict):
         description="A node still on after poweroff_timeout_seconds is powered off hard through "
         "its BMC (power.nodes: ipmi or redfish).",
     )
+    etcd_snapshots_kept: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="How many of Hecate's own etcd snapshots (named hecate-*) to keep on the "
+        "server; older ones are pruned after a verified snapshot. k3s's scheduled snapshots "
+        "(etcd-snapshot-*) are left to k3s's own retention.",
+    )
     runs_kept: int = Field(200, ge=1, description="Run records kept in runs.json.")
 
     @field_validator("min_samples")

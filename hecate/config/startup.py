@@ -111,6 +111,13 @@ class StartupConfig(_Strict):
         "(its boot).",
     )
     api_timeout_seconds: float = Field(300.0, gt=0, description="Bound for waiting on the API.")
+    etcd_quorum_timeout_seconds: float = Field(
+        180.0,
+        gt=0,
+        description="Bound for the etcd_quorum stage (embedded etcd only): how long to wait, "
+        "after the servers start, for etcd to report a healthy quorum before the startup stops "
+        "and names each member's state.",
+    )
     nodes_ready_timeout_seconds: float = Field(
         300.0, gt=0, description="Bound for waiting on the Nodes to be Ready."
     )

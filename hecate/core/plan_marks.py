@@ -101,6 +101,7 @@ SSH_STAGES = frozenset(
         "poweroff_servers",
         "time_sync",
         "start_servers",
+        "etcd_quorum",
         "start_agents",
     }
 )
@@ -147,12 +148,26 @@ def _ssh_mark(config: HecateConfig, spec: StageSpec, problems: dict[str, str]) -
     return StageMark(MarkKind.FAIL, text)
 
 
+def _etcd_mark(spec: StageSpec, probes: Probes) -> StageMark | None:
+    """etcd_quorum reads etcd through the servers; one the run cannot reach counts against
+    quorum, unless the API answers (it does only with quorum: hecate/flows/etcd.py)."""
+    problems = ssh_problems(probes, spec.nodes)
+    if not problems:
+        return None
+    text = _nodes_text(problems)
+    if probes.api.state == "up":
+        return StageMark(MarkKind.WARN, f"{text} (the API answers: etcd has quorum)")
+    if len(problems) <= (len(spec.nodes) - 1) // 2:
+        return StageMark(MarkKind.WARN, f"{text} (etcd keeps quorum without them)")
+    return StageMark(MarkKind.FAIL, f"{text}; etcd would have no quorum")
+
+
 def _stage_mark(
     config: HecateConfig, plan: FlowPlan, spec: StageSpec, probes: Probes, *, servers_down: bool
 ) -> StageMark | None:
     """One stage's mark, or None when the probes say it goes as planned."""
     api = probes.api
-    if spec.name in SSH_STAGES:
+    if spec.name in SSH_STAGES and spec.name != "etcd_quorum":
         problems = ssh_problems(probes, spec.nodes)
         if problems:
             return _ssh_mark(config, spec, problems)
@@ -200,11 +215,15 @@ def plan_marks(config: HecateConfig, plan: FlowPlan, probes: Probes) -> dict[str
             reason = f"not reached: {stopped_at} would stop the {plan.kind}"
             marks[spec.name] = StageMark(MarkKind.FAIL, reason)
             continue
-        mark = _stage_mark(config, plan, spec, probes, servers_down=servers_down)
+        mark = (
+            _etcd_mark(spec, probes)
+            if spec.name == "etcd_quorum"
+            else _stage_mark(config, plan, spec, probes, servers_down=servers_down)
+        )
         if mark is None:
             continue
         marks[spec.name] = mark
-        if spec.name == "time_sync" and mark.kind is MarkKind.FAIL:
+        if spec.name in ("time_sync", "etcd_quorum") and mark.kind is MarkKind.FAIL:
             stopped_at = spec.name  # hecate/flows/startup_gates.py: the startup stops there
     return marks
 

@@ -9,11 +9,13 @@ records it as `skipped` with that reason, so the dry run and the report name the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
 from hecate.config.model import HecateConfig
+from hecate.core.etcd import start_order
 from hecate.core.startup_refusals import StartupOverrides
 
 ShutdownMode = Literal["poweroff", "cluster-only"]
@@ -57,6 +59,8 @@ class ClusterView:
     run); False: the API did not answer, so the stages that need it are skipped."""
 
     api_up: bool | None = None
+    # when each server's k3s stopped (the last shutdown's record): the last stopped starts first
+    stopped_at: Mapping[str, float] = field(default_factory=dict)
 
 
 UNKNOWN_CLUSTER = ClusterView()
@@ -124,6 +128,12 @@ def playbook_batches(stages: tuple[StageSpec, ...]) -> list[tuple[int, int]]:
     return ranges
 
 
+def embedded_etcd(config: HecateConfig) -> bool:
+    """Whether the etcd stages belong in the plans: embedded etcd, or auto (decided at run
+    time from the servers)."""
+    return config.cluster.datastore in ("auto", "etcd")
+
+
 def shutdown_plan(
     config: HecateConfig, options: ShutdownOptions, cluster: ClusterView = UNKNOWN_CLUSTER
 ) -> FlowPlan:
@@ -151,9 +161,20 @@ def shutdown_plan(
         stages.append(
             StageSpec("drain", f"drain {what} (evict, delete, force-delete)", drained, api_skip)
         )
-    if config.shutdown.etcd_snapshot and not options.skip_etcd_snapshot and servers:
+    if (
+        config.shutdown.etcd_snapshot
+        and not options.skip_etcd_snapshot
+        and servers
+        and embedded_etcd(config)
+    ):
+        kept = config.shutdown.etcd_snapshots_kept
         stages.append(
-            StageSpec("etcd_snapshot", "k3s etcd-snapshot save (never blocks)", servers[:1])
+            StageSpec(
+                "etcd_snapshot",
+                f"k3s etcd-snapshot save, verified, recorded; Hecate's newest {kept} kept "
+                "(never blocks)",
+                servers[:1],
+            )
         )
     stages += [
         StageSpec(
@@ -262,10 +283,10 @@ def startup_plan(
     config: HecateConfig, options: StartupOptions, cluster: ClusterView = UNKNOWN_CLUSTER
 ) -> FlowPlan:
     """The startup's stages; the gates (time_sync, storage, probes, soak) only when configured."""
-    del cluster  # a startup needs the API for every stage after start_servers; nothing to skip
+    # a startup needs the API for every stage after start_servers: nothing to skip by it
     partial = options.nodes is not None
     only = set(config.nodes.all if options.nodes is None else options.nodes)
-    servers = tuple(n for n in config.nodes.servers if n in only)
+    servers = tuple(n for n in start_order(config.nodes.servers, cluster.stopped_at) if n in only)
     agents = tuple(n for n in config.nodes.agents if n in only)
     startup = config.startup
     branch = options.force_flux_branch or startup.force_flux_branch
@@ -289,14 +310,34 @@ def startup_plan(
                 servers + agents,
             )
         )
-    stages += [
+    first = (
+        f", {servers[0]} first (its k3s stopped last)"
+        if len(servers) > 1 and servers[0] in cluster.stopped_at
+        else ""
+    )
+    stages.append(
         StageSpec(
             "start_servers",
-            "start k3s on all servers together (etcd quorum)",
+            f"start k3s on all servers together{first}"
+            + (" (their etcd data read first)" if embedded_etcd(config) else ""),
             servers,
             skip="no servers" if partial and not servers else None,
-            playbook="start_servers",
-        ),
+            # with etcd the stage reads the servers before starting them: not a bare playbook
+            playbook=None if embedded_etcd(config) else "start_servers",
+        )
+    )
+    if embedded_etcd(config) and servers:
+        auto = " (datastore auto: skipped when the servers have no etcd)"
+        stages.append(
+            StageSpec(
+                "etcd_quorum",
+                f"wait up to {startup.etcd_quorum_timeout_seconds:.0f}s for etcd quorum as the "
+                "servers report it (member list, health); else stop, naming each member's "
+                "state" + (auto if config.cluster.datastore == "auto" else ""),
+                servers,
+            )
+        )
+    stages += [
         StageSpec("wait_api", "wait for the API (/readyz)"),
         StageSpec("start_agents", "start k3s-agent on agents", agents, no_agents, "start_agents"),
         StageSpec("nodes_ready", "wait for Nodes Ready; uncordon", servers + agents),

@@ -31,6 +31,7 @@ STAGE_LABELS: Final[dict[str, str]] = {
     "power_on": "power on the nodes",
     "time_sync": "check the clocks",
     "start_servers": "start k3s on servers",
+    "etcd_quorum": "wait for etcd quorum",
     "wait_api": "wait for the API",
     "start_agents": "start k3s on agents",
     "nodes_ready": "wait for Nodes Ready",
@@ -44,6 +45,9 @@ STAGE_LABELS: Final[dict[str, str]] = {
     "kube": "Kubernetes API",
     "inventory": "inventory",
     "startup": "startup",
+    # hecate recover etcd, the etcd drills (hecate/flows/recover_etcd.py, hecate/drills)
+    "recover": "recover etcd",
+    "drill": "drill",
 }
 
 

@@ -43,6 +43,10 @@ class RunRecord:
     # its state is unknown. Empty for a startup and for records older than issue 25.
     nodes_down: Mapping[str, str] = field(default_factory=dict)
     nodes_unknown: Mapping[str, str] = field(default_factory=dict)
+    # What the run learned that later runs use, by subject: `node_times` (stage -> node ->
+    # when its playbook finished there; the startup starts the last-stopped server first),
+    # `etcd_snapshot` (name, node, path, verified), `etcd_quorum` (the verdict).
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -55,6 +59,8 @@ class RunRecord:
         data["nodes_down"], data["nodes_unknown"] = dict(self.nodes_down), dict(self.nodes_unknown)
         if not self.nodes_down and not self.nodes_unknown:
             del data["nodes_down"], data["nodes_unknown"]
+        if not self.facts:
+            del data["facts"]
         return data
 
     @classmethod
@@ -83,6 +89,7 @@ class RunRecord:
             ),
             nodes_down=_names(data.get("nodes_down", {})),
             nodes_unknown=_names(data.get("nodes_unknown", {})),
+            facts=_facts(data.get("facts", {})),
         )
 
 
@@ -91,6 +98,12 @@ def _names(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"expected an object of node names, got {value!r}")
     return {str(k): str(v) for k, v in value.items()}
+
+
+def _facts(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("facts must be an object")
+    return {str(k): v for k, v in value.items()}
 
 
 def _finite(value: object) -> float:

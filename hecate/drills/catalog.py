@@ -13,6 +13,7 @@ from hecate.core.startup_refusals import StartupOverrides
 from hecate.drills.base import Check, Drill, DrillEnv, DrillFailedError, wait_for
 from hecate.drills.base import cluster_checks as _cluster_checks
 from hecate.drills.daemon_run import DaemonRun
+from hecate.drills.etcd_drills import EtcdMemberLost, EtcdQuorumLost
 from hecate.drills.feed_drills import PartialFeedLoss
 from hecate.drills.gate_drills import ClockSkew, ProbeFailing, StorageScaledToZero
 from hecate.drills.power_race import PowerRace
@@ -359,6 +360,8 @@ DRILL_TYPES: tuple[type[Drill], ...] = (
     StorageScaledToZero,
     ProbeFailing,
     PartialFeedLoss,
+    EtcdMemberLost,
+    EtcdQuorumLost,
 )
 DRILLS: dict[str, type[Drill]] = {cls().name: cls for cls in DRILL_TYPES}
 

@@ -112,6 +112,8 @@ class StageResult:
     detail: str = ""
     nodes: dict[str, str] = field(default_factory=dict)  # node -> ok | unreachable | failed
     causes: dict[str, str] = field(default_factory=dict)  # node -> why it was not ok
+    facts: dict[str, Any] = field(default_factory=dict)  # into the run's facts (RunRecord)
+    node_times: dict[str, float] = field(default_factory=dict)  # node -> when it finished
 
     def record(self) -> StageRecord:
         return StageRecord(self.name, round(self.duration_s, 3), self.status.value, self.detail)
@@ -135,6 +137,8 @@ class Stage:
     detail: str = ""
     nodes: dict[str, str] = field(default_factory=dict)
     causes: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    node_times: dict[str, float] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         self.detail = f"{self.detail}; {text}" if self.detail else text
@@ -153,6 +157,9 @@ def new_run_id(kind: str, now: float) -> str:
 
 def apply_playbook_result(stage: Stage, result: PlaybookResult, nodes: list[str]) -> None:
     """Per-node outcome from the runner's stats; a stage with any bad node is partial."""
+    for timing in result.tasks:  # when each node's last task ended (wall clock)
+        if timing.end is not None and timing.host in nodes and timing.status in ("ok", "changed"):
+            stage.node_times[timing.host] = timing.end.timestamp()
     for node in nodes:
         stats = result.hosts.get(node)
         if stats is None:
@@ -181,6 +188,7 @@ def run_playbook(
     nodes: list[str],
     *,
     timeout_s: float,
+    listen: Callable[[TaskEvent], None] | None = None,
     **extravars: Any,
 ) -> PlaybookResult:
     """Run one stage's playbook; `timeout_s` bounds the whole run (the role's own waits plus
@@ -199,6 +207,8 @@ def run_playbook(
 
     def on_event(event: TaskEvent) -> None:
         stage.cause(event)
+        if listen is not None:
+            listen(event)
         if event.status in ("ok", "changed", "failed", "unreachable"):
             ctx.progress(
                 stage.name,

@@ -34,6 +34,7 @@ class FlowReport:
     fallbacks: list[str] = field(default_factory=list)
     message: str = ""
     cluster: NodeAccount | None = None  # a shutdown's nodes: down and unknown
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -53,6 +54,7 @@ class FlowReport:
             "nodes": nodes,
             "fallbacks": self.fallbacks,
             "message": self.message,
+            "facts": self.facts,
         } | ({"cluster": self.cluster.to_json()} if self.cluster is not None else {})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from hecate.adapters.statedir import unsaved
 from hecate.core.node_account import NodeAccount, StageNodes, account_nodes, shutdown_outcome
@@ -72,6 +73,8 @@ class StageRecorder:
                 current.detail,
                 current.nodes,
                 current.causes,
+                current.facts,
+                current.node_times,
             )
             self.results.append(result)
             self.ctx.progress(name, result.status.value, result.detail)
@@ -89,6 +92,8 @@ class StageRecorder:
             stage.detail,
             stage.nodes,
             stage.causes,
+            stage.facts,
+            stage.node_times,
         )
         self.results.append(result)
         self.ctx.progress(stage.name, result.status.value, result.detail)
@@ -202,6 +207,17 @@ def walk(ctx: FlowContext, plan: FlowPlan, steps: StepTable, recorder: StageReco
             _run_step(ctx, steps[spec.name], stage, spec)
 
 
+def run_facts(results: list[StageResult]) -> dict[str, Any]:
+    """The run's facts: each stage's own, and the nodes' finishing times of stages that
+    recorded them."""
+    facts: dict[str, Any] = {}
+    for result in results:
+        facts.update(result.facts)
+        if result.node_times:
+            facts.setdefault("node_times", {})[result.name] = dict(result.node_times)
+    return facts
+
+
 def run_flow(
     ctx: FlowContext,
     prepare: Prepare,
@@ -236,6 +252,7 @@ def run_flow(
         )
         outcome = shutdown_outcome(outcome, cluster)
     ended = ctx.clock()
+    facts = run_facts(recorder.results)
     ctx.store.record_run(
         RunRecord(
             run_id,
@@ -248,6 +265,7 @@ def run_flow(
             tuple(s.record() for s in recorder.results),
             nodes_down=dict(cluster.down) if cluster else {},
             nodes_unknown=dict(cluster.unknown) if cluster else {},
+            facts=facts,
         ),
         keep=ctx.config.shutdown.runs_kept,
     )
@@ -261,6 +279,7 @@ def run_flow(
         fallbacks=recorder.fallbacks,
         message=message,
         cluster=cluster,
+        facts=facts,
     )
     save_report(ctx.config.state_dir, report)
     kept = sorted(path.name for path in unsaved.pending(ctx.config.state_dir))

@@ -28,10 +28,10 @@ from hecate.flows.context import (
     PlaybookStep,
     Stage,
     new_run_id,
-    run_playbook,
 )
 from hecate.flows.drain import drain as _drain
 from hecate.flows.each_node import for_each_node
+from hecate.flows.etcd import snapshot_stage
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
 from hecate.flows.power_confirm import power_confirm_stage
 from hecate.flows.report import FlowReport, record_interrupted
@@ -139,7 +139,7 @@ def _prepare(
         "flux_suspend": _api_step(lambda stage, _: _suspend_flux(ctx, stage, ledger)),
         "cordon": _api_step(lambda stage, spec: _cordon(ctx, stage, ledger, spec.nodes)),
         "drain": _api_step(lambda stage, spec: _drain(ctx, stage, list(spec.nodes))),
-        "etcd_snapshot": lambda stage, spec: _etcd_snapshot(ctx, stage, spec, run_id),
+        "etcd_snapshot": lambda stage, spec: snapshot_stage(ctx, stage, spec.nodes[0], run_id),
         # Data, not code: these four need no decision between them, so the runner runs them
         # as one ansible-playbook (each still judged on its own nodes).
         "stop_agents": _stop(config, "stop_agents"),
@@ -163,27 +163,6 @@ def _api_step(step: Callable[[Stage, StageSpec], None]) -> StepFn:
             stage.note(str(exc))
 
     return run
-
-
-def _etcd_snapshot(ctx: FlowContext, stage: Stage, spec: StageSpec, run_id: str) -> None:
-    shutdown = ctx.config.shutdown
-    extravars = {
-        "etcd_snapshot_name": f"hecate-{run_id}",
-        "etcd_snapshot_timeout_s": int(shutdown.etcd_snapshot_timeout_seconds),
-        "etcd_snapshot_required": False,
-    }
-    result = run_playbook(
-        ctx,
-        stage,
-        "etcd_snapshot",
-        list(spec.nodes),
-        timeout_s=shutdown.etcd_snapshot_timeout_seconds + 60,
-        **extravars,
-    )
-    if stage.status != StageStatus.OK or not result.ok:
-        # A failed snapshot is reported but never blocks a power-triggered shutdown.
-        stage.status = StageStatus.WARNING
-        stage.note("snapshot failed; shutdown continues")
 
 
 def _stop(config: HecateConfig, playbook: str) -> PlaybookStep:

@@ -16,8 +16,16 @@ from hecate.adapters.kube.types import FluxKind, WorkloadKind
 from hecate.adapters.statedir.awaiting import load_awaiting, save_awaiting
 from hecate.adapters.statedir.save import flow_lock
 from hecate.config.model import HecateConfig
+from hecate.core.etcd import stopped_at
 from hecate.core.intent import IntentState
-from hecate.core.plans import FlowPlan, StageStatus, StartupOptions, startup_plan
+from hecate.core.plans import (
+    ClusterView,
+    FlowPlan,
+    StageStatus,
+    StartupOptions,
+    embedded_etcd,
+    startup_plan,
+)
 from hecate.core.run_history import Outcome
 from hecate.errors import (
     HecateError,
@@ -39,6 +47,7 @@ from hecate.flows.context import (
     wait_until,
 )
 from hecate.flows.each_node import for_each_node
+from hecate.flows.etcd import etcd_quorum_gate, start_servers_step
 from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.power_on import power_on_stage
@@ -149,10 +158,16 @@ def _prepare(
     ctx: FlowContext, options: StartupOptions, recorder: StageRecorder
 ) -> tuple[FlowPlan, StepTable]:
     ledger, _ = load_ledger_or_new(ctx.config.state_dir)  # corrupt: set aside, logged
+    lost: set[str] = set()  # servers whose etcd data was gone before k3s started
     steps: dict[str, StepFn | PlaybookStep] = {
         "power_on": lambda stage, spec: power_on_stage(ctx, stage, spec),
         "time_sync": lambda stage, _spec: time_sync_gate(ctx, stage),
-        "start_servers": _start(ctx, "start_servers"),
+        "start_servers": (
+            start_servers_step(ctx, lost, _start(ctx, "start_servers"))
+            if embedded_etcd(ctx.config)
+            else _start(ctx, "start_servers")
+        ),
+        "etcd_quorum": lambda stage, _spec: etcd_quorum_gate(ctx, stage, lost),
         "wait_api": lambda _stage, _spec: _wait_api(ctx),
         "start_agents": _start(ctx, "start_agents"),
         "nodes_ready": lambda stage, spec: _wait_nodes_ready(ctx, stage, ledger, spec.nodes),
@@ -163,7 +178,11 @@ def _prepare(
         "probes": lambda stage, _spec: probes_gate(ctx, stage),
         "soak": lambda stage, _spec: soak_gate(ctx, stage),
     }
-    return startup_plan(ctx.config, options), steps
+    try:
+        stops = stopped_at(ctx.store.load_runs(move=False))
+    except HecateError:
+        stops = {}  # an unreadable history only loses the start order
+    return startup_plan(ctx.config, options, ClusterView(stopped_at=stops)), steps
 
 
 def _start(ctx: FlowContext, playbook: str) -> PlaybookStep:

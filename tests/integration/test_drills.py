@@ -15,6 +15,7 @@ from hecate.adapters.metrics.registry import Metrics
 from hecate.config.model import parse_config
 from tests.integration.support import twin_config_data, write_config
 from tests.testbed.nut import NutServer
+from tests.testbed.pytest_twin import TwinFactory
 from tests.testbed.twin import Twin
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,11 @@ DRILLS = [
     "storage-scaled-to-zero",
     "probe-failing",
     "partial-feed-loss",
+    "etcd-member-lost",
+    "etcd-quorum-lost",
 ]
+# need three servers with real etcd: their own twin (test_etcd_drills_on_three_servers)
+ETCD_DRILLS = ("etcd-member-lost", "etcd-quorum-lost")
 # the gates' drills and how their held startup ends
 GATE_DRILLS = {
     "clock-skew": "failed",
@@ -129,8 +134,9 @@ def test_execute_without_confirmation_is_refused(drill_config: Path) -> None:
     assert "confirmation" in result.stderr
 
 
-# power-race needs the twin's BMCs: tests/integration/test_power_flows.py runs it
-@pytest.mark.parametrize("name", [d for d in DRILLS if d != "power-race"])
+# power-race needs the twin's BMCs (tests/integration/test_power_flows.py runs it); the etcd
+# drills need three servers (test_etcd_drills_on_three_servers below)
+@pytest.mark.parametrize("name", [d for d in DRILLS if d != "power-race" and d not in ETCD_DRILLS])
 def test_drill_recovers_and_is_scored(twin: Twin, drill_config: Path, name: str) -> None:
     if name == "storage-scaled-to-zero":
         _ensure_storage_workload(twin)
@@ -176,3 +182,27 @@ def test_drill_recovers_and_is_scored(twin: Twin, drill_config: Path, name: str)
         metrics.close()
     assert f'hecate_drill_last_passed{{drill="{name}"}} 1.0' in text
     assert all(twin.nodes_ready().values())
+
+
+def test_etcd_drills_on_three_servers(
+    make_twin: TwinFactory, nut_server: NutServer, tmp_path: Path
+) -> None:
+    """Both etcd drills on one 3-server twin (real etcd), one after the other."""
+    twin = make_twin(servers=3, agents=0)
+    data = twin_config_data(
+        twin,
+        tmp_path / "state",
+        nut_server,
+        startup={"etcd_quorum_timeout_seconds": 15, "flux_ready_timeout_seconds": 5},
+    )
+    config = write_config(tmp_path / "hecate.yaml", data)
+    for name in ETCD_DRILLS:
+        started = time.monotonic()
+        result = drills_sh("run", name, "--execute", "--yes", "--config", str(config), "--json")
+        report = json.loads(result.stdout)
+        failed = [c for c in report["checks"] if not c["ok"]]
+        assert result.returncode == 0, (name, failed, report["message"], result.stderr[-3000:])
+        assert report["passed"] is True and report["manual_steps"] == 0
+        assert time.monotonic() - started < 240  # member-lost took 121 s on a loaded host
+    history = json.loads((tmp_path / "state" / "drills.json").read_text())
+    assert [d["drill"] for d in history["drills"]] == list(ETCD_DRILLS)

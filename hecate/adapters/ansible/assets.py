@@ -42,6 +42,7 @@ class Playbook(StrEnum):
     START_SERVERS = "start_servers"
     START_AGENTS = "start_agents"
     ETCD_SNAPSHOT = "etcd_snapshot"
+    ETCD = "etcd"
     POWEROFF = "poweroff"
 
 

@@ -20,6 +20,7 @@ from typing import Literal
 from hecate import __version__
 from hecate.adapters.http_server import BoundedServer, Limits
 from hecate.adapters.metrics.drill_series import DrillHistoryCollector
+from hecate.adapters.metrics.etcd_series import EtcdCollector
 from hecate.adapters.metrics.exposition import (
     Collector,
     CollectorRegistry,
@@ -339,6 +340,7 @@ class Metrics:
         self.registry.register(DrillHistoryCollector(state_dir))
         if supervisor is not None:
             self.registry.register(FeedCollector(supervisor))
+        self.registry.register(EtcdCollector(state_dir))
 
     def observe_poll(self, poll: Poll) -> None:
         self.polls.labels(self.ups).inc()

@@ -27,6 +27,8 @@ KNOWN_DRILLS: tuple[str, ...] = (
     "storage-scaled-to-zero",
     "probe-failing",
     "partial-feed-loss",
+    "etcd-member-lost",
+    "etcd-quorum-lost",
 )
 
 

@@ -166,7 +166,8 @@ START_ANYWAY = {"time_sync_unsynced": "start_anyway"}  # time_sync warns and the
 
 
 def test_startup_with_the_api_down_is_normal_while_a_server_can_start() -> None:
-    cfg = config(startup=START_ANYWAY)
+    # an external datastore: one server brings the API up (embedded etcd: test_etcd_quorum_marks)
+    cfg = config(startup=START_ANYWAY, cluster={"datastore": "external"})
     plan = startup_plan(cfg, StartupOptions())
     nodes = all_open(cfg) | {"s1": closed("s1")}
     marks = plan_marks(cfg, plan, Probes(DOWN, nodes))
@@ -213,7 +214,7 @@ def test_marks_annotate_the_plan_and_never_change_it() -> None:
 
 
 def test_an_api_probe_that_could_not_tell_marks_nothing() -> None:
-    cfg = config(startup=START_ANYWAY)
+    cfg = config(startup=START_ANYWAY, cluster={"datastore": "external"})
     unknown = ApiProbe("unknown", "API https://10.0.0.1:6443: no answer within 3s: could not tell")
     nodes = dict.fromkeys(cfg.nodes.all, OPEN)
     assert plan_marks(cfg, shutdown_plan(cfg, ShutdownOptions()), Probes(unknown, nodes)) == {}
@@ -233,3 +234,16 @@ def test_a_time_sync_that_would_stop_the_startup_leaves_every_later_stage_not_re
     later = runnable[runnable.index("time_sync") + 1 :]
     assert later and marks["time_sync"].kind is MarkKind.FAIL
     assert all(marks[n].reason == "not reached: time_sync would stop the startup" for n in later)
+
+
+def test_etcd_quorum_marks() -> None:
+    """A server SSH cannot reach counts against etcd's quorum, unless the API answers."""
+    cfg = config(startup=START_ANYWAY, nodes={"servers": ["s1", "s2", "s3"]})
+    plan = startup_plan(cfg, StartupOptions())
+    one = all_open(cfg) | {"s3": closed("s3")}
+    assert plan_marks(cfg, plan, Probes(DOWN, one))["etcd_quorum"].kind is MarkKind.WARN
+    two = one | {"s2": closed("s2")}
+    marks = plan_marks(cfg, plan, Probes(DOWN, two))
+    assert marks["etcd_quorum"].kind is MarkKind.FAIL
+    assert marks["wait_api"].reason == "not reached: etcd_quorum would stop the startup"
+    assert plan_marks(cfg, plan, Probes(UP, two))["etcd_quorum"].kind is MarkKind.WARN
