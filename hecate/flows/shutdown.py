@@ -74,7 +74,8 @@ def run_shutdown(ctx: FlowContext, options: ShutdownOptions) -> FlowReport:
             started=started,
             reason=options.reason,
             mode=options.mode,
-            nodes=config.nodes.all,
+            # the nodes this shutdown is to stop: the whole cluster, or a partial one's own
+            nodes=config.nodes.all if options.nodes is None else list(options.nodes),
             recorder=recorder,
         )  # the report is kept before a local poweroff can cut it short
         cluster = report.cluster
