@@ -11,9 +11,10 @@ import typer
 
 from hecate.adapters.power.port import PowerPort, open_power, ssh_target
 from hecate.adapters.power.ssh_answer import ssh_answers
-from hecate.cli.common import ConfigOpt, JsonOpt, emit_json, load
+from hecate.cli.common import emit_json, load
 from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE
 from hecate.cli.failure import fail
+from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.cli.style import BAD, GOOD, NOTE, paint
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.config.power import IpmiPower, RedfishPower, WolPower

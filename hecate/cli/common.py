@@ -12,27 +12,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hecate.cli.failure import note_json_printed
 from hecate.cli.out import echo
 from hecate.config.model import HecateConfig, load_config
 from hecate.core.readings import CommError, Poll
 from hecate.errors import HecateError
-
-if TYPE_CHECKING:
-    from hecate.cli.options import ConfigOpt as ConfigOpt  # noqa: PLC0414 - re-exported
-    from hecate.cli.options import JsonOpt as JsonOpt  # noqa: PLC0414
-
-
-def __getattr__(name: str) -> Any:
-    """`ConfigOpt` and `JsonOpt` lived here until the lean path: branches started before it
-    still import them from here. Their home is hecate.cli.options (it imports typer)."""
-    if name in ("ConfigOpt", "JsonOpt"):
-        from hecate.cli import options  # noqa: PLC0415 - typer, only when asked for
-
-        return getattr(options, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(path: Path) -> HecateConfig:
