@@ -7,7 +7,7 @@ Each builder makes one short, human message; the event names and severities are 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hecate.config.notify import EVENT_SEVERITY, SEVERITY_RANK, Severity
@@ -184,6 +184,24 @@ def self_update_failed(where: Where, at: float) -> Notice:
     what = "the last hecate-update run failed"
     nxt = "Hecate keeps running this version; see journalctl -u hecate-update"
     return notice(where, "self_update_failed", what, nxt, at)
+
+
+# The bound of the alert HecateDrillNotRun (configs/prometheus/hecate-rules.yml): the same month.
+DRILL_MAX_AGE_S = 30 * 86400.0
+
+
+def overdue_drills(
+    last_runs: Mapping[str, float], known: Sequence[str], now: float, max_age_s: float
+) -> tuple[str, ...]:
+    """The drills never run, or last run more than `max_age_s` before `now`."""
+    return tuple(sorted(n for n in known if n not in last_runs or now - last_runs[n] > max_age_s))
+
+
+def drills_overdue(where: Where, names: Sequence[str], at: float) -> Notice:
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    what = f"{len(names)} drill(s) not run for {DRILL_MAX_AGE_S / 86400:.0f} days: {shown}"
+    nxt = "run `hecate drill run NAME --execute` in a maintenance window (`hecate drill list`)"
+    return notice(where, "drills_overdue", what, nxt, at)
 
 
 def startup_waiting(where: Where, seconds: float, waits_for: str, at: float) -> Notice:

@@ -21,6 +21,7 @@ from hecate.adapters.metrics.notify_series import NotifySeries
 from hecate.adapters.metrics.registry import Metrics
 from hecate.adapters.notify.sender import NotifySender
 from hecate.adapters.notify.targets import load_targets
+from hecate.adapters.statedir.drill_history import KNOWN_DRILLS, last_runs, load_history
 from hecate.adapters.statedir.files import atomic_write_json, corrupt_counts, read_json
 from hecate.adapters.systemd.selfupdate import UpdateFailedCache
 from hecate.config.model import HecateConfig
@@ -33,7 +34,7 @@ from hecate.core.clock import Clock
 from hecate.core.notify_watch import PollFacts, Throttle, WatchSettings, WatchState, admit, watch
 from hecate.core.readings import CommError
 from hecate.core.supervisor import SupervisorState
-from hecate.errors import HecateError
+from hecate.errors import HecateError, StateError
 from hecate.flows.report import FlowReport
 
 log = logging.getLogger("hecate.daemon")
@@ -60,6 +61,9 @@ class DaemonView(Protocol):
 
     budget: Budget
     battery: BatteryTruth
+
+
+DRILLS_EVERY_S = 3600.0  # drills.json changes only when a drill runs (from the CLI)
 
 
 class Notices:
@@ -98,6 +102,9 @@ class Notices:
         self._watch = self._restored()
         self.update_failed: Callable[[], bool] = UpdateFailedCache()
         self._update_told = False
+        # first looked at an hour into the daemon's life: a restart is not a reminder
+        self._drills_at: float | None = clocks.monotonic()
+        self._drills_told: set[str] = set()
 
     # --- the open episode across restarts ---------------------------------------------------
 
@@ -198,22 +205,36 @@ class Notices:
 
     def _chores(self) -> None:
         """On the sender's thread, once a minute: a failed self-update (systemctl), told once
-        per stretch of failure."""
+        per stretch of failure; drills overdue, looked at once an hour (the first an hour after
+        start), told when a drill becomes overdue."""
         failed = self.update_failed()
-        if failed == self._update_told:
+        if failed != self._update_told:
+            self._update_told = failed
+            if failed:
+                self._send(ne.self_update_failed(self.where, self.clocks.wall()))
+        now = self.clocks.monotonic()
+        if self._drills_at is None or now - self._drills_at >= DRILLS_EVERY_S:
+            self._drills_at = now
+            self._drills()
+
+    def _drills(self) -> None:
+        try:
+            history = load_history(self.config.state_dir)
+        except StateError:  # set aside and told as state_set_aside; nothing known to be overdue
             return
-        self._update_told = failed
-        if failed:
-            notice = ne.self_update_failed(self.where, self.clocks.wall())
-            with self._lock:
-                self._throttle, out = admit(
-                    self._throttle,
-                    [notice],
-                    self.clocks.monotonic(),
-                    self.config.notify.max_per_hour,
-                )
-                if self.sender is not None:
-                    self.sender.submit(out)
+        wall = self.clocks.wall()
+        overdue = ne.overdue_drills(last_runs(history), KNOWN_DRILLS, wall, ne.DRILL_MAX_AGE_S)
+        if set(overdue) - self._drills_told:
+            self._send(ne.drills_overdue(self.where, overdue, wall))
+        self._drills_told = set(overdue)
+
+    def _send(self, notice: ne.Notice) -> None:
+        with self._lock:
+            self._throttle, out = admit(
+                self._throttle, [notice], self.clocks.monotonic(), self.config.notify.max_per_hour
+            )
+            if self.sender is not None:
+                self.sender.submit(out)
 
     def _coordinator(self) -> bool | None:
         gauge = self.metrics.coordinator_reachable  # a peer's probe (hecate.daemon.background)

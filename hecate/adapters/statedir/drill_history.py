@@ -6,6 +6,7 @@ drills, which import the daemon.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,16 @@ def _decode_history(data: object) -> list[dict[str, Any]]:
 def load_history(state_dir: Path) -> list[dict[str, Any]]:
     """The drill history; StateCorruptError (the file set aside) when it cannot be read."""
     return load_state(state_dir / DRILLS_FILE, _decode_history) or []
+
+
+def last_runs(history: list[dict[str, Any]]) -> dict[str, float]:
+    """Each drill's latest start time (unix seconds) in the history; entries without a usable
+    name or time are left out."""
+    found: dict[str, float] = {}
+    for entry in history:
+        name, started = entry.get("drill"), entry.get("started_at")
+        if not isinstance(name, str) or isinstance(started, bool):
+            continue
+        if isinstance(started, int | float) and math.isfinite(started):
+            found[name] = max(found.get(name, float(started)), float(started))
+    return found

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from hecate.adapters.statedir.drill_history import DRILLS_FILE, KNOWN_DRILLS, last_runs
+from hecate.adapters.statedir.files import atomic_write_json
 from hecate.adapters.statedir.store import StateStore
-from hecate.core.notify_events import Notice
+from hecate.core.notify_events import DRILL_MAX_AGE_S, Notice, overdue_drills
 from hecate.daemon.reload import restart_needed
 from hecate.errors import IntentCorruptError
 from tests.unit.daemon.test_daemon import World, r
@@ -92,3 +94,39 @@ def test_a_failed_self_update_is_told_once_per_stretch_off_the_poll_thread(tmp_p
     assert [n.event for n in got] == ["self_update_failed"]  # the second stretch: folded
     assert "journalctl -u hecate-update" in got[0].body
     w.daemon.close()
+
+
+def test_drills_overdue_are_told_when_one_becomes_overdue(tmp_path: Path) -> None:
+    w, got = _world(tmp_path)
+    notices = w.daemon.notices
+    notices.update_failed = lambda: False
+    now = notices.clocks.wall()
+    fresh = [{"drill": name, "started_at": now - 86400, "passed": True} for name in KNOWN_DRILLS]
+    atomic_write_json(w.daemon.config.state_dir / DRILLS_FILE, {"drills": fresh})
+    notices._chores()
+    assert got == []  # the first look comes an hour after start
+    notices._drills_at = None
+    notices._chores()
+    assert got == []  # every drill ran yesterday
+    stale = [dict(fresh[0], started_at=now - 31 * 86400), *fresh[1:]]
+    atomic_write_json(w.daemon.config.state_dir / DRILLS_FILE, {"drills": stale})
+    notices._chores()
+    assert got == []  # looked at once an hour, not once a minute
+    notices._drills_at = None
+    notices._chores()
+    assert [n.event for n in got] == ["drills_overdue"]
+    assert KNOWN_DRILLS[0] in got[0].body and "hecate drill run" in got[0].body
+    notices._drills_at = None
+    notices._chores()
+    assert len(got) == 1  # the same drill still overdue: told once
+    w.daemon.close()
+
+
+def test_overdue_drills_counts_never_run_and_old_runs() -> None:
+    now = 100 * 86400.0
+    last = {"a": now - 86400, "b": now - 31 * 86400}
+    assert overdue_drills(last, ("a", "b", "c"), now, DRILL_MAX_AGE_S) == ("b", "c")
+    assert last_runs([{"drill": "a", "started_at": 5}, {"drill": "a", "started_at": 3}]) == {
+        "a": 5.0
+    }
+    assert last_runs([{"drill": "a", "started_at": True}, {"started_at": 1}, {"drill": 1}]) == {}
