@@ -49,6 +49,7 @@ def check_config(
         errors, warnings = [*listens, *files], []
     named = {problem.split(":", 1)[0] for problem in files}
     warnings += [w for w in secret_file_warnings(loaded) if w.split(":", 1)[0] not in named]
+    warnings += loaded.power.exposure_warnings()
     if errors:
         return _refuse(f"{config}: {len(errors)} problem(s)", errors, as_json)
     if as_json:

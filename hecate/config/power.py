@@ -194,3 +194,23 @@ class PowerConfig(_Strict):
             for name, entry in self.nodes.items()
             if isinstance(entry, IpmiPower | RedfishPower)
         }
+
+    def exposure_warnings(self) -> list[str]:
+        """BMCs whose password can be read on the wire: a Redfish URL over plain http, or TLS
+        not verified (anyone in the middle gets it). `config check` warns; not an error, as
+        some BMCs ship that way."""
+        warnings = []
+        for name, entry in self.nodes.items():
+            if not isinstance(entry, RedfishPower):
+                continue
+            key = f"power.nodes.{name}"
+            if entry.url.startswith("http://"):
+                warnings.append(
+                    f"{key}.url: {entry.url} sends the BMC password in clear text; use https://"
+                )
+            elif not entry.verify_tls:
+                warnings.append(
+                    f"{key}.verify_tls: false: the BMC password goes to whoever answers at "
+                    f"{entry.url}; set ca_file to the BMC's certificate instead"
+                )
+        return warnings

@@ -135,3 +135,22 @@ def test_a_node_not_in_the_cluster_is_refused() -> None:
         parse_config(_config({"titan-9": {"method": "none"}}))
     assert "power" in "\n".join(caught.value.problems)
     assert "titan-9" in "\n".join(caught.value.problems)
+
+
+def test_a_bmc_password_on_the_wire_is_warned_about() -> None:
+    def redfish(url: str, **extra: Any) -> dict[str, Any]:
+        return {"method": "redfish", "url": url, "user": "u", "password_file": "/p", **extra}
+
+    config = parse_config(
+        _config(
+            {
+                "titan-0": redfish("http://10.0.0.50"),
+                "titan-1": redfish("https://10.0.0.51", verify_tls=False),
+                "titan-2": redfish("https://10.0.0.52", ca_file="/etc/hecate/bmc-ca.pem"),
+            }
+        )
+    )
+    warnings = config.power.exposure_warnings()
+    assert len(warnings) == 2
+    assert warnings[0].startswith("power.nodes.titan-0.url:") and "clear text" in warnings[0]
+    assert warnings[1].startswith("power.nodes.titan-1.verify_tls:")
