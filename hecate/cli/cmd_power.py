@@ -90,7 +90,7 @@ def _status_row(cfg: HecateConfig, power: PowerPort, node: str) -> dict[str, Any
     reading = power.status(node)
     row: dict[str, Any] = reading.to_json()
     has_bmc = reading.method in ("ipmi", "redfish")
-    row["failed"] = has_bmc and reading.state == "unknown"
+    row["failed"] = has_bmc and reading.state == "unknown" and not reading.in_between
     if has_bmc and reading.state == "on":
         answers, seen = ssh_answers(ssh_target(cfg, node))
         row["ssh"] = {"answers": answers, "reason": seen}

@@ -38,8 +38,11 @@ class PowerReading:
     method: PowerMethod
     state: PowerState
     reason: str
+    # The BMC answered, with a state between on and off (Redfish PoweringOn, PoweringOff,
+    # Paused): unknown for now, but its address and credentials are good.
+    in_between: bool = False
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, object]:
         return asdict(self)
 
 

@@ -30,6 +30,7 @@ _RESET_TYPES: dict[PowerAction, str] = {
     "hard_off": "ForceOff",
 }
 MAX_BODY = 1024 * 1024  # a ComputerSystem is a few kB
+IN_BETWEEN = ("PoweringOn", "PoweringOff", "Paused")  # DMTF PowerState values that pass
 
 
 class RedfishError(Exception):
@@ -160,7 +161,11 @@ class RedfishDriver:
         state = parse_redfish_power(value)
         said = one_line(str(value), 80)
         return PowerReading(
-            self.node, "redfish", state, f"Redfish {self.config.url} says PowerState {said}"
+            self.node,
+            "redfish",
+            state,
+            f"Redfish {self.config.url} says PowerState {said}",
+            in_between=state == "unknown" and value in IN_BETWEEN,
         )
 
     def _reset_target(self) -> str:

@@ -47,7 +47,7 @@ def bmc_finding(config: HecateConfig, reading: PowerReading) -> Finding:
     """A BMC read (status changes nothing): it answers and accepts the credentials, or why not."""
     node = reading.node
     check = f"power.{node}.bmc"
-    if reading.state != "unknown":
+    if reading.state != "unknown" or reading.in_between:
         return ok(check, f"{reading.reason}: it answers and accepts the credentials")
     entry = config.power.nodes.get(node)
     if isinstance(entry, IpmiPower):

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from hecate.adapters.power.redfish import RedfishDriver
+from hecate.config.model import parse_config
 from hecate.config.power import RedfishPower
+from hecate.core.doctor.power import bmc_finding
 
 SECRET = "s3cret-Pa55"  # noqa: S105 - a test password
 
@@ -215,3 +217,24 @@ def test_a_bmc_that_trickles_its_answer_is_bounded_as_a_whole(
     assert reading.state == "unknown"
     assert "did not answer within 1s" in reading.reason
     assert took < 3
+
+
+@pytest.mark.parametrize("said", ["PoweringOn", "PoweringOff", "Paused"])
+def test_a_state_in_between_is_unknown_but_the_bmc_answered(
+    bmc: OddBmc, tmp_path: Path, said: str
+) -> None:
+    # A BMC caught between on and off is no credential problem: doctor passes it, and
+    # `hecate power status` does not report it as a failed read (the review's should-fix).
+    bmc.answer = (200, {}, json.dumps({"PowerState": said}).encode())
+    reading = _driver(bmc, tmp_path).status()
+    assert (reading.state, reading.in_between) == ("unknown", True)
+    config = parse_config(
+        {
+            "ups": {"target": "u@localhost"},
+            "nodes": {"servers": ["titan-2"]},
+            "power": {"nodes": {"titan-2": _driver(bmc, tmp_path).config.model_dump()}},
+        }
+    )
+    assert bmc_finding(config, reading).status == "ok"
+    bmc.answer = (200, {}, b'{"Id": "1"}')  # no PowerState: nothing known, no pass
+    assert _driver(bmc, tmp_path).status().in_between is False
