@@ -216,3 +216,17 @@ def test_a_node_without_out_of_band_power_cannot_be_switched() -> None:
     assert not on.ok and "method none" in on.reason
     assert driver.act("off").reason == NO_BMC_OFF
     assert driver.status().state == "unknown"
+
+
+def test_a_resolver_that_hangs_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A mock only here: no real resolver can be made to hang on 127.0.0.1. getaddrinfo has no
+    # timeout of its own; the check's bound must hold through it (the power review's finding).
+    def hang(*_args: object, **_kwargs: object) -> list[object]:
+        time.sleep(3)
+        raise OSError("too late")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    started = time.monotonic()
+    answers, seen = ssh_answers(SshTarget("titan-0", 22), 0.3)
+    assert not answers and "did not answer within 0.3s" in seen
+    assert time.monotonic() - started < 1.5
