@@ -105,10 +105,14 @@ class NotifySender:
             self.chores()
 
     def _wait(self) -> float:
-        if not self.spool.depth():
+        """Until the first retry of a target with spooled messages: only those count (a healthy
+        target with nothing pending, or one no longer configured, must not wake the thread 20
+        times a second while another backs off)."""
+        waiting = self.spool.targets() & self.targets.keys()
+        if not waiting:
             return 60.0
         now = time.monotonic()
-        return max(0.05, min((self._due.get(t, now) for t in self.targets), default=60.0) - now)
+        return min(60.0, max(0.05, min(self._due.get(t, now) for t in waiting) - now))
 
     def _take(self, notice: Notice | None) -> None:
         if notice is None:

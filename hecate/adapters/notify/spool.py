@@ -107,5 +107,9 @@ class Spool:
         except OSError as exc:
             raise StateError(f"cannot remove {item.path}: {exc.strerror}") from None
 
+    def targets(self) -> set[str]:
+        """The targets with something spooled."""
+        return {target for _, target, _ in self._names()}
+
     def depth(self) -> int:
         return len(self._names())
