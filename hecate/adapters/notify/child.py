@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from hecate.adapters.notify.send_child import redact
 from hecate.core.notify_events import Notice
 
 CHILD = [sys.executable, "-m", "hecate.adapters.notify.send_child"]
@@ -48,7 +49,8 @@ def send(url: str, notices: list[Notice], timeout_s: float | None = None) -> lis
             check=False,
         )
         out = done.stdout
-        failure = f"the sender exited with {done.returncode}: {_last(done.stderr)}"
+        # its stderr may be a traceback quoting the URL: redacted like the child's own reasons
+        failure = f"the sender exited with {done.returncode}: {_last(redact(done.stderr, url))}"
     except subprocess.TimeoutExpired as exc:
         out = _text(exc.stdout)
         failure = f"no answer within {limit:.0f} s"

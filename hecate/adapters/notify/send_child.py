@@ -23,7 +23,11 @@ def redact(text: str, url: str) -> str:
     """`text` without the URL's secret-looking parts (password, long path or query words)."""
     parts = urlsplit(url)
     secrets = {parts.password or "", parts.username or ""}
-    secrets |= {w for w in [*parts.path.split("/"), *parts.query.split("&")] if len(w) >= 8}
+    # the host part too: in the cloud schemes it is a token (pover://USER@TOKEN, slack://T/..)
+    host = parts.netloc.rpartition("@")[2]
+    words = [host, *host.split(":"), *parts.path.split("/"), *parts.query.split("&")]
+    words += [w.partition("=")[2] for w in parts.query.split("&")]
+    secrets |= {w for w in words if len(w) >= 8}
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 4:
             text = text.replace(secret, "***")

@@ -1,0 +1,38 @@
+"""Review finding (issue 27): no URL secret in what the sender logs about a failing child,
+also when the token is the URL's host part (Pushover, Slack, Discord)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from hecate.adapters.notify import child
+from hecate.adapters.notify.send_child import redact
+from hecate.core import notify_events as ne
+
+WHERE = ne.Where("h", "ups@localhost")
+
+
+def test_a_crashing_child_s_stderr_is_logged_without_the_url_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "tgram://123456789:AAbbCCddEEffGGhh/987654321"
+    crash = "import sys; r = sys.stdin.read(); sys.stderr.write('boom ' + r); sys.exit(1)"
+    monkeypatch.setattr(child, "CHILD", [sys.executable, "-c", crash])
+    results = child.send(url, [ne.notice(WHERE, "test", "t", "n", 1_700_000_000.0)])
+    assert results and not results[0].ok
+    assert "AAbbCCddEEffGGhh" not in results[0].why
+    assert "123456789" not in results[0].why
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("pover://userkey1234@apptoken5678abcd", "apptoken5678abcd"),  # the token is the host
+        ("slack://TokenAAAAAA/TokenBBBBBB/TokenCCCCCC", "TokenAAAAAA"),
+        ("discord://123456789012/webhooktoken123", "123456789012"),
+    ],
+)
+def test_redact_hides_a_token_in_the_host_part(url: str, secret: str) -> None:
+    assert secret not in redact(f"failed to send to {secret}: 400", url)
