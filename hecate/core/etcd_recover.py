@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from hecate.core.etcd import DATA_DIR, QuorumVerdict
 
@@ -249,8 +249,29 @@ class RecoveryRecord:
         )
 
 
+STEP_KINDS: frozenset[str] = frozenset(get_args(StepKind))
+
+
 def resume_plan(record: RecoveryRecord) -> RecoverPlan:
-    """The recorded plan, to finish it (its steps already done are skipped by the flow)."""
+    """The recorded plan, to finish it (its steps already done are skipped by the flow).
+    Raises ValueError for anything but a plan this module wrote: a damaged record is never
+    guessed at (it would reset or move data on the wrong server, or to an empty path)."""
     plan = record.plan
-    steps = tuple(RecoverStep(s["kind"], tuple(s["nodes"]), str(s["text"])) for s in plan["steps"])
-    return RecoverPlan(str(plan["server"]), str(plan["snapshot"]), str(plan["moved_to"]), steps)
+    texts = [plan.get(k) for k in ("server", "snapshot", "moved_to")]
+    if not all(isinstance(t, str) and t for t in texts):
+        raise ValueError("the plan's server, snapshot or moved_to is missing or not text")
+    raw = plan.get("steps")
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("the plan has no list of steps")
+    steps = []
+    for s in raw:
+        if not isinstance(s, dict) or s.get("kind") not in STEP_KINDS:
+            raise ValueError(f"a step that is not one of {sorted(STEP_KINDS)}")
+        nodes, text = s.get("nodes"), s.get("text")
+        if not isinstance(nodes, list) or not all(isinstance(n, str) and n for n in nodes):
+            raise ValueError(f"step {s['kind']}: its nodes are not a list of names")
+        if not isinstance(text, str):
+            raise ValueError(f"step {s['kind']}: its text is missing")
+        steps.append(RecoverStep(s["kind"], tuple(nodes), text))
+    server, snapshot, moved_to = (str(t) for t in texts)
+    return RecoverPlan(server, snapshot, moved_to, tuple(steps))

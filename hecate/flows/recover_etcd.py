@@ -63,7 +63,9 @@ def load_record(state_dir: Path) -> RecoveryRecord | None:
     if data is None:
         return None
     try:
-        return RecoveryRecord.from_json(data)
+        record = RecoveryRecord.from_json(data)
+        resume_plan(record)  # its plan checked here: a damaged one fails closed, untouched
+        return record
     except (KeyError, TypeError, ValueError) as exc:
         raise HecateError(
             f"{record_path(state_dir)} is unreadable ({exc}): read it, then move it away to "
