@@ -79,6 +79,8 @@ def recover_etcd(ctx: FlowContext, request: RecoverRequest, *, execute: bool) ->
         previous = load_record(config.state_dir)
         if previous is not None and previous.unfinished:
             plan = resume_plan(previous)
+            if "reset" not in previous.done:
+                _refuse_on_quorum(ctx, plan)
             outcome = RecoverOutcome(plan, execute, resumed=previous.describe())
             outcome.record_path = str(record_path(config.state_dir))
             if execute:
@@ -93,6 +95,19 @@ def recover_etcd(ctx: FlowContext, request: RecoverRequest, *, execute: bool) ->
             outcome.record_path = str(record_path(config.state_dir))
             _carry_out(ctx, plan, record, outcome)
         return outcome
+
+
+def _refuse_on_quorum(ctx: FlowContext, plan: RecoverPlan) -> None:
+    """Nothing reset yet: the guard that is never lifted holds for the resumed plan too (a
+    quorum back since, say the servers were only partitioned, is not thrown away)."""
+    servers = list(ctx.config.nodes.servers)
+    if quorum_verdict(servers, read_etcd(ctx, servers, "recover")).quorum:
+        why = (
+            "etcd has a healthy quorum again and the interrupted recovery reset nothing yet: a "
+            "restore would throw away everything written since the snapshot. Read "
+            f"{record_path(ctx.config.state_dir)}, then move it away (it is not resumed)"
+        )
+        raise RecoverRefusedError(dataclasses.replace(plan, refusals=(why,)))
 
 
 def _plan(ctx: FlowContext, request: RecoverRequest) -> RecoverPlan:

@@ -189,8 +189,7 @@ def test_recover_server_unreachable_stops_and_second_run_finishes(tmp_path: Path
     assert not [a for a, _ in ansible.etcd_actions if a in ("reset", "move_aside")]
     # s3 back: the second run resumes the recorded plan, whatever it is asked
     ansible.unreachable = set()
-    ansible.etcd_stdout = {}
-    ansible.etcd_data_lost, ansible.etcd_quorum = set(), True
+    ansible.etcd_stdout = {}  # (s2's and s3's data still lost: no quorum, so it resumes)
     described = recover_etcd(ctx, RecoverRequest("/other", "s2"), execute=False)
     assert "stopped" in described.resumed and described.plan.snapshot == plan.snapshot
     outcome = recover_etcd(ctx, RecoverRequest("latest", None), execute=True)

@@ -12,10 +12,30 @@ import pytest
 from hecate.core.etcd_recover import RecoverRequest
 from hecate.errors import HecateError
 from hecate.flows.recover_etcd import (
+    RecoverFailedError,
+    RecoverRefusedError,
+    load_record,
     record_path,
     recover_etcd,
 )
-from tests.unit.flows.test_etcd_flows import _ctx, _shutdown_then_lose
+from tests.unit.flows.test_etcd_flows import _ctx, _shutdown_then_lose, _snapshot_ok
+
+
+def test_a_resume_before_the_reset_is_refused_once_quorum_is_back(tmp_path: Path) -> None:
+    config, ansible = _shutdown_then_lose(tmp_path, {"s2", "s3"})
+    ansible.etcd_stdout = {"s1": _snapshot_ok()}
+    ctx = _ctx(config, ansible)
+    ansible.unreachable = {"s3"}
+    with pytest.raises(RecoverFailedError):
+        recover_etcd(ctx, RecoverRequest("latest", None), execute=True)
+    # it was a partition, not lost data: every server is back and etcd has its quorum again
+    ansible.unreachable, ansible.etcd_stdout = set(), {}
+    ansible.etcd_data_lost, ansible.etcd_quorum = set(), True
+    with pytest.raises(RecoverRefusedError, match="healthy quorum"):
+        recover_etcd(ctx, RecoverRequest("latest", None), execute=True)
+    assert not [a for a, _ in ansible.etcd_actions if a in ("reset", "move_aside")]
+    record = load_record(config.state_dir)
+    assert record is not None and record.done == []  # kept, to be read and moved away
 
 
 @pytest.mark.parametrize(
