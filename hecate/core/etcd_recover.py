@@ -70,6 +70,15 @@ class RecoverRequest:
     force: bool = False
 
 
+# What Ansible would evaluate in an extra var (a Jinja template runs on the controller: an
+# argument holding one is refused, never sent; the shell quoting on the node does not cover it).
+TEMPLATE_MARKS = ("{{", "{%", "{#")
+
+
+def template_in(text: str) -> bool:
+    return any(mark in text for mark in TEMPLATE_MARKS)
+
+
 def latest(recorded: Sequence[RecordedSnapshot]) -> RecordedSnapshot | None:
     return max(recorded, key=lambda s: s.taken_at, default=None)
 
@@ -92,6 +101,8 @@ def choose(
     else:
         path = str(request.snapshot)
         record = next((s for s in recorded if s.path == path), None)
+    if template_in(path):
+        refusals.append("the snapshot path holds '{{', '{%' or '{#' (Ansible would run it)")
     server = request.server or (record.node if record else (servers[0] if servers else ""))
     if server not in servers:
         refusals.append(f"--server {server!r} is not one of nodes.servers ({', '.join(servers)})")

@@ -21,6 +21,7 @@ from hecate.core.etcd import (
     quorum_verdict,
     render_verdict,
 )
+from hecate.core.etcd_recover import template_in
 from hecate.core.plans import StageSpec, StageStatus
 from hecate.core.progress_names import node_line
 from hecate.errors import HecateError
@@ -62,6 +63,8 @@ def etcd_action(
 ) -> dict[str, NodeAnswer]:
     """Run one etcd action on `nodes`; each node's answer (unreachable ones included; a node
     the inventory leaves out is not reachable, and says why)."""
+    if any(template_in(str(a)) for a in args):  # Ansible would evaluate it on this host
+        raise HecateError(f"etcd {action}: an argument holds a Jinja template mark; refused")
     problems = node_problems(ctx.config)
     usable = [n for n in nodes if n not in problems]
     left_out = {n: NodeAnswer(False, False, f"error={problems[n]}") for n in nodes if n in problems}

@@ -24,6 +24,7 @@ from hecate.core.etcd_recover import (
     plan_recovery,
     recorded_snapshots,
     resume_plan,
+    template_in,
 )
 from hecate.errors import HecateError
 from hecate.flows.context import FlowContext, Stage, run_playbook
@@ -122,7 +123,7 @@ def _plan(ctx: FlowContext, request: RecoverRequest) -> RecoverPlan:
     recorded = recorded_snapshots(run.facts for run in runs)
     server, path, _record, _ = choose(request, recorded, servers)
     facts: SnapshotFacts | None = None
-    if server in servers and path:
+    if server in servers and path and not template_in(path):
         answer = etcd_action(
             ctx, [server], "snapshot", [path, config.recover.token_file], stage_name="recover"
         )[server]

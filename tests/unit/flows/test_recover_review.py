@@ -11,6 +11,7 @@ import pytest
 
 from hecate.core.etcd_recover import RecoverRequest
 from hecate.errors import HecateError
+from hecate.flows.etcd import etcd_action
 from hecate.flows.recover_etcd import (
     RecoverFailedError,
     RecoverRefusedError,
@@ -72,3 +73,17 @@ def test_a_corrupt_recovery_record_fails_closed(tmp_path: Path, plan: object) ->
         recover_etcd(_ctx(config, ansible), RecoverRequest("latest", None), execute=True)
     assert not [a for a, _ in ansible.etcd_actions if a in ("reset", "move_aside")]
     assert path.exists()  # never moved or removed by Hecate: the operator reads it
+
+
+def test_a_snapshot_path_with_a_template_is_refused_and_never_reaches_ansible(
+    tmp_path: Path,
+) -> None:
+    # Ansible templates extra vars: "{{ lookup('pipe', ...) }}" would run on this host
+    config, ansible = _shutdown_then_lose(tmp_path, {"s2", "s3"})
+    ansible.requests.clear()
+    evil = "/x{{ lookup('pipe', 'touch /tmp/pwned') }}.db"
+    with pytest.raises(RecoverRefusedError, match="Ansible would run it"):
+        recover_etcd(_ctx(config, ansible), RecoverRequest(evil, "s1", True), execute=True)
+    assert not [r for r in ansible.requests if evil in r.extravars.get("etcd_args", [])]
+    with pytest.raises(HecateError, match="template"):
+        etcd_action(_ctx(config, ansible), ["s1"], "snapshot", [evil, "/t"])
