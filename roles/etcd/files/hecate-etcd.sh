@@ -99,7 +99,15 @@ reset)
 move_aside)
     dest=$1
     if $SUDO stat -c %n "$dest" >/dev/null 2>&1; then
-        echo "moved=already $dest"
+        # moved by an earlier attempt; a data dir made since (k3s started meanwhile) must not
+        # stay either: k3s would start on it. Kept beside it, never deleted.
+        if $SUDO stat -c %n $data >/dev/null 2>&1; then
+            later="$dest.$(date +%s)"
+            $SUDO mv $data "$later" || exit 3
+            echo "moved=$later"
+        else
+            echo "moved=already $dest"
+        fi
     elif $SUDO stat -c %n $data >/dev/null 2>&1; then
         $SUDO mv $data "$dest" || exit 3
         echo "moved=$dest"
