@@ -18,8 +18,8 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         f'sed \'s#^{RANCHER}#{root}/rancher#\')"; done\nexec "$@"\n'
     )
     wrap.chmod(0o755)
-    return subprocess.run(  # noqa: S603 - the role's own script
-        ["sh", "-c", SCRIPT.read_text(), "hecate-etcd", str(wrap), *args],  # noqa: S607
+    return subprocess.run(
+        ["sh", "-c", SCRIPT.read_text(), "hecate-etcd", str(wrap), *args],
         capture_output=True,
         text=True,
         timeout=20,
