@@ -201,7 +201,12 @@ def parse_urls_text(text: str, source: str) -> list[NotifyTarget]:
             elif sep and key == "min_severity":
                 severity = value
             else:
-                raise ValueError(f"{where} ({name}): unknown option {key!r}")
+                # never quoted: a blank inside a URL makes its rest look like an option
+                shown = f" {key!r}" if sep and key.isidentifier() and len(key) <= 20 else ""
+                raise ValueError(
+                    f"{where} ({name}): unknown option{shown} (events=a,b or min_severity=S; "
+                    "a URL holds no blank)"
+                )
         if not TARGET_NAME.fullmatch(name):
             raise ValueError(f"{where}: a bad target name")
         problem = url_problem(url) or events_problem(events)

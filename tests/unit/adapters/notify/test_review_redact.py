@@ -9,6 +9,7 @@ import pytest
 
 from hecate.adapters.notify import child
 from hecate.adapters.notify.send_child import redact
+from hecate.config.notify import parse_urls_text
 from hecate.core import notify_events as ne
 
 WHERE = ne.Where("h", "ups@localhost")
@@ -36,3 +37,11 @@ def test_a_crashing_child_s_stderr_is_logged_without_the_url_secret(
 )
 def test_redact_hides_a_token_in_the_host_part(url: str, secret: str) -> None:
     assert secret not in redact(f"failed to send to {secret}: 400", url)
+
+
+def test_a_urls_file_line_split_by_a_blank_never_quotes_the_rest_of_the_url() -> None:
+    # a URL broken by a blank: its second half is read as an option, and must not be shown
+    text = "alerts tgram://123456:AAbb/chat SecretHalfOfTheToken\n"
+    with pytest.raises(ValueError, match="line 1") as error:
+        parse_urls_text(text, "/etc/hecate/notify-urls")
+    assert "SecretHalfOfTheToken" not in str(error.value)
