@@ -6,7 +6,7 @@ atomically (temp, fsync, rename: hecate.adapters.statedir.files) and removed onc
 took the message, so a message is sent once (a crash between the send and the removal is the
 only window where it could be sent again). The spool is bounded: beyond `max_messages` the
 oldest are dropped (and counted). Files are named `SEQUENCE.TARGET.json`: the sequence orders
-them across restarts.
+them across restarts; a full spool drops its oldest non-critical message first.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class Spool:
             for target in targets:
                 existing = self._names()
                 if len(existing) >= self.max_messages:
-                    _, old_target, old = existing[0]
+                    _, old_target, old = _victim(existing)
                     with contextlib.suppress(OSError):
                         old.unlink()
                     dropped.append(old_target)
@@ -113,3 +113,15 @@ class Spool:
 
     def depth(self) -> int:
         return len(self._names())
+
+
+def _victim(existing: list[tuple[int, str, Path]]) -> tuple[int, str, Path]:
+    """The message a full spool drops: the oldest that is not critical (a shutdown told is
+    worth more than the outage's updates after it), or the oldest when all are."""
+    for entry in existing:
+        try:
+            if json.loads(entry[2].read_bytes()[:MAX_FILE_BYTES]).get("severity") != "critical":
+                return entry
+        except (OSError, ValueError, AttributeError):
+            return entry  # unreadable: no message lost by dropping it
+    return existing[0]

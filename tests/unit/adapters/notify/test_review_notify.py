@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hecate.adapters.notify import child
 from hecate.adapters.notify.sender import NotifySender
+from hecate.adapters.notify.spool import Spool
 from hecate.config.notify import NotifyTarget
 from hecate.core import notify_events as ne
 from hecate.core.notify_events import Notice
@@ -44,3 +45,16 @@ def test_a_removed_target_with_spooled_messages_does_not_make_the_thread_spin(
     sender = NotifySender(tmp_path, [_target("up")], send=lambda u, n: [])
     sender.spool.add(ne.notice(WHERE, "test", "t", "n", 1_700_000_000.0), ["gone"])
     assert sender._wait() >= 59.0
+
+
+def test_a_full_spool_drops_the_oldest_non_critical_message_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_messages=3)
+    shutdown = ne.notice(WHERE, "shutdown_triggered", "on battery", "shut down", 1.0)
+    spool.add(shutdown, ["hook"])
+    for i in range(4):
+        spool.add(ne.notice(WHERE, "on_battery", f"m{i}", "n", 2.0 + i), ["hook"])
+    kept = [p.notice for p in spool.pending()]
+    assert kept[0] == shutdown  # still first: order kept
+    assert [n.body for n in kept[1:]] == [
+        ne.notice(WHERE, "on_battery", f"m{i}", "n", 0).body for i in (2, 3)
+    ]
