@@ -179,7 +179,8 @@ def plan_recovery(
             "reset",
             (server,),
             f"on {server}: k3s server --cluster-reset --cluster-reset-restore-path={path} "
-            "--token=<the server token> (etcd reset to a one-member cluster from the snapshot)",
+            "--token-file <the server token file> (etcd reset to a one-member cluster from the "
+            "snapshot)",
         ),
         RecoverStep(
             "move_aside",

@@ -7,6 +7,7 @@
 #   probe                         unit state, data dir, cluster-init, /health, member list, status
 #   snapshot PATH TOKEN_FILE      does PATH exist (size, mtime, etcdctl status), is the token there
 #   reset PATH TOKEN_FILE         k3s server --cluster-reset --cluster-reset-restore-path=PATH
+#                                 --token-file TOKEN_FILE (checked not empty first)
 #   move_aside DEST               move the etcd data dir to DEST (kept)
 #   move_back SRC                 (drills) put SRC back as the data dir; a data dir there is
 #                                 first moved aside itself
@@ -89,8 +90,9 @@ reset)
     path=$1 token_file=$2
     token=$($SUDO cat "$token_file") || { echo "error=cannot read $token_file"; exit 3; }
     [ -n "$token" ] || { echo "error=$token_file is empty"; exit 3; }
-    $SUDO $k3s server --cluster-reset --cluster-reset-restore-path="$path" --token="$token" \
-        >/tmp/hecate-cluster-reset.log 2>&1
+    # the token by its file, never on the command line: `ps` shows that to every local user
+    $SUDO $k3s server --cluster-reset --cluster-reset-restore-path="$path" \
+        --token-file "$token_file" >/tmp/hecate-cluster-reset.log 2>&1
     rc=$?
     echo "rc=$rc"
     tail -c 2000 /tmp/hecate-cluster-reset.log | sed 's/^/log=/'

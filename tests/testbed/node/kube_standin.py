@@ -2694,6 +2694,7 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--cluster-reset", action="store_true")
     server.add_argument("--cluster-reset-restore-path")
     server.add_argument("--token")
+    server.add_argument("--token-file", type=Path, help="as k3s: the token from this file")
     # Accepted as k3s does; the twin's node.json decides (first boot: static bootstrap, later:
     # join through the other servers' members).
     server.add_argument("--cluster-init", action="store_true")
@@ -2711,7 +2712,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "server" and (args.cluster_reset or args.cluster_reset_restore_path):
         if not args.cluster_reset:
             parser.error("--cluster-reset-restore-path needs --cluster-reset")
-        return member.cluster_reset(conf["etcd"], args.cluster_reset_restore_path, args.token)
+        token = args.token
+        if token is None and args.token_file is not None:
+            token = args.token_file.read_text(encoding="utf-8").strip() or None
+        return member.cluster_reset(conf["etcd"], args.cluster_reset_restore_path, token)
     if args.command == "server":
         return run_server(conf, args.port, shim=not args.no_shim, host=args.host)
     if args.command == "agent":

@@ -1,6 +1,7 @@
-"""Review finding (issue 26): roles/etcd/files/hecate-etcd.sh `move_aside`, run by a real sh on
-real files (the SUDO word is a wrapper that roots /var/lib/rancher in a temporary directory).
-A destination already there must not leave a data dir in place: k3s would start on it."""
+"""Review findings (issue 26): roles/etcd/files/hecate-etcd.sh run by a real sh on real files
+(the SUDO word is a wrapper that roots /var/lib/rancher in a temporary directory and runs a
+recording k3s). A move_aside destination already there must not leave a data dir in place (k3s
+would start on it); the reset never puts the server token on a command line (`ps` shows it)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     wrap = root / "wrap"
     wrap.write_text(
         '#!/bin/sh\nfor a in "$@"; do shift; set -- "$@" "$(printf %s "$a" | '
-        f'sed \'s#^{RANCHER}#{root}/rancher#\')"; done\nexec "$@"\n'
+        f'sed -e \'s#^{RANCHER}#{root}/rancher#\' -e \'s#^/usr/local/bin/k3s$#{root}/k3s#\')"; '
+        'done\nexec "$@"\n'
     )
     wrap.chmod(0o755)
     return subprocess.run(
@@ -48,3 +50,27 @@ def test_move_aside_twice_is_a_no_op(tmp_path: Path) -> None:
     (db / "etcd-old-1").mkdir(parents=True)
     done = _run(tmp_path, "move_aside", f"{RANCHER}/k3s/server/db/etcd-old-1")
     assert done.returncode == 0 and "moved=already" in done.stdout
+
+
+def test_the_reset_never_puts_the_token_on_a_command_line(tmp_path: Path) -> None:
+    server = tmp_path / "rancher" / "k3s" / "server"
+    server.mkdir(parents=True)
+    (server / "token").write_text("K10abc::server:TheClusterSecret\n")
+    argv = tmp_path / "argv"
+    k3s = tmp_path / "k3s"
+    k3s.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argv}\n')
+    k3s.chmod(0o755)
+    done = _run(tmp_path, "reset", "/snap.db", f"{RANCHER}/k3s/server/token")
+    assert done.returncode == 0, done.stdout + done.stderr
+    args = argv.read_text()
+    assert "--cluster-reset" in args and "--cluster-reset-restore-path=/snap.db" in args
+    assert "TheClusterSecret" not in args
+    assert f"--token-file\n{tmp_path}/rancher/k3s/server/token\n" in args
+
+
+def test_the_reset_refuses_an_empty_token_file(tmp_path: Path) -> None:
+    server = tmp_path / "rancher" / "k3s" / "server"
+    server.mkdir(parents=True)
+    (server / "token").write_text("")
+    done = _run(tmp_path, "reset", "/snap.db", f"{RANCHER}/k3s/server/token")
+    assert done.returncode == 3 and "is empty" in done.stdout
