@@ -16,7 +16,7 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     wrap = root / "wrap"
     wrap.write_text(
         '#!/bin/sh\nfor a in "$@"; do shift; set -- "$@" "$(printf %s "$a" | '
-        f'sed -e \'s#^{RANCHER}#{root}/rancher#\' -e \'s#^/usr/local/bin/k3s$#{root}/k3s#\')"; '
+        f"sed -e 's#^{RANCHER}#{root}/rancher#' -e 's#^/usr/local/bin/k3s$#{root}/k3s#')\"; "
         'done\nexec "$@"\n'
     )
     wrap.chmod(0o755)
