@@ -91,11 +91,14 @@ reset)
     token=$($SUDO cat "$token_file") || { echo "error=cannot read $token_file"; exit 3; }
     [ -n "$token" ] || { echo "error=$token_file is empty"; exit 3; }
     # the token by its file, never on the command line: `ps` shows that to every local user
+    # its own log file (mktemp): a fixed name in /tmp could be made first by another user
+    log=$(mktemp) || { echo "error=cannot make a temporary file"; exit 3; }
     $SUDO $k3s server --cluster-reset --cluster-reset-restore-path="$path" \
-        --token-file "$token_file" >/tmp/hecate-cluster-reset.log 2>&1
+        --token-file "$token_file" >"$log" 2>&1
     rc=$?
     echo "rc=$rc"
-    tail -c 2000 /tmp/hecate-cluster-reset.log | sed 's/^/log=/'
+    tail -c 2000 "$log" | sed 's/^/log=/'
+    rm -f "$log"
     exit $rc
     ;;
 move_aside)
