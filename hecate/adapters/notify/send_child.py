@@ -10,6 +10,7 @@ rest stay spooled, in order). Exit 0 when every message went out.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import sys
@@ -19,13 +20,24 @@ from urllib.parse import urlsplit
 TYPES = {"info": "info", "warning": "warning", "critical": "failure"}
 
 
+def _names_a_server(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return "." in name or name == "localhost"
+    return True
+
+
 def redact(text: str, url: str) -> str:
     """`text` without the URL's secret-looking parts (password, long path or query words)."""
     parts = urlsplit(url)
     secrets = {parts.password or "", parts.username or ""}
-    # the host part too: in the cloud schemes it is a token (pover://USER@TOKEN, slack://T/..)
+    # the host part too: in the cloud schemes it is a token (pover://USER@TOKEN, slack://T/..);
+    # not when it names a server (an address, a dotted name): the operator needs to see which
     host = parts.netloc.rpartition("@")[2]
-    words = [host, *host.split(":"), *parts.path.split("/"), *parts.query.split("&")]
+    words = [] if _names_a_server(host) else [host, *host.split(":")]
+    words += [*parts.path.split("/"), *parts.query.split("&")]
     words += [w.partition("=")[2] for w in parts.query.split("&")]
     secrets |= {w for w in words if len(w) >= 8}
     for secret in sorted(secrets, key=len, reverse=True):

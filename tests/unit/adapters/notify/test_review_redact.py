@@ -45,3 +45,11 @@ def test_a_urls_file_line_split_by_a_blank_never_quotes_the_rest_of_the_url() ->
     with pytest.raises(ValueError, match="line 1") as error:
         parse_urls_text(text, "/etc/hecate/notify-urls")
     assert "SecretHalfOfTheToken" not in str(error.value)
+
+
+def test_a_server_address_stays_visible() -> None:
+    # which server failed is what the operator acts on; an address or a dotted name is no token
+    text = "A Connection error occurred sending JSON notification to 127.0.0.1:8080."
+    assert redact(text, "json://127.0.0.1:8080/hook") == text
+    assert "ntfy.example.org" in redact("failed: ntfy.example.org", "ntfys://ntfy.example.org/t")
+    assert "TOKENabcdef12" not in redact("to TOKENabcdef12", "pover://USER@TOKENabcdef12")
