@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +27,6 @@ from tests.integration.daemon_process import (
 from tests.testbed.nut import NutServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def silent_ssh() -> Iterator[SilentSsh]:
-    sink = SilentSsh()
-    try:
-        yield sink
-    finally:
-        sink.close()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -32,15 +32,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def silent_ssh() -> Iterator[SilentSsh]:
-    sink = SilentSsh()
-    try:
-        yield sink
-    finally:
-        sink.close()
-
-
-@pytest.fixture
 def http() -> Iterator[HttpReceiver]:
     receiver = HttpReceiver()
     try:
