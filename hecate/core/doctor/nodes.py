@@ -12,6 +12,7 @@ from typing import Final
 from hecate.config.model import HecateConfig
 from hecate.core.doctor.findings import Finding, fail, ok, warn
 from hecate.core.doctor.power import WolSeen, parse_wol, wol_finding, wol_probe_lines, wol_unchecked
+from hecate.core.plans import embedded_etcd
 
 # Clock skew between the Hecate host and a node beyond which TLS and logs get confusing.
 SKEW_WARN_S: Final = 2.0
@@ -23,6 +24,16 @@ BROAD_PROBE: Final = "/bin/sh"
 MARK: Final = "hecate-doctor"
 
 SUDOERS_FILE: Final = "configs/sudoers-hecate"
+
+# Two of the etcd role's reads (roles/etcd/files/hecate-etcd.sh), as it runs them: its data
+# directory, and etcd's health with k3s's client certificates. The HECATE_ETCD rules allow both.
+_ETCD_TLS: Final = "/var/lib/rancher/k3s/server/tls/etcd"
+ETCD_SUDO: Final = (
+    "stat -c %n /var/lib/rancher/k3s/server/db/etcd",
+    f"curl -sS --max-time 5 --cacert {_ETCD_TLS}/server-ca.crt --cert "
+    f"{_ETCD_TLS}/server-client.crt --key {_ETCD_TLS}/server-client.key "
+    "https://127.0.0.1:2379/health",
+)
 
 
 def sudo_commands(config: HecateConfig, node: str) -> list[str]:
@@ -36,6 +47,8 @@ def sudo_commands(config: HecateConfig, node: str) -> list[str]:
         commands.append(KILLALL)
     if config.shutdown.poweroff_method == "poweroff" and node in config.managed_nodes():
         commands.append("systemctl poweroff")
+    if is_server and embedded_etcd(config):
+        commands += ETCD_SUDO
     return commands
 
 
@@ -197,14 +210,7 @@ def sudo_findings(config: HecateConfig, node: str, user: str, probe: NodeProbe) 
         ]
     missing = [c for i, c in enumerate(commands) if not probe.sudo.get(i, False)]
     if missing:
-        return [
-            fail(
-                check,
-                f"sudo -n does not allow {user}: {'; '.join(missing)}",
-                f"install {SUDOERS_FILE} as /etc/sudoers.d/hecate on {node} "
-                "(visudo -cf FILE first; user name inside)",
-            )
-        ]
+        return [_missing_finding(config, node, user, missing)]
     if broad:
         return [
             warn(
@@ -214,6 +220,25 @@ def sudo_findings(config: HecateConfig, node: str, user: str, probe: NodeProbe) 
             )
         ]
     return [ok(check, f"sudo -n allows exactly what Hecate needs ({len(commands)} command(s))")]
+
+
+def _missing_finding(config: HecateConfig, node: str, user: str, missing: list[str]) -> Finding:
+    check = f"node.{node}.sudo"
+    if config.cluster.datastore == "auto" and set(missing) <= set(ETCD_SUDO):
+        # datastore auto: the servers may run SQLite; without the rules the etcd_quorum stage
+        # only warns and the startup goes on, so doctor warns too
+        return warn(
+            check,
+            f"sudo -n does not allow {user} to read etcd: {'; '.join(missing)}",
+            f"with embedded etcd, install the HECATE_ETCD rules of {SUDOERS_FILE} on {node}; "
+            "with SQLite, set cluster.datastore: sqlite",
+        )
+    return fail(
+        check,
+        f"sudo -n does not allow {user}: {'; '.join(missing)}",
+        f"install {SUDOERS_FILE} as /etc/sudoers.d/hecate on {node} "
+        "(visudo -cf FILE first; user name inside)",
+    )
 
 
 def skew_finding(node: str, remote: float | None, started: float, ended: float) -> Finding:

@@ -38,6 +38,7 @@ from hecate.core.doctor.findings import (
 )
 from hecate.core.doctor.nodes import (
     BROAD_PROBE,
+    ETCD_SUDO,
     SUDOERS_FILE,
     SshOutcome,
     node_findings,
@@ -89,6 +90,7 @@ def test_sudo_commands_follow_the_role_and_the_shutdown_settings() -> None:
         "systemctl start k3s",
         "/usr/local/bin/k3s etcd-snapshot save --name hecate",
         "systemctl poweroff",
+        *ETCD_SUDO,  # datastore auto: a server may run embedded etcd
     ]
     assert sudo_commands(cfg, "a1") == [
         "systemctl stop k3s-agent",
@@ -102,7 +104,10 @@ def test_sudo_commands_follow_the_role_and_the_shutdown_settings() -> None:
         "systemctl stop k3s",
         "systemctl start k3s",
         "/usr/local/bin/k3s-killall.sh",
+        *ETCD_SUDO,
     ]
+    sqlite = config(cluster={"datastore": "sqlite"})
+    assert not set(ETCD_SUDO) & set(sudo_commands(sqlite, "s1"))
     # a node outside ssh_managed_nodes is never powered off
     unmanaged = config(ssh_managed_nodes=["s1"])
     assert "systemctl poweroff" not in sudo_commands(unmanaged, "a1")
@@ -180,6 +185,40 @@ def test_sudo_wider_than_needed_is_a_warning() -> None:
     out = probe_output(True, True, True, True)  # /bin/sh allowed too
     found = by_check(node_findings(cfg, "a1", "h:22", outcome(out), known_hosts="kh"))
     assert found["node.a1.sudo"].status == "warn"
+
+
+def test_the_etcd_reads_are_probed_as_the_etcd_role_runs_them() -> None:
+    # the sudoers rules of the file Hecate ships allow exactly these two (sudoers wildcards)
+    rules = (ROOT / SUDOERS_FILE).read_text()
+    stat, curl = ETCD_SUDO
+    assert "/usr/bin/stat -c * /var/lib/rancher/k3s/server/*" in rules
+    assert stat.startswith("stat -c %n /var/lib/rancher/k3s/server/")
+    curl_rule = next(line for line in rules.splitlines() if "/usr/bin/curl" in line)
+    assert curl_rule.strip().rstrip(", \\").removeprefix("/usr/bin/").removesuffix(" *") in curl
+    script = (ROOT / "roles/etcd/files/hecate-etcd.sh").read_text()
+    assert "$SUDO stat -c %n $data" in script and "$SUDO curl -sS --max-time 5 --cacert" in script
+
+
+@pytest.mark.parametrize(
+    ("datastore", "status"),
+    [
+        ("etcd", "fail"),  # etcd_quorum cannot read the members: a cold start is blind
+        ("auto", "warn"),  # SQLite servers need none of it; the stage only warns
+    ],
+)
+def test_missing_etcd_rules_fail_with_etcd_and_warn_with_auto(datastore: str, status: str) -> None:
+    cfg = config(cluster={"datastore": datastore})
+    needed = len(sudo_commands(cfg, "s1"))
+    allowed = [True] * (needed - len(ETCD_SUDO)) + [False] * len(ETCD_SUDO)
+    out = probe_output(*allowed, False)
+    found = by_check(node_findings(cfg, "s1", "h:22", outcome(out), known_hosts="kh"))
+    assert found["node.s1.sudo"].status == status, found["node.s1.sudo"]
+    assert "/var/lib/rancher/k3s/server/db/etcd" in found["node.s1.sudo"].detail
+    assert SUDOERS_FILE in found["node.s1.sudo"].fix
+    # a K3s rule missing too is a failure whatever the datastore
+    out = probe_output(False, *allowed[1:], False)
+    found = by_check(node_findings(cfg, "s1", "h:22", outcome(out), known_hosts="kh"))
+    assert found["node.s1.sudo"].status == "fail"
 
 
 def test_become_needs_full_sudo_and_root_needs_none() -> None:
