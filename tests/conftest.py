@@ -11,9 +11,16 @@ from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from hecate.adapters.statedir import save as statesave  # noqa: E402
 from hecate.adapters.statedir import unsaved  # noqa: E402
+
+# No per-example deadline: on a loaded 2-core CI machine (or two xdist workers) an example can
+# take 250 ms without anything being wrong; the properties are what the tests check, and
+# pytest-timeout still bounds a test that hangs.
+settings.register_profile("hecate", deadline=None)
+settings.load_profile("hecate")
 
 
 @pytest.fixture(autouse=True)
