@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.machinery
 import os
 import pickle
 import stat
@@ -30,7 +31,6 @@ from pathlib import Path
 
 import pydantic
 import pydantic_core
-import yaml
 
 import hecate.config
 from hecate.config.load import parse_yaml, read_config_text
@@ -58,13 +58,24 @@ def _code_fingerprint() -> bytes:
     """What validation depends on besides the text: the source of every hecate.config module
     and of hecate.errors, and the versions of the libraries and the interpreter."""
     digest = hashlib.sha256(_FORMAT)
-    for part in (sys.version, pydantic.VERSION, pydantic_core.__version__, yaml.__version__):
+    for part in (sys.version, pydantic.VERSION, pydantic_core.__version__):
         digest.update(part.encode() + b"\0")
+    digest.update(_yaml_init() + b"\0")
     package = Path(hecate.config.__file__).parent
     sources = sorted(path for path in package.iterdir() if path.suffix == ".py")
     for source in [*sources, package.parent / "errors.py"]:
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     return digest.digest()
+
+
+def _yaml_init() -> bytes:
+    """PyYAML's `__init__.py` (its `__version__`), found without importing PyYAML."""
+    module = sys.modules.get("yaml")
+    origin = getattr(module, "__file__", None)
+    if origin is None:
+        spec = importlib.machinery.PathFinder.find_spec("yaml")
+        origin = spec.origin if spec is not None else None
+    return Path(origin).read_bytes() if origin else b"no PyYAML"
 
 
 def snapshot_key(text: str, *, fingerprint: bytes | None = None) -> str:
