@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from hecate.config import snapshot
-from hecate.config.model import HecateConfig, default_config, load_config
+from hecate.config.model import HecateConfig, default_config, load_config, parse_config
 from hecate.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,7 +38,7 @@ def config(tmp_path: Path) -> Path:
 def validations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The sources validated (not taken from a snapshot) from here on."""
     seen: list[str] = []
-    real = snapshot.parse_config
+    real = parse_config
 
     def counting(data: object, source: str = "<config>", *, file: bool = False) -> HecateConfig:
         seen.append(source)
