@@ -73,16 +73,48 @@ def test_the_kept_config_is_the_validated_one(
     assert again.nodes.all == first.nodes.all  # methods and properties as on the model
 
 
-def test_every_shipped_config_round_trips(cache: Path, tmp_path: Path) -> None:
-    shipped = sorted((ROOT / "configs").glob("*.yaml"))
-    assert shipped
-    for path in shipped:
-        try:
-            fresh = load_config(path)
-        except ConfigError:
-            continue  # a fragment, not a whole config
-        snapshot.load_config_kept(path)
-        _same(snapshot.load_config_kept(path), fresh)
+def _rich() -> dict[str, Any]:
+    """The example with every power method, feeds, load shedding and a notify target."""
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    servers, agents = data["nodes"]["servers"], data["nodes"]["agents"]
+    every = [*servers, *agents]
+    data["power"] = {
+        "nodes": {
+            servers[0]: {
+                "method": "ipmi",
+                "address": "10.0.0.50:623",
+                "user": "admin",
+                "password_file": "/etc/hecate/bmc-0",
+            },
+            agents[0]: {"method": "wol", "mac": "AA-BB-CC-DD-EE-01", "broadcast": "10.0.0.255"},
+            agents[1]: {
+                "method": "redfish",
+                "url": "https://10.0.0.52/",
+                "user": "admin",
+                "password_file": "/etc/hecate/bmc-2",
+            },
+        },
+        "feeds": {"A": {"instance": "alpha"}, "B": {"instance": "beta"}},
+        "node_feeds": {node: ["A", "B"] if node in servers else ["B"] for node in every},
+        "shed": {"after_seconds": 60, "label_selector": "hecate.dev/shed=true"},
+    }
+    data["notify"] = {"targets": [{"name": "hook", "url": "json://127.0.0.1:8080/h"}]}
+    return data
+
+
+@pytest.mark.parametrize("rich", [False, True])
+def test_the_kept_config_round_trips_field_by_field(cache: Path, config: Path, rich: bool) -> None:
+    if rich:
+        config.write_text(yaml.safe_dump(_rich()))
+    fresh = load_config(config)
+    snapshot.load_config_kept(config)
+    kept = snapshot.load_config_kept(config)
+    _same(kept, fresh)
+    for node, method in fresh.power.nodes.items():
+        assert type(kept.power.nodes[node]) is type(method)
+        assert kept.power.method_of(node) == fresh.power.method_of(node)
+    assert kept.secret_files() == fresh.secret_files()
+    assert kept.power.exposure_warnings() == fresh.power.exposure_warnings()
 
 
 def test_a_changed_text_is_validated_again(
