@@ -146,32 +146,41 @@ def _prune(directory: Path) -> None:
             Path(path).unlink()
 
 
+def _place(text: str, *, defaults: bool = False) -> tuple[Path, str] | None:
+    """Where the snapshot of `text` (or of the defaults) would be, None when there is no cache:
+    no cache directory, or code whose sources cannot be read (a zipped install)."""
+    directory = cache_dir()
+    if directory is None:
+        return None
+    try:
+        code = _code_fingerprint()
+    except OSError:
+        return None
+    return directory, snapshot_key(
+        text, fingerprint=code + (b"default_config" if defaults else b"")
+    )
+
+
 def load_config_kept(path: Path) -> HecateConfig:
     """`hecate.config.model.load_config(path)`, the same config or the same ConfigError, from
     the kept snapshot when this text was validated by this code before."""
     text = read_config_text(path)  # its errors (missing, a directory, too large) as always
-    directory = cache_dir()
-    key = snapshot_key(text)
-    if directory is not None:
-        kept = read_snapshot(directory, key)
-        if kept is not None:
-            return kept
+    place = _place(text)
+    if place is not None and (kept := read_snapshot(*place)) is not None:
+        return kept
     source = str(path)
     config = parse_config(parse_yaml(text, source), source, file=True)
-    if directory is not None:
-        write_snapshot(directory, key, config)
+    if place is not None:
+        write_snapshot(*place, config)
     return config
 
 
 def default_config_kept() -> HecateConfig:
     """`hecate.config.model.default_config()`, from the kept snapshot when there is one."""
-    directory = cache_dir()
-    key = snapshot_key("", fingerprint=_code_fingerprint() + b"default_config")
-    if directory is not None:
-        kept = read_snapshot(directory, key)
-        if kept is not None:
-            return kept
+    place = _place("", defaults=True)
+    if place is not None and (kept := read_snapshot(*place)) is not None:
+        return kept
     config = default_config()
-    if directory is not None:
-        write_snapshot(directory, key, config)
+    if place is not None:
+        write_snapshot(*place, config)
     return config

@@ -244,6 +244,20 @@ def test_no_place_to_keep_it_is_no_error(
     assert len(validations) == 2
 
 
+def test_unreadable_sources_mean_no_cache(
+    cache: Path, config: Path, monkeypatch: pytest.MonkeyPatch, validations: list[str]
+) -> None:
+    def unreadable() -> bytes:
+        raise FileNotFoundError("a zipped install: no source files")
+
+    monkeypatch.setattr(snapshot, "_code_fingerprint", unreadable)
+    for _ in range(2):
+        assert snapshot.load_config_kept(config) == load_config(config)
+    assert snapshot.default_config_kept() == default_config()
+    assert len(validations) == 2
+    assert not cache.exists()
+
+
 def test_only_the_newest_are_kept(
     cache: Path, config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
