@@ -10,7 +10,6 @@ from hecate.adapters.statedir.store import StateStore
 from hecate.cli.common import strict_json
 from hecate.cli.feed_text import feed_lines, trace_feed_loss
 from hecate.cli.out import echo
-from hecate.cli.outage_report import write_svg
 from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
 from hecate.config.snapshot import default_config_kept, load_config_kept
 from hecate.core.budget import budget_from_config
@@ -91,6 +90,9 @@ def run_replay(
     events, final = replay_with_state(points, params)
     loss = trace_feed_loss(cfg, feed)  # a partial episode: the trigger stops some nodes only
     if svg is not None:
+        # the outage report's module (battery truth, recorded outages) only for a picture
+        from hecate.cli.outage_report import write_svg  # noqa: PLC0415
+
         write_svg(svg, points, events, budget.threshold_s, f"Replay of {trace_path.name}")
     if not as_json:
         echo(

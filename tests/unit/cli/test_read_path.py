@@ -70,7 +70,13 @@ KEPT_NEVER: dict[str, tuple[str, ...]] = {
         "tempfile",  # status writes nothing
     ),
     "config": ("yaml", "hecate.adapters", "hecate.flows", "hecate.core.policy"),
-    "replay": ("yaml", "hecate.adapters.nut", "hecate.adapters.systemd", "hecate.flows"),
+    "replay": (
+        "yaml",
+        "hecate.adapters.nut",
+        "hecate.adapters.systemd",
+        "hecate.flows",
+        "hecate.cli.outage_report",  # only for --svg
+    ),
 }
 # `version` does not even read a config.
 VERSION_NEVER = (*NEVER, "pydantic", "yaml", "hecate.config")
