@@ -11,12 +11,17 @@ The commands, on the example config in a temp dir:
 - `hecate config check` with every file the config names present (a valid config: exit 0);
 - `hecate version` and `hecate --help`;
 - `hecate replay blip --default-config` (a shipped 8-line trace);
+- `status` and `config check` once more with no kept config (hecate.config.snapshot: the first
+  run after the config or Hecate changed validates the config in full);
 - `python -c pass`, the floor, and `upsc` (NUT's own client, when installed) for comparison.
 
 The interpreter runs `hecate.cli.entry:main` (the console script's target) from this tree with
 PYTHONPATH set, so a venv whose `hecate` script points at another checkout does not matter.
 hecate/ is compiled first (`compileall`): this machine sets PYTHONDONTWRITEBYTECODE, and an
-installed package has its .pyc.
+installed package has its .pyc. The validated configs are kept in the temp dir (XDG_CACHE_HOME),
+made by the warm-up run of each command. Nothing leaves 127.0.0.1: without NUT the UPS is a
+port on 127.0.0.1 nothing listens on (the example config's `localhost`, its nodes' 192.168.x
+addresses and its notify targets are never contacted: no read command probes them).
 
     .venv/bin/python -m bench.cli_latency [--runs 5] [--rounds 1]
 """
@@ -40,7 +45,7 @@ import yaml
 
 from hecate.adapters.statedir.store import StateStore
 from hecate.core.run_history import Outcome, RunRecord
-from tests.testbed.nut import NutServer
+from tests.testbed.nut import NutServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "configs" / "hecate.example.yaml"
@@ -92,6 +97,8 @@ def _setup(tmp: Path) -> Iterator[tuple[Path, NutServer | None]]:
         if server is not None:
             data["ups"]["target"] = server.target()
             data["ups"]["user"] = server.user
+        else:  # "not readable": refused at once, on this host only
+            data["ups"]["target"] = f"pyrphoros@127.0.0.1:{free_port()}"
         store = StateStore(state)
         for i in range(5):  # enough shutdowns for a learned budget
             start = time.time() - 86400 * (i + 1)
@@ -106,6 +113,7 @@ def _setup(tmp: Path) -> Iterator[tuple[Path, NutServer | None]]:
 
 
 Table = dict[str, tuple[list[str], tuple[int, ...]]]
+NOT_KEPT = "(no kept config)"  # such a row runs where no validated config can be kept
 
 
 def commands(config: Path, server: NutServer | None) -> Table:
@@ -125,6 +133,8 @@ def commands(config: Path, server: NutServer | None) -> Table:
             "hecate status": ([*py, "status", *cfg], (0, 4)),
             "hecate config check": ([*py, "config", "check", *cfg], (0,)),
             "hecate replay blip": ([*py, "replay", "blip", "--default-config"], (0,)),
+            f"hecate status {NOT_KEPT}": ([*py, "status", *cfg], (0, 4)),
+            f"hecate config check {NOT_KEPT}": ([*py, "config", "check", *cfg], (0,)),
         }
     )
     return found
@@ -139,15 +149,19 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory(prefix="hecate-bench-") as tmp, _setup(Path(tmp)) as setup:
+        env["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
+        (Path(tmp) / "no-cache").write_text("")  # a file: no cache directory under it
+        not_kept = {**env, "XDG_CACHE_HOME": str(Path(tmp) / "no-cache")}
         table = commands(*setup)
-        for argv, ok in table.values():  # warm the page cache; check each command works
-            _one(argv, env, ok)
+        envs = {name: not_kept if NOT_KEPT in name else env for name in table}
+        for name, (argv, ok) in table.items():  # warm the page cache, keep the configs
+            _one(argv, envs[name], ok)
         for _ in range(args.rounds):
             print(f"\nload average before: {_load()} ({os.cpu_count()} CPUs); {args.runs} runs")
             print("| command | median wall s | median CPU s | target |")
             print("|---|---:|---:|---|")
             for name, (argv, ok) in table.items():
-                samples = [_one(argv, env, ok) for _ in range(args.runs)]
+                samples = [_one(argv, envs[name], ok) for _ in range(args.runs)]
                 wall = statistics.median(s[0] for s in samples)
                 cpu = statistics.median(s[1] for s in samples)
                 target = f"<= {TARGET_S}" if name.startswith("hecate") else ""

@@ -40,3 +40,19 @@ def _private_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
             os.environ.pop(unsaved.RUNTIME_DIR_ENV, None)
         else:
             os.environ[unsaved.RUNTIME_DIR_ENV] = old
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Each test keeps its validated configs (hecate.config.snapshot) in its own directory,
+    never in the home directory; the subprocesses it starts inherit it."""
+    path = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = old

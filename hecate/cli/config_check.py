@@ -10,7 +10,8 @@ from hecate.cli.config_files import file_use_problems
 from hecate.cli.exits import EXIT_USAGE
 from hecate.cli.out import echo
 from hecate.config.checks import resolve_problems, secret_file_warnings
-from hecate.config.model import DEFAULT_CONFIG_PATH, load_config
+from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.snapshot import load_config_kept
 from hecate.errors import ConfigError
 
 # The files the daemon cannot start without (it reads the NUT password once at start and exits
@@ -37,7 +38,7 @@ def check_config(
 ) -> int:
     """The check (cmd_config.check's help says what it refuses); the exit code."""
     try:
-        loaded = load_config(config)
+        loaded = load_config_kept(config)  # the same config or errors (hecate.config.snapshot)
     except ConfigError as exc:
         return _refuse(exc.message, exc.problems, as_json)
     files = file_use_problems(loaded)

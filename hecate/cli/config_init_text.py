@@ -18,6 +18,7 @@ import yaml
 
 from hecate.adapters.kube.types import NodeDetails, WorkloadInfo
 from hecate.config.model import parse_config
+from hecate.config.yaml_dump import safe_dump
 from hecate.errors import ConfigError, HecateError
 
 SERVER_ROLES: Final = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
@@ -241,7 +242,7 @@ _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?P<rest
 
 
 def _scalar(value: Any) -> str:
-    text: str = yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
+    text = safe_dump(value, default_flow_style=True, width=1 << 20).strip()
     return text.removesuffix("\n...").strip()
 
 

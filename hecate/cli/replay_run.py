@@ -10,8 +10,8 @@ from hecate.adapters.statedir.store import StateStore
 from hecate.cli.common import strict_json
 from hecate.cli.feed_text import feed_lines, trace_feed_loss
 from hecate.cli.out import echo
-from hecate.cli.outage_report import write_svg
-from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, default_config, load_config
+from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.config.snapshot import default_config_kept, load_config_kept
 from hecate.core.budget import budget_from_config
 from hecate.core.policy.values import params_from_config
 from hecate.core.replay import replay_with_state
@@ -31,7 +31,7 @@ def _config(path: Path | None, use_defaults: bool) -> HecateConfig:
     a config (none given and none at the default path) it runs on the defaults and says so;
     a config named with --config must load."""
     if use_defaults:
-        return default_config()
+        return default_config_kept()
     if path is None:
         try:
             present = DEFAULT_CONFIG_PATH.exists()
@@ -45,9 +45,9 @@ def _config(path: Path | None, use_defaults: bool) -> HecateConfig:
             ) from None
         if not present:
             echo(f"{NO_CONFIG} ({DEFAULT_CONFIG_PATH} does not exist)", err=True)
-            return default_config()
+            return default_config_kept()
         path = DEFAULT_CONFIG_PATH
-    return load_config(path)
+    return load_config_kept(path)
 
 
 def _list_traces(as_json: bool) -> None:
@@ -90,6 +90,9 @@ def run_replay(
     events, final = replay_with_state(points, params)
     loss = trace_feed_loss(cfg, feed)  # a partial episode: the trigger stops some nodes only
     if svg is not None:
+        # the outage report's module (battery truth, recorded outages) only for a picture
+        from hecate.cli.outage_report import write_svg  # noqa: PLC0415
+
         write_svg(svg, points, events, budget.threshold_s, f"Replay of {trace_path.name}")
     if not as_json:
         echo(

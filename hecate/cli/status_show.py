@@ -14,7 +14,7 @@ from hecate.adapters.statedir.files import read_json
 from hecate.adapters.statedir.store import StateStore
 from hecate.adapters.statedir.unsaved import unsaved_files
 from hecate.adapters.systemd.selfupdate import SelfUpdate, self_update, update_failed
-from hecate.cli.common import emit_json, load, now, read_ups_or_error
+from hecate.cli.common import emit_json, now, read_ups_or_error
 from hecate.cli.doctor_file import last_result
 from hecate.cli.exits import EXIT_UNPROTECTED
 from hecate.cli.feed_text import feeds_status, feeds_status_lines
@@ -22,6 +22,7 @@ from hecate.cli.out import echo
 from hecate.cli.outage_report import ups_report_data, ups_report_lines
 from hecate.cli.style import BAD, paint
 from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.snapshot import load_config_kept
 from hecate.core.budget import Budget, budget_from_config
 from hecate.core.etcd_status import etcd_summary
 from hecate.core.intent import Intent, IntentState, is_stale
@@ -97,7 +98,7 @@ def _ups_json(poll: Poll) -> dict[str, Any]:
 def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> int:
     """The report (cmd_status.status_command's help says what is in it); the exit code:
     EXIT_UNPROTECTED when the cluster is not protected right now, else 0."""
-    cfg = load(config)
+    cfg = load_config_kept(config)  # validated once per config text (hecate.config.snapshot)
     store = StateStore(cfg.state_dir)
     stamp = now()
     # Read-only: a corrupt file is reported, never moved or blocked (the daemon does that).

@@ -37,7 +37,6 @@ import ipaddress
 import re
 from typing import Any, ClassVar, Final, Self
 
-import yaml
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
@@ -377,11 +376,3 @@ def parse_git_branch(text: str) -> str:
             "not starting with '-', '/' or '.', not ending with '/', '.' or '.lock')"
         )
     return text
-
-
-def _represent(dumper: yaml.SafeDumper, value: _Parsed) -> yaml.Node:
-    return dumper.represent_str(str(value))
-
-
-# The typed values dump as the plain text they hold (inventories, config dumps).
-yaml.SafeDumper.add_multi_representer(_Parsed, _represent)

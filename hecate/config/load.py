@@ -1,15 +1,18 @@
 """Reading a config file: a bounded, non-blocking read of a regular UTF-8 file, and strict YAML
 (duplicate keys, deep nesting and alias bombs are errors). `hecate.config.model.load_config` uses
-it."""
+it.
+
+PyYAML is imported when a text is parsed, not with this module: a read command whose config was
+kept validated (hecate.config.snapshot) parses nothing and does without it.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from hecate.errors import ConfigError
 
@@ -19,40 +22,47 @@ MAX_YAML_DEPTH = 32
 MAX_YAML_NODES = 100_000
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and nesting deeper than MAX_YAML_DEPTH."""
+@functools.cache
+def _strict_loader() -> Any:
+    """The loader class (made once, on the first parse: see the module doc)."""
+    import yaml  # noqa: PLC0415
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
+    class _StrictLoader(yaml.SafeLoader):
+        """SafeLoader that refuses duplicate keys and nesting deeper than MAX_YAML_DEPTH."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self._depth = 0
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[object] = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    duplicate = key in seen
-                    seen.add(key)
-                except TypeError:
-                    continue  # an unhashable key: the base class reports it
-                if duplicate:
-                    raise yaml.YAMLError(
-                        f"duplicate key {key!r} (line {key_node.start_mark.line + 1}); "
-                        "keep only one"
-                    )
-        return super().construct_mapping(node, deep=deep)
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self._depth += 1
+            try:
+                if self._depth > MAX_YAML_DEPTH:
+                    raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            if isinstance(node, yaml.MappingNode):
+                seen: set[object] = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        duplicate = key in seen
+                        seen.add(key)
+                    except TypeError:
+                        continue  # an unhashable key: the base class reports it
+                    if duplicate:
+                        raise yaml.YAMLError(
+                            f"duplicate key {key!r} (line {key_node.start_mark.line + 1}); "
+                            "keep only one"
+                        )
+            return super().construct_mapping(node, deep=deep)
+
+    return _StrictLoader
 
 
 def _count_nodes(data: object, budget: int = MAX_YAML_NODES) -> None:
@@ -85,8 +95,10 @@ def _encodable(text: str) -> bool:
 
 def parse_yaml(text: str, source: str = "<config>") -> object:
     """Strict YAML: duplicate keys, deep nesting and alias bombs are errors, never a crash."""
+    import yaml  # noqa: PLC0415 - see the module doc
+
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
         _count_nodes(data)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {_one_line(str(exc))}") from None

@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from hecate.config.model import HecateConfig
 from hecate.config.reference_examples import COMMENTED_ENTRIES, COMMENTED_ITEMS, EXAMPLES
+from hecate.config.yaml_dump import safe_dump
 
 REFERENCE_PATH: Final = "docs/operating/config-reference.md"
 EXAMPLE_PATH: Final = "configs/hecate.example.yaml"
@@ -194,9 +194,8 @@ def _plain(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value
 
 def yaml_scalar(value: Any) -> str:
     """One value in YAML's flow style, on one line."""
-    text: str = yaml.safe_dump(
-        _plain(value), default_flow_style=True, sort_keys=False, width=1 << 20
-    ).strip()
+    text = safe_dump(_plain(value), default_flow_style=True, sort_keys=False, width=1 << 20)
+    text = text.strip()
     return text.removesuffix("\n...").strip()
 
 

@@ -7,25 +7,14 @@ Pure: what was read from the servers and the state directory comes in, with the 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
 from hecate.core.etcd import DATA_DIR, QuorumVerdict
+from hecate.core.etcd_status import RecordedSnapshot, latest
 
 StepKind = Literal["stop_all", "reset", "move_aside", "start_first", "start_rest", "quorum"]
-
-
-@dataclass(frozen=True)
-class RecordedSnapshot:
-    """A snapshot Hecate took and verified (recorded in a shutdown run)."""
-
-    name: str
-    node: str
-    path: str
-    taken_at: float
-    cluster_id: str = ""
-    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,10 +66,6 @@ TEMPLATE_MARKS = ("{{", "{%", "{#")
 
 def template_in(text: str) -> bool:
     return any(mark in text for mark in TEMPLATE_MARKS)
-
-
-def latest(recorded: Sequence[RecordedSnapshot]) -> RecordedSnapshot | None:
-    return max(recorded, key=lambda s: s.taken_at, default=None)
 
 
 def choose(
@@ -193,29 +178,6 @@ def plan_recovery(
         RecoverStep("quorum", tuple(servers), "wait for etcd quorum (etcd_quorum)"),
     )
     return RecoverPlan(server, path, moved_to, steps, tuple(refusals), warnings, record)
-
-
-def recorded_snapshots(runs_facts: Iterable[Mapping[str, Any]]) -> list[RecordedSnapshot]:
-    """The verified snapshots in the runs' facts (runs.json `facts.etcd_snapshot`)."""
-    found: list[RecordedSnapshot] = []
-    for facts in runs_facts:
-        snap = facts.get("etcd_snapshot")
-        if not isinstance(snap, dict) or not snap.get("verified") or not snap.get("path"):
-            continue
-        try:
-            found.append(
-                RecordedSnapshot(
-                    name=str(snap.get("name", "")),
-                    node=str(snap["node"]),
-                    path=str(snap["path"]),
-                    taken_at=float(snap["taken_at"]),
-                    cluster_id=str(snap.get("cluster_id", "")),
-                    run_id=str(snap.get("run_id", "")),
-                )
-            )
-        except (KeyError, TypeError, ValueError):
-            continue
-    return found
 
 
 @dataclass

@@ -3,12 +3,50 @@ quorum verdict and the newest verified snapshot. Pure: from the run records (no 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hecate.core.etcd_recover import RecordedSnapshot, latest, recorded_snapshots
 from hecate.core.run_history import RunRecord
+
+
+@dataclass(frozen=True)
+class RecordedSnapshot:
+    """A snapshot Hecate took and verified (recorded in a shutdown run)."""
+
+    name: str
+    node: str
+    path: str
+    taken_at: float
+    cluster_id: str = ""
+    run_id: str = ""
+
+
+def latest(recorded: Sequence[RecordedSnapshot]) -> RecordedSnapshot | None:
+    return max(recorded, key=lambda s: s.taken_at, default=None)
+
+
+def recorded_snapshots(runs_facts: Iterable[Mapping[str, Any]]) -> list[RecordedSnapshot]:
+    """The verified snapshots in the runs' facts (runs.json `facts.etcd_snapshot`)."""
+    found: list[RecordedSnapshot] = []
+    for facts in runs_facts:
+        snap = facts.get("etcd_snapshot")
+        if not isinstance(snap, dict) or not snap.get("verified") or not snap.get("path"):
+            continue
+        try:
+            found.append(
+                RecordedSnapshot(
+                    name=str(snap.get("name", "")),
+                    node=str(snap["node"]),
+                    path=str(snap["path"]),
+                    taken_at=float(snap["taken_at"]),
+                    cluster_id=str(snap.get("cluster_id", "")),
+                    run_id=str(snap.get("run_id", "")),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from hecate.core.etcd_recover import (
     SnapshotFacts,
     choose,
     plan_recovery,
-    recorded_snapshots,
     resume_plan,
     template_in,
 )
+from hecate.core.etcd_status import recorded_snapshots
 from hecate.errors import HecateError
 from hecate.flows.context import FlowContext, Stage, run_playbook
 from hecate.flows.etcd import EtcdQuorumError, etcd_action, etcd_quorum_gate, read_etcd

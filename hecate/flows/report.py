@@ -13,7 +13,6 @@ from hecate.adapters.statedir.files import atomic_write_json, read_json
 from hecate.adapters.statedir.save import save_json
 from hecate.core.intent import Intent, IntentState
 from hecate.core.node_account import NodeAccount
-from hecate.core.plans import StageStatus
 from hecate.core.run_history import Outcome, RunKind, RunRecord
 from hecate.errors import HecateError, StateError
 
@@ -60,6 +59,10 @@ class FlowReport:
 
 def outcome_of(stages: list[StageResult]) -> Outcome:
     """Success when every stage is ok (warnings and skips allowed), partial otherwise."""
+    # the plan machinery (hecate.core.plans and the config it plans from) only for a flow:
+    # `hecate status` reads reports through this module and plans nothing
+    from hecate.core.plans import StageStatus  # noqa: PLC0415
+
     if any(s.status in (StageStatus.FAILED, StageStatus.PARTIAL) for s in stages):
         return Outcome.PARTIAL
     return Outcome.SUCCESS

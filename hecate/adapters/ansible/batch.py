@@ -42,9 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hecate.adapters.ansible.events import HostStats, RunStatus, TaskEvent, TaskTiming
+from hecate.config.yaml_dump import safe_dump
 from hecate.core.batch_planner import BatchStep, pending_steps
 
 STAGE_GROUP_VAR = "hecate_stage_group"
@@ -165,7 +164,7 @@ def batch_playbook(stages: Sequence[BatchStage]) -> list[dict[str, Any]]:
 
 def batch_playbook_text(stages: Sequence[BatchStage]) -> str:
     """:func:`batch_playbook` as the YAML file the run is given."""
-    return yaml.safe_dump(batch_playbook(stages), sort_keys=False, width=4096)
+    return safe_dump(batch_playbook(stages), sort_keys=False, width=4096)
 
 
 def batch_inventory(inventory: Mapping[str, Any], stages: Sequence[BatchStage]) -> dict[str, Any]:

@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hecate.config.addresses import HostPort, NodeName
 from hecate.config.model import HecateConfig
+from hecate.config.yaml_dump import safe_dump
 from hecate.errors import HecateError
 
 SERVER_GROUP = "server"
@@ -294,7 +293,7 @@ def group_hosts(data: Mapping[str, Any], group: str) -> set[str]:
 
 
 def dump_inventory(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=4096)
+    return safe_dump(data, sort_keys=False, default_flow_style=False, width=4096)
 
 
 def render_inventory(config: HecateConfig, *, via_jump: bool = True) -> str:

@@ -36,6 +36,11 @@ MAX_SESSION_BYTES: Final = 1 << 20
 _RECV_BYTES: Final = 4096
 # upsd < 2.8 knows PRIMARY as MASTER, and says so with one of these.
 _NO_PRIMARY: Final = frozenset({"UNKNOWN-COMMAND", "INVALID-ARGUMENT"})
+# upsd writes a list's BEGIN line on its own and the rest only once that is acknowledged (Nagle),
+# while a client's kernel holds its ACK back for up to 40 ms (delayed ACK): every LIST VAR waited
+# about 44 ms for nothing (`upsc` does too). Asking for immediate ACKs before each read (Linux's
+# TCP_QUICKACK; it lapses by itself, hence each time) takes that wait away.
+_QUICKACK: Final = getattr(socket, "TCP_QUICKACK", None)
 
 
 class PeerClosedError(ConnectionError):
@@ -82,6 +87,9 @@ class UpsdSession:
                     f"a line longer than {MAX_LINE_BYTES} bytes", bytes(self._buffer[:80])
                 )
             sock.settimeout(self._remaining())
+            if _QUICKACK is not None:
+                with contextlib.suppress(OSError):  # not TCP (a test's socket pair): no matter
+                    sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             chunk = sock.recv(_RECV_BYTES)
             if not chunk:
                 raise PeerClosedError("the server closed the connection")

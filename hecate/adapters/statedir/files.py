@@ -28,7 +28,6 @@ import logging
 import os
 import socket
 import stat
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -71,6 +70,9 @@ def _dumps(data: Any) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically: temp file, fsync, rename, fsync of the directory."""
+    # tempfile (with shutil, bz2, lzma, random) only for a write: `hecate status` only reads
+    import tempfile  # noqa: PLC0415
+
     try:
         private_dir(path.parent)  # 0700 whatever the umask; mkstemp's file is 0600
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

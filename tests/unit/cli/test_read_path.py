@@ -40,7 +40,44 @@ NEVER = (
     "hecate.adapters.ansible",
     "hecate.flows.context",
     "hecate.drills",
+    # notification, BMC and HTTP client libraries; Hecate's ports that use them
+    "apprise",
+    "pyghmi",
+    "urllib3",
+    "requests",
+    "hecate.adapters.notify",
+    "hecate.adapters.power",
+    "hecate.adapters.peers",
+    "hecate.adapters.probes",
+    "hecate.adapters.metrics",
+    "hecate.adapters.http_server",
+    "hecate.daemon",
 )
+# With the config kept validated (hecate.config.snapshot), what each command still must not load:
+# no YAML parser (nothing is parsed), nor the parts of Hecate the command has no use for.
+FLOWS = tuple(
+    f"hecate.flows.{p.stem}"
+    for p in (ROOT / "hecate" / "flows").glob("*.py")
+    if p.stem not in ("__init__", "report")
+)
+KEPT_NEVER: dict[str, tuple[str, ...]] = {
+    "status": (
+        "yaml",
+        *FLOWS,  # status reads the reports the flows left (hecate.flows.report), no more
+        "hecate.core.plans",
+        "hecate.core.etcd_recover",
+        "hecate.core.startup_refusals",
+        "tempfile",  # status writes nothing
+    ),
+    "config": ("yaml", "hecate.adapters", "hecate.flows", "hecate.core.policy"),
+    "replay": (
+        "yaml",
+        "hecate.adapters.nut",
+        "hecate.adapters.systemd",
+        "hecate.flows",
+        "hecate.cli.outage_report",  # only for --svg
+    ),
+}
 # `version` does not even read a config.
 VERSION_NEVER = (*NEVER, "pydantic", "yaml", "hecate.config")
 
@@ -133,6 +170,27 @@ def test_read_commands_load_no_cluster_ansible_http_or_cli_framework(
     assert done.returncode == code, done.stderr
     assert done.stdout  # it really ran and printed its report
     assert _loaded(modules, NEVER) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "--config", "{config}"],
+        ["config", "check", "--config", "{config}"],
+        ["replay", "blip", "--config", "{config}"],
+        ["replay", "blip", "--default-config"],
+    ],
+)
+def test_read_commands_with_a_kept_config_load_only_what_they_use(
+    args: list[str], config: Path, tmp_path: Path
+) -> None:
+    argv = [a.replace("{config}", str(config)) for a in args]
+    first, _ = _lean(argv, tmp_path)  # validates and keeps the config
+    again, modules = _lean(argv, tmp_path)
+    assert again.returncode == first.returncode, again.stderr
+    assert _NUMBER.sub("N", again.stdout) == _NUMBER.sub("N", first.stdout)  # ages may differ
+    assert again.stdout
+    assert _loaded(modules, (*NEVER, *KEPT_NEVER[args[0]])) == []
 
 
 _NUMBER = re.compile(r"\d+(\.\d+)?")

@@ -17,14 +17,13 @@ from hecate.core.etcd import (
     start_order,
 )
 from hecate.core.etcd_recover import (
-    RecordedSnapshot,
     RecoverRequest,
     RecoveryRecord,
     SnapshotFacts,
     plan_recovery,
-    recorded_snapshots,
     resume_plan,
 )
+from hecate.core.etcd_status import RecordedSnapshot, recorded_snapshots
 from hecate.core.run_history import Outcome, RunRecord
 
 SERVERS = ["s1", "s2", "s3"]
