@@ -13,6 +13,17 @@ import sys
 
 
 def main() -> None:
+    try:
+        _main()
+    except BrokenPipeError:
+        # the reader went away (`hecate replay T | head`): what is left unsaid has no reader;
+        # stdout goes to /dev/null so the interpreter's final flush does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)  # 128 + SIGPIPE, as a shell reports a command a closed pipe stopped
+
+
+def _main() -> None:
     # Hecate uses no pydantic plugins. Looking for them reads every installed distribution's
     # entry points when the first validator is built (about 2 % of `hecate status`), and would
     # let any package installed beside Hecate hook into config validation.

@@ -304,3 +304,20 @@ def test_replay_leaves_a_corrupt_history_where_it_is(
     assert run(["replay", "blip", "--config", str(config)]) == 0
     assert "fallback budget" in capsys.readouterr().err
     assert sorted(p.name for p in state.iterdir()) == ["runs.json"]
+
+
+def test_a_reader_that_goes_away_ends_replay_quietly(tmp_path: Path) -> None:
+    # `hecate replay TRACE | head`: the pipe is closed before replay writes; it stops with
+    # 141 (a shell's 128 + SIGPIPE), no traceback
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hecate", "replay", "clean-outage"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
