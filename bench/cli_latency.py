@@ -20,8 +20,8 @@ PYTHONPATH set, so a venv whose `hecate` script points at another checkout does 
 hecate/ is compiled first (`compileall`): this machine sets PYTHONDONTWRITEBYTECODE, and an
 installed package has its .pyc. The validated configs are kept in the temp dir (XDG_CACHE_HOME),
 made by the warm-up run of each command. Nothing leaves 127.0.0.1: without NUT the UPS is a
-port on 127.0.0.1 nothing listens on (the example config's `localhost`, its nodes' 192.168.x
-addresses and its notify targets are never contacted: no read command probes them).
+port on 127.0.0.1 nothing listens on, and the example's nodes (192.168.x) are replaced by such a
+port too (the example's `localhost` and its notify targets are never contacted).
 
     .venv/bin/python -m bench.cli_latency [--runs 5] [--rounds 1]
 """
@@ -85,6 +85,8 @@ def _setup(tmp: Path) -> Iterator[tuple[Path, NutServer | None]]:
         state = tmp / "state"
         state.mkdir(mode=0o700)
         data["state_dir"] = str(state)
+        # the example's nodes are 192.168.x: never theirs, even if a command came to probe them
+        data["ssh_node_hosts"] = dict.fromkeys(data["ssh_node_hosts"], f"127.0.0.1:{free_port()}")
         for key, name in (("kubeconfig", "kubeconfig.yaml"), ("ssh_identity_file", "id")):
             path = tmp / name
             path.write_text("apiVersion: v1\nkind: Config\n" if "kube" in name else "key\n")
