@@ -44,7 +44,7 @@ def recorded_snapshots(runs_facts: Iterable[Mapping[str, Any]]) -> list[Recorded
                     run_id=str(snap.get("run_id", "")),
                 )
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # float() of a 400-digit int
             continue
     return found
 
