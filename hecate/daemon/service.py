@@ -160,8 +160,8 @@ class Daemon:
             fd_limit,
             limits.max_connections,
         )
-        self.metrics_port = self.metrics.serve(self.config.metrics.listen, limits)
-        log.info("metrics on %s (port %s)", self.config.metrics.listen, self.metrics_port)
+        metrics_port = self.metrics.serve(self.config.metrics.listen, limits)
+        log.info("metrics on %s (port %s)", self.config.metrics.listen, metrics_port)
         # Every instance serves its intent (peers' startups check it); only the coordinator
         # acts on triggers and startup requests.
         handlers = CoordinatorHandlers(
@@ -171,6 +171,8 @@ class Daemon:
             on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
         )
         self.server, self.client = wiring.serve_coordination(self.config, limits, handlers)
+        # Published last: a known metrics port means every listener is up.
+        self.metrics_port = metrics_port
 
     # --- the loop ---------------------------------------------------------------------------
 

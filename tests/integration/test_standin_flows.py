@@ -30,6 +30,30 @@ def _running(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def _spread_pods(twin: Twin, agents: set[str], timeout: float = 60.0) -> None:
+    """Wait until every agent runs a Ready Pod. A scheduler never moves a bound Pod: when one
+    agent was Ready a tick before the other, it took every Pod; deleting one of its Pods at once
+    (grace 0) lets the controller recreate it on the least loaded agent, as a real one would."""
+    twin.wait_ready()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = _pods_on(twin, agents)
+        ready = {p["spec"]["nodeName"] for p in pods if _running(p)}
+        if ready == agents:
+            return
+        bound = {a: [p for p in pods if p["spec"]["nodeName"] == a] for a in agents}
+        crowded = max(bound.values(), key=len)
+        if len(crowded) > 1 and {a for a, ps in bound.items() if ps} != agents:
+            md = crowded[0]["metadata"]
+            status, body = twin.api(
+                "DELETE",
+                f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}?gracePeriodSeconds=0",
+            )
+            assert status == 200, body
+        time.sleep(1.0)
+    raise AssertionError(f"Pods are not Ready on every agent: {_pods_on(twin, agents)}")
+
+
 def test_drain_of_two_agents_behind_pdbs_takes_one_timeout_not_two(
     make_twin: TwinFactory, nut_server: NutServer, tmp_path: Path
 ) -> None:
@@ -40,12 +64,7 @@ def test_drain_of_two_agents_behind_pdbs_takes_one_timeout_not_two(
     twin = make_twin(1, 2)
     agents = {a.name for a in twin.agents}
 
-    def agents_with_ready_pods() -> set[str]:
-        return {p["spec"]["nodeName"] for p in _pods_on(twin, agents) if _running(p)}
-
-    deadline = time.monotonic() + 30  # the scheduler binds on its next tick after Ready
-    while agents_with_ready_pods() != agents and time.monotonic() < deadline:
-        time.sleep(0.5)
+    _spread_pods(twin, agents)
     pods = _pods_on(twin, agents)
     assert {p["spec"]["nodeName"] for p in pods if _running(p)} == agents, pods
     for namespace in sorted({p["metadata"]["namespace"] for p in pods}):
