@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, replace
 from typing import cast
 
 from hecate.adapters.kube.types import FluxKind, KubeNotFoundError, WorkloadKind
-from hecate.adapters.statedir.shed_file import clear_shed, save_shed
+from hecate.adapters.statedir.shed_file import SHED_FILE, clear_shed, load_shed, save_shed
 from hecate.core.plans import StageSpec, StageStatus
-from hecate.core.shed import ShedRecord
+from hecate.core.shed import ShedBlocked, ShedRecord
 from hecate.core.shed_plan import plan_restore, plan_shed
-from hecate.errors import KubeError
+from hecate.errors import KubeError, StateError
 from hecate.flows.context import FlowContext, Stage, check_cancel, run_playbook, wait_until
 from hecate.flows.drain import drain
 from hecate.flows.each_node import for_each_node
@@ -273,3 +273,37 @@ def summary(record: ShedRecord) -> str:
     if record.agents:
         parts.append(f"agents off: {', '.join(record.agents)}")
     return "; ".join(parts)
+
+
+def shed_restore_stage(ctx: FlowContext, stage: Stage) -> None:
+    """The startup's `shed_restore` stage (after Flux is resumed): an outage that ended in a
+    shutdown left its shed record; the startup restores it. Never fails the startup: what
+    cannot be restored stays recorded (the stage partial) for the daemon to try again."""
+    try:
+        found = load_shed(ctx.config.state_dir, now=ctx.clock())
+    except StateError as exc:
+        stage.status = StageStatus.WARNING
+        stage.note(f"shed record unreadable, nothing restored: {exc}")
+        return
+    if found is None:
+        stage.status, stage.detail = StageStatus.SKIPPED, "nothing shed"
+        return
+    if isinstance(found, ShedBlocked):
+        stage.status = StageStatus.WARNING
+        stage.note(
+            f"the shed record was unreadable ({found.problem}): restore by hand from "
+            f"{found.kept}, then remove {ctx.config.state_dir / SHED_FILE}"
+        )
+        return
+    try:
+        result = restore(ctx, found)
+    except StateError as exc:
+        stage.status = StageStatus.PARTIAL
+        stage.note(f"restored, but the record could not be updated: {exc}")
+        return
+    stage.note(f"restored: {summary(found)}")
+    if result.record is not None:
+        stage.status = StageStatus.PARTIAL
+        stage.note(f"left: {result.line()}")
+    elif result.notes:
+        stage.note("; ".join(result.notes))
