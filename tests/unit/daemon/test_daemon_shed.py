@@ -1,0 +1,110 @@
+"""Load shedding wired into the daemon (issue 28, item 3), with in-memory ports and an explicit
+clock: shed after `after_seconds` on battery, restored once mains is stable, read back after a
+restart, stopped by a shutdown, and never over a corrupt record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hecate.adapters.metrics.exposition import render_text
+from hecate.adapters.statedir.shed_file import SHED_FILE, load_shed
+from hecate.core.shed import ShedBlocked, ShedRecord
+from hecate.core.shed_plan import Candidate
+from hecate.daemon.service import Daemon
+from tests.unit.daemon.test_daemon import World, r
+
+MARK = ("hecate.dev/shed", "true")
+SHED = {"shed": {"label_selector": "hecate.dev/shed=true", "after_seconds": 30}}
+
+
+def _world(tmp_path: Path) -> World:
+    w = World(tmp_path, power=SHED)
+    w.kube.add_workload(Candidate("deployment", "apps", "web", 3, (MARK,)))
+    return w
+
+
+def _settle(w: World) -> None:
+    thread = w.daemon.shedder.thread
+    if thread is not None:
+        thread.join(10)
+
+
+def _web(w: World) -> int:
+    return w.kube.shed["deployment/apps/web"].replicas
+
+
+def test_shed_on_battery_then_restored_when_mains_is_stable(tmp_path: Path) -> None:
+    w = _world(tmp_path)
+    w.poll(r("OL", 1800))
+    w.poll(r("OB DISCHRG", 1700))
+    _settle(w)
+    assert _web(w) == 3  # 5 s on battery: not yet
+    for _ in range(6):
+        w.poll(r("OB DISCHRG", 1600))
+        _settle(w)
+    assert _web(w) == 0
+    assert isinstance(load_shed(w.config.state_dir), ShedRecord)
+    assert "hecate_shed_workloads 1.0" in render_text(w.daemon.metrics.registry).decode()
+    w.poll(r("OL", 1800))  # back, not yet stable (power_stable_seconds 10)
+    _settle(w)
+    assert _web(w) == 0
+    for _ in range(4):
+        w.poll(r("OL", 1800))
+        _settle(w)
+    assert _web(w) == 3
+    assert not (w.config.state_dir / SHED_FILE).exists()
+    assert "hecate_shed_workloads 0.0" in render_text(w.daemon.metrics.registry).decode()
+    w.daemon.close()
+
+
+def test_a_restarted_daemon_restores_the_record_it_finds(tmp_path: Path) -> None:
+    w = _world(tmp_path)
+    w.poll(r("OL", 1800))
+    for _ in range(8):
+        w.poll(r("OB DISCHRG", 1600))
+        _settle(w)
+    assert _web(w) == 0
+    w.daemon.close()
+    # a new process: the record is read at start; mains stable restores it
+    w.daemon = Daemon(w.config, reader=lambda: w.reading, context_factory=w.context, clock=w.clock)
+    assert isinstance(w.daemon.shedder.record, ShedRecord)
+    for _ in range(5):
+        w.poll(r("OL", 1800))
+        _settle(w)
+    assert _web(w) == 3
+    w.daemon.close()
+
+
+def test_a_corrupt_record_blocks_shedding(tmp_path: Path) -> None:
+    w = _world(tmp_path)
+    w.config.state_dir.mkdir(parents=True, exist_ok=True)
+    (w.config.state_dir / SHED_FILE).write_text("{not json")
+    w.daemon.close()
+    w.daemon = Daemon(w.config, reader=lambda: w.reading, context_factory=w.context, clock=w.clock)
+    assert isinstance(w.daemon.shedder.record, ShedBlocked)
+    w.poll(r("OL", 1800))
+    for _ in range(8):
+        w.poll(r("OB DISCHRG", 1600))
+        _settle(w)
+    assert _web(w) == 3  # fail closed: nothing shed over an unknown record
+    assert "hecate_shed_record_unreadable 1.0" in render_text(w.daemon.metrics.registry).decode()
+    w.daemon.close()
+
+
+def test_an_outage_that_ends_in_a_shutdown_is_restored_by_the_startup(tmp_path: Path) -> None:
+    w = _world(tmp_path)
+    w.poll(r("OL", 1800))
+    for _ in range(8):
+        w.poll(r("OB DISCHRG", 1600))
+        _settle(w)
+    assert _web(w) == 0
+    actions: list[str] = []
+    for runtime in (200, 190, 180):
+        actions += w.poll(r("OB DISCHRG", runtime))
+    assert "RunShutdown" in actions
+    for _ in range(12):
+        actions += w.poll(r("OL", 1800), dt=5)
+        _settle(w)
+    assert "RunStartup" in actions
+    assert _web(w) == 3 and not (w.config.state_dir / SHED_FILE).exists()
+    w.daemon.close()
