@@ -18,17 +18,20 @@ from typing import TYPE_CHECKING, Protocol
 from hecate.adapters.metrics.shed_series import ShedCollector
 from hecate.adapters.statedir.shed_file import load_shed
 from hecate.config.model import HecateConfig
+from hecate.core import notify_events as ne
 from hecate.core.policy.values import PolicyState
 from hecate.core.readings import Poll, UpsReading
 from hecate.core.shed import ShedBlocked, ShedRecord, shed_configured
 from hecate.core.shed_plan import Move, shed_move
 from hecate.core.supervisor import SupervisorState
 from hecate.daemon.chore_watch import ChoreWatch
+from hecate.daemon.notices import Notices
 from hecate.errors import StateError
 
 if TYPE_CHECKING:
     from hecate.adapters.metrics.registry import Metrics
     from hecate.daemon.wiring import ContextFactory
+    from hecate.flows.shed import ShedResult
 
 log = logging.getLogger("hecate.shed")
 
@@ -42,6 +45,7 @@ class DaemonView(Protocol):
     sup: SupervisorState
     metrics: Metrics
     chores: ChoreWatch
+    notices: Notices
     mono: Callable[[], float]
     clock: Callable[[], float]
 
@@ -123,9 +127,20 @@ class Shedder:
             self.record = self._load()  # what is on disk is what was done
             raise
         self.record = result.record
+        self._tell(move, why, record, result)
         if result.failed:
             self.not_before = d.mono() + RETRY_S
             log.warning("%s: %s", move, "; ".join(result.failed))
+
+    def _tell(self, move: Move, why: str, before: ShedRecord | None, result: ShedResult) -> None:
+        from hecate.flows.shed import summary  # noqa: PLC0415 - idle RSS (issue 16)
+
+        notices, at = self.daemon.notices, self.daemon.clock()
+        if move == "restore" and before is not None:
+            left = result.line() if result.record is not None else ""
+            notices.send(ne.load_restored(notices.where, summary(before), left, at))
+        elif move == "shed" and result.record is not None:
+            notices.send(ne.load_shed(notices.where, summary(result.record), why, at))
 
     def close(self, timeout_s: float = 30.0) -> None:
         self.cancel.set()

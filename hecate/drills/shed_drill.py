@@ -33,7 +33,7 @@ class ShedAndRestore:
     shed_result: ShedResult | None = None
     during: list[Check] = field(default_factory=list)
 
-    def preconditions(self, env: DrillEnv) -> list[str]:
+    def preconditions(self, env: DrillEnv) -> list[str]:  # noqa: PLR0911 - one per problem
         shed_cfg = env.config.power.shed
         if not shed_configured(shed_cfg):
             return ["power.shed names nothing to shed (label_selector, agents)"]

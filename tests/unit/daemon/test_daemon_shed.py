@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hecate.adapters.metrics.exposition import render_text
 from hecate.adapters.statedir.shed_file import SHED_FILE, load_shed
+from hecate.core import notify_events as ne
 from hecate.core.shed import ShedBlocked, ShedRecord
 from hecate.core.shed_plan import Candidate
 from hecate.daemon.service import Daemon
@@ -107,4 +108,22 @@ def test_an_outage_that_ends_in_a_shutdown_is_restored_by_the_startup(tmp_path: 
         _settle(w)
     assert "RunStartup" in actions
     assert _web(w) == 3 and not (w.config.state_dir / SHED_FILE).exists()
+    w.daemon.close()
+
+
+def test_the_shed_and_the_restore_are_told(tmp_path: Path) -> None:
+    w = _world(tmp_path)
+    told: list[ne.Notice] = []
+    w.daemon.notices.send = told.append  # type: ignore[method-assign,assignment]
+    w.poll(r("OL", 1800))
+    for _ in range(8):
+        w.poll(r("OB DISCHRG", 1600))
+        _settle(w)
+    for _ in range(5):
+        w.poll(r("OL", 1800))
+        _settle(w)
+    assert [n.event for n in told] == ["load_shed", "load_restored"]
+    assert "deployment/apps/web" not in told[0].body  # the summary counts; status lists
+    assert "1 workload(s) at 0" in told[0].body and "after_seconds" in told[0].body
+    assert "all is as before" in told[1].body
     w.daemon.close()
