@@ -219,13 +219,13 @@ def _restore_agents(
     k3s-agent started, Ready, then uncordoned. Returns the agents and cordons still left."""
     if not agents:
         return [], _uncordon(ctx, uncordon, result)
-    stage = Stage("power_on")
-    power_on_stage(ctx, stage, StageSpec("power_on", "power on the shed agents", agents))
+    stage = Stage("shed_restore")  # one name for the progress (status shows the startup's)
+    power_on_stage(ctx, stage, StageSpec("shed_restore", "power on the shed agents", agents))
     off = [n for n in agents if stage.nodes.get(n, "on") not in ("on", "powered_on")]
     if stage.status == StageStatus.SKIPPED:
         result.notes.append("no power port here: the agents come back by themselves or by hand")
     up = [n for n in agents if n not in off]
-    start = Stage("start_agents")
+    start = Stage("shed_restore")
     if up:
         run_playbook(
             ctx,
