@@ -208,3 +208,22 @@ def test_an_outage_that_ends_in_a_shutdown_is_restored_by_the_startup(tmp_path: 
 def load_or_fail(record: ShedRecord | None) -> ShedRecord:
     assert record is not None
     return record
+
+
+class DeletedAfterListing(FakeKube):
+    """`web` is deleted between the listing and its scale to 0."""
+
+    def shed_candidates(self, selector: str) -> list[Candidate]:
+        found = super().shed_candidates(selector)
+        self.shed.pop("deployment/apps/web", None)
+        return found
+
+
+def test_a_workload_deleted_before_its_scale_is_noted_and_the_rest_shed(tmp_path: Path) -> None:
+    config, base = _shed_config(tmp_path, agents=[]), _cluster()
+    kube = DeletedAfterListing(nodes_up=base.nodes_up, flux=base.flux, shed=base.shed)
+    result = shed(_ctx(config, kube, FakeAnsible()), "r")
+    assert any("web: deleted meanwhile" in n for n in result.notes)
+    assert not result.failed and _replicas(kube)["cache"] == 0
+    assert restore(_ctx(config, kube, FakeAnsible()), load_or_fail(result.record)).record is None
+    assert "deployment/apps/web" not in kube.shed and _replicas(kube)["cache"] == 2
