@@ -1,30 +1,19 @@
-"""Load shedding (issue 28) through the real Kubernetes adapter against the twin's stand-in run
-as local processes (no podman, no lock): the `shed-and-restore` drill with an agent whose k3s
-the node stand-in stops and starts (Ansible's part, in memory). The stand-in's Kustomization
-scales its workloads back unless suspended, so the drill's "stayed at 0" is a real check; the
-last test shows it failing without the suspend."""
+"""Load shedding (issue 28) with a real `hecate daemon` on a real upsd, against the twin's
+stand-in run as local processes (no podman, no lock): shed after `after_seconds` on battery,
+restored on stable mains. The stand-in's Kustomization scales its workloads back unless
+suspended (the first test), so "stays at 0" is a real check. The drill, with real Ansible on
+the twin, is in tests/integration/test_drills.py."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from hecate.adapters.ansible.events import EventCallback
-from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
-from hecate.adapters.kube.client import Kube
-from hecate.adapters.statedir.store import StateStore
-from hecate.config.model import parse_config
-from hecate.drills.base import DrillEnv, run_drill
-from hecate.drills.catalog import get_drill
-from hecate.flows.context import FlowContext
-from tests.fakes import FakeAnsible
 from tests.integration.daemon_process import DaemonProcess, daemon_config_data, write_yaml
 from tests.testbed.nut import NutServer
 from tests.testbed.standin_host import LocalCluster, wait_for
@@ -47,64 +36,6 @@ def _replicas(cluster: LocalCluster, *, ready: bool = False) -> int:
     _, obj = cluster.api("GET", WHOAMI)
     key, part = ("readyReplicas", "status") if ready else ("replicas", "spec")
     return int(obj.get(part, {}).get(key, 0))
-
-
-class NodeAnsible(FakeAnsible):
-    """stop_agents/start_agents stop and start the agent's stand-in process."""
-
-    local: LocalCluster
-
-    def run(
-        self,
-        request: PlaybookRequest,
-        *,
-        on_event: EventCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> PlaybookResult:
-        for host in request.limit or []:
-            if request.playbook == "stop_agents":
-                self.local.stop(host)
-            elif request.playbook == "start_agents":
-                self.local.start(host)
-        return super().run(request, on_event=on_event, cancel=cancel)
-
-
-def _env(cluster: LocalCluster, tmp_path: Path, kube: Kube) -> DrillEnv:
-    config = parse_config(
-        {
-            "kubeconfig": str(cluster.kubeconfig),
-            "state_dir": str(tmp_path / "state"),
-            "nodes": {"servers": ["s1"], "agents": ["a1", "a2"]},
-            "ups": {"target": "pyrphoros@127.0.0.1:1"},
-            "startup": {"nodes_ready_timeout_seconds": 30},
-            "power": {"shed": {"label_selector": "hecate.dev/shed=true", "agents": ["a2"]}},
-        }
-    )
-    ansible = NodeAnsible()
-    ansible.local = cluster
-
-    @contextmanager
-    def factory() -> Iterator[FlowContext]:
-        yield FlowContext(config, ansible, kube, StateStore(config.state_dir))
-
-    return DrillEnv(config, kube, factory, log=lambda _: None)
-
-
-def test_the_drill_sheds_and_restores_through_the_real_adapter(
-    cluster: LocalCluster, tmp_path: Path
-) -> None:
-    status, body = cluster.api(
-        "PATCH", WHOAMI, {"metadata": {"labels": {"hecate.dev/shed": "true"}}}
-    )
-    assert status == 200, body
-    started = time.monotonic()
-    with Kube(cluster.kubeconfig) as kube:
-        report = run_drill(
-            get_drill("shed-and-restore"), _env(cluster, tmp_path, kube), execute=True
-        )
-    assert report.passed, [c for c in report.checks if not c.ok]
-    assert time.monotonic() - started < 40
-    assert _replicas(cluster) == 2 and cluster.node_ready("a2")
 
 
 def test_without_the_suspend_the_stand_in_scales_it_back(cluster: LocalCluster) -> None:
