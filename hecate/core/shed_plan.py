@@ -96,16 +96,21 @@ def plan_shed(
     classes: Sequence[PriorityClassInfo],
     autoscalers: Sequence[Autoscaler],
     suspended: frozenset[str],
-    cordoned: frozenset[str],
+    cordoned: frozenset[str] | None,
     *,
     now: float,
     reason: str,
+    unlisted_flux: frozenset[str] = frozenset(),
 ) -> ShedPlan:
     """What to shed: the listed workloads with replicas (a workload already at 0 is not
     recorded, so the restore never scales it up), below `priority_below` when it is set (an
     unknown priority class: left alone); the Flux objects owning them that are not suspended
     already (one an operator suspended is never resumed by Hecate); the HPAs targeting them;
-    the agents, and which of them Hecate cordons (`cordoned`: the Nodes unschedulable now)."""
+    the agents, and which of them Hecate cordons (`cordoned`: the Nodes unschedulable now).
+    Fail closed where the listing failed: a Flux object of a kind in `unlisted_flux` (whether
+    someone else suspended it is unknown) is neither suspended nor recorded, so the restore
+    never resumes another's suspension; with `cordoned` None (Nodes unlisted) no agent is shed,
+    as which cordons are Hecate's to lift would be unknown (and a drain needs the API)."""
     notes: list[str] = []
     chosen: list[Candidate] = []
     seen: set[str] = set()
@@ -128,6 +133,12 @@ def plan_shed(
     owners = sorted({o for c in chosen if (o := flux_owner(c)) is not None})
     for key in (k for k in owners if k in suspended):
         notes.append(f"{key}: suspended already (not by Hecate), left suspended")
+    for key in (k for k in owners if k.split("/", 1)[0] in unlisted_flux):
+        notes.append(f"{key}: its kind could not be listed, not suspended (it may scale back)")
+    owners = [k for k in owners if k not in suspended and k.split("/", 1)[0] not in unlisted_flux]
+    agents = tuple(shed.agents) if cordoned is not None else ()
+    if shed.agents and cordoned is None:
+        notes.append("Nodes could not be listed: no agent shed")
     hpas = sorted(
         {
             f"{h.namespace}/{h.name} -> {c.label}"
@@ -142,10 +153,10 @@ def plan_shed(
         since=now,
         reason=reason,
         workloads=tuple(ShedWorkload(c.kind, c.namespace, c.name, c.replicas) for c in chosen),
-        flux_suspended=tuple(k for k in owners if k not in suspended),
+        flux_suspended=tuple(owners),
         autoscalers=tuple(hpas),
-        agents=tuple(shed.agents),
-        cordoned=tuple(a for a in shed.agents if a not in cordoned),
+        agents=agents,
+        cordoned=tuple(a for a in agents if cordoned is not None and a not in cordoned),
     )
     return ShedPlan(record, tuple(notes))
 

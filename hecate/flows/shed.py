@@ -49,11 +49,12 @@ class ShedResult:
 
 def plan_from_cluster(ctx: FlowContext, reason: str, notes: list[str]) -> ShedRecord:
     """Read what the decision needs and decide. A listing that fails sheds nothing of it (the
-    agents are still shed); it is said in `notes`."""
+    workloads, the Flux objects of that kind, the agents); it is said in `notes`."""
     shed, kube = ctx.config.power.shed, ctx.kube
     candidates, classes, hpas = [], [], []
     suspended: set[str] = set()
-    cordoned: set[str] = set()
+    unlisted: set[str] = set()
+    cordoned: frozenset[str] | None = None
     try:
         if shed.label_selector:
             candidates = kube.shed_candidates(shed.label_selector)
@@ -71,10 +72,11 @@ def plan_from_cluster(ctx: FlowContext, reason: str, notes: list[str]) -> ShedRe
             try:
                 suspended |= {o.key for o in kube.flux_objects(kind) if o.suspended}
             except KubeError as exc:
+                unlisted.add(kind)
                 notes.append(f"{kind}s not listed: {exc}")
     if shed.agents:
         try:
-            cordoned = {n.name for n in kube.nodes() if n.unschedulable}
+            cordoned = frozenset(n.name for n in kube.nodes() if n.unschedulable)
         except KubeError as exc:
             notes.append(f"Nodes not listed: {exc}")
     plan = plan_shed(
@@ -83,9 +85,10 @@ def plan_from_cluster(ctx: FlowContext, reason: str, notes: list[str]) -> ShedRe
         classes,
         hpas,
         frozenset(suspended),
-        frozenset(cordoned),
+        cordoned if shed.agents else frozenset(),
         now=ctx.clock(),
         reason=reason,
+        unlisted_flux=frozenset(unlisted),
     )
     notes.extend(plan.notes)
     return plan.record

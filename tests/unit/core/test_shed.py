@@ -252,3 +252,16 @@ def test_a_blocked_record_fails_closed() -> None:
         )
     assert parse_shed_file(blocked.to_json()) == blocked
     assert parse_shed_file(_record().to_json()) == _record()
+
+
+def test_an_unlisted_flux_kind_is_not_suspended_and_unlisted_nodes_shed_no_agent() -> None:
+    """Review: what is unknown is not recorded as Hecate's, so the restore never undoes
+    an operator's suspension or cordon."""
+    shed = ShedConfig(label_selector=SEL, agents=["a3"])
+    plan = _plan(
+        shed, _c("web", labels=HR), cordoned=None, unlisted_flux=frozenset({"HelmRelease"})
+    )
+    assert plan.record.flux_suspended == ()
+    assert [w.name for w in plan.record.workloads] == ["web"]
+    assert plan.record.agents == () and plan.record.cordoned == ()
+    assert any("HelmRelease/apps/cache" in n for n in plan.notes)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hecate.adapters.kube.types import FluxKind, WorkloadKind
+from hecate.adapters.kube.types import FluxKind, FluxObject, NodeInfo, WorkloadKind
 from hecate.adapters.statedir.shed_file import SHED_FILE, load_shed, save_shed
 from hecate.config.model import HecateConfig
 from hecate.core.plans import StartupOptions
@@ -227,3 +227,50 @@ def test_a_workload_deleted_before_its_scale_is_noted_and_the_rest_shed(tmp_path
     assert not result.failed and _replicas(kube)["cache"] == 0
     assert restore(_ctx(config, kube, FakeAnsible()), load_or_fail(result.record)).record is None
     assert "deployment/apps/web" not in kube.shed and _replicas(kube)["cache"] == 2
+
+
+class HelmReleasesUnlisted(FakeKube):
+    """The HelmRelease listing fails (an API hiccup, a CRD being upgraded)."""
+
+    def flux_objects(self, kind: FluxKind) -> list[FluxObject]:
+        if kind == "HelmRelease":
+            raise KubeError("list HelmReleases: 503")
+        return super().flux_objects(kind)
+
+
+def test_an_unlisted_flux_kind_is_never_suspended_nor_resumed(tmp_path: Path) -> None:
+    """Review: whether the operator suspended the HelmRelease is unknown when the listing
+    fails; recording it as Hecate's would resume the operator's suspension at the restore."""
+    config, base = _shed_config(tmp_path, agents=[]), _cluster()
+    kube = HelmReleasesUnlisted(nodes_up=base.nodes_up, flux=base.flux, shed=base.shed)
+    ctx = _ctx(config, kube, FakeAnsible())
+    result = shed(ctx, "r")
+    record = load_or_fail(result.record)
+    assert not any(k.startswith("HelmRelease/") for k in record.flux_suspended)
+    assert any("HelmRelease" in n for n in result.notes)
+    restore(ctx, record)
+    assert kube.flux["HelmRelease/apps/cache"].suspended  # the operator's suspension stands
+    assert not kube.flux["Kustomization/flux-system/apps"].suspended
+
+
+class NodesUnlisted(FakeKube):
+    def nodes(self) -> list[NodeInfo]:
+        raise KubeError("list nodes: 503")
+
+
+def test_agents_are_not_shed_when_their_cordons_are_unknown(tmp_path: Path) -> None:
+    """Review: with the Nodes unlisted, an agent the operator cordoned looked uncordoned and
+    the restore uncordoned it; no Nodes listing: no agent is shed (nothing to undo wrongly)."""
+    config, base = _shed_config(tmp_path), _cluster()
+    kube = NodesUnlisted(nodes_up=base.nodes_up, flux=base.flux, shed=base.shed)
+    kube.cordoned = {"a2"}  # the operator's (maintenance)
+    ansible = FakeAnsible()
+    ctx = _ctx(config, kube, ansible)
+    result = shed(ctx, "r")
+    record = load_or_fail(result.record)
+    assert record.agents == () and record.cordoned == ()
+    assert ansible.playbooks == []  # not powered off undrained
+    assert any("Nodes" in n for n in result.notes)
+    assert _replicas(kube)["web"] == 0  # the workloads are still shed
+    restore(ctx, record)
+    assert kube.cordoned == {"a2"}
