@@ -96,9 +96,16 @@ def plan_from_cluster(ctx: FlowContext, reason: str, notes: list[str]) -> ShedRe
 
 def shed(ctx: FlowContext, reason: str, record: ShedRecord | None = None) -> ShedResult:
     """Shed now (`record`: carry on a shed cut short, from its record). StateError, and
-    nothing changed, when the record cannot be written first."""
+    nothing changed, when the record cannot be written first, or when a new shed would
+    replace a record on disk (another process's shed, or one unreadable: a new plan would
+    find those workloads at 0, record none of them, and never restore them)."""
     notes: list[str] = []
     if record is None:
+        found = load_shed(ctx.config.state_dir, move=False)  # StateError: unknown, refused
+        if found is not None:
+            raise StateError(
+                f"{ctx.config.state_dir / SHED_FILE} holds a shed already: restore it first"
+            )
         record = plan_from_cluster(ctx, reason, notes)
     save_shed(ctx.config.state_dir, record)  # before any change: a crash leaves a record
     result = ShedResult(record, notes)

@@ -274,3 +274,30 @@ def test_agents_are_not_shed_when_their_cordons_are_unknown(tmp_path: Path) -> N
     assert _replicas(kube)["web"] == 0  # the workloads are still shed
     restore(ctx, record)
     assert kube.cordoned == {"a2"}
+
+
+def test_a_new_shed_never_overwrites_a_record_on_disk(tmp_path: Path) -> None:
+    """Review: the daemon holds its record in memory and reads the file only at start and
+    after its flows; a shed another process recorded meanwhile (a drill, a `hecate` run) must
+    not be replaced by a new plan, which would find those workloads at 0 and their Flux owners
+    suspended, record neither, and so never restore them."""
+    config, kube, ansible = _shed_config(tmp_path, agents=[]), _cluster(), FakeAnsible()
+    ctx = _ctx(config, kube, ansible)
+    first = load_or_fail(shed(ctx, "a drill").record)
+    on_disk = (config.state_dir / SHED_FILE).read_text()
+    with pytest.raises(StateError, match="shed already"):
+        shed(ctx, "the daemon, unaware")
+    assert (config.state_dir / SHED_FILE).read_text() == on_disk
+    assert restore(ctx, first).record is None
+    assert _replicas(kube) == {"web": 3, "cache": 2, "idle": 0, "core": 2}
+    assert not kube.flux["Kustomization/flux-system/apps"].suspended
+
+
+def test_a_new_shed_over_a_corrupt_record_changes_nothing(tmp_path: Path) -> None:
+    config, kube = _shed_config(tmp_path, agents=[]), _cluster()
+    config.state_dir.mkdir(parents=True)
+    (config.state_dir / SHED_FILE).write_text("{not json")
+    with pytest.raises(StateError):
+        shed(_ctx(config, kube, FakeAnsible()), "r")
+    assert _replicas(kube)["web"] == 3
+    assert (config.state_dir / SHED_FILE).read_text() == "{not json"
