@@ -79,7 +79,10 @@ class ShedAndRestore:
         if record is None:
             raise DrillFailedError("the shed left no record")
         env.log(f"shed: {summary(record)}")
-        self.during = self._while_shed(env, record)
+        try:
+            self.during = self._while_shed(env, record)
+        except HecateError as exc:  # the checks fail; the restore (recover) must still run
+            self.during = [Check("checks while shed", False, str(exc))]
 
     def _while_shed(self, env: DrillEnv, record: ShedRecord) -> list[Check]:
         kube = env.kube

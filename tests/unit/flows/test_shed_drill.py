@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hecate.adapters.kube.types import WorkloadKind
+from hecate.adapters.kube.types import NodeInfo, WorkloadKind
 from hecate.adapters.statedir.shed_file import SHED_FILE
 from hecate.config.model import HecateConfig
 from hecate.drills.base import DrillEnv, run_drill
 from hecate.drills.catalog import get_drill
+from hecate.errors import KubeError
 from hecate.flows.context import FlowContext
 from tests.fakes import FakeAnsible, FakeKube
 from tests.unit.flows.test_flows import _ctx
@@ -80,3 +81,28 @@ def _config_without_shed(tmp_path: Path) -> HecateConfig:
     from tests.unit.flows.test_flows import _config  # noqa: PLC0415
 
     return _config(tmp_path)
+
+
+class NodesBlipWhileShed(FakeKube):
+    """One Nodes listing fails while `web` is shed (an API blip during the drill's checks)."""
+
+    blipped: bool = False
+
+    def nodes(self) -> list[NodeInfo]:
+        if not self.blipped and self.shed["deployment/apps/web"].replicas == 0:
+            self.blipped = True
+            raise KubeError("list nodes: 503")
+        return super().nodes()
+
+
+def test_an_api_blip_while_shed_still_restores(tmp_path: Path) -> None:
+    """Review: a listing failing in the checks while shed stopped the drill before its
+    restore, leaving the workloads at 0 and Flux suspended (the daemon does not read a drill's
+    record): the check fails, the restore still runs."""
+    config, base = _shed_config(tmp_path, agents=[]), _cluster()
+    kube = NodesBlipWhileShed(nodes_up=base.nodes_up, flux=base.flux, shed=base.shed)
+    report = run_drill(get_drill("shed-and-restore"), _env(config, kube), execute=True)
+    assert kube.blipped and not report.passed
+    assert {c.name: c.replicas for c in kube.shed.values()}["web"] == 3
+    assert not kube.flux["Kustomization/flux-system/apps"].suspended
+    assert not (config.state_dir / SHED_FILE).exists()
