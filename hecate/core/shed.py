@@ -105,7 +105,7 @@ class ShedRecord:
                 cordoned=_names(data.get("cordoned", [])),
                 complete=complete,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # float(10**400)
             raise StateCorruptError(f"{source}: invalid shed record ({exc})") from None
 
 
@@ -133,7 +133,7 @@ def parse_shed_file(data: object, source: str = "shed.json") -> ShedRecord | She
             return ShedBlocked(
                 float(blocked["since"]), str(blocked["kept"]), str(blocked["problem"])
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # float(10**400)
             raise StateCorruptError(f"{source}: invalid blocked marker ({exc})") from None
     return ShedRecord.from_json(data, source)
 

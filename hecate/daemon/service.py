@@ -213,7 +213,7 @@ class Daemon:
         self.metrics.observe_poll(poll)
         self.readable.observe(poll)
         effects = self._feed(Polled(poll, m, self.params))
-        self.shedder.observe(poll, m)  # after the supervisor: a shutdown it started comes first
+        self.chores.attempt("shed", lambda: self.shedder.observe(poll, m))  # after _feed
         recording = self.recorder.current
         active = trace_active(self.state)  # a trace that cannot be written: logged once
         self.chores.attempt("trace", lambda: self.recorder.observe(t, poll, active=active, mono=m))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pytest import MonkeyPatch
+
 from hecate.adapters.metrics.exposition import render_text
 from hecate.adapters.statedir.shed_file import SHED_FILE, load_shed
 from hecate.core import notify_events as ne
@@ -126,4 +128,40 @@ def test_the_shed_and_the_restore_are_told(tmp_path: Path) -> None:
     assert "deployment/apps/web" not in told[0].body  # the summary counts; status lists
     assert "1 workload(s) at 0" in told[0].body and "after_seconds" in told[0].body
     assert "all is as before" in told[1].body
+    w.daemon.close()
+
+
+def test_a_record_with_an_overflowing_number_blocks_and_never_stops_the_daemon(
+    tmp_path: Path,
+) -> None:
+    """Review: `float()` of a 400-digit integer raises OverflowError, which the record's parser
+    did not turn into a corrupt record: the daemon could not even start (and status crashed)."""
+    w = _world(tmp_path)
+    w.daemon.close()
+    w.config.state_dir.mkdir(parents=True, exist_ok=True)
+    (w.config.state_dir / SHED_FILE).write_text('{"since": 1' + "0" * 400 + "}")
+    w.daemon = Daemon(w.config, reader=lambda: w.reading, context_factory=w.context, clock=w.clock)
+    assert isinstance(w.daemon.shedder.record, ShedBlocked)
+    blocked = load_shed(w.config.state_dir)
+    assert isinstance(blocked, ShedBlocked)
+    w.daemon.close()
+
+
+def test_a_shedder_error_never_stops_the_poll(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    """Review: the shedder's step runs in the UPS poll; any error there is counted as the
+    `shed` chore's and the poll goes on to the shutdown it owes."""
+    w = _world(tmp_path)
+
+    def broken(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr("hecate.daemon.shedding.shed_move", broken)
+    w.poll(r("OL", 1800))
+    actions: list[str] = []
+    for runtime in (200, 190, 180):
+        actions += w.poll(r("OB DISCHRG", runtime))
+    assert "RunShutdown" in actions
+    assert 'hecate_background_failures_total{chore="shed"}' in render_text(
+        w.daemon.metrics.registry
+    ).decode()
     w.daemon.close()
