@@ -161,7 +161,8 @@ def test_a_shedder_error_never_stops_the_poll(tmp_path: Path, monkeypatch: Monke
     for runtime in (200, 190, 180):
         actions += w.poll(r("OB DISCHRG", runtime))
     assert "RunShutdown" in actions
-    assert 'hecate_background_failures_total{chore="shed"}' in render_text(
-        w.daemon.metrics.registry
-    ).decode()
+    assert (
+        'hecate_background_failures_total{chore="shed"}'
+        in render_text(w.daemon.metrics.registry).decode()
+    )
     w.daemon.close()
