@@ -208,12 +208,15 @@ def shed_move(
     mains_stable: bool,
     startup_pending: bool,
     flow_running: bool,
+    partial_in_force: bool = False,
 ) -> tuple[Move, str] | None:
     """The daemon's next shedding move, and why (None: nothing now). Never while a flow runs
     (a shutdown takes precedence; a startup restores a record itself), never over a record
     that could not be read (fail closed), never a second shed in one outage; a record is
     restored once this UPS's mains is stable and no startup is pending, a shed cut short is
-    carried on while still on battery."""
+    carried on while still on battery. No restore while a partial shutdown is in force
+    (`partial_in_force`): a shed agent may be one of its nodes, on a feed still lost; the
+    partial startup, once that feed is back, comes first."""
     if flow_running or isinstance(record, ShedBlocked):
         return None
     if record is None:
@@ -221,7 +224,7 @@ def shed_move(
         return ("shed", why) if why else None
     if startup_pending:  # the cluster was shut down: its startup restores the record
         return None
-    if mains_stable:
+    if mains_stable and not partial_in_force:
         return "restore", "mains stable"
     if not record.complete and on_battery_s is not None:
         return "carry_on", "a shed cut short (a restart or a flow) is carried on from its record"

@@ -90,6 +90,7 @@ class Shedder:
             mains_stable=sup.ups_back,
             startup_pending=sup.policy.startup_pending,
             flow_running=False,
+            partial_in_force=sup.scope is not None,
         )
         if move is None:
             return

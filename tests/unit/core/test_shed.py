@@ -198,6 +198,7 @@ def _move(
     stable: bool = False,
     pending: bool = False,
     running: bool = False,
+    partial: bool = False,
 ) -> str | None:
     shed = ShedConfig(label_selector=SEL, after_seconds=60)
     found = shed_move(
@@ -208,6 +209,7 @@ def _move(
         mains_stable=stable,
         startup_pending=pending,
         flow_running=running,
+        partial_in_force=partial,
     )
     return None if found is None else found[0]
 
@@ -265,3 +267,9 @@ def test_an_unlisted_flux_kind_is_not_suspended_and_unlisted_nodes_shed_no_agent
     assert [w.name for w in plan.record.workloads] == ["web"]
     assert plan.record.agents == () and plan.record.cordoned == ()
     assert any("HelmRelease/apps/cache" in n for n in plan.notes)
+
+
+def test_no_restore_while_a_partial_shutdown_is_in_force() -> None:
+    record = ShedRecord(since=1.0, reason="r", agents=("a2",), complete=True)
+    assert _move(record, None, stable=True, partial=True) is None
+    assert _move(record, None, stable=True) == "restore"

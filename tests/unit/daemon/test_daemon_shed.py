@@ -4,6 +4,7 @@ restart, stopped by a shutdown, and never over a corrupt record."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pytest import MonkeyPatch
@@ -165,4 +166,39 @@ def test_a_shedder_error_never_stops_the_poll(tmp_path: Path, monkeypatch: Monke
         'hecate_background_failures_total{chore="shed"}'
         in render_text(w.daemon.metrics.registry).decode()
     )
+    w.daemon.close()
+
+
+def test_no_restore_while_a_partial_shutdown_is_in_force(tmp_path: Path) -> None:
+    """Review: a shed agent on a feed that is lost (a partial shutdown in force: its nodes
+    are off until their feed is back) must not be powered on and started because this
+    instance's own UPS has stable mains again; the restore waits for the partial startup."""
+    w = World(
+        tmp_path,
+        power={
+            "shed": {
+                "label_selector": "hecate.dev/shed=true",
+                "after_seconds": 30,
+                "agents": ["a1"],
+            }
+        },
+    )
+    w.kube.add_workload(Candidate("deployment", "apps", "web", 3, (MARK,)))
+    w.poll(r("OL", 1800))
+    for _ in range(8):
+        w.poll(r("OB DISCHRG", 1600))
+        _settle(w)
+    assert _web(w) == 0 and ("poweroff", ("a1",)) in w.ansible.playbooks
+    # meanwhile a1's feed was lost: a partial shutdown of a1 is in force, awaiting its feed
+    w.daemon.sup = replace(w.daemon.sup, scope=("a1",))
+    for _ in range(5):
+        w.poll(r("OL", 1800))
+        _settle(w)
+    assert ("start_agents", ("a1",)) not in w.ansible.playbooks
+    assert isinstance(load_shed(w.config.state_dir), ShedRecord)
+    w.daemon.sup = replace(w.daemon.sup, scope=None)  # its feed back, its nodes started
+    for _ in range(2):
+        w.poll(r("OL", 1800))
+        _settle(w)
+    assert _web(w) == 3 and not (w.config.state_dir / SHED_FILE).exists()
     w.daemon.close()
