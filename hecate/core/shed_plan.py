@@ -212,18 +212,19 @@ def shed_move(
 ) -> tuple[Move, str] | None:
     """The daemon's next shedding move, and why (None: nothing now). Never while a flow runs
     (a shutdown takes precedence; a startup restores a record itself), never over a record
-    that could not be read (fail closed), never a second shed in one outage; a record is
+    that could not be read (fail closed), never a second shed in one outage, never once the
+    outage ended in a shutdown (a startup pending: the cluster is down); a record is
     restored once this UPS's mains is stable and no startup is pending, a shed cut short is
     carried on while still on battery. No restore while a partial shutdown is in force
     (`partial_in_force`): a shed agent may be one of its nodes, on a feed still lost; the
     partial startup, once that feed is back, comes first."""
     if flow_running or isinstance(record, ShedBlocked):
         return None
+    if startup_pending:  # the cluster was shut down: nothing to shed, its startup restores
+        return None
     if record is None:
         why = shed_due(shed, on_battery_s, runtime_s)
         return ("shed", why) if why else None
-    if startup_pending:  # the cluster was shut down: its startup restores the record
-        return None
     if mains_stable and not partial_in_force:
         return "restore", "mains stable"
     if not record.complete and on_battery_s is not None:

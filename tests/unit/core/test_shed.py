@@ -273,3 +273,8 @@ def test_no_restore_while_a_partial_shutdown_is_in_force() -> None:
     record = ShedRecord(since=1.0, reason="r", agents=("a2",), complete=True)
     assert _move(record, None, stable=True, partial=True) is None
     assert _move(record, None, stable=True) == "restore"
+
+
+def test_no_shed_once_the_outage_ended_in_a_shutdown() -> None:
+    assert _move(None, 100.0) == "shed"
+    assert _move(None, 100.0, pending=True) is None

@@ -202,3 +202,22 @@ def test_no_restore_while_a_partial_shutdown_is_in_force(tmp_path: Path) -> None
         _settle(w)
     assert _web(w) == 3 and not (w.config.state_dir / SHED_FILE).exists()
     w.daemon.close()
+
+
+def test_nothing_is_shed_once_the_outage_ended_in_a_shutdown(tmp_path: Path) -> None:
+    """Review: after a shutdown (a startup pending) the cluster is down; a shed due later in
+    the same outage sheds nothing and tells nobody it did."""
+    w = _world(tmp_path)
+    told: list[ne.Notice] = []
+    w.daemon.notices.send = told.append  # type: ignore[method-assign,assignment]
+    w.poll(r("OL", 1800))
+    actions: list[str] = []
+    for runtime in (200, 190, 180):  # the shutdown comes before after_seconds (30 s)
+        actions += w.poll(r("OB DISCHRG", runtime))
+    assert "RunShutdown" in actions and w.daemon.sup.policy.startup_pending
+    for _ in range(8):
+        w.poll(r("OB DISCHRG", 170))
+        _settle(w)
+    assert not (w.config.state_dir / SHED_FILE).exists()
+    assert [n.event for n in told if n.event.startswith("load_")] == []
+    w.daemon.close()
