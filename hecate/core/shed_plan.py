@@ -101,6 +101,7 @@ def plan_shed(
     now: float,
     reason: str,
     unlisted_flux: frozenset[str] = frozenset(),
+    not_ready: frozenset[str] = frozenset(),
 ) -> ShedPlan:
     """What to shed: the listed workloads with replicas (a workload already at 0 is not
     recorded, so the restore never scales it up), below `priority_below` when it is set (an
@@ -110,7 +111,9 @@ def plan_shed(
     Fail closed where the listing failed: a Flux object of a kind in `unlisted_flux` (whether
     someone else suspended it is unknown) is neither suspended nor recorded, so the restore
     never resumes another's suspension; with `cordoned` None (Nodes unlisted) no agent is shed,
-    as which cordons are Hecate's to lift would be unknown (and a drain needs the API)."""
+    as which cordons are Hecate's to lift would be unknown (and a drain needs the API). An
+    agent in `not_ready` (not a Ready Node now: off for maintenance, broken) is left alone, so
+    the restore never powers on and starts what Hecate did not power off."""
     notes: list[str] = []
     chosen: list[Candidate] = []
     seen: set[str] = set()
@@ -136,9 +139,11 @@ def plan_shed(
     for key in (k for k in owners if k.split("/", 1)[0] in unlisted_flux):
         notes.append(f"{key}: its kind could not be listed, not suspended (it may scale back)")
     owners = [k for k in owners if k not in suspended and k.split("/", 1)[0] not in unlisted_flux]
-    agents = tuple(shed.agents) if cordoned is not None else ()
+    agents = tuple(a for a in shed.agents if a not in not_ready) if cordoned is not None else ()
     if shed.agents and cordoned is None:
         notes.append("Nodes could not be listed: no agent shed")
+    elif down := [a for a in shed.agents if a in not_ready]:
+        notes.append(f"agents not Ready now, left alone (not powered on later): {down}")
     hpas = sorted(
         {
             f"{h.namespace}/{h.name} -> {c.label}"

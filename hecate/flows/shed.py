@@ -55,6 +55,7 @@ def plan_from_cluster(ctx: FlowContext, reason: str, notes: list[str]) -> ShedRe
     suspended: set[str] = set()
     unlisted: set[str] = set()
     cordoned: frozenset[str] | None = None
+    not_ready: frozenset[str] = frozenset()
     try:
         if shed.label_selector:
             candidates = kube.shed_candidates(shed.label_selector)
@@ -76,7 +77,10 @@ def plan_from_cluster(ctx: FlowContext, reason: str, notes: list[str]) -> ShedRe
                 notes.append(f"{kind}s not listed: {exc}")
     if shed.agents:
         try:
-            cordoned = frozenset(n.name for n in kube.nodes() if n.unschedulable)
+            listed = kube.nodes()
+            cordoned = frozenset(n.name for n in listed if n.unschedulable)
+            ready = {n.name for n in listed if n.ready}
+            not_ready = frozenset(a for a in shed.agents if a not in ready)
         except KubeError as exc:
             notes.append(f"Nodes not listed: {exc}")
     plan = plan_shed(
@@ -89,6 +93,7 @@ def plan_from_cluster(ctx: FlowContext, reason: str, notes: list[str]) -> ShedRe
         now=ctx.clock(),
         reason=reason,
         unlisted_flux=frozenset(unlisted),
+        not_ready=not_ready,
     )
     notes.extend(plan.notes)
     return plan.record

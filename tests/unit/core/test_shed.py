@@ -278,3 +278,10 @@ def test_no_restore_while_a_partial_shutdown_is_in_force() -> None:
 def test_no_shed_once_the_outage_ended_in_a_shutdown() -> None:
     assert _move(None, 100.0) == "shed"
     assert _move(None, 100.0, pending=True) is None
+
+
+def test_an_agent_not_ready_is_left_alone() -> None:
+    shed = ShedConfig(agents=["a2", "a3"])
+    plan = _plan(shed, not_ready=frozenset({"a3"}))
+    assert plan.record.agents == ("a2",) and plan.record.cordoned == ("a2",)
+    assert any("a3" in n for n in plan.notes)

@@ -301,3 +301,18 @@ def test_a_new_shed_over_a_corrupt_record_changes_nothing(tmp_path: Path) -> Non
         shed(_ctx(config, kube, FakeAnsible()), "r")
     assert _replicas(kube)["web"] == 3
     assert (config.state_dir / SHED_FILE).read_text() == "{not json"
+
+
+def test_an_agent_already_down_is_left_alone(tmp_path: Path) -> None:
+    """Review: an agent that is not Ready when the shed comes (powered off for maintenance,
+    broken) was recorded as shed, so the restore powered it on and started k3s on it."""
+    config, kube, ansible = _shed_config(tmp_path), _cluster(), FakeAnsible()
+    kube.nodes_up["a2"] = False  # off before the outage, not by Hecate
+    ctx = _ctx(config, kube, ansible)
+    result = shed(ctx, "r")
+    record = load_or_fail(result.record)
+    assert record.agents == () and record.cordoned == ()
+    assert ansible.playbooks == []
+    assert any("a2" in n and "not Ready" in n for n in result.notes)
+    restore(ctx, record)
+    assert ansible.playbooks == []  # never started
