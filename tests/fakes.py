@@ -16,6 +16,7 @@ from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 from hecate.adapters.kube.types import (
     FluxKind,
     FluxObject,
+    KubeNotFoundError,
     NodeInfo,
     PodRef,
     Readiness,
@@ -27,6 +28,7 @@ from hecate.adapters.kube.types import (
 from hecate.adapters.nut.port import Ups
 from hecate.config.model import HecateConfig
 from hecate.core.readings import Poll
+from hecate.core.shed_plan import Autoscaler, Candidate, PriorityClassInfo
 from hecate.errors import KubeError
 from hecate.flows.etcd import TASK_ETCD
 from hecate.flows.startup_gates import TASK_CLOCK, TASK_NTP
@@ -201,6 +203,24 @@ class FakeKube:
     attachments: list[VolumeAttachmentInfo] = field(default_factory=list)
     available: bool = True  # a client exists (the API may still be down: api_up)
     reason: str = ""
+    # load shedding: the workloads by label (kind/namespace/name), the HPAs, the classes
+    shed: dict[str, Candidate] = field(default_factory=dict)
+    hpas: list[Autoscaler] = field(default_factory=list)
+    classes: list[PriorityClassInfo] = field(default_factory=list)
+
+    def add_workload(self, c: Candidate) -> None:
+        self.shed[c.label] = c
+
+    def shed_candidates(self, selector: str) -> list[Candidate]:
+        """Equality terms only (`k=v`, comma-separated): all the tests use."""
+        terms = [tuple(t.split("=", 1)) for t in selector.split(",")]
+        return [c for c in self.shed.values() if all(t in c.labels for t in terms)]
+
+    def priority_classes(self) -> list[PriorityClassInfo]:
+        return list(self.classes)
+
+    def autoscalers(self) -> list[Autoscaler]:
+        return list(self.hpas)
 
     def readiness(self, kind: StorageKind, namespace: str, name: str) -> Readiness:
         label = f"{kind}/{namespace}/{name}"
@@ -246,10 +266,21 @@ class FakeKube:
         raise AssertionError("no pods")
 
     def workload(self, kind: WorkloadKind, namespace: str, name: str) -> WorkloadInfo:
+        c = self.shed.get(f"{kind}/{namespace}/{name}")
+        if c is not None:
+            return WorkloadInfo(kind, namespace, name, c.replicas, c.replicas)
+        if self.shed and name != "gitea":
+            raise KubeNotFoundError(f"get {kind} {namespace}/{name}: not found")
         return WorkloadInfo(kind, namespace, name, self.gitea_replicas, self.gitea_replicas)
 
     def scale(self, kind: WorkloadKind, namespace: str, name: str, replicas: int) -> None:
         self.calls.append(f"scale {namespace}/{name} {replicas}")
+        label = f"{kind}/{namespace}/{name}"
+        if label in self.shed:
+            self.shed[label] = dataclasses.replace(self.shed[label], replicas=replicas)
+            return
+        if self.shed and name != "gitea":
+            raise KubeNotFoundError(f"scale {label}: not found")
         if self.gitea_scalable:
             self.gitea_replicas = replicas
 

@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hecate.adapters.statedir.awaiting import load_awaiting
-from hecate.adapters.statedir.files import read_json
 from hecate.adapters.statedir.store import StateStore
-from hecate.adapters.statedir.unsaved import unsaved_files
 from hecate.adapters.systemd.selfupdate import SelfUpdate, self_update, update_failed
 from hecate.cli.common import emit_json, now, read_ups_or_error
 from hecate.cli.doctor_file import last_result
@@ -20,6 +18,13 @@ from hecate.cli.exits import EXIT_UNPROTECTED
 from hecate.cli.feed_text import feeds_status, feeds_status_lines
 from hecate.cli.out import echo
 from hecate.cli.outage_report import ups_report_data, ups_report_lines
+from hecate.cli.status_files import (
+    recovery_problem,
+    shed_status,
+    shed_status_lines,
+    unsaved_json,
+    unsaved_problem,
+)
 from hecate.cli.style import BAD, paint
 from hecate.config.model import DEFAULT_CONFIG_PATH
 from hecate.config.snapshot import load_config_kept
@@ -183,6 +188,7 @@ def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> in
         "unsaved": unsaved,
         "etcd": etcd.to_json(stamp),
         "feeds": (feeds := feeds_status(cfg, intent_state)),
+        "shed": (shed := shed_status(cfg, stamp)),
     }
     if as_json:
         emit_json(report)
@@ -205,25 +211,11 @@ def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> in
             problems=problems,
             etcd_lines=etcd.lines(stamp),
             feeds=feeds,
+            shed=shed,
         )
 
     # scripts: `hecate status || alert` (README, Command line)
     return EXIT_UNPROTECTED if unprotected else 0
-
-
-def recovery_problem(state_dir: Path) -> list[str]:
-    """An unfinished `hecate recover etcd` (state_dir/etcd-recovery.json), from the file only."""
-    try:
-        recovery = read_json(state_dir / "etcd-recovery.json", move=False)
-    except StateError as exc:
-        return [str(exc)]
-    if not isinstance(recovery, dict) or recovery.get("outcome") in (None, "success"):
-        return []
-    why = recovery.get("detail") or recovery.get("outcome")
-    return [
-        f"an etcd recovery is unfinished ({why}): `hecate recover etcd` says where it "
-        "stopped, --execute finishes it"
-    ]
 
 
 def power_on_note(intent: Intent, method_of: Callable[[str], str]) -> str:
@@ -271,10 +263,11 @@ def _print_text(
     problems: list[str],
     etcd_lines: list[str],
     feeds: dict[str, Any] | None = None,
+    shed: dict[str, Any] | None = None,
 ) -> None:
     for line in _intent_lines(intent_state, stale, stamp):
         echo(line)
-    for line in feeds_status_lines(feeds):
+    for line in [*feeds_status_lines(feeds), *shed_status_lines(shed)]:
         echo(line)
     if progress is not None:
         echo(
@@ -322,30 +315,6 @@ def _report_lines(reports: dict[str, dict[str, Any] | None], state_dir: Path) ->
             for stage in summary["not_ok"]
         )
     return lines
-
-
-def unsaved_json(state_dir: Path) -> list[dict[str, Any]]:
-    """The state files the disk refused and that are kept until it allows
-    (hecate.adapters.statedir.unsaved)."""
-    return [
-        {
-            "file": f.name,
-            "error": f.error,
-            "since": f.since,
-            "kept_in": str(f.copy) if f.copy is not None else None,
-        }
-        for f in unsaved_files(state_dir)
-    ]
-
-
-def unsaved_problem(unsaved: list[dict[str, Any]]) -> str:
-    names = ", ".join(str(u["file"]) for u in unsaved)
-    kept = next((u["kept_in"] for u in unsaved if u["kept_in"]), None)
-    where = f"kept in {Path(kept).parent}" if kept else "kept in memory"
-    return (
-        f"state files not saved: {names} ({unsaved[0]['error']}); {where} and written when "
-        "the state disk allows (flows still run; a startup is refused until it can write)"
-    )
 
 
 def startup_progress(

@@ -65,8 +65,8 @@ class Feed(_Strict):
 
 
 class ShedConfig(_Strict):
-    """Load shedding on battery: what may be scaled down or powered off to buy runtime.
-    Checked, not yet acted on: this version parses these keys and sheds nothing."""
+    """Load shedding on battery: what is scaled down or powered off to buy runtime, once per
+    outage, and restored exactly once mains is stable (docs: Power feeds, "Load shedding")."""
 
     after_seconds: float | None = Field(
         None, gt=0, description="Shed after this long on battery (null: not by time)."
@@ -83,13 +83,13 @@ class ShedConfig(_Strict):
     )
     priority_below: int | None = Field(
         None,
-        description="Only workloads whose pods' priority is below this are shed (null: any "
-        "priority).",
+        description="Only workloads whose pods' priority (their PriorityClass's value) is below "
+        "this are shed (null: any priority).",
     )
     agents: list[Node] = Field(
         default_factory=list,
         description="Low-priority agents drained and powered off when shedding (powered on "
-        "again by the startup's power_on stage).",
+        "again as the startup's power_on stage does, then started and uncordoned).",
     )
 
 

@@ -32,6 +32,8 @@ EVENT_SEVERITY: Final[Mapping[str, Severity]] = {
     "startup_waiting": "warning",
     "startup_finished": "info",
     "startup_failed": "critical",
+    "load_shed": "warning",
+    "load_restored": "info",
     "ups_unreadable": "warning",
     "battery_replace": "warning",
     "peer_unreachable": "warning",

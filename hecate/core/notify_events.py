@@ -180,6 +180,17 @@ def state_set_aside(where: Where, files: Sequence[str], at: float) -> Notice:
     return notice(where, "state_set_aside", what, nxt, at)
 
 
+def load_shed(where: Where, what: str, reason: str, at: float) -> Notice:
+    """Load shedding (issue 28) scaled workloads down or powered agents off."""
+    nxt = "restored once mains is stable (hecate status shows what is shed)"
+    return notice(where, "load_shed", f"load shed to buy runtime ({reason}): {what}", nxt, at)
+
+
+def load_restored(where: Where, what: str, left: str, at: float) -> Notice:
+    nxt = f"what is left is tried again: {left}" if left else "nothing: all is as before"
+    return notice(where, "load_restored", f"mains stable, restored what was shed: {what}", nxt, at)
+
+
 def self_update_failed(where: Where, at: float) -> Notice:
     what = "the last hecate-update run failed"
     nxt = "Hecate keeps running this version; see journalctl -u hecate-update"

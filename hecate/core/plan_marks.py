@@ -108,7 +108,16 @@ SSH_STAGES = frozenset(
 SHUTDOWN_API_STAGES = frozenset({"flux_suspend", "cordon", "drain"})
 # A startup's stages that need the API once k3s is started.
 STARTUP_API_STAGES = frozenset(
-    {"wait_api", "nodes_ready", "storage", "foundation", "flux_resume", "flux_ready", "soak"}
+    {
+        "wait_api",
+        "nodes_ready",
+        "storage",
+        "foundation",
+        "flux_resume",
+        "flux_ready",
+        "shed_restore",
+        "soak",
+    }
 )
 
 

@@ -365,6 +365,8 @@ def startup_plan(
             "wait for Flux's source Ready; if it stays down: bring Gitea up outside Flux",
         ),
     ]
+    if config.power.shed.label_selector or config.power.shed.agents:  # issue 28: after Flux
+        stages.append(StageSpec("shed_restore", "restore what load shedding changed, if any"))
     if startup.probes:
         labels = ", ".join(p.label for p in startup.probes)
         stages.append(StageSpec("probes", f"gate: probes from this host pass: {labels}"))

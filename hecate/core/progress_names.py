@@ -39,6 +39,7 @@ STAGE_LABELS: Final[dict[str, str]] = {
     "foundation": "bring back the foundation",
     "flux_resume": "resume Flux",
     "flux_ready": "wait for Flux",
+    "shed_restore": "restore what was shed",
     "probes": "probes",
     "soak": "soak",
     # set-up notes (hecate/flows/open_context.py)

@@ -228,6 +228,10 @@ class Notices:
             self._send(ne.drills_overdue(self.where, overdue, wall))
         self._drills_told = set(overdue)
 
+    def send(self, notice: ne.Notice) -> None:
+        """One notice from elsewhere in the daemon (load shedding), throttled as the others."""
+        self._send(notice)
+
     def _send(self, notice: ne.Notice) -> None:
         with self._lock:
             self._throttle, out = admit(

@@ -69,6 +69,7 @@ from hecate.daemon.chore_watch import ChoreWatch
 from hecate.daemon.flow_run import OUTCOMES, run_flow
 from hecate.daemon.notices import Notices
 from hecate.daemon.reload import validated_reload
+from hecate.daemon.shedding import Shedder
 from hecate.daemon.trace_recorder import TraceRecorder
 from hecate.errors import GuardRefusedError, HecateError
 from hecate.flows.report import FlowReport
@@ -134,6 +135,7 @@ class Daemon:
         self.client: CoordinatorClient | None = None
         self.metrics_port: int | None = None
         self.notices = Notices(config, self.metrics, clocks, self)
+        self.shedder = Shedder(self)  # load shedding on battery (issue 28): reads its record
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -213,6 +215,7 @@ class Daemon:
         self.metrics.observe_poll(poll)
         self.readable.observe(poll)
         effects = self._feed(Polled(poll, m, self.params))
+        self.chores.attempt("shed", lambda: self.shedder.observe(poll, m))  # after _feed
         recording = self.recorder.current
         active = trace_active(self.state)  # a trace that cannot be written: logged once
         self.chores.attempt("trace", lambda: self.recorder.observe(t, poll, active=active, mono=m))
@@ -271,9 +274,7 @@ class Daemon:
                 if self._worker_kind is FlowKind.STARTUP:  # not a shutdown started since
                     self._cancel.set()
         elif isinstance(effect, sv.RunShutdown | sv.RunStartup):
-            kind = (
-                sv.FlowKind.SHUTDOWN if isinstance(effect, sv.RunShutdown) else sv.FlowKind.STARTUP
-            )
+            kind = FlowKind.SHUTDOWN if isinstance(effect, sv.RunShutdown) else FlowKind.STARTUP
             log.info("action=%s reason=%s", type(effect).__name__, effect.reason)
             self._start_flow(kind, effect.reason, effect.nodes)
         elif isinstance(effect, sv.ForwardTrigger):
@@ -391,6 +392,7 @@ class Daemon:
                 self._cancel.set()  # a half-done startup is resumed by the next run
         # A running shutdown is allowed to finish: stopping it halfway helps nobody.
         self.wait_idle(timeout_s=600)
+        self.shedder.close()
         if self.server is not None:
             self.server.close()
         close_chores(warmers, self._cache_thread)

@@ -17,6 +17,7 @@ from hecate.drills.etcd_drills import EtcdMemberLost, EtcdQuorumLost
 from hecate.drills.feed_drills import PartialFeedLoss
 from hecate.drills.gate_drills import ClockSkew, ProbeFailing, StorageScaledToZero
 from hecate.drills.power_race import PowerRace
+from hecate.drills.shed_drill import ShedAndRestore
 from hecate.drills.simulated_ups import SimulatedUps
 from hecate.errors import ConfigError, KubeError
 from hecate.flows.ledger import load_ledger, save_ledger
@@ -360,6 +361,7 @@ DRILL_TYPES: tuple[type[Drill], ...] = (
     StorageScaledToZero,
     ProbeFailing,
     PartialFeedLoss,
+    ShedAndRestore,
     EtcdMemberLost,
     EtcdQuorumLost,
 )

@@ -53,6 +53,7 @@ from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_k
 from hecate.flows.power_on import power_on_stage
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
 from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
+from hecate.flows.shed import shed_restore_stage
 from hecate.flows.startup_gates import probes_gate, soak_gate, storage_gate, time_sync_gate
 
 __all__ = ["run_startup", "source_ready"]
@@ -175,6 +176,7 @@ def _prepare(
         "foundation": lambda stage, _spec: _restore_foundation(ctx, stage),
         "flux_resume": lambda stage, _spec: _resume_flux(ctx, stage, ledger, options),
         "flux_ready": lambda stage, _spec: _flux_ready_or_fallback(ctx, stage, recorder),
+        "shed_restore": lambda stage, _spec: shed_restore_stage(ctx, stage),
         "probes": lambda stage, _spec: probes_gate(ctx, stage),
         "soak": lambda stage, _spec: soak_gate(ctx, stage),
     }

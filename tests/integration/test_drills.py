@@ -31,6 +31,7 @@ DRILLS = [
     "storage-scaled-to-zero",
     "probe-failing",
     "partial-feed-loss",
+    "shed-and-restore",
     "etcd-member-lost",
     "etcd-quorum-lost",
 ]
@@ -73,6 +74,28 @@ def _ensure_storage_workload(twin: Twin) -> None:
     while twin.get(path).get("status", {}).get("readyReplicas", 0) < 1:
         assert time.monotonic() < deadline, "the storage workload did not get Ready"
         time.sleep(0.5)
+
+
+def _mark_for_shedding(twin: Twin) -> None:
+    """apps/whoami (2 replicas, owned by the `apps` Kustomization, which scales it back unless
+    suspended) marked for shedding, with an HPA targeting it."""
+    path = "/apis/apps/v1/namespaces/apps/deployments/whoami"
+    status, body = twin.api("PATCH", path, {"metadata": {"labels": {"hecate.dev/shed": "true"}}})
+    assert status == 200, body
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "whoami", "namespace": "apps"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "whoami"},
+            "minReplicas": 1,
+            "maxReplicas": 4,
+        },
+    }
+    status, body = twin.api(
+        "POST", "/apis/autoscaling/v2/namespaces/apps/horizontalpodautoscalers", hpa
+    )
+    assert status in (201, 409), body
 
 
 @pytest.fixture
@@ -151,6 +174,17 @@ def test_drill_recovers_and_is_scored(twin: Twin, drill_config: Path, name: str)
             "node_feeds": {n: ["B"] if n == names[-1] else ["A"] for n in names},
         }
         write_config(drill_config, data)
+    if name == "shed-and-restore":  # apps/whoami and the last agent; the agent stays on
+        _mark_for_shedding(twin)  # (marker: no BMC here; test_power_flows powers nodes off)
+        data = yaml.safe_load(drill_config.read_text())
+        data["power"] = {
+            "shed": {
+                "label_selector": "hecate.dev/shed=true",
+                "agents": data["nodes"]["agents"][-1:],
+            }
+        }
+        data["shutdown"]["poweroff_method"] = "marker"
+        write_config(drill_config, data)
     started = time.monotonic()
     result = drills_sh("run", name, "--execute", "--yes", "--config", str(drill_config), "--json")
     took = time.monotonic() - started
@@ -162,6 +196,10 @@ def test_drill_recovers_and_is_scored(twin: Twin, drill_config: Path, name: str)
     assert report["time_to_recover_s"] > 0
     if name == "flux-gitea-deadlock":
         assert "gitea_scale" in report["fallbacks"]
+    if name == "shed-and-restore":
+        checked = {c["name"] for c in report["checks"]}
+        assert "their Flux owners were suspended" in checked, checked
+        assert took < 60, took
     if name in GATE_DRILLS:  # the held run, then the one that passes
         assert [r["kind"] for r in report["runs"]] == ["startup", "startup"]
         assert report["runs"][0]["outcome"] == GATE_DRILLS[name], report["runs"]

@@ -67,6 +67,23 @@ def test_every_call_hecate_makes_and_every_answer_match_the_published_schemas(
                     kube.set_suspend(kind, obj.namespace, obj.name, False)
                 kube.request_reconcile(kind, obj.namespace, obj.name, "2026-12-01T10:00:00Z")
         kube.set_git_branch("flux-system", "flux-system", "main")
+        # load shedding (issue 28): the selector's listing, PriorityClasses, HPAs; the scale
+        # subresource (kube.scale above) is what it scales with
+        _shed_objects(cluster)
+        [web] = kube.shed_candidates("hecate.dev/shed=true,tier!=core")
+        assert (web.name, web.replicas, web.priority_class) == ("shed-web", 2, "shed-low")
+        assert ("kustomize.toolkit.fluxcd.io/name", "apps") in web.labels
+        assert kube.shed_candidates("hecate.dev/shed=true,!tier") == []
+        classes = {pc.name: pc.value for pc in kube.priority_classes()}
+        assert classes["shed-low"] == 10
+        [hpa] = kube.autoscalers()
+        assert (hpa.name, hpa.target_kind, hpa.target_name) == (
+            "shed-web",
+            "Deployment",
+            "shed-web",
+        )
+        kube.scale("deployment", "gitea", "shed-web", 0)
+        assert kube.workload("deployment", "gitea", "shed-web").replicas == 0
         # the bootstrap cache: read live manifests, apply them back (server-side apply)
         for path in (
             "/apis/apps/v1/namespaces/gitea/deployments/gitea",
@@ -98,9 +115,64 @@ def test_every_call_hecate_makes_and_every_answer_match_the_published_schemas(
     expected = {
         "Node", "Pod", "Deployment", "StatefulSet", "Kustomization", "HelmRelease",
         "GitRepository", "Status", "Eviction", "Scale", "Namespace", "APIResourceList",
+        "HorizontalPodAutoscaler", "PriorityClass",
     }  # fmt: skip
     assert expected <= kinds, expected - kinds
     assert checked > 100
+
+
+def _shed_objects(cluster: LocalCluster) -> None:
+    """A marked Deployment owned by a Kustomization, its HPA and its PriorityClass."""
+    labels = {"app": "shed-web"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "shed-web",
+            "namespace": "gitea",
+            "labels": {
+                "hecate.dev/shed": "true",
+                "tier": "batch",
+                "kustomize.toolkit.fluxcd.io/name": "apps",
+                "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
+            },
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "priorityClassName": "shed-low",
+                    "containers": [{"name": "web", "image": "registry.local/web:1"}],
+                },
+            },
+        },
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "shed-web", "namespace": "gitea"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shed-web"},
+            "minReplicas": 1,
+            "maxReplicas": 4,
+        },
+    }
+    low = {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": "shed-low"},
+        "value": 10,
+        "description": "may be shed on battery",
+    }
+    for path, body in (
+        ("/apis/scheduling.k8s.io/v1/priorityclasses", low),
+        ("/apis/apps/v1/namespaces/gitea/deployments", deployment),
+        ("/apis/autoscaling/v2/namespaces/gitea/horizontalpodautoscalers", hpa),
+    ):
+        code, answer = cluster.api("POST", path, body)
+        assert code == 201, answer
 
 
 def _kinds_checked(state_dir: Path) -> set[str]:

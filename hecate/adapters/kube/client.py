@@ -26,6 +26,7 @@ from lightkube.resources.storage_v1 import VolumeAttachment
 from lightkube.types import PatchType
 
 from hecate.adapters.kube.manifests import clean_manifest
+from hecate.adapters.kube.shed_calls import ShedCalls
 from hecate.adapters.kube.types import (
     FluxKind,
     FluxObject,
@@ -59,7 +60,7 @@ GitRepository = create_namespaced_resource(
 _FLUX = {"Kustomization": Kustomization, "HelmRelease": HelmRelease, "GitRepository": GitRepository}
 
 
-class Kube:
+class Kube(ShedCalls):
     """A connection to one cluster's API. Use as a context manager, or call close().
 
     `available` is True: a client was made (whether the API answers is `readyz()`'s to say).
@@ -237,16 +238,11 @@ class Kube:
         return infos
 
     def scale(self, kind: WorkloadKind, namespace: str, name: str, replicas: int) -> None:
+        """Through the scale subresource (what `kubectl scale` and an HPA use)."""
+        scale = Deployment.Scale if kind == "deployment" else StatefulSet.Scale
         patch = {"spec": {"replicas": replicas}}
         with self._errors(f"scale {kind} {namespace}/{name}"):
-            if kind == "deployment":
-                self._client.patch(
-                    Deployment, name, patch, namespace=namespace, patch_type=PatchType.MERGE
-                )
-            else:
-                self._client.patch(
-                    StatefulSet, name, patch, namespace=namespace, patch_type=PatchType.MERGE
-                )
+            self._client.patch(scale, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
 
     def readiness(self, kind: StorageKind, namespace: str, name: str) -> Readiness:
         """Wanted vs Ready: a DaemonSet's desiredNumberScheduled/numberReady, else replicas."""

@@ -74,7 +74,7 @@ NUT_ERROR_KINDS = (
 # hecate.adapters.peers.http's rejection reasons.
 REJECT_REASONS = ("malformed", "unsigned", "bad_timestamp", "stale", "bad_signature", "replayed")
 # The daemon's background chores (hecate.daemon.chore_watch), each failure counted.
-BACKGROUND_CHORES = ("warmup", "cache", "probe", "ask_peers", "forward", "trace")
+BACKGROUND_CHORES = ("warmup", "cache", "probe", "ask_peers", "forward", "trace", "shed")
 QUANTITIES = ("runtime", "charge", "load")
 # Plausible ranges: beyond them a reading is firmware garbage (real dumps hold loads of 1e126,
 # charges of 255) and is exported as unknown rather than drawn or alerted on.

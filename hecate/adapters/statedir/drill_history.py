@@ -28,6 +28,7 @@ KNOWN_DRILLS: tuple[str, ...] = (
     "storage-scaled-to-zero",
     "probe-failing",
     "partial-feed-loss",
+    "shed-and-restore",
     "etcd-member-lost",
     "etcd-quorum-lost",
 )

@@ -50,7 +50,9 @@ Model (one reconcile tick every ``reconcileSeconds``, 0.5 s by default):
   to their annotation ``twin.hecate.io/desired-replicas``; a suspended one changes nothing and
   keeps its last Ready condition, as Flux does;
 * a HelmRelease is Ready when not suspended and its owning Kustomization (if any) is Ready;
-* ``reconcile.fluxcd.io/requestedAt`` is copied to ``status.lastHandledReconcileAt``.
+* ``reconcile.fluxcd.io/requestedAt`` is copied to ``status.lastHandledReconcileAt``;
+* HorizontalPodAutoscalers and PriorityClasses are stored and served, not acted on (no HPA
+  controller, no priority admission).
 
 Behaviours of a real cluster kept in ``standin_behaviour.py`` (copied next to this file): evictions
 a PodDisruptionBudget refuses answer 429; deleted Pods stay Terminating for their grace period.
@@ -211,6 +213,22 @@ STATEFULSETS = Resource(
     "apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), subresources=("status", "scale")
 )
 PDBS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",))
+# Stored and served, not acted on: no HPA controller (load shedding only names the HPAs that
+# target what it scales to 0, which a real HPA leaves at 0), no priority admission.
+HPAS = Resource(
+    "autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("hpa",)
+)
+PRIORITY_CLASSES = Resource(
+    "scheduling.k8s.io",
+    "v1",
+    "priorityclasses",
+    "PriorityClass",
+    False,
+    ("pc",),
+    has_spec=False,
+    has_status=False,
+    subresources=(),
+)
 RESOURCES: tuple[Resource, ...] = (
     NODES,
     NAMESPACES,
@@ -245,6 +263,8 @@ RESOURCES: tuple[Resource, ...] = (
     DEPLOYMENTS,
     STATEFULSETS,
     PDBS,
+    HPAS,
+    PRIORITY_CLASSES,
     FLUX_KS,
     FLUX_GIT,
     FLUX_HR,
@@ -809,6 +829,8 @@ def apply_defaults(res: Resource, obj: Obj) -> None:
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj["status"] = {"phase": "Active"}
         meta(obj).setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+    elif res is HPAS:  # no controller: the status a new HPA has before its first sync
+        obj["status"] = {"currentReplicas": 0, "desiredReplicas": 0}
     elif res is FLUX_GIT:
         obj.setdefault("spec", {}).setdefault("interval", "1m0s")
     elif res in (FLUX_KS, FLUX_HR):
