@@ -173,8 +173,7 @@ class Daemon:
             on_rejected=lambda reason: self.metrics.rejected.labels(reason).inc(),
         )
         self.server, self.client = wiring.serve_coordination(self.config, limits, handlers)
-        # Published last: a known metrics port means every listener is up.
-        self.metrics_port = metrics_port
+        self.metrics_port = metrics_port  # published last: every listener is up
 
     # --- the loop ---------------------------------------------------------------------------
 
