@@ -125,7 +125,7 @@ def _clean(value: str) -> str:
     return text
 
 
-class _Parsed(str):
+class ParsedStr(str):
     """Base of the typed values: a str that was parsed by ``_parse`` on construction."""
 
     __slots__ = ()
@@ -155,7 +155,7 @@ class _Parsed(str):
         )
 
 
-class NodeName(_Parsed):
+class NodeName(ParsedStr):
     """A node name: an RFC 1123 host name in lower case, as Kubernetes names nodes."""
 
     __slots__ = ()
@@ -171,7 +171,7 @@ class NodeName(_Parsed):
         return cls(text)
 
 
-class HostPort(_Parsed):
+class HostPort(ParsedStr):
     """``HOST[:PORT]`` (``[IPV6]:PORT``); ``.port`` is None when not given."""
 
     __slots__ = ("host", "port")
@@ -188,7 +188,7 @@ class HostPort(_Parsed):
         return made
 
 
-class Address(_Parsed):
+class Address(ParsedStr):
     """``HOST:PORT`` (``[IPV6]:PORT``) with the port required."""
 
     __slots__ = ("host", "port")
@@ -207,7 +207,7 @@ class Address(_Parsed):
         return made
 
 
-class UpsTarget(_Parsed):
+class UpsTarget(ParsedStr):
     """``UPS@HOST[:PORT]`` as upsc takes it; the port defaults to 3493. The one UPS address type:
     the config holds it, the NUT client is given it.
 
@@ -265,7 +265,7 @@ class UpsTarget(_Parsed):
         return hash(self.canonical)
 
 
-class ListenAddress(_Parsed):
+class ListenAddress(ParsedStr):
     """``[HOST]:PORT`` to listen on; an empty host is every interface, port 0 a free one."""
 
     __slots__ = ("host", "port")

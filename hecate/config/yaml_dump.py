@@ -13,15 +13,15 @@ from typing import Any
 
 import yaml
 
-from hecate.config.addresses import _Parsed
+from hecate.config.addresses import ParsedStr
 
 
-def _represent(dumper: yaml.SafeDumper, value: _Parsed) -> yaml.Node:
+def _represent(dumper: yaml.SafeDumper, value: ParsedStr) -> yaml.Node:
     return dumper.represent_str(str(value))
 
 
 # The typed values dump as the plain text they hold (inventories, playbooks, config text).
-yaml.SafeDumper.add_multi_representer(_Parsed, _represent)
+yaml.SafeDumper.add_multi_representer(ParsedStr, _represent)
 
 
 def safe_dump(data: Any, **options: Any) -> str:
