@@ -10,7 +10,7 @@ from hecate.cli.cmd_config_init import init_command
 from hecate.cli.common import flat_help
 from hecate.cli.config_check import check_config
 from hecate.cli.options import ConfigOpt, JsonOpt
-from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.load import DEFAULT_CONFIG_PATH
 
 app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
 app.command("init", help=flat_help(init_command))(init_command)

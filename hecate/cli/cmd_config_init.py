@@ -25,7 +25,8 @@ from hecate.cli.config_init_text import (
 from hecate.cli.exits import EXIT_USAGE
 from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.config.addresses import NUT_DEFAULT_PORT, AddressError, HostPort, NodeName, UpsTarget
-from hecate.config.model import DEFAULT_CONFIG_PATH, load_config, parse_config
+from hecate.config.load import DEFAULT_CONFIG_PATH
+from hecate.config.model import load_config, parse_config
 from hecate.errors import ConfigError, HecateError, KubeError, UpsError
 
 EXAMPLE_NAME = "hecate.example.yaml"

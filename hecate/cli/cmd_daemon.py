@@ -8,7 +8,7 @@ import typer
 
 from hecate.cli.daemon_run import DaemonArgs, run_daemon
 from hecate.cli.options import ConfigOpt
-from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.load import DEFAULT_CONFIG_PATH
 
 
 def daemon_command(

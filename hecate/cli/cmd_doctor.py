@@ -29,7 +29,8 @@ from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
 from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.cli.style import BAD, GOOD, NOTE, paint
 from hecate.config.checks import secret_file_warnings
-from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig, load_config
+from hecate.config.load import DEFAULT_CONFIG_PATH
+from hecate.config.model import HecateConfig, load_config
 from hecate.core.doctor.cluster import (
     flux_finding,
     gitea_finding,

@@ -14,7 +14,8 @@ from hecate.cli.execute import StageProgress
 from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
 from hecate.cli.failure import fail
 from hecate.cli.options import ConfigOpt, JsonOpt
-from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.config.load import DEFAULT_CONFIG_PATH
+from hecate.config.model import HecateConfig
 from hecate.drills.base import DrillEnv, record, run_drill
 from hecate.drills.catalog import DRILLS, get_drill
 from hecate.flows.context import FlowContext

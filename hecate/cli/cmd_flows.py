@@ -15,7 +15,8 @@ from hecate.cli.feed_text import check_feed_names, feed_lines
 from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.cli.peer_startup import ask_coordinator_to_start
 from hecate.cli.plan_text import plan_json, plan_lines
-from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.config.load import DEFAULT_CONFIG_PATH
+from hecate.config.model import HecateConfig
 from hecate.core.budget import budget_from_config
 from hecate.core.etcd import stopped_at
 from hecate.core.feeds import feed_loss

@@ -10,7 +10,7 @@ from hecate.adapters.ansible.inventory import dump_inventory
 from hecate.adapters.ansible.ssh_preflight import prepare_inventory
 from hecate.cli.common import emit_json, load
 from hecate.cli.options import ConfigOpt, JsonOpt
-from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.load import DEFAULT_CONFIG_PATH
 
 
 def inventory_command(

@@ -14,7 +14,7 @@ from hecate.adapters.notify.targets import load_targets
 from hecate.cli.common import emit_json, load
 from hecate.cli.exits import EXIT_FAILED, EXIT_USAGE
 from hecate.cli.options import ConfigOpt, JsonOpt
-from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.load import DEFAULT_CONFIG_PATH
 from hecate.config.notify import EVENT_NAMES
 from hecate.core import notify_events as ne
 

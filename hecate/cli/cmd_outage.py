@@ -11,7 +11,7 @@ from hecate.adapters.statedir.outages import find_outage, load_recorded, outage_
 from hecate.cli.common import emit_json, load
 from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.cli.outage_report import threshold_for, ups_report_data, ups_report_lines, write_svg
-from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.load import DEFAULT_CONFIG_PATH
 from hecate.core.battery import battery_truth
 from hecate.core.policy.values import params_from_config
 from hecate.core.replay import replay

@@ -16,7 +16,8 @@ from hecate.cli.exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE
 from hecate.cli.failure import fail
 from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.cli.style import BAD, GOOD, NOTE, paint
-from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.config.load import DEFAULT_CONFIG_PATH
+from hecate.config.model import HecateConfig
 from hecate.config.power import IpmiPower, RedfishPower, WolPower
 from hecate.core.power import PowerAction, PowerMethod, PowerResult, cannot_switch
 

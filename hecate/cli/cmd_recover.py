@@ -10,7 +10,7 @@ from hecate.cli.common import emit_json, load
 from hecate.cli.execute import StageProgress
 from hecate.cli.exits import EXIT_FAILED, EXIT_REFUSED
 from hecate.cli.options import ConfigOpt, JsonOpt
-from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.load import DEFAULT_CONFIG_PATH
 from hecate.core.etcd_recover import RecoverRequest
 from hecate.flows.open_context import open_flow_context
 from hecate.flows.recover_etcd import (

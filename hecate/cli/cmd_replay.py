@@ -11,7 +11,7 @@ import typer
 from hecate.cli.cmd_outage import SvgOpt
 from hecate.cli.options import JsonOpt
 from hecate.cli.replay_run import run_replay
-from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.load import DEFAULT_CONFIG_PATH
 
 
 def replay_command(

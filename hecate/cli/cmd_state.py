@@ -13,7 +13,7 @@ from hecate.cli.common import emit_json, load, now
 from hecate.cli.exits import EXIT_USAGE
 from hecate.cli.failure import fail
 from hecate.cli.options import ConfigOpt, JsonOpt
-from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.load import DEFAULT_CONFIG_PATH
 from hecate.core.intent import IntentState
 from hecate.errors import StateError
 

@@ -8,7 +8,7 @@ import typer
 
 from hecate.cli.options import ConfigOpt, JsonOpt
 from hecate.cli.status_show import show_status
-from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.load import DEFAULT_CONFIG_PATH
 
 
 def status_command(config: ConfigOpt = DEFAULT_CONFIG_PATH, as_json: JsonOpt = False) -> None:

@@ -12,16 +12,23 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hecate.cli.failure import note_json_printed
 from hecate.cli.out import echo
-from hecate.config.model import HecateConfig, load_config
 from hecate.core.readings import CommError, Poll
 from hecate.errors import HecateError
 
+if TYPE_CHECKING:
+    from hecate.config.model import HecateConfig
+    from hecate.config.view import ConfigLike
+
 
 def load(path: Path) -> HecateConfig:
+    # pydantic and the config models: not for the read commands, which import this module for
+    # its JSON helpers and read the config through hecate.config.view
+    from hecate.config.model import load_config  # noqa: PLC0415
+
     return load_config(path)
 
 
@@ -77,7 +84,7 @@ def emit_json(data: Any) -> None:
     note_json_printed()  # the command's own JSON: no error object after it
 
 
-def read_ups(config: HecateConfig) -> Poll:
+def read_ups(config: ConfigLike) -> Poll:
     """The UPS the config names, read once through the NUT port (`Ups.from_config`)."""
     # the NUT client (socket, its protocol): only for the commands that read the UPS, not for
     # `config check` or `replay`, which import this module for its JSON helpers
@@ -86,7 +93,7 @@ def read_ups(config: HecateConfig) -> Poll:
     return Ups.from_config(config).poll()
 
 
-def read_ups_or_error(config: HecateConfig) -> Poll:
+def read_ups_or_error(config: ConfigLike) -> Poll:
     """A reading, or the reason there is none (config problems included) as a CommError."""
     try:
         return read_ups(config)

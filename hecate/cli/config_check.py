@@ -10,8 +10,8 @@ from hecate.cli.config_files import file_use_problems
 from hecate.cli.exits import EXIT_USAGE
 from hecate.cli.out import echo
 from hecate.config.checks import resolve_problems, secret_file_warnings
-from hecate.config.model import DEFAULT_CONFIG_PATH
-from hecate.config.snapshot import load_config_kept
+from hecate.config.load import DEFAULT_CONFIG_PATH
+from hecate.config.snapshot import load_view_kept
 from hecate.errors import ConfigError
 
 # The files the daemon cannot start without (it reads the NUT password once at start and exits
@@ -38,7 +38,9 @@ def check_config(
 ) -> int:
     """The check (cmd_config.check's help says what it refuses); the exit code."""
     try:
-        loaded = load_config_kept(config)  # the same config or errors (hecate.config.snapshot)
+        # the config's view, or its errors: validated once per config text, then read without
+        # pydantic (hecate.config.view); the files it names are looked at live, below
+        loaded = load_view_kept(config)
     except ConfigError as exc:
         return _refuse(exc.message, exc.problems, as_json)
     files = file_use_problems(loaded)
@@ -54,7 +56,7 @@ def check_config(
     if errors:
         return _refuse(f"{config}: {len(errors)} problem(s)", errors, as_json)
     if as_json:
-        emit_json({"valid": True, "warnings": warnings, "config": loaded.model_dump(mode="json")})
+        emit_json({"valid": True, "warnings": warnings, "config": loaded.as_json})
         return 0
     for warning in warnings:
         echo(f"warning: {warning}", err=True)

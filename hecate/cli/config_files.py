@@ -10,11 +10,12 @@ import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from hecate.config.model import HecateConfig
-from hecate.config.notify import parse_urls_text
 from hecate.core.doctor.daemon_files import DaemonUser, PathMode, daemon_read_findings
+
+if TYPE_CHECKING:
+    from hecate.config.view import ConfigLike
 
 # --------------------------------------------------------------------------- files named
 
@@ -57,7 +58,7 @@ class NamedFile:
     kind: str  # the key MAKE and MUST_HOLD_SOMETHING know it by
 
 
-def named_files(config: HecateConfig) -> list[NamedFile]:
+def named_files(config: ConfigLike) -> list[NamedFile]:
     """Every file the config names, with the key that names it."""
     found = [NamedFile("kubeconfig", config.kubeconfig, "kubeconfig")]
     for key, path in (
@@ -166,6 +167,9 @@ def _urls_problem(key: str, path: Path) -> str | None:
     try:
         with path.open("rb") as handle:
             text = handle.read(64 * 1024).decode("utf-8")
+        # pydantic (the targets are models): only when the config names a URLs file
+        from hecate.config.notify import parse_urls_text  # noqa: PLC0415
+
         parse_urls_text(text, str(path))
     except OSError:
         return None  # the readability check reports it
@@ -176,7 +180,7 @@ def _urls_problem(key: str, path: Path) -> str | None:
     return None
 
 
-def file_use_problems(config: HecateConfig, *, as_user: DaemonUser | None = None) -> list[str]:
+def file_use_problems(config: ConfigLike, *, as_user: DaemonUser | None = None) -> list[str]:
     """Every file the config names, checked for its use: it exists, is a regular file, holds
     something when it is a secret or credentials, and the daemon's user can read it. Run as
     root, that user is the state dir's owner (`daemon_user`) and is judged by the modes of the

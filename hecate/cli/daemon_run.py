@@ -18,7 +18,8 @@ from types import FrameType
 
 from hecate.adapters.nut.port import Ups
 from hecate.cli.exits import EXIT_OK, error_report
-from hecate.config.model import DEFAULT_CONFIG_PATH, load_config
+from hecate.config.load import DEFAULT_CONFIG_PATH
+from hecate.config.model import load_config
 from hecate.daemon.service import Daemon
 from hecate.errors import HecateError
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hecate.config.model import HecateConfig
 from hecate.core.feeds import FeedLoss, feed_loss, feed_of_instance, nodes_by_feed
 from hecate.core.intent import Intent, IntentState
 from hecate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hecate.config.model import HecateConfig
+    from hecate.config.view import ConfigLike
 
 
 def check_feed_names(config: HecateConfig, names: Sequence[str]) -> None:
@@ -58,7 +61,7 @@ def feed_lines(loss: FeedLoss) -> list[str]:
     return lines
 
 
-def feeds_status(config: HecateConfig, intent: Intent | None) -> dict[str, Any] | None:
+def feeds_status(config: ConfigLike, intent: Intent | None) -> dict[str, Any] | None:
     """`status --json`'s `feeds` (None without power.feeds): each feed's instance and nodes,
     and the nodes a partial shutdown stopped (from the intent; empty when none is)."""
     if not config.power.feeds:

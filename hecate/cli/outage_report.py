@@ -5,13 +5,12 @@ on the lean path, hecate.cli.read_run)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hecate.adapters.statedir.outages import load_recorded, trace_paths
 from hecate.adapters.statedir.store import StateStore
 from hecate.cli.common import read_ups_or_error
 from hecate.cli.out import echo
-from hecate.config.model import HecateConfig
 from hecate.core.battery import battery_truth, coverage
 from hecate.core.budget import budget_from_config
 from hecate.core.policy.values import Event
@@ -19,8 +18,11 @@ from hecate.core.readings import Poll, UpsReading
 from hecate.core.trace import TracePoint
 from hecate.errors import StateError
 
+if TYPE_CHECKING:
+    from hecate.config.view import ConfigLike
 
-def threshold_for(cfg: HecateConfig) -> float:
+
+def threshold_for(cfg: ConfigLike) -> float:
     try:
         runs = StateStore(cfg.state_dir).load_runs(move=False)  # read-only: nothing moved
     except StateError as exc:
@@ -43,7 +45,7 @@ def write_svg(
     echo(f"picture written to {path}", err=True)
 
 
-def ups_report_data(cfg: HecateConfig, poll: Poll | None = None) -> dict[str, Any]:
+def ups_report_data(cfg: ConfigLike, poll: Poll | None = None) -> dict[str, Any]:
     """Claimed vs delivered for the last outages, and coverage now (status uses it too, with
     the reading it already has)."""
     truth = battery_truth(load_recorded(cfg.state_dir))

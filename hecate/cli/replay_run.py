@@ -10,7 +10,8 @@ from hecate.adapters.statedir.store import StateStore
 from hecate.cli.common import strict_json
 from hecate.cli.feed_text import feed_lines, trace_feed_loss
 from hecate.cli.out import echo
-from hecate.config.model import DEFAULT_CONFIG_PATH, HecateConfig
+from hecate.config.load import DEFAULT_CONFIG_PATH
+from hecate.config.model import HecateConfig
 from hecate.config.snapshot import default_config_kept, load_config_kept
 from hecate.core.budget import budget_from_config
 from hecate.core.policy.values import params_from_config

@@ -5,14 +5,16 @@ unfinished etcd recovery, the files the disk refused, and what load shedding has
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hecate.adapters.statedir.files import read_json
 from hecate.adapters.statedir.shed_file import SHED_FILE, load_shed
 from hecate.adapters.statedir.unsaved import unsaved_files
-from hecate.config.model import HecateConfig
 from hecate.core.shed import ShedBlocked, shed_configured
 from hecate.errors import StateError
+
+if TYPE_CHECKING:
+    from hecate.config.view import ConfigLike
 
 
 def recovery_problem(state_dir: Path) -> list[str]:
@@ -54,7 +56,7 @@ def unsaved_problem(unsaved: list[dict[str, Any]]) -> str:
     )
 
 
-def shed_status(config: HecateConfig, stamp: float) -> dict[str, Any] | None:
+def shed_status(config: ConfigLike, stamp: float) -> dict[str, Any] | None:
     """`status --json`'s `shed` (None: power.shed sets nothing to shed and nothing is shed):
     `state` none | shed | shedding (a shed cut short, carried on while on battery) |
     unreadable (fail closed: nothing is shed or restored until an operator clears it)."""

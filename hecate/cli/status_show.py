@@ -26,8 +26,8 @@ from hecate.cli.status_files import (
     unsaved_problem,
 )
 from hecate.cli.style import BAD, paint
-from hecate.config.model import DEFAULT_CONFIG_PATH
-from hecate.config.snapshot import load_config_kept
+from hecate.config.load import DEFAULT_CONFIG_PATH
+from hecate.config.snapshot import load_view_kept
 from hecate.core.budget import Budget, budget_from_config
 from hecate.core.etcd_status import etcd_summary
 from hecate.core.intent import Intent, IntentState, is_stale
@@ -103,7 +103,8 @@ def _ups_json(poll: Poll) -> dict[str, Any]:
 def show_status(config: Path = DEFAULT_CONFIG_PATH, as_json: bool = False) -> int:
     """The report (cmd_status.status_command's help says what is in it); the exit code:
     EXIT_UNPROTECTED when the cluster is not protected right now, else 0."""
-    cfg = load_config_kept(config)  # validated once per config text (hecate.config.snapshot)
+    # validated once per config text, then read without pydantic (hecate.config.view)
+    cfg = load_view_kept(config)
     store = StateStore(cfg.state_dir)
     stamp = now()
     # Read-only: a corrupt file is reported, never moved or blocked (the daemon does that).

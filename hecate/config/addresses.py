@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, ClassVar, Final, Self
-
-from pydantic import GetCoreSchemaHandler
-from pydantic_core import core_schema
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 
 from hecate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import core_schema
 
 NUT_DEFAULT_PORT: Final = 3493
 MAX_HOST_NAME: Final = 253
@@ -148,6 +149,10 @@ class ParsedStr(str):
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
+        # pydantic only when a model is built: the read commands' kept configs use these
+        # values without pydantic (hecate.config.view)
+        from pydantic_core import core_schema  # noqa: PLC0415
+
         return core_schema.no_info_after_validator_function(
             cls.parse,
             core_schema.str_schema(strict=True),

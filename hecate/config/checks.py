@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hecate.config.model import HecateConfig
+    from hecate.config.view import ConfigLike
 
 Resolver = Callable[[str, int], None]
 
@@ -29,7 +30,7 @@ def _bind_check(host: str, _port: int) -> None:
         probe.bind((sockaddr[0], 0, *sockaddr[2:]))
 
 
-def resolve_problems(config: HecateConfig, check: Resolver = _bind_check) -> list[str]:
+def resolve_problems(config: ConfigLike, check: Resolver = _bind_check) -> list[str]:
     """`config check --resolve`: listen hosts must resolve to an address of this machine."""
     problems = []
     listens = [("metrics.listen", config.metrics.listen)]
@@ -64,7 +65,7 @@ def loose_reason(mode: int, owner: int, reader_uid: int) -> str | None:
     return None
 
 
-def secret_file_warnings(config: HecateConfig) -> list[str]:
+def secret_file_warnings(config: ConfigLike) -> list[str]:
     """Warnings for secret files that are missing, or open to others or to a group's writes
     (a group that only reads is how the installed daemon reads them)."""
     warnings = []

@@ -16,6 +16,8 @@ from typing import Any
 
 from hecate.errors import ConfigError
 
+DEFAULT_CONFIG_PATH = Path("/etc/hecate/hecate.yaml")  # where an installed Hecate reads it
+
 # Limits of the config file reader: far above any real config, far below any harm.
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_DEPTH = 32

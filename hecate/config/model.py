@@ -24,8 +24,6 @@ from hecate.config.strict import format_validation_error as _format_errors
 from hecate.config.ups import UpsConfig
 from hecate.errors import ConfigError
 
-DEFAULT_CONFIG_PATH = Path("/etc/hecate/hecate.yaml")
-
 
 def _twice(names: list[str]) -> list[str]:
     return sorted({name for name in names if names.count(name) > 1})

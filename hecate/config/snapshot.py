@@ -28,19 +28,21 @@ import pickle
 import stat
 import sys
 from pathlib import Path
-
-import pydantic
-import pydantic_core
+from typing import TYPE_CHECKING
 
 import hecate.config
-from hecate.config.load import parse_yaml, read_config_text
-from hecate.config.model import HecateConfig, default_config, parse_config
+from hecate.config.load import read_config_text
+from hecate.config.view import ReadView, read_view
+
+if TYPE_CHECKING:
+    from hecate.config.model import HecateConfig
 
 CACHE_ENV = "XDG_CACHE_HOME"
 SUFFIX = ".config.pickle"
-KEEP = 8  # kept configs (one per config text and Hecate version)
+VIEW_SUFFIX = ".view.pickle"  # the ReadView of the config kept under the same key
+KEEP = 8  # kept configs (one per config text and Hecate version), and as many views
 MAX_BYTES = 4 << 20  # far above any real config's pickle (the example's is about 5 kB)
-_FORMAT = b"hecate-config-snapshot-1"
+_FORMAT = b"hecate-config-snapshot-2"
 
 
 def cache_dir() -> Path | None:
@@ -58,9 +60,9 @@ def _code_fingerprint() -> bytes:
     """What validation depends on besides the text: the source of every hecate.config module
     and of hecate.errors, and the versions of the libraries and the interpreter."""
     digest = hashlib.sha256(_FORMAT)
-    for part in (sys.version, pydantic.VERSION, pydantic_core.__version__):
-        digest.update(part.encode() + b"\0")
-    digest.update(_yaml_init() + b"\0")
+    digest.update(sys.version.encode() + b"\0")
+    for library in _LIBRARIES:
+        digest.update(_library_id(*library) + b"\0")
     package = Path(hecate.config.__file__).parent
     sources = sorted(path for path in package.iterdir() if path.suffix == ".py")
     for source in [*sources, package.parent / "errors.py"]:
@@ -68,14 +70,30 @@ def _code_fingerprint() -> bytes:
     return digest.digest()
 
 
-def _yaml_init() -> bytes:
-    """PyYAML's `__init__.py` (its `__version__`), found without importing PyYAML."""
-    module = sys.modules.get("yaml")
-    origin = getattr(module, "__file__", None)
-    if origin is None:
-        spec = importlib.machinery.PathFinder.find_spec("yaml")
-        origin = spec.origin if spec is not None else None
-    return Path(origin).read_bytes() if origin else b"no PyYAML"
+# (package, its file that names its version, its compiled part): what identifies an installed
+# version without importing it (importing pydantic is what the kept view spares the read commands)
+_LIBRARIES = (
+    ("pydantic", "version.py", ""),
+    ("pydantic_core", "__init__.py", "_pydantic_core"),
+    ("yaml", "__init__.py", "_yaml"),
+)
+
+
+def _library_id(package: str, version_file: str, compiled: str) -> bytes:
+    """The version file's text and the compiled module's name, size and mtime, found without
+    importing the package (a package upgrade rewrites them); b"" for a package not installed."""
+    spec = importlib.machinery.PathFinder.find_spec(package)
+    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
+    if not locations:
+        return package.encode() + b" not installed"
+    where = Path(locations[0])
+    found = [package.encode(), (where / version_file).read_bytes()]
+    if compiled:
+        for entry in sorted(os.scandir(where), key=lambda e: e.name):
+            if entry.name.startswith(compiled + ".") and entry.is_file():
+                st = entry.stat()
+                found.append(f"{entry.name} {st.st_size} {st.st_mtime_ns}".encode())
+    return b"\0".join(found)
 
 
 def snapshot_key(text: str, *, fingerprint: bytes | None = None) -> str:
@@ -88,14 +106,14 @@ def _owned_by_me(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def read_snapshot(directory: Path, key: str) -> HecateConfig | None:
-    """The config kept under `key`, or None: absent, not trusted (see the module doc) or not
-    a snapshot of this key."""
+def _read_kept(directory: Path, name: str, key: str) -> object:
+    """What is kept in `directory/name` under `key`, or None: absent, not trusted (see the
+    module doc) or not kept under this key."""
     try:
         dir_st = os.lstat(directory)
         if not stat.S_ISDIR(dir_st.st_mode) or not _owned_by_me(dir_st):
             return None
-        fd = os.open(directory / (key + SUFFIX), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -105,22 +123,47 @@ def read_snapshot(directory: Path, key: str) -> HecateConfig | None:
         with os.fdopen(os.dup(fd), "rb") as handle:
             data = handle.read(MAX_BYTES + 1)
         kept = pickle.loads(data)  # noqa: S301 - our own file, trusted as described above
-    except Exception:  # a torn or foreign file is no snapshot
+    except Exception:  # a torn or foreign file is nothing kept
         return None
     finally:
         os.close(fd)
     if not isinstance(kept, tuple) or len(kept) != 2 or kept[0] != key:
         return None
-    config = kept[1]
+    return kept[1]
+
+
+def read_snapshot(directory: Path, key: str) -> HecateConfig | None:
+    """The config kept under `key`, or None (see `_read_kept`)."""
+    from hecate.config.model import HecateConfig  # noqa: PLC0415 - pydantic: only when used
+
+    config = _read_kept(directory, key + SUFFIX, key)
     return config if isinstance(config, HecateConfig) else None
 
 
+def read_view_kept(directory: Path, key: str) -> ReadView | None:
+    """The view kept under `key`, or None (see `_read_kept`). Imports no pydantic, unless the
+    file names its classes (then it is no view and ignored)."""
+    view = _read_kept(directory, key + VIEW_SUFFIX, key)
+    return view if type(view) is ReadView else None
+
+
 def write_snapshot(directory: Path, key: str, config: HecateConfig) -> None:
-    """Keep `config` under `key` (atomically: a reader sees the whole file or none), and drop
-    all but the newest KEEP. Best effort: any failure leaves no snapshot, never an error."""
-    tmp = directory / f".{key}.{os.getpid()}.tmp"
+    """Keep `config` under `key` (see `_write_kept`)."""
+    _write_kept(directory, key + SUFFIX, key, config)
+
+
+def write_view(directory: Path, key: str, view: ReadView) -> None:
+    """Keep `view` under `key`, beside the config it was made from (see `_write_kept`)."""
+    _write_kept(directory, key + VIEW_SUFFIX, key, view)
+
+
+def _write_kept(directory: Path, name: str, key: str, value: object) -> None:
+    """Keep `value` under `key` (atomically: a reader sees the whole file or none), and drop
+    all but the newest KEEP of its kind. Best effort: any failure leaves nothing kept, never
+    an error."""
+    tmp = directory / f".{name}.{os.getpid()}.tmp"
     try:
-        data = pickle.dumps((key, config), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((key, value), protocol=pickle.HIGHEST_PROTOCOL)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         dir_st = os.lstat(directory)
         if not stat.S_ISDIR(dir_st.st_mode) or not _owned_by_me(dir_st):
@@ -129,7 +172,7 @@ def write_snapshot(directory: Path, key: str, config: HecateConfig) -> None:
         fd = os.open(tmp, flags, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        tmp.replace(directory / (key + SUFFIX))
+        tmp.replace(directory / name)
         _prune(directory)
     except Exception:  # no cache is never an error
         with contextlib.suppress(OSError):
@@ -137,13 +180,14 @@ def write_snapshot(directory: Path, key: str, config: HecateConfig) -> None:
 
 
 def _prune(directory: Path) -> None:
-    kept: list[tuple[int, str]] = []
-    for entry in os.scandir(directory):
-        if entry.name.endswith(SUFFIX) and entry.is_file(follow_symlinks=False):
-            kept.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
-    for _, path in sorted(kept, reverse=True)[KEEP:]:
-        with contextlib.suppress(OSError):
-            Path(path).unlink()
+    for suffix in (SUFFIX, VIEW_SUFFIX):
+        kept: list[tuple[int, str]] = []
+        for entry in os.scandir(directory):
+            if entry.name.endswith(suffix) and entry.is_file(follow_symlinks=False):
+                kept.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
+        for _, path in sorted(kept, reverse=True)[KEEP:]:
+            with contextlib.suppress(OSError):
+                Path(path).unlink()
 
 
 def _place(text: str, *, defaults: bool = False) -> tuple[Path, str] | None:
@@ -161,22 +205,49 @@ def _place(text: str, *, defaults: bool = False) -> tuple[Path, str] | None:
     )
 
 
-def load_config_kept(path: Path) -> HecateConfig:
-    """`hecate.config.model.load_config(path)`, the same config or the same ConfigError, from
-    the kept snapshot when this text was validated by this code before."""
-    text = read_config_text(path)  # its errors (missing, a directory, too large) as always
-    place = _place(text)
+def _validate(text: str, source: str) -> HecateConfig:
+    """`text` parsed and validated as `load_config` does (PyYAML and pydantic: on a miss only)."""
+    from hecate.config.load import parse_yaml  # noqa: PLC0415
+    from hecate.config.model import parse_config  # noqa: PLC0415
+
+    return parse_config(parse_yaml(text, source), source, file=True)
+
+
+def _validated(text: str, path: Path, place: tuple[Path, str] | None) -> HecateConfig:
+    """The config of `text`: kept under `place`, else validated (and then kept)."""
     if place is not None and (kept := read_snapshot(*place)) is not None:
         return kept
-    source = str(path)
-    config = parse_config(parse_yaml(text, source), source, file=True)
+    config = _validate(text, str(path))
     if place is not None:
         write_snapshot(*place, config)
     return config
 
 
+def load_config_kept(path: Path) -> HecateConfig:
+    """`hecate.config.model.load_config(path)`, the same config or the same ConfigError, from
+    the kept snapshot when this text was validated by this code before."""
+    text = read_config_text(path)  # its errors (missing, a directory, too large) as always
+    return _validated(text, path, _place(text))
+
+
+def load_view_kept(path: Path) -> ReadView:
+    """`read_view(load_config(path))`, or the same ConfigError: the kept view when this text
+    was validated by this code before (no pydantic imported), else from the kept or a fresh
+    validation, and then kept."""
+    text = read_config_text(path)
+    place = _place(text)
+    if place is not None and (view := read_view_kept(*place)) is not None:
+        return view
+    view = read_view(_validated(text, path, place))
+    if place is not None:
+        write_view(*place, view)
+    return view
+
+
 def default_config_kept() -> HecateConfig:
     """`hecate.config.model.default_config()`, from the kept snapshot when there is one."""
+    from hecate.config.model import default_config  # noqa: PLC0415
+
     place = _place("", defaults=True)
     if place is not None and (kept := read_snapshot(*place)) is not None:
         return kept

@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from hecate.config.model import HecateConfig
 from hecate.core.run_history import Outcome, RunRecord
+
+if TYPE_CHECKING:
+    from hecate.config.view import ConfigLike
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def estimate_budget(
     return Budget(estimate, estimate * safety_factor, "history", len(durations))
 
 
-def budget_from_config(config: HecateConfig, runs: Sequence[RunRecord]) -> Budget:
+def budget_from_config(config: ConfigLike, runs: Sequence[RunRecord]) -> Budget:
     """The budget with the config's settings: what the daemon, status and replay all use."""
     shutdown = config.shutdown
     return estimate_budget(

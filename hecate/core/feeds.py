@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from hecate.config.model import HecateConfig
+if TYPE_CHECKING:
+    from hecate.config.model import HecateConfig
+    from hecate.config.view import ConfigLike
+
 
 Scope = Literal["partial", "full", "none"]
 
@@ -60,7 +63,7 @@ class FeedLoss:
         }
 
 
-def nodes_by_feed(config: HecateConfig) -> dict[str, list[str]]:
+def nodes_by_feed(config: ConfigLike) -> dict[str, list[str]]:
     """Feed -> the nodes it powers (config order), for status and metrics."""
     power = config.power
     return {

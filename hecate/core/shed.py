@@ -8,13 +8,16 @@ crash leaves a record; the decisions over it are in hecate.core.shed_plan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hecate.config.feeds import ShedConfig
 from hecate.errors import StateCorruptError
 
+if TYPE_CHECKING:
+    from hecate.config.feeds import ShedConfig
+    from hecate.config.view import ShedView
 
-def shed_configured(shed: ShedConfig) -> bool:
+
+def shed_configured(shed: ShedConfig | ShedView) -> bool:
     """Whether anything may be shed at all (a selector or agents)."""
     return bool(shed.label_selector or shed.agents)
 

@@ -26,7 +26,7 @@ from hecate.errors import (
 )
 
 if TYPE_CHECKING:
-    from hecate.config.model import HecateConfig
+    from hecate.config.view import ConfigLike
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Ups:
         self._rejected: Counter[str] = Counter()
 
     @classmethod
-    def from_config(cls, config: HecateConfig) -> Ups:
+    def from_config(cls, config: ConfigLike) -> Ups:
         """The UPS a config names: the one way to reach it from a config (the daemon, the CLI
         and the flows all build it here). Without `ups.password_file` the read is anonymous.
         Raises ConfigError for an unreadable password file."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hecate.config.model import HecateConfig
+if TYPE_CHECKING:
+    from hecate.config.view import ConfigLike
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class PolicyParams:
     max_on_battery_s: float | None = None  # ups.max_on_battery_seconds (None: no cap)
 
 
-def max_gap_from_config(config: HecateConfig) -> float:
+def max_gap_from_config(config: ConfigLike) -> float:
     """Polls further apart than this mean the power was not observed in between."""
     ups = config.ups
     if ups.max_poll_gap_seconds is not None:
@@ -34,7 +36,7 @@ def max_gap_from_config(config: HecateConfig) -> float:
     return 3 * ups.poll_interval_seconds + ups.timeout_seconds
 
 
-def critical_window_from_config(config: HecateConfig) -> float:
+def critical_window_from_config(config: ConfigLike) -> float:
     """The evidence window: `ups.critical_window_seconds`, by default the larger of 60 s and
     twice the time `debounce_polls` polls take."""
     ups = config.ups
@@ -43,7 +45,7 @@ def critical_window_from_config(config: HecateConfig) -> float:
     return max(60.0, 2 * ups.debounce_polls * ups.poll_interval_seconds)
 
 
-def params_from_config(config: HecateConfig, threshold_s: float) -> PolicyParams:
+def params_from_config(config: ConfigLike, threshold_s: float) -> PolicyParams:
     ups, startup = config.ups, config.startup
     return PolicyParams(
         threshold_s=threshold_s,

@@ -17,7 +17,7 @@ import yaml
 
 from hecate.cli.daemon_run import DaemonArgs, parse_daemon_argv
 from hecate.cli.main import load_command
-from hecate.config.model import DEFAULT_CONFIG_PATH
+from hecate.config.load import DEFAULT_CONFIG_PATH
 from tests.testbed.fake_upsd import ON_MAINS, FakeUpsd, answer
 
 ROOT = Path(__file__).resolve().parents[3]

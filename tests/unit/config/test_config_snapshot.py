@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from hecate.config import snapshot
-from hecate.config.model import HecateConfig, default_config, load_config, parse_config
+from hecate.config.model import HecateConfig, default_config, load_config
 from hecate.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,13 +38,13 @@ def config(tmp_path: Path) -> Path:
 def validations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The sources validated (not taken from a snapshot) from here on."""
     seen: list[str] = []
-    real = parse_config
+    real = snapshot._validate
 
-    def counting(data: object, source: str = "<config>", *, file: bool = False) -> HecateConfig:
+    def counting(text: str, source: str) -> HecateConfig:
         seen.append(source)
-        return real(data, source, file=file)
+        return real(text, source)
 
-    monkeypatch.setattr(snapshot, "parse_config", counting)
+    monkeypatch.setattr(snapshot, "_validate", counting)
     return seen
 
 
@@ -140,7 +140,18 @@ def test_changed_code_is_validated_again(
 
 def test_the_code_fingerprint_covers_the_config_sources_and_the_libraries() -> None:
     assert snapshot._code_fingerprint() == snapshot._code_fingerprint()
-    assert b"__version__" in snapshot._yaml_init()  # PyYAML's version, without importing it
+    # each library's version, found without importing it
+    import pydantic  # noqa: PLC0415
+    import pydantic_core  # noqa: PLC0415
+    import yaml  # noqa: PLC0415
+
+    assert yaml.__version__.encode() in snapshot._library_id("yaml", "__init__.py", "_yaml")
+    assert pydantic.VERSION.encode() in snapshot._library_id("pydantic", "version.py", "")
+    core = snapshot._library_id("pydantic_core", "__init__.py", "_pydantic_core")
+    assert b"_pydantic_core.cpython" in core, core[-200:]
+    assert snapshot._library_id("no_such_pkg", "x.py", "") == b"no_such_pkg not installed"
+    assert {name for name, _, _ in snapshot._LIBRARIES} == {"pydantic", "pydantic_core", "yaml"}
+    del pydantic_core
     one = snapshot.snapshot_key("a: 1\n", fingerprint=b"x")
     assert one != snapshot.snapshot_key("a: 2\n", fingerprint=b"x")
     assert one != snapshot.snapshot_key("a: 1\n", fingerprint=b"y")
