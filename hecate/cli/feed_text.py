@@ -12,11 +12,10 @@ from hecate.core.intent import Intent, IntentState
 from hecate.errors import ConfigError
 
 if TYPE_CHECKING:
-    from hecate.config.model import HecateConfig
     from hecate.config.view import ConfigLike
 
 
-def check_feed_names(config: HecateConfig, names: Sequence[str]) -> None:
+def check_feed_names(config: ConfigLike, names: Sequence[str]) -> None:
     """ConfigError (exit 2) for a name not in power.feeds, or no power.feeds at all."""
     known = list(config.power.feeds)
     if not known:
@@ -26,7 +25,7 @@ def check_feed_names(config: HecateConfig, names: Sequence[str]) -> None:
         raise ConfigError(f"--feed: {', '.join(unknown)} not in power.feeds ({', '.join(known)})")
 
 
-def trace_feed_loss(config: HecateConfig, feed: str | None) -> FeedLoss | None:
+def trace_feed_loss(config: ConfigLike, feed: str | None) -> FeedLoss | None:
     """What a trigger in a replayed trace of `feed`'s UPS would shut down (default: the feed
     of this instance, its coordination.peer_name or host name); None without power.feeds."""
     if not config.power.feeds:

@@ -11,8 +11,8 @@ from hecate.cli.common import strict_json
 from hecate.cli.feed_text import feed_lines, trace_feed_loss
 from hecate.cli.out import echo
 from hecate.config.load import DEFAULT_CONFIG_PATH
-from hecate.config.model import HecateConfig
-from hecate.config.snapshot import default_config_kept, load_config_kept
+from hecate.config.snapshot import default_view_kept, load_view_kept
+from hecate.config.view import ReadView
 from hecate.core.budget import budget_from_config
 from hecate.core.policy.values import params_from_config
 from hecate.core.replay import replay_with_state
@@ -27,12 +27,12 @@ def cap_words(cap: float | None) -> str:
     return "" if cap is None else f", shutdown after {cap:g}s on battery whatever the runtime"
 
 
-def _config(path: Path | None, use_defaults: bool) -> HecateConfig:
+def _config(path: Path | None, use_defaults: bool) -> ReadView:
     """The config replay decides with. Only the policy and budget settings matter, so without
     a config (none given and none at the default path) it runs on the defaults and says so;
     a config named with --config must load."""
     if use_defaults:
-        return default_config_kept()
+        return default_view_kept()
     if path is None:
         try:
             present = DEFAULT_CONFIG_PATH.exists()
@@ -46,9 +46,9 @@ def _config(path: Path | None, use_defaults: bool) -> HecateConfig:
             ) from None
         if not present:
             echo(f"{NO_CONFIG} ({DEFAULT_CONFIG_PATH} does not exist)", err=True)
-            return default_config_kept()
+            return default_view_kept()
         path = DEFAULT_CONFIG_PATH
-    return load_config_kept(path)
+    return load_view_kept(path)
 
 
 def _list_traces(as_json: bool) -> None:

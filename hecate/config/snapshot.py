@@ -27,6 +27,7 @@ import os
 import pickle
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -235,13 +236,24 @@ def load_view_kept(path: Path) -> ReadView:
     was validated by this code before (no pydantic imported), else from the kept or a fresh
     validation, and then kept."""
     text = read_config_text(path)
-    place = _place(text)
+    return _view(_place(text), lambda place: _validated(text, path, place))
+
+
+def default_view_kept() -> ReadView:
+    """`read_view(default_config())`, kept as `load_view_kept` keeps a file's."""
+    return _view(_place("", defaults=True), lambda _: default_config_kept())
+
+
+def _view(
+    place: tuple[Path, str] | None, config: Callable[[tuple[Path, str] | None], HecateConfig]
+) -> ReadView:
+    """The view kept under `place`, else made from `config(place)` and kept."""
     if place is not None and (view := read_view_kept(*place)) is not None:
         return view
-    view = read_view(_validated(text, path, place))
+    made = read_view(config(place))
     if place is not None:
-        write_view(*place, view)
-    return view
+        write_view(*place, made)
+    return made
 
 
 def default_config_kept() -> HecateConfig:

@@ -3,8 +3,8 @@
 
 Importing pydantic and creating HecateConfig's model classes costs more than the rest of
 `hecate status` together (about 450 M instructions of some 760 M), even when a kept config is
-unpickled (hecate.config.snapshot). So `status` and `config check` work on a ReadView: frozen
-dataclasses holding, under the same names, the fields of HecateConfig they read (and the three
+unpickled (hecate.config.snapshot). So `status` and `config check` work on a ReadView: named
+tuples holding, under the same names, the fields of HecateConfig they read (and the three
 facts HecateConfig's methods derive that they use), copied from a validated config by
 `read_view`. It is kept beside the config's snapshot, under the same key (the file's text and
 the code of hecate.config, this module included), and loaded without importing pydantic; a
@@ -15,6 +15,9 @@ can be read is checked live each time (`hecate.cli.config_files`). The functions
 commands and the daemon call take `HecateConfig | ReadView` (the same attribute names, so the
 same code reads either); a test compares every field with the config it was made from.
 
+Named tuples, not dataclasses: creating a frozen dataclass compiles its generated methods, about
+70 M instructions for these eleven classes, a quarter of `config check`; named tuples cost 23 M.
+
 A field a read command starts to read is added here (and to the test's list); one it reads that
 is missing is an AttributeError in mypy, not a wrong answer.
 """
@@ -22,9 +25,8 @@ is missing is an AttributeError in mypy, not a wrong answer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 
 from hecate.config.addresses import ListenAddress, UpsTarget
 
@@ -32,8 +34,7 @@ if TYPE_CHECKING:
     from hecate.config.model import HecateConfig
 
 
-@dataclass(frozen=True)
-class UpsView:
+class UpsView(NamedTuple):
     target: UpsTarget
     user: str
     password_file: Path | None
@@ -52,24 +53,21 @@ class UpsView:
     runtime_correction: Literal["off", "learned"]
 
 
-@dataclass(frozen=True)
-class ShutdownView:
+class ShutdownView(NamedTuple):
     history_window: int
     min_samples: int
     budget_percentile: float
     ups_mode: Literal["poweroff", "cluster-only"]
 
 
-@dataclass(frozen=True)
-class StartupView:
+class StartupView(NamedTuple):
     power_stable_seconds: float
     min_battery_charge: float
     charge_unknown_wait_seconds: float
     gitea_bootstrap_manifests: tuple[Path, ...]
 
 
-@dataclass(frozen=True)
-class CoordinationView:
+class CoordinationView(NamedTuple):
     role: Literal["coordinator", "peer"]
     startup_guard_max_age_seconds: float
     token_file: Path | None
@@ -77,18 +75,15 @@ class CoordinationView:
     listen: ListenAddress
 
 
-@dataclass(frozen=True)
-class MetricsView:
+class MetricsView(NamedTuple):
     listen: ListenAddress
 
 
-@dataclass(frozen=True)
-class NotifyView:
+class NotifyView(NamedTuple):
     urls_file: Path | None
 
 
-@dataclass(frozen=True)
-class NodesView:
+class NodesView(NamedTuple):
     servers: tuple[str, ...]
     agents: tuple[str, ...]
 
@@ -97,22 +92,20 @@ class NodesView:
         return [*self.servers, *self.agents]
 
 
-@dataclass(frozen=True)
-class FeedView:
+class FeedView(NamedTuple):
     instance: str
 
 
-@dataclass(frozen=True)
-class ShedView:
+class ShedView(NamedTuple):
     label_selector: str | None
     agents: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class PowerView:
+class PowerView(NamedTuple):
     feeds: Mapping[str, FeedView]
     node_feeds: Mapping[str, tuple[str, ...]]
     partial_policy: Literal["never", "quorum_safe", "always"]
+    min_agents: int
     shed: ShedView
     methods: Mapping[str, str]  # power.nodes.NODE.method
     bmc_password_files: Mapping[str, Path]  # PowerConfig.password_files()
@@ -128,8 +121,7 @@ class PowerView:
         return list(self.exposure)
 
 
-@dataclass(frozen=True)
-class ReadView:
+class ReadView(NamedTuple):
     kubeconfig: Path
     default_budget_seconds: float
     runtime_safety_factor: float
@@ -210,6 +202,7 @@ def read_view(config: HecateConfig) -> ReadView:
             feeds={name: FeedView(feed.instance) for name, feed in power.feeds.items()},
             node_feeds={n: tuple(f) for n, f in power.node_feeds.items()},
             partial_policy=power.partial_policy,
+            min_agents=power.min_agents,
             shed=ShedView(power.shed.label_selector, tuple(power.shed.agents)),
             methods={name: entry.method for name, entry in power.nodes.items()},
             bmc_password_files=dict(power.password_files()),

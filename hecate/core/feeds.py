@@ -72,7 +72,7 @@ def nodes_by_feed(config: ConfigLike) -> dict[str, list[str]]:
     }
 
 
-def feed_of_instance(config: HecateConfig, instance: str) -> str | None:
+def feed_of_instance(config: ConfigLike, instance: str) -> str | None:
     """The feed whose UPS `instance` watches (a trigger from it is that feed's), or None."""
     for name, feed in config.power.feeds.items():
         if feed.instance == instance:
@@ -80,7 +80,7 @@ def feed_of_instance(config: HecateConfig, instance: str) -> str | None:
     return None
 
 
-def unsafe_reasons(config: HecateConfig, stop: Iterable[str]) -> list[str]:
+def unsafe_reasons(config: ConfigLike, stop: Iterable[str]) -> list[str]:
     """Why stopping `stop` and keeping the rest running is unsafe (empty: it is safe)."""
     stopping = set(stop)
     servers, agents = config.nodes.servers, config.nodes.agents
@@ -102,7 +102,7 @@ def unsafe_reasons(config: HecateConfig, stop: Iterable[str]) -> list[str]:
     return reasons
 
 
-def feed_loss(config: HecateConfig, critical: Iterable[str]) -> FeedLoss:  # noqa: PLR0911
+def feed_loss(config: ConfigLike, critical: Iterable[str]) -> FeedLoss:  # noqa: PLR0911
     """What shutting down for the loss of `critical` feeds covers (see the module's rules).
     A feed not in power.feeds powers no node here."""
     power = config.power
