@@ -16,6 +16,11 @@ else (another owner, a symlink, a torn or foreign file, a key that does not matc
 and the config validated as if nothing were kept. The cache never fails a command: a directory
 that cannot be made or written is no cache. Only the read commands use it; the daemon and the
 flows validate their config as always (`hecate.config.model.load_config`).
+
+Beside each kept config, under the same key, its view (hecate.config.view says why): what
+`status`, `config check` and `replay` read, loaded without importing pydantic. This module
+imports pydantic (the config models) only on a miss, and names the libraries' versions by their
+files (`_LIBRARIES`), so a kept view costs no pydantic import even for its key.
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
 
 Importing pydantic and creating HecateConfig's model classes costs more than the rest of
 `hecate status` together (about 450 M instructions of some 760 M), even when a kept config is
-unpickled (hecate.config.snapshot). So `status` and `config check` work on a ReadView: named
-tuples holding, under the same names, the fields of HecateConfig they read (and the three
-facts HecateConfig's methods derive that they use), copied from a validated config by
-`read_view`. It is kept beside the config's snapshot, under the same key (the file's text and
-the code of hecate.config, this module included), and loaded without importing pydantic; a
-miss validates the config in full and keeps both (`hecate.config.snapshot.load_view_kept`).
+unpickled (hecate.config.snapshot). So `status`, `config check` and `replay` work on a ReadView:
+named tuples holding, under the same names, the fields of HecateConfig they read (and the four
+facts they take from HecateConfig's methods), copied from a validated config by `read_view`. It
+is kept beside the config's snapshot, under the same key (the file's text and the code of
+hecate.config, this module included), and loaded without importing pydantic; a miss validates
+the config in full and keeps both (`hecate.config.snapshot.load_view_kept`).
 
 Only what the config says is here, never what the machine says: whether a named file exists or
 can be read is checked live each time (`hecate.cli.config_files`). The functions both the read
