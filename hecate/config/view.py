@@ -18,8 +18,8 @@ same code reads either); a test compares every field with the config it was made
 Named tuples, not dataclasses: creating a frozen dataclass compiles its generated methods, about
 70 M instructions for these eleven classes, a quarter of `config check`; named tuples cost 23 M.
 
-A field a read command starts to read is added here (and to the test's list); one it reads that
-is missing is an AttributeError in mypy, not a wrong answer.
+A field a read command starts to read is added here and in `read_view` (the test compares every
+field by its name); one it reads that is missing is an error in mypy, not a wrong answer.
 """
 
 from __future__ import annotations
