@@ -109,7 +109,8 @@ class Shedder:
 
     def _run(self, move: Move, why: str) -> None:
         from hecate.flows.context import FlowAbortedError  # noqa: PLC0415 - idle RSS (issue 16)
-        from hecate.flows.shed import restore, shed  # noqa: PLC0415
+        from hecate.flows.shed import shed  # noqa: PLC0415
+        from hecate.flows.shed_restore import restore  # noqa: PLC0415
 
         d = self.daemon
         try:
