@@ -115,9 +115,9 @@ def evict_drain(ctx: FlowContext, stage: Stage, agents: list[str], bound_s: floa
                     kube.evict(pod)
         watched = [*busy, *unlisted]
         wait_until(ctx, partial(_all_left, kube, watched), min(EVICT_RETRY_S, left_s))
-    for node, exc in unlisted.items():
+    for node, error in unlisted.items():
         del remaining[node]
-        _failed(stage, node, exc)
+        _failed(stage, node, error)
     for node, pods in remaining.items():
         stage.nodes[node] = "failed" if pods else "ok"
         if pods:

@@ -230,7 +230,9 @@ def shed_restore_stage(ctx: FlowContext, stage: Stage) -> None:
         stage.status = StageStatus.PARTIAL
         stage.note(f"restored, but the record could not be updated: {exc}")
         return
-    except HecateError as exc:
+    except Exception as exc:  # bookkeeping: any error leaves the started cluster up
+        if not isinstance(exc, HecateError):
+            log.exception("shed_restore")
         stage.status = StageStatus.FAILED
         stage.note(f"not restored ({exc}); kept in {SHED_FILE}, tried again by the daemon")
         return
