@@ -25,7 +25,7 @@ from hecate.core.power import NONE_ON, PowerReading, PowerResult
 from hecate.core.run_history import Outcome
 from hecate.core.shed import ShedRecord
 from hecate.errors import AnsibleRunError, KubeError
-from hecate.flows.context import FlowContext
+from hecate.flows.context import FlowAbortedError, FlowContext
 from hecate.flows.shed import shed
 from hecate.flows.shed_restore import restore
 from hecate.flows.startup import run_startup
@@ -242,3 +242,18 @@ def test_an_agent_a_pdb_keeps_busy_is_left_on_and_cordoned(tmp_path: Path) -> No
     assert any("a2" in f and "web-0" in f and "left on" in f for f in result.failed)
     assert restore(ctx, record).record is None  # the restore lifts the cordon
     assert kube.cordoned == set() and not (config.state_dir / SHED_FILE).exists()
+
+
+def test_a_restore_stops_between_its_phases_when_a_flow_starts(tmp_path: Path) -> None:
+    """Review 5: the daemon's restore asks its guard (a flow running here or in another
+    process, an intent not normal) before each phase; a flow that starts meanwhile stops it
+    there, the record on disk still naming everything."""
+    config, kube, ansible = _cfg(tmp_path), _cluster(), FakeAnsible()
+    ctx = _ctx(config, kube, ansible)
+    record = load_or_fail(shed(ctx, "r").record)
+    answers = iter([None, "another flow runs (pid 4242 holds hecate.lock)"])
+    with pytest.raises(FlowAbortedError, match="pid 4242"):
+        restore(ctx, record, guard=lambda: next(answers))
+    assert _replicas(kube)["web"] == 0  # the workloads' phase never ran
+    assert load_shed(config.state_dir) == record
+    assert restore(ctx, record, guard=lambda: None).record is None
