@@ -85,11 +85,17 @@ def shed_status_lines(shed: dict[str, Any] | None) -> list[str]:
     state = shed["state"]
     if state == "none":
         return ["shed:    nothing shed"]
+    if state == "unreadable" and not shed["kept"]:  # the disk, not the content
+        return [
+            f"shed:    RECORD CANNOT BE READ ({shed['problem']}): nothing is shed or restored "
+            "automatically until it reads again (check the state disk; the daemon reads it "
+            "again by itself); shutdowns are not affected"
+        ]
     if state == "unreadable":
         return [
             f"shed:    RECORD UNREADABLE ({shed['problem']}): nothing is shed or restored "
-            f"automatically; restore by hand from {shed['kept'] or shed['file']}, then remove "
-            f"{shed['file']}"
+            f"automatically; restore by hand from {shed['kept']}, then remove {shed['file']} "
+            "(the daemon sees it within a minute); shutdowns are not affected"
         ]
     minutes = shed["for_s"] / 60
     lines = [
@@ -106,4 +112,6 @@ def shed_status_lines(shed: dict[str, Any] | None) -> list[str]:
         lines.append(f"  HPAs (left alone, idle at 0): {', '.join(shed['autoscalers'])}")
     if shed["agents"]:
         lines.append(f"  agents powered off: {', '.join(shed['agents'])}")
+    if on := [n for n in shed["cordoned"] if n not in shed["agents"]]:
+        lines.append(f"  agents left on, cordoned (not drained): {', '.join(on)}")
     return lines

@@ -37,7 +37,12 @@ class ShutdownConfig(_Strict):
         "cluster-only (stop k3s only).",
     )
     drain: bool = Field(False, description="Drain agents before stopping them.")
-    drain_timeout_seconds: float = Field(120.0, gt=0, description="Bound for the drain.")
+    drain_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Bound for the drain (also for load shedding's eviction-only drain of "
+        "power.shed.agents).",
+    )
     etcd_snapshot: bool = Field(
         True,
         description="Take `k3s etcd-snapshot save` on a server first; a failure is reported, "

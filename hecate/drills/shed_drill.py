@@ -16,7 +16,8 @@ from hecate.drills.base import Check, DrillEnv, DrillFailedError, wait_for
 from hecate.drills.base import cluster_checks as _cluster_checks
 from hecate.errors import HecateError, KubeError
 from hecate.flows.report import FlowReport
-from hecate.flows.shed import ShedResult, restore, shed, summary
+from hecate.flows.shed import ShedResult, shed, summary
+from hecate.flows.shed_restore import restore
 
 # how long a shed workload must stay at 0 (several reconcile ticks of a Flux that was not
 # suspended would have scaled it back), and the bound on an agent going NotReady

@@ -83,3 +83,56 @@ def _failed(stage: Stage, node: str, exc: KubeError) -> None:
     stage.nodes[node] = "failed"
     stage.status = "partial"
     stage.note(f"{node}: {exc}")
+
+
+EVICT_RETRY_S = 5.0  # how often a refused eviction (a PodDisruptionBudget's 429) is asked again
+
+
+def evict_drain(ctx: FlowContext, stage: Stage, agents: list[str], bound_s: float) -> list[str]:
+    """Load shedding's drain (issue 28): eviction only, never a delete. Evictions honour the
+    PodDisruptionBudgets (a refusal is asked again every EVICT_RETRY_S, as `kubectl drain`
+    does) and each pod's own grace period; all agents share one `bound_s`. A DaemonSet's or a
+    static pod (PodRef.stays) is left: it stops with the node. Returns the agents drained; an
+    agent whose pods could not all be evicted in the bound, or not listed, is `failed` with
+    why (the caller leaves it running: powering it off would kill them without grace)."""
+    kube = ctx.kube
+    deadline = ctx.monotonic() + bound_s
+    remaining: dict[str, list[PodRef]] = {node: [] for node in agents}
+    while True:
+        unlisted: dict[str, KubeError] = {}
+        for node in remaining:
+            try:
+                remaining[node] = [p for p in kube.pods_on_node(node) if not p.stays]
+            except KubeError as exc:  # looked at again until the bound
+                unlisted[node] = exc
+        busy = {node: pods for node, pods in remaining.items() if pods}
+        left_s = deadline - ctx.monotonic()
+        if (not busy and not unlisted) or left_s <= 0:
+            break
+        for pods in busy.values():
+            for pod in pods:
+                with contextlib.suppress(KubeError):  # refused (PDB) or gone: asked again
+                    kube.evict(pod)
+        watched = [*busy, *unlisted]
+        wait_until(ctx, partial(_all_left, kube, watched), min(EVICT_RETRY_S, left_s))
+    for node, error in unlisted.items():
+        del remaining[node]
+        _failed(stage, node, error)
+    for node, pods in remaining.items():
+        stage.nodes[node] = "failed" if pods else "ok"
+        if pods:
+            stage.status = "partial"
+            names = ", ".join(f"{p.namespace}/{p.name}" for p in pods[:3])
+            more = f" and {len(pods) - 3} more" if len(pods) > 3 else ""
+            stage.causes[node] = (
+                f"{len(pods)} pod(s) not evicted within {bound_s:.0f}s (a PodDisruptionBudget "
+                f"or a long grace period): {names}{more}"
+            )
+    return [n for n in agents if stage.nodes.get(n) == "ok"]
+
+
+def _all_left(kube: KubeApi, nodes: list[str]) -> bool:
+    try:
+        return all(not any(not p.stays for p in kube.pods_on_node(n)) for n in nodes)
+    except KubeError:
+        return False

@@ -1,14 +1,13 @@
-"""Load shedding's shell (issue 28, item 3): carry out a shed, restore it.
+"""Load shedding's shell (issue 28, item 3): carry out a shed (its restore:
+hecate.flows.shed_restore).
 
 `shed` lists what the selector matches, has the core decide (hecate.core.shed_plan), records
 the plan in `state_dir/shed.json` BEFORE any change (a shed that cannot record changes
 nothing), then: the owning Flux objects suspended (so they do not scale the workloads back),
 the workloads scaled to 0 through the scale subresource, the HPAs targeting them named, the
-agents cordoned, drained, stopped and powered off (the shutdown's own drain and playbooks).
-`restore` undoes exactly what the record names: agents powered on (the startup's power_on),
-started, Ready and uncordoned; workloads still at 0 scaled back to their recorded replicas;
-Flux resumed where Hecate suspended it. What fails stays recorded and is tried again.
-One object's or one node's problem never stops the others.
+agents cordoned, drained by eviction (never a delete: the cluster keeps running), stopped and
+powered off (the shutdown's playbooks). One object's or one node's problem never stops the
+others.
 """
 
 from __future__ import annotations
@@ -19,16 +18,14 @@ from dataclasses import dataclass, field, replace
 from typing import cast
 
 from hecate.adapters.kube.types import FluxKind, KubeNotFoundError, WorkloadKind
-from hecate.adapters.statedir.shed_file import SHED_FILE, clear_shed, load_shed, save_shed
-from hecate.core.plans import StageSpec, StageStatus
-from hecate.core.shed import ShedBlocked, ShedRecord
-from hecate.core.shed_plan import plan_restore, plan_shed
+from hecate.adapters.statedir.shed_file import SHED_FILE, load_shed, save_shed
+from hecate.core.shed import ShedRecord
+from hecate.core.shed_plan import plan_shed
 from hecate.errors import KubeError, StateError
-from hecate.flows.context import FlowContext, Stage, check_cancel, run_playbook, wait_until
-from hecate.flows.drain import drain
+from hecate.flows.context import FlowContext, Stage, check_cancel, run_playbook
+from hecate.flows.drain import evict_drain
 from hecate.flows.each_node import for_each_node
 from hecate.flows.ledger import split_key
-from hecate.flows.power_on import power_on_stage
 
 log = logging.getLogger("hecate.shed")
 
@@ -122,7 +119,7 @@ def shed(ctx: FlowContext, reason: str, record: ShedRecord | None = None) -> She
         kind, namespace, name = split_key(key)
         kube.set_suspend(cast(FluxKind, kind), namespace, name, True)
 
-    _each(record.flux_suspended, suspend, "suspend", result)
+    each(record.flux_suspended, suspend, "suspend", result)
     check_cancel(ctx)
 
     def scale_down(label: str) -> None:
@@ -132,33 +129,43 @@ def shed(ctx: FlowContext, reason: str, record: ShedRecord | None = None) -> She
         except KubeNotFoundError:
             result.notes.append(f"{label}: deleted meanwhile")
 
-    _each([w.label for w in record.workloads], scale_down, "scale to 0", result)
+    each([w.label for w in record.workloads], scale_down, "scale to 0", result)
     if record.agents:
         check_cancel(ctx)
-        _shed_agents(ctx, record, result)
+        record = replace(record, agents=tuple(_shed_agents(ctx, record, result)))
     result.record = record.done()
     save_shed(ctx.config.state_dir, result.record)
     log.info("shed (%s): %s", reason, summary(result.record))
     return result
 
 
-def _shed_agents(ctx: FlowContext, record: ShedRecord, result: ShedResult) -> None:
-    """Cordoned (those Hecate cordons), drained, k3s-agent stopped, powered off: the shutdown's
-    own steps, one node's failure never stopping the others."""
+def _shed_agents(ctx: FlowContext, record: ShedRecord, result: ShedResult) -> list[str]:
+    """Cordoned (those Hecate cordons), drained by eviction only (hecate.flows.drain.
+    evict_drain: PodDisruptionBudgets and grace periods honoured, bounded by
+    shutdown.drain_timeout_seconds; never a delete, never grace 0: the cluster keeps running,
+    nothing is urgent), then k3s-agent stopped and powered off: the shutdown's playbooks. An
+    agent whose pods would not all leave stays on and cordoned (its cordon is lifted by the
+    restore): powering it off would kill them without their grace. Returns the agents taken
+    down (those not stopped or powered off are named in `result.failed` and kept, the restore
+    brings them back); one node's failure never stops the others."""
     agents = list(record.agents)
-    _each(record.cordoned, lambda n: ctx.kube.set_unschedulable(n, True), "cordon", result)
+    each(record.cordoned, lambda n: ctx.kube.set_unschedulable(n, True), "cordon", result)
     stage = Stage("shed_agents")
-    try:
-        drain(ctx, stage, agents)
-    except KubeError as exc:
-        stage.note(f"drain: {exc}")
+    bound = ctx.config.shutdown.drain_timeout_seconds
+    drained = evict_drain(ctx, stage, agents, bound)
+    for node in (n for n in agents if n not in drained):
+        why = stage.causes.get(node) or stage.detail or "drain failed"
+        result.failed.append(f"agent {node}: left on and cordoned, not drained: {why}")
     check_cancel(ctx)
+    if not drained:
+        return []
+    stage = Stage("shed_agents")
     down = ctx.config.shutdown
     run_playbook(
         ctx,
         stage,
         "stop_agents",
-        agents,
+        drained,
         timeout_s=down.stop_timeout_seconds + 60,
         k3s_service_timeout_s=int(down.stop_timeout_seconds),
         k3s_service_use_killall=down.use_killall,
@@ -167,7 +174,7 @@ def _shed_agents(ctx: FlowContext, record: ShedRecord, result: ShedResult) -> No
         ctx,
         stage,
         "poweroff",
-        agents,
+        drained,
         timeout_s=down.poweroff_timeout_seconds,
         node_power_mode=down.poweroff_method,
     )
@@ -175,101 +182,10 @@ def _shed_agents(ctx: FlowContext, record: ShedRecord, result: ShedResult) -> No
     result.failed.extend(f"agent {n}: {s}" for n, s in sorted(bad.items()))
     if stage.detail:
         result.notes.append(stage.detail)
+    return drained
 
 
-def restore(ctx: FlowContext, record: ShedRecord) -> ShedResult:
-    """Undo what `record` names; the record is rewritten with what is left (removed when
-    nothing is). StateError when the disk refuses either."""
-    kube = ctx.kube
-    current: dict[str, int | None] = {}
-    for w in record.workloads:
-        try:
-            live = kube.workload(cast(WorkloadKind, w.kind), w.namespace, w.name)
-            current[w.label] = live.replicas
-        except KubeNotFoundError:
-            current[w.label] = None
-        except KubeError as exc:  # unknown: tried anyway (a failed scale keeps it recorded)
-            log.warning("restore: cannot read %s: %s", w.label, exc)
-    plan = plan_restore(record, current)
-    result = ShedResult(record, list(plan.notes))
-    agents_left, uncordon_left = _restore_agents(ctx, plan.agents, plan.uncordon, result)
-    by_label = {w.label: w for w in plan.scale}
-
-    def scale_back(label: str) -> None:
-        w = by_label[label]
-        kube.scale(cast(WorkloadKind, w.kind), w.namespace, w.name, w.replicas)
-
-    scale_failed = _each(list(by_label), scale_back, "scale back", result)
-
-    def resume(key: str) -> None:
-        kind, namespace, name = split_key(key)
-        try:
-            kube.set_suspend(cast(FluxKind, kind), namespace, name, False)
-        except KubeNotFoundError:
-            result.notes.append(f"{key}: deleted meanwhile")
-
-    resume_failed = _each(plan.resume, resume, "resume", result)
-    left = replace(
-        record,
-        workloads=tuple(w for w in record.workloads if w.label in scale_failed),
-        flux_suspended=tuple(resume_failed),
-        agents=tuple(agents_left),
-        cordoned=tuple(uncordon_left),
-        autoscalers=tuple(h for h in record.autoscalers if h.split(" -> ", 1)[-1] in scale_failed),
-    )
-    if left.workloads or left.flux_suspended or left.agents or left.cordoned:
-        save_shed(ctx.config.state_dir, left)
-        result.record = left
-    else:
-        clear_shed(ctx.config.state_dir)
-        result.record = None
-    log.info("restore: %s", result.line() if result.record else "everything restored")
-    return result
-
-
-def _restore_agents(
-    ctx: FlowContext, agents: tuple[str, ...], uncordon: tuple[str, ...], result: ShedResult
-) -> tuple[list[str], list[str]]:
-    """Powered on (the startup's power_on stage: only those whose SSH does not answer),
-    k3s-agent started, Ready, then uncordoned. Returns the agents and cordons still left."""
-    if not agents:
-        return [], _uncordon(ctx, uncordon, result)
-    stage = Stage("shed_restore")  # one name for the progress (status shows the startup's)
-    power_on_stage(ctx, stage, StageSpec("shed_restore", "power on the shed agents", agents))
-    off = [n for n in agents if stage.nodes.get(n, "on") not in ("on", "powered_on")]
-    if stage.status == StageStatus.SKIPPED:
-        result.notes.append("no power port here: the agents come back by themselves or by hand")
-    up = [n for n in agents if n not in off]
-    start = Stage("shed_restore")
-    if up:
-        run_playbook(
-            ctx,
-            start,
-            "start_agents",
-            up,
-            timeout_s=ctx.config.startup.api_timeout_seconds + 60,
-            k3s_service_timeout_s=int(ctx.config.startup.api_timeout_seconds),
-        )
-
-    def ready() -> bool:
-        try:
-            return set(up) <= {n.name for n in ctx.kube.nodes() if n.ready}
-        except KubeError:
-            return False
-
-    if up and not wait_until(ctx, ready, ctx.config.startup.nodes_ready_timeout_seconds):
-        result.notes.append("not every shed agent is Ready yet (uncordoned anyway)")
-    result.failed.extend(f"agent {n}: not powered on ({stage.causes.get(n, '')})" for n in off)
-    # an agent that did not come back stays cordoned and recorded: tried again later
-    cordons = _uncordon(ctx, tuple(n for n in uncordon if n not in off), result)
-    return off, [*cordons, *(n for n in uncordon if n in off)]
-
-
-def _uncordon(ctx: FlowContext, nodes: tuple[str, ...], result: ShedResult) -> list[str]:
-    return _each(nodes, lambda n: ctx.kube.set_unschedulable(n, False), "uncordon", result)
-
-
-def _each(
+def each(
     keys: Sequence[str], action: Callable[[str], None], what: str, result: ShedResult
 ) -> list[str]:
     """`action(key)` for every key at once; the keys whose call failed (said in `result`)."""
@@ -288,37 +204,3 @@ def summary(record: ShedRecord) -> str:
     if record.agents:
         parts.append(f"agents off: {', '.join(record.agents)}")
     return "; ".join(parts)
-
-
-def shed_restore_stage(ctx: FlowContext, stage: Stage) -> None:
-    """The startup's `shed_restore` stage (after Flux is resumed): an outage that ended in a
-    shutdown left its shed record; the startup restores it. Never fails the startup: what
-    cannot be restored stays recorded (the stage partial) for the daemon to try again."""
-    try:
-        found = load_shed(ctx.config.state_dir, now=ctx.clock())
-    except StateError as exc:
-        stage.status = StageStatus.WARNING
-        stage.note(f"shed record unreadable, nothing restored: {exc}")
-        return
-    if found is None:
-        stage.status, stage.detail = StageStatus.SKIPPED, "nothing shed"
-        return
-    if isinstance(found, ShedBlocked):
-        stage.status = StageStatus.WARNING
-        stage.note(
-            f"the shed record was unreadable ({found.problem}): restore by hand from "
-            f"{found.kept}, then remove {ctx.config.state_dir / SHED_FILE}"
-        )
-        return
-    try:
-        result = restore(ctx, found)
-    except StateError as exc:
-        stage.status = StageStatus.PARTIAL
-        stage.note(f"restored, but the record could not be updated: {exc}")
-        return
-    stage.note(f"restored: {summary(found)}")
-    if result.record is not None:
-        stage.status = StageStatus.PARTIAL
-        stage.note(f"left: {result.line()}")
-    elif result.notes:
-        stage.note("; ".join(result.notes))

@@ -53,7 +53,7 @@ from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_k
 from hecate.flows.power_on import power_on_stage
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
 from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
-from hecate.flows.shed import shed_restore_stage
+from hecate.flows.shed_restore import shed_restore_stage
 from hecate.flows.startup_gates import probes_gate, soak_gate, storage_gate, time_sync_gate
 
 __all__ = ["run_startup", "source_ready"]

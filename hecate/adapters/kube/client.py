@@ -186,7 +186,7 @@ class Kube(ShedCalls):
         with self._errors(f"list pods on {node}"):
             pods = list(self._client.list(Pod, namespace="*", fields={"spec.nodeName": node}))
         return [
-            PodRef(p.metadata.namespace or "default", p.metadata.name or "?")
+            PodRef(p.metadata.namespace or "default", p.metadata.name or "?", _stays(p))
             for p in pods
             if p.metadata is not None
         ]
@@ -359,3 +359,13 @@ def _flux_object(kind: FluxKind, obj: Any) -> FluxObject:
         ready=ready,
         message=message,
     )
+
+
+def _stays(pod: Pod) -> bool:
+    """A DaemonSet's pod or a static pod's mirror: no eviction moves it off its node."""
+    meta = pod.metadata
+    if meta is None:
+        return False
+    if "kubernetes.io/config.mirror" in (meta.annotations or {}):
+        return True
+    return any(ref.kind == "DaemonSet" for ref in meta.ownerReferences or [])

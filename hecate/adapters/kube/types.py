@@ -92,6 +92,10 @@ class NodeDetails:
 class PodRef:
     namespace: str
     name: str
+    # A DaemonSet's pod or a static (mirror) pod: it stays on its node whatever is evicted (its
+    # controller puts it back; kubectl drain --ignore-daemonsets leaves it), so load shedding's
+    # drain does not wait for it (hecate.flows.drain.evict_drain); it stops with the node.
+    stays: bool = False
 
 
 def ready_condition(conditions: object) -> tuple[bool, str]:

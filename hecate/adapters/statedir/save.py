@@ -314,3 +314,45 @@ def flow_lock(state_dir: Path, purpose: str, *, required: bool = False) -> Itera
 def _clear_holder(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
+
+
+def flow_running(state_dir: Path) -> str | None:
+    """Who runs a flow now over `state_dir` (None: nobody seen), WITHOUT taking the flow lock:
+    bookkeeping (load shedding's restore) asks before it acts and so never makes a flow's
+    `flow_lock` fail. This process's flows by its in-process lock; another process's by
+    /proc/locks, the kernel's list of flock holders (a holder that died is never seen)."""
+    with _registry_lock:
+        inner = _flow_locks.get(unsaved.dir_key(state_dir))
+    if inner is not None and inner.locked():
+        return "a flow runs in this process"
+    paths = [
+        unsaved.runtime_dir() / f"flow-{unsaved.dir_key(state_dir)}.lock",
+        state_dir / LOCK_NAME,
+    ]
+    return flock_holder(paths)
+
+
+def flock_holder(paths: list[Path], locks: Path = Path("/proc/locks")) -> str | None:
+    """`pid N holds PATH` when another process holds a flock on one of `paths`; None when
+    none does or when that cannot be seen (no /proc: the caller's intent check remains)."""
+    ids: dict[tuple[int, int, int], Path] = {}
+    for path in paths:
+        with contextlib.suppress(OSError):
+            info = path.stat()
+            ids[(os.major(info.st_dev), os.minor(info.st_dev), info.st_ino)] = path
+    try:
+        lines = locks.read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or not fields[4].isdigit():
+            continue  # a waiter ("->"), a POSIX lock, or a line of another shape
+        try:
+            major, minor, inode = fields[5].split(":")
+            key = (int(major, 16), int(minor, 16), int(inode))
+        except ValueError:
+            continue
+        if key in ids and int(fields[4]) != os.getpid():
+            return f"pid {fields[4]} holds {ids[key]}"
+    return None

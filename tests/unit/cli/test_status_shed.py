@@ -80,3 +80,18 @@ def test_without_shedding_status_says_nothing_of_it(tmp_path: Path) -> None:
     path = _config(tmp_path, shed=False)
     assert json.loads(_status(path, "--json"))["shed"] is None
     assert "shed:" not in _status(path)
+
+
+def test_a_record_the_disk_cannot_read_is_told_as_such(tmp_path: Path) -> None:
+    """Review 4: a record that cannot be read at all (a failing disk; here a symlink loop,
+    ELOOP) was told as a corrupt one: "restore by hand from shed.json", a file nobody can
+    read. It is the disk to look at, the daemon reads it again by itself, and shutdowns are
+    not affected."""
+    path = _config(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / SHED_FILE).symlink_to(SHED_FILE)
+    shed = json.loads(_status(path, "--json"))["shed"]
+    assert shed["state"] == "unreadable" and shed["kept"] == ""
+    text = _status(path)
+    assert "RECORD CANNOT BE READ" in text and "state disk" in text
+    assert "restore by hand" not in text and "shutdowns are not affected" in text

@@ -17,7 +17,8 @@ from hecate.core.plans import StartupOptions
 from hecate.core.shed import ShedBlocked, ShedRecord
 from hecate.core.shed_plan import Autoscaler, Candidate
 from hecate.errors import KubeError, StateError
-from hecate.flows.shed import restore, shed
+from hecate.flows.shed import shed
+from hecate.flows.shed_restore import restore
 from hecate.flows.startup import run_startup
 from tests.fakes import FakeAnsible, FakeKube
 from tests.unit.flows.test_flows import _config, _ctx
