@@ -18,8 +18,16 @@ from hecate.flows.context import FlowContext, KubeApi, Stage, wait_until
 DELETE_GRACE_S = 30
 
 
+def _movable(kube: KubeApi, node: str) -> list[PodRef]:
+    """The pods a drain moves: not a DaemonSet's or a static pod's (PodRef.stays), which their
+    controller or kubelet puts back at once and which stop with the node, as `kubectl drain
+    --ignore-daemonsets` leaves them. Waiting on them cost every real shutdown its whole
+    drain timeout and ended in force-deletes that changed nothing."""
+    return [p for p in kube.pods_on_node(node) if not p.stays]
+
+
 def _node_empty(kube: KubeApi, node: str) -> bool:
-    return not kube.pods_on_node(node)
+    return not _movable(kube, node)
 
 
 def _all_empty(kube: KubeApi, nodes: list[str]) -> bool:
@@ -48,7 +56,7 @@ def drain(ctx: FlowContext, stage: Stage, agents: list[str]) -> None:
     how: dict[str, str] = {}
     for node in agents:
         try:
-            remaining[node] = kube.pods_on_node(node)
+            remaining[node] = _movable(kube, node)
         except KubeError as exc:
             _failed(stage, node, exc)
             continue
@@ -67,7 +75,7 @@ def drain(ctx: FlowContext, stage: Stage, agents: list[str]) -> None:
             wait_until(ctx, partial(_all_empty, kube, busy), step_s)
         for node in busy:
             try:
-                remaining[node] = kube.pods_on_node(node)
+                remaining[node] = _movable(kube, node)
             except KubeError as exc:
                 del remaining[node]
                 _failed(stage, node, exc)
@@ -102,7 +110,7 @@ def evict_drain(ctx: FlowContext, stage: Stage, agents: list[str], bound_s: floa
         unlisted: dict[str, KubeError] = {}
         for node in remaining:
             try:
-                remaining[node] = [p for p in kube.pods_on_node(node) if not p.stays]
+                remaining[node] = _movable(kube, node)
             except KubeError as exc:  # looked at again until the bound
                 unlisted[node] = exc
         busy = {node: pods for node, pods in remaining.items() if pods}
@@ -133,6 +141,6 @@ def evict_drain(ctx: FlowContext, stage: Stage, agents: list[str], bound_s: floa
 
 def _all_left(kube: KubeApi, nodes: list[str]) -> bool:
     try:
-        return all(not any(not p.stays for p in kube.pods_on_node(n)) for n in nodes)
+        return all(not _movable(kube, n) for n in nodes)
     except KubeError:
         return False

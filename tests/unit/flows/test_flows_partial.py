@@ -168,3 +168,45 @@ def test_a_startup_past_the_peer_ups_guard_clears_the_awaited_peers(tmp_path: Pa
     forced = StartupOptions(overrides=StartupOverrides(allow_peer_ups_down=True))
     assert run_startup(ctx, forced).outcome is Outcome.SUCCESS
     assert load_awaiting(config.state_dir, move=False) == frozenset()
+
+
+class WithDaemonSets(FakeKube):
+    """a1 runs a Deployment's pod and two that stay: a DaemonSet's and a static pod's mirror."""
+
+    pods: dict[str, list[PodRef]]
+    calls: list[str]
+
+    def pods_on_node(self, node: str) -> list[PodRef]:
+        return list(self.pods.get(node, []))
+
+    def evict(self, pod: PodRef) -> None:
+        self.calls.append(f"evict {pod.name}")
+        if not pod.stays:  # a DaemonSet's pod is put back at once; a mirror pod is the kubelet's
+            self.pods = {n: [p for p in ps if p != pod] for n, ps in self.pods.items()}
+
+    def delete_pod(self, pod: PodRef, *, grace_s: int = 0) -> None:
+        self.calls.append(f"delete {pod.name} grace={grace_s}")
+
+
+def test_the_shutdown_drain_leaves_daemonset_and_static_pods_as_kubectl_drain_does(
+    tmp_path: Path,
+) -> None:
+    """They cannot leave their node: waiting on them cost the whole drain timeout and ended in
+    force-deletes that changed nothing (every real cluster has DaemonSets: svclb, CNI)."""
+    config = _config(tmp_path, shutdown={"drain": True, "drain_timeout_seconds": 30})
+    kube = WithDaemonSets(nodes_up={"s1": True, "a1": True})
+    kube.calls = []
+    kube.pods = {
+        "a1": [
+            PodRef("apps", "web-0"),
+            PodRef("kube-system", "svclb-traefik-a1", stays=True),
+            PodRef("kube-system", "kube-proxy-a1", stays=True),
+        ]
+    }
+    stage = Stage("drain")
+    started = time.monotonic()
+    drain(_ctx(config, kube, FakeAnsible()), stage, ["a1"])
+    assert time.monotonic() - started < 5, "waited on pods that stay"
+    assert kube.calls == ["evict web-0"]
+    assert stage.nodes == {"a1": "ok"} and stage.status != "partial", stage
+    assert "a1: evicted" in stage.detail
