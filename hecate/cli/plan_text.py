@@ -9,6 +9,7 @@ from typing import Any
 from hecate.config.model import HecateConfig
 from hecate.core import plans
 from hecate.core.plan_marks import StageMark
+from hecate.core.plan_runs import playbook_batches, reads_ahead
 from hecate.core.plans import FlowPlan, ShutdownMode, ShutdownOptions, StageSpec, StartupOptions
 
 __all__ = [
@@ -31,7 +32,7 @@ def _batch_of_step(plan: FlowPlan) -> dict[int, int]:
     offset = len(plan.before)
     return {
         offset + index: number
-        for number, (start, end) in enumerate(plans.playbook_batches(plan.stages))
+        for number, (start, end) in enumerate(playbook_batches(plan.stages))
         for index in range(start, end)
     }
 
@@ -41,17 +42,24 @@ def plan_lines(
 ) -> list[str]:
     """The numbered steps, each with its nodes, and why a stage will be skipped; after each
     run of stages that share one ansible-playbook, a line saying so (a host that a failure
-    kept out of a later stage gets it in one more run). `marks` (the dry run's probes,
+    kept out of a later stage gets it in one more run); under a step whose ansible-playbook
+    also takes the next stage's first read, a line saying so. `marks` (the dry run's probes,
     hecate/core/plan_marks.py): a line under a step that would be skipped, warn or fail, and why."""
     lines = [title]
     marks = marks or {}
     batch_of = _batch_of_step(plan)
+    carried = reads_ahead(plan.stages)
     for number, stage in enumerate(plan.steps, start=1):
         nodes = f"  [{', '.join(stage.nodes)}]" if stage.nodes else ""
         skip = f"  (skipped: {stage.skip})" if stage.skip is not None else ""
         lines.append(f"  {number:>2}. {stage.name:<16} {stage.description}{nodes}{skip}")
         if stage.name in marks:
             lines.append(f"      ! {marks[stage.name].text}")
+        if stage.name in carried:
+            lines.append(
+                f"      (its ansible-playbook also takes step {number + 1}'s first read: "
+                f"{carried[stage.name]} judges it)"
+            )
         batch = batch_of.get(number - 1)
         if batch is not None and batch_of.get(number) != batch:
             first = min(i for i, b in batch_of.items() if b == batch) + 1
@@ -62,9 +70,12 @@ def plan_lines(
 def plan_json(plan: FlowPlan, marks: Mapping[str, StageMark] | None = None) -> list[dict[str, Any]]:
     """One entry per step; `stage`: it is a stage of the run's report (in the same order);
     `batch`: the steps with the same number run as one ansible-playbook (null: alone);
-    `mark`: what the dry run's probes say of it, {kind, reason} (null: nothing, or no probes)."""
+    `reads_ahead`: the next stage whose first read this step's ansible-playbook takes (null:
+    none); `mark`: what the dry run's probes say of it, {kind, reason} (null: nothing, or no
+    probes)."""
     reported = set(plan.stage_names)
     batch_of = _batch_of_step(plan)
+    carried = reads_ahead(plan.stages)
     marks = marks or {}
     return [
         {
@@ -74,6 +85,7 @@ def plan_json(plan: FlowPlan, marks: Mapping[str, StageMark] | None = None) -> l
             "stage": s.name in reported,
             "skip": s.skip,
             "batch": batch_of.get(index),
+            "reads_ahead": carried.get(s.name),
             "mark": (
                 {"kind": marks[s.name].kind.value, "reason": marks[s.name].reason}
                 if s.name in marks

@@ -1,7 +1,7 @@
 """The Ansible batch planner (pure): the scheduling of stages that share one ansible-playbook.
 
-Which stages share a run is the plan's to say (`hecate.core.plans.playbook_batches`: playbook
-stages in a row). While such a run goes on, and after it, this module decides:
+Which stages share a run is the plan's to say (`hecate.core.plan_runs.playbook_batches`:
+playbook stages in a row). While such a run goes on, and after it, this module decides:
 
 * each stage's time bound (:func:`stage_over_bound`): the port stops a run whose current stage
   is over its own bound, so one stuck stage never eats the budget of the poweroffs after it.

@@ -71,13 +71,16 @@ class StageSpec:
     """One step of a plan. `skip`: the run records the stage `skipped` with this detail
     instead of running it (None: it runs). `playbook`: the stage is that one playbook run on
     its nodes and nothing else, so it may share one ansible-playbook with its neighbours of the
-    same kind (:func:`playbook_batches`)."""
+    same kind (:func:`hecate.core.plan_runs.playbook_batches`)."""
 
     name: str
     description: str
     nodes: tuple[str, ...] = ()
     skip: str | None = None
     playbook: str | None = None
+    # the next stage whose first read runs in this stage's ansible-playbook, after its own
+    # plays (hecate.core.plan_runs): no decision separates them; that stage judges the read
+    reads_ahead: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,31 +104,6 @@ class FlowPlan:
 
 API_DOWN = "API unreachable"
 BMC_METHODS = frozenset({"ipmi", "redfish"})
-
-
-def playbook_batches(stages: tuple[StageSpec, ...]) -> list[tuple[int, int]]:
-    """The (start, end) index ranges of `stages` that run as one ansible-playbook: two or more
-    playbook stages in a row that will run (skipped stages between them belong to the range,
-    at its ends they do not). Python decides nothing between them, so nothing is lost by
-    running them together; each is still recorded and judged on its own."""
-    ranges: list[tuple[int, int]] = []
-    index = 0
-    while index < len(stages):
-        if stages[index].playbook is None or stages[index].skip is not None:
-            index += 1
-            continue
-        runnable, end = 0, index
-        for later in range(index, len(stages)):
-            spec = stages[later]
-            if spec.skip is not None:
-                continue
-            if spec.playbook is None:
-                break
-            runnable, end = runnable + 1, later + 1
-        if runnable >= 2:
-            ranges.append((index, end))
-        index = end
-    return ranges
 
 
 def embedded_etcd(config: HecateConfig) -> bool:
@@ -319,11 +297,12 @@ def startup_plan(
         StageSpec(
             "start_servers",
             f"start k3s on all servers together{first}"
-            + (" (their etcd data read first)" if embedded_etcd(config) else ""),
+            + (" (their etcd data read first, in the same run)" if embedded_etcd(config) else ""),
             servers,
             skip="no servers" if partial and not servers else None,
             # with etcd the stage reads the servers before starting them: not a bare playbook
             playbook=None if embedded_etcd(config) else "start_servers",
+            reads_ahead="etcd_quorum" if embedded_etcd(config) and servers else None,
         )
     )
     if embedded_etcd(config) and servers:

@@ -1,19 +1,17 @@
 """Embedded etcd on the servers, read and acted on through the `etcd` playbook (one raw step
-per server, roles/etcd/files/hecate-etcd.sh): the startup's etcd_quorum stage, the shutdown
-snapshot's verification and pruning, and the reads `hecate recover etcd` needs. The decisions
-are hecate/core/etcd.py's."""
+per server, roles/etcd/files/hecate-etcd.sh): the startup's start_servers (its reads before and
+after the start) and etcd_quorum stages, and the reads `hecate recover etcd` needs (the
+shutdown's snapshot: hecate/flows/etcd_snapshot.py). The decisions are hecate/core/etcd.py's."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from hecate.adapters.ansible.events import TaskEvent
 from hecate.adapters.ansible.inventory import node_problems
-from hecate.adapters.ansible.protocol import PlaybookRequest
+from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 from hecate.core.etcd import (
-    SNAPSHOT_PREFIX,
     EtcdReading,
     QuorumVerdict,
     decide_datastore,
@@ -25,9 +23,18 @@ from hecate.core.etcd_recover import template_in
 from hecate.core.plans import StageSpec, StageStatus
 from hecate.core.progress_names import node_line
 from hecate.errors import HecateError
-from hecate.flows.context import FlowContext, PlaybookStep, Stage, check_cancel, run_playbook
+from hecate.flows.context import (
+    BatchEntry,
+    FlowContext,
+    PlaybookStep,
+    Stage,
+    apply_batch_result,
+    check_cancel,
+    run_playbook,
+)
 
 TASK_ETCD = "Run the etcd action"
+PROBE_S = 30.0  # a probe's own bound on each server (its run adds the connect timeout)
 QUORUM_RETRY_S = 3.0
 # once there is quorum, how long more the stage waits for the other members to be healthy
 SETTLE_S = 30.0
@@ -52,6 +59,64 @@ class NodeAnswer:
         return out
 
 
+def _etcd_request(
+    ctx: FlowContext, nodes: Sequence[str], action: str, args: Sequence[str], timeout_s: float
+) -> PlaybookRequest:
+    return PlaybookRequest(
+        "etcd",
+        limit=list(nodes),
+        extravars={
+            "etcd_action": action,
+            "etcd_args": list(args),
+            "etcd_timeout_s": int(timeout_s),
+        },
+        timeout_s=timeout_s + float(ctx.config.ssh_connect_timeout_seconds) + 30.0,
+    )
+
+
+class _Listener:
+    """One etcd action's answers, from its run's events (alone or in a batch); each node's
+    progress line under `stage_name`."""
+
+    def __init__(self, ctx: FlowContext, stage_name: str) -> None:
+        self.ctx = ctx
+        self.stage_name = stage_name
+        self.stdout: dict[str, str] = {}
+        self.ok: dict[str, bool] = {}
+
+    def __call__(self, event: TaskEvent) -> None:
+        if event.task == TASK_ETCD and event.result is not None:
+            self.stdout[event.host] = str(event.result.get("stdout", ""))
+            self.ok[event.host] = event.status in ("ok", "changed")
+        if event.status in ("ok", "changed", "failed", "unreachable"):
+            self.ctx.progress(
+                self.stage_name,
+                event.status,
+                node_line(self.stage_name, event.host, event.task, event.status),
+            )
+
+    def answers(self, result: PlaybookResult, usable: Sequence[str]) -> dict[str, NodeAnswer]:
+        answers: dict[str, NodeAnswer] = {}
+        for node in usable:
+            stats = result.hosts.get(node)
+            reachable = not (stats is not None and stats.unreachable) and (
+                node in self.stdout or stats is not None
+            )
+            answers[node] = NodeAnswer(
+                reachable, self.ok.get(node, False), self.stdout.get(node, "")
+            )
+        return answers
+
+
+def _left_out(ctx: FlowContext, nodes: Sequence[str]) -> tuple[list[str], dict[str, NodeAnswer]]:
+    """The nodes an etcd action can run on, and an answer for each the inventory leaves out
+    (not reachable, saying why)."""
+    problems = node_problems(ctx.config)
+    usable = [n for n in nodes if n not in problems]
+    left_out = {n: NodeAnswer(False, False, f"error={problems[n]}") for n in nodes if n in problems}
+    return usable, left_out
+
+
 def etcd_action(
     ctx: FlowContext,
     nodes: Sequence[str],
@@ -65,56 +130,28 @@ def etcd_action(
     the inventory leaves out is not reachable, and says why)."""
     if any(template_in(str(a)) for a in args):  # Ansible would evaluate it on this host
         raise HecateError(f"etcd {action}: an argument holds a Jinja template mark; refused")
-    problems = node_problems(ctx.config)
-    usable = [n for n in nodes if n not in problems]
-    left_out = {n: NodeAnswer(False, False, f"error={problems[n]}") for n in nodes if n in problems}
+    usable, left_out = _left_out(ctx, nodes)
     if not usable:
         return left_out
-    stdout: dict[str, str] = {}
-    ok: dict[str, bool] = {}
-
-    def on_event(event: TaskEvent) -> None:
-        if event.task == TASK_ETCD and event.result is not None:
-            stdout[event.host] = str(event.result.get("stdout", ""))
-            ok[event.host] = event.status in ("ok", "changed")
-        if event.status in ("ok", "changed", "failed", "unreachable"):
-            ctx.progress(
-                stage_name,
-                event.status,
-                node_line(stage_name, event.host, event.task, event.status),
-            )
-
-    request = PlaybookRequest(
-        "etcd",
-        limit=usable,
-        extravars={
-            "etcd_action": action,
-            "etcd_args": list(args),
-            "etcd_timeout_s": int(timeout_s),
-        },
-        timeout_s=timeout_s + float(ctx.config.ssh_connect_timeout_seconds) + 30.0,
-    )
-    result = ctx.ansible.run(request, on_event=on_event, cancel=ctx.cancel)
+    listener = _Listener(ctx, stage_name)
+    request = _etcd_request(ctx, usable, action, args, timeout_s)
+    result = ctx.ansible.run(request, on_event=listener, cancel=ctx.cancel)
     if result.canceled:
         check_cancel(ctx)
-    answers: dict[str, NodeAnswer] = dict(left_out)
-    for node in usable:
-        stats = result.hosts.get(node)
-        reachable = not (stats is not None and stats.unreachable) and (
-            node in stdout or stats is not None
-        )
-        answers[node] = NodeAnswer(reachable, ok.get(node, False), stdout.get(node, ""))
-    return answers
+    return {**left_out, **listener.answers(result, usable)}
 
 
-def read_etcd(ctx: FlowContext, servers: Sequence[str], stage_name: str) -> dict[str, EtcdReading]:
-    answers = etcd_action(ctx, servers, "probe", stage_name=stage_name, timeout_s=30.0)
+def _readings(answers: Mapping[str, NodeAnswer]) -> dict[str, EtcdReading]:
     return {
         node: parse_probe(node, a.stdout)
         if a.reachable and a.stdout
         else EtcdReading(node, reachable=False, error=a.values().get("error", "no answer over SSH"))
         for node, a in answers.items()
     }
+
+
+def read_etcd(ctx: FlowContext, servers: Sequence[str], stage_name: str) -> dict[str, EtcdReading]:
+    return _readings(etcd_action(ctx, servers, "probe", stage_name=stage_name, timeout_s=PROBE_S))
 
 
 def quorum_now(ctx: FlowContext, stage_name: str = "etcd") -> tuple[str, QuorumVerdict]:
@@ -125,39 +162,109 @@ def quorum_now(ctx: FlowContext, stage_name: str = "etcd") -> tuple[str, QuorumV
     return datastore, quorum_verdict(servers, readings)
 
 
+@dataclass
+class EtcdCarry:
+    """What the startup's start_servers hands on to etcd_quorum: the servers whose etcd data
+    was gone before k3s started, and etcd_quorum's first reading of every server when
+    start_servers' ansible-playbook took it (the plan's `reads_ahead`; None: not taken)."""
+
+    lost: set[str] = field(default_factory=set)
+    first_read: dict[str, EtcdReading] | None = None
+
+    def take_first_read(self) -> dict[str, EtcdReading] | None:
+        """The carried reading, once: every later read is a run of its own."""
+        first, self.first_read = self.first_read, None
+        return first
+
+
 def start_servers_step(
-    ctx: FlowContext, lost: set[str], step: PlaybookStep
+    ctx: FlowContext, carry: EtcdCarry, step: PlaybookStep
 ) -> Callable[[Stage, StageSpec], None]:
-    """start_servers for embedded etcd: first read each server's etcd data directory while
-    k3s is still stopped (k3s may rejoin a server whose data is gone as a new, empty member:
-    after the start it would look healthy), then the start itself."""
+    """start_servers for embedded etcd, as one ansible-playbook: each server's etcd data
+    directory read while k3s is still stopped (k3s may rejoin a server whose data is gone as a
+    new, empty member: after the start it would look healthy), the start itself, and when the
+    plan says so (`spec.reads_ahead`) etcd_quorum's first read of every server after it. No
+    decision separates them (the start never depends on the read): Python judges the reads
+    once the run is over, each as if it had been a run of its own."""
 
     def run(stage: Stage, spec: StageSpec) -> None:
-        readings = read_etcd(ctx, spec.nodes, stage.name)
-        lost.update(n for n, r in readings.items() if r.data in ("missing", "empty"))
-        if lost and any(r.data == "present" for r in readings.values()):
-            stage.note(f"etcd data missing before the start: {', '.join(sorted(lost))}")
-        elif lost:
-            lost.clear()  # no server has etcd data: SQLite, or nothing to compare with
-        run_playbook(
-            ctx, stage, step.playbook, list(spec.nodes), timeout_s=step.timeout_s, **step.extravars
-        )
+        ahead = spec.reads_ahead == "etcd_quorum"
+        before, after = _start_with_reads(ctx, stage, list(spec.nodes), step, read_after=ahead)
+        readings = _readings(before)
+        carry.lost.update(n for n, r in readings.items() if r.data in ("missing", "empty"))
+        if carry.lost and any(r.data == "present" for r in readings.values()):
+            stage.note(f"etcd data missing before the start: {', '.join(sorted(carry.lost))}")
+        elif carry.lost:
+            carry.lost.clear()  # no server has etcd data: SQLite, or nothing to compare with
+        carry.first_read = _readings(after) if after is not None else None
 
     return run
 
 
-def etcd_quorum_gate(ctx: FlowContext, stage: Stage, lost: set[str] | None = None) -> None:
+def _start_with_reads(
+    ctx: FlowContext, stage: Stage, nodes: list[str], step: PlaybookStep, *, read_after: bool
+) -> tuple[dict[str, NodeAnswer], dict[str, NodeAnswer] | None]:
+    """The data read of `nodes`, their start and (`read_after`) every server's probe, in one
+    ansible-playbook (`Ansible.run_batch`: each judged on its own events and hosts, a node's
+    failure in one never keeping it from the next). The start's outcome goes into `stage`, as
+    run_playbook would put it; returns the two reads' answers (None: not taken, or cut short)."""
+    usable, left_out = _left_out(ctx, nodes)
+    servers = list(ctx.config.nodes.servers)
+    read_usable, read_left_out = _left_out(ctx, servers)
+    if not usable:  # nothing to start: the stage fails as run_playbook says it, nothing runs
+        run_playbook(ctx, stage, step.playbook, nodes, timeout_s=step.timeout_s, **step.extravars)
+        return left_out, None
+    listeners = [_Listener(ctx, stage.name), _Listener(ctx, stage.name)]
+    requests = [
+        _etcd_request(ctx, usable, "probe", (), PROBE_S),
+        PlaybookRequest(
+            step.playbook, limit=usable, extravars=dict(step.extravars), timeout_s=step.timeout_s
+        ),
+    ]
+    if read_after and read_usable:
+        requests.append(_etcd_request(ctx, read_usable, "probe", (), PROBE_S))
+
+    def on_event(event: TaskEvent) -> None:
+        if event.stage == 0:
+            listeners[0](event)
+        elif event.stage == 1:
+            stage.cause(event)
+            if event.status in ("ok", "changed", "failed", "unreachable"):
+                line = node_line(stage.name, event.host, event.task, event.status)
+                ctx.progress(stage.name, event.status, line)
+        elif event.stage == 2:
+            listeners[1](event)
+
+    results = ctx.ansible.run_batch(requests, on_event=on_event, cancel=ctx.cancel)
+    if results[0].canceled:
+        check_cancel(ctx)
+    before = {**left_out, **listeners[0].answers(results[0], usable)}
+    apply_batch_result(ctx, BatchEntry(stage, nodes, step), results[1])  # raises if cancelled
+    if not read_after:
+        return before, None
+    if len(results) < 3:  # no server the inventory lets Hecate read
+        return before, read_left_out
+    if results[2].canceled:
+        return before, None  # the runner stops before etcd_quorum
+    return before, {**read_left_out, **listeners[1].answers(results[2], read_usable)}
+
+
+def etcd_quorum_gate(ctx: FlowContext, stage: Stage, carry: EtcdCarry | None = None) -> None:
     """Wait for etcd quorum; with it, give the other members a moment, then name the ones to
-    repair (the stage partial); without it by the bound, stop the startup with the report."""
+    repair (the stage partial); without it by the bound, stop the startup with the report.
+    The first reading may be the one start_servers' run took (`carry`): no decision was made
+    between that start and this read."""
     timeout = ctx.config.startup.etcd_quorum_timeout_seconds
     deadline = ctx.monotonic() + timeout
     settle_until: float | None = None
+    lost = carry.lost if carry is not None else set()
     while True:
         check_cancel(ctx)
         servers = list(ctx.config.nodes.servers)
-        readings = read_etcd(ctx, servers, stage.name)
+        carried = carry.take_first_read() if carry is not None else None
+        readings = carried if carried is not None else read_etcd(ctx, servers, stage.name)
         datastore = decide_datastore(ctx.config.cluster.datastore, readings.values())
-        verdict = quorum_verdict(servers, readings, lost or ())
+        verdict = quorum_verdict(servers, readings, lost)
         if datastore == "sqlite":
             stage.status = StageStatus.SKIPPED
             stage.note("datastore sqlite (no etcd data directory on the servers)")
@@ -209,89 +316,8 @@ def etcd_quorum_gate(ctx: FlowContext, stage: Stage, lost: set[str] | None = Non
     )
 
 
-def snapshot_stage(ctx: FlowContext, stage: Stage, node: str, run_id: str) -> None:
-    """k3s etcd-snapshot save on `node`, then (same playbook) its check and the pruning of
-    Hecate's older snapshots; the snapshot's name, node and path go into the run's facts.
-    Never raises for the snapshot itself: a failed or unverified one is a warning."""
-    shutdown = ctx.config.shutdown
-    name = f"{SNAPSHOT_PREFIX}-{run_id}"
-    stdout: dict[str, str] = {}
-
-    def listen(event: TaskEvent) -> None:
-        if event.task == TASK_ETCD and event.result is not None:
-            stdout[event.host] = str(event.result.get("stdout", ""))
-
-    result = run_playbook(
-        ctx,
-        stage,
-        "etcd_snapshot",
-        [node],
-        timeout_s=shutdown.etcd_snapshot_timeout_seconds + 90,
-        listen=listen,
-        etcd_snapshot_name=name,
-        etcd_snapshot_timeout_s=int(shutdown.etcd_snapshot_timeout_seconds),
-        etcd_snapshot_required=False,
-        etcd_snapshot_verify_keep=shutdown.etcd_snapshots_kept,
-        etcd_snapshot_prune_prefix=SNAPSHOT_PREFIX,
-    )
-    if stage.status != StageStatus.OK or not result.ok or node not in stdout:
-        # A failed snapshot is reported but never blocks a power-triggered shutdown.
-        stage.status = StageStatus.WARNING
-        stage.note("snapshot failed or not checked; shutdown continues")
-        return
-    record_snapshot(ctx, stage, node, name, run_id, NodeAnswer(True, True, stdout[node]))
-
-
-def record_snapshot(
-    ctx: FlowContext, stage: Stage, node: str, name: str, run_id: str, answer: NodeAnswer
-) -> None:
-    values = answer.values()
-    path = values.get("path", "")
-    size = int(values["size"]) if values.get("size", "").isdigit() else 0
-    how, verified = "size and readability (no etcdctl on the server)", size > 0
-    if "etcdctl" in values:
-        status = _json(values["etcdctl"])
-        how = "etcdctl snapshot status"
-        verified = verified and isinstance(status, dict) and "hash" in status
-    cluster = _json(values.get("cluster", ""))
-    if isinstance(cluster, list) and cluster and isinstance(cluster[0], dict):
-        cluster = cluster[0].get("Status")  # etcdctl endpoint status -w json
-    header = cluster.get("header") if isinstance(cluster, dict) else None
-    mtime = values.get("mtime", "")
-    stage.facts["etcd_snapshot"] = {
-        "name": name,
-        "node": node,
-        "path": path,
-        "size": size,
-        "verified": verified,
-        "checked_by": how,
-        "taken_at": float(mtime) if mtime.isdigit() else ctx.clock(),
-        "cluster_id": str(header.get("cluster_id", "")) if isinstance(header, dict) else "",
-        "run_id": run_id,
-    }
-    if not verified:
-        stage.status = StageStatus.WARNING
-        problem = values.get("error") or values.get("etcdctl") or f"{path or name}: empty"
-        stage.note(f"snapshot not verified by {how}: {problem}")
-        return
-    stage.note(f"{path} on {node}, {size} bytes, checked by {how}")
-    gone = [line for line in answer.stdout.splitlines() if line.startswith("pruned=")]
-    if gone:
-        stage.note(
-            f"pruned {len(gone)} older Hecate snapshot(s), "
-            f"{ctx.config.shutdown.etcd_snapshots_kept} kept"
-        )
-
-
 def _api_answers(ctx: FlowContext) -> bool:
     try:
         return ctx.kube.available and ctx.kube.readyz()
     except HecateError:
         return False
-
-
-def _json(text: str) -> object:
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return None

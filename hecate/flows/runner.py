@@ -14,7 +14,8 @@ from typing import Any
 
 from hecate.adapters.statedir import unsaved
 from hecate.core.node_account import NodeAccount, StageNodes, account_nodes, shutdown_outcome
-from hecate.core.plans import FlowKind, FlowPlan, StageSpec, StageStatus, playbook_batches
+from hecate.core.plan_runs import playbook_batches
+from hecate.core.plans import FlowKind, FlowPlan, StageSpec, StageStatus
 from hecate.core.run_history import Outcome, RunRecord
 from hecate.errors import HecateError
 from hecate.flows.context import (
@@ -178,8 +179,9 @@ def _run_step(ctx: FlowContext, step: StepFn | PlaybookStep, stage: Stage, spec:
 
 def walk(ctx: FlowContext, plan: FlowPlan, steps: StepTable, recorder: StageRecorder) -> None:
     """Run the plan's stages in order; a stage the plan marked `skip` is recorded skipped.
-    The plan's playbook batches (flow_plans.playbook_batches: playbook stages in a row) run
-    as one ansible-playbook each; every stage is still recorded and judged on its own."""
+    The plan's playbook batches (hecate.core.plan_runs.playbook_batches: playbook stages in
+    a row) run as one ansible-playbook each; every stage is still recorded and judged on its
+    own."""
     missing = [s.name for s in plan.stages if s.skip is None and s.name not in steps]
     if missing:
         raise MissingStepError(f"{plan.kind}: no step for stage(s) {', '.join(missing)}")

@@ -31,7 +31,7 @@ from hecate.flows.context import (
 )
 from hecate.flows.drain import drain as _drain
 from hecate.flows.each_node import for_each_node
-from hecate.flows.etcd import snapshot_stage
+from hecate.flows.etcd_snapshot import snapshot_stage
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
 from hecate.flows.power_confirm import power_confirm_stage
 from hecate.flows.report import FlowReport, record_interrupted

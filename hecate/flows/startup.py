@@ -47,7 +47,7 @@ from hecate.flows.context import (
     wait_until,
 )
 from hecate.flows.each_node import for_each_node
-from hecate.flows.etcd import etcd_quorum_gate, start_servers_step
+from hecate.flows.etcd import EtcdCarry, etcd_quorum_gate, start_servers_step
 from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.power_on import power_on_stage
@@ -159,16 +159,18 @@ def _prepare(
     ctx: FlowContext, options: StartupOptions, recorder: StageRecorder
 ) -> tuple[FlowPlan, StepTable]:
     ledger, _ = load_ledger_or_new(ctx.config.state_dir)  # corrupt: set aside, logged
-    lost: set[str] = set()  # servers whose etcd data was gone before k3s started
+    # start_servers -> etcd_quorum: the servers whose etcd data was gone before k3s started,
+    # and the first quorum reading when start_servers' ansible-playbook took it
+    carry = EtcdCarry()
     steps: dict[str, StepFn | PlaybookStep] = {
         "power_on": lambda stage, spec: power_on_stage(ctx, stage, spec),
         "time_sync": lambda stage, _spec: time_sync_gate(ctx, stage),
         "start_servers": (
-            start_servers_step(ctx, lost, _start(ctx, "start_servers"))
+            start_servers_step(ctx, carry, _start(ctx, "start_servers"))
             if embedded_etcd(ctx.config)
             else _start(ctx, "start_servers")
         ),
-        "etcd_quorum": lambda stage, _spec: etcd_quorum_gate(ctx, stage, lost),
+        "etcd_quorum": lambda stage, _spec: etcd_quorum_gate(ctx, stage, carry),
         "wait_api": lambda _stage, _spec: _wait_api(ctx),
         "start_agents": _start(ctx, "start_agents"),
         "nodes_ready": lambda stage, spec: _wait_nodes_ready(ctx, stage, ledger, spec.nodes),

@@ -1,4 +1,4 @@
-"""Which stages share one ansible-playbook is the plan's to say (flow_plans.playbook_batches):
+"""Which stages share one ansible-playbook is the plan's to say (plan_runs.playbook_batches):
 the dry run prints it, the runner walks it, and a step table that disagrees with the plan is
 refused before anything runs."""
 
@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from hecate.adapters.statedir.store import StateStore
 from hecate.cli.plan_text import plan_json, plan_lines
 from hecate.config.model import HecateConfig, parse_config
+from hecate.core.plan_runs import playbook_batches
 from hecate.core.plans import (
     FlowPlan,
     ShutdownOptions,
     StageSpec,
-    playbook_batches,
     shutdown_plan,
 )
 from hecate.flows.context import FlowContext, PlaybookStep

@@ -264,3 +264,32 @@ def test_a_stage_that_cannot_start_fails_with_the_reason_and_the_next_still_run(
     assert poweroff.ok and poweroff.succeeded_hosts == ["a1"], poweroff.summary()
     wait_for_call(node, "systemctl poweroff")
     assert not any("systemctl stop" in c for c in node.calls())
+
+
+def test_the_servers_reads_around_their_start_are_one_process_in_order(
+    tmp_path: Path, node: Node
+) -> None:
+    """The startup's start_servers (issue 29): the etcd probe while k3s is stopped, the start,
+    then etcd_quorum's first probe, as the plays of one ansible-playbook, in that order, each
+    with its own result and its own events (the etcd playbook takes its stage's group)."""
+    probe = {"etcd_action": "probe", "etcd_args": [], "etcd_timeout_s": 10}
+    events: list[tuple[int | None, str, str]] = []
+    with make_port(tmp_path, node) as port:
+        before, start, after = port.run_batch(
+            [
+                PlaybookRequest("etcd", limit=["s1"], extravars=probe),
+                PlaybookRequest("start_servers", limit=["s1"], extravars=STOP),
+                PlaybookRequest("etcd", limit=["s1"], extravars=probe),
+            ],
+            on_event=lambda e: events.append((e.stage, e.host, e.task)),
+        )
+    assert before.ok and start.ok and after.ok, (before.summary(), after.summary())
+    assert sorted(before.hosts) == sorted(start.hosts) == sorted(after.hosts) == ["s1"]
+    assert len(run_dirs(tmp_path)) == 1  # one ansible-playbook for the three
+    reads = [stage for stage, _, task in events if task == "Run the etcd action"]
+    assert set(reads) == {0, 2}  # each probe's answer goes to its own stage
+    calls = node.calls()
+    started = calls.index("sudo -n systemctl start k3s")
+    probes = [i for i, c in enumerate(calls) if c == "systemctl is-active k3s"]
+    assert len(probes) == 2 and probes[0] < started < probes[1], calls
+    assert node.unit("k3s") == "active"
