@@ -40,7 +40,8 @@ file_info() { # size and mtime of a root-only file, or nothing
 }
 case $action in
 probe)
-    echo "unit=$(systemctl is-active k3s 2>/dev/null || true)"
+    unit=$(systemctl is-active k3s 2>/dev/null || true)
+    echo "unit=$unit"
     # k3s keeps $db on every server (SQLite's state.db too): not seeing it is a refused sudo
     if ! $SUDO stat -c %n $db >/dev/null 2>&1; then
         echo "error=cannot read $db (sudo refused? install the etcd rules of configs/sudoers-hecate)"
@@ -57,7 +58,12 @@ probe)
     else
         echo "cluster_init=no"
     fi
-    if command -v curl >/dev/null 2>&1; then
+    # Embedded etcd lives in the k3s process: with k3s stopped nothing listens on 2379, and
+    # etcdctl retries a refused connection until its command timeout (5 s per call, 15 s per
+    # probe: most of a startup's time before the servers start).
+    if [ "$unit" = inactive ] || [ "$unit" = failed ]; then
+        echo "health=k3s is $unit: its embedded etcd is not running"
+    elif command -v curl >/dev/null 2>&1; then
         echo "health=$(etcd_api /health)"
         echo "member_list=$(etcd_api /v3/cluster/member/list post)"
         echo "status=$(etcd_api /v3/maintenance/status post)"

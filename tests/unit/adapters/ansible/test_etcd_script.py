@@ -5,6 +5,7 @@ would start on it); the reset never puts the server token on a command line (`ps
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -74,3 +75,56 @@ def test_the_reset_refuses_an_empty_token_file(tmp_path: Path) -> None:
     (server / "token").write_text("")
     done = _run(tmp_path, "reset", "/snap.db", f"{RANCHER}/k3s/server/token")
     assert done.returncode == 3 and "is empty" in done.stdout
+
+
+def _probe(root: Path, unit: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The probe with `systemctl is-active k3s` answering `unit`, no curl, and an etcdctl that
+    records its calls (a real one retries a refused connection for its 5 s command timeout)."""
+    bin_dir, calls = root / "bin", root / "etcdctl-calls"
+    bin_dir.mkdir()
+    for tool in ("sh", "stat", "grep", "tr", "sed"):  # only these: no curl on PATH
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    (root / "rancher" / "k3s" / "server" / "db" / "etcd").mkdir(parents=True)
+    (bin_dir / "systemctl").write_text(
+        f'#!/bin/sh\n[ "$1" = is-active ] && {{ echo {unit}; [ {unit} = active ]; exit; }}\n'
+    )
+    (bin_dir / "etcdctl").write_text(f'#!/bin/sh\necho "$*" >> {calls}\necho "{{}}"\n')
+    for tool in ("systemctl", "etcdctl"):
+        (bin_dir / tool).chmod(0o755)
+    wrap = root / "wrap"
+    wrap.write_text(
+        '#!/bin/sh\nfor a in "$@"; do shift; set -- "$@" "$(printf %s "$a" | '
+        f'sed -e \'s#^{RANCHER}#{root}/rancher#\')"; done\nexec "$@"\n'
+    )
+    wrap.chmod(0o755)
+    done = subprocess.run(
+        ["sh", "-c", SCRIPT.read_text(), "hecate-etcd", str(wrap), "probe"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+        env={"PATH": str(bin_dir)},
+    )
+    return done, calls
+
+
+def test_the_probe_asks_no_etcd_while_k3s_is_stopped(tmp_path: Path) -> None:
+    """Embedded etcd runs inside k3s: with the unit inactive nothing can answer, and each
+    etcdctl call waited out its 5 s timeout (15 s per server before every startup)."""
+    done, calls = _probe(tmp_path, "inactive")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "unit=inactive" in done.stdout and "data=empty" in done.stdout
+    assert "health=k3s is inactive: its embedded etcd is not running" in done.stdout
+    assert not calls.exists(), calls.read_text()
+
+
+def test_the_probe_asks_etcd_while_k3s_runs(tmp_path: Path) -> None:
+    done, calls = _probe(tmp_path, "active")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "unit=active" in done.stdout and "health={}" in done.stdout
+    asked = calls.read_text().splitlines()
+    assert [a.split(" -w ")[0].rsplit(" ", 2)[-2:] for a in asked] == [
+        ["endpoint", "health"],
+        ["member", "list"],
+        ["endpoint", "status"],
+    ], asked
