@@ -330,7 +330,10 @@ class BoundedServer:
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._server.pull_trigger()
+            # The loop may see _stop and close every socket (the trigger's too) before this
+            # pull: EBADF then only means there is nothing left to wake.
+            with contextlib.suppress(OSError):
+                self._server.pull_trigger()
             self._thread.join(10)
         else:
             self._server.task_dispatcher.shutdown(timeout=5)
