@@ -71,7 +71,8 @@ def test_a_real_daemon_sheds_on_battery_and_restores_on_stable_mains(
         daemon.wait_for("action=shed", timeout=20)
         wait_for((tmp_path / "state" / "shed.json").exists, 10, "the record")
         wait_for(lambda: _replicas(cluster) == 0, 20, "apps/whoami at 0")
-        assert "hecate_shed_workloads 1.0" in daemon.metrics()
+        # the gauge follows the shed's result, a moment after the scale the API shows
+        wait_for(lambda: "hecate_shed_workloads 1.0" in daemon.metrics(), 10, "the shed gauge")
         status = subprocess.run(
             [sys.executable, "-m", "hecate", "status", "--config", str(config)],
             capture_output=True,
