@@ -122,7 +122,7 @@ def evict_drain(ctx: FlowContext, stage: Stage, agents: list[str], bound_s: floa
                 with contextlib.suppress(KubeError):  # refused (PDB) or gone: asked again
                     kube.evict(pod)
         watched = [*busy, *unlisted]
-        wait_until(ctx, partial(_all_left, kube, watched), min(EVICT_RETRY_S, left_s))
+        wait_until(ctx, partial(_all_empty, kube, watched), min(EVICT_RETRY_S, left_s))
     for node, error in unlisted.items():
         del remaining[node]
         _failed(stage, node, error)
@@ -137,10 +137,3 @@ def evict_drain(ctx: FlowContext, stage: Stage, agents: list[str], bound_s: floa
                 f"or a long grace period): {names}{more}"
             )
     return [n for n in agents if stage.nodes.get(n) == "ok"]
-
-
-def _all_left(kube: KubeApi, nodes: list[str]) -> bool:
-    try:
-        return all(not _movable(kube, n) for n in nodes)
-    except KubeError:
-        return False
