@@ -175,6 +175,12 @@ class RecordingAnsible:
         self._record(f"batch {name}", results, called_at, time.monotonic() - start)
         return results
 
+    def hold(self, requests: Sequence[PlaybookRequest]) -> None:
+        self.inner.hold(requests)
+
+    def drop_held(self) -> None:
+        self.inner.drop_held()
+
     def _record(
         self, name: str, results: list[PlaybookResult], called_at: float, wall: float
     ) -> None:

@@ -42,6 +42,8 @@ class FakeAnsible:
     unreachable: set[str] = field(default_factory=set)
     requests: list[PlaybookRequest] = field(default_factory=list)
     batches: list[list[str]] = field(default_factory=list)  # playbook names per run_batch
+    held: list[list[str]] = field(default_factory=list)  # playbook names per hold
+    drops: int = 0  # drop_held calls
     cluster: FakeKube | None = None
     # time_sync playbook: per-node clock offset (s) and nodes not NTP-synchronised
     clock_offsets: dict[str, float] = field(default_factory=dict)
@@ -147,6 +149,13 @@ class FakeAnsible:
         return PlaybookResult(
             request.playbook, status, 0 if status == "successful" else 4, hosts, 0.01, [], None
         )
+
+    def hold(self, requests: Sequence[PlaybookRequest]) -> None:
+        """Recorded (`held`): what a flow started ahead, by playbook; nothing runs."""
+        self.held.append([r.playbook for r in requests])
+
+    def drop_held(self) -> None:
+        self.drops += 1
 
     def run_batch(
         self,

@@ -249,17 +249,11 @@ class BatchEntry:
     step: PlaybookStep
 
 
-def run_playbook_batch(
-    ctx: FlowContext,
-    entries: Sequence[BatchEntry],
-    on_stage_start: Callable[[str], None] | None = None,
-) -> list[PlaybookResult | None]:
-    """Run several PlaybookStep stages as one batch (`Ansible.run_batch`); each stage's
-    result is its own share of the run's events, as if it had run alone. Returns each entry's
-    result (None: no usable node, nothing ran; the stage is marked failed). Nothing is applied
-    to the stages here: :func:`apply_batch_result` does that, in order, so a cancelled batch
-    keeps what its finished stages did. `on_stage_start` is told a stage's name when its first
-    event arrives."""
+def batch_requests(
+    ctx: FlowContext, entries: Sequence[BatchEntry]
+) -> tuple[list[BatchEntry], list[PlaybookRequest]]:
+    """The entries that have a usable node, and the batch's requests (one each, in order):
+    what :func:`run_playbook_batch` runs, and what the runner may start ahead."""
     problems = node_problems(ctx.config)
     requests: list[PlaybookRequest] = []
     owners: list[BatchEntry] = []
@@ -276,6 +270,21 @@ def run_playbook_batch(
                 timeout_s=entry.step.timeout_s,
             )
         )
+    return owners, requests
+
+
+def run_playbook_batch(
+    ctx: FlowContext,
+    entries: Sequence[BatchEntry],
+    on_stage_start: Callable[[str], None] | None = None,
+) -> list[PlaybookResult | None]:
+    """Run several PlaybookStep stages as one batch (`Ansible.run_batch`); each stage's
+    result is its own share of the run's events, as if it had run alone. Returns each entry's
+    result (None: no usable node, nothing ran; the stage is marked failed). Nothing is applied
+    to the stages here: :func:`apply_batch_result` does that, in order, so a cancelled batch
+    keeps what its finished stages did. `on_stage_start` is told a stage's name when its first
+    event arrives."""
+    owners, requests = batch_requests(ctx, entries)
     running: set[int] = set()
 
     def on_event(event: TaskEvent) -> None:

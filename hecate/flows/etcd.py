@@ -5,7 +5,7 @@ shutdown's snapshot: hecate/flows/etcd_snapshot.py). The decisions are hecate/co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hecate.adapters.ansible.events import TaskEvent
@@ -32,6 +32,7 @@ from hecate.flows.context import (
     check_cancel,
     run_playbook,
 )
+from hecate.flows.runner import ForeseenStep
 
 TASK_ETCD = "Run the etcd action"
 PROBE_S = 30.0  # a probe's own bound on each server (its run adds the connect timeout)
@@ -177,9 +178,7 @@ class EtcdCarry:
         return first
 
 
-def start_servers_step(
-    ctx: FlowContext, carry: EtcdCarry, step: PlaybookStep
-) -> Callable[[Stage, StageSpec], None]:
+def start_servers_step(ctx: FlowContext, carry: EtcdCarry, step: PlaybookStep) -> ForeseenStep:
     """start_servers for embedded etcd, as one ansible-playbook: each server's etcd data
     directory read while k3s is still stopped (k3s may rejoin a server whose data is gone as a
     new, empty member: after the start it would look healthy), the start itself, and when the
@@ -198,7 +197,30 @@ def start_servers_step(
             carry.lost.clear()  # no server has etcd data: SQLite, or nothing to compare with
         carry.first_read = _readings(after) if after is not None else None
 
-    return run
+    def requests(spec: StageSpec) -> list[PlaybookRequest]:
+        return start_requests(ctx, spec.nodes, step, read_after=spec.reads_ahead == "etcd_quorum")
+
+    return ForeseenStep(run, requests)
+
+
+def start_requests(
+    ctx: FlowContext, nodes: Sequence[str], step: PlaybookStep, *, read_after: bool
+) -> list[PlaybookRequest]:
+    """start_servers' one run: the data read of the usable `nodes`, their start and
+    (`read_after`) every readable server's probe (none: no usable node, nothing runs)."""
+    usable, _ = _left_out(ctx, list(nodes))
+    if not usable:
+        return []
+    read_usable, _ = _left_out(ctx, list(ctx.config.nodes.servers))
+    requests = [
+        _etcd_request(ctx, usable, "probe", (), PROBE_S),
+        PlaybookRequest(
+            step.playbook, limit=usable, extravars=dict(step.extravars), timeout_s=step.timeout_s
+        ),
+    ]
+    if read_after and read_usable:
+        requests.append(_etcd_request(ctx, read_usable, "probe", (), PROBE_S))
+    return requests
 
 
 def _start_with_reads(
@@ -215,14 +237,7 @@ def _start_with_reads(
         run_playbook(ctx, stage, step.playbook, nodes, timeout_s=step.timeout_s, **step.extravars)
         return left_out, None
     listeners = [_Listener(ctx, stage.name), _Listener(ctx, stage.name)]
-    requests = [
-        _etcd_request(ctx, usable, "probe", (), PROBE_S),
-        PlaybookRequest(
-            step.playbook, limit=usable, extravars=dict(step.extravars), timeout_s=step.timeout_s
-        ),
-    ]
-    if read_after and read_usable:
-        requests.append(_etcd_request(ctx, read_usable, "probe", (), PROBE_S))
+    requests = start_requests(ctx, nodes, step, read_after=read_after)
 
     def on_event(event: TaskEvent) -> None:
         if event.stage == 0:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from hecate.adapters.ansible.protocol import PlaybookRequest
 from hecate.adapters.statedir import unsaved
 from hecate.core.node_account import NodeAccount, StageNodes, account_nodes, shutdown_outcome
 from hecate.core.plan_runs import playbook_batches
@@ -26,12 +28,27 @@ from hecate.flows.context import (
     Stage,
     StageResult,
     apply_batch_result,
+    batch_requests,
     run_playbook,
     run_playbook_batch,
 )
 from hecate.flows.report import FlowReport, outcome_of, save_report
 
 StepFn = Callable[[Stage, StageSpec], object]  # what a step returns is not used
+
+
+@dataclass(frozen=True)
+class ForeseenStep:
+    """A step function whose first playbook run is known before its stage starts: `requests`
+    returns the very requests it will make first, so the runner can start that run ahead."""
+
+    run: StepFn
+    requests: Callable[[StageSpec], Sequence[PlaybookRequest]]
+
+    def __call__(self, stage: Stage, spec: StageSpec) -> object:
+        return self.run(stage, spec)
+
+
 # A PlaybookStep is data, not code: the runner runs it (and its PlaybookStep neighbours in one
 # ansible-playbook); any other step is a function of the stage and its spec.
 StepTable = Mapping[str, StepFn | PlaybookStep]
@@ -194,19 +211,64 @@ def walk(ctx: FlowContext, plan: FlowPlan, steps: StepTable, recorder: StageReco
     if disagree:
         raise MissingStepError(f"{plan.kind}: plan and steps disagree on {', '.join(disagree)}")
     batches = dict(playbook_batches(plan.stages))
+    units: list[tuple[int, int]] = []  # each stage alone, or a batch of them: [start, end)
     index = 0
     while index < len(plan.stages):
-        if index in batches:
-            _walk_batch(ctx, plan.stages[index : batches[index]], steps, recorder)
-            index = batches[index]
-            continue
-        spec = plan.stages[index]
-        index += 1
-        with recorder.stage(spec.name) as stage:
-            if spec.skip is not None:
-                stage.status, stage.detail = StageStatus.SKIPPED, spec.skip
+        end = batches.get(index, index + 1)
+        units.append((index, end))
+        index = end
+    held: set[int] = set()
+    try:
+        for number, (start, end) in enumerate(units):
+            _hold_next(ctx, plan.stages, steps, units[number + 1 :], held)
+            if start in batches:
+                _walk_batch(ctx, plan.stages[start:end], steps, recorder)
                 continue
-            _run_step(ctx, steps[spec.name], stage, spec)
+            spec = plan.stages[start]
+            with recorder.stage(spec.name) as stage:
+                if spec.skip is not None:
+                    stage.status, stage.detail = StageStatus.SKIPPED, spec.skip
+                    continue
+                _run_step(ctx, steps[spec.name], stage, spec)
+    finally:
+        ctx.ansible.drop_held()  # what was started ahead and not needed ends untouched
+
+
+def _hold_next(
+    ctx: FlowContext,
+    stages: Sequence[StageSpec],
+    steps: StepTable,
+    later: Sequence[tuple[int, int]],
+    held: set[int],
+) -> None:
+    """Start the next playbook run ahead (`Ansible.hold`), while this stage runs: its
+    ansible-playbook starts up meanwhile and waits at its gate; the run itself still waits for
+    the flow to ask for it, with the hosts Python decided then (hecate/adapters/ansible/held.py).
+    The next run is that of the first later stage (or batch) whose requests are known now."""
+    for start, end in later:
+        requests = _unit_requests(ctx, stages[start:end], steps)
+        if not requests:
+            continue
+        if start not in held:
+            held.add(start)
+            ctx.ansible.hold(requests)
+        return
+
+
+def _unit_requests(
+    ctx: FlowContext, specs: Sequence[StageSpec], steps: StepTable
+) -> list[PlaybookRequest]:
+    """The requests a stage, or a batch of them, will make first (none when unknown)."""
+    entries = []
+    for spec in specs:
+        step = steps.get(spec.name)
+        if spec.skip is not None or step is None:
+            continue
+        if isinstance(step, ForeseenStep):
+            return list(step.requests(spec)) if len(specs) == 1 else []
+        if isinstance(step, PlaybookStep):
+            entries.append(BatchEntry(Stage(spec.name), list(spec.nodes), step))
+    return batch_requests(ctx, entries)[1] if entries else []
 
 
 def run_facts(results: list[StageResult]) -> dict[str, Any]:

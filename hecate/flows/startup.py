@@ -52,9 +52,15 @@ from hecate.flows.guard_facts import guard_startup
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
 from hecate.flows.power_on import power_on_stage
 from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
-from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
+from hecate.flows.runner import ForeseenStep, StageRecorder, StepFn, StepTable, run_flow
 from hecate.flows.shed_restore import shed_restore_stage
-from hecate.flows.startup_gates import probes_gate, soak_gate, storage_gate, time_sync_gate
+from hecate.flows.startup_gates import (
+    clock_request,
+    probes_gate,
+    soak_gate,
+    storage_gate,
+    time_sync_gate,
+)
 
 __all__ = ["run_startup", "source_ready"]
 
@@ -164,7 +170,10 @@ def _prepare(
     carry = EtcdCarry()
     steps: dict[str, StepFn | PlaybookStep] = {
         "power_on": lambda stage, spec: power_on_stage(ctx, stage, spec),
-        "time_sync": lambda stage, _spec: time_sync_gate(ctx, stage),
+        "time_sync": ForeseenStep(
+            lambda stage, _spec: time_sync_gate(ctx, stage),
+            lambda _spec: [clock_request(ctx, ctx.config.nodes.all)],  # its first read
+        ),
         "start_servers": (
             start_servers_step(ctx, carry, _start(ctx, "start_servers"))
             if embedded_etcd(ctx.config)

@@ -9,7 +9,7 @@ stage functions around them do the reading.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -138,12 +138,17 @@ class _ClockCollector:
         self.readings[node] = current
 
 
+def clock_request(ctx: FlowContext, nodes: Sequence[str]) -> PlaybookRequest:
+    """One read of `nodes`' clocks (the first is every node's: what the runner starts ahead)."""
+    timeout = float(ctx.config.ssh_connect_timeout_seconds) + 60.0
+    return PlaybookRequest(
+        "time_sync", limit=list(nodes), extravars={"time_sync_timeout_s": 20}, timeout_s=timeout
+    )
+
+
 def _read_clocks(ctx: FlowContext, nodes: list[str]) -> dict[str, ClockVerdict | ClockReading]:
     collector = _ClockCollector()
-    timeout = float(ctx.config.ssh_connect_timeout_seconds) + 60.0
-    request = PlaybookRequest(
-        "time_sync", limit=nodes, extravars={"time_sync_timeout_s": 20}, timeout_s=timeout
-    )
+    request = clock_request(ctx, nodes)
 
     def on_event(event: TaskEvent) -> None:
         collector(event)

@@ -73,18 +73,22 @@ _RESOLVED: Mapping[Playbook, ResolvedPlaybook] = MappingProxyType(
 
 # The playbook files whose plays intersect their hosts with `hecate_stage_group`, so the port
 # may run them as stages of one ansible-playbook (hecate/adapters/ansible/batch.py).
-BATCHABLE_FILES = frozenset({f"{K3S_SERVICE_PLAYBOOK}.yml", "poweroff.yml", "etcd.yml"})
+BATCHABLE_FILES = frozenset(
+    {f"{K3S_SERVICE_PLAYBOOK}.yml", "poweroff.yml", "etcd.yml", "time_sync.yml"}
+)
 
 
 def batch_group(file: str, extravars: Mapping[str, Any]) -> str:
     """The inventory group a batchable playbook's play runs on (its hosts line is
     ``GROUP:&{{ hecate_stage_group ... }}``): ``managed`` for poweroff, ``server`` for etcd,
-    ``k3s_service_group`` for k3s_service. A batched stage's hosts are its limit within that
-    group."""
+    ``k3s_cluster`` for time_sync, ``k3s_service_group`` for k3s_service. A batched stage's
+    hosts are its limit within that group."""
     if file == "poweroff.yml":
         return "managed"
     if file == "etcd.yml":
         return "server"
+    if file == "time_sync.yml":
+        return "k3s_cluster"
     return str(extravars.get("k3s_service_group", ""))
 
 

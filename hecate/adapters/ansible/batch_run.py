@@ -37,6 +37,7 @@ from hecate.adapters.ansible.batch import (
     stage_outcomes,
 )
 from hecate.adapters.ansible.events import EventCallback, TaskEvent, TaskTiming
+from hecate.adapters.ansible.held import HeldRun, make_target
 from hecate.adapters.ansible.inventory import group_hosts
 from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult, RunnerDone
 from hecate.adapters.ansible.rundir import stdout_tail
@@ -71,6 +72,8 @@ class BatchPort(Protocol):
 
     def playbook_path(self, name: str) -> Path: ...
 
+    def claim_held(self, stages: Sequence[BatchStage], requests: int) -> HeldRun | None: ...
+
     def extravars(self, request: PlaybookRequest) -> dict[str, Any]: ...
 
     def checked_limit(self, name: str, request: PlaybookRequest) -> tuple[str, ...] | None: ...
@@ -99,12 +102,59 @@ def run_batch(
     *,
     on_event: EventCallback | None = None,
     cancel: threading.Event | None = None,
+    held: HeldRun | None = None,
 ) -> list[PlaybookResult]:
-    """One result per request, as ``port.run`` would return it. Hosts that ansible dropped after
+    """One result per request, as ``port.run`` would return it. A run the port started ahead
+    for exactly these stages (`held`, or one ``claim_held`` finds) is released for them instead
+    of starting a new one (hecate/adapters/ansible/held.py). Hosts that ansible dropped after
     a failure in an earlier play get the later stages in one more run, so a node's failure never
     keeps it (or the others) from a later stage. Every request is checked before anything runs;
     ``check``, ``tags`` and ``skip_tags`` are not batched (those requests are refused: run them
     alone)."""
+    stages, results = batch_stages(port, requests)
+    if cancel is not None and cancel.is_set():
+        stages, canceled = [], stages
+        for stage in canceled:
+            results[stage.index] = PlaybookResult(
+                stage.playbook, "canceled", 254, {}, 0.0, [], None, stage.hosts, "canceled"
+            )
+    if held is not None and not stages:
+        held.drop()  # cancelled before it ran: it ends without touching a node
+        held = None
+    if held is None and stages:
+        held = port.claim_held(stages, len(requests))
+    if held is None and len(stages) == 1:  # nothing to share: the plain run, events tagged
+        only = stages[0]
+
+        def tagged(event: TaskEvent) -> None:
+            if on_event is not None:
+                on_event(dataclasses.replace(event, stage=only.index))
+
+        results[only.index] = port.run(requests[only.index], on_event=tagged, cancel=cancel)
+        stages = []
+    outcomes, artifacts = _run_stages(port, stages, on_event=on_event, cancel=cancel, held=held)
+    for stage in stages:
+        outcome = outcomes[stage.index]
+        results[stage.index] = PlaybookResult(
+            playbook=stage.playbook,
+            status=outcome.status,
+            rc=outcome.rc,
+            hosts=outcome.hosts,
+            duration_s=outcome.duration_s,
+            tasks=outcome.tasks,
+            artifacts_dir=artifacts,
+            limit=stage.hosts,
+            detail=outcome.detail,
+        )
+        log.info("ansible: %s", results[stage.index].summary())
+    return [results[index] for index in range(len(requests))]
+
+
+def batch_stages(
+    port: BatchPort, requests: Sequence[PlaybookRequest]
+) -> tuple[list[BatchStage], dict[int, PlaybookResult]]:
+    """The requests as batch stages (checked), and the results of those with an empty limit
+    (skipped: nothing to run)."""
     names = [Path(r.playbook).stem for r in requests]
     stages: list[BatchStage] = []
     results: dict[int, PlaybookResult] = {}
@@ -131,37 +181,15 @@ def run_batch(
         group = group_hosts(port.inventory, batch_group(file, extravars))
         targets = tuple(host for host in limit if host in group)
         stages.append(BatchStage(index, name, path, extravars, limit, timeout_s, targets))
-    if cancel is not None and cancel.is_set():
-        stages, canceled = [], stages
-        for stage in canceled:
-            results[stage.index] = PlaybookResult(
-                stage.playbook, "canceled", 254, {}, 0.0, [], None, stage.hosts, "canceled"
-            )
-    if len(stages) == 1:  # nothing to share: the plain run, its events still tagged
-        only = stages[0]
+    return stages, results
 
-        def tagged(event: TaskEvent) -> None:
-            if on_event is not None:
-                on_event(dataclasses.replace(event, stage=only.index))
 
-        results[only.index] = port.run(requests[only.index], on_event=tagged, cancel=cancel)
-        stages = []
-    outcomes, artifacts = _run_stages(port, stages, on_event=on_event, cancel=cancel)
-    for stage in stages:
-        outcome = outcomes[stage.index]
-        results[stage.index] = PlaybookResult(
-            playbook=stage.playbook,
-            status=outcome.status,
-            rc=outcome.rc,
-            hosts=outcome.hosts,
-            duration_s=outcome.duration_s,
-            tasks=outcome.tasks,
-            artifacts_dir=artifacts,
-            limit=stage.hosts,
-            detail=outcome.detail,
-        )
-        log.info("ansible: %s", results[stage.index].summary())
-    return [results[index] for index in range(len(requests))]
+def held_stages(port: BatchPort, requests: Sequence[PlaybookRequest]) -> list[BatchStage]:
+    """:func:`batch_stages`, or none when the requests cannot be one batch (nothing to hold)."""
+    try:
+        return batch_stages(port, requests)[0]
+    except PlaybookError:
+        return []
 
 
 def _run_stages(
@@ -170,6 +198,7 @@ def _run_stages(
     *,
     on_event: EventCallback | None,
     cancel: threading.Event | None,
+    held: HeldRun | None = None,
 ) -> tuple[dict[int, StageOutcome], Path | None]:
     """Run the batch, then again as the planner says (each attempt retires its first stage); a
     later attempt that cannot run fails what it would have run, and keeps what ran."""
@@ -186,7 +215,10 @@ def _run_stages(
             running = [dataclasses.replace(s, hosts=s.targets or s.hosts) for s in running]
         collected = BatchCollector()
         try:
-            done, over_bound, run_end = _run_once(port, running, collected, on_event, cancel)
+            first = held if attempt == 0 else None
+            done, over_bound, run_end = _run_once(
+                port, running, collected, on_event, cancel, held=first
+            )
         except AnsibleRunError as exc:
             if attempt == 0:
                 raise
@@ -286,8 +318,11 @@ def _run_once(
     collected: BatchCollector,
     on_event: EventCallback | None,
     cancel: threading.Event | None,
+    *,
+    held: HeldRun | None = None,
 ) -> tuple[RunnerDone, int | None, float]:
-    """One ansible-playbook for `stages`. Returns how it ended; when the port stopped it
+    """One ansible-playbook for `stages` (the one `held` ahead, when it can still be used).
+    Returns how it ended; when the port stopped it
     because its current stage was over that stage's own bound, which stage that was; and
     when it ended (monotonic)."""
     label = "+".join(stage.playbook for stage in stages)
@@ -298,6 +333,15 @@ def _run_once(
         if mapped.stage is not None:
             collected.add(mapped.stage, mapped, timing)
 
+    if held is not None:
+        target = make_target(collected, on_event, watch.on_play, watch.should_stop)
+        wait_s = run_bound_s(steps) + held.hold_s + 60.0
+        done_held = held.go(stages, target, wait_s=wait_s)
+        if done_held is not None:
+            over = watch.over_bound if not watch.user_canceled else None
+            return done_held, over, time.monotonic()
+        log.info("ansible: the run held for %s could not be used: a new run", label)
+        watch = BatchWatch(steps, collected, cancel, label)
     inventory = batch_inventory(port.inventory, stages)
     limit = batch_limit(stages)
     timeout_s = run_bound_s(steps)  # never before the stages' own bounds (they add up to it)

@@ -3,15 +3,19 @@
 No I/O and no ``ansible_runner`` import: every function takes the plain dicts ansible-runner
 hands to ``event_handler`` (or ``runner.stats``) and returns frozen values. Anything the mapping
 does not recognise (an event without a host, a loop item, a malformed field) maps to ``None`` or
-is left out, never raises: the runner's event stream is outside input.
+is left out, never raises: the runner's event stream is outside input. :func:`log_event`, the
+port's default event callback, only logs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+log = logging.getLogger("hecate.adapters.ansible.port")  # one logger for the port's runs
 
 RunStatus = Literal["successful", "failed", "timeout", "canceled", "skipped"]
 EventStatus = Literal["started", "ok", "changed", "failed", "ignored", "unreachable", "skipped"]
@@ -199,3 +203,23 @@ __all__ = [
     "task_event_from_runner",
     "timing_from_runner",
 ]
+
+
+def log_event(event: TaskEvent) -> None:
+    """Structured logging of task events (logger ``hecate.adapters.ansible.port``)."""
+    level = logging.WARNING if event.status in ("failed", "unreachable") else logging.DEBUG
+    log.log(
+        level,
+        "%s %s %s %s",
+        event.playbook,
+        event.host,
+        event.status,
+        event.task,
+        extra={
+            "playbook": event.playbook,
+            "host": event.host,
+            "task": event.task,
+            "status": event.status,
+            "duration_s": event.duration_s,
+        },
+    )

@@ -17,6 +17,7 @@ are still handled.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import shutil
@@ -34,18 +35,19 @@ from hecate.adapters.ansible.assets import (
     playbook_extravars,
     resolve_playbook,
 )
-from hecate.adapters.ansible.batch import (
-    event_stage,
-)
+from hecate.adapters.ansible.batch import BatchStage, event_stage
+from hecate.adapters.ansible.batch_run import held_stages, run_batch
 from hecate.adapters.ansible.events import (
     EventCallback,
     TaskEvent,
     TaskTiming,
+    log_event,
     parse_stats,
     run_status,
     task_event_from_runner,
     timing_from_runner,
 )
+from hecate.adapters.ansible.held import DEFAULT_HOLD_S, HeldRun, HeldRuns
 from hecate.adapters.ansible.inventory import dump_inventory, inventory_hosts
 from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult, RunnerDone
 from hecate.adapters.ansible.reap import reap_run
@@ -69,26 +71,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_KEEP_RUNS = 50
 DEFAULT_TIMEOUT_S = 600.0
-
-
-def log_event(event: TaskEvent) -> None:
-    """Structured logging of task events (logger ``hecate.adapters.ansible.port``)."""
-    level = logging.WARNING if event.status in ("failed", "unreachable") else logging.DEBUG
-    log.log(
-        level,
-        "%s %s %s %s",
-        event.playbook,
-        event.host,
-        event.status,
-        event.task,
-        extra={
-            "playbook": event.playbook,
-            "host": event.host,
-            "task": event.task,
-            "status": event.status,
-            "duration_s": event.duration_s,
-        },
-    )
 
 
 # --------------------------------------------------------------------------- the port
@@ -127,6 +109,7 @@ class AnsiblePort:
         self.warnings = list(warnings)
         self._control_dir: Path | None = None
         self._lock = threading.Lock()
+        self._held = HeldRuns()
 
     @classmethod
     def from_config(
@@ -159,6 +142,7 @@ class AnsiblePort:
             return self._control_dir
 
     def close(self) -> None:
+        self._held.drop_all(wait_s=10.0)  # their processes end before the sockets go
         with self._lock:
             if self._control_dir is not None:
                 shutil.rmtree(self._control_dir, ignore_errors=True)
@@ -195,6 +179,7 @@ class AnsiblePort:
             state_dir=state_dir or self.state_dir,
             control_dir=self.control_path_dir,
             roles_dir=self.assets / "roles",
+            action_plugins_dir=self.assets / "playbooks" / "action_plugins",
             remote_tmp=self.remote_tmp,
             connect_timeout_s=self.connect_timeout_s,
             forks=self.forks,
@@ -233,6 +218,9 @@ class AnsiblePort:
             return PlaybookResult(name, "skipped", 0, {}, 0.0, [], None, limit, "empty limit")
         if cancel is not None and cancel.is_set():
             return PlaybookResult(name, "canceled", 254, {}, 0.0, [], None, limit, "canceled")
+        held = self._held.claim_for([request], functools.partial(held_stages, self))
+        if held is not None:
+            return run_batch(self, [request], on_event=on_event, cancel=cancel, held=held)[0]
 
         timeout_s = request.timeout_s or self.default_timeout_s
         timings: list[TaskTiming] = []
@@ -284,9 +272,28 @@ class AnsiblePort:
         """Run several playbooks, in order, as the plays of one ``ansible-playbook``
         (hecate/adapters/ansible/batch_run.py); one result per request, as :meth:`run` would
         return it."""
-        from hecate.adapters.ansible.batch_run import run_batch  # noqa: PLC0415 - a cycle
-
         return run_batch(self, requests, on_event=on_event, cancel=cancel)
+
+    def hold(self, requests: Sequence[PlaybookRequest], *, hold_s: float = DEFAULT_HOLD_S) -> None:
+        """Start the batch of `requests` ahead, held at its gate (hecate/adapters/ansible/held.py):
+        a later run or run_batch of the same work (hosts within these) releases it instead of
+        starting a process. Only a hint: requests that cannot be batched hold nothing."""
+        stages = held_stages(self, requests)
+        if not stages:
+            return
+        run = HeldRun(stages, len(requests), self.control_path_dir, hold_s=hold_s)
+        run.start(
+            functools.partial(self.run_runner, "held", None, extravars={}, request=None),
+            self.inventory,
+        )
+        self._held.add(run)
+
+    def claim_held(self, stages: Sequence[BatchStage], requests: int) -> HeldRun | None:
+        return self._held.claim(stages, requests)
+
+    def drop_held(self) -> None:
+        """Say "no" to every run still held (a flow ended before it needed them)."""
+        self._held.drop_all()
 
     def run_runner(
         self,

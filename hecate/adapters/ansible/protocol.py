@@ -106,6 +106,16 @@ class Ansible(Protocol):
         """Several playbooks in order, one result each (AnsiblePort: one ansible-playbook)."""
         ...
 
+    def hold(self, requests: Sequence[PlaybookRequest]) -> None:
+        """Start `requests` ahead as one batch, held until a run or run_batch asks for the same
+        work (AnsiblePort: hecate/adapters/ansible/held.py). A hint: nothing runs on a node
+        until then, and a port may ignore it."""
+        ...
+
+    def drop_held(self) -> None:
+        """Say "no" to whatever is still held: it ends without touching a node."""
+        ...
+
 
 @dataclass(frozen=True)
 class RunnerDone:

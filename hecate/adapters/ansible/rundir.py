@@ -44,6 +44,7 @@ class RunEnv:
     state_dir: Path
     control_dir: Path
     roles_dir: Path
+    action_plugins_dir: Path
     remote_tmp: str
     connect_timeout_s: int
     forks: int
@@ -61,6 +62,8 @@ def runner_envvars(env: RunEnv, run_dir: Path) -> dict[str, str]:
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(env.control_dir),
         "ANSIBLE_PERSISTENT_CONTROL_PATH_DIR": str(env.control_dir),
         "ANSIBLE_ROLES_PATH": str(env.roles_dir),
+        # hecate_gate, the held runs' gate (hecate/adapters/ansible/held.py)
+        "ANSIBLE_ACTION_PLUGINS": str(env.action_plugins_dir),
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_SSH_ARGS": f"-o ControlMaster=auto -o ControlPersist={CONTROL_PERSIST_S}s",

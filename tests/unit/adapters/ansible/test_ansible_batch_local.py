@@ -119,7 +119,7 @@ def test_an_empty_stage_is_skipped_and_one_left_runs_alone(tmp_path: Path, node:
     ("request_", "why"),
     [
         (PlaybookRequest("stop_agents"), "a batched stage names its hosts"),
-        (PlaybookRequest("time_sync", limit=["s1"]), "time_sync's hosts take no stage group"),
+        (PlaybookRequest("ping", limit=["s1"]), "ping's hosts take no stage group"),
         (PlaybookRequest("stop_agents", limit=["a1"], check=True), "check mode is not batched"),
         (PlaybookRequest("stop_agents", limit=["nope"]), "a host not in the inventory"),
         (
