@@ -39,7 +39,7 @@ from hecate.errors import HecateError
 from hecate.flows.warmup import ConnectionWarmer
 
 if TYPE_CHECKING:
-    from hecate.adapters.ansible.protocol import Ansible
+    from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest
     from hecate.flows.context import FlowContext
 
 log = logging.getLogger("hecate.daemon")
@@ -190,7 +190,18 @@ def daemon_warmer(config: HecateConfig, chores: ChoreWatch) -> ConnectionWarmer:
     return ConnectionWarmer(
         lambda: _ansible_port(config),
         on_outcome=lambda exc: chores.outcome("warmup", exc),
+        ahead=lambda: _shutdown_ahead(config),
     )
+
+
+def _shutdown_ahead(config: HecateConfig) -> list[PlaybookRequest]:
+    """The node batch of the shutdown this daemon would run (its UPS mode, every node): held
+    on battery, so the decision finds its ansible-playbook started."""
+    from hecate.core.plans import ShutdownOptions  # noqa: PLC0415 - idle RSS
+    from hecate.flows.shutdown import node_batch_ahead  # noqa: PLC0415
+
+    options = ShutdownOptions(mode=config.shutdown.ups_mode, reason="held ahead")
+    return node_batch_ahead(config, options)
 
 
 def own_flow_ports(

@@ -250,11 +250,11 @@ class BatchEntry:
 
 
 def batch_requests(
-    ctx: FlowContext, entries: Sequence[BatchEntry]
+    config: HecateConfig, entries: Sequence[BatchEntry]
 ) -> tuple[list[BatchEntry], list[PlaybookRequest]]:
     """The entries that have a usable node, and the batch's requests (one each, in order):
     what :func:`run_playbook_batch` runs, and what the runner may start ahead."""
-    problems = node_problems(ctx.config)
+    problems = node_problems(config)
     requests: list[PlaybookRequest] = []
     owners: list[BatchEntry] = []
     for entry in entries:
@@ -284,7 +284,7 @@ def run_playbook_batch(
     to the stages here: :func:`apply_batch_result` does that, in order, so a cancelled batch
     keeps what its finished stages did. `on_stage_start` is told a stage's name when its first
     event arrives."""
-    owners, requests = batch_requests(ctx, entries)
+    owners, requests = batch_requests(ctx.config, entries)
     running: set[int] = set()
 
     def on_event(event: TaskEvent) -> None:

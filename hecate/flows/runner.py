@@ -15,6 +15,7 @@ from typing import Any
 
 from hecate.adapters.ansible.protocol import PlaybookRequest
 from hecate.adapters.statedir import unsaved
+from hecate.config.model import HecateConfig
 from hecate.core.node_account import NodeAccount, StageNodes, account_nodes, shutdown_outcome
 from hecate.core.plan_runs import playbook_batches
 from hecate.core.plans import FlowKind, FlowPlan, StageSpec, StageStatus
@@ -246,7 +247,7 @@ def _hold_next(
     the flow to ask for it, with the hosts Python decided then (hecate/adapters/ansible/held.py).
     The next run is that of the first later stage (or batch) whose requests are known now."""
     for start, end in later:
-        requests = _unit_requests(ctx, stages[start:end], steps)
+        requests = unit_requests(ctx.config, stages[start:end], steps)
         if not requests:
             continue
         if start not in held:
@@ -255,8 +256,8 @@ def _hold_next(
         return
 
 
-def _unit_requests(
-    ctx: FlowContext, specs: Sequence[StageSpec], steps: StepTable
+def unit_requests(
+    config: HecateConfig, specs: Sequence[StageSpec], steps: StepTable
 ) -> list[PlaybookRequest]:
     """The requests a stage, or a batch of them, will make first (none when unknown)."""
     entries = []
@@ -268,7 +269,7 @@ def _unit_requests(
             return list(step.requests(spec)) if len(specs) == 1 else []
         if isinstance(step, PlaybookStep):
             entries.append(BatchEntry(Stage(spec.name), list(spec.nodes), step))
-    return batch_requests(ctx, entries)[1] if entries else []
+    return batch_requests(config, entries)[1] if entries else []
 
 
 def run_facts(results: list[StageResult]) -> dict[str, Any]:

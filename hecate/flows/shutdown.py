@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from hecate.adapters.ansible.protocol import PlaybookRequest
 from hecate.adapters.kube.types import FluxKind, FluxObject
 from hecate.adapters.statedir.save import flow_lock
 from hecate.config.model import HecateConfig
 from hecate.core.intent import IntentState
+from hecate.core.plan_runs import playbook_batches
 from hecate.core.plans import (
     ClusterView,
     FlowPlan,
@@ -35,7 +37,7 @@ from hecate.flows.etcd_snapshot import snapshot_stage
 from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
 from hecate.flows.power_confirm import power_confirm_stage
 from hecate.flows.report import FlowReport, record_interrupted
-from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow
+from hecate.flows.runner import StageRecorder, StepFn, StepTable, run_flow, unit_requests
 
 __all__ = ["run_shutdown"]
 
@@ -153,6 +155,25 @@ def _prepare(
         "ups_kill_power": lambda stage, _spec: _ups_kill_power(ctx, stage),
     }
     return plan, steps
+
+
+def node_batch_ahead(config: HecateConfig, options: ShutdownOptions) -> list[PlaybookRequest]:
+    """The requests of the shutdown's node batch (stop, poweroff) as `options` would run it
+    now: what the daemon starts ahead on battery (flows/warmup.py), so the one ansible-playbook
+    of a shutdown has started up before the decision. The plan's own, never a second guess."""
+    plan = shutdown_plan(config, options, ClusterView(api_up=True))
+    steps = {
+        "stop_agents": _stop(config, "stop_agents"),
+        "stop_servers": _stop(config, "stop_servers"),
+        "poweroff_agents": _poweroff(config),
+        "poweroff_servers": _poweroff(config),
+    }
+    batches = dict(playbook_batches(plan.stages))
+    for index, spec in enumerate(plan.stages):
+        if spec.name in steps and spec.skip is None:
+            end = batches.get(index, index + 1)
+            return unit_requests(config, plan.stages[index:end], steps)
+    return []
 
 
 def _api_step(step: Callable[[Stage, StageSpec], None]) -> StepFn:

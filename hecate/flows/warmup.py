@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING
 from hecate.adapters.ansible.rundir import CONTROL_PERSIST_S
 
 if TYPE_CHECKING:
-    from hecate.adapters.ansible.protocol import Ansible
+    from collections.abc import Sequence
+
+    from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,11 @@ class ConnectionWarmer:
         *,
         timeout_s: float = 60.0,
         on_outcome: Outcome | None = None,
+        ahead: Callable[[], Sequence[PlaybookRequest]] | None = None,
     ) -> None:
         self._factory = factory
+        # the run the decision would start, started now and held (hecate/adapters/ansible/held.py)
+        self._ahead = ahead
         self._on_outcome = on_outcome or _warn
         self._ansible: Ansible | None = None
         self.timeout_s = timeout_s
@@ -112,6 +117,11 @@ class ConnectionWarmer:
             log.info("ssh connections open to %d node(s)", len(result.succeeded_hosts))
         else:
             log.info("ssh warm-up: %s (the stages will connect on their own)", result.summary())
+        if self._ahead is not None and not self._stop.is_set():
+            try:  # a hint: the flow runs anew when it was not held
+                self.ansible.hold(self._ahead())
+            except Exception as exc:
+                log.info("could not start the shutdown's node stages ahead: %s", exc)
 
     def join(self, timeout_s: float) -> None:
         thread = self._thread

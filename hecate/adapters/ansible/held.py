@@ -299,6 +299,13 @@ class HeldRuns:
         with self._lock:
             self._runs.append(run)
 
+    def covers(self, stages: Sequence[BatchStage], requests: int) -> bool:
+        """Whether a run held now could already be `stages` (holding it again would only start
+        a second process)."""
+        with self._lock:
+            now = time.monotonic()
+            return any(run.claimable(stages, requests, now) for run in self._runs)
+
     def claim(self, stages: Sequence[BatchStage], requests: int) -> HeldRun | None:
         """The first held run that can be `stages`, taken out; the dead and the late are
         dropped on the way (a late one's gate ends its run by itself)."""

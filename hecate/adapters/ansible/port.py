@@ -279,7 +279,7 @@ class AnsiblePort:
         a later run or run_batch of the same work (hosts within these) releases it instead of
         starting a process. Only a hint: requests that cannot be batched hold nothing."""
         stages = held_stages(self, requests)
-        if not stages:
+        if not stages or self._held.covers(stages, len(requests)):
             return
         run = HeldRun(stages, len(requests), self.control_path_dir, hold_s=hold_s)
         run.start(

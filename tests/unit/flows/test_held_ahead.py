@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hecate.adapters.ansible.events import EventCallback
 from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
+from hecate.config.model import parse_config
 from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.run_history import Outcome
 from hecate.flows.shutdown import run_shutdown
@@ -86,7 +87,7 @@ class Holding(FakeAnsible):
 
 def test_a_startup_holds_each_node_run_ahead_and_runs_exactly_that(tmp_path: Path) -> None:
     ansible = Holding()
-    config = test_startup_runs.parse_config(test_startup_runs._data(tmp_path))
+    config = parse_config(test_startup_runs._data(tmp_path))
     report = run_startup(test_startup_runs._ctx(config, ansible), StartupOptions())
     assert report.outcome is Outcome.SUCCESS, report.to_json()
     # time_sync while power_on runs, start_servers' one run (the etcd reads around the start)
@@ -113,7 +114,7 @@ def test_a_failed_startup_drops_what_it_held(tmp_path: Path) -> None:
     ansible = Holding()
     ansible.etcd_quorum = False
     data = test_startup_runs._data(tmp_path, etcd_quorum_timeout_seconds=1)
-    config = test_startup_runs.parse_config(data)
+    config = parse_config(data)
     report = run_startup(test_startup_runs._ctx(config, ansible), StartupOptions())
     assert report.outcome is Outcome.FAILED
     assert ["start_agents"] in ansible.held

@@ -14,10 +14,13 @@ from hecate.adapters.ansible.events import EventCallback
 from hecate.adapters.ansible.protocol import Ansible, PlaybookRequest, PlaybookResult
 from hecate.adapters.ansible.rundir import CONTROL_PERSIST_S
 from hecate.config.model import parse_config
+from hecate.core.plans import ShutdownOptions
 from hecate.errors import AnsibleRunError
 from hecate.flows.open_context import open_flow_context
+from hecate.flows.shutdown import node_batch_ahead, run_shutdown
 from hecate.flows.warmup import CONNECT_PLAYBOOK, REFRESH_S, ConnectionWarmer, warm_due
 from tests.fakes import FakeAnsible
+from tests.unit.flows import test_flows
 
 
 def test_first_warm_is_due() -> None:
@@ -144,3 +147,42 @@ def test_any_failure_of_a_warmup_is_reported_never_raised_in_its_thread(error: E
     warmer.join(5)
     assert outcomes == [error]
     assert warmer.runs == 0
+
+
+def test_after_connecting_the_warmer_holds_the_shutdown_the_daemon_would_run(
+    tmp_path: Path,
+) -> None:
+    """The daemon's warm-up also starts the shutdown's node batch ahead (held, nothing runs on
+    a node): exactly the batch the shutdown then asks for, so the decision finds it started."""
+
+    config = test_flows._config(tmp_path)
+    options = ShutdownOptions(mode=config.shutdown.ups_mode, reason="ups")
+    fake = FakeAnsible()
+    warmer = ConnectionWarmer(lambda: fake, ahead=lambda: node_batch_ahead(config, options))
+    assert warmer.warm(10.0)
+    warmer.join(5)
+    assert [r.playbook for r in fake.requests] == [CONNECT_PLAYBOOK]  # nothing else ran
+    assert fake.held == [["stop_agents", "stop_servers", "poweroff", "poweroff"]]
+    # the very requests the shutdown's batch makes (the flow's own steps, not a copy)
+    ran = FakeAnsible()
+    kept: list[list[PlaybookRequest]] = []
+    original = ran.run_batch
+
+    def run_batch(requests: list[PlaybookRequest], **kwargs: object) -> list[PlaybookResult]:
+        kept.append(list(requests))
+        return original(requests, **kwargs)  # type: ignore[arg-type]
+
+    ran.run_batch = run_batch  # type: ignore[method-assign,assignment]
+    ctx = test_flows._ctx(config, test_flows._cluster(), ran)
+    run_shutdown(ctx, options)
+    assert kept == [node_batch_ahead(config, options)]
+
+
+def test_a_cluster_only_shutdown_holds_just_its_stops(tmp_path: Path) -> None:
+
+    config = test_flows._config(tmp_path)
+    requests = node_batch_ahead(config, ShutdownOptions(mode="cluster-only", reason="x"))
+    assert [(r.playbook, tuple(r.limit or ())) for r in requests] == [
+        ("stop_agents", ("a1", "a2")),
+        ("stop_servers", ("s1",)),
+    ]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hecate.adapters.ansible.batch import BatchStage
 from hecate.adapters.ansible.held import HeldRun
 from hecate.adapters.ansible.protocol import PlaybookRequest
 from hecate.adapters.ansible.rundir import ARTIFACTS_DIRNAME
@@ -117,8 +118,6 @@ def test_a_hold_that_runs_out_ends_by_itself_and_is_never_claimed(
 
 def test_a_decision_after_the_gate_gave_up_is_not_taken(tmp_path: Path) -> None:
     """Exactly one side creates the decision file: Python's link fails once the gate made it."""
-    from hecate.adapters.ansible.batch import BatchStage
-
     stage = BatchStage(0, "stop_agents", tmp_path / "x.yml", {}, ("a1",), 10.0)
     run = HeldRun([stage], 1, tmp_path)
     run.gate.write_text('{"go": false, "expired": true}')
