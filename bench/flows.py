@@ -50,7 +50,7 @@ from hecate.config.model import HecateConfig
 from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.run_history import Outcome
 from hecate.flows.open_context import open_flow_context
-from hecate.flows.shutdown import run_shutdown
+from hecate.flows.shutdown import node_batch_ahead, run_shutdown
 from hecate.flows.startup import run_startup
 from hecate.flows.warmup import ConnectionWarmer
 from tests.integration.support import twin_config
@@ -212,6 +212,9 @@ class HecateRun:
     playbooks: list[PlaybookRun]
 
 
+DEBOUNCE_S = 3.0  # the shortest debounce a daemon would run with before a shutdown
+
+
 def hecate_run(
     twin: Twin, state: Path, kind: str, *, warm: bool = False, cli_warmup: bool = False
 ) -> HecateRun:
@@ -220,16 +223,22 @@ def hecate_run(
     warm=False: as the CLI runs it (a new port; the first node stage opens the connections;
     cli_warmup=True: opened in the background as the flow starts instead, the comparison of
     --compare-cli-warmup). warm=True: as the daemon runs it, whose long-lived port
-    opened the connections during the debounce window, before the decision: the connect
-    playbook runs first and the clock (and the CPU count) starts after it."""
+    opened the connections during the debounce window, before the decision, and started the
+    node batch ahead (held): the connect playbook runs first and the clock (and the CPU
+    count) starts after it and the window."""
     config = twin_config(twin, state, shutdown={"etcd_snapshot": False})
     with contextlib.ExitStack() as stack:
         warmer = None
         if warm:
             port = stack.enter_context(open_port(config))
-            warmer = ConnectionWarmer(lambda: port)
+            # as the daemon's (hecate/daemon/wiring.py): after connecting, the shutdown's node
+            # batch is started ahead and held; the debounce window (seconds at least) lets it
+            # reach its gate before the decision
+            options = ShutdownOptions(mode="cluster-only", reason="bench")
+            warmer = ConnectionWarmer(lambda: port, ahead=lambda: node_batch_ahead(config, options))
             warmer.warm(time.monotonic())
             warmer.join(60.0)
+            time.sleep(DEBOUNCE_S)
         return _timed_flow(config, kind, warmer, cli_warmup)
 
 
