@@ -159,6 +159,10 @@ class HeldRun:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # the run's own end, as ansible counted it (its stats), before the process exits
+        self._stats: dict[str, Any] | None = None
+        self._stats_seen = threading.Event()
+        self._run_dir: Path | None = None
 
     # ------------------------------------------------------------------ launching
 
@@ -177,6 +181,7 @@ class HeldRun:
             "on_event": self._on_event,
             "stop": self._should_stop,
             "on_play": self._on_play,
+            "on_dir": self._set_run_dir,
         }
 
         def body() -> None:
@@ -206,6 +211,13 @@ class HeldRun:
         target = self._target
         if target is not None:
             target.on_play(event)
+            if event.get("event") == "playbook_on_stats":
+                data = event.get("event_data")
+                self._stats = dict(data) if isinstance(data, Mapping) else None
+                self._stats_seen.set()
+
+    def _set_run_dir(self, path: Path) -> None:
+        self._run_dir = path
 
     def _should_stop(self) -> bool:
         target = self._target
@@ -256,13 +268,37 @@ class HeldRun:
         if not self._decide(decision(stages)):
             self._target = None
             return None
-        if self._thread is not None:
-            self._thread.join(wait_s)
+        early = self._wait_end(wait_s)
+        if early is not None:
+            return early
         if self._error is not None:
             raise AnsibleRunError(f"{self.label}: the run held ahead failed: {self._error}")
         if self._done is None:
             raise AnsibleRunError(f"{self.label}: the run held ahead did not end")
         return self._done
+
+    def _wait_end(self, wait_s: float) -> RunnerDone | None:
+        """Wait for the run's end. A run whose every host came through (ansible's own stats,
+        its last event: no failure, no unreachable host) is over: its result is returned then,
+        while the process exits behind it (0.3-0.5 s that nothing waits for; the thread still
+        reaps it). Anything else waits for the process and returns None (use ``_done``)."""
+        deadline = time.monotonic() + wait_s
+        thread = self._thread
+        while thread is not None and thread.is_alive() and time.monotonic() < deadline:
+            if self._stats_seen.wait(0.05):
+                stats = self._stats or {}
+                clean = not stats.get("failures") and not stats.get("dark")
+                if clean and self._run_dir is not None:
+                    artifacts = self._run_dir / "artifacts" / "run"
+                    return RunnerDone("successful", 0, _runner_stats(stats), artifacts)
+                thread.join(max(0.0, deadline - time.monotonic()))
+                break
+        return None
+
+    def join(self, wait_s: float) -> None:
+        """Wait that long, at most, for the run's process to be gone."""
+        if wait_s > 0 and self._thread is not None:
+            self._thread.join(wait_s)
 
     def drop(self, wait_s: float = 0.0) -> None:
         """Tell the gate "no" (once): the run ends without touching a node. `wait_s`: wait
@@ -276,6 +312,12 @@ class HeldRun:
                 self._decide({"go": False})
         if wait_s > 0 and not claimed and self._thread is not None:
             self._thread.join(wait_s)
+
+
+def _runner_stats(data: Mapping[str, Any]) -> dict[str, Any]:
+    """ansible-runner's ``runner.stats``, from the stats event it is made of."""
+    keys = ("skipped", "ok", "dark", "failures", "ignored", "rescued", "processed", "changed")
+    return {key: data.get(key, {}) for key in keys}
 
 
 def make_target(
@@ -293,6 +335,7 @@ class HeldRuns:
 
     def __init__(self) -> None:
         self._runs: list[HeldRun] = []
+        self._claimed: list[HeldRun] = []  # their processes may still be exiting
         self._lock = threading.Lock()
 
     def add(self, run: HeldRun) -> None:
@@ -314,6 +357,8 @@ class HeldRuns:
             for run in list(self._runs):
                 if run.claimable(stages, requests, now):
                     self._runs.remove(run)
+                    self._claimed = [old for old in self._claimed if old.alive]
+                    self._claimed.append(run)
                     return run
                 if not run.alive or now >= run.started_at + run.hold_s:
                     self._runs.remove(run)
@@ -335,8 +380,11 @@ class HeldRuns:
     def drop_all(self, wait_s: float = 0.0) -> None:
         with self._lock:
             runs, self._runs = self._runs, []
+            claimed, self._claimed = self._claimed, []
         for run in runs:
             run.drop()
         deadline = time.monotonic() + wait_s
         for run in runs:
             run.drop(wait_s=max(0.0, deadline - time.monotonic()))
+        for run in claimed:
+            run.join(max(0.0, deadline - time.monotonic()))

@@ -310,6 +310,7 @@ class AnsiblePort:
         stop: Callable[[], bool] | None,
         batch: str | None = None,
         on_play: Callable[[dict[str, Any]], None] | None = None,
+        on_dir: Callable[[Path], None] | None = None,
     ) -> RunnerDone:
         """One ansible-runner run in a new private data dir (kept, rotated): `path` is the
         playbook, or `batch` the combined playbook written into the run dir."""
@@ -325,6 +326,8 @@ class AnsiblePort:
             extravars=extravars,
             batch=batch,
         )
+        if on_dir is not None:
+            on_dir(run_dir)
         path = run_dir / "batch.yml" if batch is not None else path
         if path is None:
             raise PlaybookError(f"{name}: neither a playbook nor a batch to run")
