@@ -12,7 +12,7 @@ from typing import cast
 
 import yaml
 
-from hecate.adapters.kube.types import FluxKind, WorkloadKind
+from hecate.adapters.kube.types import WorkloadKind
 from hecate.adapters.statedir.awaiting import load_awaiting, save_awaiting
 from hecate.adapters.statedir.save import flow_lock
 from hecate.config.model import HecateConfig
@@ -48,10 +48,11 @@ from hecate.flows.context import (
 )
 from hecate.flows.each_node import for_each_node
 from hecate.flows.etcd import EtcdCarry, etcd_quorum_gate, start_servers_step
+from hecate.flows.flux_resume import request_reconcile, resume_flux
 from hecate.flows.guard_facts import guard_startup
-from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger, split_key
+from hecate.flows.ledger import Ledger, load_ledger_or_new, save_ledger
 from hecate.flows.power_on import power_on_stage
-from hecate.flows.report import FlowReport, now_rfc3339, record_interrupted, save_progress
+from hecate.flows.report import FlowReport, record_interrupted, save_progress
 from hecate.flows.runner import ForeseenStep, StageRecorder, StepFn, StepTable, run_flow
 from hecate.flows.shed_restore import shed_restore_stage
 from hecate.flows.startup_gates import (
@@ -185,7 +186,7 @@ def _prepare(
         "nodes_ready": lambda stage, spec: _wait_nodes_ready(ctx, stage, ledger, spec.nodes),
         "storage": lambda stage, _spec: storage_gate(ctx, stage),
         "foundation": lambda stage, _spec: _restore_foundation(ctx, stage),
-        "flux_resume": lambda stage, _spec: _resume_flux(ctx, stage, ledger, options),
+        "flux_resume": lambda stage, _spec: resume_flux(ctx, stage, ledger, options),
         "flux_ready": lambda stage, _spec: _flux_ready_or_fallback(ctx, stage, recorder),
         "shed_restore": lambda stage, _spec: shed_restore_stage(ctx, stage),
         "probes": lambda stage, _spec: probes_gate(ctx, stage),
@@ -290,41 +291,6 @@ def _restore_foundation(ctx: FlowContext, stage: Stage) -> None:
             stage.note(f"{label} not ready after {item.timeout_seconds:.0f}s")
 
 
-def _resume_flux(ctx: FlowContext, stage: Stage, ledger: Ledger, options: StartupOptions) -> None:
-    startup = ctx.config.startup
-    branch = options.force_flux_branch or startup.force_flux_branch
-    if branch:
-        ctx.kube.set_git_branch(startup.flux_namespace, startup.flux_git_repository, branch)
-        stage.note(f"GitRepository branch set to {branch}")
-    resumed = 0
-    for key in list(ledger.suspended):
-        check_cancel(ctx)
-        kind, namespace, name = split_key(key)
-        try:
-            ctx.kube.set_suspend(cast(FluxKind, kind), namespace, name, False)
-            resumed += 1
-        except KubeError as exc:
-            stage.status = StageStatus.PARTIAL
-            stage.note(f"{key}: {exc}")
-            continue
-        ledger.suspended.remove(key)
-        save_ledger(ctx.config.state_dir, ledger)
-    stage.note(f"resumed {resumed}")
-    _request_reconcile(ctx)
-
-
-def _request_reconcile(ctx: FlowContext) -> None:
-    startup = ctx.config.startup
-    at = now_rfc3339(ctx.clock())
-    ctx.kube.request_reconcile(
-        "GitRepository", startup.flux_namespace, startup.flux_git_repository, at
-    )
-    for obj in ctx.kube.flux_objects("Kustomization"):
-        check_cancel(ctx)
-        if not obj.suspended:
-            ctx.kube.request_reconcile(obj.kind, obj.namespace, obj.name, at)
-
-
 def source_ready(kube: KubeApi, config: HecateConfig) -> bool:
     """Whether Flux's own GitRepository is Ready (False when the API cannot tell)."""
     startup = config.startup
@@ -370,7 +336,7 @@ def _flux_ready_or_fallback(ctx: FlowContext, stage: Stage, recorder: StageRecor
             stage.status = StageStatus.FAILED
             stage.note("Gitea did not become Ready; Flux stays blocked (see README: cold start)")
             return
-    _request_reconcile(ctx)
+    request_reconcile(ctx)
     if wait_until(ctx, lambda: _source_ready(ctx), startup.flux_ready_timeout_seconds):
         stage.note("Gitea Ready, Flux source Ready after the fallback")
     else:
