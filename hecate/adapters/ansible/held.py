@@ -189,6 +189,8 @@ class HeldRun:
                 self._done = launch(**kwargs)
             except BaseException as exc:
                 self._error = exc
+            finally:
+                log.debug("ansible: held %s ended", self.label)
 
         self._thread = threading.Thread(target=body, name=f"held {self.label}", daemon=True)
         self._thread.start()
@@ -378,9 +380,13 @@ class HeldRuns:
         return self.claim(stages, len(requests)) if stages else None
 
     def drop_all(self, wait_s: float = 0.0) -> None:
+        """Say "no" to every run still held; with `wait_s`, also wait (that long in all) for
+        their processes and those of the claimed runs still exiting (the port's close)."""
         with self._lock:
             runs, self._runs = self._runs, []
-            claimed, self._claimed = self._claimed, []
+            claimed = list(self._claimed) if wait_s > 0 else []
+            if wait_s > 0:
+                self._claimed = []
         for run in runs:
             run.drop()
         deadline = time.monotonic() + wait_s

@@ -124,3 +124,17 @@ def test_a_decision_after_the_gate_gave_up_is_not_taken(tmp_path: Path) -> None:
     assert run._decide({"go": True}) is False
     assert run.gate.read_text() == '{"go": false, "expired": true}'
     assert list(tmp_path.iterdir()) == [run.gate]  # its temp file is gone
+
+
+def test_a_claimed_run_still_exiting_is_waited_for_when_the_port_closes(
+    tmp_path: Path, node: Node
+) -> None:
+    """A clean run returns at ansible's stats, before its process exits; a flow's end
+    (drop_held) must not forget it: the port's close waits for it (its CPU, its sockets)."""
+    node.set_unit("k3s-agent", "active")
+    with make_port(tmp_path, node) as port:
+        port.hold([stop(["a1"])])
+        held = port._held._runs[0]
+        assert port.run(stop(["a1"])).ok
+        port.drop_held()  # what the runner does when the flow ends
+    assert not held.alive
