@@ -379,6 +379,14 @@ class HeldRuns:
         stages = stages_of(requests)
         return self.claim(stages, len(requests)) if stages else None
 
+    def settle(self, wait_s: float) -> None:
+        """Wait (that long in all) for the claimed runs' processes to be gone."""
+        with self._lock:
+            claimed = list(self._claimed)
+        deadline = time.monotonic() + wait_s
+        for run in claimed:
+            run.join(max(0.0, deadline - time.monotonic()))
+
     def drop_all(self, wait_s: float = 0.0) -> None:
         """Say "no" to every run still held; with `wait_s`, also wait (that long in all) for
         their processes and those of the claimed runs still exiting (the port's close)."""
