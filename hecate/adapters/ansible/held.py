@@ -51,9 +51,6 @@ log = logging.getLogger("hecate.adapters.ansible.port")
 
 GATE_HOST = "hecate-gate.invalid"  # .invalid: never a real name (RFC 2606)
 GATE_GROUP = "hecate_gate"
-CONNECT_GROUP = "hecate_held"  # every host of the held stages: connected while held
-# a node that does not answer this fast is left to the stages (the decision may wait this long)
-CONNECT_AHEAD_TIMEOUT_S = 2
 DEFAULT_HOLD_S = 300.0
 # a held run is not claimed this close to the end of its hold: the gate may be giving up
 CLAIM_MARGIN_S = 5.0
@@ -67,15 +64,11 @@ def held_inventory(inventory: Mapping[str, Any], stages: Sequence[BatchStage]) -
     top = dict(inventory.get("all") or {})
     children = dict(top.get("children") or {})
     taken = sorted(
-        name
-        for name in children
-        if name in (GATE_GROUP, CONNECT_GROUP) or name.startswith("hecate_stage_")
+        name for name in children if name == GATE_GROUP or name.startswith("hecate_stage_")
     )
     if taken:
         raise AnsibleRunError(f"the inventory already has groups Hecate's held runs use: {taken}")
     children[GATE_GROUP] = {"hosts": {GATE_HOST: {"ansible_connection": "local"}}}
-    every = sorted({host for stage in stages for host in stage.hosts})
-    children[CONNECT_GROUP] = {"hosts": {host: {} for host in every}}
     for stage in stages:
         children[stage_group(stage.index)] = {"hosts": {}}
     top["children"] = children
@@ -84,27 +77,7 @@ def held_inventory(inventory: Mapping[str, Any], stages: Sequence[BatchStage]) -
 
 
 def held_playbook(stages: Sequence[BatchStage], gate: Path, hold_s: float) -> list[dict[str, Any]]:
-    """A play that opens the ssh connections while Python decides (a raw `true`, as
-    playbooks/connect.yml; skipped once the decision is in, so it never delays a run decided
-    at once), the gate play, then the batch's own plays (:func:`batch_playbook`). A node that
-    does not answer within CONNECT_AHEAD_TIMEOUT_S is left as it was (`ignore_unreachable`):
-    the stages try it as a fresh run would, so it is judged unreachable there, by its stage."""
-    connect_play = {
-        "name": "Open the ssh connections while Hecate decides (nothing changes on a node)",
-        "hosts": CONNECT_GROUP,
-        "gather_facts": False,
-        "vars": {"ansible_ssh_timeout": CONNECT_AHEAD_TIMEOUT_S},
-        "tasks": [
-            {
-                "name": "Connect unless the decision is in",
-                "ansible.builtin.raw": "true",
-                "when": f"not ({json.dumps(str(gate))} is exists)",
-                "changed_when": False,
-                "check_mode": False,
-                "ignore_unreachable": True,
-            }
-        ],
-    }
+    """The gate play, then the batch's own plays (:func:`batch_playbook`)."""
     gate_play = {
         "name": "Held until Hecate decides which hosts each stage runs on",
         "hosts": GATE_GROUP,
@@ -122,7 +95,7 @@ def held_playbook(stages: Sequence[BatchStage], gate: Path, hold_s: float) -> li
             },
         ],
     }
-    return [connect_play, gate_play, *batch_playbook(stages)]
+    return [gate_play, *batch_playbook(stages)]
 
 
 def decision(stages: Sequence[BatchStage]) -> dict[str, Any]:
@@ -232,8 +205,8 @@ class HeldRun:
 
     def _on_event(self, event: TaskEvent) -> None:
         target = self._target
-        if target is None or event.stage is None or target.on_event is None:
-            return  # the connections and the gate are no stage's
+        if target is None or event.host == GATE_HOST or target.on_event is None:
+            return  # the gate's own task is not a stage's
         target.on_event(event)
 
     def _on_play(self, event: dict[str, Any]) -> None:
