@@ -205,8 +205,8 @@ class HeldRun:
 
     def _on_event(self, event: TaskEvent) -> None:
         target = self._target
-        if target is None or event.host == GATE_HOST or target.on_event is None:
-            return  # the gate's own task is not a stage's
+        if target is None or event.stage is None or target.on_event is None:
+            return  # the gate's own tasks are no stage's
         target.on_event(event)
 
     def _on_play(self, event: dict[str, Any]) -> None:

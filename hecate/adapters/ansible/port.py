@@ -275,9 +275,8 @@ class AnsiblePort:
         return run_batch(self, requests, on_event=on_event, cancel=cancel)
 
     def hold(self, requests: Sequence[PlaybookRequest], *, hold_s: float = DEFAULT_HOLD_S) -> None:
-        """Start the batch of `requests` ahead, held at its gate (hecate/adapters/ansible/held.py):
-        a later run or run_batch of the same work (hosts within these) releases it instead of
-        starting a process. Only a hint: requests that cannot be batched hold nothing."""
+        """Start `requests` ahead as one batch held at its gate (hecate/adapters/ansible/held.py),
+        for a later run of the same work; a hint: what cannot be batched holds nothing."""
         stages = held_stages(self, requests)
         if not stages or self._held.covers(stages, len(requests)):
             return
@@ -289,7 +288,7 @@ class AnsiblePort:
         self._held.add(run)
 
     def claim_held(self, stages: Sequence[BatchStage], requests: int) -> HeldRun | None:
-        return self._held.claim(stages, requests)
+        return self._held.claim(stages, requests)  # batch_run.run_batch's
 
     def drop_held(self) -> None:
         """Say "no" to every run still held (a flow ended before it needed them)."""
