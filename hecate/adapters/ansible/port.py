@@ -294,9 +294,8 @@ class AnsiblePort:
         """Say "no" to every run still held (a flow ended before it needed them)."""
         self._held.drop_all()
 
-    def settle(self, wait_s: float) -> None:
-        """Wait for the runs that returned before their process exited (bench/flows.py)."""
-        self._held.settle(wait_s)
+    def settle(self, wait_s: float) -> None:  # for bench/flows.py: count their CPU
+        self._held.settle(wait_s)  # the runs that returned before their process exited
 
     def run_runner(
         self,
