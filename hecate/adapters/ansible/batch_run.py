@@ -285,12 +285,16 @@ class BatchWatch:
         self.over_bound: int | None = None  # the first stage found over its bound
 
     def on_play(self, event: dict[str, Any]) -> None:
+        # A stage not given to this watch is not this run's: a held run's stage left out of
+        # its claim still starts its plays, with no hosts (its bound is unknown here).
+        mine = {step.index for step in self.steps}
         started = play_start_stage(event)
         if started is not None:
-            self.collected.play_started(started[0], time.monotonic())
+            if started[0] in mine:
+                self.collected.play_started(started[0], time.monotonic())
             return
         ended = clear_play_stage(event)
-        if ended is not None:
+        if ended is not None and ended in mine:
             self.collected.stage_ended(ended, time.monotonic())
 
     def should_stop(self) -> bool:
