@@ -8,6 +8,7 @@ decides which stages exist: the plan does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from hecate.flows.context import (
     run_playbook_batch,
 )
 from hecate.flows.report import FlowReport, outcome_of, save_report
+
+log = logging.getLogger(__name__)
 
 StepFn = Callable[[Stage, StageSpec], object]  # what a step returns is not used
 
@@ -252,7 +255,10 @@ def _hold_next(
             continue
         if start not in held:
             held.add(start)
-            ctx.ansible.hold(requests)
+            try:
+                ctx.ansible.hold(requests)
+            except HecateError as exc:  # a hint: the stage then starts its own run, as before
+                log.warning("could not start %s's run ahead: %s", stages[start].name, exc)
         return
 
 

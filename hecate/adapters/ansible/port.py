@@ -47,7 +47,8 @@ from hecate.adapters.ansible.events import (
     task_event_from_runner,
     timing_from_runner,
 )
-from hecate.adapters.ansible.held import DEFAULT_HOLD_S, HeldRun, HeldRuns
+from hecate.adapters.ansible.held import DEFAULT_HOLD_S, HeldRun
+from hecate.adapters.ansible.held_runs import HeldRuns
 from hecate.adapters.ansible.inventory import dump_inventory, inventory_hosts
 from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult, RunnerDone
 from hecate.adapters.ansible.reap import reap_run
@@ -269,9 +270,8 @@ class AnsiblePort:
         on_event: EventCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> list[PlaybookResult]:
-        """Run several playbooks, in order, as the plays of one ``ansible-playbook``
-        (hecate/adapters/ansible/batch_run.py); one result per request, as :meth:`run` would
-        return it."""
+        """Several playbooks, in order, as the plays of one ``ansible-playbook``
+        (hecate/adapters/ansible/batch_run.py); one result per request, as :meth:`run`'s."""
         return run_batch(self, requests, on_event=on_event, cancel=cancel)
 
     def hold(self, requests: Sequence[PlaybookRequest], *, hold_s: float = DEFAULT_HOLD_S) -> None:

@@ -16,6 +16,7 @@ from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult
 from hecate.config.model import parse_config
 from hecate.core.plans import ShutdownOptions, StartupOptions
 from hecate.core.run_history import Outcome
+from hecate.errors import AnsibleRunError
 from hecate.flows.shutdown import run_shutdown
 from hecate.flows.startup import run_startup
 from tests.fakes import FakeAnsible
@@ -120,3 +121,17 @@ def test_a_failed_startup_drops_what_it_held(tmp_path: Path) -> None:
     assert ["start_agents"] in ansible.held
     assert ansible.drops == 1
     assert not any(r.playbook == "start_agents" for r in ansible.requests)
+
+
+class RefusingHolds(FakeAnsible):
+    def hold(self, requests: Sequence[PlaybookRequest]) -> None:
+        raise AnsibleRunError("control path dir too long")
+
+
+def test_a_hold_that_cannot_be_made_never_fails_the_flow(tmp_path: Path) -> None:
+    """Holding is a hint: each stage then starts its own run, as before."""
+    ansible = RefusingHolds()
+    config = parse_config(test_startup_runs._data(tmp_path))
+    report = run_startup(test_startup_runs._ctx(config, ansible), StartupOptions())
+    assert report.outcome is Outcome.SUCCESS, report.to_json()
+    assert [r.playbook for r in ansible.requests][-1] == "start_agents"
