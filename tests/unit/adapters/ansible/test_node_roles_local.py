@@ -170,6 +170,20 @@ def test_k3s_service_refuses_what_its_spec_does_not_allow(
     touched_nothing(port.run(PlaybookRequest("k3s_service", extravars=extravars)), node)
 
 
+@pytest.mark.parametrize(
+    "extravars",
+    [{"etcd_action": "delete_everything"}, {"etcd_action": "probe", "etcd_timeout_s": "soon"}],
+    ids=["bad-action", "bad-timeout"],
+)
+def test_the_etcd_playbook_refuses_what_its_spec_does_not_allow_once_for_the_play(
+    port: AnsiblePort, node: Node, extravars: dict[str, str]
+) -> None:
+    """Validated once on the controller (not per host): still before any node command."""
+    result = port.run(PlaybookRequest("etcd", limit=["s1"], extravars=extravars))
+    touched_nothing(result, node)
+    assert [t.task for t in result.tasks] == ["Validate the etcd arguments once"]
+
+
 def test_an_unknown_privilege_is_refused_before_any_node_command(
     tmp_path: Path, node: Node
 ) -> None:
