@@ -9,25 +9,10 @@ from pathlib import Path
 import pytest
 
 from hecate.adapters.ansible.protocol import PlaybookRequest
-from hecate.adapters.ansible.rundir import ARTIFACTS_DIRNAME
+from tests.unit.adapters.ansible.test_ansible_held_local import BOUND_S, STOP, node, run_dirs, stop
 from tests.unit.adapters.ansible.test_node_roles_local import Node, make_port
 
-STOP = {"k3s_service_timeout_s": 5}
-BOUND_S = 60.0
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Node:
-    return Node(tmp_path / "node")
-
-
-def run_dirs(tmp_path: Path) -> list[str]:
-    root = tmp_path / "state" / ARTIFACTS_DIRNAME
-    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
-
-
-def stop(limit: list[str], playbook: str = "stop_agents") -> PlaybookRequest:
-    return PlaybookRequest(playbook, limit=limit, extravars=STOP, timeout_s=BOUND_S)
+__all__ = ["node"]  # the fixture, shared with test_ansible_held_local
 
 
 @pytest.mark.parametrize("left_out", [0, 1])
