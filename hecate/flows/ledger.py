@@ -1,7 +1,8 @@
 """The shutdown ledger: what Hecate itself suspended and cordoned, so startup undoes only that.
 
-Kept in `state_dir/ledger.json`, written atomically after every change so an interrupted
-shutdown still knows what to undo.
+Kept in `state_dir/ledger.json`, written atomically before a shutdown's changes, so an
+interrupted shutdown still knows what to undo, and after a startup's undoing (the Flux resumes:
+once, after all of them; one a crash cut short is resumed again, which changes nothing).
 """
 
 from __future__ import annotations
