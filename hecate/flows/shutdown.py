@@ -145,10 +145,7 @@ def _prepare(
         "etcd_snapshot": lambda stage, spec: snapshot_stage(ctx, stage, spec.nodes[0], run_id),
         # Data, not code: these four need no decision between them, so the runner runs them
         # as one ansible-playbook (each still judged on its own nodes).
-        "stop_agents": _stop(config, "stop_agents"),
-        "stop_servers": _stop(config, "stop_servers"),
-        "poweroff_agents": _poweroff(config),
-        "poweroff_servers": _poweroff(config),
+        **_node_steps(config),
         "power_confirm": lambda stage, spec: power_confirm_stage(
             ctx, stage, spec, recorder.results
         ),
@@ -162,18 +159,23 @@ def node_batch_ahead(config: HecateConfig, options: ShutdownOptions) -> list[Pla
     now: what the daemon starts ahead on battery (flows/warmup.py), so the one ansible-playbook
     of a shutdown has started up before the decision. The plan's own, never a second guess."""
     plan = shutdown_plan(config, options, ClusterView(api_up=True))
-    steps = {
-        "stop_agents": _stop(config, "stop_agents"),
-        "stop_servers": _stop(config, "stop_servers"),
-        "poweroff_agents": _poweroff(config),
-        "poweroff_servers": _poweroff(config),
-    }
+    steps = _node_steps(config)
     batches = dict(playbook_batches(plan.stages))
     for index, spec in enumerate(plan.stages):
         if spec.name in steps and spec.skip is None:
             end = batches.get(index, index + 1)
             return unit_requests(config, plan.stages[index:end], steps)
     return []
+
+
+def _node_steps(config: HecateConfig) -> dict[str, PlaybookStep]:
+    """The shutdown's node stages: what it runs and what the daemon starts ahead."""
+    return {
+        "stop_agents": _stop(config, "stop_agents"),
+        "stop_servers": _stop(config, "stop_servers"),
+        "poweroff_agents": _poweroff(config),
+        "poweroff_servers": _poweroff(config),
+    }
 
 
 def _api_step(step: Callable[[Stage, StageSpec], None]) -> StepFn:

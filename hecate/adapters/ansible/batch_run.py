@@ -37,7 +37,7 @@ from hecate.adapters.ansible.batch import (
     stage_outcomes,
 )
 from hecate.adapters.ansible.events import EventCallback, TaskEvent, TaskTiming
-from hecate.adapters.ansible.held import HeldRun, make_target
+from hecate.adapters.ansible.held import ClaimTarget, HeldRun
 from hecate.adapters.ansible.inventory import group_hosts
 from hecate.adapters.ansible.protocol import PlaybookRequest, PlaybookResult, RunnerDone
 from hecate.adapters.ansible.rundir import stdout_tail
@@ -338,7 +338,7 @@ def _run_once(
             collected.add(mapped.stage, mapped, timing)
 
     if held is not None:
-        target = make_target(collected, on_event, watch.on_play, watch.should_stop)
+        target = ClaimTarget(collected, on_event, watch.on_play, watch.should_stop)
         wait_s = run_bound_s(steps) + held.hold_s + 60.0
         done_held = held.go(stages, target, wait_s=wait_s)
         if done_held is not None:

@@ -55,8 +55,6 @@ DEFAULT_HOLD_S = 300.0
 # a held run is not claimed this close to the end of its hold: the gate may be giving up
 CLAIM_MARGIN_S = 5.0
 
-Collect = Callable[[dict[str, Any], TaskEvent, TaskTiming | None], None]
-
 
 def held_inventory(inventory: Mapping[str, Any], stages: Sequence[BatchStage]) -> dict[str, Any]:
     """`inventory` plus the gate's host and one empty group per stage (the gate fills them)."""
@@ -123,7 +121,7 @@ def same_work(held: Sequence[BatchStage], asked: Sequence[BatchStage]) -> bool:
 
 
 @dataclass
-class _Target:
+class ClaimTarget:
     """Where a claimed run's events go (set when Python decides)."""
 
     collected: BatchCollector
@@ -142,7 +140,6 @@ class HeldRun:
         gate_dir: Path,
         *,
         hold_s: float = DEFAULT_HOLD_S,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not stages:
             raise ValueError("a held run needs at least one stage")
@@ -150,10 +147,9 @@ class HeldRun:
         self.requests = requests  # how many requests the held batch was made of
         self.gate = gate_dir / f"gate-{uuid.uuid4().hex}"
         self.hold_s = hold_s
-        self.clock = clock
-        self.started_at = clock()
+        self.started_at = time.monotonic()  # HeldRuns judges a hold's age on this clock
         self.label = "+".join(stage.playbook for stage in stages)
-        self._target: _Target | None = None
+        self._target: ClaimTarget | None = None
         self._dropped = False
         self._done: RunnerDone | None = None
         self._error: BaseException | None = None
@@ -257,7 +253,7 @@ class HeldRun:
     def go(
         self,
         stages: Sequence[BatchStage],
-        target: _Target,
+        target: ClaimTarget,
         *,
         wait_s: float,
     ) -> RunnerDone | None:
@@ -320,12 +316,3 @@ def _runner_stats(data: Mapping[str, Any]) -> dict[str, Any]:
     """ansible-runner's ``runner.stats``, from the stats event it is made of."""
     keys = ("skipped", "ok", "dark", "failures", "ignored", "rescued", "processed", "changed")
     return {key: data.get(key, {}) for key in keys}
-
-
-def make_target(
-    collected: BatchCollector,
-    on_event: EventCallback | None,
-    on_play: Callable[[dict[str, Any]], None],
-    should_stop: Callable[[], bool],
-) -> _Target:
-    return _Target(collected, on_event, on_play, should_stop)
